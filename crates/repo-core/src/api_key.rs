@@ -1,0 +1,318 @@
+//! API keys: secrets shown once, only their SHA-256 stored.
+
+use crate::error::{RepoError, RepoResult};
+use crate::ids::{ApiKeyId, UserId};
+use crate::time::{self, Timestamp};
+use crate::user::User;
+use crate::validate;
+use base64::Engine as _;
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Prefix of every secret.
+pub const SECRET_PREFIX: &str = "smtk_";
+/// Length of a secret: `smtk_` + 8 hex + `_` + 43 base64url characters.
+pub const SECRET_LEN: usize = 5 + 8 + 1 + 43;
+/// Length of the displayable prefix (`smtk_` + 8 hex).
+pub const DISPLAY_PREFIX_LEN: usize = 5 + 8;
+
+/// A stored API key. It never holds the secret nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    /// Id.
+    pub id: ApiKeyId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Name, unique per user regardless of case.
+    pub name: String,
+    /// The displayable start of the secret, e.g. `smtk_1a2b3c4d`.
+    pub key_prefix: String,
+    /// Free-form permissions document.
+    pub permissions: Option<Value>,
+    /// `false` once revoked.
+    pub is_active: bool,
+    /// When the key stops working (`None`: never).
+    pub expires_at: Option<Timestamp>,
+    /// Last successful verification.
+    pub last_used_at: Option<Timestamp>,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+impl ApiKey {
+    /// Whether the key is active and not expired at `at`.
+    pub fn is_usable_at(&self, at: Timestamp) -> bool {
+        self.is_active && self.expires_at.is_none_or(|exp| exp > at)
+    }
+}
+
+/// A secret API key. `Debug` and `Display` show only its displayable prefix.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeySecret(String);
+
+impl ApiKeySecret {
+    /// Draws a new secret from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let mut head = [0u8; 4];
+        let mut body = [0u8; 32];
+        rng.fill_bytes(&mut head);
+        rng.fill_bytes(&mut body);
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body);
+        Self(format!("{SECRET_PREFIX}{}_{body}", hex::encode(head)))
+    }
+
+    /// Checks the format without touching the database; the error never echoes the value.
+    pub fn parse(secret: &str) -> RepoResult<Self> {
+        let malformed = || RepoError::validation("api_key", "malformed API key");
+        if secret.len() != SECRET_LEN || !secret.starts_with(SECRET_PREFIX) {
+            return Err(malformed());
+        }
+        let bytes = secret.as_bytes();
+        let hex_ok = bytes[5..13]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+        let body_ok = bytes[14..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+        if !hex_ok || bytes[13] != b'_' || !body_ok {
+            return Err(malformed());
+        }
+        Ok(Self(secret.to_owned()))
+    }
+
+    /// The whole secret, to hand to the key's owner once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The displayable start, stored as `key_prefix`.
+    pub fn display_prefix(&self) -> &str {
+        &self.0[..DISPLAY_PREFIX_LEN]
+    }
+
+    /// Lowercase hex SHA-256 of the whole secret: the only form that is stored.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeySecret({}…)", self.display_prefix())
+    }
+}
+
+impl fmt::Display for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}…", self.display_prefix())
+    }
+}
+
+/// When a new key expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyExpiry {
+    /// The policy's default (365 days).
+    #[default]
+    Default,
+    /// After this many days (1 ..= the policy's maximum).
+    Days(u32),
+    /// Never; only when asked for explicitly.
+    Never,
+}
+
+/// Limits applied to API keys; part of the store configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKeyPolicy {
+    /// Active, unexpired keys a user may hold (default 20).
+    pub max_active_per_user: u32,
+    /// Expiry when none is given (default 365 days).
+    pub default_expiry_days: u32,
+    /// Longest expiry accepted (default 3650 days).
+    pub max_expiry_days: u32,
+}
+
+impl Default for ApiKeyPolicy {
+    fn default() -> Self {
+        Self {
+            max_active_per_user: 20,
+            default_expiry_days: 365,
+            max_expiry_days: 3650,
+        }
+    }
+}
+
+impl ApiKeyPolicy {
+    /// The expiry time of a key created at `now`.
+    pub fn expires_at(&self, expiry: KeyExpiry, now: Timestamp) -> RepoResult<Option<Timestamp>> {
+        let days = match expiry {
+            KeyExpiry::Never => return Ok(None),
+            KeyExpiry::Default => self.default_expiry_days,
+            KeyExpiry::Days(d) => d,
+        };
+        if days == 0 || days > self.max_expiry_days {
+            return Err(RepoError::validation(
+                "expires_at",
+                format!("expiry must be between 1 and {} days", self.max_expiry_days),
+            ));
+        }
+        Ok(Some(now + chrono::Duration::days(i64::from(days))))
+    }
+}
+
+/// Input for [`ApiKeyRepository::create`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApiKey {
+    /// Owner.
+    pub user_id: UserId,
+    /// Name (unique per user, any case).
+    pub name: String,
+    /// Optional permissions document.
+    pub permissions: Option<Value>,
+    /// Expiry rule.
+    pub expiry: KeyExpiry,
+}
+
+impl NewApiKey {
+    /// A key with the default expiry and no permissions document.
+    pub fn new(user_id: UserId, name: impl Into<String>) -> Self {
+        Self {
+            user_id,
+            name: name.into(),
+            permissions: None,
+            expiry: KeyExpiry::Default,
+        }
+    }
+}
+
+/// A key ready to insert: validated, with its secret drawn and hashed.
+pub struct PreparedApiKey {
+    /// The row to store.
+    pub key: ApiKey,
+    /// Lowercase name used for the per-user uniqueness rule.
+    pub name_folded: String,
+    /// SHA-256 hex of the secret.
+    pub key_hash: String,
+    /// The secret, returned to the caller once.
+    pub secret: ApiKeySecret,
+}
+
+impl fmt::Debug for PreparedApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedApiKey")
+            .field("key", &self.key)
+            .field("key_hash", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl NewApiKey {
+    /// Validates the input under `policy` and draws the secret.
+    pub fn prepare(&self, policy: &ApiKeyPolicy) -> RepoResult<PreparedApiKey> {
+        let name = validate::api_key_name(&self.name)?;
+        if let Some(p) = &self.permissions {
+            validate::json("permissions", p)?;
+        }
+        let now = time::now();
+        let expires_at = policy.expires_at(self.expiry, now)?;
+        let secret = ApiKeySecret::generate();
+        Ok(PreparedApiKey {
+            name_folded: fold_key_name(&name),
+            key: ApiKey {
+                id: ApiKeyId::new(),
+                user_id: self.user_id,
+                name,
+                key_prefix: secret.display_prefix().to_owned(),
+                permissions: self.permissions.clone(),
+                is_active: true,
+                expires_at,
+                last_used_at: None,
+                created_at: now,
+            },
+            key_hash: secret.hash(),
+            secret,
+        })
+    }
+}
+
+/// The case-folded form of a key name used by the uniqueness rule (Unicode-aware,
+/// computed here so both databases agree).
+pub fn fold_key_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// What [`ApiKeyRepository::create`] returns: the record and the secret, once.
+#[derive(Debug, Clone)]
+pub struct CreatedApiKey {
+    /// The stored record.
+    pub key: ApiKey,
+    /// The secret; it cannot be read back later.
+    pub secret: ApiKeySecret,
+}
+
+/// A successfully verified key and its user.
+#[derive(Debug, Clone)]
+pub struct VerifiedKey {
+    /// The key (with `last_used_at` just set).
+    pub key: ApiKey,
+    /// Its active owner.
+    pub user: User,
+}
+
+/// API keys.
+pub trait ApiKeyRepository: Send + Sync {
+    /// Creates a key and returns it with its secret. The user's
+    /// `max_active_per_user + 1`-th active key is `Validation`; a duplicate name is
+    /// `AlreadyExists { field: "name" }`; an unknown user is `NotFound`.
+    fn create(&self, new: &NewApiKey) -> RepoResult<CreatedApiKey>;
+    /// The key with this id, or `NotFound`.
+    fn get(&self, id: ApiKeyId) -> RepoResult<ApiKey>;
+    /// The user's keys, newest first (never hashes or secrets).
+    fn list_for_user(&self, user_id: UserId) -> RepoResult<Vec<ApiKey>>;
+    /// Checks a secret: `Ok(Some)` only when the hash matches, the key is active and
+    /// unexpired and its user active, and then records `last_used_at`. `Ok(None)` for
+    /// any other well-formed secret; a malformed one is `Validation` before any query.
+    fn verify(&self, secret: &str) -> RepoResult<Option<VerifiedKey>>;
+    /// Soft revoke (`is_active = false`).
+    fn revoke(&self, id: ApiKeyId) -> RepoResult<ApiKey>;
+    /// Hard delete.
+    fn delete(&self, id: ApiKeyId) -> RepoResult<()>;
+    /// Deletes keys whose expiry has passed; returns how many.
+    fn purge_expired(&self) -> RepoResult<u64>;
+    /// Active, unexpired keys of a user.
+    fn count_active(&self, user_id: UserId) -> RepoResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_format() {
+        let s = ApiKeySecret::generate();
+        assert_eq!(s.expose().len(), SECRET_LEN);
+        assert!(ApiKeySecret::parse(s.expose()).is_ok());
+        assert_eq!(s.hash().len(), 64);
+        assert!(!format!("{s:?}").contains(&s.expose()[14..]));
+        assert!(ApiKeySecret::parse("smtk_short").is_err());
+        let mut bad = s.expose().to_owned();
+        bad.replace_range(5..6, "Z");
+        assert!(ApiKeySecret::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn expiry_policy() {
+        let p = ApiKeyPolicy::default();
+        let now = time::now();
+        assert_eq!(
+            p.expires_at(KeyExpiry::Default, now).unwrap(),
+            Some(now + chrono::Duration::days(365))
+        );
+        assert!(p.expires_at(KeyExpiry::Days(3651), now).is_err());
+        assert!(p.expires_at(KeyExpiry::Days(0), now).is_err());
+        assert_eq!(p.expires_at(KeyExpiry::Never, now).unwrap(), None);
+    }
+}

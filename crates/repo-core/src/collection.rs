@@ -1,0 +1,418 @@
+//! Collections and the grants that share them.
+
+use crate::enums::{AccessLevel, CollectionStatus, Quantization, SyncMode, SyncRunStatus};
+use crate::error::{RepoError, RepoResult};
+use crate::ids::{ApiKeyId, CollectionId, UserId};
+use crate::page::{Page, PageRequest};
+use crate::time::{self, Timestamp};
+use crate::validate;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Default embedding model of a new collection.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "Qwen/Qwen3-Embedding-0.6B";
+/// Shortest interval between continuous syncs.
+pub const MIN_SYNC_INTERVAL_MINUTES: i32 = 15;
+
+/// A named set of documents, owned by a user.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Collection {
+    /// Id.
+    pub id: CollectionId,
+    /// Globally unique, trimmed, non-empty.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Owner.
+    pub owner_id: UserId,
+    /// `col_` + id with `-` → `_`; unique.
+    pub vector_store_name: String,
+    /// Embedding model name.
+    pub embedding_model: String,
+    /// Vector quantization.
+    pub quantization: Quantization,
+    /// Characters per chunk (> 0).
+    pub chunk_size: i32,
+    /// Overlap between chunks (0 ≤ overlap < chunk_size).
+    pub chunk_overlap: i32,
+    /// Chunking strategy name.
+    pub chunking_strategy: Option<String>,
+    /// Chunking strategy settings.
+    pub chunking_config: Option<Value>,
+    /// Readable by everyone.
+    pub is_public: bool,
+    /// Free-form metadata object.
+    pub meta: Value,
+    /// Lifecycle state.
+    pub status: CollectionStatus,
+    /// Detail for the state.
+    pub status_message: Option<String>,
+    /// Number of documents (≥ 0).
+    pub document_count: i64,
+    /// Number of vectors (≥ 0).
+    pub vector_count: i64,
+    /// Bytes of source data (≥ 0).
+    pub total_size_bytes: i64,
+    /// One-time or continuous sync.
+    pub sync_mode: SyncMode,
+    /// Minutes between continuous syncs (≥ 15).
+    pub sync_interval_minutes: Option<i32>,
+    /// When sync was paused (`None`: not paused).
+    pub sync_paused_at: Option<Timestamp>,
+    /// When the next continuous sync is due.
+    pub sync_next_run_at: Option<Timestamp>,
+    /// Start of the last sync run.
+    pub sync_last_run_started_at: Option<Timestamp>,
+    /// End of the last sync run.
+    pub sync_last_run_completed_at: Option<Timestamp>,
+    /// Outcome of the last sync run.
+    pub sync_last_run_status: Option<SyncRunStatus>,
+    /// Error of the last sync run.
+    pub sync_last_error: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// Input for [`CollectionRepository::create`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCollection {
+    /// Name; surrounding whitespace is trimmed.
+    pub name: String,
+    /// Owner.
+    pub owner_id: UserId,
+    /// Free text.
+    pub description: Option<String>,
+    /// Defaults to [`DEFAULT_EMBEDDING_MODEL`].
+    pub embedding_model: String,
+    /// Defaults to `float16`.
+    pub quantization: Quantization,
+    /// Defaults to 1000.
+    pub chunk_size: i32,
+    /// Defaults to 200.
+    pub chunk_overlap: i32,
+    /// Optional strategy name.
+    pub chunking_strategy: Option<String>,
+    /// Optional strategy settings.
+    pub chunking_config: Option<Value>,
+    /// Defaults to `false`.
+    pub is_public: bool,
+    /// Defaults to `{}`.
+    pub meta: Value,
+    /// Defaults to `one_time`.
+    pub sync_mode: SyncMode,
+    /// Required (≥ 15) for `continuous`.
+    pub sync_interval_minutes: Option<i32>,
+}
+
+impl NewCollection {
+    /// A collection with every default of DOMAIN.md.
+    pub fn new(name: impl Into<String>, owner_id: UserId) -> Self {
+        Self {
+            name: name.into(),
+            owner_id,
+            description: None,
+            embedding_model: DEFAULT_EMBEDDING_MODEL.to_owned(),
+            quantization: Quantization::Float16,
+            chunk_size: 1000,
+            chunk_overlap: 200,
+            chunking_strategy: None,
+            chunking_config: None,
+            is_public: false,
+            meta: Value::Object(Default::default()),
+            sync_mode: SyncMode::OneTime,
+            sync_interval_minutes: None,
+        }
+    }
+
+    /// Validates the input and builds the row to insert (status `pending`, zero counts).
+    pub fn prepare(&self) -> RepoResult<Collection> {
+        let name = validate::collection_name(&self.name)?;
+        validate::opt_text("description", self.description.as_deref())?;
+        validate::required_text("embedding_model", &self.embedding_model, 255)?;
+        validate::chunking(self.chunk_size, self.chunk_overlap)?;
+        validate::opt_text("chunking_strategy", self.chunking_strategy.as_deref())?;
+        if let Some(c) = &self.chunking_config {
+            validate::json("chunking_config", c)?;
+        }
+        validate::json_object("meta", &self.meta)?;
+        validate_sync(self.sync_mode, self.sync_interval_minutes)?;
+        let id = CollectionId::new();
+        let now = time::now();
+        let next_run = (self.sync_mode == SyncMode::Continuous).then_some(now);
+        Ok(Collection {
+            id,
+            name,
+            description: self.description.clone(),
+            owner_id: self.owner_id,
+            vector_store_name: id.vector_store_name(),
+            embedding_model: self.embedding_model.clone(),
+            quantization: self.quantization,
+            chunk_size: self.chunk_size,
+            chunk_overlap: self.chunk_overlap,
+            chunking_strategy: self.chunking_strategy.clone(),
+            chunking_config: self.chunking_config.clone(),
+            is_public: self.is_public,
+            meta: self.meta.clone(),
+            status: CollectionStatus::Pending,
+            status_message: None,
+            document_count: 0,
+            vector_count: 0,
+            total_size_bytes: 0,
+            sync_mode: self.sync_mode,
+            sync_interval_minutes: self.sync_interval_minutes,
+            sync_paused_at: None,
+            sync_next_run_at: next_run,
+            sync_last_run_started_at: None,
+            sync_last_run_completed_at: None,
+            sync_last_run_status: None,
+            sync_last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+fn validate_sync(mode: SyncMode, interval: Option<i32>) -> RepoResult<()> {
+    match (mode, interval) {
+        (_, Some(m)) if m < MIN_SYNC_INTERVAL_MINUTES => Err(RepoError::validation(
+            "sync_interval_minutes",
+            format!("must be at least {MIN_SYNC_INTERVAL_MINUTES}"),
+        )),
+        (SyncMode::Continuous, None) => Err(RepoError::validation(
+            "sync_interval_minutes",
+            "is required for continuous sync",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Changes for [`CollectionRepository::update`]; `None` leaves a field as it is.
+/// Renames go through [`CollectionRepository::rename`], states through
+/// [`CollectionRepository::update_status`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectionPatch {
+    /// `Some(None)` clears it.
+    pub description: Option<Option<String>>,
+    /// New model.
+    pub embedding_model: Option<String>,
+    /// New quantization.
+    pub quantization: Option<Quantization>,
+    /// New chunk size.
+    pub chunk_size: Option<i32>,
+    /// New overlap.
+    pub chunk_overlap: Option<i32>,
+    /// `Some(None)` clears it.
+    pub chunking_strategy: Option<Option<String>>,
+    /// `Some(None)` clears it.
+    pub chunking_config: Option<Option<Value>>,
+    /// Public or private.
+    pub is_public: Option<bool>,
+    /// Replaces the metadata object.
+    pub meta: Option<Value>,
+    /// New sync mode.
+    pub sync_mode: Option<SyncMode>,
+    /// `Some(None)` clears it.
+    pub sync_interval_minutes: Option<Option<i32>>,
+}
+
+impl CollectionPatch {
+    /// Applies the patch to `current` (validating the result) and returns the new row.
+    pub fn apply_to(&self, current: &Collection) -> RepoResult<Collection> {
+        let mut next = current.clone();
+        if let Some(d) = &self.description {
+            validate::opt_text("description", d.as_deref())?;
+            next.description = d.clone();
+        }
+        if let Some(m) = &self.embedding_model {
+            validate::required_text("embedding_model", m, 255)?;
+            next.embedding_model = m.clone();
+        }
+        if let Some(q) = self.quantization {
+            next.quantization = q;
+        }
+        if let Some(s) = self.chunk_size {
+            next.chunk_size = s;
+        }
+        if let Some(o) = self.chunk_overlap {
+            next.chunk_overlap = o;
+        }
+        validate::chunking(next.chunk_size, next.chunk_overlap)?;
+        if let Some(s) = &self.chunking_strategy {
+            validate::opt_text("chunking_strategy", s.as_deref())?;
+            next.chunking_strategy = s.clone();
+        }
+        if let Some(c) = &self.chunking_config {
+            if let Some(v) = c {
+                validate::json("chunking_config", v)?;
+            }
+            next.chunking_config = c.clone();
+        }
+        if let Some(p) = self.is_public {
+            next.is_public = p;
+        }
+        if let Some(m) = &self.meta {
+            validate::json_object("meta", m)?;
+            next.meta = m.clone();
+        }
+        if let Some(mode) = self.sync_mode {
+            next.sync_mode = mode;
+        }
+        if let Some(i) = self.sync_interval_minutes {
+            next.sync_interval_minutes = i;
+        }
+        validate_sync(next.sync_mode, next.sync_interval_minutes)?;
+        if next.sync_mode == SyncMode::OneTime {
+            next.sync_next_run_at = None;
+        } else if current.sync_mode == SyncMode::OneTime {
+            next.sync_next_run_at = Some(time::now());
+        }
+        next.updated_at = time::now();
+        Ok(next)
+    }
+}
+
+/// Absolute values for [`CollectionRepository::update_stats`] (all ≥ 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CollectionStats {
+    /// Documents.
+    pub document_count: i64,
+    /// Vectors.
+    pub vector_count: i64,
+    /// Bytes.
+    pub total_size_bytes: i64,
+}
+
+impl CollectionStats {
+    /// Checks that every count is non-negative.
+    pub fn validate(&self) -> RepoResult<()> {
+        validate::non_negative("document_count", self.document_count)?;
+        validate::non_negative("vector_count", self.vector_count)?;
+        validate::non_negative("total_size_bytes", self.total_size_bytes)
+    }
+}
+
+/// What [`CollectionRepository::record_sync_run`] stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    /// Start of the run.
+    pub started_at: Timestamp,
+    /// End of the run (`None` while running).
+    pub completed_at: Option<Timestamp>,
+    /// Outcome.
+    pub status: SyncRunStatus,
+    /// Error text for failed or partial runs.
+    pub error: Option<String>,
+}
+
+/// Who a grant is for: exactly one of a user or an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Grantee {
+    /// A user.
+    User(UserId),
+    /// An API key.
+    ApiKey(ApiKeyId),
+}
+
+/// A grant of access to a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectionPermission {
+    /// Collection.
+    pub collection_id: CollectionId,
+    /// Who holds it.
+    pub grantee: Grantee,
+    /// Level.
+    pub permission: AccessLevel,
+    /// Creation (or last change) time.
+    pub created_at: Timestamp,
+}
+
+/// The access rule of DOMAIN.md: owner ⇒ admin; superuser ⇒ admin; otherwise the
+/// highest of the grant and (for public collections) read.
+pub fn effective_access(
+    is_owner: bool,
+    is_superuser: bool,
+    is_public: bool,
+    grant: Option<AccessLevel>,
+) -> Option<AccessLevel> {
+    if is_owner || is_superuser {
+        return Some(AccessLevel::Admin);
+    }
+    let public = is_public.then_some(AccessLevel::Read);
+    grant.max(public)
+}
+
+/// Refuses unless `have` allows `needed`.
+pub fn require_access(
+    collection: &Collection,
+    have: Option<AccessLevel>,
+    needed: AccessLevel,
+) -> RepoResult<()> {
+    match have {
+        Some(level) if level.allows(needed) => Ok(()),
+        _ => Err(RepoError::access_denied(format!(
+            "{needed} access to collection {} is required",
+            collection.id
+        ))),
+    }
+}
+
+/// Collections, their grants and access checks.
+pub trait CollectionRepository: Send + Sync {
+    /// Creates a collection. A taken name is `AlreadyExists { field: "name" }`.
+    fn create(&self, new: &NewCollection) -> RepoResult<Collection>;
+    /// By id, or `NotFound`.
+    fn get(&self, id: CollectionId) -> RepoResult<Collection>;
+    /// By exact name, or `NotFound`.
+    fn get_by_name(&self, name: &str) -> RepoResult<Collection>;
+    /// By id if `user` holds at least `needed`: `NotFound` or `AccessDenied` otherwise.
+    fn get_with_access(
+        &self,
+        id: CollectionId,
+        user: UserId,
+        needed: AccessLevel,
+    ) -> RepoResult<Collection>;
+    /// The level `user` holds on the collection (`None`: no access).
+    fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>>;
+    /// Collections the user owns, can read because public, or holds a grant on;
+    /// newest first.
+    fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>>;
+    /// Applies the patch.
+    fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection>;
+    /// Renames; a taken name is `AlreadyExists { field: "name" }`.
+    fn rename(&self, id: CollectionId, new_name: &str) -> RepoResult<Collection>;
+    /// Moves to `status` if the state machine allows it (atomically), else `InvalidState`.
+    fn update_status(
+        &self,
+        id: CollectionId,
+        status: CollectionStatus,
+        message: Option<&str>,
+    ) -> RepoResult<Collection>;
+    /// Sets the counters.
+    fn update_stats(&self, id: CollectionId, stats: CollectionStats) -> RepoResult<Collection>;
+    /// Deletes the collection and everything in it, if `actor` is the owner, holds an
+    /// admin grant or is a superuser.
+    fn delete(&self, id: CollectionId, actor: UserId) -> RepoResult<()>;
+    /// Continuous, unpaused, `ready` collections whose next run is due at `now`,
+    /// oldest due first.
+    fn due_for_sync(&self, now: Timestamp, limit: u32) -> RepoResult<Vec<Collection>>;
+    /// Pauses continuous sync.
+    fn pause_sync(&self, id: CollectionId) -> RepoResult<Collection>;
+    /// Resumes sync; the next run is due at `next_run_at`.
+    fn resume_sync(&self, id: CollectionId, next_run_at: Timestamp) -> RepoResult<Collection>;
+    /// Records a sync run; when it has completed and the collection is continuous, the
+    /// next run is scheduled `sync_interval_minutes` after its completion.
+    fn record_sync_run(&self, id: CollectionId, run: &SyncRun) -> RepoResult<Collection>;
+    /// Grants (or changes) access; unique per (collection, grantee).
+    fn grant(
+        &self,
+        id: CollectionId,
+        grantee: Grantee,
+        level: AccessLevel,
+    ) -> RepoResult<CollectionPermission>;
+    /// Removes a grant; `true` if one existed.
+    fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool>;
+    /// Every grant on the collection.
+    fn list_grants(&self, id: CollectionId) -> RepoResult<Vec<CollectionPermission>>;
+}

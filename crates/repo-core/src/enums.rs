@@ -1,0 +1,258 @@
+//! Status and kind enums, spelled the same in Rust and in both databases.
+
+use crate::error::RepoError;
+
+/// Defines a string-backed enum with `as_str`, `FromStr`, `Display`, `ALL` and serde.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $field:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = RepoError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(RepoError::validation(
+                        $field,
+                        format!("unknown value {other:?}"),
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Vector quantization of a collection.
+    Quantization, "quantization" {
+        /// 16-bit floats (default).
+        Float16 => "float16",
+        /// 32-bit floats.
+        Float32 => "float32",
+        /// 8-bit integers.
+        Int8 => "int8",
+    }
+);
+
+string_enum!(
+    /// Lifecycle of a collection.
+    CollectionStatus, "status" {
+        /// Created, nothing indexed yet.
+        Pending => "pending",
+        /// An operation is working on it.
+        Processing => "processing",
+        /// Usable.
+        Ready => "ready",
+        /// The last operation failed.
+        Error => "error",
+    }
+);
+
+impl CollectionStatus {
+    /// Whether `self → next` is an allowed transition.
+    pub fn can_transition_to(self, next: CollectionStatus) -> bool {
+        use CollectionStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Processing) | (Processing, Ready) | (Processing, Error) | (Ready, Processing)
+                | (Error, Processing)
+        )
+    }
+
+    /// The states from which `next` may be entered.
+    pub fn predecessors(next: CollectionStatus) -> Vec<CollectionStatus> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.can_transition_to(next))
+            .collect()
+    }
+}
+
+string_enum!(
+    /// How a collection is kept in sync with its sources.
+    SyncMode, "sync_mode" {
+        /// Indexed once.
+        OneTime => "one_time",
+        /// Re-synced every `sync_interval_minutes`.
+        Continuous => "continuous",
+    }
+);
+
+string_enum!(
+    /// Outcome of the last sync run of a collection.
+    SyncRunStatus, "sync_last_run_status" {
+        /// Still running.
+        Running => "running",
+        /// Finished without errors.
+        Success => "success",
+        /// Finished with an error.
+        Failed => "failed",
+        /// Finished, some sources failed.
+        Partial => "partial",
+    }
+);
+
+string_enum!(
+    /// Level of a collection grant; ordered `Read < Write < Admin`.
+    AccessLevel, "permission" {
+        /// May read.
+        Read => "read",
+        /// May read and write.
+        Write => "write",
+        /// May read, write, share and delete.
+        Admin => "admin",
+    }
+);
+
+impl AccessLevel {
+    fn rank(self) -> u8 {
+        match self {
+            AccessLevel::Read => 1,
+            AccessLevel::Write => 2,
+            AccessLevel::Admin => 3,
+        }
+    }
+
+    /// Whether holding `self` allows an action that needs `needed`.
+    pub fn allows(self, needed: AccessLevel) -> bool {
+        self.rank() >= needed.rank()
+    }
+}
+
+impl PartialOrd for AccessLevel {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AccessLevel {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+string_enum!(
+    /// What an operation does.
+    OperationKind, "kind" {
+        /// First indexing of a collection.
+        Index => "index",
+        /// Add sources.
+        Append => "append",
+        /// Rebuild the index.
+        Reindex => "reindex",
+        /// Remove a source.
+        RemoveSource => "remove_source",
+        /// Delete the collection's data.
+        Delete => "delete",
+        /// Build a 2-D projection.
+        ProjectionBuild => "projection_build",
+        /// Retry failed documents.
+        RetryDocuments => "retry_documents",
+        /// Run a benchmark.
+        Benchmark => "benchmark",
+    }
+);
+
+string_enum!(
+    /// Lifecycle of an operation.
+    OperationStatus, "status" {
+        /// Created, not started.
+        Pending => "pending",
+        /// Running.
+        Processing => "processing",
+        /// Finished successfully (terminal).
+        Completed => "completed",
+        /// Finished with an error (terminal).
+        Failed => "failed",
+        /// Cancelled (terminal).
+        Cancelled => "cancelled",
+    }
+);
+
+impl OperationStatus {
+    /// Whether no transition leaves this state.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// Whether the operation counts as active (at most one per collection).
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Pending | Self::Processing)
+    }
+
+    /// Whether `self → next` is an allowed transition.
+    pub fn can_transition_to(self, next: OperationStatus) -> bool {
+        use OperationStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Processing | Failed | Cancelled)
+                | (Processing, Completed | Failed | Cancelled)
+        )
+    }
+
+    /// The states from which `next` may be entered.
+    pub fn predecessors(next: OperationStatus) -> Vec<OperationStatus> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.can_transition_to(next))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn round_trip_spelling() {
+        for k in OperationKind::ALL {
+            assert_eq!(OperationKind::from_str(k.as_str()).unwrap(), *k);
+        }
+        assert!(OperationStatus::from_str("done").is_err());
+    }
+
+    #[test]
+    fn operation_machine() {
+        use OperationStatus::*;
+        assert_eq!(predecessors_of(Processing), vec![Pending]);
+        assert_eq!(predecessors_of(Completed), vec![Processing]);
+        assert_eq!(predecessors_of(Cancelled), vec![Pending, Processing]);
+        assert!(predecessors_of(Pending).is_empty());
+    }
+
+    fn predecessors_of(s: OperationStatus) -> Vec<OperationStatus> {
+        OperationStatus::predecessors(s)
+    }
+
+    #[test]
+    fn access_order() {
+        assert!(AccessLevel::Admin.allows(AccessLevel::Write));
+        assert!(!AccessLevel::Read.allows(AccessLevel::Write));
+    }
+}

@@ -1,0 +1,69 @@
+//! # repo-core
+//!
+//! The backend-agnostic half of the data layer: domain types (users, API keys,
+//! collections and their grants, operations), the repository traits every backend
+//! implements, the one error enum, and configuration. It has no database driver;
+//! `repo-sqlite` and `repo-postgres` implement the traits and `repo-factory` picks one
+//! from `DATABASE_URL`.
+//!
+//! ```no_run
+//! use repo_core::{NewUser, Store, RepoResult};
+//!
+//! fn register(store: &dyn Store) -> RepoResult<()> {
+//!     let user = store.users().create(&NewUser::new(
+//!         "alice",
+//!         "Alice@Example.com",
+//!         "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+//!     ))?;
+//!     assert_eq!(user.email, "alice@example.com");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## From async code
+//!
+//! The API is synchronous, like Diesel. An async application shares one
+//! `Arc<dyn Store>` and runs each call on the blocking pool of its runtime:
+//!
+//! ```ignore
+//! let store: Arc<dyn Store> = repo_factory::open_from_env()?;
+//! let s = Arc::clone(&store);
+//! let user = tokio::task::spawn_blocking(move || s.users().get(UserId(1))).await??;
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod api_key;
+pub mod collection;
+pub mod config;
+pub mod enums;
+pub mod error;
+pub mod ids;
+pub mod operation;
+pub mod page;
+pub mod store;
+pub mod time;
+pub mod user;
+pub mod validate;
+
+pub use api_key::{
+    ApiKey, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, KeyExpiry, NewApiKey,
+    PreparedApiKey, VerifiedKey,
+};
+pub use collection::{
+    effective_access, require_access, Collection, CollectionPatch, CollectionPermission,
+    CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
+    DEFAULT_EMBEDDING_MODEL,
+};
+pub use config::{redact_url, PoolConfig, PostgresConfig, SqliteConfig, StoreConfig};
+pub use enums::{
+    AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,
+    SyncRunStatus,
+};
+pub use error::{BoxError, ConflictReason, RepoError, RepoResult, UnavailableReason};
+pub use ids::{ApiKeyId, CollectionId, OperationUuid, UserId};
+pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
+pub use page::{Page, PageRequest};
+pub use store::{BackendKind, Repositories, RetryPolicy, Store, Transaction};
+pub use time::{now, Timestamp};
+pub use user::{DeleteMode, NewUser, User, UserFilter, UserPatch, UserRepository};

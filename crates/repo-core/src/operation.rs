@@ -1,0 +1,162 @@
+//! Background operations on collections.
+
+use crate::enums::{AccessLevel, OperationKind, OperationStatus};
+use crate::error::RepoResult;
+use crate::ids::{CollectionId, OperationUuid, UserId};
+use crate::page::{Page, PageRequest};
+use crate::time::{self, Timestamp};
+use crate::validate;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A unit of background work on a collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Operation {
+    /// Internal id.
+    pub id: i64,
+    /// External id.
+    pub uuid: OperationUuid,
+    /// Collection it works on.
+    pub collection_id: CollectionId,
+    /// Who created it.
+    pub user_id: UserId,
+    /// What it does.
+    pub kind: OperationKind,
+    /// Where it is.
+    pub status: OperationStatus,
+    /// Task-queue id.
+    pub task_id: Option<String>,
+    /// Non-empty configuration object.
+    pub config: Value,
+    /// Error of a failed operation.
+    pub error_message: Option<String>,
+    /// Free-form metadata object.
+    pub meta: Value,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Entered `processing`.
+    pub started_at: Option<Timestamp>,
+    /// Entered a terminal state.
+    pub completed_at: Option<Timestamp>,
+}
+
+/// Input for [`OperationRepository::create`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOperation {
+    /// Collection.
+    pub collection_id: CollectionId,
+    /// Creator.
+    pub user_id: UserId,
+    /// Kind.
+    pub kind: OperationKind,
+    /// Non-empty JSON object.
+    pub config: Value,
+    /// Defaults to `{}`.
+    pub meta: Value,
+    /// Optional task-queue id.
+    pub task_id: Option<String>,
+}
+
+impl NewOperation {
+    /// A pending operation with empty metadata.
+    pub fn new(
+        collection_id: CollectionId,
+        user_id: UserId,
+        kind: OperationKind,
+        config: Value,
+    ) -> Self {
+        Self {
+            collection_id,
+            user_id,
+            kind,
+            config,
+            meta: Value::Object(Default::default()),
+            task_id: None,
+        }
+    }
+
+    /// Validates the input and builds the row to insert (`id` is 0 until stored).
+    pub fn prepare(&self) -> RepoResult<Operation> {
+        validate::non_empty_json_object("config", &self.config)?;
+        validate::json_object("meta", &self.meta)?;
+        validate::opt_text("task_id", self.task_id.as_deref())?;
+        Ok(Operation {
+            id: 0,
+            uuid: OperationUuid::new(),
+            collection_id: self.collection_id,
+            user_id: self.user_id,
+            kind: self.kind,
+            status: OperationStatus::Pending,
+            task_id: self.task_id.clone(),
+            config: self.config.clone(),
+            error_message: None,
+            meta: self.meta.clone(),
+            created_at: time::now(),
+            started_at: None,
+            completed_at: None,
+        })
+    }
+}
+
+/// Filters for operation listings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationFilter {
+    /// Only these states (empty: all).
+    pub statuses: Vec<OperationStatus>,
+    /// Only this kind.
+    pub kind: Option<OperationKind>,
+}
+
+/// Operations and their state machine.
+pub trait OperationRepository: Send + Sync {
+    /// Creates a pending operation. While the collection has an active operation this
+    /// is `Conflict { reason: ActiveOperation }` (enforced by a partial unique index).
+    fn create(&self, new: &NewOperation) -> RepoResult<Operation>;
+    /// By external id, or `NotFound`.
+    fn get(&self, uuid: OperationUuid) -> RepoResult<Operation>;
+    /// By external id if `user` holds at least `needed` on its collection.
+    fn get_with_access(
+        &self,
+        uuid: OperationUuid,
+        user: UserId,
+        needed: AccessLevel,
+    ) -> RepoResult<Operation>;
+    /// One atomic conditional update to `to`; from a state that does not allow it,
+    /// `InvalidState { current, attempted }`. Sets `started_at` on entering
+    /// `processing` and `completed_at` on entering a terminal state; `error_message`
+    /// is stored when given.
+    fn transition(
+        &self,
+        uuid: OperationUuid,
+        to: OperationStatus,
+        error_message: Option<&str>,
+    ) -> RepoResult<Operation>;
+    /// Cancels, if `actor` created it, owns the collection, holds a write grant or is
+    /// a superuser.
+    fn cancel(&self, uuid: OperationUuid, actor: UserId) -> RepoResult<Operation>;
+    /// Sets the task-queue id.
+    fn set_task_id(&self, uuid: OperationUuid, task_id: &str) -> RepoResult<Operation>;
+    /// Operations of a collection, newest first.
+    fn list_for_collection(
+        &self,
+        collection_id: CollectionId,
+        filter: &OperationFilter,
+        page: PageRequest,
+    ) -> RepoResult<Page<Operation>>;
+    /// Operations created by a user, newest first.
+    fn list_for_user(
+        &self,
+        user_id: UserId,
+        filter: &OperationFilter,
+        page: PageRequest,
+    ) -> RepoResult<Page<Operation>>;
+    /// Pending or processing operations of a collection.
+    fn active_for_collection(&self, collection_id: CollectionId) -> RepoResult<Vec<Operation>>;
+    /// Active operations created before `older_than`, oldest first.
+    fn stuck(&self, older_than: Timestamp) -> RepoResult<Vec<Operation>>;
+    /// Moves every listed operation that is still active to `failed` with `message`;
+    /// returns how many moved.
+    fn mark_failed_many(&self, uuids: &[OperationUuid], message: &str) -> RepoResult<u64>;
+    /// Merges the keys of `patch` (a JSON object) into `meta`, top level.
+    fn merge_meta(&self, uuid: OperationUuid, patch: &Value) -> RepoResult<Operation>;
+}

@@ -1,0 +1,187 @@
+//! The backend-agnostic handle and the unit of work that spans repositories.
+
+use crate::api_key::ApiKeyRepository;
+use crate::collection::{Collection, CollectionRepository};
+use crate::error::{RepoError, RepoResult};
+use crate::ids::CollectionId;
+use crate::operation::OperationRepository;
+use crate::user::UserRepository;
+use std::fmt;
+use std::time::Duration;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl BackendKind {
+    /// `"sqlite"` or `"postgres"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Access to every repository; implemented by the store and by a transaction.
+pub trait Repositories {
+    /// Users.
+    fn users(&self) -> &dyn UserRepository;
+    /// API keys.
+    fn api_keys(&self) -> &dyn ApiKeyRepository;
+    /// Collections and grants.
+    fn collections(&self) -> &dyn CollectionRepository;
+    /// Operations.
+    fn operations(&self) -> &dyn OperationRepository;
+}
+
+/// The repositories bound to one open database transaction.
+pub trait Transaction: Repositories {
+    /// Locks the collection row until the transaction ends (`SELECT … FOR UPDATE` on
+    /// PostgreSQL; SQLite's write transaction already excludes other writers) and
+    /// returns it, or `NotFound`.
+    fn lock_collection(&self, id: CollectionId) -> RepoResult<Collection>;
+}
+
+/// The handle the factory returns: every repository, and units of work across them.
+///
+/// Each call outside a transaction checks a connection out of the pool and returns
+/// it. The handle is `Send + Sync`; share it as `Arc<dyn Store>`.
+pub trait Store: Repositories + Send + Sync {
+    /// Which backend this is.
+    fn backend(&self) -> BackendKind;
+
+    /// Runs `work` in one write transaction, committing if it returns `Ok` and rolling
+    /// back otherwise. Serialization failures, deadlocks and SQLite busy errors re-run
+    /// `work` a bounded number of times with backoff, then surface as `Conflict`.
+    /// Prefer [`transaction`](trait.Store.html#method.transaction) on `dyn Store`.
+    fn run_transaction(
+        &self,
+        work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
+    ) -> RepoResult<()>;
+
+    /// Checks that the database answers.
+    fn health(&self) -> RepoResult<()>;
+}
+
+impl dyn Store + '_ {
+    /// Runs `work` in one transaction and returns its value; see
+    /// [`Store::run_transaction`]. `work` may run more than once.
+    ///
+    /// ```no_run
+    /// # use repo_core::*;
+    /// # fn demo(store: &dyn Store, id: CollectionId, user: UserId) -> RepoResult<Operation> {
+    /// store.transaction(|tx| {
+    ///     let collection = tx.lock_collection(id)?;
+    ///     let op = tx.operations().create(&NewOperation::new(
+    ///         collection.id, user, OperationKind::Index, serde_json::json!({"source": "/docs"}),
+    ///     ))?;
+    ///     tx.collections().update_status(id, CollectionStatus::Processing, None)?;
+    ///     Ok(op)
+    /// })
+    /// # }
+    /// ```
+    pub fn transaction<T>(
+        &self,
+        mut work: impl FnMut(&dyn Transaction) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        let mut out = None;
+        self.run_transaction(&mut |tx| {
+            out = Some(work(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| RepoError::Backend {
+            message: "transaction committed without a result".into(),
+            source: None,
+        })
+    }
+}
+
+/// How often a unit of work is re-run after a transient conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (≥ 1).
+    pub max_attempts: u32,
+    /// Sleep before the second attempt; doubles each time, with jitter.
+    pub base_backoff: Duration,
+    /// Longest sleep between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Calls `attempt` until it succeeds, fails with something other than a transient
+    /// conflict, or the attempts run out.
+    pub fn run<T>(&self, mut attempt: impl FnMut() -> RepoResult<T>) -> RepoResult<T> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt() {
+                Err(e) if e.is_transient_conflict() && tries < self.max_attempts.max(1) => {
+                    std::thread::sleep(self.backoff(tries));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sleep after failed attempt number `tries` (1-based): exponential with jitter.
+    pub fn backoff(&self, tries: u32) -> Duration {
+        let exp = self
+            .base_backoff
+            .saturating_mul(1u32 << tries.saturating_sub(1).min(16));
+        let capped = exp.min(self.max_backoff);
+        let jitter = rand::random_range(0.5..1.0);
+        capped.mul_f64(jitter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ConflictReason;
+
+    #[test]
+    fn retries_only_transient_conflicts() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+        };
+        let mut calls = 0;
+        let r: RepoResult<()> = policy.run(|| {
+            calls += 1;
+            Err(RepoError::conflict(ConflictReason::Busy, "busy"))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 3);
+
+        let mut calls = 0;
+        let r: RepoResult<()> = policy.run(|| {
+            calls += 1;
+            Err(RepoError::conflict(ConflictReason::ActiveOperation, "x"))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+    }
+}

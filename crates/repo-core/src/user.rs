@@ -1,0 +1,216 @@
+//! Users.
+
+use crate::error::RepoResult;
+use crate::ids::UserId;
+use crate::page::{Page, PageRequest};
+use crate::time::Timestamp;
+use crate::validate;
+use serde::Serialize;
+use std::fmt;
+
+/// A person who owns collections and API keys.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// Generated id.
+    pub id: UserId,
+    /// Unique login name, 1-64 characters.
+    pub username: String,
+    /// Unique email, stored lowercase.
+    pub email: String,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// PHC-format password hash produced by the caller. Never shown by `Debug`.
+    #[serde(skip_serializing)]
+    pub hashed_password: String,
+    /// Whether the user may sign in.
+    pub is_active: bool,
+    /// Whether the user bypasses access checks.
+    pub is_superuser: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Last successful login.
+    pub last_login: Option<Timestamp>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("full_name", &self.full_name)
+            .field("hashed_password", &"<redacted>")
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("last_login", &self.last_login)
+            .finish()
+    }
+}
+
+/// Input for [`UserRepository::create`].
+#[derive(Clone)]
+pub struct NewUser {
+    /// Login name.
+    pub username: String,
+    /// Email (any case).
+    pub email: String,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// PHC-format hash.
+    pub hashed_password: String,
+    /// Defaults to `true`.
+    pub is_active: bool,
+    /// Defaults to `false`.
+    pub is_superuser: bool,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("full_name", &self.full_name)
+            .field("hashed_password", &"<redacted>")
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .finish()
+    }
+}
+
+impl NewUser {
+    /// An active, non-superuser user.
+    pub fn new(
+        username: impl Into<String>,
+        email: impl Into<String>,
+        hashed_password: impl Into<String>,
+    ) -> Self {
+        Self {
+            username: username.into(),
+            email: email.into(),
+            full_name: None,
+            hashed_password: hashed_password.into(),
+            is_active: true,
+            is_superuser: false,
+        }
+    }
+
+    /// Checks every rule and returns the value as it will be stored (email lowercased).
+    pub fn validated(&self) -> RepoResult<NewUser> {
+        validate::username(&self.username)?;
+        let email = validate::email(&self.email)?;
+        validate::opt_text("full_name", self.full_name.as_deref())?;
+        validate::hashed_password(&self.hashed_password)?;
+        Ok(NewUser {
+            email,
+            ..self.clone()
+        })
+    }
+}
+
+/// Changes for [`UserRepository::update`]; `None` leaves a field as it is.
+#[derive(Clone, Default)]
+pub struct UserPatch {
+    /// New login name.
+    pub username: Option<String>,
+    /// New email.
+    pub email: Option<String>,
+    /// New display name (`Some(None)` clears it).
+    pub full_name: Option<Option<String>>,
+    /// New password hash.
+    pub hashed_password: Option<String>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+    /// Grant or remove superuser.
+    pub is_superuser: Option<bool>,
+}
+
+impl fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserPatch")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("full_name", &self.full_name)
+            .field(
+                "hashed_password",
+                &self.hashed_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .finish()
+    }
+}
+
+impl UserPatch {
+    /// Checks every rule and returns the patch as it will be stored (email lowercased).
+    pub fn validated(&self) -> RepoResult<UserPatch> {
+        if let Some(u) = &self.username {
+            validate::username(u)?;
+        }
+        let email = self.email.as_deref().map(validate::email).transpose()?;
+        if let Some(name) = &self.full_name {
+            validate::opt_text("full_name", name.as_deref())?;
+        }
+        if let Some(h) = &self.hashed_password {
+            validate::hashed_password(h)?;
+        }
+        Ok(UserPatch {
+            email,
+            ..self.clone()
+        })
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.username.is_none()
+            && self.email.is_none()
+            && self.full_name.is_none()
+            && self.hashed_password.is_none()
+            && self.is_active.is_none()
+            && self.is_superuser.is_none()
+    }
+}
+
+/// Filters for [`UserRepository::list`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Only users with this `is_active`.
+    pub is_active: Option<bool>,
+    /// Only users with this `is_superuser`.
+    pub is_superuser: Option<bool>,
+}
+
+/// How [`UserRepository::delete`] treats collections the user still owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeleteMode {
+    /// Refuse with `InvalidState` while the user owns collections.
+    #[default]
+    Restrict,
+    /// Delete the user's collections (and everything in them) too.
+    Cascade,
+}
+
+/// Users: create, read, update, delete, list.
+pub trait UserRepository: Send + Sync {
+    /// Creates a user. A taken username or email is `AlreadyExists` naming the field.
+    fn create(&self, new: &NewUser) -> RepoResult<User>;
+    /// The user with this id, or `NotFound`.
+    fn get(&self, id: UserId) -> RepoResult<User>;
+    /// The user with this username (exact), or `NotFound`.
+    fn get_by_username(&self, username: &str) -> RepoResult<User>;
+    /// The user with this email (any case), or `NotFound`.
+    fn get_by_email(&self, email: &str) -> RepoResult<User>;
+    /// Applies the patch and returns the updated user.
+    fn update(&self, id: UserId, patch: &UserPatch) -> RepoResult<User>;
+    /// Deletes the user with their API keys and grants; see [`DeleteMode`].
+    fn delete(&self, id: UserId, mode: DeleteMode) -> RepoResult<()>;
+    /// Users matching `filter`, newest first.
+    fn list(&self, filter: UserFilter, page: PageRequest) -> RepoResult<Page<User>>;
+    /// How many users match `filter`.
+    fn count(&self, filter: UserFilter) -> RepoResult<u64>;
+    /// Sets `last_login` to now and returns the user.
+    fn record_login(&self, id: UserId) -> RepoResult<User>;
+}

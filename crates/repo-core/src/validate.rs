@@ -1,0 +1,204 @@
+//! Input rules checked before any query, so both backends refuse the same values.
+
+use crate::error::{RepoError, RepoResult};
+use serde_json::Value;
+
+/// Longest text value accepted in a free-text column (characters).
+pub const MAX_TEXT_CHARS: usize = 1_000_000;
+
+/// Refuses NUL characters (PostgreSQL text cannot hold them) and over-long values.
+pub fn text(field: &'static str, value: &str) -> RepoResult<()> {
+    if value.contains('\0') {
+        return Err(RepoError::validation(field, "contains a NUL character"));
+    }
+    if value.len() > MAX_TEXT_CHARS && value.chars().count() > MAX_TEXT_CHARS {
+        return Err(RepoError::validation(
+            field,
+            format!("longer than {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`text`] for an optional value.
+pub fn opt_text(field: &'static str, value: Option<&str>) -> RepoResult<()> {
+    value.map_or(Ok(()), |v| text(field, v))
+}
+
+/// Text that must hold at least one non-space character and at most `max` characters.
+pub fn required_text(field: &'static str, value: &str, max: usize) -> RepoResult<()> {
+    text(field, value)?;
+    if value.trim().is_empty() {
+        return Err(RepoError::validation(field, "must not be empty"));
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(RepoError::validation(
+            field,
+            format!("longer than {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// 1-64 characters, no control characters, no surrounding whitespace.
+pub fn username(value: &str) -> RepoResult<()> {
+    required_text("username", value, 64)?;
+    if value.trim() != value {
+        return Err(RepoError::validation(
+            "username",
+            "must not start or end with whitespace",
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(RepoError::validation(
+            "username",
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an email address and returns its stored (lowercased) form.
+///
+/// Emails are unique case-insensitively; both backends store the lowercase form so that
+/// the rule does not depend on the database's notion of case.
+pub fn email(value: &str) -> RepoResult<String> {
+    required_text("email", value, 254)?;
+    let trimmed = value.trim();
+    let (local, domain) = trimmed
+        .split_once('@')
+        .ok_or_else(|| RepoError::validation("email", "must contain '@'"))?;
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(RepoError::validation("email", "is not an email address"));
+    }
+    Ok(trimmed.to_lowercase())
+}
+
+/// Accepts only values shaped like a PHC / modular-crypt hash (`$id$…$…`).
+///
+/// Plaintext passwords are refused; the message never repeats the value.
+pub fn hashed_password(value: &str) -> RepoResult<()> {
+    let refuse = || {
+        RepoError::validation(
+            "hashed_password",
+            "must be a PHC-format hash such as $argon2id$v=19$…; plaintext is refused",
+        )
+    };
+    if value.len() < 20 || value.len() > 1024 || !value.starts_with('$') {
+        return Err(refuse());
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(refuse());
+    }
+    let mut parts = value[1..].split('$');
+    let id = parts.next().unwrap_or_default();
+    let id_ok = !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let rest: Vec<&str> = parts.collect();
+    if !id_ok || rest.len() < 2 || rest.iter().any(|p| p.is_empty()) {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
+/// A collection name: trimmed, 1-255 characters. Returns the trimmed form.
+pub fn collection_name(value: &str) -> RepoResult<String> {
+    let trimmed = value.trim();
+    required_text("name", trimmed, 255)?;
+    Ok(trimmed.to_owned())
+}
+
+/// An API key name: 1-100 characters. Returns it with surrounding whitespace removed.
+pub fn api_key_name(value: &str) -> RepoResult<String> {
+    let trimmed = value.trim();
+    required_text("name", trimmed, 100)?;
+    Ok(trimmed.to_owned())
+}
+
+/// JSON values must not hold NUL characters anywhere (PostgreSQL `jsonb` refuses `\u0000`).
+pub fn json(field: &'static str, value: &Value) -> RepoResult<()> {
+    match value {
+        Value::String(s) => text(field, s),
+        Value::Array(items) => items.iter().try_for_each(|v| json(field, v)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            text(field, k)?;
+            json(field, v)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A JSON object (possibly empty) without NUL characters.
+pub fn json_object(field: &'static str, value: &Value) -> RepoResult<()> {
+    if !value.is_object() {
+        return Err(RepoError::validation(field, "must be a JSON object"));
+    }
+    json(field, value)
+}
+
+/// A non-empty JSON object without NUL characters.
+pub fn non_empty_json_object(field: &'static str, value: &Value) -> RepoResult<()> {
+    json_object(field, value)?;
+    if value.as_object().is_some_and(|m| m.is_empty()) {
+        return Err(RepoError::validation(field, "must not be an empty object"));
+    }
+    Ok(())
+}
+
+/// `chunk_size > 0` and `0 <= chunk_overlap < chunk_size`.
+pub fn chunking(chunk_size: i32, chunk_overlap: i32) -> RepoResult<()> {
+    if chunk_size <= 0 {
+        return Err(RepoError::validation("chunk_size", "must be greater than 0"));
+    }
+    if chunk_overlap < 0 || chunk_overlap >= chunk_size {
+        return Err(RepoError::validation(
+            "chunk_overlap",
+            "must be at least 0 and less than chunk_size",
+        ));
+    }
+    Ok(())
+}
+
+/// A non-negative counter.
+pub fn non_negative(field: &'static str, value: i64) -> RepoResult<()> {
+    if value < 0 {
+        return Err(RepoError::validation(field, "must not be negative"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hashes() {
+        assert!(hashed_password("$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo").is_ok());
+        assert!(hashed_password("$2b$12$abcdefghijklmnopqrstuuCIbL5K0u5bNqPv0sS2ZKX5bOQ0F9Xy").is_ok());
+        assert!(hashed_password("hunter2hunter2hunter2").is_err());
+        assert!(hashed_password("$plain text with spaces$x$y").is_err());
+        let err = hashed_password("correct horse battery staple").unwrap_err();
+        assert!(!err.to_string().contains("horse"));
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(email("Alice@Example.COM").unwrap(), "alice@example.com");
+        assert!(email("no-at-sign").is_err());
+        assert!(email("a@b@c").is_err());
+    }
+
+    #[test]
+    fn nul_is_refused() {
+        assert!(text("x", "a\0b").is_err());
+        assert!(json("meta", &serde_json::json!({"k": ["a\u{0}"]})).is_err());
+    }
+}
