@@ -41,6 +41,7 @@ pub mod error;
 pub mod ids;
 pub mod operation;
 pub mod page;
+pub mod schema;
 pub mod store;
 pub mod time;
 pub mod user;
@@ -64,6 +65,7 @@ pub use error::{BoxError, ConflictReason, RepoError, RepoResult, UnavailableReas
 pub use ids::{ApiKeyId, CollectionId, OperationUuid, UserId};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
+pub use schema::{IndexSnapshot, SchemaSnapshot, TableSnapshot};
 pub use store::{BackendKind, Repositories, RetryPolicy, Store, Transaction};
 pub use time::{now, Timestamp};
 pub use user::{DeleteMode, NewUser, User, UserFilter, UserPatch, UserRepository};
