@@ -1,0 +1,111 @@
+//! # repo-factory
+//!
+//! Turns a `DATABASE_URL` into a ready [`Store`]: SQLite for development, single
+//! nodes and tests; PostgreSQL for production. Each backend sits behind a Cargo
+//! feature (`sqlite`, `postgres`; both on by default).
+//!
+//! | `DATABASE_URL` | backend |
+//! |---|---|
+//! | unset | SQLite file [`DEFAULT_SQLITE_FILE`] in the working directory (or PostgreSQL from `POSTGRES_HOST` …, see [`resolve_database_url`]) |
+//! | `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`, `file:…` URI, a path ending in `.db`, `.sqlite`, `.sqlite3` | SQLite |
+//! | `postgres://…`, `postgresql://…` | PostgreSQL |
+//! | anything else | [`RepoError::Config`] listing the supported schemes |
+//!
+//! ```no_run
+//! use repo_core::StoreConfig;
+//!
+//! let store = repo_factory::open("sqlite::memory:", &StoreConfig::default())?;
+//! assert_eq!(store.backend(), repo_core::BackendKind::Sqlite);
+//! # Ok::<(), repo_core::RepoError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod url_parse;
+
+pub use url_parse::{
+    parse_database_url, resolve_database_url, DatabaseTarget, ResolvedUrl, UrlSource,
+};
+
+use repo_core::{redact_url, RepoError, RepoResult, Store, StoreConfig};
+use std::sync::Arc;
+
+/// The SQLite file used when neither `DATABASE_URL` nor `POSTGRES_HOST` is set.
+pub const DEFAULT_SQLITE_FILE: &str = "smtk.sqlite3";
+
+/// The URL schemes this build accepts (depends on the enabled features).
+pub fn supported_schemes() -> Vec<&'static str> {
+    let mut schemes = Vec::new();
+    if cfg!(feature = "sqlite") {
+        schemes.extend([
+            "sqlite://",
+            "sqlite::memory:",
+            "file:",
+            "*.db / *.sqlite / *.sqlite3",
+        ]);
+    }
+    if cfg!(feature = "postgres") {
+        schemes.extend(["postgres://", "postgresql://"]);
+    }
+    schemes
+}
+
+/// Opens the backend named by `url` with `config` (migrations run unless
+/// `config.run_migrations` is false).
+pub fn open(url: &str, config: &StoreConfig) -> RepoResult<Arc<dyn Store>> {
+    open_target(&parse_database_url(url)?, config)
+}
+
+/// Opens an already parsed target.
+pub fn open_target(target: &DatabaseTarget, config: &StoreConfig) -> RepoResult<Arc<dyn Store>> {
+    match target {
+        DatabaseTarget::Sqlite(path) => open_sqlite(path, config),
+        DatabaseTarget::Postgres(url) => open_postgres(url, config),
+    }
+}
+
+/// Reads `DATABASE_URL` (or its fallbacks) and every pool setting from the environment
+/// and opens the store. Logs which backend and database it chose (password redacted).
+pub fn open_from_env() -> RepoResult<Arc<dyn Store>> {
+    let config = StoreConfig::from_env()?;
+    let resolved = resolve_database_url(|name| std::env::var(name).ok())?;
+    match resolved.source {
+        UrlSource::Default => tracing::info!(
+            file = %resolved.url,
+            "DATABASE_URL is not set: using the embedded SQLite database {}",
+            resolved.url
+        ),
+        source => tracing::info!(url = %redact_url(&resolved.url), ?source, "opening database"),
+    }
+    open(&resolved.url, &config)
+}
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(path: &str, config: &StoreConfig) -> RepoResult<Arc<dyn Store>> {
+    Ok(Arc::new(repo_sqlite::SqliteStore::connect(path, config)?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(_path: &str, _config: &StoreConfig) -> RepoResult<Arc<dyn Store>> {
+    Err(not_compiled("sqlite"))
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str, config: &StoreConfig) -> RepoResult<Arc<dyn Store>> {
+    Ok(Arc::new(repo_postgres::PostgresStore::connect(
+        url, config,
+    )?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_url: &str, _config: &StoreConfig) -> RepoResult<Arc<dyn Store>> {
+    Err(not_compiled("postgres"))
+}
+
+#[allow(dead_code)] // used only when a backend feature is off
+fn not_compiled(backend: &str) -> RepoError {
+    RepoError::config(format!(
+        "the {backend} backend is not compiled in (enable the `{backend}` feature of repo-factory); supported: {}",
+        supported_schemes().join(", ")
+    ))
+}

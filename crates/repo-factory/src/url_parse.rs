@@ -1,0 +1,246 @@
+//! `DATABASE_URL` parsing and the environment fallbacks.
+
+use crate::{supported_schemes, DEFAULT_SQLITE_FILE};
+use repo_core::{redact_url, RepoError, RepoResult};
+
+/// Which backend a URL selects, and what to hand it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// What SQLite opens: a path, `:memory:` or a `file:` URI.
+    Sqlite(String),
+    /// A libpq connection URL.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Self::Postgres(u) => f.debug_tuple("Postgres").field(&redact_url(u)).finish(),
+        }
+    }
+}
+
+/// Parses a `DATABASE_URL`. Unknown schemes are a `Config` error listing the supported
+/// ones; SQLite is never a catch-all.
+pub fn parse_database_url(url: &str) -> RepoResult<DatabaseTarget> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(RepoError::config("DATABASE_URL is empty"));
+    }
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return Ok(DatabaseTarget::Postgres(url.to_owned()));
+    }
+    if lower == "sqlite::memory:" || lower == "sqlite://:memory:" || lower == ":memory:" {
+        return Ok(DatabaseTarget::Sqlite(":memory:".to_owned()));
+    }
+    if lower.starts_with("file:") {
+        return Ok(DatabaseTarget::Sqlite(url.to_owned()));
+    }
+    if let Some(rest) = strip_prefix_ignore_case(url, "sqlite://")
+        .or_else(|| strip_prefix_ignore_case(url, "sqlite:"))
+    {
+        if rest.is_empty() {
+            return Err(RepoError::config(
+                "sqlite URL has no path (e.g. sqlite://data.db)",
+            ));
+        }
+        return Ok(DatabaseTarget::Sqlite(rest.to_owned()));
+    }
+    let has_scheme = url.contains("://");
+    if !has_scheme
+        && [".db", ".sqlite", ".sqlite3"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
+    {
+        return Ok(DatabaseTarget::Sqlite(url.to_owned()));
+    }
+    Err(RepoError::config(format!(
+        "unsupported database URL {:?}; supported: {}",
+        redact_url(url),
+        supported_schemes().join(", ")
+    )))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// Where the URL came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlSource {
+    /// `DATABASE_URL`.
+    DatabaseUrl,
+    /// Assembled from `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_DB`, `POSTGRES_USER`,
+    /// `POSTGRES_PASSWORD`.
+    PostgresParts,
+    /// Neither was set: the embedded SQLite default.
+    Default,
+}
+
+/// A URL and where it came from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResolvedUrl {
+    /// The URL (may hold a password: never log it unredacted).
+    pub url: String,
+    /// Its origin.
+    pub source: UrlSource,
+}
+
+impl std::fmt::Debug for ResolvedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedUrl")
+            .field("url", &redact_url(&self.url))
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// `DATABASE_URL` when set; else, when `POSTGRES_HOST` is set, a PostgreSQL URL built
+/// from `POSTGRES_HOST`, `POSTGRES_PORT` (5432), `POSTGRES_DB` (`postgres`),
+/// `POSTGRES_USER` (`postgres`) and `POSTGRES_PASSWORD` (none), percent-encoded; else
+/// the SQLite file [`DEFAULT_SQLITE_FILE`] in the working directory.
+pub fn resolve_database_url(lookup: impl Fn(&str) -> Option<String>) -> RepoResult<ResolvedUrl> {
+    let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    if let Some(url) = get("DATABASE_URL") {
+        return Ok(ResolvedUrl {
+            url,
+            source: UrlSource::DatabaseUrl,
+        });
+    }
+    if let Some(host) = get("POSTGRES_HOST") {
+        let port: u16 = match get("POSTGRES_PORT") {
+            Some(p) => p.trim().parse().map_err(|_| {
+                RepoError::config(format!("POSTGRES_PORT={p:?} is not a port number"))
+            })?,
+            None => 5432,
+        };
+        let mut url = url::Url::parse("postgresql://localhost")
+            .map_err(|e| RepoError::config(format!("building the PostgreSQL URL: {e}")))?;
+        let bad_host = |_| RepoError::config(format!("POSTGRES_HOST={host:?} is not a host name"));
+        url.set_host(Some(host.trim())).map_err(bad_host)?;
+        let set_failed = |what: &str| RepoError::config(format!("cannot use {what} in a URL"));
+        url.set_port(Some(port))
+            .map_err(|()| set_failed("POSTGRES_PORT"))?;
+        let user = get("POSTGRES_USER").unwrap_or_else(|| "postgres".to_owned());
+        url.set_username(&user)
+            .map_err(|()| set_failed("POSTGRES_USER"))?;
+        if let Some(password) = get("POSTGRES_PASSWORD") {
+            url.set_password(Some(&password))
+                .map_err(|()| set_failed("POSTGRES_PASSWORD"))?;
+        }
+        let db = get("POSTGRES_DB").unwrap_or_else(|| "postgres".to_owned());
+        url.path_segments_mut()
+            .map_err(|()| set_failed("POSTGRES_DB"))?
+            .push(&db);
+        return Ok(ResolvedUrl {
+            url: url.into(),
+            source: UrlSource::PostgresParts,
+        });
+    }
+    Ok(ResolvedUrl {
+        url: DEFAULT_SQLITE_FILE.to_owned(),
+        source: UrlSource::Default,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn sqlite(s: &str) -> DatabaseTarget {
+        DatabaseTarget::Sqlite(s.to_owned())
+    }
+
+    #[test]
+    fn sqlite_forms() {
+        assert_eq!(
+            parse_database_url("sqlite::memory:").unwrap(),
+            sqlite(":memory:")
+        );
+        assert_eq!(
+            parse_database_url("sqlite://data/app.db").unwrap(),
+            sqlite("data/app.db")
+        );
+        assert_eq!(
+            parse_database_url("sqlite:///var/x.db").unwrap(),
+            sqlite("/var/x.db")
+        );
+        assert_eq!(
+            parse_database_url("app.sqlite3").unwrap(),
+            sqlite("app.sqlite3")
+        );
+        assert_eq!(
+            parse_database_url("file:x.db?mode=rwc").unwrap(),
+            sqlite("file:x.db?mode=rwc")
+        );
+    }
+
+    #[test]
+    fn postgres_forms() {
+        for u in [
+            "postgres://u@h/db",
+            "postgresql://u:p@h:5433/db?sslmode=require",
+        ] {
+            assert_eq!(
+                parse_database_url(u).unwrap(),
+                DatabaseTarget::Postgres(u.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
+    fn unknown_scheme_lists_supported_and_redacts() {
+        let err = parse_database_url("mysql://root:hunter2@db/x").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, RepoError::Config { .. }));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("postgres://") && text.contains("sqlite://"),
+            "{text}"
+        );
+        assert!(parse_database_url("data.txt").is_err());
+        assert!(parse_database_url("").is_err());
+    }
+
+    #[test]
+    fn env_fallbacks() {
+        let env = |pairs: &[(&str, &str)]| {
+            let m: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            move |k: &str| m.get(k).cloned()
+        };
+        let r = resolve_database_url(env(&[])).unwrap();
+        assert_eq!(r.source, UrlSource::Default);
+        assert_eq!(r.url, DEFAULT_SQLITE_FILE);
+        let r = resolve_database_url(env(&[
+            ("POSTGRES_HOST", "db.internal"),
+            ("POSTGRES_USER", "app"),
+            ("POSTGRES_PASSWORD", "p@ss/word"),
+            ("POSTGRES_DB", "semantik"),
+        ]))
+        .unwrap();
+        assert_eq!(r.source, UrlSource::PostgresParts);
+        assert_eq!(
+            r.url,
+            "postgresql://app:p%40ss%2Fword@db.internal:5432/semantik"
+        );
+        assert!(!format!("{r:?}").contains("p%40ss"));
+        let r = resolve_database_url(env(&[
+            ("DATABASE_URL", "sqlite::memory:"),
+            ("POSTGRES_HOST", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(r.source, UrlSource::DatabaseUrl);
+        assert!(
+            resolve_database_url(env(&[("POSTGRES_HOST", "h"), ("POSTGRES_PORT", "x")])).is_err()
+        );
+    }
+}
