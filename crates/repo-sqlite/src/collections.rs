@@ -1,0 +1,731 @@
+//! Collections, their grants and access checks.
+
+use crate::codec::{
+    affected, count, json, opt_json, opt_ts, read_enum, read_json, read_opt_json, read_opt_ts,
+    read_ts, read_uuid, ts, uuid,
+};
+use crate::error::map_diesel;
+use crate::schema::{api_keys, collection_permissions as grants, collections};
+use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
+use crate::users as user_repo;
+use diesel::prelude::*;
+use diesel::sqlite::Sqlite;
+use diesel::upsert::excluded;
+use repo_core::{
+    effective_access, now, require_access, validate, AccessLevel, ApiKeyId, Collection,
+    CollectionId, CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats,
+    CollectionStatus, Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult, SyncMode,
+    SyncRun, Timestamp, UserId,
+};
+
+/// A `collections` row as stored.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = collections, check_for_backend(Sqlite), treat_none_as_default_value = false)]
+pub(crate) struct CollectionRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    owner_id: i64,
+    vector_store_name: String,
+    embedding_model: String,
+    quantization: String,
+    chunk_size: i32,
+    chunk_overlap: i32,
+    chunking_strategy: Option<String>,
+    chunking_config: Option<String>,
+    is_public: bool,
+    meta: String,
+    status: String,
+    status_message: Option<String>,
+    document_count: i64,
+    vector_count: i64,
+    total_size_bytes: i64,
+    sync_mode: String,
+    sync_interval_minutes: Option<i32>,
+    sync_paused_at: Option<String>,
+    sync_next_run_at: Option<String>,
+    sync_last_run_started_at: Option<String>,
+    sync_last_run_completed_at: Option<String>,
+    sync_last_run_status: Option<String>,
+    sync_last_error: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl CollectionRow {
+    fn from_collection(c: &Collection) -> RepoResult<Self> {
+        Ok(Self {
+            id: uuid(c.id.0),
+            name: c.name.clone(),
+            description: c.description.clone(),
+            owner_id: c.owner_id.0,
+            vector_store_name: c.vector_store_name.clone(),
+            embedding_model: c.embedding_model.clone(),
+            quantization: c.quantization.as_str().to_owned(),
+            chunk_size: c.chunk_size,
+            chunk_overlap: c.chunk_overlap,
+            chunking_strategy: c.chunking_strategy.clone(),
+            chunking_config: opt_json(c.chunking_config.as_ref())?,
+            is_public: c.is_public,
+            meta: json(&c.meta)?,
+            status: c.status.as_str().to_owned(),
+            status_message: c.status_message.clone(),
+            document_count: c.document_count,
+            vector_count: c.vector_count,
+            total_size_bytes: c.total_size_bytes,
+            sync_mode: c.sync_mode.as_str().to_owned(),
+            sync_interval_minutes: c.sync_interval_minutes,
+            sync_paused_at: opt_ts(c.sync_paused_at),
+            sync_next_run_at: opt_ts(c.sync_next_run_at),
+            sync_last_run_started_at: opt_ts(c.sync_last_run_started_at),
+            sync_last_run_completed_at: opt_ts(c.sync_last_run_completed_at),
+            sync_last_run_status: c.sync_last_run_status.map(|s| s.as_str().to_owned()),
+            sync_last_error: c.sync_last_error.clone(),
+            created_at: ts(c.created_at),
+            updated_at: ts(c.updated_at),
+        })
+    }
+
+    pub(crate) fn into_collection(self) -> RepoResult<Collection> {
+        const T: &str = "collections";
+        Ok(Collection {
+            id: CollectionId(read_uuid(T, "id", &self.id)?),
+            name: self.name,
+            description: self.description,
+            owner_id: UserId(self.owner_id),
+            vector_store_name: self.vector_store_name,
+            embedding_model: self.embedding_model,
+            quantization: read_enum(T, "quantization", &self.quantization)?,
+            chunk_size: self.chunk_size,
+            chunk_overlap: self.chunk_overlap,
+            chunking_strategy: self.chunking_strategy,
+            chunking_config: read_opt_json(T, "chunking_config", self.chunking_config.as_deref())?,
+            is_public: self.is_public,
+            meta: read_json(T, "meta", &self.meta)?,
+            status: read_enum(T, "status", &self.status)?,
+            status_message: self.status_message,
+            document_count: self.document_count,
+            vector_count: self.vector_count,
+            total_size_bytes: self.total_size_bytes,
+            sync_mode: read_enum(T, "sync_mode", &self.sync_mode)?,
+            sync_interval_minutes: self.sync_interval_minutes,
+            sync_paused_at: read_opt_ts(T, "sync_paused_at", self.sync_paused_at.as_deref())?,
+            sync_next_run_at: read_opt_ts(T, "sync_next_run_at", self.sync_next_run_at.as_deref())?,
+            sync_last_run_started_at: read_opt_ts(
+                T,
+                "sync_last_run_started_at",
+                self.sync_last_run_started_at.as_deref(),
+            )?,
+            sync_last_run_completed_at: read_opt_ts(
+                T,
+                "sync_last_run_completed_at",
+                self.sync_last_run_completed_at.as_deref(),
+            )?,
+            sync_last_run_status: self
+                .sync_last_run_status
+                .as_deref()
+                .map(|s| read_enum(T, "sync_last_run_status", s))
+                .transpose()?,
+            sync_last_error: self.sync_last_error,
+            created_at: read_ts(T, "created_at", &self.created_at)?,
+            updated_at: read_ts(T, "updated_at", &self.updated_at)?,
+        })
+    }
+}
+
+/// The columns [`CollectionPatch`] may change (everything but identity, name, state,
+/// counters and sync runs).
+#[derive(AsChangeset)]
+#[diesel(table_name = collections, treat_none_as_null = true)]
+struct PatchChangeset {
+    description: Option<String>,
+    embedding_model: String,
+    quantization: String,
+    chunk_size: i32,
+    chunk_overlap: i32,
+    chunking_strategy: Option<String>,
+    chunking_config: Option<String>,
+    is_public: bool,
+    meta: String,
+    sync_mode: String,
+    sync_interval_minutes: Option<i32>,
+    sync_next_run_at: Option<String>,
+    updated_at: String,
+}
+
+/// A `collection_permissions` row as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = grants, check_for_backend(Sqlite))]
+struct GrantRow {
+    collection_id: String,
+    user_id: Option<i64>,
+    api_key_id: Option<String>,
+    permission: String,
+    created_at: String,
+}
+
+impl GrantRow {
+    fn into_permission(self) -> RepoResult<CollectionPermission> {
+        const T: &str = "collection_permissions";
+        let grantee = match (self.user_id, self.api_key_id.as_deref()) {
+            (Some(user), None) => Grantee::User(UserId(user)),
+            (None, Some(key)) => Grantee::ApiKey(ApiKeyId(read_uuid(T, "api_key_id", key)?)),
+            _ => {
+                return Err(crate::error::corrupt(
+                    T,
+                    "user_id",
+                    "a grant must name exactly one grantee",
+                ))
+            }
+        };
+        Ok(CollectionPermission {
+            collection_id: CollectionId(read_uuid(T, "collection_id", &self.collection_id)?),
+            grantee,
+            permission: read_enum(T, "permission", &self.permission)?,
+            created_at: read_ts(T, "created_at", &self.created_at)?,
+        })
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = grants, treat_none_as_default_value = false)]
+struct NewGrantRow {
+    collection_id: String,
+    user_id: Option<i64>,
+    api_key_id: Option<String>,
+    permission: &'static str,
+    created_at: String,
+}
+
+fn not_found(id: CollectionId) -> RepoError {
+    RepoError::not_found("collection", id)
+}
+
+fn one(row: Option<CollectionRow>, id: CollectionId) -> RepoResult<Collection> {
+    row.ok_or_else(|| not_found(id))?.into_collection()
+}
+
+fn many(rows: Vec<CollectionRow>) -> RepoResult<Vec<Collection>> {
+    rows.into_iter()
+        .map(CollectionRow::into_collection)
+        .collect()
+}
+
+/// The collection with this id, or `NotFound { entity: "collection" }`.
+pub(crate) fn get(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<Collection> {
+    let row = collections::table
+        .find(uuid(id.0))
+        .select(CollectionRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(map_diesel)?;
+    one(row, id)
+}
+
+/// `NotFound { entity: "collection" }` unless the collection exists.
+pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<()> {
+    let exists: bool = diesel::select(diesel::dsl::exists(collections::table.find(uuid(id.0))))
+        .get_result(conn)
+        .map_err(map_diesel)?;
+    if exists {
+        Ok(())
+    } else {
+        Err(not_found(id))
+    }
+}
+
+/// The collection and the level `user` holds on it (`repo_core::effective_access`).
+/// Missing collection: `NotFound { entity: "collection" }`; missing user:
+/// `NotFound { entity: "user" }`.
+pub(crate) fn access(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+    user: UserId,
+) -> RepoResult<(Collection, Option<AccessLevel>)> {
+    let collection = get(conn, id)?;
+    let user = user_repo::get(conn, user)?;
+    let grant: Option<String> = grants::table
+        .filter(grants::collection_id.eq(uuid(id.0)))
+        .filter(grants::user_id.eq(user.id.0))
+        .select(grants::permission)
+        .first(conn)
+        .optional()
+        .map_err(map_diesel)?;
+    let grant = grant
+        .as_deref()
+        .map(|g| read_enum("collection_permissions", "permission", g))
+        .transpose()?;
+    let level = effective_access(
+        collection.owner_id == user.id,
+        user.is_superuser,
+        collection.is_public,
+        grant,
+    );
+    Ok((collection, level))
+}
+
+fn create(conn: &mut SqliteConnection, new: &NewCollection) -> RepoResult<Collection> {
+    let collection = new.prepare()?;
+    let row = CollectionRow::from_collection(&collection)?;
+    write_tx(conn, |c| {
+        user_repo::ensure_exists(c, collection.owner_id)?;
+        diesel::insert_into(collections::table)
+            .values(&row)
+            .returning(CollectionRow::as_returning())
+            .get_result(c)
+            .map_err(map_diesel)?
+            .into_collection()
+    })
+}
+
+fn get_by_name(conn: &mut SqliteConnection, name: &str) -> RepoResult<Collection> {
+    collections::table
+        .filter(collections::name.eq(name))
+        .select(CollectionRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(map_diesel)?
+        .ok_or_else(|| RepoError::not_found("collection", name))?
+        .into_collection()
+}
+
+fn visible_to(user: UserId) -> collections::BoxedQuery<'static, Sqlite> {
+    collections::table
+        .filter(
+            collections::owner_id
+                .eq(user.0)
+                .or(collections::is_public.eq(true))
+                .or(collections::id.eq_any(
+                    grants::table
+                        .filter(grants::user_id.eq(user.0))
+                        .select(grants::collection_id),
+                )),
+        )
+        .into_boxed()
+}
+
+fn list_visible(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    page: PageRequest,
+) -> RepoResult<Page<Collection>> {
+    read_tx(conn, |c| {
+        user_repo::ensure_exists(c, user)?;
+        let rows = visible_to(user)
+            .select(CollectionRow::as_select())
+            .order((collections::created_at.desc(), collections::id.desc()))
+            .limit(page.limit_i64())
+            .offset(page.offset_i64())
+            .load(c)
+            .map_err(map_diesel)?;
+        let total: i64 = visible_to(user).count().get_result(c).map_err(map_diesel)?;
+        Ok(Page {
+            items: many(rows)?,
+            total: count(total),
+        })
+    })
+}
+
+fn update(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+    patch: &CollectionPatch,
+) -> RepoResult<Collection> {
+    write_tx(conn, |c| {
+        let current = get(c, id)?;
+        let next = patch.apply_to(&current)?;
+        let row = diesel::update(collections::table.find(uuid(id.0)))
+            .set(PatchChangeset {
+                description: next.description.clone(),
+                embedding_model: next.embedding_model.clone(),
+                quantization: next.quantization.as_str().to_owned(),
+                chunk_size: next.chunk_size,
+                chunk_overlap: next.chunk_overlap,
+                chunking_strategy: next.chunking_strategy.clone(),
+                chunking_config: opt_json(next.chunking_config.as_ref())?,
+                is_public: next.is_public,
+                meta: json(&next.meta)?,
+                sync_mode: next.sync_mode.as_str().to_owned(),
+                sync_interval_minutes: next.sync_interval_minutes,
+                sync_next_run_at: opt_ts(next.sync_next_run_at),
+                updated_at: ts(next.updated_at),
+            })
+            .returning(CollectionRow::as_returning())
+            .get_result(c)
+            .optional()
+            .map_err(map_diesel)?;
+        one(row, id)
+    })
+}
+
+fn rename(conn: &mut SqliteConnection, id: CollectionId, new_name: &str) -> RepoResult<Collection> {
+    let name = validate::collection_name(new_name)?;
+    let row = diesel::update(collections::table.find(uuid(id.0)))
+        .set((
+            collections::name.eq(&name),
+            collections::updated_at.eq(ts(now())),
+        ))
+        .returning(CollectionRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .map_err(map_diesel)?;
+    one(row, id)
+}
+
+fn update_status(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+    status: CollectionStatus,
+    message: Option<&str>,
+) -> RepoResult<Collection> {
+    validate::opt_text("status_message", message)?;
+    let from: Vec<&'static str> = CollectionStatus::predecessors(status)
+        .into_iter()
+        .map(CollectionStatus::as_str)
+        .collect();
+    write_tx(conn, |c| {
+        let row = if from.is_empty() {
+            None
+        } else {
+            diesel::update(
+                collections::table
+                    .find(uuid(id.0))
+                    .filter(collections::status.eq_any(&from)),
+            )
+            .set((
+                collections::status.eq(status.as_str()),
+                collections::status_message.eq(message),
+                collections::updated_at.eq(ts(now())),
+            ))
+            .returning(CollectionRow::as_returning())
+            .get_result(c)
+            .optional()
+            .map_err(map_diesel)?
+        };
+        match row {
+            Some(row) => row.into_collection(),
+            // No row changed: missing, or in a state that does not lead to `status`.
+            None => {
+                let current = get(c, id)?;
+                Err(RepoError::invalid_state(current.status, status))
+            }
+        }
+    })
+}
+
+fn update_stats(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+    stats: CollectionStats,
+) -> RepoResult<Collection> {
+    stats.validate()?;
+    let row = diesel::update(collections::table.find(uuid(id.0)))
+        .set((
+            collections::document_count.eq(stats.document_count),
+            collections::vector_count.eq(stats.vector_count),
+            collections::total_size_bytes.eq(stats.total_size_bytes),
+            collections::updated_at.eq(ts(now())),
+        ))
+        .returning(CollectionRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .map_err(map_diesel)?;
+    one(row, id)
+}
+
+fn delete(conn: &mut SqliteConnection, id: CollectionId, actor: UserId) -> RepoResult<()> {
+    write_tx(conn, |c| {
+        let (collection, level) = access(c, id, actor)?;
+        require_access(&collection, level, AccessLevel::Admin)?;
+        // Operations and grants (and documents, chunks) go by ON DELETE CASCADE.
+        diesel::delete(collections::table.find(uuid(id.0)))
+            .execute(c)
+            .map_err(map_diesel)?;
+        Ok(())
+    })
+}
+
+fn due_for_sync(
+    conn: &mut SqliteConnection,
+    at: Timestamp,
+    limit: u32,
+) -> RepoResult<Vec<Collection>> {
+    let rows = collections::table
+        .filter(collections::sync_mode.eq(SyncMode::Continuous.as_str()))
+        .filter(collections::sync_paused_at.is_null())
+        .filter(collections::sync_next_run_at.le(ts(at)))
+        .filter(collections::status.eq(CollectionStatus::Ready.as_str()))
+        .select(CollectionRow::as_select())
+        .order((collections::sync_next_run_at.asc(), collections::id.asc()))
+        .limit(i64::from(limit))
+        .load(conn)
+        .map_err(map_diesel)?;
+    many(rows)
+}
+
+fn pause_sync(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<Collection> {
+    write_tx(conn, |c| {
+        let current = get(c, id)?;
+        if current.sync_mode == SyncMode::OneTime {
+            return Err(RepoError::invalid_state(SyncMode::OneTime, "pause_sync"));
+        }
+        if current.sync_paused_at.is_some() {
+            // Pausing twice keeps the first pause time.
+            return Ok(current);
+        }
+        let at = ts(now());
+        let row = diesel::update(collections::table.find(uuid(id.0)))
+            .set((
+                collections::sync_paused_at.eq(&at),
+                collections::updated_at.eq(&at),
+            ))
+            .returning(CollectionRow::as_returning())
+            .get_result(c)
+            .optional()
+            .map_err(map_diesel)?;
+        one(row, id)
+    })
+}
+
+fn resume_sync(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+    next_run_at: Timestamp,
+) -> RepoResult<Collection> {
+    write_tx(conn, |c| {
+        let current = get(c, id)?;
+        if current.sync_mode == SyncMode::OneTime {
+            return Err(RepoError::invalid_state(SyncMode::OneTime, "resume_sync"));
+        }
+        let row = diesel::update(collections::table.find(uuid(id.0)))
+            .set((
+                collections::sync_paused_at.eq(None::<String>),
+                collections::sync_next_run_at.eq(ts(next_run_at)),
+                collections::updated_at.eq(ts(now())),
+            ))
+            .returning(CollectionRow::as_returning())
+            .get_result(c)
+            .optional()
+            .map_err(map_diesel)?;
+        one(row, id)
+    })
+}
+
+fn record_sync_run(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+    run: &SyncRun,
+) -> RepoResult<Collection> {
+    validate::opt_text("sync_last_error", run.error.as_deref())?;
+    write_tx(conn, |c| {
+        let current = get(c, id)?;
+        let next_run = match (
+            run.completed_at,
+            current.sync_mode,
+            current.sync_interval_minutes,
+        ) {
+            (Some(done), SyncMode::Continuous, Some(minutes)) => {
+                Some(done + chrono::Duration::minutes(i64::from(minutes)))
+            }
+            _ => current.sync_next_run_at,
+        };
+        let row = diesel::update(collections::table.find(uuid(id.0)))
+            .set((
+                collections::sync_last_run_started_at.eq(ts(run.started_at)),
+                collections::sync_last_run_completed_at.eq(opt_ts(run.completed_at)),
+                collections::sync_last_run_status.eq(run.status.as_str()),
+                collections::sync_last_error.eq(run.error.as_deref()),
+                collections::sync_next_run_at.eq(opt_ts(next_run)),
+                collections::updated_at.eq(ts(now())),
+            ))
+            .returning(CollectionRow::as_returning())
+            .get_result(c)
+            .optional()
+            .map_err(map_diesel)?;
+        one(row, id)
+    })
+}
+
+fn grant(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+    grantee: Grantee,
+    level: AccessLevel,
+) -> RepoResult<CollectionPermission> {
+    write_tx(conn, |c| {
+        ensure_exists(c, id)?;
+        let row = NewGrantRow {
+            collection_id: uuid(id.0),
+            user_id: None,
+            api_key_id: None,
+            permission: level.as_str(),
+            created_at: ts(now()),
+        };
+        let stored = match grantee {
+            Grantee::User(user) => {
+                user_repo::ensure_exists(c, user)?;
+                diesel::insert_into(grants::table)
+                    .values(NewGrantRow {
+                        user_id: Some(user.0),
+                        ..row
+                    })
+                    .on_conflict((grants::collection_id, grants::user_id))
+                    .do_update()
+                    .set(grants::permission.eq(excluded(grants::permission)))
+                    .returning(GrantRow::as_returning())
+                    .get_result(c)
+            }
+            Grantee::ApiKey(key) => {
+                let exists: bool =
+                    diesel::select(diesel::dsl::exists(api_keys::table.find(uuid(key.0))))
+                        .get_result(c)
+                        .map_err(map_diesel)?;
+                if !exists {
+                    return Err(RepoError::not_found("api_key", key));
+                }
+                diesel::insert_into(grants::table)
+                    .values(NewGrantRow {
+                        api_key_id: Some(uuid(key.0)),
+                        ..row
+                    })
+                    .on_conflict((grants::collection_id, grants::api_key_id))
+                    .do_update()
+                    .set(grants::permission.eq(excluded(grants::permission)))
+                    .returning(GrantRow::as_returning())
+                    .get_result(c)
+            }
+        };
+        stored.map_err(map_diesel)?.into_permission()
+    })
+}
+
+fn revoke_grant(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+    grantee: Grantee,
+) -> RepoResult<bool> {
+    let target = grants::table.filter(grants::collection_id.eq(uuid(id.0)));
+    let n = match grantee {
+        Grantee::User(user) => {
+            diesel::delete(target.filter(grants::user_id.eq(user.0))).execute(conn)
+        }
+        Grantee::ApiKey(key) => {
+            diesel::delete(target.filter(grants::api_key_id.eq(uuid(key.0)))).execute(conn)
+        }
+    }
+    .map_err(map_diesel)?;
+    Ok(affected(n) > 0)
+}
+
+fn list_grants(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+) -> RepoResult<Vec<CollectionPermission>> {
+    read_tx(conn, |c| {
+        ensure_exists(c, id)?;
+        grants::table
+            .filter(grants::collection_id.eq(uuid(id.0)))
+            .select(GrantRow::as_select())
+            .order((grants::created_at.desc(), grants::id.desc()))
+            .load(c)
+            .map_err(map_diesel)?
+            .into_iter()
+            .map(GrantRow::into_permission)
+            .collect()
+    })
+}
+
+impl<S: ConnSource> CollectionRepository for SqliteRepos<S> {
+    fn create(&self, new: &NewCollection) -> RepoResult<Collection> {
+        self.run(|c| create(c, new))
+    }
+
+    fn get(&self, id: CollectionId) -> RepoResult<Collection> {
+        self.run(|c| get(c, id))
+    }
+
+    fn get_by_name(&self, name: &str) -> RepoResult<Collection> {
+        self.run(|c| get_by_name(c, name))
+    }
+
+    fn get_with_access(
+        &self,
+        id: CollectionId,
+        user: UserId,
+        needed: AccessLevel,
+    ) -> RepoResult<Collection> {
+        self.run(|c| {
+            read_tx(c, |c| {
+                let (collection, level) = access(c, id, user)?;
+                require_access(&collection, level, needed)?;
+                Ok(collection)
+            })
+        })
+    }
+
+    fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>> {
+        self.run(|c| read_tx(c, |c| access(c, id, user).map(|(_, level)| level)))
+    }
+
+    fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>> {
+        self.run(|c| list_visible(c, user, page))
+    }
+
+    fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {
+        self.run(|c| update(c, id, patch))
+    }
+
+    fn rename(&self, id: CollectionId, new_name: &str) -> RepoResult<Collection> {
+        self.run(|c| rename(c, id, new_name))
+    }
+
+    fn update_status(
+        &self,
+        id: CollectionId,
+        status: CollectionStatus,
+        message: Option<&str>,
+    ) -> RepoResult<Collection> {
+        self.run(|c| update_status(c, id, status, message))
+    }
+
+    fn update_stats(&self, id: CollectionId, stats: CollectionStats) -> RepoResult<Collection> {
+        self.run(|c| update_stats(c, id, stats))
+    }
+
+    fn delete(&self, id: CollectionId, actor: UserId) -> RepoResult<()> {
+        self.run(|c| delete(c, id, actor))
+    }
+
+    fn due_for_sync(&self, now: Timestamp, limit: u32) -> RepoResult<Vec<Collection>> {
+        self.run(|c| due_for_sync(c, now, limit))
+    }
+
+    fn pause_sync(&self, id: CollectionId) -> RepoResult<Collection> {
+        self.run(|c| pause_sync(c, id))
+    }
+
+    fn resume_sync(&self, id: CollectionId, next_run_at: Timestamp) -> RepoResult<Collection> {
+        self.run(|c| resume_sync(c, id, next_run_at))
+    }
+
+    fn record_sync_run(&self, id: CollectionId, run: &SyncRun) -> RepoResult<Collection> {
+        self.run(|c| record_sync_run(c, id, run))
+    }
+
+    fn grant(
+        &self,
+        id: CollectionId,
+        grantee: Grantee,
+        level: AccessLevel,
+    ) -> RepoResult<CollectionPermission> {
+        self.run(|c| grant(c, id, grantee, level))
+    }
+
+    fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {
+        self.run(|c| revoke_grant(c, id, grantee))
+    }
+
+    fn list_grants(&self, id: CollectionId) -> RepoResult<Vec<CollectionPermission>> {
+        self.run(|c| list_grants(c, id))
+    }
+}

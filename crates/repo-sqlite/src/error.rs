@@ -1,0 +1,332 @@
+//! The one mapping from Diesel / r2d2 errors to [`RepoError`] (docs/semantics.md).
+
+use diesel::r2d2::{ConnectionManager, Pool, PoolError};
+use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
+use diesel::SqliteConnection;
+use repo_core::{ConflictReason, RepoError, UnavailableReason};
+
+/// Maps a Diesel error to the core error, keeping the original as `source` where the
+/// variant has one. Constraint messages are parsed because SQLite reports unique and
+/// NOT NULL failures as `UNIQUE constraint failed: table.column` and busy errors only
+/// by their text.
+pub(crate) fn map_diesel(err: DieselError) -> RepoError {
+    match err {
+        DieselError::DatabaseError(kind, info) => {
+            let message = info.message().to_owned();
+            match kind {
+                DatabaseErrorKind::UniqueViolation => unique_violation(&message)
+                    .unwrap_or_else(|| backend(message, DieselError::DatabaseError(kind, info))),
+                DatabaseErrorKind::CheckViolation => RepoError::validation(
+                    check_field(&message),
+                    "violates a check constraint of the database",
+                ),
+                DatabaseErrorKind::NotNullViolation => {
+                    RepoError::validation(not_null_field(&message), "must not be null")
+                }
+                DatabaseErrorKind::ForeignKeyViolation => RepoError::NotFound {
+                    entity: "referenced row",
+                    key: "foreign key".into(),
+                },
+                DatabaseErrorKind::ClosedConnection => RepoError::Unavailable {
+                    reason: UnavailableReason::ConnectionLost,
+                    message,
+                    source: Some(Box::new(DieselError::DatabaseError(kind, info))),
+                },
+                _ if is_busy(&message) => RepoError::conflict(ConflictReason::Busy, message),
+                _ => backend(message, DieselError::DatabaseError(kind, info)),
+            }
+        }
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => map_diesel(*commit_error),
+        DieselError::BrokenTransactionManager => RepoError::Unavailable {
+            reason: UnavailableReason::ConnectionLost,
+            message: "the connection's transaction state is broken".into(),
+            source: Some(Box::new(DieselError::BrokenTransactionManager)),
+        },
+        other => backend(other.to_string(), other),
+    }
+}
+
+/// Maps a failure to open a connection.
+pub(crate) fn map_connection(err: ConnectionError, target: &str) -> RepoError {
+    RepoError::Unavailable {
+        reason: UnavailableReason::ConnectionFailed,
+        message: format!("cannot open SQLite database {target}: {err}"),
+        source: Some(Box::new(err)),
+    }
+}
+
+/// Maps a failed pool checkout: exhausted when every connection is in use, otherwise
+/// the connections could not be opened.
+pub(crate) fn map_pool(
+    err: PoolError,
+    pool: &Pool<ConnectionManager<SqliteConnection>>,
+    max_size: u32,
+) -> RepoError {
+    let state = pool.state();
+    let (reason, message) = if state.connections >= max_size && state.idle_connections == 0 {
+        (
+            UnavailableReason::PoolExhausted,
+            format!(
+                "pool exhausted: all {max_size} connections stayed in use until the checkout timeout"
+            ),
+        )
+    } else {
+        (
+            UnavailableReason::ConnectionFailed,
+            format!(
+                "no connection could be opened before the checkout timeout \
+                 ({} of {max_size} open): {err}",
+                state.connections
+            ),
+        )
+    };
+    RepoError::Unavailable {
+        reason,
+        message,
+        source: Some(Box::new(err)),
+    }
+}
+
+/// Maps an error of the migration harness.
+pub(crate) fn map_migration(err: Box<dyn std::error::Error + Send + Sync>) -> RepoError {
+    match err.downcast::<DieselError>() {
+        Ok(diesel_err) => map_diesel(*diesel_err),
+        Err(other) => RepoError::Backend {
+            message: format!("migration failed: {other}"),
+            source: Some(other),
+        },
+    }
+}
+
+/// A value read from the database that cannot be represented (another tool wrote it).
+pub(crate) fn corrupt(table: &str, column: &str, detail: impl std::fmt::Display) -> RepoError {
+    RepoError::Backend {
+        message: format!("unreadable value in {table}.{column}: {detail}"),
+        source: None,
+    }
+}
+
+fn backend(message: String, source: DieselError) -> RepoError {
+    RepoError::Backend {
+        message,
+        source: Some(Box::new(source)),
+    }
+}
+
+/// `SQLITE_BUSY` ("database is locked") and `SQLITE_LOCKED` ("database table is
+/// locked"); Diesel has no error kind for them.
+fn is_busy(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("database is locked") || m.contains("is locked") || m.contains("database is busy")
+}
+
+/// `UNIQUE constraint failed: users.email` (or `index 'name'` for expression indexes).
+fn unique_violation(message: &str) -> Option<RepoError> {
+    let detail = message
+        .strip_prefix("UNIQUE constraint failed: ")
+        .unwrap_or(message)
+        .trim();
+    if let Some(index) = detail
+        .strip_prefix("index '")
+        .and_then(|s| s.strip_suffix('\''))
+    {
+        return unique_index(index);
+    }
+    let columns: Vec<&str> = detail.split(',').map(str::trim).collect();
+    let has = |c: &str| columns.contains(&c);
+    let (entity, field) = if has("users.username") {
+        ("user", "username")
+    } else if has("users.email") {
+        ("user", "email")
+    } else if has("api_keys.key_hash") {
+        ("api_key", "key_hash")
+    } else if has("api_keys.name_folded") {
+        ("api_key", "name")
+    } else if has("api_keys.id") {
+        ("api_key", "id")
+    } else if has("collections.name") {
+        ("collection", "name")
+    } else if has("collections.vector_store_name") {
+        ("collection", "vector_store_name")
+    } else if has("collections.id") {
+        ("collection", "id")
+    } else if has("operations.uuid") {
+        ("operation", "uuid")
+    } else if has("operations.collection_id") {
+        // The partial index `operations_one_active_per_collection`.
+        return Some(active_operation());
+    } else if has("collection_permissions.collection_id") {
+        ("collection_permission", "grantee")
+    } else if has("users.id") {
+        ("user", "id")
+    } else if has("operations.id") {
+        ("operation", "id")
+    } else {
+        return None;
+    };
+    Some(RepoError::AlreadyExists { entity, field })
+}
+
+fn unique_index(index: &str) -> Option<RepoError> {
+    let (entity, field) = match index {
+        "users_username_key" => ("user", "username"),
+        "users_email_key" => ("user", "email"),
+        "api_keys_user_name_key" => ("api_key", "name"),
+        "api_keys_key_hash_key" => ("api_key", "key_hash"),
+        "collections_name_key" => ("collection", "name"),
+        "collections_vector_store_name_key" => ("collection", "vector_store_name"),
+        "operations_uuid_key" => ("operation", "uuid"),
+        "operations_one_active_per_collection" => return Some(active_operation()),
+        _ => return None,
+    };
+    Some(RepoError::AlreadyExists { entity, field })
+}
+
+fn active_operation() -> RepoError {
+    RepoError::conflict(
+        ConflictReason::ActiveOperation,
+        "the collection already has an active operation",
+    )
+}
+
+/// Every column a constraint can name, so a field can be `&'static str`.
+const COLUMNS: &[&str] = &[
+    "username",
+    "email",
+    "hashed_password",
+    "is_active",
+    "is_superuser",
+    "created_at",
+    "updated_at",
+    "user_id",
+    "name",
+    "name_folded",
+    "key_prefix",
+    "key_hash",
+    "permissions",
+    "description",
+    "owner_id",
+    "vector_store_name",
+    "embedding_model",
+    "quantization",
+    "chunk_size",
+    "chunk_overlap",
+    "chunking_strategy",
+    "chunking_config",
+    "is_public",
+    "meta",
+    "status",
+    "document_count",
+    "vector_count",
+    "total_size_bytes",
+    "sync_mode",
+    "sync_interval_minutes",
+    "sync_last_run_status",
+    "collection_id",
+    "api_key_id",
+    "permission",
+    "uuid",
+    "kind",
+    "config",
+    "id",
+];
+
+fn known_column(name: &str) -> Option<&'static str> {
+    COLUMNS.iter().copied().find(|c| *c == name)
+}
+
+/// `CHECK constraint failed: <constraint name or expression>`: the named constraints
+/// are mapped explicitly, an expression names the first known column it mentions.
+fn check_field(message: &str) -> &'static str {
+    let detail = message
+        .strip_prefix("CHECK constraint failed: ")
+        .unwrap_or(message)
+        .trim();
+    match detail {
+        "collections_chunk_overlap_check" => return "chunk_overlap",
+        "collections_sync_interval_check" => return "sync_interval_minutes",
+        "collection_permissions_one_grantee" => return "grantee",
+        _ => {}
+    }
+    detail
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .find_map(known_column)
+        .unwrap_or("value")
+}
+
+/// `NOT NULL constraint failed: users.email`.
+fn not_null_field(message: &str) -> &'static str {
+    message
+        .rsplit('.')
+        .next()
+        .and_then(|c| known_column(c.trim()))
+        .unwrap_or("value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_messages_name_the_field() {
+        let e = unique_violation("UNIQUE constraint failed: users.email");
+        assert!(matches!(
+            e,
+            Some(RepoError::AlreadyExists {
+                entity: "user",
+                field: "email"
+            })
+        ));
+        let e =
+            unique_violation("UNIQUE constraint failed: api_keys.user_id, api_keys.name_folded");
+        assert!(matches!(
+            e,
+            Some(RepoError::AlreadyExists {
+                entity: "api_key",
+                field: "name"
+            })
+        ));
+        let e = unique_violation("UNIQUE constraint failed: operations.collection_id");
+        assert!(matches!(
+            e,
+            Some(RepoError::Conflict {
+                reason: ConflictReason::ActiveOperation,
+                ..
+            })
+        ));
+        let e = unique_violation("UNIQUE constraint failed: index 'collections_name_key'");
+        assert!(matches!(
+            e,
+            Some(RepoError::AlreadyExists {
+                entity: "collection",
+                field: "name"
+            })
+        ));
+    }
+
+    #[test]
+    fn check_and_not_null_fields() {
+        assert_eq!(
+            check_field("CHECK constraint failed: collections_chunk_overlap_check"),
+            "chunk_overlap"
+        );
+        assert_eq!(
+            check_field("CHECK constraint failed: length(username) BETWEEN 1 AND 64"),
+            "username"
+        );
+        assert_eq!(check_field("CHECK constraint failed: something"), "value");
+        assert_eq!(
+            not_null_field("NOT NULL constraint failed: users.email"),
+            "email"
+        );
+    }
+
+    #[test]
+    fn busy_is_a_transient_conflict() {
+        let e = map_diesel(DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("database is locked".to_owned()),
+        ));
+        assert!(e.is_transient_conflict());
+    }
+}

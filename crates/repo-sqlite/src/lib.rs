@@ -1,0 +1,48 @@
+//! # repo-sqlite
+//!
+//! The SQLite implementation of every `repo-core` repository trait, on Diesel and an
+//! r2d2 pool with a bundled SQLite (≥ 3.35, for `RETURNING`).
+//!
+//! - Every pooled connection runs `PRAGMA busy_timeout`, `journal_mode = WAL` (files
+//!   only), `synchronous = NORMAL` and `foreign_keys = ON`.
+//! - Writes that need more than one statement run in `BEGIN IMMEDIATE`; inside a unit
+//!   of work ([`repo_core::Store::run_transaction`]) they become savepoints.
+//! - An in-memory database is served by a pool of exactly one connection (every
+//!   SQLite connection to `:memory:` is a separate database).
+//! - Timestamps are stored as fixed-width RFC 3339 UTC text, UUIDs as lowercase
+//!   hyphenated text and JSON as text, so that the data reads back exactly as on
+//!   PostgreSQL.
+//!
+//! ```no_run
+//! use repo_core::{NewUser, RepoResult, Store, StoreConfig};
+//! use repo_sqlite::SqliteStore;
+//!
+//! fn main() -> RepoResult<()> {
+//!     // Runs pending migrations because `run_migrations` defaults to true.
+//!     let store = SqliteStore::connect("data/app.db", &StoreConfig::default())?;
+//!     let user = store.users().create(&NewUser::new(
+//!         "alice",
+//!         "alice@example.com",
+//!         "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+//!     ))?;
+//!     assert_eq!(store.users().get(user.id)?.username, "alice");
+//!     store.health()
+//! }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod api_keys;
+mod codec;
+mod collections;
+mod error;
+mod migrations;
+mod operations;
+mod pool;
+mod schema;
+mod store;
+mod unit_of_work;
+mod users;
+
+pub use migrations::MIGRATIONS;
+pub use store::SqliteStore;

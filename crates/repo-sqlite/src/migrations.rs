@@ -1,0 +1,173 @@
+//! Embedded migrations (`migrations/sqlite`) and the schema snapshot used for parity
+//! checks with PostgreSQL.
+
+use crate::error::{map_diesel, map_migration};
+use crate::store::SqliteStore;
+use crate::unit_of_work::write_tx;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use repo_core::{IndexSnapshot, RepoResult, SchemaSnapshot, TableSnapshot};
+
+/// The SQLite migrations, embedded at build time.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+impl SqliteStore {
+    /// Applies every pending migration (in one `BEGIN IMMEDIATE` transaction, so
+    /// concurrent callers on one file serialise) and returns the versions applied now.
+    pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
+        let mut conn = self.source().checkout()?;
+        write_tx(&mut conn, |c| {
+            let applied = c
+                .run_pending_migrations(MIGRATIONS)
+                .map_err(map_migration)?;
+            Ok(applied.iter().map(ToString::to_string).collect())
+        })
+    }
+
+    /// Reverts every applied migration, newest first, and returns the versions reverted.
+    pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
+        let mut conn = self.source().checkout()?;
+        write_tx(&mut conn, |c| {
+            let reverted = c.revert_all_migrations(MIGRATIONS).map_err(map_migration)?;
+            Ok(reverted.iter().map(ToString::to_string).collect())
+        })
+    }
+
+    /// Versions of the applied migrations, oldest first.
+    pub fn applied_migrations(&self) -> RepoResult<Vec<String>> {
+        let mut conn = self.source().checkout()?;
+        let mut applied: Vec<String> = conn
+            .applied_migrations()
+            .map_err(map_migration)?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        applied.sort();
+        Ok(applied)
+    }
+
+    /// Versions of the embedded migrations not applied yet, oldest first.
+    pub fn pending_migrations(&self) -> RepoResult<Vec<String>> {
+        let mut conn = self.source().checkout()?;
+        let pending = conn.pending_migrations(MIGRATIONS).map_err(map_migration)?;
+        Ok(pending
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect())
+    }
+
+    /// Tables, columns (with nullability) and named indexes of the migrated schema.
+    ///
+    /// Excludes SQLite's own tables, Diesel's migration table, virtual tables and
+    /// their shadow tables, primary keys and automatic (constraint) indexes. An
+    /// `INTEGER PRIMARY KEY` column is reported as not nullable (it is the rowid,
+    /// although `PRAGMA table_info` says `notnull = 0`); an expression in an index
+    /// is reported as `"<expr>"`.
+    pub fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
+        let mut conn = self.source().checkout()?;
+        snapshot(&mut conn)
+    }
+}
+
+#[derive(QueryableByName)]
+struct NameRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct ColumnRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    col_type: String,
+    #[diesel(sql_type = Integer)]
+    notnull: i32,
+    #[diesel(sql_type = Integer)]
+    pk: i32,
+}
+
+#[derive(QueryableByName)]
+struct IndexRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Integer)]
+    is_unique: i32,
+    #[diesel(sql_type = Integer)]
+    partial: i32,
+}
+
+#[derive(QueryableByName)]
+struct IndexColumnRow {
+    #[diesel(sql_type = BigInt)]
+    cid: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    name: Option<String>,
+}
+
+fn snapshot(conn: &mut SqliteConnection) -> RepoResult<SchemaSnapshot> {
+    let tables: Vec<NameRow> = diesel::sql_query(
+        "SELECT t.name AS name FROM sqlite_master t \
+         WHERE t.type = 'table' \
+           AND t.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+           AND t.name <> '__diesel_schema_migrations' \
+           AND COALESCE(t.sql, '') NOT LIKE 'CREATE VIRTUAL TABLE%' \
+           AND NOT EXISTS (SELECT 1 FROM sqlite_master v \
+                WHERE v.type = 'table' AND v.sql LIKE 'CREATE VIRTUAL TABLE%' \
+                  AND t.name LIKE v.name || '\\_%' ESCAPE '\\') \
+         ORDER BY t.name",
+    )
+    .load(conn)
+    .map_err(map_diesel)?;
+
+    let mut snapshot = SchemaSnapshot::default();
+    for table in tables {
+        let mut out = TableSnapshot::default();
+        let columns: Vec<ColumnRow> = diesel::sql_query(
+            "SELECT name, type AS col_type, \"notnull\", pk FROM pragma_table_info(?)",
+        )
+        .bind::<Text, _>(&table.name)
+        .load(conn)
+        .map_err(map_diesel)?;
+        let pk_columns = columns.iter().filter(|c| c.pk > 0).count();
+        for col in &columns {
+            let rowid_alias =
+                col.pk > 0 && pk_columns == 1 && col.col_type.eq_ignore_ascii_case("INTEGER");
+            let nullable = col.notnull == 0 && !rowid_alias;
+            out.columns.insert(col.name.clone(), nullable);
+        }
+
+        let indexes: Vec<IndexRow> = diesel::sql_query(
+            "SELECT name, \"unique\" AS is_unique, partial FROM pragma_index_list(?) \
+             WHERE origin = 'c'",
+        )
+        .bind::<Text, _>(&table.name)
+        .load(conn)
+        .map_err(map_diesel)?;
+        for index in indexes {
+            let cols: Vec<IndexColumnRow> =
+                diesel::sql_query("SELECT cid, name FROM pragma_index_info(?) ORDER BY seqno")
+                    .bind::<Text, _>(&index.name)
+                    .load(conn)
+                    .map_err(map_diesel)?;
+            let columns = cols
+                .into_iter()
+                .map(|c| match c.name {
+                    Some(name) if c.cid >= 0 => name,
+                    _ => "<expr>".to_owned(),
+                })
+                .collect();
+            out.indexes.insert(
+                index.name,
+                IndexSnapshot {
+                    unique: index.is_unique != 0,
+                    columns,
+                    partial: index.partial != 0,
+                },
+            );
+        }
+        snapshot.tables.insert(table.name, out);
+    }
+    Ok(snapshot)
+}

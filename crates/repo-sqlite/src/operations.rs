@@ -1,0 +1,441 @@
+//! Operations and their state machine.
+
+use crate::codec::{
+    affected, count, json, read_enum, read_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
+};
+use crate::collections;
+use crate::error::map_diesel;
+use crate::schema::operations;
+use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
+use crate::users as user_repo;
+use diesel::prelude::*;
+use diesel::sqlite::Sqlite;
+use repo_core::{
+    now, require_access, validate, AccessLevel, CollectionId, NewOperation, Operation,
+    OperationFilter, OperationRepository, OperationStatus, OperationUuid, Page, PageRequest,
+    RepoError, RepoResult, Timestamp, UserId,
+};
+use serde_json::Value;
+
+/// Bind parameters per statement when a list of ids is expanded into `IN (…)`; well
+/// below SQLite's limit (32,766 in the bundled build).
+const IN_CHUNK: usize = 10_000;
+
+/// An `operations` row as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = operations, check_for_backend(Sqlite))]
+struct OperationRow {
+    id: i64,
+    uuid: String,
+    collection_id: String,
+    user_id: i64,
+    kind: String,
+    status: String,
+    task_id: Option<String>,
+    config: String,
+    error_message: Option<String>,
+    meta: String,
+    created_at: String,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+}
+
+impl OperationRow {
+    fn into_operation(self) -> RepoResult<Operation> {
+        const T: &str = "operations";
+        Ok(Operation {
+            id: self.id,
+            uuid: OperationUuid(read_uuid(T, "uuid", &self.uuid)?),
+            collection_id: CollectionId(read_uuid(T, "collection_id", &self.collection_id)?),
+            user_id: UserId(self.user_id),
+            kind: read_enum(T, "kind", &self.kind)?,
+            status: read_enum(T, "status", &self.status)?,
+            task_id: self.task_id,
+            config: read_json(T, "config", &self.config)?,
+            error_message: self.error_message,
+            meta: read_json(T, "meta", &self.meta)?,
+            created_at: read_ts(T, "created_at", &self.created_at)?,
+            started_at: read_opt_ts(T, "started_at", self.started_at.as_deref())?,
+            completed_at: read_opt_ts(T, "completed_at", self.completed_at.as_deref())?,
+        })
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = operations, treat_none_as_default_value = false)]
+struct NewOperationRow<'a> {
+    uuid: String,
+    collection_id: String,
+    user_id: i64,
+    kind: &'static str,
+    status: &'static str,
+    task_id: Option<&'a str>,
+    config: String,
+    error_message: Option<&'a str>,
+    meta: String,
+    created_at: String,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+}
+
+/// The columns a transition sets; `None` leaves a column as it is.
+#[derive(AsChangeset)]
+#[diesel(table_name = operations)]
+struct TransitionChangeset<'a> {
+    status: &'static str,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+    error_message: Option<&'a str>,
+}
+
+fn not_found(id: OperationUuid) -> RepoError {
+    RepoError::not_found("operation", id)
+}
+
+fn one(row: Option<OperationRow>, id: OperationUuid) -> RepoResult<Operation> {
+    row.ok_or_else(|| not_found(id))?.into_operation()
+}
+
+fn many(rows: Vec<OperationRow>) -> RepoResult<Vec<Operation>> {
+    rows.into_iter().map(OperationRow::into_operation).collect()
+}
+
+fn active_statuses() -> [&'static str; 2] {
+    [
+        OperationStatus::Pending.as_str(),
+        OperationStatus::Processing.as_str(),
+    ]
+}
+
+fn create(conn: &mut SqliteConnection, new: &NewOperation) -> RepoResult<Operation> {
+    let op = new.prepare()?;
+    let row = NewOperationRow {
+        uuid: uuid(op.uuid.0),
+        collection_id: uuid(op.collection_id.0),
+        user_id: op.user_id.0,
+        kind: op.kind.as_str(),
+        status: op.status.as_str(),
+        task_id: op.task_id.as_deref(),
+        config: json(&op.config)?,
+        error_message: None,
+        meta: json(&op.meta)?,
+        created_at: ts(op.created_at),
+        started_at: None,
+        completed_at: None,
+    };
+    write_tx(conn, |c| {
+        collections::ensure_exists(c, op.collection_id)?;
+        user_repo::ensure_exists(c, op.user_id)?;
+        // A second active operation on the collection fails on the partial unique
+        // index `operations_one_active_per_collection` → Conflict(ActiveOperation).
+        diesel::insert_into(operations::table)
+            .values(&row)
+            .returning(OperationRow::as_returning())
+            .get_result(c)
+            .map_err(map_diesel)?
+            .into_operation()
+    })
+}
+
+fn get(conn: &mut SqliteConnection, id: OperationUuid) -> RepoResult<Operation> {
+    let row = operations::table
+        .filter(operations::uuid.eq(uuid(id.0)))
+        .select(OperationRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(map_diesel)?;
+    one(row, id)
+}
+
+/// One conditional update `WHERE uuid = ? AND status IN (predecessors)`; when no row
+/// changes, `NotFound` or `InvalidState { current, attempted }`. Call inside a write
+/// transaction so that the re-read sees the state that refused the update.
+fn transition_in_tx(
+    conn: &mut SqliteConnection,
+    id: OperationUuid,
+    to: OperationStatus,
+    error_message: Option<&str>,
+) -> RepoResult<Operation> {
+    let from: Vec<&'static str> = OperationStatus::predecessors(to)
+        .into_iter()
+        .map(OperationStatus::as_str)
+        .collect();
+    let row = if from.is_empty() {
+        None
+    } else {
+        let at = ts(now());
+        diesel::update(
+            operations::table
+                .filter(operations::uuid.eq(uuid(id.0)))
+                .filter(operations::status.eq_any(&from)),
+        )
+        .set(TransitionChangeset {
+            status: to.as_str(),
+            started_at: (to == OperationStatus::Processing).then(|| at.clone()),
+            completed_at: to.is_terminal().then_some(at),
+            error_message,
+        })
+        .returning(OperationRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .map_err(map_diesel)?
+    };
+    match row {
+        Some(row) => row.into_operation(),
+        None => {
+            let current = get(conn, id)?;
+            Err(RepoError::invalid_state(current.status, to))
+        }
+    }
+}
+
+fn transition(
+    conn: &mut SqliteConnection,
+    id: OperationUuid,
+    to: OperationStatus,
+    error_message: Option<&str>,
+) -> RepoResult<Operation> {
+    validate::opt_text("error_message", error_message)?;
+    write_tx(conn, |c| transition_in_tx(c, id, to, error_message))
+}
+
+fn get_with_access(
+    conn: &mut SqliteConnection,
+    id: OperationUuid,
+    user: UserId,
+    needed: AccessLevel,
+) -> RepoResult<Operation> {
+    read_tx(conn, |c| {
+        let op = get(c, id)?;
+        let (collection, level) = collections::access(c, op.collection_id, user)?;
+        require_access(&collection, level, needed)?;
+        Ok(op)
+    })
+}
+
+fn cancel(conn: &mut SqliteConnection, id: OperationUuid, actor: UserId) -> RepoResult<Operation> {
+    write_tx(conn, |c| {
+        let op = get(c, id)?;
+        if op.user_id != actor {
+            let (collection, level) = collections::access(c, op.collection_id, actor)?;
+            require_access(&collection, level, AccessLevel::Write)?;
+        }
+        transition_in_tx(c, id, OperationStatus::Cancelled, None)
+    })
+}
+
+fn set_task_id(
+    conn: &mut SqliteConnection,
+    id: OperationUuid,
+    task_id: &str,
+) -> RepoResult<Operation> {
+    validate::text("task_id", task_id)?;
+    let row = diesel::update(operations::table.filter(operations::uuid.eq(uuid(id.0))))
+        .set(operations::task_id.eq(task_id))
+        .returning(OperationRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .map_err(map_diesel)?;
+    one(row, id)
+}
+
+fn filtered(filter: &OperationFilter) -> operations::BoxedQuery<'static, Sqlite> {
+    let mut query = operations::table.into_boxed();
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        query = query.filter(operations::status.eq_any(statuses));
+    }
+    if let Some(kind) = filter.kind {
+        query = query.filter(operations::kind.eq(kind.as_str()));
+    }
+    query
+}
+
+/// A page of `base` (newest first) and the total, from one snapshot.
+fn page_of(
+    conn: &mut SqliteConnection,
+    base: impl Fn() -> operations::BoxedQuery<'static, Sqlite>,
+    page: PageRequest,
+) -> RepoResult<Page<Operation>> {
+    read_tx(conn, |c| {
+        let rows = base()
+            .select(OperationRow::as_select())
+            .order((operations::created_at.desc(), operations::id.desc()))
+            .limit(page.limit_i64())
+            .offset(page.offset_i64())
+            .load(c)
+            .map_err(map_diesel)?;
+        let total: i64 = base().count().get_result(c).map_err(map_diesel)?;
+        Ok(Page {
+            items: many(rows)?,
+            total: count(total),
+        })
+    })
+}
+
+fn active_for_collection(
+    conn: &mut SqliteConnection,
+    id: CollectionId,
+) -> RepoResult<Vec<Operation>> {
+    let rows = operations::table
+        .filter(operations::collection_id.eq(uuid(id.0)))
+        .filter(operations::status.eq_any(active_statuses()))
+        .select(OperationRow::as_select())
+        .order((operations::created_at.desc(), operations::id.desc()))
+        .load(conn)
+        .map_err(map_diesel)?;
+    many(rows)
+}
+
+fn stuck(conn: &mut SqliteConnection, older_than: Timestamp) -> RepoResult<Vec<Operation>> {
+    let rows = operations::table
+        .filter(operations::status.eq_any(active_statuses()))
+        .filter(operations::created_at.lt(ts(older_than)))
+        .select(OperationRow::as_select())
+        .order((operations::created_at.asc(), operations::id.asc()))
+        .load(conn)
+        .map_err(map_diesel)?;
+    many(rows)
+}
+
+fn mark_failed_many(
+    conn: &mut SqliteConnection,
+    ids: &[OperationUuid],
+    message: &str,
+) -> RepoResult<u64> {
+    validate::text("error_message", message)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    write_tx(conn, |c| {
+        let at = ts(now());
+        let mut moved = 0;
+        for chunk in ids.chunks(IN_CHUNK) {
+            let uuids: Vec<String> = chunk.iter().map(|id| uuid(id.0)).collect();
+            let n = diesel::update(
+                operations::table
+                    .filter(operations::uuid.eq_any(&uuids))
+                    .filter(operations::status.eq_any(active_statuses())),
+            )
+            .set((
+                operations::status.eq(OperationStatus::Failed.as_str()),
+                operations::completed_at.eq(&at),
+                operations::error_message.eq(message),
+            ))
+            .execute(c)
+            .map_err(map_diesel)?;
+            moved += affected(n);
+        }
+        Ok(moved)
+    })
+}
+
+fn merge_meta(
+    conn: &mut SqliteConnection,
+    id: OperationUuid,
+    patch: &Value,
+) -> RepoResult<Operation> {
+    validate::json_object("meta", patch)?;
+    write_tx(conn, |c| {
+        let current = get(c, id)?;
+        let mut meta = match current.meta {
+            Value::Object(map) => map,
+            _ => Default::default(),
+        };
+        if let Value::Object(extra) = patch {
+            for (key, value) in extra {
+                meta.insert(key.clone(), value.clone());
+            }
+        }
+        let row = diesel::update(operations::table.filter(operations::uuid.eq(uuid(id.0))))
+            .set(operations::meta.eq(json(&Value::Object(meta))?))
+            .returning(OperationRow::as_returning())
+            .get_result(c)
+            .optional()
+            .map_err(map_diesel)?;
+        one(row, id)
+    })
+}
+
+impl<S: ConnSource> OperationRepository for SqliteRepos<S> {
+    fn create(&self, new: &NewOperation) -> RepoResult<Operation> {
+        self.run(|c| create(c, new))
+    }
+
+    fn get(&self, uuid: OperationUuid) -> RepoResult<Operation> {
+        self.run(|c| get(c, uuid))
+    }
+
+    fn get_with_access(
+        &self,
+        uuid: OperationUuid,
+        user: UserId,
+        needed: AccessLevel,
+    ) -> RepoResult<Operation> {
+        self.run(|c| get_with_access(c, uuid, user, needed))
+    }
+
+    fn transition(
+        &self,
+        uuid: OperationUuid,
+        to: OperationStatus,
+        error_message: Option<&str>,
+    ) -> RepoResult<Operation> {
+        self.run(|c| transition(c, uuid, to, error_message))
+    }
+
+    fn cancel(&self, uuid: OperationUuid, actor: UserId) -> RepoResult<Operation> {
+        self.run(|c| cancel(c, uuid, actor))
+    }
+
+    fn set_task_id(&self, uuid: OperationUuid, task_id: &str) -> RepoResult<Operation> {
+        self.run(|c| set_task_id(c, uuid, task_id))
+    }
+
+    fn list_for_collection(
+        &self,
+        collection_id: CollectionId,
+        filter: &OperationFilter,
+        page: PageRequest,
+    ) -> RepoResult<Page<Operation>> {
+        let id = uuid(collection_id.0);
+        self.run(|c| {
+            page_of(
+                c,
+                || filtered(filter).filter(operations::collection_id.eq(id.clone())),
+                page,
+            )
+        })
+    }
+
+    fn list_for_user(
+        &self,
+        user_id: UserId,
+        filter: &OperationFilter,
+        page: PageRequest,
+    ) -> RepoResult<Page<Operation>> {
+        self.run(|c| {
+            page_of(
+                c,
+                || filtered(filter).filter(operations::user_id.eq(user_id.0)),
+                page,
+            )
+        })
+    }
+
+    fn active_for_collection(&self, collection_id: CollectionId) -> RepoResult<Vec<Operation>> {
+        self.run(|c| active_for_collection(c, collection_id))
+    }
+
+    fn stuck(&self, older_than: Timestamp) -> RepoResult<Vec<Operation>> {
+        self.run(|c| stuck(c, older_than))
+    }
+
+    fn mark_failed_many(&self, uuids: &[OperationUuid], message: &str) -> RepoResult<u64> {
+        self.run(|c| mark_failed_many(c, uuids, message))
+    }
+
+    fn merge_meta(&self, uuid: OperationUuid, patch: &Value) -> RepoResult<Operation> {
+        self.run(|c| merge_meta(c, uuid, patch))
+    }
+}

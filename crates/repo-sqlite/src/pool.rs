@@ -1,0 +1,180 @@
+//! The r2d2 pool: per-connection PRAGMAs and pool settings from [`PoolConfig`].
+
+use crate::error::{map_connection, map_diesel};
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::{Connection, SqliteConnection};
+use repo_core::{redact_url, PoolConfig, RepoError, RepoResult, SqliteConfig, UnavailableReason};
+use std::time::Duration;
+
+/// The pool type of the store.
+pub(crate) type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+
+/// What a connection target opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TargetKind {
+    /// A file (path or `file:` URI naming a file).
+    File,
+    /// An in-memory database (`:memory:`, `file::memory:…`, `file:…?mode=memory`).
+    Memory,
+}
+
+/// Classifies a target the way SQLite's open does.
+pub(crate) fn classify(target: &str) -> RepoResult<TargetKind> {
+    if target.trim().is_empty() {
+        // SQLite opens a private temporary database per connection for "": never
+        // what a caller wants from a pool.
+        return Err(RepoError::config(
+            "empty SQLite target: give a path, `:memory:` or a `file:` URI",
+        ));
+    }
+    let uri = target
+        .strip_prefix("sqlite://")
+        .map(|rest| format!("file:{rest}"));
+    let uri = uri.as_deref().unwrap_or(target);
+    if uri == ":memory:" {
+        return Ok(TargetKind::Memory);
+    }
+    if let Some(rest) = uri.strip_prefix("file:") {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let path = path.split('#').next().unwrap_or(path);
+        let memory_mode = query
+            .split('&')
+            .any(|pair| pair.eq_ignore_ascii_case("mode=memory"));
+        if path == ":memory:" || memory_mode {
+            return Ok(TargetKind::Memory);
+        }
+    }
+    Ok(TargetKind::File)
+}
+
+/// Runs the PRAGMAs of every pooled connection, one statement each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SqlitePragmas {
+    busy_timeout_ms: u64,
+    wal: bool,
+}
+
+impl SqlitePragmas {
+    /// PRAGMAs for `kind` under `config`.
+    pub(crate) fn new(kind: TargetKind, config: &SqliteConfig) -> Self {
+        Self {
+            busy_timeout_ms: u64::try_from(config.busy_timeout.as_millis()).unwrap_or(u64::MAX),
+            // An in-memory database has no WAL; the PRAGMA would report "memory".
+            wal: kind == TargetKind::File,
+        }
+    }
+
+    /// Applies the PRAGMAs to `conn`.
+    pub(crate) fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+        // PRAGMAs take no bind parameters; the value is an integer from the typed
+        // configuration, never caller text.
+        conn.batch_execute(&format!("PRAGMA busy_timeout = {}", self.busy_timeout_ms))?;
+        if self.wal {
+            conn.batch_execute("PRAGMA journal_mode = WAL")?;
+        }
+        conn.batch_execute("PRAGMA synchronous = NORMAL")?;
+        conn.batch_execute("PRAGMA foreign_keys = ON")?;
+        Ok(())
+    }
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        self.apply(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Pool size actually used: a pooled in-memory database must be one connection,
+/// because every SQLite connection to `:memory:` opens its own empty database.
+pub(crate) fn effective_max_size(kind: TargetKind, pool: &PoolConfig) -> u32 {
+    match kind {
+        TargetKind::Memory => 1,
+        TargetKind::File => pool.max_size(),
+    }
+}
+
+/// Opens one connection outside the pool with the PRAGMAs applied: turns a file into
+/// WAL mode before several pooled connections race to do it, and reports an unusable
+/// target precisely (r2d2 would only time out).
+pub(crate) fn probe(target: &str, pragmas: SqlitePragmas) -> RepoResult<()> {
+    let mut conn =
+        SqliteConnection::establish(target).map_err(|e| map_connection(e, &redact_url(target)))?;
+    pragmas.apply(&mut conn).map_err(|e| match map_diesel(e) {
+        RepoError::Backend { message, source } => RepoError::Unavailable {
+            reason: UnavailableReason::ConnectionFailed,
+            message: format!(
+                "cannot prepare SQLite database {}: {message}",
+                redact_url(target)
+            ),
+            source,
+        },
+        other => other,
+    })
+}
+
+/// Builds the pool for `target`.
+pub(crate) fn build(
+    target: &str,
+    kind: TargetKind,
+    pool: &PoolConfig,
+    sqlite: &SqliteConfig,
+) -> RepoResult<SqlitePool> {
+    let pragmas = SqlitePragmas::new(kind, sqlite);
+    probe(target, pragmas)?;
+    let max_size = effective_max_size(kind, pool);
+    let builder = Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(nonzero(pool.connection_timeout))
+        .test_on_check_out(pool.pre_ping)
+        .connection_customizer(Box::new(pragmas));
+    let builder = match kind {
+        // The one connection *is* the database: never recycle or reap it.
+        TargetKind::Memory => builder
+            .min_idle(Some(1))
+            .max_lifetime(None)
+            .idle_timeout(None),
+        TargetKind::File => builder
+            .min_idle(Some(pool.min_idle().min(max_size)))
+            .max_lifetime(pool.max_lifetime),
+    };
+    builder
+        .build(ConnectionManager::<SqliteConnection>::new(target))
+        .map_err(|e| RepoError::Unavailable {
+            reason: UnavailableReason::ConnectionFailed,
+            message: format!(
+                "cannot open the connection pool for SQLite database {}: {e}",
+                redact_url(target)
+            ),
+            source: Some(Box::new(e)),
+        })
+}
+
+/// r2d2 panics on a zero connection timeout.
+fn nonzero(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_millis(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_targets() {
+        assert_eq!(classify(":memory:").ok(), Some(TargetKind::Memory));
+        assert_eq!(
+            classify("file::memory:?cache=shared").ok(),
+            Some(TargetKind::Memory)
+        );
+        assert_eq!(
+            classify("file:db1?mode=memory&cache=shared").ok(),
+            Some(TargetKind::Memory)
+        );
+        assert_eq!(classify("/tmp/x.db").ok(), Some(TargetKind::File));
+        assert_eq!(
+            classify("file:/tmp/x.db?mode=rwc").ok(),
+            Some(TargetKind::File)
+        );
+        assert!(classify("").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! Diesel table definitions matching `migrations/sqlite` exactly.
+//!
+//! SQLite has no timestamp, UUID or JSON type: timestamps are fixed-width RFC 3339
+//! text (`repo_core::time::to_text`), UUIDs lowercase hyphenated text and JSON text,
+//! so those columns are `Text` here and converted in the repository modules.
+
+diesel::table! {
+    /// `users`.
+    users (id) {
+        /// `INTEGER PRIMARY KEY AUTOINCREMENT`.
+        id -> BigInt,
+        /// Unique login name.
+        username -> Text,
+        /// Unique, lowercase.
+        email -> Text,
+        /// Display name.
+        full_name -> Nullable<Text>,
+        /// PHC hash.
+        hashed_password -> Text,
+        /// May sign in.
+        is_active -> Bool,
+        /// Bypasses access checks.
+        is_superuser -> Bool,
+        /// RFC 3339 text.
+        created_at -> Text,
+        /// RFC 3339 text.
+        updated_at -> Text,
+        /// RFC 3339 text.
+        last_login -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// `api_keys`.
+    api_keys (id) {
+        /// UUID text.
+        id -> Text,
+        /// Owner.
+        user_id -> BigInt,
+        /// Display name.
+        name -> Text,
+        /// Lowercase name for the per-user unique rule.
+        name_folded -> Text,
+        /// Displayable start of the secret.
+        key_prefix -> Text,
+        /// SHA-256 hex of the secret.
+        key_hash -> Text,
+        /// JSON text.
+        permissions -> Nullable<Text>,
+        /// `false` once revoked.
+        is_active -> Bool,
+        /// RFC 3339 text.
+        expires_at -> Nullable<Text>,
+        /// RFC 3339 text.
+        last_used_at -> Nullable<Text>,
+        /// RFC 3339 text.
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    /// `collections`.
+    collections (id) {
+        /// UUID text.
+        id -> Text,
+        /// Globally unique name.
+        name -> Text,
+        /// Free text.
+        description -> Nullable<Text>,
+        /// Owner.
+        owner_id -> BigInt,
+        /// Unique vector-store name.
+        vector_store_name -> Text,
+        /// Embedding model.
+        embedding_model -> Text,
+        /// `float16` | `float32` | `int8`.
+        quantization -> Text,
+        /// Characters per chunk.
+        chunk_size -> Integer,
+        /// Overlap between chunks.
+        chunk_overlap -> Integer,
+        /// Strategy name.
+        chunking_strategy -> Nullable<Text>,
+        /// JSON text.
+        chunking_config -> Nullable<Text>,
+        /// Readable by everyone.
+        is_public -> Bool,
+        /// JSON object text.
+        meta -> Text,
+        /// Lifecycle state.
+        status -> Text,
+        /// Detail for the state.
+        status_message -> Nullable<Text>,
+        /// Documents.
+        document_count -> BigInt,
+        /// Vectors.
+        vector_count -> BigInt,
+        /// Bytes.
+        total_size_bytes -> BigInt,
+        /// `one_time` | `continuous`.
+        sync_mode -> Text,
+        /// Minutes between syncs.
+        sync_interval_minutes -> Nullable<Integer>,
+        /// RFC 3339 text.
+        sync_paused_at -> Nullable<Text>,
+        /// RFC 3339 text.
+        sync_next_run_at -> Nullable<Text>,
+        /// RFC 3339 text.
+        sync_last_run_started_at -> Nullable<Text>,
+        /// RFC 3339 text.
+        sync_last_run_completed_at -> Nullable<Text>,
+        /// Outcome of the last run.
+        sync_last_run_status -> Nullable<Text>,
+        /// Error of the last run.
+        sync_last_error -> Nullable<Text>,
+        /// RFC 3339 text.
+        created_at -> Text,
+        /// RFC 3339 text.
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    /// `collection_permissions`.
+    collection_permissions (id) {
+        /// `INTEGER PRIMARY KEY AUTOINCREMENT`.
+        id -> BigInt,
+        /// UUID text.
+        collection_id -> Text,
+        /// Grantee user (exactly one of user / API key).
+        user_id -> Nullable<BigInt>,
+        /// Grantee API key, UUID text.
+        api_key_id -> Nullable<Text>,
+        /// `read` | `write` | `admin`.
+        permission -> Text,
+        /// RFC 3339 text.
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    /// `operations`.
+    operations (id) {
+        /// `INTEGER PRIMARY KEY AUTOINCREMENT`.
+        id -> BigInt,
+        /// External id, UUID text.
+        uuid -> Text,
+        /// UUID text.
+        collection_id -> Text,
+        /// Creator.
+        user_id -> BigInt,
+        /// Operation kind.
+        kind -> Text,
+        /// Lifecycle state.
+        status -> Text,
+        /// Task-queue id.
+        task_id -> Nullable<Text>,
+        /// JSON object text.
+        config -> Text,
+        /// Error of a failed operation.
+        error_message -> Nullable<Text>,
+        /// JSON object text.
+        meta -> Text,
+        /// RFC 3339 text.
+        created_at -> Text,
+        /// RFC 3339 text.
+        started_at -> Nullable<Text>,
+        /// RFC 3339 text.
+        completed_at -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(collections -> users (owner_id));
+diesel::joinable!(collection_permissions -> collections (collection_id));
+diesel::joinable!(operations -> collections (collection_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    api_keys,
+    collections,
+    collection_permissions,
+    operations,
+);

@@ -1,0 +1,158 @@
+//! [`SqliteStore`]: the pool-backed handle implementing [`Store`].
+
+use crate::error::{map_diesel, map_pool};
+use crate::pool::{self, SqlitePool, TargetKind};
+use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
+use diesel::r2d2::{ConnectionManager, PooledConnection};
+use diesel::{RunQueryDsl, SqliteConnection};
+use repo_core::{
+    redact_url, ApiKeyRepository, BackendKind, CollectionRepository, OperationRepository,
+    RepoResult, Repositories, Store, StoreConfig, Transaction, UserRepository,
+};
+use std::fmt;
+use std::sync::Arc;
+
+/// A pooled connection.
+pub(crate) type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
+
+/// A SQLite database behind an r2d2 pool; cheap to clone (an `Arc` inside).
+///
+/// A file database gets `config.pool.max_size()` connections in WAL mode. An
+/// in-memory database (`:memory:`, `file::memory:…`, `file:…?mode=memory`) gets a
+/// pool of exactly one connection that is never recycled, because every SQLite
+/// connection to `:memory:` opens a separate, empty database; concurrent callers
+/// then wait for that connection (up to `config.pool.connection_timeout`).
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<SqliteRepos<PoolSource>>,
+}
+
+/// The pool-backed connection source: each call checks a connection out.
+pub(crate) struct PoolSource {
+    pool: SqlitePool,
+    max_size: u32,
+    kind: TargetKind,
+    target: String,
+    config: StoreConfig,
+}
+
+impl PoolSource {
+    /// Checks a connection out, telling an exhausted pool from a failing database.
+    pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
+        self.pool
+            .get()
+            .map_err(|e| map_pool(e, &self.pool, self.max_size))
+    }
+}
+
+impl ConnSource for PoolSource {
+    fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn with_conn<T>(
+        &self,
+        mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        // Each call is its own transaction, so a busy database is retried like a
+        // unit of work.
+        self.config.retry.run(|| {
+            let mut conn = self.checkout()?;
+            f(&mut conn)
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Opens `target` (a filesystem path, `:memory:`, or a `file:` URI: what SQLite's
+    /// open accepts), builds the pool and, when `config.run_migrations` is set, runs
+    /// the pending migrations.
+    pub fn connect(target: &str, config: &StoreConfig) -> RepoResult<Self> {
+        let kind = pool::classify(target)?;
+        let pool = pool::build(target, kind, &config.pool, &config.sqlite)?;
+        let store = Self {
+            inner: Arc::new(SqliteRepos(PoolSource {
+                pool,
+                max_size: pool::effective_max_size(kind, &config.pool),
+                kind,
+                target: redact_url(target),
+                config: config.clone(),
+            })),
+        };
+        if config.run_migrations {
+            store.run_pending_migrations()?;
+        }
+        Ok(store)
+    }
+
+    /// Whether this store holds an in-memory database (a pool of one connection).
+    pub fn is_in_memory(&self) -> bool {
+        self.source().kind == TargetKind::Memory
+    }
+
+    /// The settings the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.source().config
+    }
+
+    pub(crate) fn source(&self) -> &PoolSource {
+        &self.inner.0
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = self.source();
+        let state = source.pool.state();
+        f.debug_struct("SqliteStore")
+            .field("target", &source.target)
+            .field("kind", &source.kind)
+            .field("max_size", &source.max_size)
+            .field("connections", &state.connections)
+            .field("idle_connections", &state.idle_connections)
+            .finish()
+    }
+}
+
+impl Repositories for SqliteStore {
+    fn users(&self) -> &dyn UserRepository {
+        self.inner.users()
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyRepository {
+        self.inner.api_keys()
+    }
+
+    fn collections(&self) -> &dyn CollectionRepository {
+        self.inner.collections()
+    }
+
+    fn operations(&self) -> &dyn OperationRepository {
+        self.inner.operations()
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> BackendKind {
+        BackendKind::Sqlite
+    }
+
+    fn run_transaction(
+        &self,
+        work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
+    ) -> RepoResult<()> {
+        let source = self.source();
+        source.config.retry.run(|| {
+            let mut conn = source.checkout()?;
+            run_unit_of_work(&mut conn, &source.config, &mut *work)
+        })
+    }
+
+    fn health(&self) -> RepoResult<()> {
+        let mut conn = self.source().checkout()?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut *conn)
+            .map(|_| ())
+            .map_err(map_diesel)
+    }
+}

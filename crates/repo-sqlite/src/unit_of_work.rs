@@ -1,0 +1,181 @@
+//! Where repository code gets its connection, write transactions that nest as
+//! savepoints, and the [`Transaction`] handle of a unit of work.
+//!
+//! Every repository method is written once, as a function over `&mut
+//! SqliteConnection`. [`SqliteRepos`] runs those functions either on a connection
+//! checked out of the pool for the call ([`crate::store::PoolSource`]) or on the
+//! connection of an open unit of work ([`TxSource`]), which never touches the pool: a
+//! pool of one (in-memory databases) would otherwise deadlock.
+
+use crate::collections;
+use crate::error::map_diesel;
+use diesel::result::Error as DieselError;
+use diesel::{Connection, SqliteConnection};
+use repo_core::{
+    ApiKeyRepository, Collection, CollectionId, CollectionRepository, OperationRepository,
+    RepoError, RepoResult, Repositories, StoreConfig, Transaction, UserRepository,
+};
+use std::sync::Mutex;
+
+/// Lends a connection to repository code.
+pub(crate) trait ConnSource: Send + Sync {
+    /// Store settings (API-key policy, retry policy).
+    fn config(&self) -> &StoreConfig;
+
+    /// Runs `f` on a connection. The pool-backed source may run it again after a
+    /// transient conflict; `f` must therefore leave nothing behind when it fails,
+    /// which holds because every multi-statement write is one transaction.
+    fn with_conn<T>(&self, f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T>;
+}
+
+/// The repositories over one connection source; implements every repository trait.
+pub(crate) struct SqliteRepos<S>(pub(crate) S);
+
+impl<S: ConnSource> SqliteRepos<S> {
+    /// See [`ConnSource::with_conn`].
+    pub(crate) fn run<T>(
+        &self,
+        f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        self.0.with_conn(f)
+    }
+
+    /// See [`ConnSource::config`].
+    pub(crate) fn config(&self) -> &StoreConfig {
+        self.0.config()
+    }
+}
+
+impl<S: ConnSource> Repositories for SqliteRepos<S> {
+    fn users(&self) -> &dyn UserRepository {
+        self
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyRepository {
+        self
+    }
+
+    fn collections(&self) -> &dyn CollectionRepository {
+        self
+    }
+
+    fn operations(&self) -> &dyn OperationRepository {
+        self
+    }
+}
+
+/// The connection of an open unit of work. The traits are `Send + Sync`, hence the
+/// mutex; calls inside one unit of work are sequential, so it is never contended.
+pub(crate) struct TxSource<'c> {
+    conn: Mutex<&'c mut SqliteConnection>,
+    config: &'c StoreConfig,
+}
+
+impl<'c> TxSource<'c> {
+    /// Wraps the connection of a transaction that is already open.
+    pub(crate) fn new(conn: &'c mut SqliteConnection, config: &'c StoreConfig) -> Self {
+        Self {
+            conn: Mutex::new(conn),
+            config,
+        }
+    }
+}
+
+impl ConnSource for TxSource<'_> {
+    fn config(&self) -> &StoreConfig {
+        self.config
+    }
+
+    fn with_conn<T>(
+        &self,
+        mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        let mut guard = self.conn.lock().map_err(|_| RepoError::Backend {
+            message: "a previous call in this unit of work panicked".into(),
+            source: None,
+        })?;
+        f(&mut guard)
+    }
+}
+
+impl Transaction for SqliteRepos<TxSource<'_>> {
+    fn lock_collection(&self, id: CollectionId) -> RepoResult<Collection> {
+        // BEGIN IMMEDIATE already holds SQLite's database-wide write lock, so loading
+        // the row is all that is needed.
+        self.run(|c| collections::get(c, id))
+    }
+}
+
+/// A repository error or a Diesel error raised by the transaction itself.
+enum TxError {
+    Repo(RepoError),
+    Db(DieselError),
+}
+
+impl From<DieselError> for TxError {
+    fn from(e: DieselError) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl TxError {
+    fn into_repo(self) -> RepoError {
+        match self {
+            Self::Repo(e) => e,
+            Self::Db(e) => map_diesel(e),
+        }
+    }
+}
+
+/// Runs `f` in a write transaction: `BEGIN IMMEDIATE` at top level (a deferred
+/// transaction that later writes gets `SQLITE_BUSY` without waiting), a savepoint when
+/// the connection is already inside a transaction (a unit of work).
+///
+/// Diesel's `immediate_transaction` refuses to nest (`AlreadyInTransaction`, raised
+/// before any SQL runs and before `f` is called); `transaction` nests as
+/// `SAVEPOINT diesel_savepoint_N`. Diesel does not expose the transaction depth, so
+/// the first is tried and the second used when it refuses.
+pub(crate) fn write_tx<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    let mut body = Some(f);
+    let mut run = |c: &mut SqliteConnection| -> Result<T, TxError> {
+        let f = body.take().ok_or_else(|| {
+            TxError::Repo(RepoError::Backend {
+                message: "transaction body ran twice".into(),
+                source: None,
+            })
+        })?;
+        f(c).map_err(TxError::Repo)
+    };
+    match conn.immediate_transaction(&mut run) {
+        Err(TxError::Db(DieselError::AlreadyInTransaction)) => {
+            conn.transaction(&mut run).map_err(TxError::into_repo)
+        }
+        other => other.map_err(TxError::into_repo),
+    }
+}
+
+/// Runs `f` in a read transaction (one consistent snapshot, e.g. a page and its
+/// total), or as part of the enclosing transaction.
+pub(crate) fn read_tx<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    conn.transaction(|c| f(c).map_err(TxError::Repo))
+        .map_err(TxError::into_repo)
+}
+
+/// Runs a unit of work on `conn` in `BEGIN IMMEDIATE`, committing on `Ok`.
+pub(crate) fn run_unit_of_work(
+    conn: &mut SqliteConnection,
+    config: &StoreConfig,
+    work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
+) -> RepoResult<()> {
+    conn.immediate_transaction(|c| {
+        let tx = SqliteRepos(TxSource::new(c, config));
+        work(&tx).map_err(TxError::Repo)
+    })
+    .map_err(TxError::into_repo)
+}
