@@ -1,0 +1,5 @@
+//! Rebuilds the crate when a PostgreSQL migration changes (they are embedded).
+
+fn main() {
+    println!("cargo:rerun-if-changed=../../migrations/postgres");
+}

@@ -1,0 +1,250 @@
+//! [`ApiKeyRepository`] on PostgreSQL. Hashes are written and matched, never read back.
+
+use crate::connection::{ConnectionSource, QueryResultExt};
+use crate::schema::{api_keys, users};
+use crate::users as user_repo;
+use diesel::pg::{Pg, PgConnection};
+use diesel::prelude::*;
+use repo_core::{
+    now, ApiKey, ApiKeyId, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, NewApiKey,
+    RepoError, RepoResult, Timestamp, UserId, VerifiedKey,
+};
+use serde_json::Value;
+
+/// The public columns of an `api_keys` row (no hash, no folded name).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_keys, check_for_backend(Pg))]
+struct ApiKeyRow {
+    id: uuid::Uuid,
+    user_id: i64,
+    name: String,
+    key_prefix: String,
+    permissions: Option<Value>,
+    is_active: bool,
+    expires_at: Option<Timestamp>,
+    last_used_at: Option<Timestamp>,
+    created_at: Timestamp,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(r: ApiKeyRow) -> Self {
+        ApiKey {
+            id: ApiKeyId(r.id),
+            user_id: UserId(r.user_id),
+            name: r.name,
+            key_prefix: r.key_prefix,
+            permissions: r.permissions,
+            is_active: r.is_active,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = api_keys)]
+struct InsertApiKey<'a> {
+    id: uuid::Uuid,
+    user_id: i64,
+    name: &'a str,
+    name_folded: &'a str,
+    key_prefix: &'a str,
+    key_hash: &'a str,
+    permissions: Option<&'a Value>,
+    is_active: bool,
+    expires_at: Option<Timestamp>,
+    created_at: Timestamp,
+}
+
+/// Whether the API key exists (for grants), or `NotFound { entity: "api_key" }`.
+pub(crate) fn require(conn: &mut PgConnection, id: ApiKeyId) -> RepoResult<()> {
+    let found: Option<uuid::Uuid> = api_keys::table
+        .find(id.0)
+        .select(api_keys::id)
+        .first(conn)
+        .optional()
+        .db()?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| RepoError::not_found("api_key", id))
+}
+
+fn count_active_at(conn: &mut PgConnection, user_id: UserId, at: Timestamp) -> RepoResult<u64> {
+    let n: i64 = api_keys::table
+        .filter(api_keys::user_id.eq(user_id.0))
+        .filter(api_keys::is_active.eq(true))
+        .filter(
+            api_keys::expires_at
+                .is_null()
+                .or(api_keys::expires_at.gt(at)),
+        )
+        .count()
+        .get_result(conn)
+        .db()?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+fn create(
+    conn: &mut PgConnection,
+    new: &NewApiKey,
+    policy: &ApiKeyPolicy,
+) -> RepoResult<CreatedApiKey> {
+    let prepared = new.prepare(policy)?;
+    // Serialises creators per user, so the count below cannot be raced past the limit.
+    user_repo::lock(conn, new.user_id)?;
+    let active = count_active_at(conn, new.user_id, now())?;
+    if active >= u64::from(policy.max_active_per_user) {
+        return Err(RepoError::validation(
+            "api_keys",
+            format!(
+                "a user may hold at most {} active API keys",
+                policy.max_active_per_user
+            ),
+        ));
+    }
+    let k = &prepared.key;
+    let stored = diesel::insert_into(api_keys::table)
+        .values(InsertApiKey {
+            id: k.id.0,
+            user_id: k.user_id.0,
+            name: &k.name,
+            name_folded: &prepared.name_folded,
+            key_prefix: &k.key_prefix,
+            key_hash: &prepared.key_hash,
+            permissions: k.permissions.as_ref(),
+            is_active: k.is_active,
+            expires_at: k.expires_at,
+            created_at: k.created_at,
+        })
+        .returning(ApiKeyRow::as_returning())
+        .get_result(conn)
+        .db()?;
+    Ok(CreatedApiKey {
+        key: stored.into(),
+        secret: prepared.secret,
+    })
+}
+
+fn get(conn: &mut PgConnection, id: ApiKeyId) -> RepoResult<ApiKey> {
+    api_keys::table
+        .find(id.0)
+        .select(ApiKeyRow::as_select())
+        .first(conn)
+        .optional()
+        .db()?
+        .map(ApiKey::from)
+        .ok_or_else(|| RepoError::not_found("api_key", id))
+}
+
+fn list_for_user(conn: &mut PgConnection, user_id: UserId) -> RepoResult<Vec<ApiKey>> {
+    Ok(api_keys::table
+        .filter(api_keys::user_id.eq(user_id.0))
+        .select(ApiKeyRow::as_select())
+        .order((api_keys::created_at.desc(), api_keys::id.desc()))
+        .load(conn)
+        .db()?
+        .into_iter()
+        .map(ApiKey::from)
+        .collect())
+}
+
+fn verify(conn: &mut PgConnection, secret: &ApiKeySecret) -> RepoResult<Option<VerifiedKey>> {
+    let at = now();
+    let active_users = users::table
+        .filter(users::is_active.eq(true))
+        .select(users::id);
+    let key: Option<ApiKey> = diesel::update(
+        api_keys::table
+            .filter(api_keys::key_hash.eq(secret.hash()))
+            .filter(api_keys::is_active.eq(true))
+            .filter(
+                api_keys::expires_at
+                    .is_null()
+                    .or(api_keys::expires_at.gt(at)),
+            )
+            .filter(api_keys::user_id.eq_any(active_users)),
+    )
+    .set(api_keys::last_used_at.eq(at))
+    .returning(ApiKeyRow::as_returning())
+    .get_result(conn)
+    .optional()
+    .db()?
+    .map(ApiKey::from);
+    match key {
+        None => Ok(None),
+        Some(key) => {
+            let user = user_repo::get(conn, key.user_id)?;
+            Ok(Some(VerifiedKey { key, user }))
+        }
+    }
+}
+
+fn revoke(conn: &mut PgConnection, id: ApiKeyId) -> RepoResult<ApiKey> {
+    diesel::update(api_keys::table.find(id.0))
+        .set(api_keys::is_active.eq(false))
+        .returning(ApiKeyRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .db()?
+        .map(ApiKey::from)
+        .ok_or_else(|| RepoError::not_found("api_key", id))
+}
+
+fn delete(conn: &mut PgConnection, id: ApiKeyId) -> RepoResult<()> {
+    let n = diesel::delete(api_keys::table.find(id.0))
+        .execute(conn)
+        .db()?;
+    if n == 0 {
+        return Err(RepoError::not_found("api_key", id));
+    }
+    Ok(())
+}
+
+fn purge_expired(conn: &mut PgConnection) -> RepoResult<u64> {
+    let n = diesel::delete(api_keys::table.filter(api_keys::expires_at.le(now())))
+        .execute(conn)
+        .db()?;
+    Ok(n as u64)
+}
+
+/// API keys over a [`ConnectionSource`].
+pub(crate) struct PgApiKeys<S> {
+    pub(crate) src: S,
+}
+
+impl<S: ConnectionSource> ApiKeyRepository for PgApiKeys<S> {
+    fn create(&self, new: &NewApiKey) -> RepoResult<CreatedApiKey> {
+        let policy = *self.src.api_key_policy();
+        self.src.write(|c| create(c, new, &policy))
+    }
+
+    fn get(&self, id: ApiKeyId) -> RepoResult<ApiKey> {
+        self.src.run(|c| get(c, id))
+    }
+
+    fn list_for_user(&self, user_id: UserId) -> RepoResult<Vec<ApiKey>> {
+        self.src.run(|c| list_for_user(c, user_id))
+    }
+
+    fn verify(&self, secret: &str) -> RepoResult<Option<VerifiedKey>> {
+        let secret = ApiKeySecret::parse(secret)?;
+        self.src.write(|c| verify(c, &secret))
+    }
+
+    fn revoke(&self, id: ApiKeyId) -> RepoResult<ApiKey> {
+        self.src.run(|c| revoke(c, id))
+    }
+
+    fn delete(&self, id: ApiKeyId) -> RepoResult<()> {
+        self.src.run(|c| delete(c, id))
+    }
+
+    fn purge_expired(&self) -> RepoResult<u64> {
+        self.src.run(purge_expired)
+    }
+
+    fn count_active(&self, user_id: UserId) -> RepoResult<u64> {
+        self.src.run(|c| count_active_at(c, user_id, now()))
+    }
+}

@@ -1,0 +1,659 @@
+//! [`CollectionRepository`] on PostgreSQL: collections, grants and access checks.
+
+use crate::api_keys;
+use crate::connection::{parse_column, ConnectionSource, QueryResultExt};
+use crate::schema::{collection_permissions as perms, collections};
+use crate::users as user_repo;
+use diesel::pg::{Pg, PgConnection};
+use diesel::prelude::*;
+use repo_core::{
+    effective_access, now, require_access, validate, AccessLevel, Collection, CollectionId,
+    CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
+    Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult, SyncMode, SyncRun, Timestamp,
+    UserId,
+};
+use serde_json::Value;
+
+/// A whole `collections` row; also the insert and full-update shape.
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = collections, check_for_backend(Pg), treat_none_as_null = true)]
+pub(crate) struct CollectionRow {
+    id: uuid::Uuid,
+    name: String,
+    description: Option<String>,
+    owner_id: i64,
+    vector_store_name: String,
+    embedding_model: String,
+    quantization: String,
+    chunk_size: i32,
+    chunk_overlap: i32,
+    chunking_strategy: Option<String>,
+    chunking_config: Option<Value>,
+    is_public: bool,
+    meta: Value,
+    status: String,
+    status_message: Option<String>,
+    document_count: i64,
+    vector_count: i64,
+    total_size_bytes: i64,
+    sync_mode: String,
+    sync_interval_minutes: Option<i32>,
+    sync_paused_at: Option<Timestamp>,
+    sync_next_run_at: Option<Timestamp>,
+    sync_last_run_started_at: Option<Timestamp>,
+    sync_last_run_completed_at: Option<Timestamp>,
+    sync_last_run_status: Option<String>,
+    sync_last_error: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl CollectionRow {
+    fn into_domain(self) -> RepoResult<Collection> {
+        Ok(Collection {
+            id: CollectionId(self.id),
+            name: self.name,
+            description: self.description,
+            owner_id: UserId(self.owner_id),
+            vector_store_name: self.vector_store_name,
+            embedding_model: self.embedding_model,
+            quantization: parse_column("quantization", &self.quantization)?,
+            chunk_size: self.chunk_size,
+            chunk_overlap: self.chunk_overlap,
+            chunking_strategy: self.chunking_strategy,
+            chunking_config: self.chunking_config,
+            is_public: self.is_public,
+            meta: self.meta,
+            status: parse_column("status", &self.status)?,
+            status_message: self.status_message,
+            document_count: self.document_count,
+            vector_count: self.vector_count,
+            total_size_bytes: self.total_size_bytes,
+            sync_mode: parse_column("sync_mode", &self.sync_mode)?,
+            sync_interval_minutes: self.sync_interval_minutes,
+            sync_paused_at: self.sync_paused_at,
+            sync_next_run_at: self.sync_next_run_at,
+            sync_last_run_started_at: self.sync_last_run_started_at,
+            sync_last_run_completed_at: self.sync_last_run_completed_at,
+            sync_last_run_status: self
+                .sync_last_run_status
+                .as_deref()
+                .map(|s| parse_column("sync_last_run_status", s))
+                .transpose()?,
+            sync_last_error: self.sync_last_error,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+
+    fn from_domain(c: &Collection) -> Self {
+        Self {
+            id: c.id.0,
+            name: c.name.clone(),
+            description: c.description.clone(),
+            owner_id: c.owner_id.0,
+            vector_store_name: c.vector_store_name.clone(),
+            embedding_model: c.embedding_model.clone(),
+            quantization: c.quantization.as_str().to_owned(),
+            chunk_size: c.chunk_size,
+            chunk_overlap: c.chunk_overlap,
+            chunking_strategy: c.chunking_strategy.clone(),
+            chunking_config: c.chunking_config.clone(),
+            is_public: c.is_public,
+            meta: c.meta.clone(),
+            status: c.status.as_str().to_owned(),
+            status_message: c.status_message.clone(),
+            document_count: c.document_count,
+            vector_count: c.vector_count,
+            total_size_bytes: c.total_size_bytes,
+            sync_mode: c.sync_mode.as_str().to_owned(),
+            sync_interval_minutes: c.sync_interval_minutes,
+            sync_paused_at: c.sync_paused_at,
+            sync_next_run_at: c.sync_next_run_at,
+            sync_last_run_started_at: c.sync_last_run_started_at,
+            sync_last_run_completed_at: c.sync_last_run_completed_at,
+            sync_last_run_status: c.sync_last_run_status.map(|s| s.as_str().to_owned()),
+            sync_last_error: c.sync_last_error.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// A `collection_permissions` row.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = perms, check_for_backend(Pg))]
+struct PermissionRow {
+    collection_id: uuid::Uuid,
+    user_id: Option<i64>,
+    api_key_id: Option<uuid::Uuid>,
+    permission: String,
+    created_at: Timestamp,
+}
+
+impl PermissionRow {
+    fn into_domain(self) -> RepoResult<CollectionPermission> {
+        let grantee = match (self.user_id, self.api_key_id) {
+            (Some(u), None) => Grantee::User(UserId(u)),
+            (None, Some(k)) => Grantee::ApiKey(repo_core::ApiKeyId(k)),
+            _ => {
+                return Err(RepoError::Backend {
+                    message: "grant row without exactly one grantee".into(),
+                    source: None,
+                })
+            }
+        };
+        Ok(CollectionPermission {
+            collection_id: CollectionId(self.collection_id),
+            grantee,
+            permission: parse_column("permission", &self.permission)?,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = perms)]
+struct InsertPermission<'a> {
+    collection_id: uuid::Uuid,
+    user_id: Option<i64>,
+    api_key_id: Option<uuid::Uuid>,
+    permission: &'a str,
+    created_at: Timestamp,
+}
+
+fn one(row: Option<CollectionRow>, id: CollectionId) -> RepoResult<Collection> {
+    row.ok_or_else(|| RepoError::not_found("collection", id))?
+        .into_domain()
+}
+
+fn many(rows: Vec<CollectionRow>) -> RepoResult<Vec<Collection>> {
+    rows.into_iter().map(CollectionRow::into_domain).collect()
+}
+
+/// The collection, or `NotFound { entity: "collection" }`.
+pub(crate) fn get(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Collection> {
+    let row = collections::table
+        .find(id.0)
+        .select(CollectionRow::as_select())
+        .first(conn)
+        .optional()
+        .db()?;
+    one(row, id)
+}
+
+/// `SELECT … FOR UPDATE` on the collection row, or `NotFound`.
+pub(crate) fn lock(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Collection> {
+    let row = collections::table
+        .find(id.0)
+        .select(CollectionRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+        .db()?;
+    one(row, id)
+}
+
+/// Checks that the collection exists, or reports `NotFound { entity: "collection" }`.
+pub(crate) fn require(conn: &mut PgConnection, id: CollectionId) -> RepoResult<()> {
+    let found: Option<uuid::Uuid> = collections::table
+        .find(id.0)
+        .select(collections::id)
+        .first(conn)
+        .optional()
+        .db()?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| RepoError::not_found("collection", id))
+}
+
+/// The level `user` holds on `collection` under the rule of `repo_core::effective_access`.
+/// An unknown user is `NotFound { entity: "user" }`.
+pub(crate) fn access_for(
+    conn: &mut PgConnection,
+    collection: &Collection,
+    user: UserId,
+) -> RepoResult<Option<AccessLevel>> {
+    let user = user_repo::get(conn, user)?;
+    let grant: Option<String> = perms::table
+        .filter(perms::collection_id.eq(collection.id.0))
+        .filter(perms::user_id.eq(user.id.0))
+        .select(perms::permission)
+        .first(conn)
+        .optional()
+        .db()?;
+    let grant: Option<AccessLevel> = grant
+        .as_deref()
+        .map(|g| parse_column("permission", g))
+        .transpose()?;
+    Ok(effective_access(
+        collection.owner_id == user.id,
+        user.is_superuser,
+        collection.is_public,
+        grant,
+    ))
+}
+
+fn create(conn: &mut PgConnection, new: &NewCollection) -> RepoResult<Collection> {
+    let c = new.prepare()?;
+    user_repo::require(conn, c.owner_id)?;
+    diesel::insert_into(collections::table)
+        .values(CollectionRow::from_domain(&c))
+        .returning(CollectionRow::as_returning())
+        .get_result(conn)
+        .db()?
+        .into_domain()
+}
+
+fn get_by_name(conn: &mut PgConnection, name: &str) -> RepoResult<Collection> {
+    collections::table
+        .filter(collections::name.eq(name))
+        .select(CollectionRow::as_select())
+        .first(conn)
+        .optional()
+        .db()?
+        .ok_or_else(|| RepoError::not_found("collection", name))?
+        .into_domain()
+}
+
+fn get_with_access(
+    conn: &mut PgConnection,
+    id: CollectionId,
+    user: UserId,
+    needed: AccessLevel,
+) -> RepoResult<Collection> {
+    let collection = get(conn, id)?;
+    let have = access_for(conn, &collection, user)?;
+    require_access(&collection, have, needed)?;
+    Ok(collection)
+}
+
+fn list_visible(
+    conn: &mut PgConnection,
+    user: UserId,
+    page: PageRequest,
+) -> RepoResult<Page<Collection>> {
+    let visible = || {
+        let granted = perms::table
+            .filter(perms::user_id.eq(user.0))
+            .select(perms::collection_id);
+        collections::table
+            .filter(
+                collections::owner_id
+                    .eq(user.0)
+                    .or(collections::is_public.eq(true))
+                    .or(collections::id.eq_any(granted)),
+            )
+            .into_boxed()
+    };
+    let rows = visible()
+        .select(CollectionRow::as_select())
+        .order((collections::created_at.desc(), collections::id.desc()))
+        .limit(page.limit_i64())
+        .offset(page.offset_i64())
+        .load(conn)
+        .db()?;
+    let total: i64 = visible().count().get_result(conn).db()?;
+    Ok(Page {
+        items: many(rows)?,
+        total: u64::try_from(total).unwrap_or(0),
+    })
+}
+
+/// Writes every column of `next` (read under `FOR UPDATE` by the caller).
+fn store(conn: &mut PgConnection, next: &Collection) -> RepoResult<Collection> {
+    diesel::update(collections::table.find(next.id.0))
+        .set(CollectionRow::from_domain(next))
+        .returning(CollectionRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .db()
+        .and_then(|row| one(row, next.id))
+}
+
+fn update(
+    conn: &mut PgConnection,
+    id: CollectionId,
+    patch: &CollectionPatch,
+) -> RepoResult<Collection> {
+    let current = lock(conn, id)?;
+    let next = patch.apply_to(&current)?;
+    store(conn, &next)
+}
+
+fn rename(conn: &mut PgConnection, id: CollectionId, new_name: &str) -> RepoResult<Collection> {
+    let name = validate::collection_name(new_name)?;
+    let row = diesel::update(collections::table.find(id.0))
+        .set((
+            collections::name.eq(name),
+            collections::updated_at.eq(now()),
+        ))
+        .returning(CollectionRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .db()?;
+    one(row, id)
+}
+
+fn update_status(
+    conn: &mut PgConnection,
+    id: CollectionId,
+    status: CollectionStatus,
+    message: Option<&str>,
+) -> RepoResult<Collection> {
+    validate::opt_text("status_message", message)?;
+    let from: Vec<&str> = CollectionStatus::predecessors(status)
+        .into_iter()
+        .map(CollectionStatus::as_str)
+        .collect();
+    let row = diesel::update(
+        collections::table
+            .find(id.0)
+            .filter(collections::status.eq_any(from)),
+    )
+    .set((
+        collections::status.eq(status.as_str()),
+        collections::status_message.eq(message),
+        collections::updated_at.eq(now()),
+    ))
+    .returning(CollectionRow::as_returning())
+    .get_result(conn)
+    .optional()
+    .db()?;
+    match row {
+        Some(row) => row.into_domain(),
+        None => {
+            let current = get(conn, id)?;
+            Err(RepoError::invalid_state(current.status, status))
+        }
+    }
+}
+
+fn update_stats(
+    conn: &mut PgConnection,
+    id: CollectionId,
+    stats: CollectionStats,
+) -> RepoResult<Collection> {
+    stats.validate()?;
+    let row = diesel::update(collections::table.find(id.0))
+        .set((
+            collections::document_count.eq(stats.document_count),
+            collections::vector_count.eq(stats.vector_count),
+            collections::total_size_bytes.eq(stats.total_size_bytes),
+            collections::updated_at.eq(now()),
+        ))
+        .returning(CollectionRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .db()?;
+    one(row, id)
+}
+
+fn delete(conn: &mut PgConnection, id: CollectionId, actor: UserId) -> RepoResult<()> {
+    let collection = lock(conn, id)?;
+    let have = access_for(conn, &collection, actor)?;
+    require_access(&collection, have, AccessLevel::Admin)?;
+    // Operations and grants go by foreign-key cascade.
+    diesel::delete(collections::table.find(id.0))
+        .execute(conn)
+        .db()?;
+    Ok(())
+}
+
+fn due_for_sync(conn: &mut PgConnection, at: Timestamp, limit: u32) -> RepoResult<Vec<Collection>> {
+    let rows = collections::table
+        .filter(collections::sync_mode.eq(SyncMode::Continuous.as_str()))
+        .filter(collections::sync_paused_at.is_null())
+        .filter(collections::sync_next_run_at.le(at))
+        .filter(collections::status.eq(CollectionStatus::Ready.as_str()))
+        .select(CollectionRow::as_select())
+        .order((collections::sync_next_run_at.asc(), collections::id.asc()))
+        .limit(i64::from(limit))
+        .load(conn)
+        .db()?;
+    many(rows)
+}
+
+fn pause_sync(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Collection> {
+    let current = lock(conn, id)?;
+    if current.sync_mode == SyncMode::OneTime {
+        return Err(RepoError::invalid_state("one_time", "pause_sync"));
+    }
+    if current.sync_paused_at.is_some() {
+        return Ok(current);
+    }
+    let at = now();
+    store(
+        conn,
+        &Collection {
+            sync_paused_at: Some(at),
+            updated_at: at,
+            ..current
+        },
+    )
+}
+
+fn resume_sync(
+    conn: &mut PgConnection,
+    id: CollectionId,
+    next_run_at: Timestamp,
+) -> RepoResult<Collection> {
+    let current = lock(conn, id)?;
+    if current.sync_mode == SyncMode::OneTime {
+        return Err(RepoError::invalid_state("one_time", "resume_sync"));
+    }
+    store(
+        conn,
+        &Collection {
+            sync_paused_at: None,
+            sync_next_run_at: Some(repo_core::time::truncate_micros(next_run_at)),
+            updated_at: now(),
+            ..current
+        },
+    )
+}
+
+fn record_sync_run(
+    conn: &mut PgConnection,
+    id: CollectionId,
+    run: &SyncRun,
+) -> RepoResult<Collection> {
+    validate::opt_text("sync_last_error", run.error.as_deref())?;
+    let current = lock(conn, id)?;
+    let truncate = repo_core::time::truncate_micros;
+    let completed_at = run.completed_at.map(truncate);
+    let next_run = match (
+        completed_at,
+        current.sync_mode,
+        current.sync_interval_minutes,
+    ) {
+        (Some(done), SyncMode::Continuous, Some(minutes)) => {
+            Some(done + chrono::Duration::minutes(i64::from(minutes)))
+        }
+        _ => current.sync_next_run_at,
+    };
+    store(
+        conn,
+        &Collection {
+            sync_last_run_started_at: Some(truncate(run.started_at)),
+            sync_last_run_completed_at: completed_at,
+            sync_last_run_status: Some(run.status),
+            sync_last_error: run.error.clone(),
+            sync_next_run_at: next_run,
+            updated_at: now(),
+            ..current
+        },
+    )
+}
+
+fn require_grantee(conn: &mut PgConnection, grantee: Grantee) -> RepoResult<()> {
+    match grantee {
+        Grantee::User(u) => user_repo::require(conn, u),
+        Grantee::ApiKey(k) => api_keys::require(conn, k),
+    }
+}
+
+fn grant(
+    conn: &mut PgConnection,
+    id: CollectionId,
+    grantee: Grantee,
+    level: AccessLevel,
+) -> RepoResult<CollectionPermission> {
+    require(conn, id)?;
+    require_grantee(conn, grantee)?;
+    let (user_id, api_key_id) = match grantee {
+        Grantee::User(u) => (Some(u.0), None),
+        Grantee::ApiKey(k) => (None, Some(k.0)),
+    };
+    let row = InsertPermission {
+        collection_id: id.0,
+        user_id,
+        api_key_id,
+        permission: level.as_str(),
+        created_at: now(),
+    };
+    let insert = diesel::insert_into(perms::table).values(&row);
+    let changes = (
+        perms::permission.eq(diesel::upsert::excluded(perms::permission)),
+        perms::created_at.eq(diesel::upsert::excluded(perms::created_at)),
+    );
+    let stored = match grantee {
+        Grantee::User(_) => insert
+            .on_conflict((perms::collection_id, perms::user_id))
+            .do_update()
+            .set(changes)
+            .returning(PermissionRow::as_returning())
+            .get_result(conn),
+        Grantee::ApiKey(_) => insert
+            .on_conflict((perms::collection_id, perms::api_key_id))
+            .do_update()
+            .set(changes)
+            .returning(PermissionRow::as_returning())
+            .get_result(conn),
+    }
+    .db()?;
+    stored.into_domain()
+}
+
+fn revoke_grant(conn: &mut PgConnection, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {
+    let of_collection = perms::table.filter(perms::collection_id.eq(id.0));
+    let n = match grantee {
+        Grantee::User(u) => {
+            diesel::delete(of_collection.filter(perms::user_id.eq(u.0))).execute(conn)
+        }
+        Grantee::ApiKey(k) => {
+            diesel::delete(of_collection.filter(perms::api_key_id.eq(k.0))).execute(conn)
+        }
+    }
+    .db()?;
+    Ok(n > 0)
+}
+
+fn list_grants(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Vec<CollectionPermission>> {
+    perms::table
+        .filter(perms::collection_id.eq(id.0))
+        .select(PermissionRow::as_select())
+        .order((perms::created_at.desc(), perms::id.desc()))
+        .load(conn)
+        .db()?
+        .into_iter()
+        .map(PermissionRow::into_domain)
+        .collect()
+}
+
+/// Collections over a [`ConnectionSource`].
+pub(crate) struct PgCollections<S> {
+    pub(crate) src: S,
+}
+
+impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
+    fn create(&self, new: &NewCollection) -> RepoResult<Collection> {
+        self.src.write(|c| create(c, new))
+    }
+
+    fn get(&self, id: CollectionId) -> RepoResult<Collection> {
+        self.src.run(|c| get(c, id))
+    }
+
+    fn get_by_name(&self, name: &str) -> RepoResult<Collection> {
+        self.src.run(|c| get_by_name(c, name))
+    }
+
+    fn get_with_access(
+        &self,
+        id: CollectionId,
+        user: UserId,
+        needed: AccessLevel,
+    ) -> RepoResult<Collection> {
+        self.src.run(|c| get_with_access(c, id, user, needed))
+    }
+
+    fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>> {
+        self.src.run(|c| {
+            let collection = get(c, id)?;
+            access_for(c, &collection, user)
+        })
+    }
+
+    fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>> {
+        self.src.run(|c| list_visible(c, user, page))
+    }
+
+    fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {
+        self.src.write(|c| update(c, id, patch))
+    }
+
+    fn rename(&self, id: CollectionId, new_name: &str) -> RepoResult<Collection> {
+        self.src.run(|c| rename(c, id, new_name))
+    }
+
+    fn update_status(
+        &self,
+        id: CollectionId,
+        status: CollectionStatus,
+        message: Option<&str>,
+    ) -> RepoResult<Collection> {
+        self.src.run(|c| update_status(c, id, status, message))
+    }
+
+    fn update_stats(&self, id: CollectionId, stats: CollectionStats) -> RepoResult<Collection> {
+        self.src.run(|c| update_stats(c, id, stats))
+    }
+
+    fn delete(&self, id: CollectionId, actor: UserId) -> RepoResult<()> {
+        self.src.write(|c| delete(c, id, actor))
+    }
+
+    fn due_for_sync(&self, now: Timestamp, limit: u32) -> RepoResult<Vec<Collection>> {
+        self.src.run(|c| due_for_sync(c, now, limit))
+    }
+
+    fn pause_sync(&self, id: CollectionId) -> RepoResult<Collection> {
+        self.src.write(|c| pause_sync(c, id))
+    }
+
+    fn resume_sync(&self, id: CollectionId, next_run_at: Timestamp) -> RepoResult<Collection> {
+        self.src.write(|c| resume_sync(c, id, next_run_at))
+    }
+
+    fn record_sync_run(&self, id: CollectionId, run: &SyncRun) -> RepoResult<Collection> {
+        self.src.write(|c| record_sync_run(c, id, run))
+    }
+
+    fn grant(
+        &self,
+        id: CollectionId,
+        grantee: Grantee,
+        level: AccessLevel,
+    ) -> RepoResult<CollectionPermission> {
+        self.src.write(|c| grant(c, id, grantee, level))
+    }
+
+    fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {
+        self.src.run(|c| revoke_grant(c, id, grantee))
+    }
+
+    fn list_grants(&self, id: CollectionId) -> RepoResult<Vec<CollectionPermission>> {
+        self.src.run(|c| list_grants(c, id))
+    }
+}

@@ -1,0 +1,136 @@
+//! How a repository reaches a connection: a fresh checkout from the pool for each call,
+//! or the one connection of an open unit of work (which never touches the pool).
+
+use crate::error::map_diesel_error;
+use crate::pool::ConnectionPool;
+use diesel::pg::PgConnection;
+use diesel::Connection;
+use repo_core::{ApiKeyPolicy, RepoError, RepoResult};
+use std::sync::{Arc, Mutex};
+
+/// A source of connections for the repository functions.
+pub(crate) trait ConnectionSource: Send + Sync {
+    /// Runs `f` on a connection. Inside a unit of work `f` runs in a savepoint, so a
+    /// failed statement does not poison the rest of the transaction.
+    fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T>;
+
+    /// Runs `f` in one write transaction (`READ COMMITTED`), or in a savepoint of the
+    /// unit of work.
+    fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T>;
+
+    /// API-key limits of the store.
+    fn api_key_policy(&self) -> &ApiKeyPolicy;
+}
+
+/// Error type for Diesel's transaction closures, which need `From<diesel::Error>`.
+pub(crate) enum TxError {
+    /// Returned by our own code.
+    Repo(RepoError),
+    /// Raised by Diesel (BEGIN, COMMIT, ROLLBACK, SAVEPOINT).
+    Diesel(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Diesel(e)
+    }
+}
+
+impl TxError {
+    pub(crate) fn into_repo(self) -> RepoError {
+        match self {
+            Self::Repo(e) => e,
+            Self::Diesel(e) => map_diesel_error(e),
+        }
+    }
+}
+
+/// Runs `f` in a transaction, or in a savepoint when one is already open.
+pub(crate) fn nested<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    conn.transaction::<T, TxError, _>(|c| f(c).map_err(TxError::Repo))
+        .map_err(TxError::into_repo)
+}
+
+/// Runs `f` in a top-level `READ COMMITTED` transaction.
+pub(crate) fn read_committed<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    conn.build_transaction()
+        .read_committed()
+        .run::<T, TxError, _>(|c| f(c).map_err(TxError::Repo))
+        .map_err(TxError::into_repo)
+}
+
+/// Outside a unit of work: every call checks a connection out of the pool.
+#[derive(Clone)]
+pub(crate) struct PoolSource {
+    pub(crate) pool: Arc<ConnectionPool>,
+    pub(crate) policy: ApiKeyPolicy,
+}
+
+impl ConnectionSource for PoolSource {
+    fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn).map_err(|e| self.pool.scrub(e))
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+        let mut conn = self.pool.get()?;
+        read_committed(&mut conn, f).map_err(|e| self.pool.scrub(e))
+    }
+
+    fn api_key_policy(&self) -> &ApiKeyPolicy {
+        &self.policy
+    }
+}
+
+/// Inside a unit of work: the transaction's own connection, shared by every
+/// repository of the [`Transaction`](repo_core::Transaction) handle.
+pub(crate) struct TxSource<'a, 'c> {
+    pub(crate) conn: &'a Mutex<&'c mut PgConnection>,
+    pub(crate) policy: ApiKeyPolicy,
+}
+
+impl ConnectionSource for TxSource<'_, '_> {
+    fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.write(f)
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+        // A panic in another repository call poisons the mutex; the connection is
+        // still consistent (Diesel rolled the savepoint back), so carry on.
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        nested(&mut guard, f)
+    }
+
+    fn api_key_policy(&self) -> &ApiKeyPolicy {
+        &self.policy
+    }
+}
+
+/// Maps a Diesel result inside repository code.
+pub(crate) trait QueryResultExt<T> {
+    /// `map_err(map_diesel_error)`.
+    fn db(self) -> RepoResult<T>;
+}
+
+impl<T> QueryResultExt<T> for diesel::QueryResult<T> {
+    fn db(self) -> RepoResult<T> {
+        self.map_err(map_diesel_error)
+    }
+}
+
+/// Parses a status or kind column; a value outside the enum means a corrupt row.
+pub(crate) fn parse_column<T: std::str::FromStr>(
+    column: &'static str,
+    value: &str,
+) -> RepoResult<T> {
+    value.parse().map_err(|_| RepoError::Backend {
+        message: format!("unexpected value {value:?} in column {column}"),
+        source: None,
+    })
+}

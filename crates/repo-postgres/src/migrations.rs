@@ -1,0 +1,175 @@
+//! Embedded migrations (`migrations/postgres`), run under an advisory lock, and the
+//! schema snapshot used by the parity checks.
+
+use crate::connection::QueryResultExt;
+use crate::error::map_diesel_error;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{Array, BigInt, Bool, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use repo_core::{IndexSnapshot, RepoError, RepoResult, SchemaSnapshot};
+
+/// Every PostgreSQL migration, embedded at build time.
+pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// Key of the session advisory lock that serialises migrations across processes
+/// (the bytes of `"smtkmigr"`).
+const MIGRATION_LOCK_KEY: i64 = 0x736d_746b_6d69_6772;
+
+type MigrationError = Box<dyn std::error::Error + Send + Sync>;
+
+fn map_migration_error(error: MigrationError) -> RepoError {
+    match error.downcast::<diesel::result::Error>() {
+        Ok(diesel_error) => map_diesel_error(*diesel_error),
+        Err(other) => RepoError::Backend {
+            message: format!("migration failed: {other}"),
+            source: Some(other),
+        },
+    }
+}
+
+/// Runs `f` holding the migration advisory lock; the lock is released even when `f`
+/// fails.
+fn with_migration_lock<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn)
+        .db()?;
+    let result = f(conn);
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn)
+        .db();
+    let value = result?;
+    unlocked?;
+    Ok(value)
+}
+
+/// Applies pending migrations; returns the versions applied now.
+pub(crate) fn run_pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+    with_migration_lock(conn, |c| {
+        c.run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(map_migration_error)
+    })
+}
+
+/// Reverts every applied migration; returns the versions reverted.
+pub(crate) fn revert_all(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+    with_migration_lock(conn, |c| {
+        c.revert_all_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(map_migration_error)
+    })
+}
+
+/// Versions recorded as applied, oldest first.
+pub(crate) fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+    let mut versions: Vec<String> = conn
+        .applied_migrations()
+        .map_err(map_migration_error)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    versions.sort();
+    Ok(versions)
+}
+
+/// Versions embedded but not applied, oldest first.
+pub(crate) fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+    let mut versions: Vec<String> = conn
+        .pending_migrations(MIGRATIONS)
+        .map_err(map_migration_error)?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    versions.sort();
+    Ok(versions)
+}
+
+#[derive(QueryableByName)]
+struct ColumnInfo {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Bool)]
+    nullable: bool,
+}
+
+#[derive(QueryableByName)]
+struct IndexInfo {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    index_name: String,
+    #[diesel(sql_type = Bool)]
+    is_unique: bool,
+    #[diesel(sql_type = Bool)]
+    partial: bool,
+    #[diesel(sql_type = Array<Text>)]
+    columns: Vec<String>,
+}
+
+const COLUMNS_SQL: &str = "\
+SELECT c.table_name::text AS table_name, c.column_name::text AS column_name,
+       (c.is_nullable = 'YES') AS nullable
+FROM information_schema.columns c
+JOIN information_schema.tables t
+  ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+WHERE c.table_schema = current_schema()
+  AND t.table_type = 'BASE TABLE'
+  AND c.table_name <> '__diesel_schema_migrations'
+ORDER BY c.table_name, c.ordinal_position";
+
+// Key columns only (INCLUDE columns excluded); expression columns (attnum 0) as <expr>.
+const INDEXES_SQL: &str = "\
+SELECT t.relname::text AS table_name, i.relname::text AS index_name,
+       ix.indisunique AS is_unique, (ix.indpred IS NOT NULL) AS partial,
+       ARRAY(
+           SELECT CASE WHEN k.attnum = 0 THEN '<expr>' ELSE a.attname::text END
+           FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+           LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+           WHERE k.ord <= ix.indnkeyatts
+           ORDER BY k.ord
+       ) AS columns
+FROM pg_index ix
+JOIN pg_class i ON i.oid = ix.indexrelid
+JOIN pg_class t ON t.oid = ix.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE n.nspname = current_schema()
+  AND NOT ix.indisprimary
+  AND t.relkind IN ('r', 'p')
+  AND t.relname <> '__diesel_schema_migrations'
+ORDER BY t.relname, i.relname";
+
+/// Tables, columns (with nullability) and named indexes of the current schema.
+pub(crate) fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnapshot> {
+    let mut snapshot = SchemaSnapshot::default();
+    let columns: Vec<ColumnInfo> = diesel::sql_query(COLUMNS_SQL).load(conn).db()?;
+    for c in columns {
+        snapshot
+            .tables
+            .entry(c.table_name)
+            .or_default()
+            .columns
+            .insert(c.column_name, c.nullable);
+    }
+    let indexes: Vec<IndexInfo> = diesel::sql_query(INDEXES_SQL).load(conn).db()?;
+    for i in indexes {
+        if let Some(table) = snapshot.tables.get_mut(&i.table_name) {
+            table.indexes.insert(
+                i.index_name,
+                IndexSnapshot {
+                    unique: i.is_unique,
+                    columns: i.columns,
+                    partial: i.partial,
+                },
+            );
+        }
+    }
+    Ok(snapshot)
+}

@@ -1,0 +1,193 @@
+//! The r2d2 pool: per-connection session settings, sizing, and checkout errors.
+
+use crate::error::{map_checkout_error, map_connection_error, map_diesel_error, scrub_error};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, PooledConnection};
+use diesel::sql_types::Text;
+use diesel::{Connection, RunQueryDsl};
+use repo_core::{PoolConfig, PostgresConfig, RepoError, RepoResult};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The pool type of the store.
+pub(crate) type PgPool = Pool<ConnectionManager<PgConnection>>;
+/// A connection checked out of [`PgPool`].
+pub(crate) type PgPooled = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// Session settings applied once to every connection the pool opens.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSettings {
+    statement_timeout_ms: String,
+    lock_timeout_ms: String,
+    idle_in_transaction_timeout_ms: String,
+    application_name: String,
+}
+
+impl SessionSettings {
+    pub(crate) fn new(config: &PostgresConfig) -> Self {
+        let ms = |d: Duration| d.as_millis().min(i32::MAX as u128).to_string();
+        Self {
+            statement_timeout_ms: ms(config.statement_timeout),
+            lock_timeout_ms: ms(config.lock_timeout),
+            idle_in_transaction_timeout_ms: ms(config.idle_in_transaction_timeout),
+            application_name: config.application_name.clone(),
+        }
+    }
+
+    /// One round trip, every value a bound parameter.
+    pub(crate) fn apply(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
+        diesel::sql_query(
+            "SELECT set_config('statement_timeout', $1, false), \
+                    set_config('lock_timeout', $2, false), \
+                    set_config('idle_in_transaction_session_timeout', $3, false), \
+                    set_config('application_name', $4, false), \
+                    set_config('TimeZone', $5, false)",
+        )
+        .bind::<Text, _>(&self.statement_timeout_ms)
+        .bind::<Text, _>(&self.lock_timeout_ms)
+        .bind::<Text, _>(&self.idle_in_transaction_timeout_ms)
+        .bind::<Text, _>(&self.application_name)
+        .bind::<Text, _>("UTC")
+        .execute(conn)
+        .map(|_| ())
+    }
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        self.apply(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Logs background connection failures of the pool with the password scrubbed.
+#[derive(Clone)]
+struct RedactingErrorHandler {
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for RedactingErrorHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedactingErrorHandler")
+    }
+}
+
+impl HandleError<diesel::r2d2::Error> for RedactingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        let text = crate::error::scrub(error.to_string(), &self.secrets);
+        tracing::warn!(target: "repo_postgres::pool", error = %text.trim_end(), "pool connection error");
+    }
+}
+
+/// A pool plus what is needed to explain its failures.
+pub(crate) struct ConnectionPool {
+    pool: PgPool,
+    max_size: u32,
+    redacted_url: String,
+    secrets: Vec<String>,
+}
+
+impl ConnectionPool {
+    /// Builds the pool without waiting for connections (so a down server cannot make
+    /// this hang), then proves the server answers with one connection opened within
+    /// `connection_timeout`.
+    pub(crate) fn open(
+        url: &str,
+        pool: &PoolConfig,
+        settings: SessionSettings,
+        redacted_url: String,
+        secrets: Vec<String>,
+    ) -> RepoResult<Self> {
+        probe(url, pool.connection_timeout, &settings, &redacted_url)
+            .map_err(|e| scrub_error(e, &secrets))?;
+        let max_size = pool.max_size();
+        let built = Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(pool.min_idle()))
+            .connection_timeout(pool.connection_timeout)
+            .max_lifetime(pool.max_lifetime)
+            .test_on_check_out(pool.pre_ping)
+            .connection_customizer(Box::new(settings))
+            .error_handler(Box::new(RedactingErrorHandler {
+                secrets: secrets.clone(),
+            }))
+            .build_unchecked(ConnectionManager::new(url));
+        Ok(Self {
+            pool: built,
+            max_size,
+            redacted_url,
+            secrets,
+        })
+    }
+
+    /// Checks a connection out, telling an exhausted pool from an unreachable server.
+    pub(crate) fn get(&self) -> RepoResult<PgPooled> {
+        self.pool.get().map_err(|error| {
+            let state = self.pool.state();
+            let exhausted = state.connections >= self.max_size && state.idle_connections == 0;
+            scrub_error(
+                map_checkout_error(error, exhausted, self.max_size, &self.redacted_url),
+                &self.secrets,
+            )
+        })
+    }
+
+    /// Scrubs the password out of an error's messages.
+    pub(crate) fn scrub(&self, error: RepoError) -> RepoError {
+        scrub_error(error, &self.secrets)
+    }
+
+    /// Open and idle connections, for diagnostics.
+    pub(crate) fn state(&self) -> diesel::r2d2::State {
+        self.pool.state()
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub(crate) fn redacted_url(&self) -> &str {
+        &self.redacted_url
+    }
+}
+
+/// Opens one connection on a helper thread, waiting at most `timeout` for it (libpq
+/// has no connect timeout by default, and an unroutable host would block for minutes).
+fn probe(
+    url: &str,
+    timeout: Duration,
+    settings: &SessionSettings,
+    redacted_url: &str,
+) -> RepoResult<()> {
+    let (tx, rx) = mpsc::channel();
+    let owned_url = url.to_owned();
+    let settings = settings.clone();
+    let spawned = std::thread::Builder::new()
+        .name("repo-postgres-probe".into())
+        .spawn(move || {
+            let result = PgConnection::establish(&owned_url)
+                .map_err(Probe::Connect)
+                .and_then(|mut conn| settings.apply(&mut conn).map_err(Probe::Query));
+            // The receiver may have given up waiting; nothing to do then.
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(RepoError::Backend {
+            message: format!("could not start the connection probe thread: {e}"),
+            source: Some(Box::new(e)),
+        });
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(Probe::Connect(e))) => Err(map_connection_error(e, redacted_url)),
+        Ok(Err(Probe::Query(e))) => Err(map_diesel_error(e)),
+        Err(_) => Err(RepoError::Unavailable {
+            reason: repo_core::UnavailableReason::ConnectionFailed,
+            message: format!(
+                "connection failed: no connection to {redacted_url} within {timeout:?}"
+            ),
+            source: None,
+        }),
+    }
+}
+
+enum Probe {
+    Connect(diesel::ConnectionError),
+    Query(diesel::result::Error),
+}

@@ -1,0 +1,296 @@
+//! [`PostgresStore`]: the pool-backed handle, and the unit of work bound to one
+//! transaction.
+
+use crate::api_keys::PgApiKeys;
+use crate::collections::{self as collection_repo, PgCollections};
+use crate::connection::{read_committed, ConnectionSource, PoolSource, TxSource};
+use crate::migrations;
+use crate::operations::PgOperations;
+use crate::pool::{ConnectionPool, SessionSettings};
+use crate::users::PgUsers;
+use diesel::pg::PgConnection;
+use repo_core::{
+    redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, Collection, CollectionId,
+    CollectionRepository, OperationRepository, RepoError, RepoResult, Repositories, RetryPolicy,
+    SchemaSnapshot, Store, Transaction, UserRepository,
+};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// The PostgreSQL store: an r2d2 pool of Diesel connections and every repository.
+///
+/// Cheap to clone (one `Arc` inside) and `Send + Sync`. Each repository call outside
+/// a unit of work checks a connection out of the pool; a unit of work
+/// ([`Store::run_transaction`]) runs every call on its own connection.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Arc<ConnectionPool>,
+    retry: RetryPolicy,
+    policy: ApiKeyPolicy,
+    users: PgUsers<PoolSource>,
+    api_keys: PgApiKeys<PoolSource>,
+    collections: PgCollections<PoolSource>,
+    operations: PgOperations<PoolSource>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.pool.state();
+        f.debug_struct("PostgresStore")
+            .field("url", &self.inner.pool.redacted_url())
+            .field("connections", &state.connections)
+            .field("idle_connections", &state.idle_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The secrets a URL carries, raw and percent-decoded, to scrub from messages.
+fn url_secrets(url: &str) -> Vec<String> {
+    let mut secrets = Vec::new();
+    if let Ok(parsed) = url::Url::parse(url) {
+        if let Some(p) = parsed.password() {
+            secrets.push(p.to_owned());
+            if let Ok(decoded) = percent_decode(p) {
+                secrets.push(decoded);
+            }
+        }
+        for (k, v) in parsed.query_pairs() {
+            if k.eq_ignore_ascii_case("password") {
+                secrets.push(v.into_owned());
+            }
+        }
+    }
+    secrets.retain(|s| !s.is_empty());
+    secrets.sort();
+    secrets.dedup();
+    // Longest first, so a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+}
+
+impl PostgresStore {
+    /// Opens a pool on `url` (`postgres://` or `postgresql://`) configured by `config`,
+    /// checks that the server answers within `config.pool.connection_timeout`, and
+    /// runs pending migrations when `config.run_migrations` is set (under an advisory
+    /// lock, so concurrent processes do not race).
+    ///
+    /// An unreachable server is `Unavailable { ConnectionFailed }`; a malformed URL is
+    /// `Config`. No message shows the URL's password.
+    pub fn connect(url: &str, config: &repo_core::StoreConfig) -> RepoResult<Self> {
+        let redacted = redact_url(url);
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(RepoError::config(format!(
+                "not a PostgreSQL URL (expected postgres:// or postgresql://): {redacted}"
+            )));
+        }
+        let secrets = url_secrets(url);
+        let pool = ConnectionPool::open(
+            url,
+            &config.pool,
+            SessionSettings::new(&config.postgres),
+            redacted,
+            secrets,
+        )?;
+        let pool = Arc::new(pool);
+        let source = PoolSource {
+            pool: Arc::clone(&pool),
+            policy: config.api_keys,
+        };
+        let store = Self {
+            inner: Arc::new(Inner {
+                pool,
+                retry: config.retry,
+                policy: config.api_keys,
+                users: PgUsers {
+                    src: source.clone(),
+                },
+                api_keys: PgApiKeys {
+                    src: source.clone(),
+                },
+                collections: PgCollections {
+                    src: source.clone(),
+                },
+                operations: PgOperations { src: source },
+            }),
+        };
+        if config.run_migrations {
+            store.run_pending_migrations()?;
+        }
+        Ok(store)
+    }
+
+    fn on_connection<T>(
+        &self,
+        f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        self.inner.users.src.run(f)
+    }
+
+    /// Applies every pending migration; returns the versions applied now.
+    pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(migrations::run_pending)
+    }
+
+    /// Reverts every applied migration (drops every table); returns the versions
+    /// reverted, newest first.
+    pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(migrations::revert_all)
+    }
+
+    /// Versions of the applied migrations, oldest first.
+    pub fn applied_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(migrations::applied)
+    }
+
+    /// Versions of the embedded migrations not applied yet, oldest first.
+    pub fn pending_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(migrations::pending)
+    }
+
+    /// Tables, columns and named indexes of the current schema, for parity checks
+    /// against SQLite.
+    pub fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
+        self.on_connection(migrations::schema_snapshot)
+    }
+}
+
+impl Repositories for PostgresStore {
+    fn users(&self) -> &dyn UserRepository {
+        &self.inner.users
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyRepository {
+        &self.inner.api_keys
+    }
+
+    fn collections(&self) -> &dyn CollectionRepository {
+        &self.inner.collections
+    }
+
+    fn operations(&self) -> &dyn OperationRepository {
+        &self.inner.operations
+    }
+}
+
+impl Store for PostgresStore {
+    fn backend(&self) -> BackendKind {
+        BackendKind::Postgres
+    }
+
+    fn run_transaction(
+        &self,
+        work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
+    ) -> RepoResult<()> {
+        let mut conn = self.inner.pool.get()?;
+        let policy = self.inner.policy;
+        self.inner
+            .retry
+            .run(|| {
+                read_committed(&mut conn, |c| {
+                    let cell = Mutex::new(c);
+                    let tx = PgTransaction::new(&cell, policy);
+                    work(&tx)
+                })
+            })
+            .map_err(|e| self.inner.pool.scrub(e))
+    }
+
+    fn health(&self) -> RepoResult<()> {
+        self.on_connection(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("SELECT 1")
+                .execute(c)
+                .map(|_| ())
+                .map_err(crate::error::map_diesel_error)
+        })
+    }
+}
+
+/// Every repository bound to the one connection of an open transaction.
+struct PgTransaction<'a, 'c> {
+    users: PgUsers<TxSource<'a, 'c>>,
+    api_keys: PgApiKeys<TxSource<'a, 'c>>,
+    collections: PgCollections<TxSource<'a, 'c>>,
+    operations: PgOperations<TxSource<'a, 'c>>,
+}
+
+impl<'a, 'c> PgTransaction<'a, 'c> {
+    fn new(conn: &'a Mutex<&'c mut PgConnection>, policy: ApiKeyPolicy) -> Self {
+        let src = || TxSource { conn, policy };
+        Self {
+            users: PgUsers { src: src() },
+            api_keys: PgApiKeys { src: src() },
+            collections: PgCollections { src: src() },
+            operations: PgOperations { src: src() },
+        }
+    }
+}
+
+impl Repositories for PgTransaction<'_, '_> {
+    fn users(&self) -> &dyn UserRepository {
+        &self.users
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyRepository {
+        &self.api_keys
+    }
+
+    fn collections(&self) -> &dyn CollectionRepository {
+        &self.collections
+    }
+
+    fn operations(&self) -> &dyn OperationRepository {
+        &self.operations
+    }
+}
+
+impl Transaction for PgTransaction<'_, '_> {
+    fn lock_collection(&self, id: CollectionId) -> RepoResult<Collection> {
+        self.collections.src.run(|c| collection_repo::lock(c, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_of_urls() {
+        assert_eq!(
+            url_secrets("postgres://app:p%40ss@db/x"),
+            vec!["p%40ss".to_owned(), "p@ss".to_owned()]
+        );
+        assert_eq!(
+            url_secrets("postgres://db/x?password=hunter2"),
+            vec!["hunter2".to_owned()]
+        );
+        assert!(url_secrets("postgres://app@db/x").is_empty());
+    }
+}
