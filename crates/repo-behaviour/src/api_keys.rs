@@ -1,0 +1,482 @@
+//! API keys: secrets shown once, hashes only, verification, limits, expiry.
+//!
+//! The API cannot create a key that is already expired (expiry is at least one day
+//! ahead), so the "expired" branches of `verify`, `count_active` and `purge_expired`
+//! are checked only for keys that are *not* expired: they must be kept and counted.
+
+use crate::expect;
+use crate::seed;
+use crate::Harness;
+use chrono::Duration;
+use repo_core::{
+    AccessLevel, ApiKeySecret, Grantee, KeyExpiry, NewApiKey, StoreConfig, UserId, UserPatch,
+};
+use serde_json::json;
+
+fn is_url_safe_base64(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// Create returns the secret once, shaped `smtk_<8 lowercase hex>_<43 url-safe base64>`, and a record whose `key_prefix` is its first 13 characters.
+pub fn api_key_create_returns_secret_once_in_format(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "alice");
+    let created = expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "  laptop  ")),
+        "create key",
+    );
+    let secret = created.secret.expose();
+    assert_eq!(secret.len(), 57, "secret length");
+    assert!(secret.starts_with("smtk_"), "secret prefix");
+    assert!(
+        secret[5..13]
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "8 lowercase hex characters after smtk_"
+    );
+    assert_eq!(&secret[13..14], "_");
+    assert!(
+        secret[14..].chars().all(is_url_safe_base64),
+        "43 base64url characters"
+    );
+    let key = &created.key;
+    assert_eq!(
+        key.key_prefix,
+        &secret[..13],
+        "key_prefix is the displayable start"
+    );
+    assert_eq!(key.name, "laptop", "name is trimmed");
+    assert_eq!(key.user_id, u.id);
+    assert!(key.is_active);
+    assert_eq!(key.last_used_at, None);
+    assert_eq!(key.permissions, None);
+
+    let other = expect::ok(s.api_keys().create(&NewApiKey::new(u.id, "desktop")), "2nd");
+    assert_ne!(other.secret.expose(), secret, "secrets must differ");
+    assert_ne!(other.key.id, key.id);
+}
+
+/// Reading keys back (get, list) never yields the secret or its hash, only equal records.
+pub fn api_key_reads_never_expose_secret_or_hash(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "bob");
+    let mut new = NewApiKey::new(u.id, "ci");
+    new.permissions = Some(json!({"scopes": ["search", "read"], "rate": 10}));
+    let created = expect::ok(s.api_keys().create(&new), "create key");
+    let body = &created.secret.expose()[14..];
+    let hash = created.secret.hash();
+
+    let got = expect::ok(s.api_keys().get(created.key.id), "get");
+    assert_eq!(
+        got, created.key,
+        "get reads back the created record to the microsecond"
+    );
+    let listed = expect::ok(s.api_keys().list_for_user(u.id), "list");
+    assert_eq!(listed, vec![created.key.clone()]);
+    for shown in [
+        format!("{got:?}"),
+        format!("{listed:?}"),
+        format!("{created:?}"),
+        format!("{:?}", created.secret),
+        created.secret.to_string(),
+        serde_json::to_string(&got).unwrap_or_default(),
+    ] {
+        assert!(!shown.contains(body), "secret body shown in {shown}");
+        assert!(!shown.contains(&hash), "key hash shown in {shown}");
+    }
+}
+
+/// Verify with the right secret returns the key and its user and records `last_used_at`.
+pub fn api_key_verify_accepts_and_records_last_used(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "carol");
+    let created = expect::ok(s.api_keys().create(&NewApiKey::new(u.id, "ci")), "create");
+    let before = repo_core::now();
+    let verified = expect::ok(s.api_keys().verify(created.secret.expose()), "verify")
+        .expect("a valid secret must verify");
+    let after = repo_core::now();
+    assert_eq!(verified.key.id, created.key.id);
+    assert_eq!(verified.user, u);
+    let used = verified
+        .key
+        .last_used_at
+        .expect("verify must set last_used_at");
+    assert!(
+        before <= used && used <= after,
+        "last_used_at {used} not within the call"
+    );
+    let stored = expect::ok(s.api_keys().get(created.key.id), "get");
+    assert_eq!(stored.last_used_at, Some(used));
+    assert_eq!(stored, verified.key);
+}
+
+/// A revoked key does not verify (`Ok(None)`), but its record remains, inactive.
+pub fn api_key_verify_rejects_revoked(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "dave");
+    let created = expect::ok(s.api_keys().create(&NewApiKey::new(u.id, "ci")), "create");
+    let revoked = expect::ok(s.api_keys().revoke(created.key.id), "revoke");
+    assert!(!revoked.is_active);
+    assert!(
+        expect::ok(s.api_keys().verify(created.secret.expose()), "verify").is_none(),
+        "a revoked key must not verify"
+    );
+    let stored = expect::ok(s.api_keys().get(created.key.id), "revoke is soft");
+    assert_eq!(stored, revoked);
+    assert_eq!(stored.last_used_at, None, "a failed verify records no use");
+}
+
+/// A key of an inactive user does not verify; it does again once the user is reactivated.
+pub fn api_key_verify_rejects_inactive_user(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "erin");
+    let created = expect::ok(s.api_keys().create(&NewApiKey::new(u.id, "ci")), "create");
+    let deactivate = UserPatch {
+        is_active: Some(false),
+        ..UserPatch::default()
+    };
+    expect::ok(s.users().update(u.id, &deactivate), "deactivate");
+    assert!(
+        expect::ok(s.api_keys().verify(created.secret.expose()), "verify").is_none(),
+        "key of an inactive user must not verify"
+    );
+    let activate = UserPatch {
+        is_active: Some(true),
+        ..UserPatch::default()
+    };
+    expect::ok(s.users().update(u.id, &activate), "reactivate");
+    assert!(expect::ok(s.api_keys().verify(created.secret.expose()), "verify").is_some());
+}
+
+/// A well-formed secret that matches no key is `Ok(None)`, not an error.
+pub fn api_key_verify_unknown_secret_is_none(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "fay");
+    expect::ok(s.api_keys().create(&NewApiKey::new(u.id, "ci")), "create");
+    let stranger = ApiKeySecret::generate();
+    assert!(expect::ok(s.api_keys().verify(stranger.expose()), "verify").is_none());
+}
+
+/// Malformed or short secrets are `Validation { api_key }` and the error never repeats them.
+pub fn api_key_verify_malformed_is_validation(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "gus");
+    let good = expect::ok(s.api_keys().create(&NewApiKey::new(u.id, "ci")), "create");
+    let secret = good.secret.expose().to_owned();
+    let mut upper_hex = secret.clone();
+    upper_hex.replace_range(5..6, "A");
+    let mut plus_body = secret.clone();
+    plus_body.replace_range(20..21, "+");
+    let mut no_sep = secret.clone();
+    no_sep.replace_range(13..14, "-");
+    let cases = [
+        String::new(),
+        "smtk_".into(),
+        "smtk_short".into(),
+        secret[..56].to_owned(),
+        format!("{secret}x"),
+        format!("sk_{}", &secret[3..]),
+        format!("SMTK_{}", &secret[5..]),
+        upper_hex,
+        plus_body,
+        no_sep,
+    ];
+    for bad in &cases {
+        let e = expect::validation(s.api_keys().verify(bad), "api_key", "malformed secret");
+        if bad.len() > 14 {
+            let shown = format!("{e} {e:?}");
+            assert!(
+                !shown.contains(&bad[14..]),
+                "error repeats the secret: {shown}"
+            );
+        }
+    }
+    let stored = expect::ok(s.api_keys().get(good.key.id), "get");
+    assert_eq!(stored.last_used_at, None, "malformed secrets touch no key");
+}
+
+/// Key names are unique per user regardless of case (`AlreadyExists { api_key, name }`), and another user may reuse a name.
+pub fn api_key_name_is_unique_per_user_ignoring_case(h: &dyn Harness) {
+    let s = h.store();
+    let a = seed::user(&*s, "hank");
+    let b = seed::user(&*s, "iris");
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(a.id, "Deploy")),
+        "create",
+    );
+    for clash in ["Deploy", "deploy", "DEPLOY", "  deploy "] {
+        expect::already_exists(
+            s.api_keys().create(&NewApiKey::new(a.id, clash)),
+            "api_key",
+            "name",
+            &format!("name {clash:?} for the same user"),
+        );
+    }
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(b.id, "Deploy")),
+        "same name for another user",
+    );
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(b.id, "deploy-2")),
+        "another name",
+    );
+    assert_eq!(
+        expect::ok(s.api_keys().list_for_user(a.id), "list a").len(),
+        1
+    );
+    assert_eq!(
+        expect::ok(s.api_keys().list_for_user(b.id), "list b").len(),
+        2
+    );
+}
+
+/// Key names are 1 to 100 characters without NUL, and permissions free of NUL: else `Validation`.
+pub fn api_key_input_is_validated(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "jane");
+    for (bad, what) in [("", "empty"), ("   ", "blank"), ("a\0b", "NUL")] {
+        expect::validation(
+            s.api_keys().create(&NewApiKey::new(u.id, bad)),
+            "name",
+            what,
+        );
+    }
+    expect::validation(
+        s.api_keys().create(&NewApiKey::new(u.id, "n".repeat(101))),
+        "name",
+        "101 characters",
+    );
+    let mut new = NewApiKey::new(u.id, "perm");
+    new.permissions = Some(json!({"scope": "re\0ad"}));
+    expect::validation(
+        s.api_keys().create(&new),
+        "permissions",
+        "NUL in permissions",
+    );
+    assert!(expect::ok(s.api_keys().list_for_user(u.id), "list").is_empty());
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "n".repeat(100))),
+        "100 characters",
+    );
+}
+
+/// A key for an unknown user is `NotFound { user }`.
+pub fn api_key_create_for_unknown_user_is_not_found(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "kim");
+    expect::not_found(
+        s.api_keys()
+            .create(&NewApiKey::new(UserId(u.id.0 + 1000), "ci")),
+        "user",
+        "unknown user",
+    );
+}
+
+/// With a limit of 3 active keys, the 4th is `Validation { api_keys }`; revoking or deleting one frees a slot; other users are unaffected.
+pub fn api_key_active_limit_per_user(h: &dyn Harness) {
+    let config = StoreConfig {
+        api_keys: repo_core::ApiKeyPolicy {
+            max_active_per_user: 3,
+            ..Default::default()
+        },
+        ..StoreConfig::default()
+    };
+    let s = h.open_with(config);
+    let u = seed::user(&*s, "leo");
+    let other = seed::user(&*s, "max");
+    let keys: Vec<_> = (1..=3)
+        .map(|i| {
+            expect::ok(
+                s.api_keys().create(&NewApiKey::new(u.id, format!("k{i}"))),
+                "key",
+            )
+        })
+        .collect();
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 3);
+    expect::validation(
+        s.api_keys().create(&NewApiKey::new(u.id, "k4")),
+        "api_keys",
+        "4th active key",
+    );
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(other.id, "k1")),
+        "other user",
+    );
+
+    expect::ok(s.api_keys().revoke(keys[0].key.id), "revoke");
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 2);
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "k4")),
+        "slot freed by revoke",
+    );
+    expect::validation(
+        s.api_keys().create(&NewApiKey::new(u.id, "k5")),
+        "api_keys",
+        "limit reached again",
+    );
+    expect::ok(s.api_keys().delete(keys[1].key.id), "delete");
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "k5")),
+        "slot freed by delete",
+    );
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 3);
+    assert_eq!(
+        expect::ok(s.api_keys().list_for_user(u.id), "list").len(),
+        4,
+        "the revoked key is still listed"
+    );
+}
+
+/// Without an explicit expiry a key expires 365 days after creation; `Days(n)` expires n days after.
+pub fn api_key_expiry_defaults_to_365_days(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "nina");
+    let before = repo_core::now();
+    let k = expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "default")),
+        "create",
+    );
+    let mut new = NewApiKey::new(u.id, "thirty");
+    new.expiry = KeyExpiry::Days(30);
+    let k30 = expect::ok(s.api_keys().create(&new), "create 30 days");
+    let after = repo_core::now();
+
+    let exp = k.key.expires_at.expect("default expiry is set");
+    assert_eq!(exp, k.key.created_at + Duration::days(365));
+    assert!(before + Duration::days(365) <= exp && exp <= after + Duration::days(365));
+    assert_eq!(
+        k30.key.expires_at,
+        Some(k30.key.created_at + Duration::days(30))
+    );
+    assert_eq!(expect::ok(s.api_keys().get(k.key.id), "get"), k.key);
+}
+
+/// Expiry is at most 3650 days: 3650 is accepted, 3651 and 0 are `Validation { expires_at }`.
+pub fn api_key_expiry_is_bounded(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "omar");
+    let with = |name: &str, expiry| {
+        let mut new = NewApiKey::new(u.id, name);
+        new.expiry = expiry;
+        s.api_keys().create(&new)
+    };
+    let max = expect::ok(with("max", KeyExpiry::Days(3650)), "3650 days");
+    assert_eq!(
+        max.key.expires_at,
+        Some(max.key.created_at + Duration::days(3650))
+    );
+    expect::validation(
+        with("over", KeyExpiry::Days(3651)),
+        "expires_at",
+        "3651 days",
+    );
+    expect::validation(with("zero", KeyExpiry::Days(0)), "expires_at", "0 days");
+    assert_eq!(
+        expect::ok(s.api_keys().list_for_user(u.id), "list").len(),
+        1
+    );
+}
+
+/// A key that never expires has no `expires_at`, only when asked for, and verifies.
+pub fn api_key_never_expiry_is_none(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "pia");
+    let mut new = NewApiKey::new(u.id, "forever");
+    new.expiry = KeyExpiry::Never;
+    let k = expect::ok(s.api_keys().create(&new), "create");
+    assert_eq!(k.key.expires_at, None);
+    assert_eq!(
+        expect::ok(s.api_keys().get(k.key.id), "get").expires_at,
+        None
+    );
+    assert!(expect::ok(s.api_keys().verify(k.secret.expose()), "verify").is_some());
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 1);
+}
+
+/// `purge_expired` deletes no unexpired or never-expiring key (an expired key cannot be created through the API).
+pub fn api_key_purge_expired_keeps_unexpired_keys(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "quin");
+    let mut ids = Vec::new();
+    for (name, expiry) in [
+        ("one-day", KeyExpiry::Days(1)),
+        ("default", KeyExpiry::Default),
+        ("never", KeyExpiry::Never),
+    ] {
+        let mut new = NewApiKey::new(u.id, name);
+        new.expiry = expiry;
+        ids.push(expect::ok(s.api_keys().create(&new), name).key.id);
+    }
+    let revoked = expect::ok(s.api_keys().revoke(ids[0]), "revoke");
+    assert_eq!(expect::ok(s.api_keys().purge_expired(), "purge"), 0);
+    for id in &ids {
+        expect::ok(s.api_keys().get(*id), "key survives purge");
+    }
+    assert_eq!(
+        expect::ok(s.api_keys().get(ids[0]), "revoked survives"),
+        revoked
+    );
+}
+
+/// Revoke is soft and delete is hard; both on an unknown key are `NotFound { api_key }`.
+pub fn api_key_revoke_is_soft_and_delete_is_hard(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "rita");
+    let k = expect::ok(s.api_keys().create(&NewApiKey::new(u.id, "ci")), "create");
+    let revoked = expect::ok(s.api_keys().revoke(k.key.id), "revoke");
+    assert!(!revoked.is_active);
+    assert_eq!(revoked.id, k.key.id);
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 0);
+    assert_eq!(
+        expect::ok(s.api_keys().list_for_user(u.id), "list"),
+        vec![revoked]
+    );
+    expect::ok(s.api_keys().delete(k.key.id), "delete");
+    expect::not_found(s.api_keys().get(k.key.id), "api_key", "deleted key");
+    expect::not_found(s.api_keys().delete(k.key.id), "api_key", "delete twice");
+    expect::not_found(s.api_keys().revoke(k.key.id), "api_key", "revoke deleted");
+    assert!(expect::ok(s.api_keys().list_for_user(u.id), "list").is_empty());
+    assert!(expect::ok(s.api_keys().verify(k.secret.expose()), "verify").is_none());
+}
+
+/// A user's keys list newest first, and only that user's keys.
+pub fn api_key_list_is_per_user_newest_first(h: &dyn Harness) {
+    let s = h.store();
+    let a = seed::user(&*s, "sara");
+    let b = seed::user(&*s, "tom");
+    let mine: Vec<_> = ["one", "two", "three"]
+        .iter()
+        .map(|n| expect::ok(s.api_keys().create(&NewApiKey::new(a.id, *n)), n).key)
+        .collect();
+    let theirs = expect::ok(s.api_keys().create(&NewApiKey::new(b.id, "one")), "b").key;
+    let listed = expect::ok(s.api_keys().list_for_user(a.id), "list a");
+    assert_eq!(
+        listed,
+        vec![mine[2].clone(), mine[1].clone(), mine[0].clone()]
+    );
+    assert_eq!(
+        expect::ok(s.api_keys().list_for_user(b.id), "list b"),
+        vec![theirs]
+    );
+}
+
+/// A grant to an API key is listed with the key as grantee and goes away with the key.
+pub fn api_key_grant_goes_with_the_key(h: &dyn Harness) {
+    let s = h.store();
+    let owner = seed::user(&*s, "uri");
+    let c = seed::collection(&*s, &owner, "uri-docs");
+    let k = expect::ok(s.api_keys().create(&NewApiKey::new(owner.id, "bot")), "key");
+    let g = expect::ok(
+        s.collections()
+            .grant(c.id, Grantee::ApiKey(k.key.id), AccessLevel::Read),
+        "grant to key",
+    );
+    assert_eq!(g.grantee, Grantee::ApiKey(k.key.id));
+    assert_eq!(g.permission, AccessLevel::Read);
+    assert_eq!(
+        expect::ok(s.collections().list_grants(c.id), "grants"),
+        vec![g]
+    );
+    expect::ok(s.api_keys().delete(k.key.id), "delete key");
+    assert!(expect::ok(s.collections().list_grants(c.id), "grants").is_empty());
+}

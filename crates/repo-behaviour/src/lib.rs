@@ -1,0 +1,240 @@
+//! # repo-behaviour
+//!
+//! The behaviour suite every backend of [`repo_core`] must pass. Each rule of
+//! `DOMAIN.md` and `docs/semantics.md` about users, API keys, collections (with grants
+//! and access) and operations, and the unit of work, is one `pub fn` taking a
+//! [`Harness`]; it panics, naming the rule, when a backend breaks it.
+//!
+//! [`behaviour_tests!`] stamps out one `#[rstest]` test per behaviour in the module
+//! where it is invoked, so that a failure names the backend and the behaviour:
+//! `postgres::operation_transition_from_terminal_is_invalid_state`. The list of
+//! behaviours lives only inside the macro, so every backend runs the same list.
+//!
+//! ```ignore
+//! mod sqlite {
+//!     use rstest::fixture;
+//!
+//!     #[fixture]
+//!     fn harness() -> SqliteHarness {
+//!         SqliteHarness::new() // a fresh, migrated database per test
+//!     }
+//!
+//!     repo_behaviour::behaviour_tests!(harness);
+//! }
+//! ```
+//!
+//! The crate depends on `repo-core` only: it drives backends through
+//! `Arc<dyn Store>` exactly as an application does.
+
+#![forbid(unsafe_code)]
+
+use repo_core::{BackendKind, Store, StoreConfig};
+use std::sync::Arc;
+
+mod expect;
+mod race;
+mod seed;
+
+pub mod access;
+pub mod api_keys;
+pub mod collections;
+pub mod errors;
+pub mod operations;
+pub mod pagination;
+pub mod transactions;
+pub mod users;
+
+/// What a backend's test fixture provides to every behaviour.
+///
+/// One harness belongs to one test and owns that test's database: a fresh, migrated
+/// database that no other test touches, removed when the harness is dropped.
+pub trait Harness: Send + Sync {
+    /// The test's store, opened with the default [`StoreConfig`]; every call returns
+    /// a handle to the same database.
+    fn store(&self) -> Arc<dyn Store>;
+
+    /// Opens the same database again with another configuration (a per-user API-key
+    /// limit, a tiny pool …).
+    fn open_with(&self, config: StoreConfig) -> Arc<dyn Store>;
+
+    /// Which backend this harness tests.
+    fn backend(&self) -> BackendKind;
+}
+
+/// Stamps out one `#[rstest::rstest]` test per behaviour in the invoking module.
+///
+/// The argument is the path of an rstest fixture (a `#[rstest::fixture]` function)
+/// returning a value that implements [`Harness`]. The invoking crate needs `rstest`
+/// as a (dev-)dependency. Each test is named after its behaviour, so a failure reads
+/// `<module>::<behaviour>`.
+///
+/// ```ignore
+/// mod postgres {
+///     #[rstest::fixture]
+///     fn harness() -> PostgresHarness { PostgresHarness::from_env() }
+///     repo_behaviour::behaviour_tests!(harness);
+/// }
+/// ```
+#[macro_export]
+macro_rules! behaviour_tests {
+    // The one list of behaviours, handed to `$crate::$callback!` after `$args`.
+    (@list $callback:ident $args:tt) => {
+        $crate::$callback! {
+            $args
+            users::user_create_applies_defaults,
+            users::user_reads_back_equal,
+            users::user_username_is_unique,
+            users::user_email_is_unique,
+            users::user_email_uniqueness_ignores_case,
+            users::user_username_length_is_validated,
+            users::user_email_is_validated,
+            users::user_plaintext_password_is_refused_without_echo,
+            users::user_nul_in_text_is_validation,
+            users::user_get_by_email_ignores_case,
+            users::user_lookup_of_unknown_is_not_found,
+            users::user_update_changes_only_patched_fields,
+            users::user_empty_patch_changes_nothing,
+            users::user_update_onto_taken_name_is_already_exists,
+            users::user_update_is_validated,
+            users::user_list_is_newest_first_and_paginated,
+            users::user_list_and_count_filter,
+            users::user_record_login_sets_last_login_only,
+            users::user_delete_restrict_refuses_collection_owner,
+            users::user_delete_removes_api_keys_and_grants,
+            users::user_delete_cascade_removes_owned_collections,
+            users::user_delete_unknown_is_not_found,
+            api_keys::api_key_create_returns_secret_once_in_format,
+            api_keys::api_key_reads_never_expose_secret_or_hash,
+            api_keys::api_key_verify_accepts_and_records_last_used,
+            api_keys::api_key_verify_rejects_revoked,
+            api_keys::api_key_verify_rejects_inactive_user,
+            api_keys::api_key_verify_unknown_secret_is_none,
+            api_keys::api_key_verify_malformed_is_validation,
+            api_keys::api_key_name_is_unique_per_user_ignoring_case,
+            api_keys::api_key_input_is_validated,
+            api_keys::api_key_create_for_unknown_user_is_not_found,
+            api_keys::api_key_active_limit_per_user,
+            api_keys::api_key_expiry_defaults_to_365_days,
+            api_keys::api_key_expiry_is_bounded,
+            api_keys::api_key_never_expiry_is_none,
+            api_keys::api_key_purge_expired_keeps_unexpired_keys,
+            api_keys::api_key_revoke_is_soft_and_delete_is_hard,
+            api_keys::api_key_list_is_per_user_newest_first,
+            api_keys::api_key_grant_goes_with_the_key,
+            collections::collection_create_applies_defaults,
+            collections::collection_reads_back_equal,
+            collections::collection_name_is_unique,
+            collections::collection_name_is_validated,
+            collections::collection_chunk_size_must_be_positive,
+            collections::collection_chunk_overlap_must_be_below_chunk_size,
+            collections::collection_sync_interval_is_at_least_15,
+            collections::collection_continuous_requires_interval,
+            collections::collection_meta_and_text_are_validated,
+            collections::collection_create_for_unknown_owner_is_not_found,
+            collections::collection_lookup_of_unknown_is_not_found,
+            collections::collection_update_applies_patch,
+            collections::collection_update_is_validated,
+            collections::collection_rename,
+            collections::collection_update_stats,
+            collections::collection_status_allowed_transitions,
+            collections::collection_status_forbidden_transitions_are_invalid_state,
+            collections::collection_delete_by_owner_cascades,
+            collections::collection_delete_by_admin_grant_or_superuser,
+            collections::collection_delete_without_admin_is_access_denied,
+            collections::collection_delete_unknown_is_not_found,
+            collections::collection_due_for_sync,
+            collections::collection_pause_and_resume_sync,
+            collections::collection_record_sync_run_schedules_next_run,
+            access::access_owner_holds_admin,
+            access::access_public_collection_is_read_only_for_others,
+            access::access_private_collection_is_denied_to_strangers,
+            access::access_grant_levels,
+            access::access_is_highest_of_public_and_grant,
+            access::access_superuser_holds_admin,
+            access::access_missing_is_not_found_not_denied,
+            access::grant_twice_changes_level,
+            access::grant_revoke_removes_access,
+            access::grant_to_unknown_is_not_found,
+            access::list_visible_is_owned_public_and_granted,
+            access::list_visible_paginates,
+            operations::operation_create_is_pending,
+            operations::operation_every_kind_round_trips,
+            operations::operation_config_is_validated,
+            operations::operation_create_for_unknown_refs_is_not_found,
+            operations::operation_allowed_transitions_set_timestamps,
+            operations::operation_transition_stores_error_message,
+            operations::operation_forbidden_transitions_are_invalid_state,
+            operations::operation_transition_from_terminal_is_invalid_state,
+            operations::operation_transition_unknown_is_not_found,
+            operations::operation_one_active_per_collection,
+            operations::operation_new_allowed_after_previous_terminal,
+            operations::operation_racing_creators_exactly_one_wins,
+            operations::operation_racing_transitions_exactly_one_wins,
+            operations::operation_cancel_rights,
+            operations::operation_cancel_terminal_is_invalid_state,
+            operations::operation_list_for_collection_filters,
+            operations::operation_list_for_user_filters,
+            operations::operation_active_for_collection,
+            operations::operation_stuck_lists_old_active_oldest_first,
+            operations::operation_mark_failed_many_counts_only_active,
+            operations::operation_merge_meta_is_top_level,
+            operations::operation_set_task_id,
+            operations::operation_get_with_access,
+            transactions::unit_of_work_commits_every_write,
+            transactions::unit_of_work_failing_part_way_leaves_nothing,
+            transactions::unit_of_work_repository_error_rolls_back,
+            transactions::unit_of_work_returns_its_value,
+            transactions::unit_of_work_lock_unknown_is_not_found,
+            transactions::unit_of_work_racing_starts_exactly_one_wins,
+            errors::error_is_retryable_classification,
+            errors::error_pool_exhaustion_is_unavailable_and_retryable,
+            errors::store_reports_backend_and_health,
+            pagination::pagination_limit_is_clamped,
+            pagination::pagination_offset_past_end_is_empty_with_total,
+        }
+    };
+    ($($fixture:tt)+) => {
+        $crate::behaviour_tests!(@list __stamp_behaviours [$($fixture)+]);
+    };
+}
+
+/// Implementation detail of [`behaviour_tests!`]: one test per `module::behaviour`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stamp_behaviours {
+    ([$($fixture:tt)+] $($module:ident :: $name:ident),+ $(,)?) => {
+        $(
+            #[::rstest::rstest]
+            fn $name(#[from($($fixture)+)] harness: impl $crate::Harness) {
+                $crate::$module::$name(&harness);
+            }
+        )+
+    };
+}
+
+/// Implementation detail of [`behaviour_names`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __behaviour_names {
+    ([] $($module:ident :: $name:ident),+ $(,)?) => {
+        vec![$(concat!(stringify!($module), "::", stringify!($name))),+]
+    };
+}
+
+/// Every behaviour as `module::function`, in the order [`behaviour_tests!`] stamps them.
+pub fn behaviour_names() -> Vec<&'static str> {
+    behaviour_tests!(@list __behaviour_names [])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn behaviour_names_are_unique() {
+        let names = super::behaviour_names();
+        let mut tests: Vec<&str> = names.iter().filter_map(|n| n.split("::").nth(1)).collect();
+        tests.sort_unstable();
+        tests.dedup();
+        assert_eq!(tests.len(), names.len(), "two behaviours share a test name");
+        assert!(names.len() >= 100);
+    }
+}

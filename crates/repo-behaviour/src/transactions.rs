@@ -1,0 +1,196 @@
+//! The unit of work: several repositories in one transaction, all or nothing.
+
+use crate::expect;
+use crate::race::race;
+use crate::seed::{self, HASH};
+use crate::Harness;
+use repo_core::{
+    CollectionId, CollectionStatus, ConflictReason, NewCollection, NewOperation, NewUser,
+    Operation, OperationKind, RepoError, RepoResult, Store, Transaction, UserFilter, UserId,
+};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The unit of work of DOMAIN.md: lock the collection, refuse if it has an active
+/// operation, create one, set the collection processing.
+fn start_operation(
+    tx: &dyn Transaction,
+    collection: CollectionId,
+    user: UserId,
+) -> RepoResult<Operation> {
+    let locked = tx.lock_collection(collection)?;
+    if !tx.operations().active_for_collection(locked.id)?.is_empty() {
+        return Err(RepoError::invalid_state(
+            "has_active_operation",
+            "start_operation",
+        ));
+    }
+    let op = tx.operations().create(&NewOperation::new(
+        locked.id,
+        user,
+        OperationKind::Index,
+        json!({"source": "/docs"}),
+    ))?;
+    tx.collections()
+        .update_status(locked.id, CollectionStatus::Processing, Some("indexing"))?;
+    Ok(op)
+}
+
+/// Lock, check, create an operation and set the collection processing in one unit of work: all of it is committed.
+pub fn unit_of_work_commits_every_write(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "alice");
+    let c = seed::collection(&*s, &u, "c");
+    let op = expect::ok(
+        s.transaction(|tx| start_operation(tx, c.id, u.id)),
+        "unit of work",
+    );
+    assert_eq!(
+        expect::ok(s.operations().get(op.uuid), "operation committed"),
+        op
+    );
+    let after = expect::ok(s.collections().get(c.id), "collection");
+    assert_eq!(after.status, CollectionStatus::Processing);
+    assert_eq!(after.status_message.as_deref(), Some("indexing"));
+    assert_eq!(
+        expect::ok(s.operations().active_for_collection(c.id), "active"),
+        vec![op]
+    );
+    // A second start sees the committed operation and refuses.
+    expect::invalid_state(
+        s.transaction(|tx| start_operation(tx, c.id, u.id)),
+        "has_active_operation",
+        "start_operation",
+        "second start",
+    );
+}
+
+/// A unit of work that returns an error after several writes leaves none of them behind and returns that error.
+pub fn unit_of_work_failing_part_way_leaves_nothing(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "bob");
+    let c = seed::collection(&*s, &u, "c");
+    let users_before = expect::ok(s.users().count(UserFilter::default()), "count");
+    let r: RepoResult<()> = s.transaction(|tx| {
+        let nu = tx
+            .users()
+            .create(&NewUser::new("temp", "temp@example.com", HASH))?;
+        tx.collections()
+            .create(&NewCollection::new("temp-c", nu.id))?;
+        start_operation(tx, c.id, u.id)?;
+        tx.collections().rename(c.id, "renamed")?;
+        Err(RepoError::validation("abort", "stop after the writes"))
+    });
+    match r {
+        Err(RepoError::Validation { field: "abort", .. }) => {}
+        other => panic!("the unit of work must return its own error, got {other:?}"),
+    }
+    expect::not_found(
+        s.users().get_by_username("temp"),
+        "user",
+        "user rolled back",
+    );
+    expect::not_found(
+        s.collections().get_by_name("temp-c"),
+        "collection",
+        "rolled back",
+    );
+    assert_eq!(
+        expect::ok(s.users().count(UserFilter::default()), "count"),
+        users_before
+    );
+    assert_eq!(
+        expect::ok(s.collections().get(c.id), "collection unchanged"),
+        c
+    );
+    assert!(expect::ok(s.operations().active_for_collection(c.id), "ops").is_empty());
+}
+
+/// A repository error inside a unit of work (here a duplicate) propagates and rolls back the earlier writes; the store stays usable.
+pub fn unit_of_work_repository_error_rolls_back(h: &dyn Harness) {
+    let s = h.store();
+    seed::user(&*s, "carol");
+    let r = s.transaction(|tx| {
+        tx.users()
+            .create(&NewUser::new("dave", "dave@example.com", HASH))?;
+        tx.users()
+            .create(&NewUser::new("carol", "carol2@example.com", HASH))
+    });
+    expect::already_exists(r, "user", "username", "duplicate inside the unit of work");
+    expect::not_found(
+        s.users().get_by_username("dave"),
+        "user",
+        "earlier write rolled back",
+    );
+    // The same connection(s) work afterwards.
+    let ok = expect::ok(
+        s.transaction(|tx| {
+            tx.users()
+                .create(&NewUser::new("dave", "dave@example.com", HASH))
+        }),
+        "next unit of work",
+    );
+    assert_eq!(expect::ok(s.users().get_by_username("dave"), "get"), ok);
+}
+
+/// `transaction` returns the value of its closure, and the closure reads its own writes.
+pub fn unit_of_work_returns_its_value(h: &dyn Harness) {
+    let s = h.store();
+    let (user, seen, answer) = expect::ok(
+        s.transaction(|tx| {
+            let u = tx
+                .users()
+                .create(&NewUser::new("erin", "erin@example.com", HASH))?;
+            let seen = tx.users().get(u.id)?;
+            Ok((u, seen, 42))
+        }),
+        "transaction",
+    );
+    assert_eq!(answer, 42);
+    assert_eq!(seen, user, "reads inside see earlier writes");
+    assert_eq!(expect::ok(s.users().get(user.id), "committed"), user);
+}
+
+/// Locking an unknown collection inside a unit of work is `NotFound { collection }`.
+pub fn unit_of_work_lock_unknown_is_not_found(h: &dyn Harness) {
+    let s = h.store();
+    expect::not_found(
+        s.transaction(|tx| tx.lock_collection(CollectionId::new())),
+        "collection",
+        "lock unknown",
+    );
+}
+
+/// Eight units of work racing to start an operation on one collection: exactly one commits, the others are refused.
+pub fn unit_of_work_racing_starts_exactly_one_wins(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "fay");
+    let c = seed::collection(&*s, &u, "c");
+    let store: Arc<dyn Store> = Arc::clone(&s);
+    let (cid, uid) = (c.id, u.id);
+    let results = race(8, move |_| {
+        store.transaction(|tx| start_operation(tx, cid, uid))
+    });
+    let winners: Vec<&Operation> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one unit of work must commit: {results:?}"
+    );
+    for r in &results {
+        match r {
+            Ok(_) => {}
+            Err(RepoError::InvalidState { current, .. }) if current == "has_active_operation" => {}
+            Err(e) if expect::is_conflict(e, ConflictReason::ActiveOperation) => {}
+            Err(e) => panic!("a losing unit of work failed unexpectedly: {e:?}"),
+        }
+    }
+    assert_eq!(
+        expect::ok(s.operations().active_for_collection(c.id), "active"),
+        vec![winners[0].clone()]
+    );
+    assert_eq!(
+        expect::ok(s.collections().get(c.id), "collection").status,
+        CollectionStatus::Processing
+    );
+}
