@@ -14,7 +14,7 @@
 //!   PostgreSQL.
 //!
 //! ```no_run
-//! use repo_core::{NewUser, RepoResult, Store, StoreConfig};
+//! use repo_core::{NewUser, RepoResult, Repositories, Store, StoreConfig};
 //! use repo_sqlite::SqliteStore;
 //!
 //! fn main() -> RepoResult<()> {

@@ -179,3 +179,70 @@ pub(crate) fn run_unit_of_work(
     })
     .map_err(TxError::into_repo)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::connection::SimpleConnection;
+    use diesel::sql_types::BigInt;
+    use diesel::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    fn rows(conn: &mut SqliteConnection) -> i64 {
+        diesel::sql_query("SELECT count(*) AS n FROM t")
+            .get_result::<N>(conn)
+            .map(|r| r.n)
+            .unwrap_or(-1)
+    }
+
+    fn insert(conn: &mut SqliteConnection, v: i64) -> RepoResult<()> {
+        diesel::sql_query("INSERT INTO t (v) VALUES (?)")
+            .bind::<BigInt, _>(v)
+            .execute(conn)
+            .map(|_| ())
+            .map_err(map_diesel)
+    }
+
+    #[test]
+    fn diesel_refuses_nested_immediate_transactions() {
+        let mut conn = SqliteConnection::establish(":memory:").expect("open");
+        let nested =
+            conn.immediate_transaction(|c| c.immediate_transaction(|_| Ok::<(), DieselError>(())));
+        assert!(matches!(nested, Err(DieselError::AlreadyInTransaction)));
+    }
+
+    #[test]
+    fn write_tx_nests_as_a_savepoint() {
+        let mut conn = SqliteConnection::establish(":memory:").expect("open");
+        conn.batch_execute("CREATE TABLE t (v INTEGER)")
+            .expect("table");
+        let outer = write_tx(&mut conn, |c| {
+            insert(c, 1)?;
+            let inner = write_tx(c, |c| {
+                insert(c, 2)?;
+                Err::<(), _>(RepoError::validation("v", "undo the savepoint"))
+            });
+            assert!(inner.is_err());
+            assert_eq!(rows(c), 1, "only the savepoint was rolled back");
+            write_tx(c, |c| insert(c, 3))
+        });
+        assert!(outer.is_ok());
+        assert_eq!(rows(&mut conn), 2);
+
+        let failed = write_tx(&mut conn, |c| {
+            write_tx(c, |c| insert(c, 4))?;
+            Err::<(), _>(RepoError::validation("v", "undo everything"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            rows(&mut conn),
+            2,
+            "the released savepoint went with the outer rollback"
+        );
+    }
+}
