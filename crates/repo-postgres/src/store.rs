@@ -293,4 +293,69 @@ mod tests {
         );
         assert!(url_secrets("postgres://app@db/x").is_empty());
     }
+
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+
+    fn show(conn: &mut PgConnection, name: &str) -> String {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT current_setting($1) AS value")
+            .bind::<diesel::sql_types::Text, _>(name)
+            .get_result::<Setting>(conn)
+            .expect("current_setting")
+            .value
+    }
+
+    /// Session settings are applied to every pooled connection, not only the first.
+    #[test]
+    fn session_settings_on_every_pooled_connection() {
+        let admin = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let db = crate::testing::TempDatabase::create(&admin).expect("temp database");
+        let config = repo_core::StoreConfig {
+            pool: repo_core::PoolConfig {
+                pool_size: 1,
+                max_overflow: 5,
+                ..Default::default()
+            },
+            postgres: repo_core::PostgresConfig {
+                statement_timeout: std::time::Duration::from_millis(4321),
+                lock_timeout: std::time::Duration::from_millis(1234),
+                idle_in_transaction_timeout: std::time::Duration::from_secs(42),
+                application_name: "smoke-test".into(),
+            },
+            ..Default::default()
+        };
+        let store = PostgresStore::connect(db.url(), &config).expect("connect");
+        // Hold six checkouts at once so they are six distinct connections.
+        let mut held: Vec<_> = (0..6)
+            .map(|_| store.inner.pool.get().expect("checkout"))
+            .collect();
+        let mut pids = std::collections::BTreeSet::new();
+        for conn in held.iter_mut() {
+            assert_eq!(show(conn, "statement_timeout"), "4321ms");
+            assert_eq!(show(conn, "lock_timeout"), "1234ms");
+            assert_eq!(show(conn, "idle_in_transaction_session_timeout"), "42s");
+            assert_eq!(show(conn, "application_name"), "smoke-test");
+            assert_eq!(show(conn, "TimeZone"), "UTC");
+            pids.insert(pid(conn));
+        }
+        assert_eq!(pids.len(), 6, "six distinct backends");
+    }
+
+    fn pid(conn: &mut PgConnection) -> i32 {
+        #[derive(diesel::QueryableByName)]
+        struct Pid {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            pid: i32,
+        }
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(conn)
+            .expect("pid")
+            .pid
+    }
 }

@@ -1,0 +1,480 @@
+//! Smoke tests of the PostgreSQL store against a live server (each test in its own
+//! temporary database). The cross-backend behaviour suite lives elsewhere.
+
+use repo_core::*;
+use repo_postgres::testing::TempDatabase;
+use repo_postgres::PostgresStore;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA";
+
+fn temp_db() -> TempDatabase {
+    let admin = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
+    TempDatabase::create(&admin).expect("create a temporary database")
+}
+
+fn config() -> StoreConfig {
+    StoreConfig {
+        pool: PoolConfig {
+            pool_size: 2,
+            max_overflow: 6,
+            connection_timeout: Duration::from_secs(5),
+            ..PoolConfig::default()
+        },
+        ..StoreConfig::default()
+    }
+}
+
+fn open(db: &TempDatabase, config: &StoreConfig) -> PostgresStore {
+    PostgresStore::connect(db.url(), config).expect("connect")
+}
+
+fn user(store: &dyn Store, name: &str) -> User {
+    store
+        .users()
+        .create(&NewUser::new(name, format!("{name}@example.com"), HASH))
+        .expect("create user")
+}
+
+#[test]
+fn migrations_round_trip_down_up_down() {
+    let db = temp_db();
+    let store = open(&db, &config());
+    let applied = store.applied_migrations().unwrap();
+    assert_eq!(applied.len(), 1);
+    assert!(store.pending_migrations().unwrap().is_empty());
+    assert!(store.run_pending_migrations().unwrap().is_empty());
+
+    let snapshot = store.schema_snapshot().unwrap();
+    let tables: Vec<&str> = snapshot.tables.keys().map(String::as_str).collect();
+    assert_eq!(
+        tables,
+        [
+            "api_keys",
+            "collection_permissions",
+            "collections",
+            "operations",
+            "users"
+        ]
+    );
+    let ops = &snapshot.tables["operations"];
+    let active = &ops.indexes["operations_one_active_per_collection"];
+    assert!(active.unique && active.partial);
+    assert_eq!(active.columns, ["collection_id"]);
+    assert!(!ops.indexes.keys().any(|k| k.ends_with("_pkey")));
+    assert_eq!(ops.columns.get("task_id"), Some(&true));
+    assert_eq!(ops.columns.get("config"), Some(&false));
+
+    assert_eq!(store.revert_all_migrations().unwrap(), applied);
+    assert!(store.schema_snapshot().unwrap().tables.is_empty());
+    assert_eq!(store.pending_migrations().unwrap(), applied);
+    assert_eq!(store.run_pending_migrations().unwrap(), applied);
+    assert_eq!(store.schema_snapshot().unwrap(), snapshot);
+    assert_eq!(store.revert_all_migrations().unwrap(), applied);
+    assert!(store.applied_migrations().unwrap().is_empty());
+}
+
+#[test]
+fn connect_without_migrations_leaves_them_pending() {
+    let db = temp_db();
+    let store = open(
+        &db,
+        &StoreConfig {
+            run_migrations: false,
+            ..config()
+        },
+    );
+    assert_eq!(store.pending_migrations().unwrap().len(), 1);
+    store.health().unwrap();
+    assert_eq!(store.backend(), BackendKind::Postgres);
+}
+
+#[test]
+fn create_and_get_in_every_repository() {
+    let db = temp_db();
+    let store = open(&db, &config());
+    let s: &dyn Store = &store;
+
+    let alice = user(s, "alice");
+    assert_eq!(s.users().get(alice.id).unwrap(), alice);
+    assert_eq!(s.users().get_by_email("ALICE@example.com").unwrap(), alice);
+
+    let created = s
+        .api_keys()
+        .create(&NewApiKey::new(alice.id, "ci"))
+        .unwrap();
+    assert_eq!(s.api_keys().get(created.key.id).unwrap(), created.key);
+    let verified = s
+        .api_keys()
+        .verify(created.secret.expose())
+        .unwrap()
+        .expect("valid key");
+    assert_eq!(verified.user.id, alice.id);
+    assert!(verified.key.last_used_at.is_some());
+
+    let col = s
+        .collections()
+        .create(&NewCollection::new("  docs  ", alice.id))
+        .unwrap();
+    assert_eq!(col.name, "docs");
+    assert_eq!(s.collections().get(col.id).unwrap(), col);
+    assert_eq!(s.collections().get_by_name("docs").unwrap(), col);
+
+    let op = s
+        .operations()
+        .create(&NewOperation::new(
+            col.id,
+            alice.id,
+            OperationKind::Index,
+            serde_json::json!({"source": "/docs"}),
+        ))
+        .unwrap();
+    assert_eq!(s.operations().get(op.uuid).unwrap(), op);
+    let started = s
+        .operations()
+        .transition(op.uuid, OperationStatus::Processing, None)
+        .unwrap();
+    assert!(started.started_at.is_some());
+    let err = s
+        .operations()
+        .transition(op.uuid, OperationStatus::Pending, None)
+        .unwrap_err();
+    assert!(matches!(err, RepoError::InvalidState { .. }), "{err:?}");
+}
+
+#[test]
+fn unique_violations_name_the_field() {
+    let db = temp_db();
+    let store = open(&db, &config());
+    let alice = user(&store, "alice");
+
+    let err = store
+        .users()
+        .create(&NewUser::new("alice", "other@example.com", HASH))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepoError::AlreadyExists {
+                entity: "user",
+                field: "username"
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .users()
+        .create(&NewUser::new("bob", "ALICE@example.com", HASH))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepoError::AlreadyExists {
+                entity: "user",
+                field: "email"
+            }
+        ),
+        "{err:?}"
+    );
+
+    store
+        .collections()
+        .create(&NewCollection::new("docs", alice.id))
+        .unwrap();
+    let err = store
+        .collections()
+        .create(&NewCollection::new("docs", alice.id))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepoError::AlreadyExists {
+                entity: "collection",
+                field: "name"
+            }
+        ),
+        "{err:?}"
+    );
+
+    store
+        .api_keys()
+        .create(&NewApiKey::new(alice.id, "Deploy"))
+        .unwrap();
+    let err = store
+        .api_keys()
+        .create(&NewApiKey::new(alice.id, "deploy"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepoError::AlreadyExists {
+                entity: "api_key",
+                field: "name"
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn unit_of_work_rolls_back_and_uses_savepoints() {
+    let db = temp_db();
+    let store = open(&db, &config());
+    let s: &dyn Store = &store;
+    let alice = user(s, "alice");
+
+    // Rolled back: nothing of the failed unit of work stays.
+    let result: RepoResult<()> = s.transaction(|tx| {
+        tx.users()
+            .create(&NewUser::new("bob", "bob@example.com", HASH))?;
+        Err(RepoError::validation("test", "abort"))
+    });
+    assert!(result.is_err());
+    assert!(matches!(
+        s.users().get_by_username("bob"),
+        Err(RepoError::NotFound { .. })
+    ));
+
+    // A failed call inside the unit of work is a rolled-back savepoint: the
+    // transaction goes on and commits.
+    let col = s
+        .transaction(|tx| {
+            let dup = tx
+                .users()
+                .create(&NewUser::new("alice", "x@example.com", HASH));
+            assert!(matches!(dup, Err(RepoError::AlreadyExists { .. })));
+            tx.users()
+                .create(&NewUser::new("carol", "carol@example.com", HASH))?;
+            let col = tx
+                .collections()
+                .create(&NewCollection::new("docs", alice.id))?;
+            let locked = tx.lock_collection(col.id)?;
+            tx.operations().create(&NewOperation::new(
+                locked.id,
+                alice.id,
+                OperationKind::Index,
+                serde_json::json!({"source": "/docs"}),
+            ))?;
+            tx.collections()
+                .update_status(col.id, CollectionStatus::Processing, None)
+        })
+        .unwrap();
+    assert_eq!(col.status, CollectionStatus::Processing);
+    assert!(s.users().get_by_username("carol").is_ok());
+    assert_eq!(
+        s.operations().active_for_collection(col.id).unwrap().len(),
+        1
+    );
+
+    let missing = s.transaction(|tx| tx.lock_collection(CollectionId::new()));
+    assert!(matches!(
+        missing,
+        Err(RepoError::NotFound {
+            entity: "collection",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn racing_operation_creators_get_one_success() {
+    let db = temp_db();
+    let cfg = StoreConfig {
+        pool: PoolConfig {
+            pool_size: 2,
+            max_overflow: 16,
+            ..config().pool
+        },
+        ..config()
+    };
+    let store = Arc::new(open(&db, &cfg));
+    let alice = user(store.as_ref(), "alice");
+    let col = store
+        .collections()
+        .create(&NewCollection::new("docs", alice.id))
+        .unwrap();
+
+    let barrier = Arc::new(Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.operations().create(&NewOperation::new(
+                    col.id,
+                    alice.id,
+                    OperationKind::Index,
+                    serde_json::json!({"source": "/docs"}),
+                ))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let conflicts = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Err(RepoError::Conflict {
+                    reason: ConflictReason::ActiveOperation,
+                    ..
+                })
+            )
+        })
+        .count();
+    assert_eq!((ok, conflicts), (1, 15), "{results:?}");
+}
+
+#[test]
+fn lock_timeout_is_a_concurrent_update_conflict() {
+    let db = temp_db();
+    let store = open(&db, &config());
+    let alice = user(&store, "alice");
+    let col = store
+        .collections()
+        .create(&NewCollection::new("docs", alice.id))
+        .unwrap();
+    let impatient = open(
+        &db,
+        &StoreConfig {
+            postgres: PostgresConfig {
+                lock_timeout: Duration::from_millis(100),
+                ..PostgresConfig::default()
+            },
+            ..config()
+        },
+    );
+
+    let locked = Arc::new(Barrier::new(2));
+    let done = Arc::new(Barrier::new(2));
+    let holder = {
+        let (store, locked, done) = (store.clone(), locked.clone(), done.clone());
+        std::thread::spawn(move || {
+            let s: &dyn Store = &store;
+            s.transaction(|tx| {
+                tx.lock_collection(col.id)?;
+                locked.wait();
+                done.wait();
+                Ok(())
+            })
+        })
+    };
+    locked.wait();
+    let s: &dyn Store = &impatient;
+    let err = s.transaction(|tx| tx.lock_collection(col.id)).unwrap_err();
+    done.wait();
+    holder.join().expect("thread").unwrap();
+    assert!(
+        matches!(
+            err,
+            RepoError::Conflict {
+                reason: ConflictReason::ConcurrentUpdate,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn checkout_while_every_connection_is_busy_is_pool_exhausted() {
+    let db = temp_db();
+    let cfg = StoreConfig {
+        pool: PoolConfig {
+            pool_size: 1,
+            max_overflow: 0,
+            connection_timeout: Duration::from_millis(300),
+            ..PoolConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let store = open(&db, &cfg);
+    let s: &dyn Store = &store;
+    let inner = s.transaction(|_tx| Ok(s.users().count(UserFilter::default())));
+    let err = inner.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepoError::Unavailable {
+                reason: UnavailableReason::PoolExhausted,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("pool exhausted"));
+}
+
+#[test]
+fn closed_port_is_connection_failed_quickly() {
+    let started = Instant::now();
+    let err = PostgresStore::connect("postgres://postgres@127.0.0.1:1/x", &config()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepoError::Unavailable {
+                reason: UnavailableReason::ConnectionFailed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn errors_never_show_the_url_password() {
+    let url = "postgres://postgres:Sup3rS3cretPw@127.0.0.1:1/x?password=Sup3rS3cretPw";
+    let err = PostgresStore::connect(url, &config()).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("Sup3rS3cretPw"), "{shown}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        assert!(!s.to_string().contains("Sup3rS3cretPw"));
+        source = s.source();
+    }
+
+    let err =
+        PostgresStore::connect("mysql://root:Sup3rS3cretPw@localhost/x", &config()).unwrap_err();
+    assert!(matches!(err, RepoError::Config { .. }), "{err:?}");
+    assert!(!err.to_string().contains("Sup3rS3cretPw"));
+}
+
+#[test]
+fn temp_database_is_dropped_with_its_guard() {
+    let admin = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
+    let db = TempDatabase::create(&admin).unwrap();
+    let name = db.name().to_owned();
+    assert!(db.url().ends_with(&format!("/{name}")));
+    let store = open(&db, &config());
+    store.health().unwrap();
+    drop(store);
+    drop(db);
+    let admin_store = PostgresStore::connect(
+        &admin,
+        &StoreConfig {
+            run_migrations: false,
+            ..config()
+        },
+    )
+    .unwrap();
+    // Reconnecting to the dropped database must fail.
+    let gone = admin
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{name}"));
+    let err = PostgresStore::connect(&gone.unwrap(), &config()).unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable { .. }), "{err:?}");
+    admin_store.health().unwrap();
+}
