@@ -273,6 +273,7 @@ fn list_visible(
     user: UserId,
     page: PageRequest,
 ) -> RepoResult<Page<Collection>> {
+    user_repo::require(conn, user)?;
     let visible = || {
         let granted = perms::table
             .filter(perms::user_id.eq(user.0))
@@ -513,10 +514,8 @@ fn grant(
         created_at: now(),
     };
     let insert = diesel::insert_into(perms::table).values(&row);
-    let changes = (
-        perms::permission.eq(diesel::upsert::excluded(perms::permission)),
-        perms::created_at.eq(diesel::upsert::excluded(perms::created_at)),
-    );
+    // Per docs/semantics.md: only the level changes; `created_at` keeps the first grant.
+    let changes = perms::permission.eq(diesel::upsert::excluded(perms::permission));
     let stored = match grantee {
         Grantee::User(_) => insert
             .on_conflict((perms::collection_id, perms::user_id))
@@ -550,6 +549,7 @@ fn revoke_grant(conn: &mut PgConnection, id: CollectionId, grantee: Grantee) -> 
 }
 
 fn list_grants(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Vec<CollectionPermission>> {
+    require(conn, id)?;
     perms::table
         .filter(perms::collection_id.eq(id.0))
         .select(PermissionRow::as_select())

@@ -478,3 +478,48 @@ fn temp_database_is_dropped_with_its_guard() {
     assert!(matches!(err, RepoError::Unavailable { .. }), "{err:?}");
     admin_store.health().unwrap();
 }
+
+#[test]
+fn deadlocks_are_retried_by_the_unit_of_work() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = temp_db();
+    let store = Arc::new(open(&db, &config()));
+    let alice = user(store.as_ref(), "alice");
+    let a = store
+        .collections()
+        .create(&NewCollection::new("a", alice.id))
+        .unwrap();
+    let b = store
+        .collections()
+        .create(&NewCollection::new("b", alice.id))
+        .unwrap();
+    let both_locked_first = Arc::new(Barrier::new(2));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = [(a.id, b.id), (b.id, a.id)]
+        .into_iter()
+        .map(|(first, second)| {
+            let (store, barrier, attempts) =
+                (store.clone(), both_locked_first.clone(), attempts.clone());
+            std::thread::spawn(move || {
+                let s: &dyn Store = store.as_ref();
+                let mut mine = 0;
+                s.transaction(|tx| {
+                    mine += 1;
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    tx.lock_collection(first)?;
+                    if mine == 1 {
+                        barrier.wait();
+                    }
+                    tx.lock_collection(second)?;
+                    Ok(())
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join()
+            .expect("thread")
+            .expect("unit of work retried past the deadlock");
+    }
+    assert!(attempts.load(Ordering::SeqCst) >= 3, "one side was re-run");
+}
