@@ -57,6 +57,21 @@ fn connects_to_a_file_and_to_memory() {
         "every thread wrote to the same in-memory database"
     );
 
+    // A `file:` URI naming a file, and a named in-memory URI.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = format!("file:{}?mode=rwc", dir.path().join("uri.db").display());
+    let by_uri = SqliteStore::connect(&uri, &StoreConfig::default()).expect("file: URI");
+    assert!(!by_uri.is_in_memory());
+    user(&by_uri, "by_uri");
+    assert!(dir.path().join("uri.db").exists());
+    let named = SqliteStore::connect(
+        "file:smoke_mem?mode=memory&cache=shared",
+        &StoreConfig::default(),
+    )
+    .expect("memory URI");
+    assert!(named.is_in_memory());
+    user(&named, "named");
+
     let err = SqliteStore::connect("", &StoreConfig::default()).unwrap_err();
     assert!(matches!(err, RepoError::Config { .. }));
 }
