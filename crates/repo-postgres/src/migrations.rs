@@ -3,6 +3,7 @@
 
 use crate::connection::QueryResultExt;
 use crate::error::map_diesel_error;
+use crate::pool::SessionSettings;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 use diesel::{QueryableByName, RunQueryDsl};
@@ -28,29 +29,47 @@ fn map_migration_error(error: MigrationError) -> RepoError {
     }
 }
 
-/// Runs `f` holding the migration advisory lock; the lock is released even when `f`
-/// fails.
+/// Runs `f` holding the migration advisory lock, with statement and lock timeouts
+/// lifted (waiting for another process's migration, or a long `CREATE INDEX`, is
+/// expected here). The lock is released and the pool's session settings restored even
+/// when `f` fails.
 fn with_migration_lock<T>(
     conn: &mut PgConnection,
+    settings: &SessionSettings,
     f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
 ) -> RepoResult<T> {
-    diesel::sql_query("SELECT pg_advisory_lock($1)")
-        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
-        .execute(conn)
-        .db()?;
-    let result = f(conn);
-    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+    diesel::sql_query(
+        "SELECT set_config('statement_timeout', '0', false), \
+                set_config('lock_timeout', '0', false)",
+    )
+    .execute(conn)
+    .db()?;
+    let locked = diesel::sql_query("SELECT pg_advisory_lock($1)")
         .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
         .execute(conn)
         .db();
+    let result = locked.and_then(|_| {
+        let value = f(conn);
+        let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(conn)
+            .db();
+        let value = value?;
+        unlocked?;
+        Ok(value)
+    });
+    let restored = settings.apply(conn).db();
     let value = result?;
-    unlocked?;
+    restored?;
     Ok(value)
 }
 
 /// Applies pending migrations; returns the versions applied now.
-pub(crate) fn run_pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
-    with_migration_lock(conn, |c| {
+pub(crate) fn run_pending(
+    conn: &mut PgConnection,
+    settings: &SessionSettings,
+) -> RepoResult<Vec<String>> {
+    with_migration_lock(conn, settings, |c| {
         c.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(map_migration_error)
@@ -58,8 +77,11 @@ pub(crate) fn run_pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
 }
 
 /// Reverts every applied migration; returns the versions reverted.
-pub(crate) fn revert_all(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
-    with_migration_lock(conn, |c| {
+pub(crate) fn revert_all(
+    conn: &mut PgConnection,
+    settings: &SessionSettings,
+) -> RepoResult<Vec<String>> {
+    with_migration_lock(conn, settings, |c| {
         c.revert_all_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(map_migration_error)

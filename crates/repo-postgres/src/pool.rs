@@ -81,6 +81,7 @@ impl HandleError<diesel::r2d2::Error> for RedactingErrorHandler {
 /// A pool plus what is needed to explain its failures.
 pub(crate) struct ConnectionPool {
     pool: PgPool,
+    settings: SessionSettings,
     max_size: u32,
     redacted_url: String,
     secrets: Vec<String>,
@@ -106,13 +107,14 @@ impl ConnectionPool {
             .connection_timeout(pool.connection_timeout)
             .max_lifetime(pool.max_lifetime)
             .test_on_check_out(pool.pre_ping)
-            .connection_customizer(Box::new(settings))
+            .connection_customizer(Box::new(settings.clone()))
             .error_handler(Box::new(RedactingErrorHandler {
                 secrets: secrets.clone(),
             }))
             .build_unchecked(ConnectionManager::new(url));
         Ok(Self {
             pool: built,
+            settings,
             max_size,
             redacted_url,
             secrets,
@@ -134,6 +136,11 @@ impl ConnectionPool {
     /// Scrubs the password out of an error's messages.
     pub(crate) fn scrub(&self, error: RepoError) -> RepoError {
         scrub_error(error, &self.secrets)
+    }
+
+    /// The session settings every pooled connection gets.
+    pub(crate) fn settings(&self) -> &SessionSettings {
+        &self.settings
     }
 
     /// Open and idle connections, for diagnostics.

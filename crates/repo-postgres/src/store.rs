@@ -155,13 +155,13 @@ impl PostgresStore {
 
     /// Applies every pending migration; returns the versions applied now.
     pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(migrations::run_pending)
+        self.on_connection(|c| migrations::run_pending(c, self.inner.pool.settings()))
     }
 
     /// Reverts every applied migration (drops every table); returns the versions
     /// reverted, newest first.
     pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(migrations::revert_all)
+        self.on_connection(|c| migrations::revert_all(c, self.inner.pool.settings()))
     }
 
     /// Versions of the applied migrations, oldest first.

@@ -523,3 +523,27 @@ fn deadlocks_are_retried_by_the_unit_of_work() {
     }
     assert!(attempts.load(Ordering::SeqCst) >= 3, "one side was re-run");
 }
+
+#[test]
+fn concurrent_connects_migrate_once() {
+    let db = temp_db();
+    let url = db.url().to_owned();
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                PostgresStore::connect(&url, &config()).map(|s| s.applied_migrations())
+            })
+        })
+        .collect();
+    for h in handles {
+        let applied = h
+            .join()
+            .expect("thread")
+            .expect("connect")
+            .expect("applied");
+        assert_eq!(applied.len(), 1);
+    }
+}
