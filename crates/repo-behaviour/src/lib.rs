@@ -194,7 +194,7 @@ macro_rules! behaviour_tests {
         }
     };
     ($($fixture:tt)+) => {
-        $crate::behaviour_tests!(@list __stamp_behaviours [$($fixture)+]);
+        $crate::behaviour_tests!(@list __stamp_behaviours ($($fixture)+));
     };
 }
 
@@ -202,10 +202,12 @@ macro_rules! behaviour_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __stamp_behaviours {
-    ([$($fixture:tt)+] $($module:ident :: $name:ident),+ $(,)?) => {
+    // `$fixture` is the parenthesised fixture path, so `#[from $fixture]` reads
+    // `#[from(path::to::fixture)]`.
+    ($fixture:tt $($module:ident :: $name:ident),+ $(,)?) => {
         $(
             #[::rstest::rstest]
-            fn $name(#[from($($fixture)+)] harness: impl $crate::Harness) {
+            fn $name(#[from $fixture] harness: impl $crate::Harness) {
                 $crate::$module::$name(&harness);
             }
         )+
@@ -216,14 +218,14 @@ macro_rules! __stamp_behaviours {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __behaviour_names {
-    ([] $($module:ident :: $name:ident),+ $(,)?) => {
+    (() $($module:ident :: $name:ident),+ $(,)?) => {
         vec![$(concat!(stringify!($module), "::", stringify!($name))),+]
     };
 }
 
 /// Every behaviour as `module::function`, in the order [`behaviour_tests!`] stamps them.
 pub fn behaviour_names() -> Vec<&'static str> {
-    behaviour_tests!(@list __behaviour_names [])
+    behaviour_tests!(@list __behaviour_names ())
 }
 
 #[cfg(test)]

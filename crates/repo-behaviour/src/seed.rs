@@ -11,29 +11,35 @@ use serde_json::{json, Value};
 pub(crate) const HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
 
 /// An active, ordinary user `name` with email `name@example.com`.
+#[track_caller]
 pub(crate) fn user(store: &dyn Store, name: &str) -> User {
-    store
-        .users()
-        .create(&NewUser::new(name, format!("{name}@example.com"), HASH))
-        .unwrap_or_else(|e| panic!("seeding user {name:?} failed: {e}"))
+    seeded(
+        store
+            .users()
+            .create(&NewUser::new(name, format!("{name}@example.com"), HASH)),
+        format!("seeding user {name:?}"),
+    )
 }
 
 /// A superuser `name`.
+#[track_caller]
 pub(crate) fn superuser(store: &dyn Store, name: &str) -> User {
     let mut new = NewUser::new(name, format!("{name}@example.com"), HASH);
     new.is_superuser = true;
-    store
-        .users()
-        .create(&new)
-        .unwrap_or_else(|e| panic!("seeding superuser {name:?} failed: {e}"))
+    seeded(
+        store.users().create(&new),
+        format!("seeding superuser {name:?}"),
+    )
 }
 
 /// A private, one-time collection with every default.
+#[track_caller]
 pub(crate) fn collection(store: &dyn Store, owner: &User, name: &str) -> Collection {
     create_collection(store, &NewCollection::new(name, owner.id))
 }
 
 /// A public collection.
+#[track_caller]
 pub(crate) fn public_collection(store: &dyn Store, owner: &User, name: &str) -> Collection {
     let mut new = NewCollection::new(name, owner.id);
     new.is_public = true;
@@ -41,6 +47,7 @@ pub(crate) fn public_collection(store: &dyn Store, owner: &User, name: &str) -> 
 }
 
 /// A continuous collection syncing every `interval` minutes.
+#[track_caller]
 pub(crate) fn continuous_collection(
     store: &dyn Store,
     owner: &User,
@@ -54,27 +61,34 @@ pub(crate) fn continuous_collection(
 }
 
 /// Creates `new` or panics with the error.
+#[track_caller]
 pub(crate) fn create_collection(store: &dyn Store, new: &NewCollection) -> Collection {
-    store
-        .collections()
-        .create(new)
-        .unwrap_or_else(|e| panic!("seeding collection {:?} failed: {e}", new.name))
+    seeded(
+        store.collections().create(new),
+        format!("seeding collection {:?}", new.name),
+    )
 }
 
 /// Moves a pending collection through `processing` to `ready`.
+#[track_caller]
 pub(crate) fn make_ready(store: &dyn Store, c: &Collection) -> Collection {
     let repo = store.collections();
-    repo.update_status(c.id, CollectionStatus::Processing, None)
-        .and_then(|_| repo.update_status(c.id, CollectionStatus::Ready, None))
-        .unwrap_or_else(|e| panic!("making collection {:?} ready failed: {e}", c.name))
+    seeded(
+        repo.update_status(c.id, CollectionStatus::Processing, None)
+            .and_then(|_| repo.update_status(c.id, CollectionStatus::Ready, None)),
+        format!("making collection {:?} ready", c.name),
+    )
 }
 
 /// Grants `level` on `c` to `user`.
+#[track_caller]
 pub(crate) fn grant(store: &dyn Store, c: &Collection, user: &User, level: AccessLevel) {
-    store
-        .collections()
-        .grant(c.id, Grantee::User(user.id), level)
-        .unwrap_or_else(|e| panic!("granting {level} on {:?} failed: {e}", c.name));
+    seeded(
+        store
+            .collections()
+            .grant(c.id, Grantee::User(user.id), level),
+        format!("granting {level} on {:?}", c.name),
+    );
 }
 
 /// A non-empty operation configuration.
@@ -83,14 +97,26 @@ pub(crate) fn config() -> Value {
 }
 
 /// A pending operation of `kind` on `c` created by `user`.
+#[track_caller]
 pub(crate) fn operation(
     store: &dyn Store,
     c: &Collection,
     user: &User,
     kind: OperationKind,
 ) -> Operation {
-    store
-        .operations()
-        .create(&NewOperation::new(c.id, user.id, kind, config()))
-        .unwrap_or_else(|e| panic!("seeding {kind} operation failed: {e}"))
+    seeded(
+        store
+            .operations()
+            .create(&NewOperation::new(c.id, user.id, kind, config())),
+        format!("seeding {kind} operation"),
+    )
+}
+
+/// The value, or a panic located at the behaviour that asked for the row.
+#[track_caller]
+fn seeded<T>(result: repo_core::RepoResult<T>, what: String) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => panic!("{what} failed: {e:?} ({e})"),
+    }
 }

@@ -1,0 +1,97 @@
+//! The behaviour suite of `repo-behaviour`, run once per backend.
+//!
+//! Every test gets its own database: a temporary SQLite file, or a throwaway
+//! PostgreSQL database created on the server named by `TEST_DATABASE_URL` (set by
+//! `scripts/test.sh`). PostgreSQL is never skipped: without `TEST_DATABASE_URL` its
+//! tests fail and say how to run them.
+
+mod sqlite {
+    use repo_behaviour::Harness;
+    use repo_core::{BackendKind, Store, StoreConfig};
+    use repo_sqlite::SqliteStore;
+    use std::sync::Arc;
+
+    /// One test's SQLite database: a file in a temporary directory that lives as long
+    /// as the harness (fields drop in order: the store before the directory).
+    pub struct SqliteHarness {
+        store: Arc<dyn Store>,
+        path: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Harness for SqliteHarness {
+        fn store(&self) -> Arc<dyn Store> {
+            Arc::clone(&self.store)
+        }
+
+        fn open_with(&self, config: StoreConfig) -> Arc<dyn Store> {
+            match SqliteStore::connect(&self.path, &config) {
+                Ok(store) => Arc::new(store),
+                Err(e) => panic!("reopening the SQLite test database failed: {e}"),
+            }
+        }
+
+        fn backend(&self) -> BackendKind {
+            BackendKind::Sqlite
+        }
+    }
+
+    #[rstest::fixture]
+    fn harness() -> SqliteHarness {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+        let path = dir.path().join("behaviour.db").to_string_lossy().into_owned();
+        let store = SqliteStore::connect(&path, &StoreConfig::default())
+            .unwrap_or_else(|e| panic!("opening the SQLite test database failed: {e}"));
+        SqliteHarness {
+            store: Arc::new(store),
+            path,
+            _dir: dir,
+        }
+    }
+
+    repo_behaviour::behaviour_tests!(harness);
+}
+
+mod postgres {
+    use repo_behaviour::Harness;
+    use repo_core::{BackendKind, Store, StoreConfig};
+    use repo_postgres::testing::TempDatabase;
+    use repo_postgres::PostgresStore;
+    use std::sync::Arc;
+
+    /// One test's PostgreSQL database, dropped (with `FORCE`) after the store.
+    pub struct PostgresHarness {
+        store: Arc<dyn Store>,
+        db: TempDatabase,
+    }
+
+    impl Harness for PostgresHarness {
+        fn store(&self) -> Arc<dyn Store> {
+            Arc::clone(&self.store)
+        }
+
+        fn open_with(&self, config: StoreConfig) -> Arc<dyn Store> {
+            match PostgresStore::connect(self.db.url(), &config) {
+                Ok(store) => Arc::new(store),
+                Err(e) => panic!("reopening the PostgreSQL test database failed: {e}"),
+            }
+        }
+
+        fn backend(&self) -> BackendKind {
+            BackendKind::Postgres
+        }
+    }
+
+    #[rstest::fixture]
+    fn harness() -> PostgresHarness {
+        let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+        let store = PostgresStore::connect(db.url(), &StoreConfig::default())
+            .unwrap_or_else(|e| panic!("opening PostgreSQL test database {}: {e}", db.name()));
+        PostgresHarness {
+            store: Arc::new(store),
+            db,
+        }
+    }
+
+    repo_behaviour::behaviour_tests!(harness);
+}
