@@ -1,0 +1,140 @@
+//! Migrations go all the way up, all the way down (leaving no table), and up again,
+//! on both backends.
+
+use repo_core::{NewUser, Repositories, SchemaSnapshot, StoreConfig};
+use repo_postgres::testing::TempDatabase;
+use repo_postgres::PostgresStore;
+use repo_sqlite::SqliteStore;
+
+const HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+
+/// What the round trip needs from a backend's store.
+trait Migrator {
+    fn run_pending(&self) -> Vec<String>;
+    fn revert_all(&self) -> Vec<String>;
+    fn applied(&self) -> Vec<String>;
+    fn pending(&self) -> Vec<String>;
+    fn snapshot(&self) -> SchemaSnapshot;
+    fn repos(&self) -> &dyn Repositories;
+}
+
+macro_rules! migrator {
+    ($store:ty) => {
+        impl Migrator for $store {
+            fn run_pending(&self) -> Vec<String> {
+                self.run_pending_migrations()
+                    .unwrap_or_else(|e| panic!("running migrations failed: {e}"))
+            }
+            fn revert_all(&self) -> Vec<String> {
+                self.revert_all_migrations()
+                    .unwrap_or_else(|e| panic!("reverting migrations failed: {e}"))
+            }
+            fn applied(&self) -> Vec<String> {
+                self.applied_migrations()
+                    .unwrap_or_else(|e| panic!("listing applied migrations failed: {e}"))
+            }
+            fn pending(&self) -> Vec<String> {
+                self.pending_migrations()
+                    .unwrap_or_else(|e| panic!("listing pending migrations failed: {e}"))
+            }
+            fn snapshot(&self) -> SchemaSnapshot {
+                self.schema_snapshot()
+                    .unwrap_or_else(|e| panic!("schema snapshot failed: {e}"))
+            }
+            fn repos(&self) -> &dyn Repositories {
+                self
+            }
+        }
+    };
+}
+
+migrator!(SqliteStore);
+migrator!(PostgresStore);
+
+fn no_migrations() -> StoreConfig {
+    StoreConfig {
+        run_migrations: false,
+        ..StoreConfig::default()
+    }
+}
+
+fn round_trip(backend: &str, store: &dyn Migrator) {
+    assert!(
+        store.applied().is_empty(),
+        "{backend}: fresh database has migrations"
+    );
+    let all = store.pending();
+    assert!(!all.is_empty(), "{backend}: no migrations are embedded");
+    assert!(
+        store.snapshot().tables.is_empty(),
+        "{backend}: fresh database has tables"
+    );
+
+    assert_eq!(
+        store.run_pending(),
+        all,
+        "{backend}: first run applies every migration"
+    );
+    assert_eq!(store.applied(), all, "{backend}: applied after up");
+    assert!(store.pending().is_empty(), "{backend}: pending after up");
+    let migrated = store.snapshot();
+    assert_eq!(
+        migrated.tables.len(),
+        5,
+        "{backend}: tables after up: {migrated:?}"
+    );
+    assert!(
+        store.run_pending().is_empty(),
+        "{backend}: a second run applies nothing"
+    );
+
+    let user = store
+        .repos()
+        .users()
+        .create(&NewUser::new("alice", "alice@example.com", HASH))
+        .unwrap_or_else(|e| panic!("{backend}: the migrated schema is unusable: {e}"));
+
+    let mut reverted = store.revert_all();
+    reverted.reverse();
+    assert_eq!(reverted, all, "{backend}: down reverts every migration");
+    assert!(store.applied().is_empty(), "{backend}: applied after down");
+    assert_eq!(store.pending(), all, "{backend}: pending after down");
+    let left = store.snapshot();
+    assert!(
+        left.tables.is_empty(),
+        "{backend}: tables left after down: {:?}",
+        left.tables.keys()
+    );
+
+    assert_eq!(store.run_pending(), all, "{backend}: up again");
+    assert_eq!(
+        store.snapshot(),
+        migrated,
+        "{backend}: the schema after up, down, up"
+    );
+    let users = store.repos().users();
+    assert!(
+        users.get(user.id).is_err(),
+        "{backend}: data survived a full down migration"
+    );
+    users
+        .create(&NewUser::new("alice", "alice@example.com", HASH))
+        .unwrap_or_else(|e| panic!("{backend}: the re-migrated schema is unusable: {e}"));
+}
+
+#[test]
+fn sqlite_migrations_round_trip() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+    let path = dir.path().join("migrations.db");
+    let store = SqliteStore::connect(&path.to_string_lossy(), &no_migrations())
+        .unwrap_or_else(|e| panic!("opening SQLite failed: {e}"));
+    round_trip("sqlite", &store);
+}
+
+#[test]
+fn postgres_migrations_round_trip() {
+    let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let store = PostgresStore::connect(db.url(), &no_migrations())
+        .unwrap_or_else(|e| panic!("opening PostgreSQL failed: {e}"));
+    round_trip("postgres", &store);
+}
