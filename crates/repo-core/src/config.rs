@@ -149,12 +149,16 @@ impl StoreConfig {
             },
             run_migrations: env.bool("DB_RUN_MIGRATIONS", d.run_migrations)?,
             api_keys: ApiKeyPolicy {
-                max_active_per_user: env
-                    .parse("API_KEY_MAX_ACTIVE_PER_USER", d.api_keys.max_active_per_user)?,
+                max_active_per_user: env.parse(
+                    "API_KEY_MAX_ACTIVE_PER_USER",
+                    d.api_keys.max_active_per_user,
+                )?,
                 ..d.api_keys
             },
             retry: RetryPolicy {
-                max_attempts: env.parse("DB_TX_MAX_ATTEMPTS", d.retry.max_attempts)?.max(1),
+                max_attempts: env
+                    .parse("DB_TX_MAX_ATTEMPTS", d.retry.max_attempts)?
+                    .max(1),
                 ..d.retry
             },
             sqlite: SqliteConfig {
@@ -197,9 +201,7 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<'_, F> {
         match self.raw(name) {
             None => Ok(default),
             Some(v) => v.parse().map_err(|_| {
-                RepoError::config(format!(
-                    "{name}={v:?} is not a valid non-negative integer"
-                ))
+                RepoError::config(format!("{name}={v:?} is not a valid non-negative integer"))
             }),
         }
     }

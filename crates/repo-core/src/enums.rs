@@ -77,7 +77,10 @@ impl CollectionStatus {
         use CollectionStatus::*;
         matches!(
             (self, next),
-            (Pending, Processing) | (Processing, Ready) | (Processing, Error) | (Ready, Processing)
+            (Pending, Processing)
+                | (Processing, Ready)
+                | (Processing, Error)
+                | (Ready, Processing)
                 | (Error, Processing)
         )
     }

@@ -229,6 +229,18 @@ impl RepoError {
         }
     }
 
+    /// Prefixes the message of a `Validation` error with the batch position of the
+    /// offending item (`item 17: …`); other errors are returned unchanged.
+    pub fn for_item(self, index: usize) -> Self {
+        match self {
+            Self::Validation { field, message } => Self::Validation {
+                field,
+                message: format!("item {index}: {message}"),
+            },
+            other => other,
+        }
+    }
+
     /// Whether a unit of work that failed with this error should be run again.
     pub fn is_transient_conflict(&self) -> bool {
         matches!(self, Self::Conflict { reason, .. } if reason.is_transient())

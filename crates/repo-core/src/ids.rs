@@ -41,6 +41,23 @@ id_newtype!(
     /// External identifier of an [`crate::Operation`] (its `uuid` column).
     OperationUuid(Uuid)
 );
+id_newtype!(
+    /// Identifier of a [`crate::Document`].
+    DocumentId(Uuid)
+);
+
+impl DocumentId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for DocumentId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl ApiKeyId {
     /// A fresh random id.

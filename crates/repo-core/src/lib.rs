@@ -34,14 +34,18 @@
 #![forbid(unsafe_code)]
 
 pub mod api_key;
+pub mod chunk;
 pub mod collection;
 pub mod config;
+#[macro_use]
 pub mod enums;
+pub mod document;
 pub mod error;
 pub mod ids;
 pub mod operation;
 pub mod page;
 pub mod schema;
+pub mod search;
 pub mod store;
 pub mod time;
 pub mod user;
@@ -51,21 +55,27 @@ pub use api_key::{
     ApiKey, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, KeyExpiry, NewApiKey,
     PreparedApiKey, VerifiedKey,
 };
+pub use chunk::{Chunk, ChunkRepository, NewChunk, SearchHit, MAX_CHUNK_BATCH};
 pub use collection::{
     effective_access, require_access, Collection, CollectionPatch, CollectionPermission,
     CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
     DEFAULT_EMBEDDING_MODEL,
 };
 pub use config::{redact_url, PoolConfig, PostgresConfig, SqliteConfig, StoreConfig};
+pub use document::{
+    Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
+    DocumentStatusUpdate, ErrorCategory, NewDocument, Registered, MAX_DOCUMENT_BATCH,
+};
 pub use enums::{
     AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,
     SyncRunStatus,
 };
 pub use error::{BoxError, ConflictReason, RepoError, RepoResult, UnavailableReason};
-pub use ids::{ApiKeyId, CollectionId, OperationUuid, UserId};
+pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
 pub use schema::{IndexSnapshot, SchemaSnapshot, TableSnapshot};
+pub use search::SearchQuery;
 pub use store::{BackendKind, Repositories, RetryPolicy, Store, Transaction};
 pub use time::{now, Timestamp};
 pub use user::{DeleteMode, NewUser, User, UserFilter, UserPatch, UserRepository};

@@ -156,7 +156,10 @@ pub fn non_empty_json_object(field: &'static str, value: &Value) -> RepoResult<(
 /// `chunk_size > 0` and `0 <= chunk_overlap < chunk_size`.
 pub fn chunking(chunk_size: i32, chunk_overlap: i32) -> RepoResult<()> {
     if chunk_size <= 0 {
-        return Err(RepoError::validation("chunk_size", "must be greater than 0"));
+        return Err(RepoError::validation(
+            "chunk_size",
+            "must be greater than 0",
+        ));
     }
     if chunk_overlap < 0 || chunk_overlap >= chunk_size {
         return Err(RepoError::validation(
@@ -181,8 +184,12 @@ mod tests {
 
     #[test]
     fn password_hashes() {
-        assert!(hashed_password("$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo").is_ok());
-        assert!(hashed_password("$2b$12$abcdefghijklmnopqrstuuCIbL5K0u5bNqPv0sS2ZKX5bOQ0F9Xy").is_ok());
+        assert!(
+            hashed_password("$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo").is_ok()
+        );
+        assert!(
+            hashed_password("$2b$12$abcdefghijklmnopqrstuuCIbL5K0u5bNqPv0sS2ZKX5bOQ0F9Xy").is_ok()
+        );
         assert!(hashed_password("hunter2hunter2hunter2").is_err());
         assert!(hashed_password("$plain text with spaces$x$y").is_err());
         let err = hashed_password("correct horse battery staple").unwrap_err();

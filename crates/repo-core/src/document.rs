@@ -1,0 +1,338 @@
+//! Documents: source files of a collection, deduplicated by content hash.
+
+use crate::error::{RepoError, RepoResult};
+use crate::ids::{CollectionId, DocumentId};
+use crate::page::{Page, PageRequest};
+use crate::time::{self, Timestamp};
+use crate::validate;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Largest batch accepted by [`DocumentRepository::register_many`].
+pub const MAX_DOCUMENT_BATCH: usize = 50_000;
+
+string_enum!(
+    /// Processing state of a document.
+    DocumentStatus, "status" {
+        /// Registered, not processed.
+        Pending => "pending",
+        /// Being chunked and embedded.
+        Processing => "processing",
+        /// Chunked and embedded.
+        Completed => "completed",
+        /// Processing failed.
+        Failed => "failed",
+        /// Removed from its source.
+        Deleted => "deleted",
+    }
+);
+
+string_enum!(
+    /// Kind of failure of a document.
+    ErrorCategory, "error_category" {
+        /// Worth retrying.
+        Transient => "transient",
+        /// Will fail again.
+        Permanent => "permanent",
+        /// Not classified.
+        Unknown => "unknown",
+    }
+);
+
+/// A source document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Document {
+    /// Id.
+    pub id: DocumentId,
+    /// Collection.
+    pub collection_id: CollectionId,
+    /// Path of the source file.
+    pub file_path: String,
+    /// File name.
+    pub file_name: String,
+    /// Bytes (≥ 0).
+    pub file_size: i64,
+    /// MIME type.
+    pub mime_type: Option<String>,
+    /// SHA-256 of the content, 64 lowercase hex; unique per collection.
+    pub content_hash: String,
+    /// Source URI; unique per collection when present.
+    pub uri: Option<String>,
+    /// Processing state.
+    pub status: DocumentStatus,
+    /// Error of a failed document.
+    pub error_message: Option<String>,
+    /// Kind of failure.
+    pub error_category: Option<ErrorCategory>,
+    /// How often processing was retried.
+    pub retry_count: i32,
+    /// Chunks produced.
+    pub chunk_count: i32,
+    /// Free-form metadata object.
+    pub meta: Value,
+    /// Last time a sync saw the source.
+    pub last_seen_at: Option<Timestamp>,
+    /// The source was not seen by the last sync.
+    pub is_stale: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// Input for [`DocumentRepository::register`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDocument {
+    /// Collection.
+    pub collection_id: CollectionId,
+    /// Path of the source file.
+    pub file_path: String,
+    /// File name.
+    pub file_name: String,
+    /// Bytes (≥ 0).
+    pub file_size: i64,
+    /// MIME type.
+    pub mime_type: Option<String>,
+    /// SHA-256 hex of the content.
+    pub content_hash: String,
+    /// Source URI.
+    pub uri: Option<String>,
+    /// Defaults to `{}`.
+    pub meta: Value,
+}
+
+impl NewDocument {
+    /// A document with no MIME type, URI or metadata.
+    pub fn new(
+        collection_id: CollectionId,
+        file_path: impl Into<String>,
+        file_name: impl Into<String>,
+        file_size: i64,
+        content_hash: impl Into<String>,
+    ) -> Self {
+        Self {
+            collection_id,
+            file_path: file_path.into(),
+            file_name: file_name.into(),
+            file_size,
+            mime_type: None,
+            content_hash: content_hash.into(),
+            uri: None,
+            meta: Value::Object(Default::default()),
+        }
+    }
+
+    /// Validates the input and builds the row to insert (status `pending`).
+    pub fn prepare(&self) -> RepoResult<Document> {
+        validate::required_text("file_path", &self.file_path, 4096)?;
+        validate::required_text("file_name", &self.file_name, 1024)?;
+        validate::non_negative("file_size", self.file_size)?;
+        validate::opt_text("mime_type", self.mime_type.as_deref())?;
+        content_hash(&self.content_hash)?;
+        if let Some(uri) = &self.uri {
+            validate::required_text("uri", uri, 4096)?;
+        }
+        validate::json_object("meta", &self.meta)?;
+        let now = time::now();
+        Ok(Document {
+            id: DocumentId::new(),
+            collection_id: self.collection_id,
+            file_path: self.file_path.clone(),
+            file_name: self.file_name.clone(),
+            file_size: self.file_size,
+            mime_type: self.mime_type.clone(),
+            content_hash: self.content_hash.clone(),
+            uri: self.uri.clone(),
+            status: DocumentStatus::Pending,
+            error_message: None,
+            error_category: None,
+            retry_count: 0,
+            chunk_count: 0,
+            meta: self.meta.clone(),
+            last_seen_at: Some(now),
+            is_stale: false,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+/// 64 lowercase hexadecimal characters.
+pub fn content_hash(value: &str) -> RepoResult<()> {
+    if value.len() != 64
+        || !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(RepoError::validation(
+            "content_hash",
+            "must be 64 lowercase hexadecimal characters (SHA-256)",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a batch and builds its rows; the error names the first offending item
+/// (`item N: …`, 0-based) and the batch is refused as a whole.
+pub fn prepare_batch(batch: &[NewDocument]) -> RepoResult<Vec<Document>> {
+    if batch.len() > MAX_DOCUMENT_BATCH {
+        return Err(RepoError::validation(
+            "documents",
+            format!("a batch holds at most {MAX_DOCUMENT_BATCH} documents"),
+        ));
+    }
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.prepare().map_err(|e| e.for_item(i)))
+        .collect()
+}
+
+/// One document of a registration and whether this call created it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registered {
+    /// The stored document (the existing one when it was already registered).
+    pub document: Document,
+    /// `true` if this call inserted it.
+    pub created: bool,
+}
+
+/// Changes of a document's processing state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentStatusUpdate {
+    /// New state.
+    pub status: DocumentStatus,
+    /// Error text (for `failed`); cleared when `None`.
+    pub error_message: Option<String>,
+    /// Kind of failure; cleared when `None`.
+    pub error_category: Option<ErrorCategory>,
+    /// New chunk count, when known.
+    pub chunk_count: Option<i32>,
+}
+
+impl DocumentStatusUpdate {
+    /// A plain state change that clears any error.
+    pub fn to(status: DocumentStatus) -> Self {
+        Self {
+            status,
+            error_message: None,
+            error_category: None,
+            chunk_count: None,
+        }
+    }
+
+    /// A failure with its message and category.
+    pub fn failed(message: impl Into<String>, category: ErrorCategory) -> Self {
+        Self {
+            status: DocumentStatus::Failed,
+            error_message: Some(message.into()),
+            error_category: Some(category),
+            chunk_count: None,
+        }
+    }
+
+    /// Checks the texts.
+    pub fn validate(&self) -> RepoResult<()> {
+        validate::opt_text("error_message", self.error_message.as_deref())?;
+        if let Some(c) = self.chunk_count {
+            validate::non_negative("chunk_count", i64::from(c))?;
+        }
+        Ok(())
+    }
+}
+
+/// Filters for [`DocumentRepository::list_by_collection`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocumentFilter {
+    /// Only these states (empty: all).
+    pub statuses: Vec<DocumentStatus>,
+    /// Only stale (`Some(true)`) or fresh (`Some(false)`) documents.
+    pub is_stale: Option<bool>,
+}
+
+/// Per-collection document statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DocumentStats {
+    /// Documents in all.
+    pub total: u64,
+    /// Documents per state (states with none are absent).
+    pub by_status: BTreeMap<String, u64>,
+    /// Sum of `file_size`.
+    pub total_bytes: i64,
+    /// Sum of `chunk_count`.
+    pub total_chunks: i64,
+}
+
+/// Checks a metadata filter: a JSON object whose leaves are strings, numbers, booleans
+/// or null (nested objects allowed, arrays refused so both backends agree).
+pub fn meta_filter(filter: &Value) -> RepoResult<()> {
+    fn leaves(v: &Value) -> RepoResult<()> {
+        match v {
+            Value::Array(_) => Err(RepoError::validation(
+                "meta",
+                "filters match objects and scalar values; arrays are not supported",
+            )),
+            Value::Object(map) => map.values().try_for_each(leaves),
+            _ => Ok(()),
+        }
+    }
+    validate::json_object("meta", filter)?;
+    leaves(filter)
+}
+
+/// Documents of collections.
+pub trait DocumentRepository: Send + Sync {
+    /// Registers a document, idempotent on (collection, content_hash): an existing
+    /// document comes back with `created: false`, also when callers race. A URI used
+    /// by another document of the collection is `AlreadyExists { field: "uri" }`.
+    fn register(&self, new: &NewDocument) -> RepoResult<Registered>;
+    /// Registers many documents in one transaction, deduplicated within the batch and
+    /// against stored rows; one result per input item, in input order. A rule broken by
+    /// any item fails the whole batch, naming the first offending item, and writes nothing.
+    fn register_many(&self, batch: &[NewDocument]) -> RepoResult<Vec<Registered>>;
+    /// By id, or `NotFound`.
+    fn get(&self, id: DocumentId) -> RepoResult<Document>;
+    /// By content hash within a collection, or `NotFound`.
+    fn get_by_hash(&self, collection_id: CollectionId, content_hash: &str) -> RepoResult<Document>;
+    /// By URI within a collection, or `NotFound`.
+    fn get_by_uri(&self, collection_id: CollectionId, uri: &str) -> RepoResult<Document>;
+    /// Documents of a collection: failed first, then newest.
+    fn list_by_collection(
+        &self,
+        collection_id: CollectionId,
+        filter: &DocumentFilter,
+        page: PageRequest,
+    ) -> RepoResult<Page<Document>>;
+    /// Documents whose `meta` contains `filter` (see [`meta_filter`]), newest first.
+    fn find_by_meta(
+        &self,
+        collection_id: CollectionId,
+        filter: &Value,
+        page: PageRequest,
+    ) -> RepoResult<Page<Document>>;
+    /// Changes one document's state.
+    fn update_status(&self, id: DocumentId, update: &DocumentStatusUpdate) -> RepoResult<Document>;
+    /// Changes many documents' state; returns how many rows changed.
+    fn update_status_many(
+        &self,
+        ids: &[DocumentId],
+        update: &DocumentStatusUpdate,
+    ) -> RepoResult<u64>;
+    /// Moves the collection's failed documents back to `pending`, incrementing
+    /// `retry_count` and clearing the error; returns how many.
+    fn reset_failed_for_retry(&self, collection_id: CollectionId) -> RepoResult<u64>;
+    /// Sets `last_seen_at = at` and `is_stale = false` on the listed documents.
+    fn mark_seen(&self, ids: &[DocumentId], at: Timestamp) -> RepoResult<u64>;
+    /// Marks stale every document of the collection not seen since `seen_before`;
+    /// returns how many became stale.
+    fn mark_unseen_stale(
+        &self,
+        collection_id: CollectionId,
+        seen_before: Timestamp,
+    ) -> RepoResult<u64>;
+    /// Counts by state, bytes and chunks of a collection.
+    fn stats(&self, collection_id: CollectionId) -> RepoResult<DocumentStats>;
+    /// Deletes a document and its chunks.
+    fn delete(&self, id: DocumentId) -> RepoResult<()>;
+}
