@@ -39,7 +39,11 @@ mod sqlite {
     #[rstest::fixture]
     fn harness() -> SqliteHarness {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
-        let path = dir.path().join("behaviour.db").to_string_lossy().into_owned();
+        let path = dir
+            .path()
+            .join("behaviour.db")
+            .to_string_lossy()
+            .into_owned();
         let store = SqliteStore::connect(&path, &StoreConfig::default())
             .unwrap_or_else(|e| panic!("opening the SQLite test database failed: {e}"));
         SqliteHarness {
