@@ -98,6 +98,13 @@ impl ConnectionPool {
         redacted_url: String,
         secrets: Vec<String>,
     ) -> RepoResult<Self> {
+        // r2d2 panics on a zero timeout; a zero lifetime means "never" in PoolConfig.
+        if pool.connection_timeout.is_zero() {
+            return Err(RepoError::config(
+                "the pool connection timeout (DB_POOL_TIMEOUT) must be positive",
+            ));
+        }
+        let max_lifetime = pool.max_lifetime.filter(|l| !l.is_zero());
         probe(url, pool.connection_timeout, &settings, &redacted_url)
             .map_err(|e| scrub_error(e, &secrets))?;
         let max_size = pool.max_size();
@@ -105,7 +112,7 @@ impl ConnectionPool {
             .max_size(max_size)
             .min_idle(Some(pool.min_idle()))
             .connection_timeout(pool.connection_timeout)
-            .max_lifetime(pool.max_lifetime)
+            .max_lifetime(max_lifetime)
             .test_on_check_out(pool.pre_ping)
             .connection_customizer(Box::new(settings.clone()))
             .error_handler(Box::new(RedactingErrorHandler {

@@ -547,3 +547,18 @@ fn concurrent_connects_migrate_once() {
         assert_eq!(applied.len(), 1);
     }
 }
+
+#[test]
+fn zero_pool_timeout_is_a_config_error() {
+    let db = temp_db();
+    let cfg = StoreConfig {
+        pool: PoolConfig {
+            connection_timeout: Duration::ZERO,
+            max_lifetime: Some(Duration::ZERO),
+            ..PoolConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let err = PostgresStore::connect(db.url(), &cfg).unwrap_err();
+    assert!(matches!(err, RepoError::Config { .. }), "{err:?}");
+}
