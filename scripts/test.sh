@@ -56,6 +56,28 @@ trap stop_cluster EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Clusters left by a run that was killed outright (SIGKILL skips the EXIT trap): each
+# cluster directory records the pid of the script that started it.
+reap_stale_clusters() {
+    local dir owner ctl
+    for dir in "${TMPDIR:-/tmp}"/smtk-pgtest.*; do
+        [[ -d $dir ]] || continue
+        owner=$(cat "$dir/owner.pid" 2>/dev/null || true)
+        if [[ -n $owner ]] && kill -0 "$owner" 2>/dev/null; then
+            continue # its script is still running
+        fi
+        if [[ -f $dir/data/postmaster.pid ]]; then
+            log "stopping a cluster left behind by an earlier run: $dir"
+            ctl=$(cat "$dir/pg_ctl" 2>/dev/null || true)
+            if [[ -x $ctl ]]; then
+                CLUSTER_USER=$(stat -c %U "$dir/data") as_cluster_user "$ctl" -D "$dir/data" \
+                    -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+            fi
+        fi
+        rm -rf "$dir"
+    done
+}
+
 # The newest installed binary called $1: PATH first, then /usr/lib/postgresql/*/bin.
 pg_binary() {
     local found
@@ -96,6 +118,8 @@ start_cluster() {
     done
 
     CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/smtk-pgtest.XXXXXX")
+    echo $$ >"$CLUSTER_DIR/owner.pid"
+    echo "$PG_CTL" >"$CLUSTER_DIR/pg_ctl"
     chmod 755 "$CLUSTER_DIR"
     [[ $(id -u) -ne 0 ]] || chown "$CLUSTER_USER" "$CLUSTER_DIR"
     log "starting a throwaway PostgreSQL cluster ($initdb, user $CLUSTER_USER, port $port)"
@@ -113,6 +137,8 @@ start_cluster() {
     fi
     TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }
+
+[[ ${PGTEST_PORT:-55432} =~ ^[0-9]+$ ]] || die "PGTEST_PORT must be a port number"
 
 # --- choose PostgreSQL --------------------------------------------------------------
 local_server_answers() {
@@ -132,10 +158,11 @@ elif [[ ${PGTEST_SKIP_LOCAL:-0} != 1 ]] && local_server_answers; then
     log "PostgreSQL: the local server at $TEST_DATABASE_URL"
 else
     [[ ${PGTEST_SKIP_LOCAL:-0} == 1 ]] && log "PGTEST_SKIP_LOCAL=1: not using 127.0.0.1:5432"
+    reap_stale_clusters
     why=""
     if ! start_cluster; then
         stop_cluster
-        why="no usable TEST_DATABASE_URL or local server, and no throwaway cluster could be started"
+        why="no TEST_DATABASE_URL, no usable server on 127.0.0.1:5432, and no throwaway cluster could be started (reason logged above)"
         if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
             log "installing PostgreSQL with apt-get"
             export DEBIAN_FRONTEND=noninteractive
