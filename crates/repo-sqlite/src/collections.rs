@@ -279,6 +279,7 @@ fn create(conn: &mut SqliteConnection, new: &NewCollection) -> RepoResult<Collec
 }
 
 fn get_by_name(conn: &mut SqliteConnection, name: &str) -> RepoResult<Collection> {
+    repo_core::validate::text("name", name)?;
     collections::table
         .filter(collections::name.eq(name))
         .select(CollectionRow::as_select())

@@ -126,6 +126,7 @@ pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: UserId) -> RepoResu
 }
 
 fn get_by_username(conn: &mut SqliteConnection, username: &str) -> RepoResult<User> {
+    repo_core::validate::text("username", username)?;
     users::table
         .filter(users::username.eq(username))
         .select(UserRow::as_select())
@@ -137,6 +138,7 @@ fn get_by_username(conn: &mut SqliteConnection, username: &str) -> RepoResult<Us
 }
 
 fn get_by_email(conn: &mut SqliteConnection, email: &str) -> RepoResult<User> {
+    repo_core::validate::text("email", email)?;
     let email = email.to_lowercase();
     users::table
         .filter(users::email.eq(&email))
