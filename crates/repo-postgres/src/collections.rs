@@ -246,6 +246,7 @@ fn create(conn: &mut PgConnection, new: &NewCollection) -> RepoResult<Collection
 }
 
 fn get_by_name(conn: &mut PgConnection, name: &str) -> RepoResult<Collection> {
+    repo_core::validate::text("name", name)?;
     collections::table
         .filter(collections::name.eq(name))
         .select(CollectionRow::as_select())

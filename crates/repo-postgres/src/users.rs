@@ -130,6 +130,7 @@ fn create(conn: &mut PgConnection, new: &NewUser) -> RepoResult<User> {
 }
 
 fn get_by_username(conn: &mut PgConnection, username: &str) -> RepoResult<User> {
+    repo_core::validate::text("username", username)?;
     users::table
         .filter(users::username.eq(username))
         .select(UserRow::as_select())
@@ -141,6 +142,7 @@ fn get_by_username(conn: &mut PgConnection, username: &str) -> RepoResult<User> 
 }
 
 fn get_by_email(conn: &mut PgConnection, email: &str) -> RepoResult<User> {
+    repo_core::validate::text("email", email)?;
     let email = email.to_lowercase();
     users::table
         .filter(users::email.eq(&email))
