@@ -323,3 +323,27 @@ pub fn list_visible_paginates(h: &dyn Harness) {
     assert!(names(9, 2).is_empty());
     assert_eq!(made.len(), 5);
 }
+
+/// Ten threads granting levels to the same user at once all succeed and leave exactly one grant row.
+pub fn grant_racing_upserts_keep_one_row(h: &dyn Harness) {
+    let s = h.store();
+    let owner = seed::user(&*s, "tara");
+    let u = seed::user(&*s, "ugo");
+    let c = seed::collection(&*s, &owner, "c");
+    let store = std::sync::Arc::clone(&s);
+    let (cid, uid) = (c.id, u.id);
+    let results = crate::race::race(10, move |i| {
+        store
+            .collections()
+            .grant(cid, Grantee::User(uid), LEVELS[i % LEVELS.len()])
+    });
+    for r in results {
+        expect::ok(r, "concurrent grant");
+    }
+    let grants = expect::ok(s.collections().list_grants(c.id), "grants");
+    assert_eq!(grants.len(), 1, "one row per grantee: {grants:?}");
+    assert_eq!(
+        expect::ok(s.collections().access_level(c.id, u.id), "level"),
+        Some(grants[0].permission)
+    );
+}

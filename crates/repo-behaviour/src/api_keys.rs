@@ -480,3 +480,51 @@ pub fn api_key_grant_goes_with_the_key(h: &dyn Harness) {
     expect::ok(s.api_keys().delete(k.key.id), "delete key");
     assert!(expect::ok(s.collections().list_grants(c.id), "grants").is_empty());
 }
+
+/// Of 8 threads creating keys for one user with a limit of 3, exactly 3 succeed and the rest get `Validation { api_keys }`.
+pub fn api_key_racing_creators_respect_the_limit(h: &dyn Harness) {
+    let config = StoreConfig {
+        api_keys: repo_core::ApiKeyPolicy {
+            max_active_per_user: 3,
+            ..Default::default()
+        },
+        ..StoreConfig::default()
+    };
+    let s = h.open_with(config);
+    let u = seed::user(&*s, "vera");
+    let store = std::sync::Arc::clone(&s);
+    let uid = u.id;
+    let results = crate::race::race(8, move |i| {
+        store
+            .api_keys()
+            .create(&NewApiKey::new(uid, format!("key-{i}")))
+    });
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 3, "exactly the limit may be created: {results:?}");
+    for r in results.into_iter().filter(|r| r.is_err()) {
+        expect::validation(r, "api_keys", "creator over the limit");
+    }
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 3);
+}
+
+/// Key-name case folding is Unicode-aware on both backends: `ÄRGER` and `ärger` are the same name.
+pub fn api_key_name_folding_is_unicode_aware(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "wim");
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "Ärger")),
+        "create",
+    );
+    for clash in ["ÄRGER", "ärger"] {
+        expect::already_exists(
+            s.api_keys().create(&NewApiKey::new(u.id, clash)),
+            "api_key",
+            "name",
+            clash,
+        );
+    }
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "Arger")),
+        "A is not Ä",
+    );
+}

@@ -734,3 +734,206 @@ pub fn collection_record_sync_run_schedules_next_run(h: &dyn Harness) {
         "one-time collections are never scheduled"
     );
 }
+
+/// Of 10 threads moving one collection pending → processing at once, exactly one wins; the rest get `InvalidState { processing, processing }`.
+pub fn collection_racing_status_updates_exactly_one_wins(h: &dyn Harness) {
+    let s = h.store();
+    let owner = seed::user(&*s, "eli");
+    let c = seed::collection(&*s, &owner, "c");
+    let store = std::sync::Arc::clone(&s);
+    let id = c.id;
+    let results = crate::race::race(10, move |_| {
+        store
+            .collections()
+            .update_status(id, CollectionStatus::Processing, None)
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one status update must win: {results:?}"
+    );
+    for r in results.into_iter().filter(|r| r.is_err()) {
+        expect::invalid_state(r, "processing", "processing", "losing update");
+    }
+}
+
+/// Of 8 threads creating the same collection name at once, exactly one succeeds and the rest get `AlreadyExists { collection, name }`.
+pub fn collection_racing_creators_exactly_one_wins(h: &dyn Harness) {
+    let s = h.store();
+    let owner = seed::user(&*s, "fin");
+    let store = std::sync::Arc::clone(&s);
+    let oid = owner.id;
+    let results = crate::race::race(8, move |_| {
+        store
+            .collections()
+            .create(&NewCollection::new("contested", oid))
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one creator must win: {results:?}"
+    );
+    for r in results.into_iter().filter(|r| r.is_err()) {
+        expect::already_exists(r, "collection", "name", "losing creator");
+    }
+}
+
+/// Collections due at the same instant come out of `due_for_sync` ordered by id.
+pub fn collection_due_for_sync_ties_break_by_id(h: &dyn Harness) {
+    let s = h.store();
+    let owner = seed::user(&*s, "gia");
+    let at = repo_core::now() - Duration::minutes(5);
+    let mut ids: Vec<CollectionId> = (0..5)
+        .map(|i| {
+            let c = seed::continuous_collection(&*s, &owner, &format!("tie{i}"), 15);
+            seed::make_ready(&*s, &c);
+            expect::ok(s.collections().pause_sync(c.id), "pause");
+            expect::ok(s.collections().resume_sync(c.id, at), "resume").id
+        })
+        .collect();
+    ids.sort();
+    let due: Vec<CollectionId> =
+        expect::ok(s.collections().due_for_sync(repo_core::now(), 10), "due")
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+    assert_eq!(due, ids, "equal due times are ordered by id");
+}
+
+/// Timestamps read back exactly, from 1970 to 9999 and to the microsecond; finer input is truncated (not rounded) to microseconds.
+pub fn collection_timestamps_round_trip_exactly(h: &dyn Harness) {
+    use chrono::{TimeZone, Utc};
+    let s = h.store();
+    let owner = seed::user(&*s, "hex");
+    let c = seed::continuous_collection(&*s, &owner, "c", 15);
+    let exact = [
+        Utc.timestamp_opt(0, 0).single(),
+        Utc.with_ymd_and_hms(2000, 2, 29, 12, 34, 56).single(),
+        Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+            .single()
+            .map(|t| t + Duration::microseconds(999_999)),
+        Utc.with_ymd_and_hms(2026, 3, 29, 1, 30, 0)
+            .single()
+            .map(|t| t + Duration::microseconds(1)),
+    ];
+    for t in exact.into_iter().flatten() {
+        let r = expect::ok(s.collections().resume_sync(c.id, t), "resume");
+        assert_eq!(r.sync_next_run_at, Some(t), "returned");
+        assert_eq!(
+            expect::ok(s.collections().get(c.id), "get").sync_next_run_at,
+            Some(t)
+        );
+    }
+    let base = repo_core::now();
+    let fine = base + Duration::nanoseconds(999_999_999);
+    let truncated = repo_core::time::truncate_micros(fine);
+    let r = expect::ok(s.collections().resume_sync(c.id, fine), "nanoseconds");
+    assert_eq!(
+        r.sync_next_run_at,
+        Some(truncated),
+        "returned value is truncated"
+    );
+    assert_eq!(
+        expect::ok(s.collections().get(c.id), "get").sync_next_run_at,
+        Some(truncated),
+        "stored value is truncated, not rounded"
+    );
+    let run = SyncRun {
+        started_at: fine,
+        completed_at: Some(fine),
+        status: SyncRunStatus::Success,
+        error: None,
+    };
+    let r = expect::ok(s.collections().record_sync_run(c.id, &run), "record");
+    assert_eq!(r.sync_last_run_started_at, Some(truncated));
+    assert_eq!(expect::ok(s.collections().get(c.id), "get"), r);
+}
+
+/// JSON documents (meta, chunking config, operation config) read back equal: big integers, floats, Unicode, escapes, empty and nested values.
+pub fn collection_json_round_trips_exactly(h: &dyn Harness) {
+    let s = h.store();
+    let owner = seed::user(&*s, "ivo");
+    let doc = json!({
+        "beyond_2_53": 9_007_199_254_740_993_u64,
+        "u64_max": u64::MAX,
+        "i64_min": i64::MIN,
+        "tenth": 0.1,
+        "huge": 1.5e300,
+        "one_point_zero": 1.0,
+        "unicode": "Grüße 📚 ✓",
+        "escapes": "quote \" backslash \\ newline \n tab \t",
+        "empty_object": {},
+        "empty_array": [],
+        "nested": [[[{"deep": true}]]],
+        "null": null,
+        "": "empty key"
+    });
+    let mut new = NewCollection::new("json", owner.id);
+    new.meta = doc.clone();
+    new.chunking_config = Some(json!([doc.clone(), 1, "two"]));
+    let c = expect::ok(s.collections().create(&new), "create");
+    assert_eq!(c.meta, doc);
+    let got = expect::ok(s.collections().get(c.id), "get");
+    assert_eq!(got.meta, doc, "meta read back");
+    assert_eq!(
+        got.chunking_config, new.chunking_config,
+        "chunking_config read back"
+    );
+    let op = expect::ok(
+        s.operations().create(&repo_core::NewOperation::new(
+            c.id,
+            owner.id,
+            OperationKind::Index,
+            doc.clone(),
+        )),
+        "operation",
+    );
+    assert_eq!(
+        expect::ok(s.operations().get(op.uuid), "get op").config,
+        doc
+    );
+}
+
+/// Looking a collection up by a name holding NUL is `Validation { name }`, not a backend error.
+pub fn collection_lookup_with_nul_is_validation(h: &dyn Harness) {
+    let s = h.store();
+    let owner = seed::user(&*s, "jo");
+    seed::collection(&*s, &owner, "c");
+    expect::validation(s.collections().get_by_name("c\0"), "name", "get_by_name");
+}
+
+/// Every collection write refuses NUL (rename, status message, sync error) and over-long text with `Validation`, changing nothing.
+pub fn collection_writes_refuse_nul_and_overlong_text(h: &dyn Harness) {
+    let s = h.store();
+    let owner = seed::user(&*s, "kai");
+    let c = seed::continuous_collection(&*s, &owner, "c", 15);
+    expect::validation(s.collections().rename(c.id, "c\0d"), "name", "rename");
+    expect::any_validation(
+        s.collections()
+            .update_status(c.id, CollectionStatus::Processing, Some("a\0b")),
+        "status message",
+    );
+    let run = SyncRun {
+        started_at: repo_core::now(),
+        completed_at: None,
+        status: SyncRunStatus::Failed,
+        error: Some("x\0y".into()),
+    };
+    expect::any_validation(s.collections().record_sync_run(c.id, &run), "sync error");
+    let long = CollectionPatch {
+        description: Some(Some("d".repeat(1_000_001))),
+        ..CollectionPatch::default()
+    };
+    expect::validation(
+        s.collections().update(c.id, &long),
+        "description",
+        "1,000,001 chars",
+    );
+    assert_eq!(expect::ok(s.collections().get(c.id), "unchanged"), c);
+    let max = CollectionPatch {
+        description: Some(Some("d".repeat(1_000_000))),
+        ..CollectionPatch::default()
+    };
+    let u = expect::ok(s.collections().update(c.id, &max), "1,000,000 chars");
+    assert_eq!(u.description.map(|d| d.len()), Some(1_000_000));
+}

@@ -103,6 +103,9 @@ macro_rules! behaviour_tests {
             users::user_delete_removes_api_keys_and_grants,
             users::user_delete_cascade_removes_owned_collections,
             users::user_delete_unknown_is_not_found,
+            users::user_racing_creators_exactly_one_wins,
+            users::user_unicode_rules_match,
+            users::user_lookup_with_nul_is_validation,
             api_keys::api_key_create_returns_secret_once_in_format,
             api_keys::api_key_reads_never_expose_secret_or_hash,
             api_keys::api_key_verify_accepts_and_records_last_used,
@@ -121,6 +124,8 @@ macro_rules! behaviour_tests {
             api_keys::api_key_revoke_is_soft_and_delete_is_hard,
             api_keys::api_key_list_is_per_user_newest_first,
             api_keys::api_key_grant_goes_with_the_key,
+            api_keys::api_key_racing_creators_respect_the_limit,
+            api_keys::api_key_name_folding_is_unicode_aware,
             collections::collection_create_applies_defaults,
             collections::collection_reads_back_equal,
             collections::collection_name_is_unique,
@@ -145,6 +150,13 @@ macro_rules! behaviour_tests {
             collections::collection_due_for_sync,
             collections::collection_pause_and_resume_sync,
             collections::collection_record_sync_run_schedules_next_run,
+            collections::collection_racing_status_updates_exactly_one_wins,
+            collections::collection_racing_creators_exactly_one_wins,
+            collections::collection_due_for_sync_ties_break_by_id,
+            collections::collection_timestamps_round_trip_exactly,
+            collections::collection_json_round_trips_exactly,
+            collections::collection_lookup_with_nul_is_validation,
+            collections::collection_writes_refuse_nul_and_overlong_text,
             access::access_owner_holds_admin,
             access::access_public_collection_is_read_only_for_others,
             access::access_private_collection_is_denied_to_strangers,
@@ -157,6 +169,7 @@ macro_rules! behaviour_tests {
             access::grant_to_unknown_is_not_found,
             access::list_visible_is_owned_public_and_granted,
             access::list_visible_paginates,
+            access::grant_racing_upserts_keep_one_row,
             operations::operation_create_is_pending,
             operations::operation_every_kind_round_trips,
             operations::operation_config_is_validated,
@@ -180,12 +193,15 @@ macro_rules! behaviour_tests {
             operations::operation_merge_meta_is_top_level,
             operations::operation_set_task_id,
             operations::operation_get_with_access,
+            operations::operation_concurrent_merge_meta_loses_no_key,
+            operations::operation_writes_refuse_nul,
             transactions::unit_of_work_commits_every_write,
             transactions::unit_of_work_failing_part_way_leaves_nothing,
             transactions::unit_of_work_repository_error_rolls_back,
             transactions::unit_of_work_returns_its_value,
             transactions::unit_of_work_lock_unknown_is_not_found,
             transactions::unit_of_work_racing_starts_exactly_one_wins,
+            transactions::unit_of_work_continues_after_a_handled_error,
             errors::error_is_retryable_classification,
             errors::error_pool_exhaustion_is_unavailable_and_retryable,
             errors::store_reports_backend_and_health,
@@ -238,5 +254,34 @@ mod tests {
         tests.dedup();
         assert_eq!(tests.len(), names.len(), "two behaviours share a test name");
         assert!(names.len() >= 100);
+    }
+
+    /// Every `pub fn` of a behaviour module is in the list, so no behaviour is
+    /// written and then forgotten by the macro.
+    #[test]
+    fn every_behaviour_is_listed() {
+        let names = super::behaviour_names();
+        let sources = [
+            ("users", include_str!("users.rs")),
+            ("api_keys", include_str!("api_keys.rs")),
+            ("collections", include_str!("collections.rs")),
+            ("access", include_str!("access.rs")),
+            ("operations", include_str!("operations.rs")),
+            ("transactions", include_str!("transactions.rs")),
+            ("errors", include_str!("errors.rs")),
+            ("pagination", include_str!("pagination.rs")),
+        ];
+        let mut defined = 0;
+        for (module, source) in sources {
+            for line in source.lines() {
+                if let Some(rest) = line.strip_prefix("pub fn ") {
+                    let name = rest.split('(').next().unwrap_or_default();
+                    let full = format!("{module}::{name}");
+                    assert!(names.contains(&full.as_str()), "{full} is not in the list");
+                    defined += 1;
+                }
+            }
+        }
+        assert_eq!(defined, names.len(), "the list names a function that does not exist");
     }
 }

@@ -769,3 +769,47 @@ pub fn operation_get_with_access(h: &dyn Harness) {
         "unknown operation",
     );
 }
+
+/// Ten threads merging different keys into one operation's meta at once lose none of them.
+pub fn operation_concurrent_merge_meta_loses_no_key(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "val");
+    let c = seed::collection(&*s, &u, "c");
+    let op = seed::operation(&*s, &c, &u, OperationKind::Index);
+    let store = Arc::clone(&s);
+    let uuid = op.uuid;
+    let results = race(10, move |i| {
+        store
+            .operations()
+            .merge_meta(uuid, &json!({ format!("k{i}"): i }))
+    });
+    for r in results {
+        expect::ok(r, "concurrent merge");
+    }
+    let meta = expect::ok(s.operations().get(op.uuid), "get").meta;
+    let expected: serde_json::Map<String, serde_json::Value> =
+        (0..10).map(|i| (format!("k{i}"), json!(i))).collect();
+    assert_eq!(
+        meta,
+        serde_json::Value::Object(expected),
+        "a merge was lost"
+    );
+}
+
+/// Every operation write refuses NUL (task id, bulk failure message) with `Validation`, changing nothing.
+pub fn operation_writes_refuse_nul(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "wyn");
+    let c = seed::collection(&*s, &u, "c");
+    let op = seed::operation(&*s, &c, &u, OperationKind::Index);
+    expect::validation(
+        s.operations().set_task_id(op.uuid, "t\0"),
+        "task_id",
+        "task id",
+    );
+    expect::any_validation(
+        s.operations().mark_failed_many(&[op.uuid], "lost\0"),
+        "bulk failure message",
+    );
+    assert_eq!(expect::ok(s.operations().get(op.uuid), "unchanged"), op);
+}

@@ -194,3 +194,51 @@ pub fn unit_of_work_racing_starts_exactly_one_wins(h: &dyn Harness) {
         CollectionStatus::Processing
     );
 }
+
+/// An error handled inside a unit of work (a duplicate, an active-operation conflict) leaves it usable: later writes commit.
+pub fn unit_of_work_continues_after_a_handled_error(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "gil");
+    let c = seed::collection(&*s, &u, "c");
+    seed::operation(&*s, &c, &u, OperationKind::Index);
+    let created = expect::ok(
+        s.transaction(|tx| {
+            let dup = tx
+                .users()
+                .create(&NewUser::new("gil", "gil2@example.com", HASH));
+            if !matches!(dup, Err(RepoError::AlreadyExists { .. })) {
+                return Err(RepoError::validation(
+                    "test",
+                    format!("expected a duplicate: {dup:?}"),
+                ));
+            }
+            let second = tx.operations().create(&NewOperation::new(
+                c.id,
+                u.id,
+                OperationKind::Append,
+                json!({"a": 1}),
+            ));
+            match second {
+                Err(e) if expect::is_conflict(&e, ConflictReason::ActiveOperation) => {}
+                other => {
+                    return Err(RepoError::validation(
+                        "test",
+                        format!("expected a conflict: {other:?}"),
+                    ))
+                }
+            }
+            tx.users()
+                .create(&NewUser::new("hal", "hal@example.com", HASH))
+        }),
+        "unit of work after handled errors",
+    );
+    assert_eq!(
+        expect::ok(s.users().get_by_username("hal"), "committed"),
+        created
+    );
+    assert_eq!(expect::ok(s.users().get_by_username("gil"), "kept"), u);
+    assert_eq!(
+        expect::ok(s.operations().active_for_collection(c.id), "active").len(),
+        1
+    );
+}

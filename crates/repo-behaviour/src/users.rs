@@ -645,3 +645,75 @@ pub fn user_delete_unknown_is_not_found(h: &dyn Harness) {
         "twice",
     );
 }
+
+/// Of 8 threads creating the same username at once, exactly one succeeds and the rest get `AlreadyExists { user, username }`.
+pub fn user_racing_creators_exactly_one_wins(h: &dyn Harness) {
+    let s = h.store();
+    let store = std::sync::Arc::clone(&s);
+    let results = crate::race::race(8, move |i| {
+        store.users().create(&NewUser::new(
+            "racer",
+            format!("racer{i}@example.com"),
+            HASH,
+        ))
+    });
+    let winners = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(winners, 1, "exactly one creator must win: {results:?}");
+    for r in results.into_iter().filter(|r| r.is_err()) {
+        expect::already_exists(r, "user", "username", "losing creator");
+    }
+    assert_eq!(
+        expect::ok(s.users().count(UserFilter::default()), "count"),
+        1
+    );
+}
+
+/// Length and case rules count Unicode characters alike on both backends: 64 `é` is a valid username, 65 is not; `É` and `é` are one email.
+pub fn user_unicode_rules_match(h: &dyn Harness) {
+    let s = h.store();
+    let ok = expect::ok(
+        s.users()
+            .create(&NewUser::new("é".repeat(64), "ÉLODIE@Example.com", HASH)),
+        "64 two-byte characters",
+    );
+    assert_eq!(ok.username.chars().count(), 64);
+    assert_eq!(ok.email, "élodie@example.com");
+    expect::validation(
+        s.users()
+            .create(&NewUser::new("é".repeat(65), "x@example.com", HASH)),
+        "username",
+        "65 two-byte characters",
+    );
+    assert_eq!(
+        expect::ok(s.users().get_by_email("Élodie@EXAMPLE.com"), "lookup"),
+        ok
+    );
+    expect::already_exists(
+        s.users()
+            .create(&NewUser::new("elodie", "élodie@example.COM", HASH)),
+        "user",
+        "email",
+        "same email, other case of a non-ASCII letter",
+    );
+    let emoji = expect::ok(
+        s.users()
+            .create(&NewUser::new("📚 reader", "books@example.com", HASH)),
+        "emoji username",
+    );
+    assert_eq!(
+        expect::ok(s.users().get_by_username("📚 reader"), "get"),
+        emoji
+    );
+}
+
+/// Looking a user up by a username or email holding NUL is `Validation`, not a backend error.
+pub fn user_lookup_with_nul_is_validation(h: &dyn Harness) {
+    let s = h.store();
+    seed::user(&*s, "vic");
+    expect::validation(s.users().get_by_username("v\0ic"), "username", "username");
+    expect::validation(
+        s.users().get_by_email("vic\0@example.com"),
+        "email",
+        "email",
+    );
+}
