@@ -299,6 +299,19 @@ pub fn collection_update_applies_patch(h: &dyn Harness) {
         "switching to continuous schedules a run"
     );
     assert_eq!(expect::ok(s.collections().get(c.id), "get"), u);
+
+    let to_one_time = CollectionPatch {
+        sync_mode: Some(SyncMode::OneTime),
+        sync_interval_minutes: Some(None),
+        ..CollectionPatch::default()
+    };
+    let u = expect::ok(s.collections().update(c.id, &to_one_time), "to one-time");
+    assert_eq!(
+        u.sync_next_run_at, None,
+        "one-time collections have no next run"
+    );
+    assert_eq!(u.sync_interval_minutes, None);
+    assert_eq!(expect::ok(s.collections().get(c.id), "get"), u);
 }
 
 /// A patch whose result breaks a rule is `Validation` and changes nothing; an unknown id is `NotFound`.
@@ -380,6 +393,11 @@ pub fn collection_rename(h: &dyn Harness) {
     );
     expect::validation(s.collections().rename(b.id, "   "), "name", "blank name");
     assert_eq!(expect::ok(s.collections().get(b.id), "unchanged"), b);
+    let same = expect::ok(
+        s.collections().rename(b.id, "beta"),
+        "rename onto its own name",
+    );
+    assert_eq!(same.name, "beta");
     expect::not_found(
         s.collections().rename(CollectionId::new(), "delta"),
         "collection",

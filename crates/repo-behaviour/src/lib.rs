@@ -195,6 +195,7 @@ macro_rules! behaviour_tests {
             operations::operation_get_with_access,
             operations::operation_concurrent_merge_meta_loses_no_key,
             operations::operation_writes_refuse_nul,
+            operations::operation_mark_failed_many_accepts_any_number_of_ids,
             transactions::unit_of_work_commits_every_write,
             transactions::unit_of_work_failing_part_way_leaves_nothing,
             transactions::unit_of_work_repository_error_rolls_back,
@@ -282,6 +283,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(defined, names.len(), "the list names a function that does not exist");
+        assert_eq!(
+            defined,
+            names.len(),
+            "the list names a function that does not exist"
+        );
     }
 }

@@ -813,3 +813,30 @@ pub fn operation_writes_refuse_nul(h: &dyn Harness) {
     );
     assert_eq!(expect::ok(s.operations().get(op.uuid), "unchanged"), op);
 }
+
+/// `mark_failed_many` takes any number of ids (70,000, beyond every bind-parameter limit) and counts duplicates once.
+pub fn operation_mark_failed_many_accepts_any_number_of_ids(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "xan");
+    let a = seed::collection(&*s, &u, "a");
+    let b = seed::collection(&*s, &u, "b");
+    let op_a = seed::operation(&*s, &a, &u, OperationKind::Index);
+    let op_b = op_in(&*s, &b, &u, Processing);
+    let mut ids: Vec<OperationUuid> = (0..70_000).map(|_| OperationUuid::new()).collect();
+    ids.insert(12_345, op_a.uuid);
+    ids.push(op_b.uuid);
+    ids.push(op_a.uuid);
+    assert_eq!(
+        expect::ok(
+            s.operations().mark_failed_many(&ids, "node lost"),
+            "70,000 ids"
+        ),
+        2
+    );
+    for op in [&op_a, &op_b] {
+        assert_eq!(
+            expect::ok(s.operations().get(op.uuid), "get").status,
+            Failed
+        );
+    }
+}
