@@ -11,8 +11,8 @@
 
 use serde_json::json;
 use smtk_repo::{
-    AccessLevel, CollectionStatus, NewApiKey, NewCollection, NewOperation, NewUser,
-    OperationKind, OperationStatus, RepoError, RepoResult, Store, User,
+    AccessLevel, CollectionStatus, NewApiKey, NewCollection, NewOperation, NewUser, OperationKind,
+    OperationStatus, RepoError, RepoResult, Store, User,
 };
 
 /// A password hash as an application would produce it (argon2id, PHC format).
@@ -21,8 +21,7 @@ const DEMO_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$cXVpY2tzdGFydA$2bq5yOW3e
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
 
@@ -47,7 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .api_keys()
         .verify(created.secret.expose())?
         .ok_or("a fresh key must verify")?;
-    println!("verified key {} for user {}", verified.key.id, verified.user.username);
+    println!(
+        "verified key {} for user {}",
+        verified.key.id, verified.user.username
+    );
 
     let collection = match store.collections().get_by_name("Quickstart docs") {
         Ok(c) => c,
@@ -58,12 +60,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(e) => return Err(e.into()),
     };
-    let collection = store
-        .collections()
-        .get_with_access(collection.id, user.id, AccessLevel::Admin)?;
+    let collection =
+        store
+            .collections()
+            .get_with_access(collection.id, user.id, AccessLevel::Admin)?;
     println!(
         "collection: {} ({}, store {}, status {})",
-        collection.name, collection.embedding_model, collection.vector_store_name, collection.status
+        collection.name,
+        collection.embedding_model,
+        collection.vector_store_name,
+        collection.status
     );
 
     // One unit of work: lock the collection, check it is idle, create the operation,
@@ -79,8 +85,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             OperationKind::Index,
             json!({ "source": "./docs", "recursive": true }),
         ))?;
-        tx.collections()
-            .update_status(locked.id, CollectionStatus::Processing, Some("indexing"))?;
+        tx.collections().update_status(
+            locked.id,
+            CollectionStatus::Processing,
+            Some("indexing"),
+        )?;
         Ok(op)
     })?;
     println!("operation {} created: {}", op.uuid, op.status);
@@ -92,7 +101,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let op = store
         .operations()
         .transition(op.uuid, OperationStatus::Completed, None)?;
-    println!("operation {}: {} at {:?}", op.uuid, op.status, op.completed_at);
+    println!(
+        "operation {}: {} at {:?}",
+        op.uuid, op.status, op.completed_at
+    );
     store
         .collections()
         .update_status(collection.id, CollectionStatus::Ready, None)?;
