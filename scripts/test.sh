@@ -124,7 +124,7 @@ start_cluster() {
     [[ $(id -u) -ne 0 ]] || chown "$CLUSTER_USER" "$CLUSTER_DIR"
     log "starting a throwaway PostgreSQL cluster ($initdb, user $CLUSTER_USER, port $port)"
     if ! as_cluster_user "$initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust -E UTF8 \
-        --locale=C --no-sync >"$CLUSTER_DIR/initdb.log" 2>&1; then
+        --locale=C.UTF-8 --no-sync >"$CLUSTER_DIR/initdb.log" 2>&1; then
         log "initdb failed:"; cat "$CLUSTER_DIR/initdb.log" >&2; return 1
     fi
     # Durability is pointless for a cluster that is deleted afterwards: fsync off
