@@ -1,0 +1,193 @@
+//! Command line and the sizes of a run.
+
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the usage text says.
+pub(crate) const USAGE: &str = "\
+repo-bench: what the repository layer costs against raw Diesel, and PostgreSQL against
+SQLite under concurrency. Runs both backends in one invocation and prints a markdown
+report on stdout.
+
+USAGE:
+    repo-bench [--quick | --full] [--json FILE]
+    repo-bench profile BACKEND OPERATION VARIANT [CALLS]
+
+PROFILE:
+    Runs one point operation CALLS times (default 2000) inside the function
+    `profile_loop`, for a profiler, e.g.
+        valgrind --tool=callgrind --toggle-collect='*profile_loop*' \\
+            target/release/repo-bench profile sqlite get_user repo
+    BACKEND    sqlite | postgres | postgres-async
+    OPERATION  get_user | collection_with_access | verify_key | create_operation |
+               transition | grant_upsert
+    VARIANT    repo | repo-no-pre-ping | raw
+
+OPTIONS:
+    --quick       CI-sized run, under 2 minutes for both backends (default)
+    --full        larger samples and longer concurrency windows (a few minutes)
+    --json FILE   also write every figure as JSON to FILE
+    -h, --help    print this text
+
+ENVIRONMENT:
+    BENCH_DATABASE_URL  PostgreSQL server to use (a fresh database is created on it
+                        and dropped afterwards); else TEST_DATABASE_URL. Without
+                        either, run scripts/bench.sh, which provisions PostgreSQL the
+                        way scripts/test.sh does.
+";
+
+/// Run size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    /// CI-sized.
+    Quick,
+    /// Publication-sized.
+    Full,
+}
+
+/// Parsed command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    /// Run size.
+    pub(crate) mode: Mode,
+    /// Where to write the JSON report.
+    pub(crate) json: Option<PathBuf>,
+}
+
+/// What `repo-bench profile` runs.
+#[derive(Debug, Clone)]
+pub(crate) struct ProfileArgs {
+    /// `sqlite`, `postgres` or `postgres-async`.
+    pub(crate) backend: String,
+    /// Operation id.
+    pub(crate) op: String,
+    /// `repo`, `repo-no-pre-ping` or `raw`.
+    pub(crate) variant: String,
+    /// Calls in the profiled loop.
+    pub(crate) calls: usize,
+}
+
+/// What the command line asked for.
+pub(crate) enum Command {
+    /// Run the benchmark.
+    Run(Args),
+    /// Run one operation in a loop for a profiler.
+    Profile(ProfileArgs),
+    /// Print the usage text.
+    Help,
+}
+
+impl Args {
+    /// Parses the arguments after the program name.
+    pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+        let mut mode = Mode::Quick;
+        let mut json = None;
+        let mut args = args.into_iter().peekable();
+        if args.peek().map(String::as_str) == Some("profile") {
+            args.next();
+            let mut need = |what: &str| args.next().ok_or(format!("profile: {what} is missing"));
+            let backend = need("BACKEND")?;
+            let op = need("OPERATION")?;
+            let variant = need("VARIANT")?;
+            let calls = match args.next() {
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| format!("profile: CALLS {n:?} is not a number"))?,
+                None => 2_000,
+            };
+            return Ok(Command::Profile(ProfileArgs {
+                backend,
+                op,
+                variant,
+                calls,
+            }));
+        }
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => mode = Mode::Quick,
+                "--full" => mode = Mode::Full,
+                "--json" => {
+                    let path = args.next().ok_or("--json needs a file name")?;
+                    json = Some(PathBuf::from(path));
+                }
+                "-h" | "--help" => return Ok(Command::Help),
+                other => {
+                    if let Some(path) = other.strip_prefix("--json=") {
+                        json = Some(PathBuf::from(path));
+                    } else {
+                        return Err(format!("unknown argument {other:?} (see --help)"));
+                    }
+                }
+            }
+        }
+        Ok(Command::Run(Args { mode, json }))
+    }
+}
+
+/// How many samples and how long each measurement runs.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Plan {
+    /// Untimed calls per variant before a point operation is measured.
+    pub(crate) point_warmup: usize,
+    /// Rounds per point operation; each round runs a batch of every variant, in a
+    /// rotated order, so that drift (WAL growth, checkpoints, caches) hits all alike.
+    pub(crate) point_rounds: usize,
+    /// Calls per variant per round.
+    pub(crate) point_batch: usize,
+    /// Quick mode: no further rounds (beyond two) once an operation took this long.
+    #[serde(serialize_with = "as_opt_secs")]
+    pub(crate) point_budget: Option<Duration>,
+    /// Thread counts of the concurrency section.
+    pub(crate) thread_levels: Vec<usize>,
+    /// Untimed run before each concurrency window.
+    #[serde(serialize_with = "as_secs")]
+    pub(crate) level_warmup: Duration,
+    /// Timed window of each concurrency level.
+    #[serde(serialize_with = "as_secs")]
+    pub(crate) level_duration: Duration,
+}
+
+fn as_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Plan {
+    /// The plan of `mode`.
+    pub(crate) fn for_mode(mode: Mode) -> Plan {
+        let thread_levels = vec![1, 2, 4, 8, 16];
+        match mode {
+            Mode::Quick => Plan {
+                point_warmup: 100,
+                point_rounds: 10,
+                point_batch: 60,
+                point_budget: Some(Duration::from_secs(3)),
+                thread_levels,
+                level_warmup: Duration::from_millis(250),
+                level_duration: Duration::from_millis(1200),
+            },
+            Mode::Full => Plan {
+                point_warmup: 500,
+                point_rounds: 40,
+                point_batch: 250,
+                point_budget: None,
+                thread_levels,
+                level_warmup: Duration::from_secs(1),
+                level_duration: Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// Samples per variant of one point operation.
+    pub(crate) fn point_samples(&self) -> usize {
+        self.point_rounds * self.point_batch
+    }
+}

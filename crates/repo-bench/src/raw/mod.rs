@@ -1,0 +1,63 @@
+//! Raw-Diesel baselines: the same statements the repositories run, issued with the
+//! Diesel DSL on one connection the benchmark holds (no pool, no error mapping, no
+//! conversion into domain types). A section that needs a new baseline adds a trait
+//! here (as [`PointBaseline`]) and implements it for both connection types.
+
+mod pg_schema;
+mod postgres;
+mod sqlite;
+mod sqlite_schema;
+
+pub(crate) use postgres::apply_session_settings;
+pub(crate) use sqlite::apply_pragmas;
+
+use diesel::pg::PgConnection;
+use diesel::{QueryResult, SqliteConnection};
+use repo_core::{AccessLevel, ApiKeySecret, CollectionId, OperationStatus, OperationUuid, UserId};
+
+/// A connection the benchmark holds on the database of one backend.
+pub(crate) enum RawConn {
+    /// SQLite, with the PRAGMAs of the store's pool.
+    Sqlite(SqliteConnection),
+    /// PostgreSQL, with the session settings of the store's pool.
+    Postgres(PgConnection),
+}
+
+impl RawConn {
+    /// The point-operation baseline on this connection.
+    pub(crate) fn point(&mut self) -> &mut dyn PointBaseline {
+        match self {
+            Self::Sqlite(c) => c,
+            Self::Postgres(c) => c,
+        }
+    }
+}
+
+/// Point operations in raw Diesel, statement for statement as each backend's
+/// repository runs them (checked by the statement audit of the point section).
+pub(crate) trait PointBaseline {
+    /// `UserRepository::get`.
+    fn get_user(&mut self, id: UserId) -> QueryResult<()>;
+    /// `CollectionRepository::get_with_access` (collection, user, grant); returns
+    /// whether read access is granted.
+    fn collection_with_access(&mut self, id: CollectionId, user: UserId) -> QueryResult<bool>;
+    /// `ApiKeyRepository::verify` after the secret was parsed; returns whether the key
+    /// is valid.
+    fn verify_key(&mut self, secret: &ApiKeySecret) -> QueryResult<bool>;
+    /// `OperationRepository::create` of an `index` operation.
+    fn create_operation(
+        &mut self,
+        collection: CollectionId,
+        user: UserId,
+        config: &serde_json::Value,
+    ) -> QueryResult<OperationUuid>;
+    /// `OperationRepository::transition` without an error message.
+    fn transition(&mut self, id: OperationUuid, to: OperationStatus) -> QueryResult<()>;
+    /// `CollectionRepository::grant` to a user.
+    fn grant(
+        &mut self,
+        collection: CollectionId,
+        user: UserId,
+        level: AccessLevel,
+    ) -> QueryResult<()>;
+}
