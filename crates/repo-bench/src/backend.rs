@@ -192,7 +192,10 @@ impl Backend {
                     c,
                     "SELECT 'fsync=' || current_setting('fsync') \
                      || ', synchronous_commit=' || current_setting('synchronous_commit') \
-                     || ', shared_buffers=' || current_setting('shared_buffers') AS value",
+                     || ', shared_buffers=' || current_setting('shared_buffers') \
+                     || ', connection ' || (SELECT CASE WHEN ssl THEN 'TLS (' || version || ')' \
+                        ELSE 'without TLS' END FROM pg_stat_ssl WHERE pid = pg_backend_pid()) \
+                     AS value",
                 )?,
             ),
             RawConn::Sqlite(_) => unreachable_backend()?,

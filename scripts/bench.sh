@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The benchmark command: provisions PostgreSQL, then builds and runs `repo-bench` in
+# release mode with the given arguments (default --quick; see --help). The markdown
+# report goes to stdout, progress to stderr.
+#
+#   bash scripts/bench.sh --quick                 # CI-sized, under 2 minutes
+#   bash scripts/bench.sh --full --json bench.json
+#
+# PostgreSQL (repo-bench creates a fresh database on it and drops it afterwards):
+#   1. BENCH_DATABASE_URL, when set (used as given; it must allow CREATE DATABASE);
+#   2. otherwise found or started exactly as scripts/test.sh does (TEST_DATABASE_URL,
+#      the server on 127.0.0.1:5432, a throwaway cluster, apt-get), see
+#      scripts/lib/postgres.sh. A throwaway cluster runs with fsync=off, which the
+#      report states: figures from it do not show durable commits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'bench.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# shellcheck source=scripts/lib/postgres.sh
+source scripts/lib/postgres.sh
+trap stop_cluster EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -n ${BENCH_DATABASE_URL:-} ]]; then
+    log "PostgreSQL: BENCH_DATABASE_URL from the environment: $(redact "$BENCH_DATABASE_URL")"
+else
+    provision_postgres
+    BENCH_DATABASE_URL=$TEST_DATABASE_URL
+fi
+export BENCH_DATABASE_URL
+
+# The report quotes the command that produced it.
+REPO_BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}"
+export REPO_BENCH_COMMAND
+
+cargo run --release -p repo-bench -- "$@"
