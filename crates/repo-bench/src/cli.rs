@@ -132,11 +132,12 @@ pub(crate) struct Plan {
     /// Untimed calls per variant before a point operation is measured.
     pub(crate) point_warmup: usize,
     /// Rounds per point operation; each round runs a batch of every variant, in a
-    /// rotated order, so that drift (WAL growth, checkpoints, caches) hits all alike.
+    /// rotated order, so that drift (other load on the machine, WAL growth,
+    /// checkpoints) hits all alike.
     pub(crate) point_rounds: usize,
     /// Calls per variant per round.
     pub(crate) point_batch: usize,
-    /// Quick mode: no further rounds (beyond two) once an operation took this long.
+    /// Quick mode: no further rounds (beyond 20) once an operation took this long.
     #[serde(serialize_with = "as_opt_secs")]
     pub(crate) point_budget: Option<Duration>,
     /// Thread counts of the concurrency section.
@@ -167,17 +168,17 @@ impl Plan {
         match mode {
             Mode::Quick => Plan {
                 point_warmup: 100,
-                point_rounds: 10,
-                point_batch: 60,
-                point_budget: Some(Duration::from_secs(3)),
+                point_rounds: 600,
+                point_batch: 1,
+                point_budget: Some(Duration::from_millis(2500)),
                 thread_levels,
-                level_warmup: Duration::from_millis(250),
-                level_duration: Duration::from_millis(1200),
+                level_warmup: Duration::from_millis(200),
+                level_duration: Duration::from_millis(1000),
             },
             Mode::Full => Plan {
                 point_warmup: 500,
-                point_rounds: 40,
-                point_batch: 250,
+                point_rounds: 10_000,
+                point_batch: 1,
                 point_budget: None,
                 thread_levels,
                 level_warmup: Duration::from_secs(1),

@@ -370,7 +370,7 @@ impl Section for PointOperations {
                 }
                 let measuring = Instant::now();
                 for round in 0..plan.point_rounds {
-                    if round >= 2 && plan.point_budget.is_some_and(|b| measuring.elapsed() > b) {
+                    if round >= 20 && plan.point_budget.is_some_and(|b| measuring.elapsed() > b) {
                         break;
                     }
                     for k in 0..variants.len() {
@@ -509,7 +509,8 @@ fn report(plan: &crate::cli::Plan, results: Vec<OpResult>) -> SectionReport {
              settings), loading the rows into plain structs. \"pre-ping off\" is a second \
              store on the same database with `DB_POOL_PRE_PING=false`. Each figure is over \
              up to {} calls (\"calls\" gives the number{}) after {} untimed ones; the \
-             variants alternate in batches of {} so that drift hits all alike. Writes to operations run whole cycles (create, \
+             variants take turns in batches of {} call(s), in a rotating order, so that \
+             drift and other load on the machine hit all alike. Writes to operations run whole cycles (create, \
              processing, completed) on one collection; only the named step is timed. The \
              ratio is repo / raw. PostgreSQL runs here with `synchronous_commit=off`: a \
              durable commit (an fsync of 1-3 ms on this machine) is the same work for both \
@@ -517,7 +518,7 @@ fn report(plan: &crate::cli::Plan, results: Vec<OpResult>) -> SectionReport {
              smaller denominator makes the ratio stricter, not looser.",
             plan.point_samples(),
             plan.point_budget.map_or(String::new(), |b| format!(
-                ": this mode stops adding rounds after {:.0} s per operation",
+                ": this mode stops adding rounds after {:.1} s per operation",
                 b.as_secs_f64()
             )),
             plan.point_warmup,
