@@ -33,8 +33,11 @@
 #![forbid(unsafe_code)]
 
 mod api_keys;
+mod bulk;
+mod chunks;
 mod codec;
 mod collections;
+mod documents;
 mod error;
 mod migrations;
 mod operations;
