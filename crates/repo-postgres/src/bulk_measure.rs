@@ -20,7 +20,7 @@ use diesel::pg::PgConnection;
 use diesel::Connection;
 use diesel::ExecuteCopyFromDsl;
 use repo_core::{
-    CollectionId, NewChunk, NewCollection, NewDocument, NewUser, Repositories, RepoResult,
+    CollectionId, NewChunk, NewCollection, NewDocument, NewUser, RepoResult, Repositories,
     StoreConfig,
 };
 use std::time::{Duration, Instant};
@@ -28,12 +28,34 @@ use std::time::{Duration, Instant};
 const DOCUMENTS: usize = 10_000;
 const CHUNK_DOCUMENTS: usize = 100;
 const CHUNKS_PER_DOCUMENT: usize = 100;
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 5;
 
 const WORDS: &[&str] = &[
-    "rust", "diesel", "postgres", "sqlite", "chunk", "vector", "search", "index", "token",
-    "embedding", "collection", "document", "naïve", "größe", "café", "tokio", "async",
-    "runtime", "query", "ranking", "semantic", "partition", "copy", "stream", "buffer",
+    "rust",
+    "diesel",
+    "postgres",
+    "sqlite",
+    "chunk",
+    "vector",
+    "search",
+    "index",
+    "token",
+    "embedding",
+    "collection",
+    "document",
+    "naïve",
+    "größe",
+    "café",
+    "tokio",
+    "async",
+    "runtime",
+    "query",
+    "ranking",
+    "semantic",
+    "partition",
+    "copy",
+    "stream",
+    "buffer",
 ];
 
 /// A deterministic pseudo-random text of about `len` characters.
@@ -106,7 +128,12 @@ impl Series {
         let median = self.median();
         let rate = rows as f64 / median.as_secs_f64();
         let share = baseline
-            .map(|b| format!("{:>6.0} %", 100.0 * rate / (rows as f64 / b.median().as_secs_f64())))
+            .map(|b| {
+                format!(
+                    "{:>6.0} %",
+                    100.0 * rate / (rows as f64 / b.median().as_secs_f64())
+                )
+            })
             .unwrap_or_default();
         println!(
             "| {name:<58} | {:>9.1} | {:>10.0} | {share:>8} |",
@@ -213,10 +240,9 @@ fn bulk_strategies() {
             // Raw baseline: the same kind of rows, prepared outside the timing, copied
             // straight into `documents`.
             let c = fx.collection();
-            let rows = repo_core::document::prepare_batch(&new_documents(c, 500 + round))
-                .expect("valid");
-            let values: Vec<InsertDocument<'_>> =
-                rows.iter().map(InsertDocument::from).collect();
+            let rows =
+                repo_core::document::prepare_batch(&new_documents(c, 500 + round)).expect("valid");
+            let values: Vec<InsertDocument<'_>> = rows.iter().map(InsertDocument::from).collect();
             let (t, n) = timed(|| {
                 read_committed(&mut fx.conn, |conn| {
                     diesel::copy_from(schema::documents::table)
@@ -260,8 +286,7 @@ fn bulk_strategies() {
                 }
                 None => {
                     let rows = repo_core::chunk::prepare_batch(c, &batch).expect("valid");
-                    let values: Vec<InsertChunk<'_>> =
-                        rows.iter().map(InsertChunk::from).collect();
+                    let values: Vec<InsertChunk<'_>> = rows.iter().map(InsertChunk::from).collect();
                     let (t, n) = timed(|| {
                         read_committed(&mut fx.conn, |conn| {
                             diesel::copy_from(schema::chunks::table)
@@ -278,13 +303,19 @@ fn bulk_strategies() {
     }
 
     println!();
-    println!("median of {ROUNDS} rounds; share = rows/s relative to the raw COPY of the same table");
+    println!(
+        "median of {ROUNDS} rounds; share = rows/s relative to the raw COPY of the same table"
+    );
     println!(
         "| {:<58} | {:>9} | {:>10} | {:>8} |",
         "call (10,000 rows)", "ms", "rows/s", "share"
     );
     println!("|{:-<60}|{:-<11}|{:-<12}|{:-<10}|", "", "", "", "");
-    doc_raw.row("documents: raw COPY into documents (baseline)", DOCUMENTS, Some(&doc_raw));
+    doc_raw.row(
+        "documents: raw COPY into documents (baseline)",
+        DOCUMENTS,
+        Some(&doc_raw),
+    );
     doc_copy.row(
         "documents: register_many, COPY to staging + INSERT SELECT",
         DOCUMENTS,
@@ -300,8 +331,16 @@ fn bulk_strategies() {
         DOCUMENTS,
         Some(&doc_raw),
     );
-    chunk_raw.row("chunks: raw COPY into chunks (baseline)", DOCUMENTS, Some(&chunk_raw));
-    chunk_copy.row("chunks: insert_many, COPY into chunks", DOCUMENTS, Some(&chunk_raw));
+    chunk_raw.row(
+        "chunks: raw COPY into chunks (baseline)",
+        DOCUMENTS,
+        Some(&chunk_raw),
+    );
+    chunk_copy.row(
+        "chunks: insert_many, COPY into chunks",
+        DOCUMENTS,
+        Some(&chunk_raw),
+    );
     chunk_insert.row(
         "chunks: insert_many, multi-row INSERT (2 statements)",
         DOCUMENTS,

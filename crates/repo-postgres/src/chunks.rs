@@ -168,10 +168,7 @@ pub(crate) fn insert_many_with(
             Some(owner) if *owner != collection_id.0 => {
                 return Err(RepoError::validation(
                     "document_id",
-                    format!(
-                        "document {} belongs to another collection",
-                        c.document_id
-                    ),
+                    format!("document {} belongs to another collection", c.document_id),
                 )
                 .for_item(i))
             }
@@ -402,5 +399,65 @@ impl<S: ConnectionSource> ChunkRepository for PgChunks<S> {
         page: PageRequest,
     ) -> RepoResult<Page<SearchHit>> {
         self.src.run(|c| search(c, collection_id, query, page))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::read_committed;
+    use crate::testing::TempDatabase;
+    use diesel::Connection;
+    use repo_core::{NewCollection, NewDocument, NewUser, Repositories, StoreConfig};
+
+    /// A unique violation raised inside `COPY` maps like one raised by `INSERT`, and
+    /// the connection stays usable afterwards.
+    #[test]
+    fn copy_unique_violation_is_already_exists() {
+        let admin = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let db = TempDatabase::create(&admin).expect("temp database");
+        let store =
+            crate::PostgresStore::connect(db.url(), &StoreConfig::default()).expect("connect");
+        let owner = store
+            .users()
+            .create(&NewUser::new(
+                "o",
+                "o@example.com",
+                "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+            ))
+            .expect("user");
+        let c = store
+            .collections()
+            .create(&NewCollection::new("c", owner.id))
+            .expect("collection")
+            .id;
+        let d = store
+            .documents()
+            .register(&NewDocument::new(c, "/a", "a", 1, "a".repeat(64)))
+            .expect("document")
+            .document
+            .id;
+        let rows =
+            prepare_batch(c, &[NewChunk::new(d, 0, "x"), NewChunk::new(d, 1, "y")]).expect("valid");
+        let mut conn = PgConnection::establish(db.url()).expect("connection");
+        let first = read_committed(&mut conn, |c| {
+            write_chunks(c, &rows[..1], BulkStrategy::Copy)
+        });
+        assert_eq!(first.unwrap(), 1);
+        for strategy in [BulkStrategy::Copy, BulkStrategy::MultiRowInsert] {
+            let err = read_committed(&mut conn, |c| write_chunks(c, &rows, strategy)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    RepoError::AlreadyExists {
+                        entity: "chunk",
+                        field: "chunk_index"
+                    }
+                ),
+                "{strategy:?}: {err:?}"
+            );
+            assert_eq!(count(&mut conn, c).unwrap(), 1, "{strategy:?}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use repo_core::document::{meta_filter, prepare_batch};
 use repo_core::{
     now, validate, CollectionId, Document, DocumentFilter, DocumentId, DocumentRepository,
     DocumentStats, DocumentStatus, DocumentStatusUpdate, NewDocument, Page, PageRequest,
-    RepoError, RepoResult, Registered, Timestamp,
+    Registered, RepoError, RepoResult, Timestamp,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -290,6 +290,9 @@ fn read_stored(
 
 /// Writes `rows` with `ON CONFLICT (collection_id, content_hash) DO NOTHING` and
 /// returns the rows actually inserted (in no particular order).
+///
+/// Rows go in sorted by (collection, hash): concurrent batches with overlapping
+/// hashes then wait on each other in one order instead of deadlocking.
 pub(crate) fn insert_new(
     conn: &mut PgConnection,
     rows: &[&Document],
@@ -320,6 +323,7 @@ fn insert_via_copy(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<Ve
     let inserted: Vec<DocumentRow> = diesel::sql_query(format!(
         "INSERT INTO documents ({DOCUMENT_COLUMNS}) \
          SELECT {DOCUMENT_COLUMNS} FROM documents_staging \
+         ORDER BY collection_id, content_hash \
          ON CONFLICT (collection_id, content_hash) DO NOTHING \
          RETURNING {DOCUMENT_COLUMNS}"
     ))
@@ -333,6 +337,10 @@ fn insert_via_copy(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<Ve
 
 fn insert_multi_row(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<Vec<DocumentRow>> {
     const COLUMNS: usize = 18;
+    let mut rows = rows.to_vec();
+    rows.sort_by(|a, b| {
+        (a.collection_id, &a.content_hash).cmp(&(b.collection_id, &b.content_hash))
+    });
     let mut inserted = Vec::with_capacity(rows.len());
     for slice in rows.chunks(PG_MAX_BINDS / COLUMNS) {
         let values: Vec<InsertDocument<'_>> =
@@ -484,7 +492,11 @@ fn get_by_hash(
     one(row, content_hash)
 }
 
-fn get_by_uri(conn: &mut PgConnection, collection_id: CollectionId, uri: &str) -> RepoResult<Document> {
+fn get_by_uri(
+    conn: &mut PgConnection,
+    collection_id: CollectionId,
+    uri: &str,
+) -> RepoResult<Document> {
     validate::text("uri", uri)?;
     let row = documents::table
         .filter(documents::collection_id.eq(collection_id.0))
@@ -747,7 +759,8 @@ impl<S: ConnectionSource> DocumentRepository for PgDocuments<S> {
     }
 
     fn get_by_hash(&self, collection_id: CollectionId, content_hash: &str) -> RepoResult<Document> {
-        self.src.run(|c| get_by_hash(c, collection_id, content_hash))
+        self.src
+            .run(|c| get_by_hash(c, collection_id, content_hash))
     }
 
     fn get_by_uri(&self, collection_id: CollectionId, uri: &str) -> RepoResult<Document> {

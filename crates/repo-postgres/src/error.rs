@@ -419,7 +419,10 @@ mod tests {
             ("chunks_p00_pkey", "chunk", "id"),
         ] {
             match unique_violation(Some(index)) {
-                RepoError::AlreadyExists { entity: e, field: f } => {
+                RepoError::AlreadyExists {
+                    entity: e,
+                    field: f,
+                } => {
                     assert_eq!((e, f), (entity, field), "{index}");
                 }
                 other => panic!("{index}: {other:?}"),

@@ -13,8 +13,8 @@ use crate::users::PgUsers;
 use diesel::pg::PgConnection;
 use repo_core::{
     redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection,
-    CollectionId, CollectionRepository, DocumentRepository, OperationRepository, RepoError, RepoResult, Repositories, RetryPolicy,
-    SchemaSnapshot, Store, Transaction, UserRepository,
+    CollectionId, CollectionRepository, DocumentRepository, OperationRepository, RepoError,
+    RepoResult, Repositories, RetryPolicy, SchemaSnapshot, Store, Transaction, UserRepository,
 };
 use std::fmt;
 use std::sync::{Arc, Mutex};

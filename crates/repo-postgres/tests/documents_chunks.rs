@@ -86,7 +86,10 @@ fn register_is_idempotent_and_keeps_the_first_values() {
     let first = fx.store.documents().register(&doc(c, 1)).unwrap();
     assert!(first.created);
     assert_eq!(first.document.status, DocumentStatus::Pending);
-    assert_eq!(fx.store.documents().get(first.document.id).unwrap(), first.document);
+    assert_eq!(
+        fx.store.documents().get(first.document.id).unwrap(),
+        first.document
+    );
 
     let mut again = doc(c, 1);
     again.file_name = "renamed.txt".into();
@@ -114,7 +117,16 @@ fn register_is_idempotent_and_keeps_the_first_values() {
         .documents()
         .register(&doc(CollectionId::new(), 3))
         .unwrap_err();
-    assert!(matches!(err, RepoError::NotFound { entity: "collection", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RepoError::NotFound {
+                entity: "collection",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -154,6 +166,40 @@ fn eight_threads_racing_the_same_hashes_create_each_once() {
         .list_by_collection(c, &DocumentFilter::default(), PageRequest::first(100))
         .unwrap();
     assert_eq!(page.total, 40);
+}
+
+#[test]
+fn racing_bulk_registrations_of_overlapping_hashes() {
+    let fx = Arc::new(Fixture::new());
+    let c = fx.collection("bulk race").id;
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (fx, barrier) = (Arc::clone(&fx), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                // The same 2,000 hashes in a different order per thread, plus 500 own.
+                let mut batch: Vec<NewDocument> = (0..2_000u64)
+                    .map(|i| doc(c, (i * (2 * t + 1)) % 2_000))
+                    .collect();
+                batch.extend((0..500).map(|i| doc(c, 10_000 * (t + 1) + i)));
+                barrier.wait();
+                fx.store.documents().register_many(&batch)
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut ids = std::collections::HashMap::new();
+    for h in handles {
+        for r in h.join().expect("thread").expect("register_many") {
+            created += usize::from(r.created);
+            let id = *ids
+                .entry(r.document.content_hash.clone())
+                .or_insert(r.document.id);
+            assert_eq!(id, r.document.id);
+        }
+    }
+    assert_eq!(created, 2_000 + 4 * 500);
+    assert_eq!(fx.store.documents().stats(c).unwrap().total, 4_000);
 }
 
 #[test]
@@ -234,7 +280,13 @@ fn a_bad_item_fails_the_batch_and_writes_nothing() {
 
     // Chunks: a document of another collection, then a chunk index already stored.
     let other = fx.collection("other").id;
-    let mine = fx.store.documents().register(&doc(c, 50)).unwrap().document.id;
+    let mine = fx
+        .store
+        .documents()
+        .register(&doc(c, 50))
+        .unwrap()
+        .document
+        .id;
     let theirs = fx
         .store
         .documents()
@@ -292,7 +344,13 @@ fn chunks_insert_search_and_collection_delete() {
     }
     assert_eq!(fx.store.chunks().insert_many(c, &batch).unwrap(), 10_000);
     assert_eq!(fx.store.chunks().count(c).unwrap(), 10_000);
-    let neighbour_doc = fx.store.documents().register(&doc(other, 1)).unwrap().document.id;
+    let neighbour_doc = fx
+        .store
+        .documents()
+        .register(&doc(other, 1))
+        .unwrap()
+        .document
+        .id;
     fx.store
         .chunks()
         .insert_many(other, &[NewChunk::new(neighbour_doc, 0, "rust elsewhere")])
@@ -307,7 +365,10 @@ fn chunks_insert_search_and_collection_delete() {
     let hits = search("rust");
     assert_eq!(hits.total, 2);
     // Two occurrences rank first.
-    assert_eq!(hits.items[0].chunk.content, "the async runtime of Rust, again rust");
+    assert_eq!(
+        hits.items[0].chunk.content,
+        "the async runtime of Rust, again rust"
+    );
     assert!(hits.items[0].score >= hits.items[1].score);
     assert_eq!(search(r#""async runtime" -tokio"#).total, 1);
     assert_eq!(search("tokio OR größe").total, 2);
@@ -319,7 +380,11 @@ fn chunks_insert_search_and_collection_delete() {
     let page = fx
         .store
         .chunks()
-        .search(c, &SearchQuery::parse("filler"), PageRequest::new(9_990, 50))
+        .search(
+            c,
+            &SearchQuery::parse("filler"),
+            PageRequest::new(9_990, 50),
+        )
         .unwrap();
     assert_eq!((page.items.len(), page.total), (7, 9_997));
 
@@ -336,7 +401,10 @@ fn chunks_insert_search_and_collection_delete() {
     let pending = fx.store.chunks().without_embedding(c, 3).unwrap();
     assert_eq!(pending.len(), 3);
     assert!(pending.windows(2).all(|w| w[0].id < w[1].id));
-    let pairs: Vec<(i64, String)> = pending.iter().map(|ch| (ch.id, format!("v{}", ch.id))).collect();
+    let pairs: Vec<(i64, String)> = pending
+        .iter()
+        .map(|ch| (ch.id, format!("v{}", ch.id)))
+        .collect();
     assert_eq!(fx.store.chunks().set_embedding_ids(&pairs).unwrap(), 3);
     let next = fx.store.chunks().without_embedding(c, 1).unwrap();
     assert!(next[0].id > pending[2].id);
@@ -472,7 +540,11 @@ fn listing_meta_filters_and_state_changes() {
         .unwrap();
     assert_eq!(stale.total, 4);
     assert_eq!(
-        fx.store.documents().get_by_uri(c, "file:///src/2.txt").unwrap().id,
+        fx.store
+            .documents()
+            .get_by_uri(c, "file:///src/2.txt")
+            .unwrap()
+            .id,
         docs[2].id
     );
     assert_eq!(
@@ -485,11 +557,17 @@ fn listing_meta_filters_and_state_changes() {
     ));
     assert!(matches!(
         fx.store.documents().delete(DocumentId::new()).unwrap_err(),
-        RepoError::NotFound { entity: "document", .. }
+        RepoError::NotFound {
+            entity: "document",
+            ..
+        }
     ));
     assert!(matches!(
         fx.store.documents().stats(CollectionId::new()).unwrap_err(),
-        RepoError::NotFound { entity: "collection", .. }
+        RepoError::NotFound {
+            entity: "collection",
+            ..
+        }
     ));
 }
 
