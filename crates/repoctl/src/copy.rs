@@ -60,6 +60,9 @@ pub struct CopyOptions {
     pub verify: bool,
 }
 
+/// Refusals keyed by the row's position in its page.
+type Refusals = Vec<(usize, Refusal)>;
+
 /// Rows of one page after conversion.
 struct Good {
     key: String,
@@ -441,7 +444,7 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
         }
     }
     let mut refused: HashMap<Table, HashSet<String>> = HashMap::new();
-    let (read_result, writer) = if opts.dry_run {
+    let (read_result, mut writer, writer_error) = if opts.dry_run {
         let mut writer = writer;
         let r = read_all(
             opts,
@@ -453,18 +456,20 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
             &mut refused,
             &mut |b| writer.handle(b),
         );
-        (r, Ok(writer))
+        (r, writer, None)
     } else {
         std::thread::scope(|s| {
             let (tx, rx) = sync_channel::<Batch>(2);
-            let handle = s.spawn(move || -> Result<Writer, (Failure, Writer)> {
+            // The writer hands itself back (with its counts and connection) even when
+            // a batch fails, so the summary can say what was written.
+            let handle = s.spawn(move || -> (Writer, Option<Failure>) {
                 let mut writer = writer;
                 for batch in rx {
                     if let Err(e) = writer.handle(batch) {
-                        return Err((e, writer));
+                        return (writer, Some(e));
                     }
                 }
-                Ok(writer)
+                (writer, None)
             });
             let r = read_all(
                 opts,
@@ -480,25 +485,21 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
                 },
             );
             drop(tx);
-            let w = handle.join().unwrap_or_else(|_| {
-                Err((
-                    Failure::other("the target writer panicked"),
+            let (w, e) = handle.join().unwrap_or_else(|_| {
+                (
                     Writer {
                         conn: None,
                         write: false,
                         resume_from: HashMap::new(),
                         counts: HashMap::new(),
                     },
-                ))
+                    Some(Failure::other("the target writer panicked")),
+                )
             });
-            (r, w)
+            (r, w, e)
         })
     };
     let _ = end_snapshot(&mut src);
-    let (mut writer, writer_error) = match writer {
-        Ok(w) => (w, None),
-        Err((e, w)) => (w, Some(e)),
-    };
     for t in &mut report.tables {
         let c = writer.counts.get(&t.table).copied().unwrap_or_default();
         t.written = c.written;
@@ -676,7 +677,7 @@ fn convert_page(
     origin: Origin,
     offset: usize,
     raw: &[RawRow],
-) -> (Vec<Good>, Vec<(usize, Refusal)>) {
+) -> (Vec<Good>, Refusals) {
     let mut good = Vec::with_capacity(raw.len());
     let mut bad = Vec::new();
     for (ri, row) in raw.iter().enumerate() {
@@ -738,7 +739,7 @@ fn check_foreign_keys(
     table: Table,
     mut good: Vec<Good>,
     refused: &HashMap<Table, HashSet<String>>,
-) -> Result<(Vec<Good>, Vec<(usize, Refusal)>), Failure> {
+) -> Result<(Vec<Good>, Refusals), Failure> {
     let mut bad = Vec::new();
     let empty = HashSet::new();
     for fk in spec.foreign_keys {

@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn one_meaning_is_converted() {
-        let c = |s: &str| "2024-01-02T03:04:05.500000Z".to_string() == s;
+        let c = |s: &str| s == "2024-01-02T03:04:05.500000Z";
         match parse("2024-01-02 03:04:05.5Z").unwrap() {
             Parsed::Reformatted(s) => assert!(c(&s)),
             other => panic!("{other:?}"),

@@ -66,7 +66,15 @@ fn report(path: &Path) -> Value {
 }
 
 fn demo(url: &str, scale: &str, chunks: &str) {
-    let out = repoctl(&["demo-data", "--database-url", url, "--scale", scale, "--chunks-per-document", chunks]);
+    let out = repoctl(&[
+        "demo-data",
+        "--database-url",
+        url,
+        "--scale",
+        scale,
+        "--chunks-per-document",
+        chunks,
+    ]);
     expect_code(&out, 0);
 }
 
@@ -80,7 +88,10 @@ fn empty_database_copies_and_verifies_both_ways() {
     let out = repoctl(&["copy", "--from", &a, "--to", db.url()]);
     expect_code(&out, 0);
     assert!(text(&out).contains("equal"), "{}", text(&out));
-    expect_code(&repoctl(&["copy", "--from", db.url(), "--to", &b, "--no-progress"]), 0);
+    expect_code(
+        &repoctl(&["copy", "--from", db.url(), "--to", &b, "--no-progress"]),
+        0,
+    );
     expect_code(&repoctl(&["verify", "--from", &a, "--to", &b]), 0);
 }
 
@@ -92,32 +103,69 @@ fn generated_data_round_trips_sqlite_postgres_sqlite() {
     demo(&a, "2", "20");
     let db = pg();
     let rep = dir.path().join("r.json");
-    let out = repoctl(&["copy", "--from", &a, "--to", db.url(), "--report", rep.to_str().unwrap(), "--batch-size", "97"]);
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &a,
+        "--to",
+        db.url(),
+        "--report",
+        rep.to_str().unwrap(),
+        "--batch-size",
+        "97",
+    ]);
     expect_code(&out, 0);
     let r = report(&rep);
     assert_eq!(r["exit_code"], 0);
-    assert!(r["verification"].as_array().unwrap().iter().all(|v| v["equal"] == true));
+    assert!(r["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["equal"] == true));
     let chunks = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
     assert_eq!(chunks, 2 * 20 * 20);
-    assert_eq!(pg_count(db.url(), "SELECT count(*) AS n FROM chunks"), chunks);
+    assert_eq!(
+        pg_count(db.url(), "SELECT count(*) AS n FROM chunks"),
+        chunks
+    );
     // The sequences continue after the copied ids.
     assert_eq!(
         pg_count(db.url(), "SELECT last_value AS n FROM chunks_id_seq"),
         sqlite_count(&a, "SELECT max(id) AS n FROM chunks")
     );
     // Full-text search works on the loaded rows (the generated tsvector column).
-    assert!(pg_count(db.url(), "SELECT count(*) AS n FROM chunks WHERE content_tsv @@ to_tsquery('simple', 'data')") > 0);
+    assert!(
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM chunks WHERE content_tsv @@ to_tsquery('simple', 'data')"
+        ) > 0
+    );
 
-    expect_code(&repoctl(&["copy", "--from", db.url(), "--to", &b, "--no-progress"]), 0);
+    expect_code(
+        &repoctl(&["copy", "--from", db.url(), "--to", &b, "--no-progress"]),
+        0,
+    );
     let out = repoctl(&["verify", "--from", &a, "--to", &b]);
     expect_code(&out, 0);
     assert_eq!(
-        sqlite_count(&b, "SELECT seq AS n FROM sqlite_sequence WHERE name = 'chunks'"),
-        sqlite_count(&a, "SELECT seq AS n FROM sqlite_sequence WHERE name = 'chunks'")
+        sqlite_count(
+            &b,
+            "SELECT seq AS n FROM sqlite_sequence WHERE name = 'chunks'"
+        ),
+        sqlite_count(
+            &a,
+            "SELECT seq AS n FROM sqlite_sequence WHERE name = 'chunks'"
+        )
     );
     assert_eq!(
-        sqlite_count(&b, "SELECT count(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'data'"),
-        sqlite_count(&a, "SELECT count(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'data'")
+        sqlite_count(
+            &b,
+            "SELECT count(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'data'"
+        ),
+        sqlite_count(
+            &a,
+            "SELECT count(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'data'"
+        )
     );
 }
 
@@ -134,7 +182,8 @@ fn dirty_sqlite(dir: &Path) -> String {
     let path = sqlite_path(dir, "dirty.db");
     expect_code(&repoctl(&["migrate", "up", "--database-url", &path]), 0);
     let mut c = SqliteConnection::establish(&path).unwrap();
-    c.batch_execute("PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON;").unwrap();
+    c.batch_execute("PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON;")
+        .unwrap();
     let user = |id: i64, active: &str, superuser: &str, full: &str, created: &str, login: &str| {
         format!(
             "INSERT INTO users (id, username, email, full_name, hashed_password, is_active, is_superuser, \
@@ -223,7 +272,16 @@ fn dirty_values_are_converted_or_refused_and_reported() {
 
     // Dry run: every refusal listed, nothing written (the target keeps no schema).
     let dry = dir.path().join("dry.json");
-    let out = repoctl(&["copy", "--from", &src, "--to", db.url(), "--dry-run", "--report", dry.to_str().unwrap()]);
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &src,
+        "--to",
+        db.url(),
+        "--dry-run",
+        "--report",
+        dry.to_str().unwrap(),
+    ]);
     expect_code(&out, 4);
     let t = text(&out);
     for needle in [
@@ -247,17 +305,33 @@ fn dirty_values_are_converted_or_refused_and_reported() {
         assert!(t.contains(needle), "missing {needle:?} in\n{t}");
     }
     assert_eq!(
-        pg_count(db.url(), "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'"),
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'"
+        ),
         0,
         "a dry run writes nothing"
     );
     let r = report(&dry);
-    let refused: u64 = r["tables"].as_array().unwrap().iter().map(|t| t["refused_rows"].as_u64().unwrap()).sum();
+    let refused: u64 = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["refused_rows"].as_u64().unwrap())
+        .sum();
     assert_eq!(refused as usize, DIRTY_REFUSED_ROWS, "{t}");
 
     // Default policy: stop at the first refused row, writing nothing after it.
     let stop = dir.path().join("stop.json");
-    let out = repoctl(&["copy", "--from", &src, "--to", db.url(), "--report", stop.to_str().unwrap()]);
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &src,
+        "--to",
+        db.url(),
+        "--report",
+        stop.to_str().unwrap(),
+    ]);
     expect_code(&out, 4);
     let r = report(&stop);
     assert_eq!(r["stopped"], true);
@@ -269,7 +343,15 @@ fn dirty_values_are_converted_or_refused_and_reported() {
     // on the rows that were not refused.
     let skip = dir.path().join("skip.json");
     let out = repoctl(&[
-        "copy", "--from", &src, "--to", db.url(), "--on-error", "skip-row", "--truncate", "--report",
+        "copy",
+        "--from",
+        &src,
+        "--to",
+        db.url(),
+        "--on-error",
+        "skip-row",
+        "--truncate",
+        "--report",
         skip.to_str().unwrap(),
     ]);
     expect_code(&out, 4);
@@ -279,23 +361,50 @@ fn dirty_values_are_converted_or_refused_and_reported() {
     let users = tables.iter().find(|t| t["table"] == "users").unwrap();
     assert_eq!(users["written"], 4);
     assert_eq!(users["converted_rows"], 3);
-    let kinds: Vec<&str> = users["conversions"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
-    for k in ["boolean-text", "timestamp-no-offset", "timestamp-offset", "timestamp-format"] {
+    let kinds: Vec<&str> = users["conversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "boolean-text",
+        "timestamp-no-offset",
+        "timestamp-offset",
+        "timestamp-format",
+    ] {
         assert!(kinds.contains(&k), "{kinds:?}");
     }
-    assert!(r["verification"].as_array().unwrap().iter().all(|v| v["equal"] == true), "{}", text(&out));
+    assert!(
+        r["verification"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["equal"] == true),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
-        pg_count(db.url(), "SELECT count(*) AS n FROM users WHERE id = 2 AND is_active \
-                           AND created_at = '2024-01-02T03:04:05Z'"),
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM users WHERE id = 2 AND is_active \
+                           AND created_at = '2024-01-02T03:04:05Z'"
+        ),
         1
     );
     assert_eq!(
-        pg_count(db.url(), "SELECT count(*) AS n FROM users WHERE id = 7 AND created_at = '2024-01-02T03:04:05Z'"),
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM users WHERE id = 7 AND created_at = '2024-01-02T03:04:05Z'"
+        ),
         1
     );
     assert_eq!(
-        pg_count(db.url(), "SELECT count(*) AS n FROM chunks WHERE id = 3 \
-                           AND created_at = '2024-01-02T03:04:05.123Z'"),
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM chunks WHERE id = 3 \
+                           AND created_at = '2024-01-02T03:04:05.123Z'"
+        ),
         1
     );
     assert_eq!(pg_count(db.url(), "SELECT count(*) AS n FROM chunks"), 2);
@@ -303,7 +412,12 @@ fn dirty_values_are_converted_or_refused_and_reported() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["table"].as_str().unwrap().to_owned(), f["key"].as_str().unwrap().to_owned()))
+        .map(|f| {
+            (
+                f["table"].as_str().unwrap().to_owned(),
+                f["key"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     assert_eq!(listed, DIRTY_REFUSED_ROWS);
@@ -326,11 +440,17 @@ fn non_empty_target_is_refused_before_anything_is_written() {
     let out = repoctl(&["copy", "--from", &b, "--to", db.url()]);
     expect_code(&out, 6);
     assert!(text(&out).contains("not empty"), "{}", text(&out));
-    assert_eq!(pg_count(db.url(), "SELECT count(*) AS n FROM users"), before);
+    assert_eq!(
+        pg_count(db.url(), "SELECT count(*) AS n FROM users"),
+        before
+    );
     let out = repoctl(&["copy", "--from", &b, "--to", db.url(), "--dry-run"]);
     expect_code(&out, 6);
     // --truncate replaces the contents.
-    expect_code(&repoctl(&["copy", "--from", &b, "--to", db.url(), "--truncate"]), 0);
+    expect_code(
+        &repoctl(&["copy", "--from", &b, "--to", db.url(), "--truncate"]),
+        0,
+    );
     expect_code(&repoctl(&["verify", "--from", &b, "--to", db.url()]), 0);
     expect_code(&repoctl(&["verify", "--from", &a, "--to", db.url()]), 5);
 }
@@ -339,11 +459,20 @@ fn non_empty_target_is_refused_before_anything_is_written() {
 fn killed_copy_resumes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let a = sqlite_path(dir.path(), "a.db");
-    demo(&a, "2", "400");
+    demo(&a, "1", "400");
     let total = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
     let db = pg();
     let mut child = Command::new(BIN)
-        .args(["copy", "--from", &a, "--to", db.url(), "--batch-size", "50", "--no-progress"])
+        .args([
+            "copy",
+            "--from",
+            &a,
+            "--to",
+            db.url(),
+            "--batch-size",
+            "40",
+            "--no-progress",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -356,32 +485,65 @@ fn killed_copy_resumes_without_duplicates() {
         }
         let n = PgConnection::establish(db.url())
             .ok()
-            .and_then(|mut c| diesel::sql_query("SELECT count(*) AS n FROM chunks").load::<N>(&mut c).ok())
+            .and_then(|mut c| {
+                diesel::sql_query("SELECT count(*) AS n FROM chunks")
+                    .load::<N>(&mut c)
+                    .ok()
+            })
             .map_or(0, |r| r[0].n);
         if n > 0 {
             child.kill().unwrap();
-            let _ = child.wait();
             killed_at = Some(n);
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     let killed_at = killed_at.expect("the copy finished before it could be killed");
-    assert!(killed_at < total as i64, "killed after {killed_at} of {total}");
+    assert!(
+        killed_at < total as i64,
+        "killed after {killed_at} of {total}"
+    );
     // Without --resume the partial target is refused.
-    expect_code(&repoctl(&["copy", "--from", &a, "--to", db.url(), "--no-progress"]), 6);
+    expect_code(
+        &repoctl(&["copy", "--from", &a, "--to", db.url(), "--no-progress"]),
+        6,
+    );
     let rep = dir.path().join("resume.json");
-    let out = repoctl(&["copy", "--from", &a, "--to", db.url(), "--resume", "--report", rep.to_str().unwrap()]);
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &a,
+        "--to",
+        db.url(),
+        "--resume",
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
     expect_code(&out, 0);
     let r = report(&rep);
-    let chunks = r["tables"].as_array().unwrap().iter().find(|t| t["table"] == "chunks").unwrap().clone();
+    let chunks = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "chunks")
+        .unwrap()
+        .clone();
     assert!(chunks["already_present"].as_u64().unwrap() > 0, "{chunks}");
     assert_eq!(
         chunks["already_present"].as_u64().unwrap() + chunks["written"].as_u64().unwrap(),
         total as u64
     );
-    assert_eq!(pg_count(db.url(), "SELECT count(*) AS n FROM chunks"), total);
-    assert!(r["verification"].as_array().unwrap().iter().all(|v| v["equal"] == true));
+    assert_eq!(
+        pg_count(db.url(), "SELECT count(*) AS n FROM chunks"),
+        total
+    );
+    assert!(r["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["equal"] == true));
 }
 
 #[test]
@@ -389,24 +551,60 @@ fn exit_codes_and_no_password_in_output() {
     let dir = tempfile::tempdir().unwrap();
     let a = sqlite_path(dir.path(), "a.db");
     expect_code(&repoctl(&["copy", "--from", &a]), 2);
-    expect_code(&repoctl(&["copy", "--from", &a, "--to", "b.db", "--tables", "nope"]), 2);
-    expect_code(&repoctl(&["copy", "--from", "mysql://x/y", "--to", "b.db"]), 3);
+    expect_code(
+        &repoctl(&["copy", "--from", &a, "--to", "b.db", "--tables", "nope"]),
+        2,
+    );
+    expect_code(
+        &repoctl(&["copy", "--from", "mysql://x/y", "--to", "b.db"]),
+        3,
+    );
     // Missing SQLite source: not created.
-    expect_code(&repoctl(&["copy", "--from", &a, "--to", &sqlite_path(dir.path(), "b.db")]), 3);
+    expect_code(
+        &repoctl(&[
+            "copy",
+            "--from",
+            &a,
+            "--to",
+            &sqlite_path(dir.path(), "b.db"),
+        ]),
+        3,
+    );
     assert!(!Path::new(&a).exists());
-    let out = repoctl(&["copy", "--from", "postgres://app:hunter2@127.0.0.1:1/x", "--to", &sqlite_path(dir.path(), "b.db")]);
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        "postgres://app:hunter2@127.0.0.1:1/x",
+        "--to",
+        &sqlite_path(dir.path(), "b.db"),
+    ]);
     expect_code(&out, 3);
     assert!(!text(&out).contains("hunter2"), "{}", text(&out));
     expect_code(&repoctl(&["migrate", "up", "--database-url", &a]), 0);
     expect_code(&repoctl(&["copy", "--from", &a, "--to", &a]), 2);
-    let out = repoctl(&["verify", "--from", "postgres://app:hunter2@127.0.0.1:1/x", "--to", &a]);
+    let out = repoctl(&[
+        "verify",
+        "--from",
+        "postgres://app:hunter2@127.0.0.1:1/x",
+        "--to",
+        &a,
+    ]);
     expect_code(&out, 3);
     assert!(!text(&out).contains("hunter2"), "{}", text(&out));
     // A target at an older schema version than the source.
     let old = sqlite_path(dir.path(), "old.db");
     expect_code(&repoctl(&["migrate", "up", "--database-url", &old]), 0);
     expect_code(&repoctl(&["migrate", "down", "--database-url", &old]), 0);
-    expect_code(&repoctl(&["copy", "--from", &old, "--to", &sqlite_path(dir.path(), "new.db")]), 6);
+    expect_code(
+        &repoctl(&[
+            "copy",
+            "--from",
+            &old,
+            "--to",
+            &sqlite_path(dir.path(), "new.db"),
+        ]),
+        6,
+    );
 }
 
 #[test]
@@ -420,11 +618,18 @@ fn migrate_up_down_status_on_both_backends() {
         assert_eq!(text(&out).matches("applied ").count(), 2, "{}", text(&out));
         let out = repoctl(&["migrate", "down", "--database-url", url]);
         expect_code(&out, 0);
-        assert!(text(&out).contains("reverted 20261121000002"), "{}", text(&out));
+        assert!(
+            text(&out).contains("reverted 20261121000002"),
+            "{}",
+            text(&out)
+        );
         let out = repoctl(&["migrate", "status", "--database-url", url]);
         expect_code(&out, 0);
         let t = text(&out);
-        assert!(t.contains("applied  20261121000001") && t.contains("pending  20261121000002"), "{t}");
+        assert!(
+            t.contains("applied  20261121000001") && t.contains("pending  20261121000002"),
+            "{t}"
+        );
         expect_code(&repoctl(&["migrate", "up", "--database-url", url]), 0);
         let out = repoctl(&["migrate", "down", "--all", "--database-url", url]);
         expect_code(&out, 0);
