@@ -267,39 +267,48 @@ pub fn document_register_in_unknown_collection_is_not_found(h: &dyn Harness) {
     assert!(empty.is_empty());
 }
 
-/// Eight threads registering 1,200 overlapping hashes at once (singles and batches, in both orders) see no error, and each hash is created exactly once with one id.
+/// Eight threads registering 1,024 overlapping hashes at once (batches in both orders and with shifted boundaries, and singles) see no error, and each hash is created exactly once with one id.
 pub fn document_racing_registrations_create_each_hash_once(h: &dyn Harness) {
-    const DISTINCT: u64 = 1200;
-    const STEP: u64 = 75;
-    const WINDOW: u64 = 675; // thread i covers [i·STEP, i·STEP + WINDOW)
+    const DISTINCT: u64 = 1024;
     let s = h.store();
     let u = seed::user(&*s, "fay");
     let c = seed::collection(&*s, &u, "race");
     let store = Arc::clone(&s);
     let cid = c.id;
     let results = race(8, move |i| -> RepoResult<Vec<(String, bool, DocumentId)>> {
-        let start = i as u64 * STEP;
-        let mut ns: Vec<u64> = (start..start + WINDOW).collect();
-        if i % 4 >= 2 {
-            ns.reverse();
-        }
+        let k = i as u64 / 2;
         let mut out = Vec::new();
+        let mut record = |r: repo_core::Registered| {
+            out.push((r.document.content_hash, r.created, r.document.id));
+        };
         if i % 2 == 0 {
-            for part in ns.chunks(100) {
+            // Every hash, in batches of 128 (shifted by 64 for k odd), ascending for
+            // k < 2 and descending otherwise, each batch repeating its first item.
+            let mut ns: Vec<u64> = (0..DISTINCT).collect();
+            if k >= 2 {
+                ns.reverse();
+            }
+            let first = if k % 2 == 1 { 64 } else { 128 };
+            let (head, tail) = ns.split_at(first);
+            for part in std::iter::once(head).chain(tail.chunks(128)) {
                 let mut batch: Vec<NewDocument> =
                     part.iter().map(|&n| seed::new_document(cid, n)).collect();
-                batch.push(batch[0].clone()); // and a duplicate inside the batch
-                let registered = store.documents().register_many(&batch)?;
-                out.extend(
-                    registered
-                        .into_iter()
-                        .map(|r| (r.document.content_hash, r.created, r.document.id)),
-                );
+                batch.push(batch[0].clone());
+                store
+                    .documents()
+                    .register_many(&batch)?
+                    .into_iter()
+                    .for_each(&mut record);
             }
         } else {
+            // 96 singles straddling the batch boundaries, in both orders.
+            let start = 80 + 256 * k;
+            let mut ns: Vec<u64> = (start..start + 96).collect();
+            if k % 2 == 1 {
+                ns.reverse();
+            }
             for n in ns {
-                let r = store.documents().register(&seed::new_document(cid, n))?;
-                out.push((r.document.content_hash, r.created, r.document.id));
+                record(store.documents().register(&seed::new_document(cid, n))?);
             }
         }
         Ok(out)
@@ -470,6 +479,47 @@ pub fn document_register_many_bad_item_writes_nothing(h: &dyn Harness) {
     assert!(!r[10].created);
     assert_eq!(r[10].document.uri.as_deref(), Some("https://x/taken"));
     assert_eq!(total(&*s, c.id), 11);
+}
+
+/// A repeated hash (stored, or earlier in the batch) returns that document unchanged and its new URI is ignored: it never clashes, alone or in a batch.
+pub fn document_repeated_hash_ignores_its_new_uri(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "hana");
+    let c = seed::collection(&*s, &u, "docs");
+    let with_uri = |n: u64, uri: &str| {
+        let mut new = seed::new_document(c.id, n);
+        new.uri = Some(uri.to_owned());
+        new
+    };
+    let a = expect::ok(s.documents().register(&with_uri(1, "u/a")), "a").document;
+    expect::ok(s.documents().register(&with_uri(2, "u/b")), "b");
+    let again = expect::ok(
+        s.documents().register(&with_uri(1, "u/b")),
+        "stored hash with the uri of another document",
+    );
+    assert!(!again.created);
+    assert_eq!(again.document, a, "unchanged, whatever the new values were");
+
+    let batch = [
+        with_uri(1, "u/b"), // stored hash, uri of another document: ignored
+        with_uri(3, "u/c"), // new
+        with_uri(3, "u/d"), // repeats item 1: its uri is ignored
+        with_uri(4, "u/d"), // new: "u/d" is nobody's uri
+    ];
+    let r = expect::ok(s.documents().register_many(&batch), "batch with repeats");
+    let created: Vec<bool> = r.iter().map(|x| x.created).collect();
+    assert_eq!(created, vec![false, true, false, true]);
+    assert_eq!(r[0].document, a);
+    assert_eq!(r[2].document, r[1].document);
+    assert_eq!(r[1].document.uri.as_deref(), Some("u/c"));
+    assert_eq!(r[3].document.uri.as_deref(), Some("u/d"));
+    let by_uri = expect::ok(s.documents().get_by_uri(c.id, "u/b"), "u/b");
+    assert_eq!(
+        by_uri.content_hash,
+        seed::content_hash(2),
+        "u/b keeps its owner"
+    );
+    assert_eq!(total(&*s, c.id), 4);
 }
 
 /// `get`, `get_by_hash` and `get_by_uri` find a document only in its own collection; anything else is `NotFound`, NUL is `Validation`.

@@ -225,6 +225,7 @@ macro_rules! behaviour_tests {
             documents::document_racing_registrations_create_each_hash_once,
             documents::document_register_many_dedupes_in_input_order,
             documents::document_register_many_bad_item_writes_nothing,
+            documents::document_repeated_hash_ignores_its_new_uri,
             documents::document_lookups,
             documents::document_list_is_failed_first_then_newest,
             documents::document_find_by_meta_matches_containment,
