@@ -70,7 +70,7 @@ const INSERT_COLUMNS: usize = 10;
 #[diesel(table_name = chunks, treat_none_as_default_value = false)]
 struct NewChunkRow<'a> {
     collection_id: &'a str,
-    document_id: String,
+    document_id: &'a str,
     chunk_index: i32,
     content: &'a str,
     start_offset: Option<i32>,
@@ -179,23 +179,34 @@ fn insert_many(
             }
         }
 
-        let rows = prepared
-            .iter()
-            .map(|ch| {
-                Ok(NewChunkRow {
-                    collection_id: &cid,
-                    document_id: uuid(ch.document_id.0),
-                    chunk_index: ch.chunk_index,
-                    content: &ch.content,
-                    start_offset: ch.start_offset,
-                    end_offset: ch.end_offset,
-                    token_count: ch.token_count,
-                    embedding_vector_id: ch.embedding_vector_id.as_deref(),
-                    meta: json(&ch.meta)?,
-                    created_at: ts(ch.created_at),
-                })
-            })
-            .collect::<RepoResult<Vec<_>>>()?;
+        // One batch shares one creation time: format it once.
+        let mut created: Option<(repo_core::Timestamp, String)> = None;
+        let mut rows = Vec::with_capacity(prepared.len());
+        for ch in &prepared {
+            let created_at = match &created {
+                Some((at, text)) if *at == ch.created_at => text.clone(),
+                _ => {
+                    let text = ts(ch.created_at);
+                    created = Some((ch.created_at, text.clone()));
+                    text
+                }
+            };
+            let document_id = keys
+                .get(&ch.document_id)
+                .ok_or_else(|| RepoError::not_found("document", ch.document_id))?;
+            rows.push(NewChunkRow {
+                collection_id: &cid,
+                document_id,
+                chunk_index: ch.chunk_index,
+                content: &ch.content,
+                start_offset: ch.start_offset,
+                end_offset: ch.end_offset,
+                token_count: ch.token_count,
+                embedding_vector_id: ch.embedding_vector_id.as_deref(),
+                meta: json(&ch.meta)?,
+                created_at,
+            });
+        }
         let mut inserted = 0;
         for part in rows.chunks(rows_per_statement(INSERT_COLUMNS)) {
             let n = diesel::insert_into(chunks::table)

@@ -3,7 +3,7 @@
 
 use crate::bulk::{in_list_len, rows_per_statement};
 use crate::codec::{
-    affected, count, json, opt_ts, read_enum, read_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
+    affected, count, json, read_enum, read_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
 };
 use crate::collections;
 use crate::error::map_diesel;
@@ -86,7 +86,7 @@ const INSERT_COLUMNS: usize = 18;
 #[diesel(table_name = documents, treat_none_as_default_value = false)]
 struct NewDocumentRow<'a> {
     id: String,
-    collection_id: String,
+    collection_id: &'a str,
     file_path: &'a str,
     file_name: &'a str,
     file_size: i64,
@@ -106,10 +106,20 @@ struct NewDocumentRow<'a> {
 }
 
 impl<'a> NewDocumentRow<'a> {
-    fn new(d: &'a Document) -> RepoResult<Self> {
+    /// The row of `d`; `collection_id` is the stored form of `d.collection_id`.
+    fn new(d: &'a Document, collection_id: &'a str) -> RepoResult<Self> {
+        // A prepared document carries one instant three times: format it once.
+        let created_at = ts(d.created_at);
+        let same = |t: Timestamp| {
+            if t == d.created_at {
+                created_at.clone()
+            } else {
+                ts(t)
+            }
+        };
         Ok(Self {
             id: uuid(d.id.0),
-            collection_id: uuid(d.collection_id.0),
+            collection_id,
             file_path: &d.file_path,
             file_name: &d.file_name,
             file_size: d.file_size,
@@ -122,10 +132,10 @@ impl<'a> NewDocumentRow<'a> {
             retry_count: d.retry_count,
             chunk_count: d.chunk_count,
             meta: json(&d.meta)?,
-            last_seen_at: opt_ts(d.last_seen_at),
+            last_seen_at: d.last_seen_at.map(same),
             is_stale: d.is_stale,
-            created_at: ts(d.created_at),
-            updated_at: ts(d.updated_at),
+            updated_at: same(d.updated_at),
+            created_at,
         })
     }
 }
@@ -235,7 +245,8 @@ fn get_by_uri(
 
 fn register(conn: &mut SqliteConnection, new: &NewDocument) -> RepoResult<Registered> {
     let doc = new.prepare()?;
-    let row = NewDocumentRow::new(&doc)?;
+    let collection_key = uuid(doc.collection_id.0);
+    let row = NewDocumentRow::new(&doc, &collection_key)?;
     write_tx(conn, |c| {
         collections::ensure_exists(c, doc.collection_id)?;
         // SQLite checks the conflict target first: an existing hash is DO NOTHING even
@@ -325,6 +336,7 @@ fn register_many(
         // Reads and checks first: nothing is written unless every item passes.
         let mut stored: HashMap<CollectionId, HashMap<String, Document>> = HashMap::new();
         let mut uri_owners: HashMap<CollectionId, HashMap<String, String>> = HashMap::new();
+        let mut collection_keys: HashMap<CollectionId, String> = HashMap::new();
         for cid in distinct(docs.iter().map(|d| d.collection_id)) {
             collections::ensure_exists(c, cid)?;
             let of_collection = || docs.iter().filter(move |d| d.collection_id == cid);
@@ -333,6 +345,7 @@ fn register_many(
             let key = uuid(cid.0);
             stored.insert(cid, stored_by_hash(c, &key, &hashes)?);
             uri_owners.insert(cid, stored_uri_owners(c, &key, &uris)?);
+            collection_keys.insert(cid, key);
         }
 
         let mut plan = Vec::with_capacity(docs.len());
@@ -370,12 +383,17 @@ fn register_many(
             plan.push(Plan::New);
         }
 
-        let rows = docs
-            .iter()
-            .zip(&plan)
-            .filter(|(_, p)| matches!(p, Plan::New))
-            .map(|(d, _)| NewDocumentRow::new(d))
-            .collect::<RepoResult<Vec<_>>>()?;
+        let mut new_items = Vec::new();
+        let mut rows = Vec::new();
+        for (i, (d, p)) in docs.iter().zip(&plan).enumerate() {
+            if matches!(p, Plan::New) {
+                let key = collection_keys
+                    .get(&d.collection_id)
+                    .ok_or_else(|| RepoError::not_found("collection", d.collection_id))?;
+                rows.push(NewDocumentRow::new(d, key)?);
+                new_items.push(i);
+            }
+        }
         let mut created: HashSet<String> = HashSet::with_capacity(rows.len());
         for part in rows.chunks(rows_per_statement(INSERT_COLUMNS)) {
             let ids: Vec<String> = diesel::insert_into(documents::table)
@@ -387,10 +405,14 @@ fn register_many(
                 .map_err(map_diesel)?;
             created.extend(ids);
         }
+        let mut inserted = vec![false; docs.len()];
+        for (row, &i) in rows.iter().zip(&new_items) {
+            inserted[i] = created.contains(&row.id);
+        }
         drop(rows);
 
         let mut out: Vec<Registered> = Vec::with_capacity(docs.len());
-        for (d, p) in docs.into_iter().zip(plan) {
+        for ((d, p), inserted) in docs.into_iter().zip(plan).zip(inserted) {
             let registered = match p {
                 Plan::Stored => Registered {
                     document: stored
@@ -400,7 +422,7 @@ fn register_many(
                         .ok_or_else(|| RepoError::not_found("document", &d.content_hash))?,
                     created: false,
                 },
-                Plan::New if created.contains(&uuid(d.id.0)) => Registered {
+                Plan::New if inserted => Registered {
                     document: d,
                     created: true,
                 },
