@@ -113,6 +113,23 @@ fn register_is_idempotent_and_uri_is_unique() {
     assert!(!same.created);
     assert_eq!(same.document, first.document);
 
+    // Inside a unit of work the registration goes with the rollback.
+    let dyn_store: &dyn Store = &store;
+    let rolled_back = dyn_store.transaction(|tx| {
+        let created = tx.documents().register_many(&[doc(c, 10), doc(c, 11)])?;
+        assert!(created.iter().all(|r| r.created));
+        assert_eq!(
+            tx.documents().get_by_hash(c, &hash(11))?.file_name,
+            "11.txt"
+        );
+        Err::<(), _>(RepoError::validation("test", "roll back"))
+    });
+    assert!(rolled_back.is_err());
+    assert!(matches!(
+        store.documents().get_by_hash(c, &hash(10)),
+        Err(RepoError::NotFound { .. })
+    ));
+
     assert!(matches!(
         store
             .documents()
@@ -365,7 +382,7 @@ fn document_state_and_meta_filters() {
         json!({"lang": "en", "n": 1, "flags": {"draft": true, "x": null}}),
         json!({"lang": "en", "n": 1.0, "flags": {}}),
         json!({"lang": "de", "n": "1", "tags": ["a"]}),
-        json!({}),
+        json!({"a.b": {"ü [x]": "dotted"}}),
     ];
     let ids: Vec<_> = metas
         .iter()
@@ -394,6 +411,12 @@ fn document_state_and_meta_filters() {
         found
     };
     assert_eq!(find(json!({})), vec![0, 1, 2, 3]);
+    assert_eq!(
+        find(json!({"a.b": {"ü [x]": "dotted"}})),
+        vec![3],
+        "keys are quoted"
+    );
+    assert_eq!(find(json!({"a": {"b": {}}})), Vec::<usize>::new());
     assert_eq!(find(json!({"lang": "en"})), vec![0, 1]);
     assert_eq!(
         find(json!({"n": 1})),
