@@ -338,7 +338,20 @@ fn register_many(
         let mut uri_owners: HashMap<CollectionId, HashMap<String, String>> = HashMap::new();
         let mut collection_keys: HashMap<CollectionId, String> = HashMap::new();
         for cid in distinct(docs.iter().map(|d| d.collection_id)) {
-            collections::ensure_exists(c, cid)?;
+            if let Err(e) = collections::ensure_exists(c, cid) {
+                // Name the first item of the missing collection, like every other
+                // refusal of a batch.
+                return Err(match e {
+                    RepoError::NotFound { entity, key } => RepoError::NotFound {
+                        entity,
+                        key: match docs.iter().position(|d| d.collection_id == cid) {
+                            Some(i) => format!("item {i}: {key}"),
+                            None => key,
+                        },
+                    },
+                    other => other,
+                });
+            }
             let of_collection = || docs.iter().filter(move |d| d.collection_id == cid);
             let hashes = distinct(of_collection().map(|d| d.content_hash.as_str()));
             let uris = distinct(of_collection().filter_map(|d| d.uri.as_deref()));
