@@ -139,8 +139,7 @@ pub(crate) fn insert_many_with(
     let mut doc_ids: Vec<uuid::Uuid> = rows.iter().map(|c| c.document_id.0).collect();
     doc_ids.sort_unstable();
     doc_ids.dedup();
-    // The collection of every referenced document, and the chunk indexes those
-    // documents already have (through the unique index, one partition).
+    // The collection of every referenced document.
     let owners: HashMap<uuid::Uuid, uuid::Uuid> = documents::table
         .filter(documents::id.eq_any(&doc_ids))
         .select((documents::id, documents::collection_id))
@@ -148,14 +147,8 @@ pub(crate) fn insert_many_with(
         .db()?
         .into_iter()
         .collect();
-    let stored: HashSet<(uuid::Uuid, i32)> = chunks::table
-        .filter(chunks::collection_id.eq(collection_id.0))
-        .filter(chunks::document_id.eq_any(&doc_ids))
-        .select((chunks::document_id, chunks::chunk_index))
-        .load::<(uuid::Uuid, i32)>(conn)
-        .db()?
-        .into_iter()
-        .collect();
+    // Every document first, then every chunk index, each in input order (as on
+    // SQLite), so the error names the first item breaking the first rule.
     for (i, c) in rows.iter().enumerate() {
         match owners.get(&c.document_id.0) {
             None => {
@@ -174,16 +167,33 @@ pub(crate) fn insert_many_with(
             }
             Some(_) => {}
         }
-        if stored.contains(&(c.document_id.0, c.chunk_index)) {
-            return Err(RepoError::validation(
-                "chunk_index",
-                format!(
-                    "document {} already has a chunk {}",
-                    c.document_id, c.chunk_index
-                ),
-            )
-            .for_item(i));
-        }
+    }
+    // The indexes those documents already hold, through the unique index of one
+    // partition; the batch's range of indexes narrows the read when documents
+    // already hold many chunks.
+    let lo = rows.iter().map(|c| c.chunk_index).min().unwrap_or(0);
+    let hi = rows.iter().map(|c| c.chunk_index).max().unwrap_or(0);
+    let stored: HashSet<(uuid::Uuid, i32)> = chunks::table
+        .filter(chunks::collection_id.eq(collection_id.0))
+        .filter(chunks::document_id.eq_any(&doc_ids))
+        .filter(chunks::chunk_index.between(lo, hi))
+        .select((chunks::document_id, chunks::chunk_index))
+        .load::<(uuid::Uuid, i32)>(conn)
+        .db()?
+        .into_iter()
+        .collect();
+    if let Some(i) = rows
+        .iter()
+        .position(|c| stored.contains(&(c.document_id.0, c.chunk_index)))
+    {
+        return Err(RepoError::validation(
+            "chunk_index",
+            format!(
+                "chunk {} of document {} is already stored",
+                rows[i].chunk_index, rows[i].document_id
+            ),
+        )
+        .for_item(i));
     }
     write_chunks(conn, &rows, strategy)
 }

@@ -367,63 +367,68 @@ pub(crate) fn register_many_with(
     if prepared.is_empty() {
         return Ok(Vec::new());
     }
-    // The hashes and URIs of the batch, per collection.
+    // The hashes and URIs of the batch, per collection; collections in the order of
+    // their first item, so a missing one is reported at its first item.
     let mut per_collection: HashMap<uuid::Uuid, (Vec<&str>, Vec<&str>)> = HashMap::new();
-    for d in &prepared {
-        let (hashes, uris) = per_collection.entry(d.collection_id.0).or_default();
+    let mut first_items: Vec<(uuid::Uuid, usize)> = Vec::new();
+    for (i, d) in prepared.iter().enumerate() {
+        let (hashes, uris) = per_collection.entry(d.collection_id.0).or_insert_with(|| {
+            first_items.push((d.collection_id.0, i));
+            Default::default()
+        });
         hashes.push(&d.content_hash);
         if let Some(uri) = &d.uri {
             uris.push(uri);
         }
     }
-    let mut ids: Vec<&uuid::Uuid> = per_collection.keys().collect();
-    ids.sort();
-    for id in ids {
-        collection_repo::require(conn, CollectionId(*id))?;
+    for (id, i) in first_items {
+        collection_repo::require(conn, CollectionId(id)).map_err(|e| match e {
+            RepoError::NotFound { entity, key } => RepoError::NotFound {
+                entity,
+                key: format!("item {i}: {key}"),
+            },
+            other => other,
+        })?;
     }
     let stored = read_stored(conn, &per_collection)?;
 
     // Every rule is checked before anything is written, in input order, so the error
-    // names the first offending item: a URI carried by two different hashes of the
-    // batch, or already used by a stored document with another hash. Then the first
-    // occurrence of each hash not stored yet is inserted; later occurrences and stored
-    // hashes return that document unchanged.
+    // names the first offending item. A hash already stored, or repeated from an
+    // earlier item, returns that document unchanged: its other values, the URI
+    // included, play no part. Each other item is new, and its URI must be neither
+    // stored for another hash nor carried by an earlier new item.
     let mut first_of_hash: HashMap<Key<'_>, usize> = HashMap::with_capacity(prepared.len());
-    let mut hash_of_uri: HashMap<Key<'_>, &str> = HashMap::new();
+    let mut first_of_uri: HashMap<Key<'_>, usize> = HashMap::new();
     let mut to_insert: Vec<&Document> = Vec::with_capacity(prepared.len());
     for (i, d) in prepared.iter().enumerate() {
         let c = d.collection_id.0;
-        if let Some(uri) = d.uri.as_deref() {
-            match hash_of_uri.get(&(c, uri)) {
-                Some(h) if *h != d.content_hash => {
-                    return Err(RepoError::validation(
-                        "uri",
-                        "used by another document of this batch with a different content_hash",
-                    )
-                    .for_item(i));
-                }
-                Some(_) => {}
-                None => {
-                    hash_of_uri.insert((c, uri), &d.content_hash);
-                }
-            }
-            if let Some(h) = stored.hash_of_uri.get(&(c, uri.to_owned())) {
-                if *h != d.content_hash {
-                    return Err(RepoError::validation(
-                        "uri",
-                        "already used by another document of the collection",
-                    )
-                    .for_item(i));
-                }
-            }
-        }
-        if first_of_hash.contains_key(&(c, d.content_hash.as_str())) {
+        if stored.by_hash.contains_key(&(c, d.content_hash.clone()))
+            || first_of_hash.contains_key(&(c, d.content_hash.as_str()))
+        {
             continue;
         }
-        first_of_hash.insert((c, &d.content_hash), i);
-        if !stored.by_hash.contains_key(&(c, d.content_hash.clone())) {
-            to_insert.push(d);
+        if let Some(uri) = d.uri.as_deref() {
+            if stored
+                .hash_of_uri
+                .get(&(c, uri.to_owned()))
+                .is_some_and(|h| *h != d.content_hash)
+            {
+                return Err(RepoError::validation(
+                    "uri",
+                    "is already used by another document of the collection",
+                )
+                .for_item(i));
+            }
+            if let Some(other) = first_of_uri.insert((c, uri), i) {
+                return Err(RepoError::validation(
+                    "uri",
+                    format!("is also used by item {other}, which has another content hash"),
+                )
+                .for_item(i));
+            }
         }
+        first_of_hash.insert((c, &d.content_hash), i);
+        to_insert.push(d);
     }
 
     let inserted = insert_new(conn, &to_insert, strategy)?;
