@@ -531,11 +531,6 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
             )?;
             report.verification = Some(rows);
         }
-    } else if target_rows.values().any(|n| *n > 0) && !opts.truncate && !opts.resume {
-        return Err(Failure::not_ready(format!(
-            "the target {} is not empty: the copy would be refused (use --truncate or --resume)",
-            opts.to.display()
-        )));
     }
     Ok(())
 }

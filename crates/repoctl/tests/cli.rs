@@ -636,3 +636,47 @@ fn migrate_up_down_status_on_both_backends() {
         assert_eq!(text(&out).matches("reverted ").count(), 2, "{}", text(&out));
     }
 }
+
+#[test]
+fn dirty_source_into_a_sqlite_target_converts_and_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dirty_sqlite(dir.path());
+    let dst = sqlite_path(dir.path(), "clean.db");
+    let rep = dir.path().join("r.json");
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &src,
+        "--to",
+        &dst,
+        "--on-error",
+        "skip-row",
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    expect_code(&out, 4);
+    let r = report(&rep);
+    assert!(
+        r["verification"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["equal"] == true),
+        "{}",
+        text(&out)
+    );
+    // Converted values are stored in the canonical form the application writes.
+    assert_eq!(
+        sqlite_count(&dst, "SELECT count(*) AS n FROM users WHERE id = 2 AND is_active = 1 \
+                            AND typeof(is_active) = 'integer' AND created_at = '2024-01-02T03:04:05.000000Z'"),
+        1
+    );
+    assert_eq!(sqlite_count(&dst, "SELECT count(*) AS n FROM chunks"), 2);
+    assert_eq!(
+        sqlite_count(
+            &dst,
+            "SELECT count(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'text'"
+        ),
+        2
+    );
+}
