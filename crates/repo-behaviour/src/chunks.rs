@@ -223,7 +223,7 @@ pub fn chunk_index_is_unique_per_document(h: &dyn Harness) {
     );
 }
 
-/// A chunk whose document is unknown or belongs to another collection is `Validation { field: "document_id" }` naming the item; an unknown collection is `NotFound`; nothing is written.
+/// A chunk whose document is unknown or belongs to another collection is `Validation { field: "document_id" }` naming the item (documents are checked before chunk indexes); an unknown collection is `NotFound`; nothing is written.
 pub fn chunk_document_must_belong_to_the_collection(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "dave");
@@ -257,7 +257,26 @@ pub fn chunk_document_must_belong_to_the_collection(h: &dyn Harness) {
         "collection",
         "unknown collection",
     );
-    assert_eq!(expect::ok(s.chunks().count(c.id), "count"), 0);
+    // Every document is checked before any chunk index: the foreign document at 3 is
+    // reported, not the stored index at 1.
+    expect::ok(
+        s.chunks()
+            .insert_many(c.id, &[NewChunk::new(d.id, 5, "stored")]),
+        "stored chunk",
+    );
+    let both = vec![
+        NewChunk::new(d.id, 0, "fine"),
+        NewChunk::new(d.id, 5, "stored index"),
+        NewChunk::new(d.id, 6, "fine"),
+        NewChunk::new(foreign.id, 0, "foreign document"),
+    ];
+    expect::item_validation(
+        s.chunks().insert_many(c.id, &both),
+        "document_id",
+        3,
+        "documents are checked before chunk indexes",
+    );
+    assert_eq!(expect::ok(s.chunks().count(c.id), "count"), 1);
     assert_eq!(expect::ok(s.chunks().count(other.id), "count"), 0);
     assert_eq!(
         expect::ok(
@@ -396,7 +415,7 @@ pub fn chunk_without_embedding_and_set_embedding_ids(h: &dyn Harness) {
     assert!(expect::ok(chunks.without_embedding(CollectionId::new(), 10), "unknown").is_empty());
 }
 
-/// `delete_by_document` and `delete_by_collection` remove exactly those chunks and return how many; documents stay.
+/// `delete_by_document` and `delete_by_collection` remove exactly those chunks and return how many (0 for unknown ones); documents stay.
 pub fn chunk_delete_by_document_and_collection_counts(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "gus");
@@ -433,6 +452,16 @@ pub fn chunk_delete_by_document_and_collection_counts(h: &dyn Harness) {
     assert_eq!(hits.total, 0, "deleted chunks are not found");
     seed::chunks(&*s, c.id, d.id, &[0, 1]);
     assert_eq!(expect::ok(chunks.count(c.id), "indexes are free again"), 2);
+    let (unknown_doc, unknown_collection) = (DocumentId::new(), CollectionId::new());
+    assert_eq!(
+        expect::ok(chunks.delete_by_document(unknown_doc), "unknown"),
+        0
+    );
+    assert_eq!(
+        expect::ok(chunks.delete_by_collection(unknown_collection), "unknown"),
+        0
+    );
+    assert_eq!(expect::ok(chunks.count(unknown_collection), "unknown"), 0);
 }
 
 /// Deleting a collection removes its documents and their chunks, and nothing of other collections.

@@ -247,7 +247,7 @@ pub fn document_register_is_validated(h: &dyn Harness) {
     expect::ok(s.documents().register(&zero), "an empty file is fine");
 }
 
-/// Registering (alone or in bulk) in an unknown collection is `NotFound { entity: "collection" }`.
+/// Registering (alone or in bulk, naming the first item) in an unknown collection, or its stats, is `NotFound { entity: "collection" }`; listing it is empty.
 pub fn document_register_in_unknown_collection_is_not_found(h: &dyn Harness) {
     let s = h.store();
     let missing = CollectionId::new();
@@ -257,12 +257,23 @@ pub fn document_register_in_unknown_collection_is_not_found(h: &dyn Harness) {
         "register",
     );
     let batch: Vec<NewDocument> = (0..3).map(|n| seed::new_document(missing, n)).collect();
-    expect::not_found(
-        s.documents().register_many(&batch),
-        "collection",
-        "register_many",
-    );
+    match expect::err(s.documents().register_many(&batch), "register_many") {
+        RepoError::NotFound {
+            entity: "collection",
+            key,
+        } => assert_eq!(key, format!("item 0: {missing}"), "the first item names it"),
+        other => panic!("register_many: expected NotFound {{ collection }}, got {other:?}"),
+    }
     expect::not_found(s.documents().stats(missing), "collection", "stats");
+    let listed = expect::ok(
+        s.documents().list_by_collection(
+            missing,
+            &DocumentFilter::default(),
+            PageRequest::default(),
+        ),
+        "list_by_collection of an unknown collection",
+    );
+    assert_eq!((listed.items.len(), listed.total), (0, 0));
     let empty = expect::ok(s.documents().register_many(&[]), "an empty batch");
     assert!(empty.is_empty());
 }
@@ -448,20 +459,17 @@ pub fn document_register_many_bad_item_writes_nothing(h: &dyn Harness) {
     b[9].uri = Some("https://x/twice".into());
     check(b, "uri", 9, "one uri for two hashes at 3 and 9");
 
-    // Another collection at k: refused naming the item (the collection does not exist).
+    // An unknown collection at k: `NotFound` whose key names the item and the id.
     let mut b = batch();
-    b[7].collection_id = CollectionId::new();
-    let e = expect::err(s.documents().register_many(&b), "unknown collection at 7");
-    assert!(
-        matches!(
-            e,
-            RepoError::NotFound {
-                entity: "collection",
-                ..
-            } | RepoError::Validation { .. }
-        ) && e.to_string().contains("item 7: "),
-        "unknown collection at 7: expected an error naming item 7, got {e:?}"
-    );
+    let missing = CollectionId::new();
+    b[7].collection_id = missing;
+    match expect::err(s.documents().register_many(&b), "unknown collection at 7") {
+        RepoError::NotFound {
+            entity: "collection",
+            key,
+        } => assert_eq!(key, format!("item 7: {missing}")),
+        other => panic!("unknown collection at 7: expected NotFound naming item 7, got {other:?}"),
+    }
     assert_eq!(
         total(&*s, c.id),
         1,
@@ -984,7 +992,7 @@ pub fn document_update_status_single_and_many(h: &dyn Harness) {
     assert_eq!(stats.by_status.get("failed"), Some(&3));
 }
 
-/// `reset_failed_for_retry` moves only the collection's failed documents to pending, increments `retry_count` and clears the error.
+/// `reset_failed_for_retry` moves only the collection's failed documents to pending, increments `retry_count`, clears the error and sets `updated_at`.
 pub fn document_reset_failed_for_retry(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "ola");
@@ -1005,9 +1013,11 @@ pub fn document_reset_failed_for_retry(h: &dyn Harness) {
         ),
         "complete",
     );
+    let failed_at = expect::ok(docs.get(d[0].id), "failed").updated_at;
     assert_eq!(expect::ok(docs.reset_failed_for_retry(c.id), "reset"), 2);
     for x in &d[..2] {
         let got = expect::ok(docs.get(x.id), "get");
+        assert!(got.updated_at > failed_at, "reset sets updated_at");
         assert_eq!(got.status, DocumentStatus::Pending);
         assert_eq!(got.retry_count, 1);
         assert_eq!((got.error_message, got.error_category), (None, None));
@@ -1029,7 +1039,7 @@ pub fn document_reset_failed_for_retry(h: &dyn Harness) {
     );
 }
 
-/// `mark_seen` refreshes `last_seen_at` and clears staleness; `mark_unseen_stale` marks only the collection's not-yet-stale documents seen before the cutoff (or never) and counts them.
+/// `mark_seen` refreshes `last_seen_at` and clears staleness; `mark_unseen_stale` marks only the collection's not-yet-stale documents seen before the cutoff (or never) and counts them; neither touches `updated_at`.
 pub fn document_mark_seen_and_unseen_stale(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "pia");
@@ -1048,9 +1058,11 @@ pub fn document_mark_seen_and_unseen_stale(h: &dyn Harness) {
         1,
         "only existing documents count"
     );
+    let seen = expect::ok(docs.get(d[0].id), "get");
+    assert_eq!(seen.last_seen_at, Some(cutoff));
     assert_eq!(
-        expect::ok(docs.get(d[0].id), "get").last_seen_at,
-        Some(cutoff)
+        seen.updated_at, d[0].updated_at,
+        "mark_seen keeps updated_at"
     );
     assert_eq!(
         expect::ok(docs.mark_unseen_stale(c.id, cutoff), "stale"),
@@ -1058,7 +1070,12 @@ pub fn document_mark_seen_and_unseen_stale(h: &dyn Harness) {
         "seen before the cutoff"
     );
     for x in &d[1..] {
-        assert!(expect::ok(docs.get(x.id), "get").is_stale);
+        let got = expect::ok(docs.get(x.id), "get");
+        assert!(got.is_stale);
+        assert_eq!(
+            got.updated_at, x.updated_at,
+            "mark_unseen_stale keeps updated_at"
+        );
     }
     assert!(!expect::ok(docs.get(d[0].id), "seen at the cutoff").is_stale);
     assert!(!expect::ok(docs.get(elsewhere.id), "other collection").is_stale);
