@@ -35,7 +35,13 @@ fn use_documents_and_chunks(backend: &str, repos: &dyn Repositories, owner: User
         .unwrap_or_else(|e| fail("creating a collection", e));
     let doc = repos
         .documents()
-        .register(&NewDocument::new(c.id, "/a.txt", "a.txt", 3, "a".repeat(64)))
+        .register(&NewDocument::new(
+            c.id,
+            "/a.txt",
+            "a.txt",
+            3,
+            "a".repeat(64),
+        ))
         .unwrap_or_else(|e| fail("registering a document", e))
         .document;
     repos
@@ -44,7 +50,11 @@ fn use_documents_and_chunks(backend: &str, repos: &dyn Repositories, owner: User
         .unwrap_or_else(|e| fail("inserting a chunk", e));
     let hits = repos
         .chunks()
-        .search(c.id, &SearchQuery::parse("migrated"), PageRequest::default())
+        .search(
+            c.id,
+            &SearchQuery::parse("migrated"),
+            PageRequest::default(),
+        )
         .unwrap_or_else(|e| fail("searching", e));
     assert_eq!(hits.total, 1, "{backend}: the full-text index works");
 }
