@@ -608,44 +608,37 @@ fn read_all(
                     }
                 }
             }
-            let payload = if pg_target {
-                let mut bytes = Vec::with_capacity(raw.iter().map(|r| r.buf.len() + 64).sum());
-                let mut line_ends = Vec::with_capacity(good.len());
-                for g in &good {
-                    for (i, v) in g.values.iter().enumerate() {
-                        if i > 0 {
-                            bytes.push(b'\t');
-                        }
-                        encode_copy(v, &mut bytes);
-                    }
-                    bytes.push(b'\n');
-                    line_ends.push(bytes.len());
+            // PostgreSQL: COPY text lines built here, on the reader thread, so the
+            // writer only ships bytes. SQLite: the values, bound by the writer.
+            let mut copy_text = pg_target.then(|| {
+                (
+                    Vec::with_capacity(raw.iter().map(|r| r.buf.len() + 64).sum()),
+                    Vec::with_capacity(good.len()),
+                )
+            });
+            let mut rows = Vec::with_capacity(if pg_target { 0 } else { good.len() });
+            for g in good {
+                if table == Table::Chunks {
+                    collections.push(g.values[1].key_text());
                 }
-                Payload::Copy { bytes, line_ends }
-            } else {
-                Payload::Rows(Vec::new())
-            };
-            let payload = match payload {
-                Payload::Rows(_) => {
-                    let mut rows = Vec::with_capacity(good.len());
-                    for g in good {
-                        if table == Table::Chunks {
-                            collections.push(g.values[1].key_text());
+                keys.push(g.key);
+                match copy_text.as_mut() {
+                    Some((bytes, line_ends)) => {
+                        for (i, v) in g.values.iter().enumerate() {
+                            if i > 0 {
+                                bytes.push(b'\t');
+                            }
+                            encode_copy(v, bytes);
                         }
-                        keys.push(g.key);
-                        rows.push(g.values);
+                        bytes.push(b'\n');
+                        line_ends.push(bytes.len());
                     }
-                    Payload::Rows(rows)
+                    None => rows.push(g.values),
                 }
-                copy => {
-                    for g in good {
-                        if table == Table::Chunks {
-                            collections.push(g.values[1].key_text());
-                        }
-                        keys.push(g.key);
-                    }
-                    copy
-                }
+            }
+            let payload = match copy_text {
+                Some((bytes, line_ends)) => Payload::Copy { bytes, line_ends },
+                None => Payload::Rows(rows),
             };
             sink(Batch {
                 table,
