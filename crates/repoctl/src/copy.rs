@@ -134,9 +134,15 @@ impl Progress {
         }
         let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template(
-            "{prefix:<24} [{bar:30}] {human_pos}/{human_len} rows  {per_sec:>14}  {elapsed_precise}",
+            "{prefix:<24} [{bar:30}] {human_pos}/{human_len} rows  {rate:>12}  {elapsed_precise}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} rows/s", state.per_sec());
+            },
+        )
         .progress_chars("=> ");
         pb.set_style(style);
         pb.set_prefix(table.name());
