@@ -1,5 +1,8 @@
 //! Both backends' migrations produce the same schema: the same tables, columns,
-//! nullability and named indexes (uniqueness, columns, partial or not).
+//! nullability and named indexes (uniqueness, columns, partial or not), except for the
+//! PostgreSQL-only items of [`POSTGRES_ONLY`], each allowed for a stated reason.
+//! SQLite's FTS5 table `chunks_fts` (and its shadow tables) is not part of the
+//! snapshot: it is a virtual table, the SQLite side of the same full-text feature.
 
 use repo_core::{SchemaSnapshot, StoreConfig, TableSnapshot};
 use repo_postgres::testing::TempDatabase;
@@ -7,14 +10,103 @@ use repo_postgres::PostgresStore;
 use repo_sqlite::SqliteStore;
 use std::collections::BTreeSet;
 
-/// The tables the initial migration creates on both backends.
-const TABLES: [&str; 5] = [
+/// The tables the migrations create on both backends.
+const TABLES: [&str; 7] = [
     "api_keys",
+    "chunks",
     "collection_permissions",
     "collections",
+    "documents",
     "operations",
     "users",
 ];
+
+/// A schema item that only PostgreSQL has.
+#[derive(Debug, Clone, Copy)]
+enum PostgresOnly {
+    /// A column of a table.
+    Column {
+        table: &'static str,
+        column: &'static str,
+        why: &'static str,
+    },
+    /// A named index of a table.
+    Index {
+        table: &'static str,
+        index: &'static str,
+        why: &'static str,
+    },
+}
+
+/// The allow-list: every PostgreSQL-only item and why it exists. Everything not listed
+/// must match exactly, and every listed item must exist on PostgreSQL and not on
+/// SQLite (so the list cannot go stale).
+const POSTGRES_ONLY: [PostgresOnly; 3] = [
+    PostgresOnly::Column {
+        table: "chunks",
+        column: "content_tsv",
+        why: "the generated tsvector that PostgreSQL full-text search reads; \
+              SQLite keeps the same tokens in the FTS5 table chunks_fts",
+    },
+    PostgresOnly::Index {
+        table: "chunks",
+        index: "chunks_content_tsv_idx",
+        why: "the GIN index over content_tsv; SQLite's FTS5 table is its own index",
+    },
+    PostgresOnly::Index {
+        table: "documents",
+        index: "documents_meta_idx",
+        why: "a GIN (jsonb_path_ops) index serving `meta @> $1` filters; SQLite has \
+              no index over JSON and evaluates json_extract per row",
+    },
+];
+
+/// The PostgreSQL snapshot without the allowed items; panics if one is missing there
+/// or present on SQLite.
+fn without_postgres_only(sqlite: &SchemaSnapshot, postgres: &SchemaSnapshot) -> SchemaSnapshot {
+    let mut trimmed = postgres.clone();
+    for item in POSTGRES_ONLY {
+        match item {
+            PostgresOnly::Column { table, column, why } => {
+                let removed = trimmed
+                    .tables
+                    .get_mut(table)
+                    .and_then(|t| t.columns.remove(column));
+                assert!(
+                    removed.is_some(),
+                    "allowed PostgreSQL-only column {table}.{column} ({why}) is missing on \
+                     PostgreSQL: update POSTGRES_ONLY"
+                );
+                assert!(
+                    !sqlite
+                        .tables
+                        .get(table)
+                        .is_some_and(|t| t.columns.contains_key(column)),
+                    "{table}.{column} exists on SQLite too: remove it from POSTGRES_ONLY"
+                );
+            }
+            PostgresOnly::Index { table, index, why } => {
+                let removed = trimmed
+                    .tables
+                    .get_mut(table)
+                    .and_then(|t| t.indexes.remove(index));
+                assert!(
+                    removed.is_some(),
+                    "allowed PostgreSQL-only index {table}.{index} ({why}) is missing on \
+                     PostgreSQL: update POSTGRES_ONLY"
+                );
+                assert!(
+                    !sqlite
+                        .tables
+                        .get(table)
+                        .is_some_and(|t| t.indexes.contains_key(index)),
+                    "index {index} exists on SQLite too: remove it from POSTGRES_ONLY"
+                );
+            }
+        }
+    }
+    trimmed
+}
 
 fn sqlite_snapshot() -> SchemaSnapshot {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
@@ -105,10 +197,11 @@ fn migrated_schemas_are_equal_table_by_table() {
             assert!(!t.columns.is_empty(), "{backend}: {table} has no columns");
         }
     }
+    let postgres = without_postgres_only(&sqlite, &postgres);
     let diff = snapshot_diff(&sqlite, &postgres);
     assert!(
         diff.is_empty(),
-        "the migrated schemas differ ({} differences):\n  {}",
+        "the migrated schemas differ beyond POSTGRES_ONLY ({} differences):\n  {}",
         diff.len(),
         diff.join("\n  ")
     );
@@ -140,6 +233,9 @@ fn the_rules_that_need_an_index_have_one_on_both_backends() {
             ("collections", "collections_name_key"),
             ("collections", "collections_vector_store_name_key"),
             ("operations", "operations_uuid_key"),
+            ("documents", "documents_collection_content_hash_key"),
+            ("documents", "documents_collection_uri_key"),
+            ("chunks", "chunks_document_chunk_index_key"),
         ] {
             let i = index(table, name);
             assert!(
@@ -147,7 +243,49 @@ fn the_rules_that_need_an_index_have_one_on_both_backends() {
                 "{backend}: {name} must be unique: {i:?}"
             );
         }
+        let hash = index("documents", "documents_collection_content_hash_key");
+        assert_eq!(hash.columns, vec!["collection_id", "content_hash"]);
+        let uri = index("documents", "documents_collection_uri_key");
+        assert_eq!(uri.columns, vec!["collection_id", "uri"]);
+        let chunk = index("chunks", "chunks_document_chunk_index_key");
+        assert_eq!(
+            chunk.columns,
+            vec!["collection_id", "document_id", "chunk_index"]
+        );
+        let queue = index("chunks", "chunks_collection_embedding_idx");
+        assert!(queue.partial && !queue.unique, "{backend}: {queue:?}");
     }
+}
+
+#[test]
+fn the_allow_list_names_only_what_it_allows() {
+    let mut sqlite = SchemaSnapshot::default();
+    let mut postgres = SchemaSnapshot::default();
+    for table in ["chunks", "documents"] {
+        let mut t = TableSnapshot::default();
+        t.columns.insert("id".into(), false);
+        sqlite.tables.insert(table.into(), t.clone());
+        postgres.tables.insert(table.into(), t);
+    }
+    let pg_chunks = postgres.tables.get_mut("chunks").expect("chunks");
+    pg_chunks.columns.insert("content_tsv".into(), true);
+    pg_chunks
+        .indexes
+        .insert("chunks_content_tsv_idx".into(), Default::default());
+    let pg_documents = postgres.tables.get_mut("documents").expect("documents");
+    pg_documents
+        .indexes
+        .insert("documents_meta_idx".into(), Default::default());
+    assert_eq!(without_postgres_only(&sqlite, &postgres), sqlite);
+
+    // Anything else PostgreSQL-only is still a difference.
+    let pg_documents = postgres.tables.get_mut("documents").expect("documents");
+    pg_documents
+        .indexes
+        .insert("documents_other_idx".into(), Default::default());
+    let diff = snapshot_diff(&sqlite, &without_postgres_only(&sqlite, &postgres));
+    assert_eq!(diff.len(), 1, "{diff:?}");
+    assert!(diff[0].starts_with("documents index documents_other_idx"));
 }
 
 #[test]

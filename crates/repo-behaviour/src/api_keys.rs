@@ -1,8 +1,8 @@
 //! API keys: secrets shown once, hashes only, verification, limits, expiry.
 //!
-//! The API cannot create a key that is already expired (expiry is at least one day
-//! ahead), so the "expired" branches of `verify`, `count_active` and `purge_expired`
-//! are checked only for keys that are *not* expired: they must be kept and counted.
+//! Keys that really expire are created with `KeyExpiry::After(1 s)`; the behaviours
+//! that need one sleep until it has passed (about 1.2 s, never longer than
+//! 1.5 s).
 
 use crate::expect;
 use crate::seed;
@@ -12,6 +12,29 @@ use repo_core::{
     AccessLevel, ApiKeySecret, Grantee, KeyExpiry, NewApiKey, StoreConfig, UserId, UserPatch,
 };
 use serde_json::json;
+use std::time::Duration as StdDuration;
+
+/// The expiry of the short-lived keys below.
+const SHORT_EXPIRY: StdDuration = StdDuration::from_secs(1);
+/// The longest a behaviour sleeps waiting for a short-lived key to expire.
+const SHORT_EXPIRY_WAIT: StdDuration = StdDuration::from_millis(1500);
+
+/// A key of `user` named `name` that expires one second after creation.
+#[track_caller]
+fn short_lived(store: &dyn repo_core::Store, user: UserId, name: &str) -> repo_core::CreatedApiKey {
+    let mut new = NewApiKey::new(user, name);
+    new.expiry = KeyExpiry::After(SHORT_EXPIRY);
+    expect::ok(store.api_keys().create(&new), name)
+}
+
+/// Sleeps until `at` has passed by 100 ms, and at most [`SHORT_EXPIRY_WAIT`].
+fn sleep_past(at: repo_core::Timestamp) {
+    let left = (at - repo_core::now() + Duration::milliseconds(100))
+        .to_std()
+        .unwrap_or_default();
+    assert!(left <= SHORT_EXPIRY_WAIT, "refusing to sleep {left:?}");
+    std::thread::sleep(left);
+}
 
 fn is_url_safe_base64(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
@@ -526,5 +549,141 @@ pub fn api_key_name_folding_is_unicode_aware(h: &dyn Harness) {
     expect::ok(
         s.api_keys().create(&NewApiKey::new(u.id, "Arger")),
         "A is not Ä",
+    );
+}
+
+/// A key created with `KeyExpiry::After(1 s)` expires one second after creation: it verifies before and is `Ok(None)` after, and no longer counts as active.
+pub fn api_key_short_expiry_verifies_then_expires(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "sam");
+    let k = short_lived(&*s, u.id, "ci-job");
+    let expires = k.key.expires_at.expect("a short-lived key has an expiry");
+    assert_eq!(expires, k.key.created_at + Duration::seconds(1));
+    assert_eq!(expect::ok(s.api_keys().get(k.key.id), "get"), k.key);
+    assert!(
+        expect::ok(s.api_keys().verify(k.secret.expose()), "before expiry").is_some(),
+        "the key verifies before it expires"
+    );
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 1);
+    sleep_past(expires);
+    assert!(
+        expect::ok(s.api_keys().verify(k.secret.expose()), "after expiry").is_none(),
+        "an expired key must not verify"
+    );
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 0);
+    let listed = expect::ok(s.api_keys().list_for_user(u.id), "list");
+    assert_eq!(
+        listed.len(),
+        1,
+        "an expired key is still listed until purged"
+    );
+    assert!(listed[0].is_active, "expiry is not revocation");
+}
+
+/// Expired keys do not count toward the per-user limit of active keys.
+pub fn api_key_expired_keys_do_not_count_toward_the_limit(h: &dyn Harness) {
+    let config = StoreConfig {
+        api_keys: repo_core::ApiKeyPolicy {
+            max_active_per_user: 2,
+            ..Default::default()
+        },
+        ..StoreConfig::default()
+    };
+    let s = h.open_with(config);
+    let u = seed::user(&*s, "tom");
+    let a = short_lived(&*s, u.id, "a");
+    short_lived(&*s, u.id, "b");
+    expect::validation(
+        s.api_keys().create(&NewApiKey::new(u.id, "c")),
+        "api_keys",
+        "third key while two are active",
+    );
+    sleep_past(a.key.expires_at.expect("expiry"));
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 0);
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "c")),
+        "expired keys free their slots",
+    );
+    expect::ok(
+        s.api_keys().create(&NewApiKey::new(u.id, "d")),
+        "second slot",
+    );
+    expect::validation(
+        s.api_keys().create(&NewApiKey::new(u.id, "e")),
+        "api_keys",
+        "limit reached by unexpired keys",
+    );
+    assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 2);
+}
+
+/// `purge_expired` deletes exactly the expired keys (of every user) and returns how many; unexpired, revoked-but-unexpired and never-expiring keys stay.
+pub fn api_key_purge_expired_deletes_exactly_the_expired(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "uma");
+    let v = seed::user(&*s, "vic");
+    let expired = [
+        short_lived(&*s, u.id, "short-1").key,
+        short_lived(&*s, u.id, "short-2").key,
+        short_lived(&*s, v.id, "short-3").key,
+    ];
+    let mut kept = Vec::new();
+    for (name, expiry) in [("day", KeyExpiry::Days(1)), ("never", KeyExpiry::Never)] {
+        let mut new = NewApiKey::new(u.id, name);
+        new.expiry = expiry;
+        kept.push(expect::ok(s.api_keys().create(&new), name).key);
+    }
+    let revoked = expect::ok(s.api_keys().create(&NewApiKey::new(v.id, "revoked")), "r");
+    kept.push(expect::ok(s.api_keys().revoke(revoked.key.id), "revoke"));
+    assert_eq!(
+        expect::ok(s.api_keys().purge_expired(), "purge before expiry"),
+        0
+    );
+    let latest = expired.iter().filter_map(|k| k.expires_at).max();
+    sleep_past(latest.expect("expiry"));
+    assert_eq!(expect::ok(s.api_keys().purge_expired(), "purge"), 3);
+    for k in &expired {
+        expect::not_found(s.api_keys().get(k.id), "api_key", "purged key");
+    }
+    for k in &kept {
+        assert_eq!(&expect::ok(s.api_keys().get(k.id), "kept key"), k);
+    }
+    assert_eq!(expect::ok(s.api_keys().purge_expired(), "again"), 0);
+}
+
+/// `KeyExpiry::After` must lie between one second and the policy maximum: zero or sub-second durations are `Validation { field: "expires_at" }`.
+pub fn api_key_short_expiry_is_bounded(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "wes");
+    let with = |name: &str, after: StdDuration| {
+        let mut new = NewApiKey::new(u.id, name);
+        new.expiry = KeyExpiry::After(after);
+        s.api_keys().create(&new)
+    };
+    for (name, after) in [
+        ("zero", StdDuration::ZERO),
+        ("sub-second", StdDuration::from_millis(999)),
+        ("too long", StdDuration::from_secs(3650 * 86_400 + 1)),
+        ("huge", StdDuration::MAX),
+    ] {
+        expect::validation(with(name, after), "expires_at", name);
+    }
+    let max = expect::ok(
+        with("max", StdDuration::from_secs(3650 * 86_400)),
+        "3650 days",
+    );
+    assert_eq!(
+        max.key.expires_at,
+        Some(max.key.created_at + Duration::days(3650))
+    );
+    let odd = expect::ok(with("odd", StdDuration::from_nanos(1_500_000_999)), "1.5 s");
+    assert_eq!(
+        odd.key.expires_at,
+        Some(odd.key.created_at + Duration::microseconds(1_500_000)),
+        "expiry is kept to the microsecond"
+    );
+    assert_eq!(expect::ok(s.api_keys().get(odd.key.id), "get"), odd.key);
+    assert_eq!(
+        expect::ok(s.api_keys().list_for_user(u.id), "list").len(),
+        2
     );
 }

@@ -110,3 +110,20 @@ pub(crate) fn conflict<T: Debug>(result: RepoResult<T>, reason: ConflictReason, 
 pub(crate) fn is_conflict(error: &RepoError, reason: ConflictReason) -> bool {
     matches!(error, RepoError::Conflict { reason: r, .. } if *r == reason)
 }
+
+/// `Validation { field, .. }` whose message names batch item `index` (`item N: …`).
+#[track_caller]
+pub(crate) fn item_validation<T: Debug>(
+    result: RepoResult<T>,
+    field: &str,
+    index: usize,
+    what: &str,
+) -> RepoError {
+    let e = validation(result, field, what);
+    let wanted = format!("item {index}: ");
+    assert!(
+        e.to_string().contains(&wanted),
+        "{what}: the error must name {wanted:?}, got {e:?}"
+    );
+    e
+}

@@ -2,7 +2,8 @@
 //!
 //! The behaviour suite every backend of [`repo_core`] must pass. Each rule of
 //! `DOMAIN.md` and `docs/semantics.md` about users, API keys, collections (with grants
-//! and access) and operations, and the unit of work, is one `pub fn` taking a
+//! and access), operations, documents, chunks and full-text search, and the unit of
+//! work, is one `pub fn` taking a
 //! [`Harness`]; it panics, naming the rule, when a backend breaks it.
 //!
 //! [`behaviour_tests!`] stamps out one `#[rstest]` test per behaviour in the module
@@ -37,10 +38,13 @@ mod seed;
 
 pub mod access;
 pub mod api_keys;
+pub mod chunks;
 pub mod collections;
+pub mod documents;
 pub mod errors;
 pub mod operations;
 pub mod pagination;
+pub mod search;
 pub mod transactions;
 pub mod users;
 
@@ -126,6 +130,10 @@ macro_rules! behaviour_tests {
             api_keys::api_key_grant_goes_with_the_key,
             api_keys::api_key_racing_creators_respect_the_limit,
             api_keys::api_key_name_folding_is_unicode_aware,
+            api_keys::api_key_short_expiry_verifies_then_expires,
+            api_keys::api_key_expired_keys_do_not_count_toward_the_limit,
+            api_keys::api_key_purge_expired_deletes_exactly_the_expired,
+            api_keys::api_key_short_expiry_is_bounded,
             collections::collection_create_applies_defaults,
             collections::collection_reads_back_equal,
             collections::collection_name_is_unique,
@@ -208,6 +216,39 @@ macro_rules! behaviour_tests {
             errors::store_reports_backend_and_health,
             pagination::pagination_limit_is_clamped,
             pagination::pagination_offset_past_end_is_empty_with_total,
+            documents::document_register_applies_defaults,
+            documents::document_register_is_idempotent_on_hash,
+            documents::document_same_hash_in_another_collection_is_new,
+            documents::document_uri_is_unique_per_collection,
+            documents::document_register_is_validated,
+            documents::document_register_in_unknown_collection_is_not_found,
+            documents::document_racing_registrations_create_each_hash_once,
+            documents::document_register_many_dedupes_in_input_order,
+            documents::document_register_many_bad_item_writes_nothing,
+            documents::document_repeated_hash_ignores_its_new_uri,
+            documents::document_lookups,
+            documents::document_list_is_failed_first_then_newest,
+            documents::document_find_by_meta_matches_containment,
+            documents::document_find_by_meta_stays_in_its_collection,
+            documents::document_find_by_meta_hostile_keys_and_values,
+            documents::document_update_status_single_and_many,
+            documents::document_reset_failed_for_retry,
+            documents::document_mark_seen_and_unseen_stale,
+            documents::document_stats_by_status_bytes_and_chunks,
+            documents::document_delete_removes_its_chunks,
+            chunks::chunk_insert_many_ten_thousand,
+            chunks::chunk_list_by_document_orders_by_index,
+            chunks::chunk_index_is_unique_per_document,
+            chunks::chunk_document_must_belong_to_the_collection,
+            chunks::chunk_content_rules,
+            chunks::chunk_without_embedding_and_set_embedding_ids,
+            chunks::chunk_delete_by_document_and_collection_counts,
+            chunks::chunk_collection_delete_removes_documents_and_chunks,
+            search::search_hit_sets_match_the_query_table,
+            search::search_hostile_input_is_plain_words,
+            search::search_empty_and_exclusion_only_queries_have_no_hits,
+            search::search_is_ranked_and_paginated,
+            search::search_stays_within_its_collection,
         }
     };
     ($($fixture:tt)+) => {
@@ -271,6 +312,9 @@ mod tests {
             ("transactions", include_str!("transactions.rs")),
             ("errors", include_str!("errors.rs")),
             ("pagination", include_str!("pagination.rs")),
+            ("documents", include_str!("documents.rs")),
+            ("chunks", include_str!("chunks.rs")),
+            ("search", include_str!("search.rs")),
         ];
         let mut defined = 0;
         for (module, source) in sources {

@@ -2,8 +2,9 @@
 //! cannot collide with another test.
 
 use repo_core::{
-    AccessLevel, Collection, CollectionStatus, Grantee, NewCollection, NewOperation, NewUser,
-    Operation, OperationKind, Store, SyncMode, User,
+    AccessLevel, Collection, CollectionId, CollectionStatus, Document, DocumentId, Grantee,
+    NewChunk, NewCollection, NewDocument, NewOperation, NewUser, Operation, OperationKind, Store,
+    SyncMode, User,
 };
 use serde_json::{json, Value};
 
@@ -110,6 +111,47 @@ pub(crate) fn operation(
             .create(&NewOperation::new(c.id, user.id, kind, config())),
         format!("seeding {kind} operation"),
     )
+}
+
+/// The `n`-th made-up content hash: 64 lowercase hex digits, in the order of `n`.
+pub(crate) fn content_hash(n: u64) -> String {
+    format!("{n:064x}")
+}
+
+/// A document of `c` whose hash is [`content_hash`]`(n)`, with no URI or metadata.
+pub(crate) fn new_document(c: CollectionId, n: u64) -> NewDocument {
+    NewDocument::new(
+        c,
+        format!("/data/doc-{n}.txt"),
+        format!("doc-{n}.txt"),
+        i64::try_from(n).unwrap_or(i64::MAX),
+        content_hash(n),
+    )
+}
+
+/// Registers [`new_document`]`(c, n)`, which must be new.
+#[track_caller]
+pub(crate) fn document(store: &dyn Store, c: CollectionId, n: u64) -> Document {
+    let registered = seeded(
+        store.documents().register(&new_document(c, n)),
+        format!("registering document {n}"),
+    );
+    assert!(registered.created, "document {n} already existed");
+    registered.document
+}
+
+/// Stores one chunk per index of `indexes` for `doc` in `c`, with content `chunk <i>`.
+#[track_caller]
+pub(crate) fn chunks(store: &dyn Store, c: CollectionId, doc: DocumentId, indexes: &[i32]) {
+    let batch: Vec<NewChunk> = indexes
+        .iter()
+        .map(|&i| NewChunk::new(doc, i, format!("chunk {i} of a document")))
+        .collect();
+    let inserted = seeded(
+        store.chunks().insert_many(c, &batch),
+        format!("inserting {} chunks", batch.len()),
+    );
+    assert_eq!(inserted, batch.len() as u64, "chunks inserted");
 }
 
 /// The value, or a panic located at the behaviour that asked for the row.

@@ -120,6 +120,9 @@ pub enum KeyExpiry {
     Default,
     /// After this many days (1 ..= the policy's maximum).
     Days(u32),
+    /// After this duration (at least one second, at most the policy's maximum): for
+    /// short-lived keys, such as a CI job's.
+    After(std::time::Duration),
     /// Never; only when asked for explicitly.
     Never,
 }
@@ -152,6 +155,21 @@ impl ApiKeyPolicy {
             KeyExpiry::Never => return Ok(None),
             KeyExpiry::Default => self.default_expiry_days,
             KeyExpiry::Days(d) => d,
+            KeyExpiry::After(duration) => {
+                let max = std::time::Duration::from_secs(u64::from(self.max_expiry_days) * 86_400);
+                if duration < std::time::Duration::from_secs(1) || duration > max {
+                    return Err(RepoError::validation(
+                        "expires_at",
+                        format!(
+                            "expiry must be between 1 second and {} days",
+                            self.max_expiry_days
+                        ),
+                    ));
+                }
+                let delta = chrono::Duration::from_std(duration)
+                    .map_err(|_| RepoError::validation("expires_at", "expiry is too far away"))?;
+                return Ok(Some(time::truncate_micros(now + delta)));
+            }
         };
         if days == 0 || days > self.max_expiry_days {
             return Err(RepoError::validation(
@@ -314,5 +332,13 @@ mod tests {
         assert!(p.expires_at(KeyExpiry::Days(3651), now).is_err());
         assert!(p.expires_at(KeyExpiry::Days(0), now).is_err());
         assert_eq!(p.expires_at(KeyExpiry::Never, now).unwrap(), None);
+        let short = std::time::Duration::from_millis(1500);
+        assert_eq!(
+            p.expires_at(KeyExpiry::After(short), now).unwrap(),
+            Some(now + chrono::Duration::milliseconds(1500))
+        );
+        assert!(p
+            .expires_at(KeyExpiry::After(std::time::Duration::ZERO), now)
+            .is_err());
     }
 }

@@ -265,7 +265,12 @@ pub struct DocumentStats {
 }
 
 /// Checks a metadata filter: a JSON object whose leaves are strings, numbers, booleans
-/// or null (nested objects allowed, arrays refused so both backends agree).
+/// or null (nested objects allowed; arrays, empty keys and keys holding `"` or `\`
+/// refused so that both backends agree).
+///
+/// A document matches when, for every leaf of the filter, its `meta` has the same
+/// value at the same path: strings equal exactly, numbers numerically, `true`,
+/// `false` and `null` by type. A nested empty object matches any object there.
 pub fn meta_filter(filter: &Value) -> RepoResult<()> {
     fn leaves(v: &Value) -> RepoResult<()> {
         match v {
@@ -273,7 +278,15 @@ pub fn meta_filter(filter: &Value) -> RepoResult<()> {
                 "meta",
                 "filters match objects and scalar values; arrays are not supported",
             )),
-            Value::Object(map) => map.values().try_for_each(leaves),
+            Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+                if k.is_empty() || k.contains(['"', '\\']) {
+                    return Err(RepoError::validation(
+                        "meta",
+                        "filter keys must be non-empty and contain no '\"' or '\\'",
+                    ));
+                }
+                leaves(v)
+            }),
             _ => Ok(()),
         }
     }

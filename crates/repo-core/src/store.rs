@@ -1,7 +1,9 @@
 //! The backend-agnostic handle and the unit of work that spans repositories.
 
 use crate::api_key::ApiKeyRepository;
+use crate::chunk::ChunkRepository;
 use crate::collection::{Collection, CollectionRepository};
+use crate::document::DocumentRepository;
 use crate::error::{RepoError, RepoResult};
 use crate::ids::CollectionId;
 use crate::operation::OperationRepository;
@@ -44,6 +46,10 @@ pub trait Repositories {
     fn collections(&self) -> &dyn CollectionRepository;
     /// Operations.
     fn operations(&self) -> &dyn OperationRepository;
+    /// Documents.
+    fn documents(&self) -> &dyn DocumentRepository;
+    /// Chunks and full-text search.
+    fn chunks(&self) -> &dyn ChunkRepository;
 }
 
 /// The repositories bound to one open database transaction.

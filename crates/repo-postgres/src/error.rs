@@ -101,9 +101,29 @@ fn backend(error: Error) -> RepoError {
     }
 }
 
+/// The index of the partitioned `chunks` table that a partition's index belongs to.
+///
+/// A unique violation on a partitioned table names the partition's own index
+/// (`chunks_p13_collection_id_document_id_chunk_index_idx`, `chunks_p13_pkey`), whose
+/// name PostgreSQL generates from the partition and its columns.
+fn chunks_parent_index(name: &str) -> Option<&'static str> {
+    let rest = name.strip_prefix("chunks_p")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    match &rest[digits..] {
+        "_collection_id_document_id_chunk_index_idx" => Some("chunks_document_chunk_index_key"),
+        "_pkey" => Some("chunks_pkey"),
+        _ => None,
+    }
+}
+
 /// The unique indexes of the schema, by name.
 fn unique_violation(constraint: Option<&str>) -> RepoError {
-    let (entity, field) = match constraint.unwrap_or("") {
+    let name = constraint.unwrap_or("");
+    let name = chunks_parent_index(name).unwrap_or(name);
+    let (entity, field) = match name {
         "operations_one_active_per_collection" => {
             return RepoError::conflict(
                 ConflictReason::ActiveOperation,
@@ -125,6 +145,11 @@ fn unique_violation(constraint: Option<&str>) -> RepoError {
         "collection_permissions_pkey" => ("collection_permission", "id"),
         "operations_uuid_key" => ("operation", "uuid"),
         "operations_pkey" => ("operation", "id"),
+        "documents_collection_content_hash_key" => ("document", "content_hash"),
+        "documents_collection_uri_key" => ("document", "uri"),
+        "documents_pkey" | "documents_collection_id_id_key" => ("document", "id"),
+        "chunks_document_chunk_index_key" => ("chunk", "chunk_index"),
+        "chunks_pkey" => ("chunk", "id"),
         _ => ("row", "value"),
     };
     RepoError::AlreadyExists { entity, field }
@@ -142,7 +167,12 @@ fn check_field(table: Option<&str>, constraint: Option<&str>) -> &'static str {
         "collection_permissions_one_grantee" => return "grantee",
         _ => {}
     }
-    let column = table
+    // A partition (`chunks_p13`) reports its parent's constraint (`chunks_…_check`).
+    let parent = table.map(|t| match t.rsplit_once("_p") {
+        Some((parent, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => parent,
+        _ => t,
+    });
+    let column = parent
         .and_then(|t| constraint.strip_prefix(t))
         .and_then(|rest| rest.strip_prefix('_'))
         .and_then(|rest| rest.strip_suffix("_check"));
@@ -203,6 +233,24 @@ const COLUMNS: &[&str] = &[
     "error_message",
     "started_at",
     "completed_at",
+    "file_path",
+    "file_name",
+    "file_size",
+    "mime_type",
+    "content_hash",
+    "uri",
+    "error_category",
+    "retry_count",
+    "chunk_count",
+    "last_seen_at",
+    "is_stale",
+    "document_id",
+    "chunk_index",
+    "content",
+    "start_offset",
+    "end_offset",
+    "token_count",
+    "embedding_vector_id",
 ];
 
 fn known_column(name: &str) -> Option<&'static str> {
@@ -336,6 +384,14 @@ mod tests {
             "grantee"
         );
         assert_eq!(check_field(None, Some("whatever")), "value");
+        assert_eq!(
+            check_field(Some("chunks_p13"), Some("chunks_chunk_index_check")),
+            "chunk_index"
+        );
+        assert_eq!(
+            check_field(Some("documents"), Some("documents_file_size_check")),
+            "file_size"
+        );
     }
 
     #[test]
@@ -345,6 +401,38 @@ mod tests {
             RepoError::AlreadyExists {
                 entity: "user",
                 field: "email"
+            }
+        ));
+        for (index, entity, field) in [
+            (
+                "documents_collection_content_hash_key",
+                "document",
+                "content_hash",
+            ),
+            ("documents_collection_uri_key", "document", "uri"),
+            ("chunks_document_chunk_index_key", "chunk", "chunk_index"),
+            (
+                "chunks_p13_collection_id_document_id_chunk_index_idx",
+                "chunk",
+                "chunk_index",
+            ),
+            ("chunks_p00_pkey", "chunk", "id"),
+        ] {
+            match unique_violation(Some(index)) {
+                RepoError::AlreadyExists {
+                    entity: e,
+                    field: f,
+                } => {
+                    assert_eq!((e, f), (entity, field), "{index}");
+                }
+                other => panic!("{index}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            unique_violation(Some("chunks_px_pkey")),
+            RepoError::AlreadyExists {
+                entity: "row",
+                field: "value"
             }
         ));
         assert!(matches!(

@@ -33,8 +33,12 @@
 #![forbid(unsafe_code)]
 
 mod api_keys;
+#[cfg(test)]
+mod bulk_measure;
+mod chunks;
 mod collections;
 mod connection;
+mod documents;
 mod error;
 mod migrations;
 mod operations;

@@ -136,14 +136,20 @@ struct IndexInfo {
     columns: Vec<String>,
 }
 
+// Plain and partitioned tables; partitions (`chunks_p00` …) are storage details of
+// their parent and left out, as are their indexes below.
 const COLUMNS_SQL: &str = "\
 SELECT c.table_name::text AS table_name, c.column_name::text AS column_name,
        (c.is_nullable = 'YES') AS nullable
 FROM information_schema.columns c
 JOIN information_schema.tables t
   ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+JOIN pg_namespace n ON n.nspname = c.table_schema
+JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = c.table_name
 WHERE c.table_schema = current_schema()
   AND t.table_type = 'BASE TABLE'
+  AND r.relkind IN ('r', 'p')
+  AND NOT r.relispartition
   AND c.table_name <> '__diesel_schema_migrations'
 ORDER BY c.table_name, c.ordinal_position";
 
@@ -165,6 +171,7 @@ JOIN pg_namespace n ON n.oid = t.relnamespace
 WHERE n.nspname = current_schema()
   AND NOT ix.indisprimary
   AND t.relkind IN ('r', 'p')
+  AND NOT t.relispartition
   AND t.relname <> '__diesel_schema_migrations'
 ORDER BY t.relname, i.relname";
 

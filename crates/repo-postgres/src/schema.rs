@@ -95,11 +95,81 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    documents (id) {
+        id -> Uuid,
+        collection_id -> Uuid,
+        file_path -> Text,
+        file_name -> Text,
+        file_size -> Int8,
+        mime_type -> Nullable<Text>,
+        content_hash -> Text,
+        uri -> Nullable<Text>,
+        status -> Text,
+        error_message -> Nullable<Text>,
+        error_category -> Nullable<Text>,
+        retry_count -> Int4,
+        chunk_count -> Int4,
+        meta -> Jsonb,
+        last_seen_at -> Nullable<Timestamptz>,
+        is_stale -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+// The staging table of bulk registration: `CREATE TEMP TABLE documents_staging
+// (LIKE documents INCLUDING DEFAULTS) ON COMMIT DROP`, created per call (see
+// `documents::register_many`), so the same columns as `documents`.
+diesel::table! {
+    documents_staging (id) {
+        id -> Uuid,
+        collection_id -> Uuid,
+        file_path -> Text,
+        file_name -> Text,
+        file_size -> Int8,
+        mime_type -> Nullable<Text>,
+        content_hash -> Text,
+        uri -> Nullable<Text>,
+        status -> Text,
+        error_message -> Nullable<Text>,
+        error_category -> Nullable<Text>,
+        retry_count -> Int4,
+        chunk_count -> Int4,
+        meta -> Jsonb,
+        last_seen_at -> Nullable<Timestamptz>,
+        is_stale -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+// Hash-partitioned by `collection_id`; the primary key is (collection_id, id) and `id`
+// comes from the sequence `chunks_id_seq` (column default). The generated column
+// `content_tsv` (the full-text vector) is left out on purpose: it is never written,
+// and queries name it in SQL text only.
+diesel::table! {
+    chunks (collection_id, id) {
+        id -> Int8,
+        collection_id -> Uuid,
+        document_id -> Uuid,
+        chunk_index -> Int4,
+        content -> Text,
+        start_offset -> Nullable<Int4>,
+        end_offset -> Nullable<Int4>,
+        token_count -> Nullable<Int4>,
+        embedding_vector_id -> Nullable<Text>,
+        meta -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(collections -> users (owner_id));
 diesel::joinable!(collection_permissions -> collections (collection_id));
 diesel::joinable!(collection_permissions -> api_keys (api_key_id));
 diesel::joinable!(operations -> collections (collection_id));
+diesel::joinable!(documents -> collections (collection_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -107,4 +177,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     collections,
     collection_permissions,
     operations,
+    documents,
+    chunks,
 );

@@ -2,17 +2,19 @@
 //! transaction.
 
 use crate::api_keys::PgApiKeys;
+use crate::chunks::PgChunks;
 use crate::collections::{self as collection_repo, PgCollections};
 use crate::connection::{read_committed, ConnectionSource, PoolSource, TxSource};
+use crate::documents::PgDocuments;
 use crate::migrations;
 use crate::operations::PgOperations;
 use crate::pool::{ConnectionPool, SessionSettings};
 use crate::users::PgUsers;
 use diesel::pg::PgConnection;
 use repo_core::{
-    redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, Collection, CollectionId,
-    CollectionRepository, OperationRepository, RepoError, RepoResult, Repositories, RetryPolicy,
-    SchemaSnapshot, Store, Transaction, UserRepository,
+    redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection,
+    CollectionId, CollectionRepository, DocumentRepository, OperationRepository, RepoError,
+    RepoResult, Repositories, RetryPolicy, SchemaSnapshot, Store, Transaction, UserRepository,
 };
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,8 @@ struct Inner {
     api_keys: PgApiKeys<PoolSource>,
     collections: PgCollections<PoolSource>,
     operations: PgOperations<PoolSource>,
+    documents: PgDocuments<PoolSource>,
+    chunks: PgChunks<PoolSource>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -137,7 +141,13 @@ impl PostgresStore {
                 collections: PgCollections {
                     src: source.clone(),
                 },
-                operations: PgOperations { src: source },
+                operations: PgOperations {
+                    src: source.clone(),
+                },
+                documents: PgDocuments {
+                    src: source.clone(),
+                },
+                chunks: PgChunks { src: source },
             }),
         };
         if config.run_migrations {
@@ -197,6 +207,14 @@ impl Repositories for PostgresStore {
     fn operations(&self) -> &dyn OperationRepository {
         &self.inner.operations
     }
+
+    fn documents(&self) -> &dyn DocumentRepository {
+        &self.inner.documents
+    }
+
+    fn chunks(&self) -> &dyn ChunkRepository {
+        &self.inner.chunks
+    }
 }
 
 impl Store for PostgresStore {
@@ -239,6 +257,8 @@ struct PgTransaction<'a, 'c> {
     api_keys: PgApiKeys<TxSource<'a, 'c>>,
     collections: PgCollections<TxSource<'a, 'c>>,
     operations: PgOperations<TxSource<'a, 'c>>,
+    documents: PgDocuments<TxSource<'a, 'c>>,
+    chunks: PgChunks<TxSource<'a, 'c>>,
 }
 
 impl<'a, 'c> PgTransaction<'a, 'c> {
@@ -249,6 +269,8 @@ impl<'a, 'c> PgTransaction<'a, 'c> {
             api_keys: PgApiKeys { src: src() },
             collections: PgCollections { src: src() },
             operations: PgOperations { src: src() },
+            documents: PgDocuments { src: src() },
+            chunks: PgChunks { src: src() },
         }
     }
 }
@@ -268,6 +290,14 @@ impl Repositories for PgTransaction<'_, '_> {
 
     fn operations(&self) -> &dyn OperationRepository {
         &self.operations
+    }
+
+    fn documents(&self) -> &dyn DocumentRepository {
+        &self.documents
+    }
+
+    fn chunks(&self) -> &dyn ChunkRepository {
+        &self.chunks
     }
 }
 

@@ -33,6 +33,13 @@ fn is_safe_identifier(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Whether CREATE DATABASE failed because the server lacks the requested locale
+/// (`invalid locale name`, or an encoding the locale does not support).
+fn is_missing_locale(error: &diesel::result::Error) -> bool {
+    let text = error.to_string().to_ascii_lowercase();
+    text.contains("locale") || text.contains("collation") || text.contains("encoding")
+}
+
 fn admin_connection(admin_url: &str) -> RepoResult<PgConnection> {
     PgConnection::establish(admin_url).map_err(|e| map_connection_error(e, &redact_url(admin_url)))
 }
@@ -54,9 +61,25 @@ impl TempDatabase {
             return Err(RepoError::config(format!("unsafe database name {name:?}")));
         }
         let mut conn = admin_connection(admin_url)?;
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut conn)
-            .map_err(crate::error::map_diesel_error)?;
+        // A UTF-8 database with a Unicode-aware C locale, so `[:alnum:]` and `lower()`
+        // treat non-ASCII letters as letters: the full-text column depends on it for
+        // parity with SQLite's unicode61 tokenizer. Servers without that locale get
+        // their default.
+        let utf8 = diesel::sql_query(format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' \
+             LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
+        ))
+        .execute(&mut conn);
+        match utf8 {
+            Ok(_) => {}
+            Err(e) if is_missing_locale(&e) => {
+                tracing::warn!(error = %e, "locale C.UTF-8 unavailable; temporary database uses the server default");
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .map_err(crate::error::map_diesel_error)?;
+            }
+            Err(e) => return Err(crate::error::map_diesel_error(e)),
+        }
         Ok(TempDatabase {
             admin_url: admin_url.to_owned(),
             url: url.into(),

@@ -43,7 +43,7 @@ fn migrations_round_trip_down_up_down() {
     let db = temp_db();
     let store = open(&db, &config());
     let applied = store.applied_migrations().unwrap();
-    assert_eq!(applied.len(), 1);
+    assert_eq!(applied.len(), 2);
     assert!(store.pending_migrations().unwrap().is_empty());
     assert!(store.run_pending_migrations().unwrap().is_empty());
 
@@ -53,12 +53,25 @@ fn migrations_round_trip_down_up_down() {
         tables,
         [
             "api_keys",
+            "chunks",
             "collection_permissions",
             "collections",
+            "documents",
             "operations",
             "users"
         ]
     );
+    // The partitioned parent and its partitioned indexes; no partition.
+    let chunks = &snapshot.tables["chunks"];
+    assert!(chunks.columns.contains_key("content_tsv"));
+    assert_eq!(
+        chunks.indexes["chunks_document_chunk_index_key"].columns,
+        ["collection_id", "document_id", "chunk_index"]
+    );
+    assert!(chunks.indexes.contains_key("chunks_content_tsv_idx"));
+    assert!(snapshot.tables["documents"]
+        .indexes
+        .contains_key("documents_meta_idx"));
     let ops = &snapshot.tables["operations"];
     let active = &ops.indexes["operations_one_active_per_collection"];
     assert!(active.unique && active.partial);
@@ -67,12 +80,14 @@ fn migrations_round_trip_down_up_down() {
     assert_eq!(ops.columns.get("task_id"), Some(&true));
     assert_eq!(ops.columns.get("config"), Some(&false));
 
-    assert_eq!(store.revert_all_migrations().unwrap(), applied);
+    // Reverted newest first.
+    let newest_first: Vec<String> = applied.iter().rev().cloned().collect();
+    assert_eq!(store.revert_all_migrations().unwrap(), newest_first);
     assert!(store.schema_snapshot().unwrap().tables.is_empty());
     assert_eq!(store.pending_migrations().unwrap(), applied);
     assert_eq!(store.run_pending_migrations().unwrap(), applied);
     assert_eq!(store.schema_snapshot().unwrap(), snapshot);
-    assert_eq!(store.revert_all_migrations().unwrap(), applied);
+    assert_eq!(store.revert_all_migrations().unwrap(), newest_first);
     assert!(store.applied_migrations().unwrap().is_empty());
 }
 
@@ -86,7 +101,7 @@ fn connect_without_migrations_leaves_them_pending() {
             ..config()
         },
     );
-    assert_eq!(store.pending_migrations().unwrap().len(), 1);
+    assert_eq!(store.pending_migrations().unwrap().len(), 2);
     store.health().unwrap();
     assert_eq!(store.backend(), BackendKind::Postgres);
 }
@@ -544,7 +559,7 @@ fn concurrent_connects_migrate_once() {
             .expect("thread")
             .expect("connect")
             .expect("applied");
-        assert_eq!(applied.len(), 1);
+        assert_eq!(applied.len(), 2);
     }
 }
 

@@ -157,6 +157,17 @@ fn unique_violation(message: &str) -> Option<RepoError> {
         return Some(active_operation());
     } else if has("collection_permissions.collection_id") {
         ("collection_permission", "grantee")
+    } else if has("documents.content_hash") {
+        // Normally absorbed by `ON CONFLICT (collection_id, content_hash) DO NOTHING`.
+        ("document", "content_hash")
+    } else if has("documents.uri") {
+        ("document", "uri")
+    } else if has("documents.id") {
+        ("document", "id")
+    } else if has("chunks.chunk_index") {
+        ("chunk", "chunk_index")
+    } else if has("chunks.id") {
+        ("chunk", "id")
     } else if has("users.id") {
         ("user", "id")
     } else if has("operations.id") {
@@ -177,6 +188,9 @@ fn unique_index(index: &str) -> Option<RepoError> {
         "collections_vector_store_name_key" => ("collection", "vector_store_name"),
         "operations_uuid_key" => ("operation", "uuid"),
         "operations_one_active_per_collection" => return Some(active_operation()),
+        "documents_collection_content_hash_key" => ("document", "content_hash"),
+        "documents_collection_uri_key" => ("document", "uri"),
+        "chunks_document_chunk_index_key" => ("chunk", "chunk_index"),
         _ => return None,
     };
     Some(RepoError::AlreadyExists { entity, field })
@@ -228,6 +242,25 @@ const COLUMNS: &[&str] = &[
     "uuid",
     "kind",
     "config",
+    "file_path",
+    "file_name",
+    "file_size",
+    "mime_type",
+    "content_hash",
+    "uri",
+    "error_message",
+    "error_category",
+    "retry_count",
+    "chunk_count",
+    "last_seen_at",
+    "is_stale",
+    "document_id",
+    "chunk_index",
+    "content",
+    "start_offset",
+    "end_offset",
+    "token_count",
+    "embedding_vector_id",
     "id",
 ];
 
@@ -292,6 +325,35 @@ mod tests {
             Some(RepoError::Conflict {
                 reason: ConflictReason::ActiveOperation,
                 ..
+            })
+        ));
+        let e = unique_violation(
+            "UNIQUE constraint failed: documents.collection_id, documents.content_hash",
+        );
+        assert!(matches!(
+            e,
+            Some(RepoError::AlreadyExists {
+                entity: "document",
+                field: "content_hash"
+            })
+        ));
+        let e =
+            unique_violation("UNIQUE constraint failed: documents.collection_id, documents.uri");
+        assert!(matches!(
+            e,
+            Some(RepoError::AlreadyExists {
+                entity: "document",
+                field: "uri"
+            })
+        ));
+        let e = unique_violation(
+            "UNIQUE constraint failed: chunks.collection_id, chunks.document_id, chunks.chunk_index",
+        );
+        assert!(matches!(
+            e,
+            Some(RepoError::AlreadyExists {
+                entity: "chunk",
+                field: "chunk_index"
             })
         ));
         let e = unique_violation("UNIQUE constraint failed: index 'collections_name_key'");

@@ -12,6 +12,11 @@
 //! - Timestamps are stored as fixed-width RFC 3339 UTC text, UUIDs as lowercase
 //!   hyphenated text and JSON as text, so that the data reads back exactly as on
 //!   PostgreSQL.
+//! - Bulk writes (`register_many`, `insert_many`) validate every item first, then run
+//!   multi-row `INSERT`s sized under SQLite's 32,766 bind-parameter limit in one
+//!   write transaction, so a bad item writes nothing.
+//! - Chunk search uses the FTS5 table `chunks_fts` (`unicode61`, no stemming, kept in
+//!   step by triggers), ranked by `-bm25`.
 //!
 //! ```no_run
 //! use repo_core::{NewUser, RepoResult, Repositories, Store, StoreConfig};
@@ -33,8 +38,11 @@
 #![forbid(unsafe_code)]
 
 mod api_keys;
+mod bulk;
+mod chunks;
 mod codec;
 mod collections;
+mod documents;
 mod error;
 mod migrations;
 mod operations;

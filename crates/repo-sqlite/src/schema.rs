@@ -170,10 +170,83 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// `documents`.
+    documents (id) {
+        /// UUID text.
+        id -> Text,
+        /// UUID text.
+        collection_id -> Text,
+        /// Path of the source file.
+        file_path -> Text,
+        /// File name.
+        file_name -> Text,
+        /// Bytes.
+        file_size -> BigInt,
+        /// MIME type.
+        mime_type -> Nullable<Text>,
+        /// SHA-256 hex; unique per collection.
+        content_hash -> Text,
+        /// Source URI; unique per collection when present.
+        uri -> Nullable<Text>,
+        /// Processing state.
+        status -> Text,
+        /// Error of a failed document.
+        error_message -> Nullable<Text>,
+        /// `transient` | `permanent` | `unknown`.
+        error_category -> Nullable<Text>,
+        /// Retries so far.
+        retry_count -> Integer,
+        /// Chunks produced.
+        chunk_count -> Integer,
+        /// JSON object text.
+        meta -> Text,
+        /// RFC 3339 text.
+        last_seen_at -> Nullable<Text>,
+        /// Not seen by the last sync.
+        is_stale -> Bool,
+        /// RFC 3339 text.
+        created_at -> Text,
+        /// RFC 3339 text.
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    /// `chunks`. Its full-text index `chunks_fts` (an external-content FTS5 table kept
+    /// in step by triggers) is queried through raw SQL with bound parameters.
+    chunks (id) {
+        /// `INTEGER PRIMARY KEY AUTOINCREMENT`; the FTS rowid.
+        id -> BigInt,
+        /// UUID text.
+        collection_id -> Text,
+        /// UUID text.
+        document_id -> Text,
+        /// Position in the document.
+        chunk_index -> Integer,
+        /// Text.
+        content -> Text,
+        /// Start offset.
+        start_offset -> Nullable<Integer>,
+        /// End offset.
+        end_offset -> Nullable<Integer>,
+        /// Token count.
+        token_count -> Nullable<Integer>,
+        /// Vector-store id.
+        embedding_vector_id -> Nullable<Text>,
+        /// JSON object text.
+        meta -> Text,
+        /// RFC 3339 text.
+        created_at -> Text,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(collections -> users (owner_id));
 diesel::joinable!(collection_permissions -> collections (collection_id));
 diesel::joinable!(operations -> collections (collection_id));
+diesel::joinable!(documents -> collections (collection_id));
+diesel::joinable!(chunks -> documents (document_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -181,4 +254,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     collections,
     collection_permissions,
     operations,
+    documents,
+    chunks,
 );

@@ -6,8 +6,9 @@ use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
 use diesel::r2d2::{ConnectionManager, PooledConnection};
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::{
-    redact_url, ApiKeyRepository, BackendKind, CollectionRepository, OperationRepository,
-    RepoResult, Repositories, Store, StoreConfig, Transaction, UserRepository,
+    redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
+    DocumentRepository, OperationRepository, RepoResult, Repositories, Store, StoreConfig,
+    Transaction, UserRepository,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -129,6 +130,14 @@ impl Repositories for SqliteStore {
 
     fn operations(&self) -> &dyn OperationRepository {
         self.inner.operations()
+    }
+
+    fn documents(&self) -> &dyn DocumentRepository {
+        self.inner.documents()
+    }
+
+    fn chunks(&self) -> &dyn ChunkRepository {
+        self.inner.chunks()
     }
 }
 

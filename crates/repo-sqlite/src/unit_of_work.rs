@@ -12,8 +12,9 @@ use crate::error::map_diesel;
 use diesel::result::Error as DieselError;
 use diesel::{Connection, SqliteConnection};
 use repo_core::{
-    ApiKeyRepository, Collection, CollectionId, CollectionRepository, OperationRepository,
-    RepoError, RepoResult, Repositories, StoreConfig, Transaction, UserRepository,
+    ApiKeyRepository, ChunkRepository, Collection, CollectionId, CollectionRepository,
+    DocumentRepository, OperationRepository, RepoError, RepoResult, Repositories, StoreConfig,
+    Transaction, UserRepository,
 };
 use std::sync::Mutex;
 
@@ -60,6 +61,14 @@ impl<S: ConnSource> Repositories for SqliteRepos<S> {
     }
 
     fn operations(&self) -> &dyn OperationRepository {
+        self
+    }
+
+    fn documents(&self) -> &dyn DocumentRepository {
+        self
+    }
+
+    fn chunks(&self) -> &dyn ChunkRepository {
         self
     }
 }

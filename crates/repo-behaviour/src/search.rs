@@ -1,0 +1,444 @@
+//! Full-text search parity: a fixed corpus and tables of queries whose exact hit sets
+//! (by `chunk_index`) are written out by hand. Both backends must return exactly these
+//! sets, so passing on both proves that FTS5 and `tsvector` agree on them.
+//!
+//! A unit test checks every table against a reference evaluator built on
+//! [`repo_core::search::tokenize`], so a table cannot drift from the documented
+//! semantics (tokens are lowercase alphanumeric runs, no stemming, no prefixes).
+
+use crate::expect;
+use crate::seed;
+use crate::Harness;
+use repo_core::{CollectionId, DocumentId, NewChunk, PageRequest, SearchHit, SearchQuery, Store};
+use std::collections::BTreeSet;
+
+/// The corpus: `(chunk_index, content)`. Indexes below 20 belong to one document, the
+/// rest to another.
+pub(crate) const CORPUS: [(i32, &str); 30] = [
+    (0, "The quick brown fox jumps over the lazy dog."),
+    (1, "A quick brown dog naps in the warm sun."),
+    (
+        2,
+        "Rust is a systems programming language focused on safety and speed.",
+    ),
+    (3, "Async Rust needs a runtime such as tokio or async-std."),
+    (
+        4,
+        "The async runtime schedules tasks; Rust futures are lazy.",
+    ),
+    (
+        5,
+        "Diesel is a safe, extensible ORM and query builder for Rust.",
+    ),
+    (6, "SQLite stores the whole database in a single file."),
+    (
+        7,
+        "PostgreSQL 15 added the MERGE command; version 16 followed in 2023.",
+    ),
+    (8, "Please send an e-mail to the team before Friday."),
+    (9, "Her email said the mail room closes at 5 pm."),
+    (10, "Coffee at the Café de Flore costs 5 euros."),
+    (11, "The cafe downstairs serves decent coffee."),
+    (12, "Ωmega is the last letter; alpha is the first."),
+    (
+        13,
+        "Naïve über-users wrote a résumé in Zürich, São Paulo and Kraków.",
+    ),
+    (
+        14,
+        "The snake_case name user_id differs from userId in camelCase.",
+    ),
+    (15, "She said \"hello world\" and left; it's 'quoted' text."),
+    (16, "Hello there, wide world of databases."),
+    (
+        17,
+        "Error 404: page not found; error 500 means the server failed.",
+    ),
+    (
+        18,
+        "The price rose from 1,000 to 2.5 million over 10 years.",
+    ),
+    (19, "Cats and dogs, or maybe rabbits, make good pets."),
+    (20, "Rabbits are quick learners."),
+    (21, "To drop a table of chunks, run a DROP TABLE statement."),
+    (22, "Use NEAR(a b) to find a near b."),
+    (23, "Wildcards: a* matches prefixes like apple and apricot."),
+    (
+        24,
+        "col:term selects a column in some engines; content:secret is one.",
+    ),
+    (
+        25,
+        "Percent signs like 100% and _underscores_ and back\\slashes are punctuation.",
+    ),
+    (26, "Mixed CASE Words: HeLLo WoRLD."),
+    (27, "Tokio and async-std are both async runtimes."),
+    (
+        28,
+        "Version v2 and 3d graphics, x86_64 builds, IPv6 addresses.",
+    ),
+    (
+        29,
+        "Only exclusions or an empty query should return nothing at all.",
+    ),
+];
+
+/// Words, `"phrases"`, `OR`, `-exclusion`, case, hyphens, underscores, numbers and
+/// non-ASCII words, with the exact hit set of each.
+pub(crate) const SYNTAX_QUERIES: &[(&str, &[i32])] = &[
+    ("fox", &[0]),
+    ("quick", &[0, 1, 20]),
+    ("QUICK", &[0, 1, 20]),
+    ("qUiCk BROWN", &[0, 1]),
+    ("quick dog", &[0, 1]),
+    ("\"brown fox\"", &[0]),
+    ("\"brown dog\"", &[1]),
+    ("\"dog brown\"", &[]),
+    ("\"quick brown", &[0, 1]),
+    ("fox\"dog\"", &[0]),
+    ("fox OR rabbits", &[0, 19, 20]),
+    ("dog OR dogs OR learners", &[0, 1, 19, 20]),
+    ("cats OR fox", &[0, 19]),
+    ("fox OR", &[0]),
+    ("OR fox", &[0]),
+    ("cats or dogs", &[19]),
+    ("or", &[3, 19, 29]),
+    ("rabbits -quick", &[19]),
+    ("quick -\"brown fox\"", &[1, 20]),
+    ("rust", &[2, 3, 4, 5]),
+    ("Rust -async", &[2, 5]),
+    ("rust -\"async runtime\"", &[2, 3, 5]),
+    ("rust -async -diesel", &[2]),
+    ("\"async runtime\"", &[4]),
+    ("async runtime", &[3, 4]),
+    ("runtimes", &[27]),
+    ("tokio", &[3, 27]),
+    ("async std", &[3, 27]),
+    ("async-std", &[3, 27]),
+    ("e-mail", &[8]),
+    ("email", &[9]),
+    ("mail", &[8, 9]),
+    ("café", &[10]),
+    ("CAFÉ", &[10]),
+    ("cafe", &[11]),
+    ("coffee", &[10, 11]),
+    ("Ωmega OR café -coffee", &[12]),
+    ("ωmega", &[12]),
+    ("ΩMEGA", &[12]),
+    ("omega", &[]),
+    ("über-users", &[13]),
+    ("ZÜRICH", &[13]),
+    ("zurich", &[]),
+    ("\"são paulo\"", &[13]),
+    ("kraków naïve résumé", &[13]),
+    ("snake_case", &[14]),
+    ("user_id", &[14]),
+    ("userid", &[14]),
+    ("camelCase", &[14]),
+    ("case", &[14, 26]),
+    ("\"hello world\"", &[15, 26]),
+    ("hello world", &[15, 16, 26]),
+    ("hello -\"hello world\"", &[16]),
+    ("it's", &[15]),
+    ("'quoted'", &[15]),
+    ("404", &[17]),
+    ("error 500", &[17]),
+    ("2.5", &[18]),
+    ("1,000", &[18]),
+    ("000", &[18]),
+    ("5", &[9, 10, 18]),
+    ("15 2023", &[7]),
+    ("x86_64", &[28]),
+    ("IPv6 v2 3d", &[28]),
+    ("apple", &[23]),
+];
+
+/// Input that means something to FTS5, `tsquery`, SQL or LIKE: never an error, always
+/// plain words.
+pub(crate) const HOSTILE_QUERIES: &[(&str, &[i32])] = &[
+    ("'); DROP TABLE chunks; --", &[21]),
+    ("NEAR(a b)", &[22]),
+    ("a*", &[1, 2, 3, 5, 6, 13, 21, 22, 23, 24]),
+    ("appl*", &[]),
+    ("fox*", &[0]),
+    ("fox:*", &[0]),
+    ("^fox", &[0]),
+    ("col:term", &[24]),
+    ("content:secret", &[24]),
+    ("{content}: fox", &[]),
+    ("fox & dog | !cat", &[]),
+    ("fox <-> dog", &[0]),
+    ("AND", &[2, 5, 13, 15, 19, 23, 25, 27, 28]),
+    ("NOT", &[17]),
+    ("fox AND dog", &[]),
+    ("fox NOT dog", &[]),
+    ("100%", &[25]),
+    ("back\\slashes", &[25]),
+    ("_underscores_", &[25]),
+    ("' OR 1=1 --", &[]),
+    ("$1", &[18]),
+    ("fox\0dog", &[]),
+    ("fox \0 dog", &[0]),
+];
+
+/// Queries that can match nothing: empty, blank, punctuation, exclusions only.
+pub(crate) const EMPTY_QUERIES: &[&str] = &[
+    "",
+    "   \t\n  ",
+    "%_\\",
+    "-fox",
+    "-fox -dog",
+    "-\"brown fox\"",
+    "--fox",
+    "-",
+    "OR",
+    "OR OR -fox",
+    "\"\"",
+    "'\"",
+    "***",
+    "\0",
+];
+
+/// Stores the corpus in `c` as two documents; returns them.
+#[track_caller]
+fn load_corpus(store: &dyn Store, c: CollectionId, first_hash: u64) -> [DocumentId; 2] {
+    let a = seed::document(store, c, first_hash).id;
+    let b = seed::document(store, c, first_hash + 1).id;
+    let batch: Vec<NewChunk> = CORPUS
+        .iter()
+        .map(|&(i, text)| NewChunk::new(if i < 20 { a } else { b }, i, text))
+        .collect();
+    assert_eq!(
+        expect::ok(store.chunks().insert_many(c, &batch), "loading the corpus"),
+        CORPUS.len() as u64
+    );
+    [a, b]
+}
+
+/// Every hit of `query` in `c` (the corpus fits in one page).
+#[track_caller]
+fn search_all(store: &dyn Store, c: CollectionId, query: &str) -> Vec<SearchHit> {
+    let page = expect::ok(
+        store.chunks().search(
+            c,
+            &SearchQuery::parse(query),
+            PageRequest::first(PageRequest::MAX_LIMIT),
+        ),
+        &format!("search {query:?}"),
+    );
+    assert_eq!(
+        page.total,
+        page.items.len() as u64,
+        "total of search {query:?}"
+    );
+    page.items
+}
+
+/// The hit set of `query` as sorted chunk indexes, checking the hits are of `c`.
+#[track_caller]
+fn hit_set(store: &dyn Store, c: CollectionId, query: &str) -> Vec<i32> {
+    let hits = search_all(store, c, query);
+    assert!(
+        hits.iter().all(|h| h.chunk.collection_id == c),
+        "search {query:?} returned a chunk of another collection"
+    );
+    let set: BTreeSet<i32> = hits.iter().map(|h| h.chunk.chunk_index).collect();
+    assert_eq!(
+        set.len(),
+        hits.len(),
+        "search {query:?} returned a chunk twice"
+    );
+    set.into_iter().collect()
+}
+
+/// Checks every `(query, expected)` of `table`, reporting all mismatches at once.
+#[track_caller]
+fn check_table(store: &dyn Store, c: CollectionId, table: &[(&str, &[i32])]) {
+    let wrong: Vec<String> = table
+        .iter()
+        .filter_map(|&(query, expected)| {
+            let got = hit_set(store, c, query);
+            (got != expected).then(|| format!("{query:?}: expected {expected:?}, got {got:?}"))
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} queries returned another hit set:\n  {}",
+        wrong.len(),
+        table.len(),
+        wrong.join("\n  ")
+    );
+}
+
+/// Words are ANDed, `"phrases"` are adjacent, `OR` joins alternatives, `-` excludes, case is ignored, hyphens/underscores/punctuation make phrases, non-ASCII words match exactly: the hit sets of the query table.
+pub fn search_hit_sets_match_the_query_table(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "alice");
+    let c = seed::collection(&*s, &u, "corpus");
+    load_corpus(&*s, c.id, 0);
+    check_table(&*s, c.id, SYNTAX_QUERIES);
+}
+
+/// Hostile input (SQL, FTS5 and tsquery operators, LIKE wildcards, prefixes, column filters, NUL) is never an error and means plain words.
+pub fn search_hostile_input_is_plain_words(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "bob");
+    let c = seed::collection(&*s, &u, "corpus");
+    load_corpus(&*s, c.id, 0);
+    check_table(&*s, c.id, HOSTILE_QUERIES);
+    assert_eq!(
+        expect::ok(s.chunks().count(c.id), "the chunks table is intact"),
+        CORPUS.len() as u64
+    );
+}
+
+/// An empty or blank query, or one made only of exclusions or punctuation, has no hits and a total of 0.
+pub fn search_empty_and_exclusion_only_queries_have_no_hits(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "carol");
+    let c = seed::collection(&*s, &u, "corpus");
+    load_corpus(&*s, c.id, 0);
+    for query in EMPTY_QUERIES {
+        let page = expect::ok(
+            s.chunks()
+                .search(c.id, &SearchQuery::parse(query), PageRequest::default()),
+            &format!("search {query:?}"),
+        );
+        assert_eq!(
+            (page.items.len(), page.total),
+            (0, 0),
+            "search {query:?} must have no hits"
+        );
+    }
+}
+
+/// Hits come best first (ties by id), more occurrences rank higher, and pages are disjoint slices of one ranking with the full total.
+pub fn search_is_ranked_and_paginated(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "dave");
+    let c = seed::collection(&*s, &u, "corpus");
+    load_corpus(&*s, c.id, 0);
+    let all = search_all(&*s, c.id, "the");
+    let expected: Vec<i32> = vec![0, 1, 4, 6, 7, 8, 9, 10, 11, 12, 14, 17, 18];
+    let mut set: Vec<i32> = all.iter().map(|h| h.chunk.chunk_index).collect();
+    set.sort_unstable();
+    assert_eq!(set, expected);
+    for pair in all.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(
+            a.score > b.score || (a.score == b.score && a.chunk.id < b.chunk.id),
+            "not best first, ties by id: {} ({}) before {} ({})",
+            a.chunk.chunk_index,
+            a.score,
+            b.chunk.chunk_index,
+            b.score
+        );
+    }
+    let mut paged = Vec::new();
+    for offset in (0..13).step_by(4) {
+        let page = expect::ok(
+            s.chunks().search(
+                c.id,
+                &SearchQuery::parse("the"),
+                PageRequest::new(offset, 4),
+            ),
+            "page",
+        );
+        assert_eq!(page.total, 13, "total on every page");
+        assert!(page.items.len() <= 4);
+        paged.extend(page.items.into_iter().map(|h| h.chunk.id));
+    }
+    let full: Vec<i64> = all.iter().map(|h| h.chunk.id).collect();
+    assert_eq!(
+        paged, full,
+        "pages are disjoint and concatenate to the ranking"
+    );
+    let past = expect::ok(
+        s.chunks()
+            .search(c.id, &SearchQuery::parse("the"), PageRequest::new(13, 4)),
+        "past the end",
+    );
+    assert_eq!((past.items.len(), past.total), (0, 13));
+
+    // "async" occurs twice in chunks 3 and 27 and once in chunk 4.
+    let ranked: Vec<i32> = search_all(&*s, c.id, "async")
+        .iter()
+        .map(|h| h.chunk.chunk_index)
+        .collect();
+    assert_eq!(ranked.len(), 3);
+    assert_eq!(ranked[2], 4, "the single occurrence ranks last: {ranked:?}");
+    let hit = &search_all(&*s, c.id, "fox")[0];
+    assert_eq!(hit.chunk.content, CORPUS[0].1, "hits carry the whole chunk");
+    assert!(hit.score > 0.0, "scores are positive, higher is better");
+}
+
+/// Search never returns chunks of another collection, and totals count only the searched collection.
+pub fn search_stays_within_its_collection(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "erin");
+    let c1 = seed::collection(&*s, &u, "one");
+    let c2 = seed::collection(&*s, &u, "two");
+    let empty = seed::collection(&*s, &u, "empty");
+    load_corpus(&*s, c1.id, 0);
+    let [a, _] = load_corpus(&*s, c2.id, 0);
+    let extra = vec![NewChunk::new(
+        a,
+        100,
+        "A lone fox in the second collection.",
+    )];
+    expect::ok(s.chunks().insert_many(c2.id, &extra), "extra chunk");
+    assert_eq!(hit_set(&*s, c1.id, "fox"), vec![0]);
+    assert_eq!(hit_set(&*s, c2.id, "fox"), vec![0, 100]);
+    assert_eq!(hit_set(&*s, c1.id, "lone"), Vec::<i32>::new());
+    assert!(hit_set(&*s, empty.id, "fox").is_empty());
+    assert!(hit_set(&*s, CollectionId::new(), "fox").is_empty());
+    expect::ok(s.chunks().delete_by_collection(c2.id), "empty c2");
+    assert_eq!(hit_set(&*s, c1.id, "fox"), vec![0], "c1 keeps its chunks");
+    assert!(hit_set(&*s, c2.id, "fox").is_empty());
+    check_table(&*s, c1.id, &SYNTAX_QUERIES[..12]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repo_core::search::{tokenize, Phrase};
+
+    /// Whether `phrase` occurs as consecutive tokens of `tokens`.
+    fn contains(tokens: &[String], phrase: &Phrase) -> bool {
+        tokens.windows(phrase.0.len()).any(|w| w == phrase.0)
+    }
+
+    /// The documented semantics, evaluated in memory.
+    fn reference(query: &str) -> Vec<i32> {
+        let q = SearchQuery::parse(query);
+        CORPUS
+            .iter()
+            .filter(|(_, text)| {
+                let tokens = tokenize(text);
+                q.any_of.iter().any(|c| {
+                    c.include.iter().all(|p| contains(&tokens, p))
+                        && !c.exclude.iter().any(|p| contains(&tokens, p))
+                })
+            })
+            .map(|&(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn tables_agree_with_the_reference_evaluator() {
+        for &(query, expected) in SYNTAX_QUERIES.iter().chain(HOSTILE_QUERIES) {
+            assert_eq!(reference(query), expected, "query {query:?}");
+        }
+        for query in EMPTY_QUERIES {
+            assert!(SearchQuery::parse(query).is_empty(), "query {query:?}");
+        }
+        assert_eq!(
+            reference("the"),
+            vec![0, 1, 4, 6, 7, 8, 9, 10, 11, 12, 14, 17, 18]
+        );
+        assert_eq!(reference("async"), vec![3, 4, 27]);
+        for (i, (index, _)) in CORPUS.iter().enumerate() {
+            assert_eq!(*index as usize, i, "corpus indexes are 0..30 in order");
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Measurement of the bulk write strategies (an ignored test that prints a table):
+//!
+//! ```text
+//! cargo test -p repo-postgres --release --lib bulk_strategies -- --ignored --nocapture
+//! ```
+//!
+//! Each round registers 10,000 new documents into a fresh collection with each
+//! strategy of `register_many`, then inserts 10,000 chunks (100 documents × 100) with
+//! each strategy of `insert_many`, next to a raw `COPY` of the same rows into the same
+//! table with no repository logic (no validation, no reads, no conflict handling).
+//! Every figure is the whole call: validation, reads, writes and the commit.
+
+use crate::chunks::{self, InsertChunk};
+use crate::connection::read_committed;
+use crate::documents::{self, BulkStrategy, InsertDocument};
+use crate::schema;
+use crate::testing::TempDatabase;
+use crate::PostgresStore;
+use diesel::pg::PgConnection;
+use diesel::Connection;
+use diesel::ExecuteCopyFromDsl;
+use repo_core::{
+    CollectionId, NewChunk, NewCollection, NewDocument, NewUser, RepoResult, Repositories,
+    StoreConfig,
+};
+use std::time::{Duration, Instant};
+
+const DOCUMENTS: usize = 10_000;
+const CHUNK_DOCUMENTS: usize = 100;
+const CHUNKS_PER_DOCUMENT: usize = 100;
+const ROUNDS: usize = 7;
+
+const WORDS: &[&str] = &[
+    "rust",
+    "diesel",
+    "postgres",
+    "sqlite",
+    "chunk",
+    "vector",
+    "search",
+    "index",
+    "token",
+    "embedding",
+    "collection",
+    "document",
+    "naïve",
+    "größe",
+    "café",
+    "tokio",
+    "async",
+    "runtime",
+    "query",
+    "ranking",
+    "semantic",
+    "partition",
+    "copy",
+    "stream",
+    "buffer",
+];
+
+/// A deterministic pseudo-random text of about `len` characters.
+fn text(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut out = String::with_capacity(len + 16);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
+        out.push(if x % 11 == 0 { '.' } else { ' ' });
+    }
+    out
+}
+
+fn hash(n: u64) -> String {
+    format!("{:064x}", n)
+}
+
+fn new_documents(collection: CollectionId, salt: u64) -> Vec<NewDocument> {
+    (0..DOCUMENTS as u64)
+        .map(|i| {
+            let mut d = NewDocument::new(
+                collection,
+                format!("/data/source/{salt}/{i}.md"),
+                format!("{i}.md"),
+                1024 + i as i64,
+                hash((salt << 32) | i),
+            );
+            d.mime_type = Some("text/markdown".into());
+            d.uri = Some(format!("file:///data/source/{salt}/{i}.md"));
+            d.meta = serde_json::json!({"source": "bench", "n": i});
+            d
+        })
+        .collect()
+}
+
+fn new_chunks(documents: &[repo_core::DocumentId]) -> Vec<NewChunk> {
+    let mut out = Vec::with_capacity(documents.len() * CHUNKS_PER_DOCUMENT);
+    for (d, id) in documents.iter().enumerate() {
+        for i in 0..CHUNKS_PER_DOCUMENT {
+            let mut c = NewChunk::new(*id, i as i32, text((d * 1000 + i) as u64, 800));
+            c.start_offset = Some(i as i32 * 800);
+            c.end_offset = Some(i as i32 * 800 + 800);
+            c.token_count = Some(160);
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn timed<T>(f: impl FnOnce() -> RepoResult<T>) -> (Duration, T) {
+    let start = Instant::now();
+    let value = f().expect("measured call");
+    (start.elapsed(), value)
+}
+
+#[derive(Default)]
+struct Series(Vec<Duration>);
+
+impl Series {
+    fn median(&self) -> Duration {
+        let mut v = self.0.clone();
+        v.sort();
+        v[v.len() / 2]
+    }
+
+    fn min(&self) -> Duration {
+        self.0.iter().copied().min().unwrap_or_default()
+    }
+
+    /// One table row: median and best time, rows/s of each, and the share of the
+    /// baseline's rows/s (median against median, best against best).
+    fn row(&self, name: &str, rows: usize, baseline: &Series) {
+        let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+        let (median, best) = (self.median(), self.min());
+        println!(
+            "| {name:<58} | {:>8.1} | {:>8.1} | {:>8.0} | {:>8.0} | {:>5.0} % | {:>5.0} % |",
+            median.as_secs_f64() * 1000.0,
+            best.as_secs_f64() * 1000.0,
+            rate(median),
+            rate(best),
+            100.0 * rate(median) / rate(baseline.median()),
+            100.0 * rate(best) / rate(baseline.min()),
+        );
+    }
+}
+
+struct Fixture {
+    _db: TempDatabase,
+    store: PostgresStore,
+    conn: PgConnection,
+    owner: repo_core::UserId,
+    collections: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let admin = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let db = TempDatabase::create(&admin).expect("temp database");
+        let store = PostgresStore::connect(db.url(), &StoreConfig::default()).expect("connect");
+        let owner = store
+            .users()
+            .create(&NewUser::new(
+                "bench",
+                "bench@example.com",
+                "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+            ))
+            .expect("user")
+            .id;
+        let conn = PgConnection::establish(db.url()).expect("connection");
+        Self {
+            _db: db,
+            store,
+            conn,
+            owner,
+            collections: 0,
+        }
+    }
+
+    fn collection(&mut self) -> CollectionId {
+        self.collections += 1;
+        self.store
+            .collections()
+            .create(&NewCollection::new(
+                format!("bench {}", self.collections),
+                self.owner,
+            ))
+            .expect("collection")
+            .id
+    }
+}
+
+/// Prints rows/s of both strategies and of the raw COPY baseline.
+#[test]
+#[ignore = "measurement: run with --release --ignored --nocapture"]
+fn bulk_strategies() {
+    let mut fx = Fixture::new();
+    let mut doc_copy = Series::default();
+    let mut doc_insert = Series::default();
+    let mut doc_raw = Series::default();
+    let mut doc_overlap = Series::default();
+    let mut chunk_copy = Series::default();
+    let mut chunk_insert = Series::default();
+    let mut chunk_raw = Series::default();
+
+    for round in 0..ROUNDS as u64 {
+        // Alternate the order so neither strategy always meets the larger table.
+        let order = if round % 2 == 0 {
+            [BulkStrategy::Copy, BulkStrategy::MultiRowInsert]
+        } else {
+            [BulkStrategy::MultiRowInsert, BulkStrategy::Copy]
+        };
+        for (k, strategy) in order.into_iter().enumerate() {
+            let c = fx.collection();
+            let batch = new_documents(c, round * 10 + k as u64);
+            let (t, out) = timed(|| {
+                read_committed(&mut fx.conn, |conn| {
+                    documents::register_many_with(conn, &batch, strategy)
+                })
+            });
+            assert_eq!(out.len(), DOCUMENTS);
+            assert!(out.iter().all(|r| r.created));
+            match strategy {
+                BulkStrategy::Copy => doc_copy.0.push(t),
+                BulkStrategy::MultiRowInsert => doc_insert.0.push(t),
+            }
+            if strategy == documents::REGISTER_STRATEGY {
+                // Half already stored, half new: the common re-sync case.
+                let mut again = new_documents(c, 1_000 + round);
+                again[..DOCUMENTS / 2].clone_from_slice(&batch[..DOCUMENTS / 2]);
+                let (t, out) = timed(|| {
+                    read_committed(&mut fx.conn, |conn| {
+                        documents::register_many_with(conn, &again, strategy)
+                    })
+                });
+                assert_eq!(out.iter().filter(|r| r.created).count(), DOCUMENTS / 2);
+                doc_overlap.0.push(t);
+            }
+        }
+        {
+            // Raw baseline: the same kind of rows, prepared outside the timing, copied
+            // straight into `documents`.
+            let c = fx.collection();
+            let rows =
+                repo_core::document::prepare_batch(&new_documents(c, 500 + round)).expect("valid");
+            let values: Vec<InsertDocument<'_>> = rows.iter().map(InsertDocument::from).collect();
+            let (t, n) = timed(|| {
+                read_committed(&mut fx.conn, |conn| {
+                    diesel::copy_from(schema::documents::table)
+                        .from_insertable(&values)
+                        .execute(conn)
+                        .map_err(crate::error::map_diesel_error)
+                })
+            });
+            assert_eq!(n, DOCUMENTS);
+            doc_raw.0.push(t);
+        }
+
+        // Chunks: 100 documents of 100 chunks per strategy, and the raw COPY.
+        for strategy in order.into_iter().map(Some).chain([None]) {
+            let c = fx.collection();
+            let docs: Vec<NewDocument> = new_documents(c, 2_000 + round)
+                .into_iter()
+                .take(CHUNK_DOCUMENTS)
+                .collect();
+            let ids: Vec<repo_core::DocumentId> = fx
+                .store
+                .documents()
+                .register_many(&docs)
+                .expect("documents")
+                .into_iter()
+                .map(|r| r.document.id)
+                .collect();
+            let batch = new_chunks(&ids);
+            match strategy {
+                Some(strategy) => {
+                    let (t, n) = timed(|| {
+                        read_committed(&mut fx.conn, |conn| {
+                            chunks::insert_many_with(conn, c, &batch, strategy)
+                        })
+                    });
+                    assert_eq!(n as usize, batch.len());
+                    match strategy {
+                        BulkStrategy::Copy => chunk_copy.0.push(t),
+                        BulkStrategy::MultiRowInsert => chunk_insert.0.push(t),
+                    }
+                }
+                None => {
+                    let rows = repo_core::chunk::prepare_batch(c, &batch).expect("valid");
+                    let values: Vec<InsertChunk<'_>> = rows.iter().map(InsertChunk::from).collect();
+                    let (t, n) = timed(|| {
+                        read_committed(&mut fx.conn, |conn| {
+                            diesel::copy_from(schema::chunks::table)
+                                .from_insertable(&values)
+                                .execute(conn)
+                                .map_err(crate::error::map_diesel_error)
+                        })
+                    });
+                    assert_eq!(n, batch.len());
+                    chunk_raw.0.push(t);
+                }
+            }
+        }
+    }
+
+    println!();
+    println!(
+        "{ROUNDS} rounds; share = rows/s relative to the raw COPY into the same table \
+         (median vs median, best vs best)"
+    );
+    println!(
+        "| {:<58} | {:>8} | {:>8} | {:>8} | {:>8} | {:>7} | {:>7} |",
+        "call (10,000 rows)", "med ms", "best ms", "med r/s", "best r/s", "med %", "best %"
+    );
+    println!(
+        "|{:-<60}|{:-<10}|{:-<10}|{:-<10}|{:-<10}|{:-<9}|{:-<9}|",
+        "", "", "", "", "", "", ""
+    );
+    let table = [
+        (
+            "documents: raw COPY into documents (baseline)",
+            &doc_raw,
+            &doc_raw,
+        ),
+        (
+            "documents: register_many, COPY to staging + INSERT SELECT",
+            &doc_copy,
+            &doc_raw,
+        ),
+        (
+            "documents: register_many, multi-row INSERT (3 statements)",
+            &doc_insert,
+            &doc_raw,
+        ),
+        (
+            "documents: register_many (chosen), half already stored",
+            &doc_overlap,
+            &doc_raw,
+        ),
+        (
+            "chunks: raw COPY into chunks (baseline)",
+            &chunk_raw,
+            &chunk_raw,
+        ),
+        (
+            "chunks: insert_many, COPY into chunks",
+            &chunk_copy,
+            &chunk_raw,
+        ),
+        (
+            "chunks: insert_many, multi-row INSERT (2 statements)",
+            &chunk_insert,
+            &chunk_raw,
+        ),
+    ];
+    for (name, series, baseline) in table {
+        series.row(name, DOCUMENTS, baseline);
+    }
+}

@@ -1,0 +1,433 @@
+//! Chunks: bulk insert, embedding bookkeeping and FTS5 full-text search.
+//!
+//! `chunks_fts` is an external-content FTS5 table over `chunks.content` (rowid =
+//! `chunks.id`) kept in step by the triggers of the migration, so inserts, deletes
+//! and cascades need no code here. Diesel has no DSL for virtual tables: search runs
+//! as raw SQL whose every value is a bound parameter.
+
+use crate::bulk::{in_list_len, rows_per_statement};
+use crate::codec::{affected, count, json, read_json, read_ts, read_uuid, ts, uuid};
+use crate::collections;
+use crate::documents;
+use crate::error::map_diesel;
+use crate::schema::{chunks, documents as documents_table};
+use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Text};
+use diesel::sqlite::Sqlite;
+use repo_core::chunk::prepare_batch;
+use repo_core::{
+    validate, Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest,
+    RepoError, RepoResult, SearchHit, SearchQuery,
+};
+use std::collections::{HashMap, HashSet};
+
+/// A `chunks` row as stored.
+#[derive(Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = chunks, check_for_backend(Sqlite))]
+struct ChunkRow {
+    id: i64,
+    collection_id: String,
+    document_id: String,
+    chunk_index: i32,
+    content: String,
+    start_offset: Option<i32>,
+    end_offset: Option<i32>,
+    token_count: Option<i32>,
+    embedding_vector_id: Option<String>,
+    meta: String,
+    created_at: String,
+}
+
+impl ChunkRow {
+    fn into_chunk(self) -> RepoResult<Chunk> {
+        const T: &str = "chunks";
+        Ok(Chunk {
+            id: self.id,
+            collection_id: CollectionId(read_uuid(T, "collection_id", &self.collection_id)?),
+            document_id: DocumentId(read_uuid(T, "document_id", &self.document_id)?),
+            chunk_index: self.chunk_index,
+            content: self.content,
+            start_offset: self.start_offset,
+            end_offset: self.end_offset,
+            token_count: self.token_count,
+            embedding_vector_id: self.embedding_vector_id,
+            meta: read_json(T, "meta", &self.meta)?,
+            created_at: read_ts(T, "created_at", &self.created_at)?,
+        })
+    }
+}
+
+fn many(rows: Vec<ChunkRow>) -> RepoResult<Vec<Chunk>> {
+    rows.into_iter().map(ChunkRow::into_chunk).collect()
+}
+
+/// Bound columns of [`NewChunkRow`], for sizing multi-row inserts.
+const INSERT_COLUMNS: usize = 10;
+
+/// A chunk to insert; every column bound so that a slice is one multi-row `INSERT`.
+#[derive(Insertable)]
+#[diesel(table_name = chunks, treat_none_as_default_value = false)]
+struct NewChunkRow<'a> {
+    collection_id: &'a str,
+    document_id: &'a str,
+    chunk_index: i32,
+    content: &'a str,
+    start_offset: Option<i32>,
+    end_offset: Option<i32>,
+    token_count: Option<i32>,
+    embedding_vector_id: Option<&'a str>,
+    meta: String,
+    created_at: String,
+}
+
+/// A search hit as selected: the chunk's columns and `-bm25(chunks_fts)`.
+#[derive(QueryableByName)]
+struct HitRow {
+    #[diesel(embed)]
+    chunk: ChunkRow,
+    #[diesel(sql_type = Double)]
+    score: f64,
+}
+
+#[derive(QueryableByName)]
+struct Total {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// The distinct values of `items`, in order of first appearance.
+fn distinct<T: Copy + Eq + std::hash::Hash>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items.filter(|v| seen.insert(*v)).collect()
+}
+
+fn insert_many(
+    conn: &mut SqliteConnection,
+    collection_id: CollectionId,
+    batch: &[NewChunk],
+) -> RepoResult<u64> {
+    let prepared = prepare_batch(collection_id, batch)?;
+    let cid = uuid(collection_id.0);
+    write_tx(conn, |c| {
+        collections::ensure_exists(c, collection_id)?;
+        if prepared.is_empty() {
+            return Ok(0);
+        }
+
+        // Every document belongs to the collection.
+        let doc_ids = distinct(prepared.iter().map(|ch| ch.document_id));
+        let keys: HashMap<DocumentId, String> =
+            doc_ids.iter().map(|id| (*id, uuid(id.0))).collect();
+        let ordered_keys: Vec<&str> = doc_ids
+            .iter()
+            .filter_map(|id| keys.get(id))
+            .map(String::as_str)
+            .collect();
+        let mut found: HashSet<String> = HashSet::with_capacity(doc_ids.len());
+        for part in ordered_keys.chunks(in_list_len(1)) {
+            let ids: Vec<String> = documents_table::table
+                .filter(documents_table::collection_id.eq(&cid))
+                .filter(documents_table::id.eq_any(part))
+                .select(documents_table::id)
+                .load(c)
+                .map_err(map_diesel)?;
+            found.extend(ids);
+        }
+        if let Some(i) = prepared
+            .iter()
+            .position(|ch| keys.get(&ch.document_id).is_none_or(|k| !found.contains(k)))
+        {
+            return Err(RepoError::validation(
+                "document_id",
+                format!(
+                    "document {} does not exist in collection {collection_id}",
+                    prepared[i].document_id
+                ),
+            )
+            .for_item(i));
+        }
+
+        // No (document, chunk_index) is stored already. The index range narrows the
+        // read to the batch's positions when a document already has many chunks.
+        let lo = prepared.iter().map(|ch| ch.chunk_index).min().unwrap_or(0);
+        let hi = prepared.iter().map(|ch| ch.chunk_index).max().unwrap_or(0);
+        let mut stored: HashSet<(String, i32)> = HashSet::new();
+        for part in ordered_keys.chunks(in_list_len(3)) {
+            let pairs: Vec<(String, i32)> = chunks::table
+                .filter(chunks::collection_id.eq(&cid))
+                .filter(chunks::document_id.eq_any(part))
+                .filter(chunks::chunk_index.between(lo, hi))
+                .select((chunks::document_id, chunks::chunk_index))
+                .load(c)
+                .map_err(map_diesel)?;
+            stored.extend(pairs);
+        }
+        if !stored.is_empty() {
+            if let Some(i) = prepared.iter().position(|ch| {
+                keys.get(&ch.document_id)
+                    .is_some_and(|k| stored.contains(&(k.clone(), ch.chunk_index)))
+            }) {
+                return Err(RepoError::validation(
+                    "chunk_index",
+                    format!(
+                        "chunk {} of document {} is already stored",
+                        prepared[i].chunk_index, prepared[i].document_id
+                    ),
+                )
+                .for_item(i));
+            }
+        }
+
+        // One batch shares one creation time: format it once.
+        let mut created: Option<(repo_core::Timestamp, String)> = None;
+        let mut rows = Vec::with_capacity(prepared.len());
+        for ch in &prepared {
+            let created_at = match &created {
+                Some((at, text)) if *at == ch.created_at => text.clone(),
+                _ => {
+                    let text = ts(ch.created_at);
+                    created = Some((ch.created_at, text.clone()));
+                    text
+                }
+            };
+            let document_id = keys
+                .get(&ch.document_id)
+                .ok_or_else(|| RepoError::not_found("document", ch.document_id))?;
+            rows.push(NewChunkRow {
+                collection_id: &cid,
+                document_id,
+                chunk_index: ch.chunk_index,
+                content: &ch.content,
+                start_offset: ch.start_offset,
+                end_offset: ch.end_offset,
+                token_count: ch.token_count,
+                embedding_vector_id: ch.embedding_vector_id.as_deref(),
+                meta: json(&ch.meta)?,
+                created_at,
+            });
+        }
+        let mut inserted = 0;
+        for part in rows.chunks(rows_per_statement(INSERT_COLUMNS)) {
+            let n = diesel::insert_into(chunks::table)
+                .values(part)
+                .execute(c)
+                .map_err(map_diesel)?;
+            inserted += affected(n);
+        }
+        Ok(inserted)
+    })
+}
+
+fn list_by_document(
+    conn: &mut SqliteConnection,
+    document_id: DocumentId,
+    page: PageRequest,
+) -> RepoResult<Page<Chunk>> {
+    let key = uuid(document_id.0);
+    read_tx(conn, |c| {
+        documents::ensure_exists(c, document_id)?;
+        let rows = chunks::table
+            .filter(chunks::document_id.eq(&key))
+            .select(ChunkRow::as_select())
+            .order((chunks::chunk_index.asc(), chunks::id.asc()))
+            .limit(page.limit_i64())
+            .offset(page.offset_i64())
+            .load(c)
+            .map_err(map_diesel)?;
+        let total: i64 = chunks::table
+            .filter(chunks::document_id.eq(&key))
+            .count()
+            .get_result(c)
+            .map_err(map_diesel)?;
+        Ok(Page {
+            items: many(rows)?,
+            total: count(total),
+        })
+    })
+}
+
+fn without_embedding(
+    conn: &mut SqliteConnection,
+    collection_id: CollectionId,
+    limit: u32,
+) -> RepoResult<Vec<Chunk>> {
+    let rows = chunks::table
+        .filter(chunks::collection_id.eq(uuid(collection_id.0)))
+        .filter(chunks::embedding_vector_id.is_null())
+        .select(ChunkRow::as_select())
+        .order(chunks::id.asc())
+        .limit(i64::from(limit))
+        .load(conn)
+        .map_err(map_diesel)?;
+    many(rows)
+}
+
+/// `UPDATE … FROM (VALUES (?, ?), …)` for `rows` pairs: only the number of
+/// placeholders varies, every id and value is bound.
+fn set_embedding_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(96 + rows * 8);
+    sql.push_str("UPDATE chunks SET embedding_vector_id = v.column2 FROM (VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?)");
+    }
+    sql.push_str(") AS v WHERE chunks.id = v.column1");
+    sql
+}
+
+fn set_embedding_ids(conn: &mut SqliteConnection, pairs: &[(i64, String)]) -> RepoResult<u64> {
+    // The last pair for an id wins, as if the pairs were applied one by one.
+    let mut position: HashMap<i64, usize> = HashMap::with_capacity(pairs.len());
+    let mut unique: Vec<(i64, &str)> = Vec::with_capacity(pairs.len());
+    for (i, (id, vector_id)) in pairs.iter().enumerate() {
+        validate::text("embedding_vector_id", vector_id).map_err(|e| e.for_item(i))?;
+        match position.get(id) {
+            Some(&at) => unique[at].1 = vector_id,
+            None => {
+                position.insert(*id, unique.len());
+                unique.push((*id, vector_id));
+            }
+        }
+    }
+    if unique.is_empty() {
+        return Ok(0);
+    }
+    write_tx(conn, |c| {
+        let mut changed = 0;
+        for part in unique.chunks(rows_per_statement(2)) {
+            let mut query = diesel::sql_query(set_embedding_sql(part.len())).into_boxed();
+            for (id, vector_id) in part {
+                query = query.bind::<BigInt, _>(*id).bind::<Text, _>(*vector_id);
+            }
+            changed += affected(query.execute(c).map_err(map_diesel)?);
+        }
+        Ok(changed)
+    })
+}
+
+fn delete_by_document(conn: &mut SqliteConnection, document_id: DocumentId) -> RepoResult<u64> {
+    let n = diesel::delete(chunks::table.filter(chunks::document_id.eq(uuid(document_id.0))))
+        .execute(conn)
+        .map_err(map_diesel)?;
+    Ok(affected(n))
+}
+
+fn delete_by_collection(
+    conn: &mut SqliteConnection,
+    collection_id: CollectionId,
+) -> RepoResult<u64> {
+    let n = diesel::delete(chunks::table.filter(chunks::collection_id.eq(uuid(collection_id.0))))
+        .execute(conn)
+        .map_err(map_diesel)?;
+    Ok(affected(n))
+}
+
+fn count_chunks(conn: &mut SqliteConnection, collection_id: CollectionId) -> RepoResult<u64> {
+    let n: i64 = chunks::table
+        .filter(chunks::collection_id.eq(uuid(collection_id.0)))
+        .count()
+        .get_result(conn)
+        .map_err(map_diesel)?;
+    Ok(count(n))
+}
+
+const SEARCH_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, \
+     c.content, c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
+     c.meta, c.created_at, -bm25(chunks_fts) AS score \
+     FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid \
+     WHERE chunks_fts MATCH ? AND c.collection_id = ? \
+     ORDER BY score DESC, c.id LIMIT ? OFFSET ?";
+
+const SEARCH_COUNT_SQL: &str = "SELECT COUNT(*) AS n \
+     FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid \
+     WHERE chunks_fts MATCH ? AND c.collection_id = ?";
+
+fn search(
+    conn: &mut SqliteConnection,
+    collection_id: CollectionId,
+    query: &SearchQuery,
+    page: PageRequest,
+) -> RepoResult<Page<SearchHit>> {
+    // `to_fts5` builds the expression from alphanumeric tokens only; it is bound all
+    // the same.
+    let Some(expression) = query.to_fts5() else {
+        return Ok(Page {
+            items: Vec::new(),
+            total: 0,
+        });
+    };
+    let cid = uuid(collection_id.0);
+    read_tx(conn, |c| {
+        let rows: Vec<HitRow> = diesel::sql_query(SEARCH_SQL)
+            .bind::<Text, _>(&expression)
+            .bind::<Text, _>(&cid)
+            .bind::<BigInt, _>(page.limit_i64())
+            .bind::<BigInt, _>(page.offset_i64())
+            .load(c)
+            .map_err(map_diesel)?;
+        let total: Total = diesel::sql_query(SEARCH_COUNT_SQL)
+            .bind::<Text, _>(&expression)
+            .bind::<Text, _>(&cid)
+            .get_result(c)
+            .map_err(map_diesel)?;
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                Ok(SearchHit {
+                    chunk: r.chunk.into_chunk()?,
+                    score: r.score,
+                })
+            })
+            .collect::<RepoResult<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            total: count(total.n),
+        })
+    })
+}
+
+impl<S: ConnSource> ChunkRepository for SqliteRepos<S> {
+    fn insert_many(&self, collection_id: CollectionId, batch: &[NewChunk]) -> RepoResult<u64> {
+        self.run(|c| insert_many(c, collection_id, batch))
+    }
+
+    fn list_by_document(
+        &self,
+        document_id: DocumentId,
+        page: PageRequest,
+    ) -> RepoResult<Page<Chunk>> {
+        self.run(|c| list_by_document(c, document_id, page))
+    }
+
+    fn without_embedding(&self, collection_id: CollectionId, limit: u32) -> RepoResult<Vec<Chunk>> {
+        self.run(|c| without_embedding(c, collection_id, limit))
+    }
+
+    fn set_embedding_ids(&self, pairs: &[(i64, String)]) -> RepoResult<u64> {
+        self.run(|c| set_embedding_ids(c, pairs))
+    }
+
+    fn delete_by_document(&self, document_id: DocumentId) -> RepoResult<u64> {
+        self.run(|c| delete_by_document(c, document_id))
+    }
+
+    fn delete_by_collection(&self, collection_id: CollectionId) -> RepoResult<u64> {
+        self.run(|c| delete_by_collection(c, collection_id))
+    }
+
+    fn count(&self, collection_id: CollectionId) -> RepoResult<u64> {
+        self.run(|c| count_chunks(c, collection_id))
+    }
+
+    fn search(
+        &self,
+        collection_id: CollectionId,
+        query: &SearchQuery,
+        page: PageRequest,
+    ) -> RepoResult<Page<SearchHit>> {
+        self.run(|c| search(c, collection_id, query, page))
+    }
+}

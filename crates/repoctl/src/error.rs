@@ -1,0 +1,176 @@
+//! Failures and the documented exit codes.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Exit codes of `repoctl` (documented in the crate docs and the runbook).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure (a database error during the copy, I/O, …).
+    pub const OTHER: u8 = 1;
+    /// Usage error (from clap).
+    pub const USAGE: u8 = 2;
+    /// Connection or configuration error (bad URL, unreachable server, missing file).
+    pub const CONNECTION: u8 = 3;
+    /// Rows were refused (copy, or predicted by a dry run).
+    pub const REFUSED: u8 = 4;
+    /// Verification found a difference.
+    pub const MISMATCH: u8 = 5;
+    /// The target is not ready: not empty (without `--truncate`/`--resume`), or its
+    /// schema is not the source's.
+    pub const TARGET_NOT_READY: u8 = 6;
+}
+
+/// A failure with its exit code. Messages never contain a URL password (URLs are
+/// redacted before they reach a message, and [`Secrets`] scrubs driver messages).
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Failure {
+    /// Code [`exit::OTHER`].
+    pub fn other(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::OTHER,
+            message: message.into(),
+        }
+    }
+
+    /// Code [`exit::CONNECTION`].
+    pub fn connection(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::CONNECTION,
+            message: message.into(),
+        }
+    }
+
+    /// Code [`exit::TARGET_NOT_READY`].
+    pub fn not_ready(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::TARGET_NOT_READY,
+            message: message.into(),
+        }
+    }
+
+    /// The process exit code.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<repo_core::RepoError> for Failure {
+    fn from(e: repo_core::RepoError) -> Self {
+        use repo_core::RepoError;
+        let code = match e {
+            RepoError::Config { .. } | RepoError::Unavailable { .. } => exit::CONNECTION,
+            _ => exit::OTHER,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for Failure {
+    fn from(e: diesel::result::Error) -> Self {
+        Failure::other(format!("database error: {e}"))
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::other(format!("I/O error: {e}"))
+    }
+}
+
+/// Passwords of the URLs in use (raw and percent-decoded), to scrub from any text
+/// that came from a driver.
+#[derive(Clone, Default)]
+pub struct Secrets(Vec<String>);
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
+}
+
+impl Secrets {
+    /// Adds the password (and `password=` query value) of `url`, if any.
+    pub fn add_url(&mut self, url: &str) {
+        if let Ok(parsed) = url::Url::parse(url) {
+            if let Some(p) = parsed.password() {
+                self.0.push(p.to_owned());
+                if let Ok(decoded) = percent_decode(p) {
+                    self.0.push(decoded);
+                }
+            }
+            for (k, v) in parsed.query_pairs() {
+                if k.eq_ignore_ascii_case("password") {
+                    self.0.push(v.into_owned());
+                }
+            }
+        }
+        self.0.retain(|s| !s.is_empty());
+        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self.0.dedup();
+    }
+
+    /// `text` with every known secret replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.0 {
+            out = out.replace(s.as_str(), "***");
+        }
+        out
+    }
+}
+
+fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubs_raw_and_decoded_passwords() {
+        let mut s = Secrets::default();
+        s.add_url("postgres://u:p%40ss@h/db?password=other");
+        let text = s.scrub("failed for p@ss and p%40ss and other");
+        assert!(!text.contains("p@ss") && !text.contains("p%40ss") && !text.contains("other"));
+    }
+}

@@ -1,0 +1,5 @@
+//! `repoctl`: see the library documentation.
+
+fn main() -> std::process::ExitCode {
+    repoctl::main_entry()
+}

@@ -1,0 +1,643 @@
+//! The seven tables as the copy sees them: columns with their portable type,
+//! nullability and the CHECK rules of the target schema, primary keys, foreign keys and
+//! identity sequences. One description serves both backends (the migrations keep the
+//! same tables, columns and nullability on SQLite and PostgreSQL).
+
+use serde::Serialize;
+use std::fmt;
+
+/// A table of the schema, in foreign-key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Table {
+    /// `users`.
+    Users,
+    /// `api_keys`.
+    ApiKeys,
+    /// `collections`.
+    Collections,
+    /// `collection_permissions`.
+    CollectionPermissions,
+    /// `operations`.
+    Operations,
+    /// `documents`.
+    Documents,
+    /// `chunks`.
+    Chunks,
+}
+
+impl Table {
+    /// Every table, parents before children.
+    pub const ALL: [Table; 7] = [
+        Table::Users,
+        Table::ApiKeys,
+        Table::Collections,
+        Table::CollectionPermissions,
+        Table::Operations,
+        Table::Documents,
+        Table::Chunks,
+    ];
+
+    /// The SQL name (a fixed identifier, safe to put into SQL text).
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The table's description.
+    pub fn spec(self) -> &'static TableSpec {
+        match self {
+            Table::Users => &USERS,
+            Table::ApiKeys => &API_KEYS,
+            Table::Collections => &COLLECTIONS,
+            Table::CollectionPermissions => &COLLECTION_PERMISSIONS,
+            Table::Operations => &OPERATIONS,
+            Table::Documents => &DOCUMENTS,
+            Table::Chunks => &CHUNKS,
+        }
+    }
+
+    /// Tables this one references (directly).
+    pub fn parents(self) -> Vec<Table> {
+        let mut out: Vec<Table> = self.spec().foreign_keys.iter().map(|f| f.parent).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// `tables` plus every table they depend on, in foreign-key order.
+    pub fn with_dependencies(tables: &[Table]) -> Vec<Table> {
+        let mut set: Vec<Table> = Vec::new();
+        let mut stack: Vec<Table> = tables.to_vec();
+        while let Some(t) = stack.pop() {
+            if !set.contains(&t) {
+                set.push(t);
+                stack.extend(t.parents());
+            }
+        }
+        Table::ALL
+            .iter()
+            .copied()
+            .filter(|t| set.contains(t))
+            .collect()
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The portable type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `bigint` / SQLite integer.
+    Int64,
+    /// `integer` (32-bit on PostgreSQL) / SQLite integer.
+    Int32,
+    /// `boolean` / SQLite 0 or 1.
+    Bool,
+    /// `text`.
+    Text,
+    /// `uuid` / canonical lowercase hyphenated text.
+    Uuid,
+    /// `jsonb` / JSON text.
+    Json,
+    /// `timestamptz` / RFC 3339 UTC text with microseconds.
+    Timestamp,
+}
+
+/// A CHECK rule of the target schema, applied to one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// No rule.
+    None,
+    /// One of these values.
+    OneOf(&'static [&'static str]),
+    /// Character length within the bounds.
+    CharLen {
+        /// Smallest length.
+        min: usize,
+        /// Largest length.
+        max: usize,
+    },
+    /// Not empty after trimming spaces (PostgreSQL `btrim`, SQLite `trim`).
+    NotBlank,
+    /// An integer at least this large.
+    AtLeast(i64),
+    /// A JSON object.
+    JsonObject,
+}
+
+/// A column.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    /// Name.
+    pub name: &'static str,
+    /// Portable type.
+    pub ty: ColumnType,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// CHECK rule.
+    pub check: Check,
+    /// Never shown in messages or reports (password hashes, key hashes).
+    pub sensitive: bool,
+}
+
+const fn col(name: &'static str, ty: ColumnType) -> Column {
+    Column {
+        name,
+        ty,
+        nullable: false,
+        check: Check::None,
+        sensitive: false,
+    }
+}
+
+impl Column {
+    const fn null(mut self) -> Self {
+        self.nullable = true;
+        self
+    }
+
+    const fn check(mut self, check: Check) -> Self {
+        self.check = check;
+        self
+    }
+
+    const fn secret(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+}
+
+/// A foreign key: `columns` of the child reference the key of `parent`.
+#[derive(Debug, Clone, Copy)]
+pub struct ForeignKey {
+    /// The referencing column (index into the child's columns).
+    pub column: usize,
+    /// For the composite chunks → documents key: the column that must equal the
+    /// parent's `collection_id`.
+    pub same_collection: Option<usize>,
+    /// The referenced table (its primary key).
+    pub parent: Table,
+}
+
+/// A table's description.
+#[derive(Debug)]
+pub struct TableSpec {
+    /// SQL name.
+    pub name: &'static str,
+    /// Columns in schema order.
+    pub columns: &'static [Column],
+    /// Index of the primary-key column (`id` everywhere; on PostgreSQL `chunks` has the
+    /// key `(collection_id, id)` but `id` alone is unique).
+    pub pk: usize,
+    /// Foreign keys.
+    pub foreign_keys: &'static [ForeignKey],
+    /// Whether `id` comes from a sequence (identity column / AUTOINCREMENT).
+    pub has_sequence: bool,
+}
+
+impl TableSpec {
+    /// Index of a column by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// Comma-separated column names (fixed identifiers).
+    pub fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+use Check::{AtLeast, CharLen, JsonObject, NotBlank, OneOf};
+use ColumnType::{Bool, Int32, Int64, Json, Text, Timestamp, Uuid};
+
+/// Collection statuses.
+pub const COLLECTION_STATUSES: &[&str] = &["pending", "processing", "ready", "error"];
+/// Operation statuses.
+pub const OPERATION_STATUSES: &[&str] =
+    &["pending", "processing", "completed", "failed", "cancelled"];
+/// Operation kinds.
+pub const OPERATION_KINDS: &[&str] = &[
+    "index",
+    "append",
+    "reindex",
+    "remove_source",
+    "delete",
+    "projection_build",
+    "retry_documents",
+    "benchmark",
+];
+/// Document statuses.
+pub const DOCUMENT_STATUSES: &[&str] = &["pending", "processing", "completed", "failed", "deleted"];
+
+static USERS: TableSpec = TableSpec {
+    name: "users",
+    columns: &[
+        col("id", Int64),
+        col("username", Text).check(CharLen { min: 1, max: 64 }),
+        col("email", Text).check(CharLen {
+            min: 1,
+            max: usize::MAX,
+        }),
+        col("full_name", Text).null(),
+        col("hashed_password", Text).secret(),
+        col("is_active", Bool),
+        col("is_superuser", Bool),
+        col("created_at", Timestamp),
+        col("updated_at", Timestamp),
+        col("last_login", Timestamp).null(),
+    ],
+    pk: 0,
+    foreign_keys: &[],
+    has_sequence: true,
+};
+
+static API_KEYS: TableSpec = TableSpec {
+    name: "api_keys",
+    columns: &[
+        col("id", Uuid),
+        col("user_id", Int64),
+        col("name", Text).check(CharLen {
+            min: 1,
+            max: usize::MAX,
+        }),
+        col("name_folded", Text),
+        col("key_prefix", Text),
+        col("key_hash", Text)
+            .check(CharLen { min: 64, max: 64 })
+            .secret(),
+        col("permissions", Json).null(),
+        col("is_active", Bool),
+        col("expires_at", Timestamp).null(),
+        col("last_used_at", Timestamp).null(),
+        col("created_at", Timestamp),
+    ],
+    pk: 0,
+    foreign_keys: &[ForeignKey {
+        column: 1,
+        same_collection: None,
+        parent: Table::Users,
+    }],
+    has_sequence: false,
+};
+
+static COLLECTIONS: TableSpec = TableSpec {
+    name: "collections",
+    columns: &[
+        col("id", Uuid),
+        col("name", Text).check(NotBlank),
+        col("description", Text).null(),
+        col("owner_id", Int64),
+        col("vector_store_name", Text),
+        col("embedding_model", Text),
+        col("quantization", Text).check(OneOf(&["float16", "float32", "int8"])),
+        col("chunk_size", Int32).check(AtLeast(1)),
+        col("chunk_overlap", Int32),
+        col("chunking_strategy", Text).null(),
+        col("chunking_config", Json).null(),
+        col("is_public", Bool),
+        col("meta", Json),
+        col("status", Text).check(OneOf(COLLECTION_STATUSES)),
+        col("status_message", Text).null(),
+        col("document_count", Int64).check(AtLeast(0)),
+        col("vector_count", Int64).check(AtLeast(0)),
+        col("total_size_bytes", Int64).check(AtLeast(0)),
+        col("sync_mode", Text).check(OneOf(&["one_time", "continuous"])),
+        col("sync_interval_minutes", Int32)
+            .null()
+            .check(AtLeast(15)),
+        col("sync_paused_at", Timestamp).null(),
+        col("sync_next_run_at", Timestamp).null(),
+        col("sync_last_run_started_at", Timestamp).null(),
+        col("sync_last_run_completed_at", Timestamp).null(),
+        col("sync_last_run_status", Text)
+            .null()
+            .check(OneOf(&["running", "success", "failed", "partial"])),
+        col("sync_last_error", Text).null(),
+        col("created_at", Timestamp),
+        col("updated_at", Timestamp),
+    ],
+    pk: 0,
+    foreign_keys: &[ForeignKey {
+        column: 3,
+        same_collection: None,
+        parent: Table::Users,
+    }],
+    has_sequence: false,
+};
+
+static COLLECTION_PERMISSIONS: TableSpec = TableSpec {
+    name: "collection_permissions",
+    columns: &[
+        col("id", Int64),
+        col("collection_id", Uuid),
+        col("user_id", Int64).null(),
+        col("api_key_id", Uuid).null(),
+        col("permission", Text).check(OneOf(&["read", "write", "admin"])),
+        col("created_at", Timestamp),
+    ],
+    pk: 0,
+    foreign_keys: &[
+        ForeignKey {
+            column: 1,
+            same_collection: None,
+            parent: Table::Collections,
+        },
+        ForeignKey {
+            column: 2,
+            same_collection: None,
+            parent: Table::Users,
+        },
+        ForeignKey {
+            column: 3,
+            same_collection: None,
+            parent: Table::ApiKeys,
+        },
+    ],
+    has_sequence: true,
+};
+
+static OPERATIONS: TableSpec = TableSpec {
+    name: "operations",
+    columns: &[
+        col("id", Int64),
+        col("uuid", Uuid),
+        col("collection_id", Uuid),
+        col("user_id", Int64),
+        col("kind", Text).check(OneOf(OPERATION_KINDS)),
+        col("status", Text).check(OneOf(OPERATION_STATUSES)),
+        col("task_id", Text).null(),
+        col("config", Json).check(JsonObject),
+        col("error_message", Text).null(),
+        col("meta", Json),
+        col("created_at", Timestamp),
+        col("started_at", Timestamp).null(),
+        col("completed_at", Timestamp).null(),
+    ],
+    pk: 0,
+    foreign_keys: &[
+        ForeignKey {
+            column: 2,
+            same_collection: None,
+            parent: Table::Collections,
+        },
+        ForeignKey {
+            column: 3,
+            same_collection: None,
+            parent: Table::Users,
+        },
+    ],
+    has_sequence: true,
+};
+
+static DOCUMENTS: TableSpec = TableSpec {
+    name: "documents",
+    columns: &[
+        col("id", Uuid),
+        col("collection_id", Uuid),
+        col("file_path", Text),
+        col("file_name", Text),
+        col("file_size", Int64).check(AtLeast(0)),
+        col("mime_type", Text).null(),
+        col("content_hash", Text).check(CharLen { min: 64, max: 64 }),
+        col("uri", Text).null(),
+        col("status", Text).check(OneOf(DOCUMENT_STATUSES)),
+        col("error_message", Text).null(),
+        col("error_category", Text)
+            .null()
+            .check(OneOf(&["transient", "permanent", "unknown"])),
+        col("retry_count", Int32).check(AtLeast(0)),
+        col("chunk_count", Int32).check(AtLeast(0)),
+        col("meta", Json),
+        col("last_seen_at", Timestamp).null(),
+        col("is_stale", Bool),
+        col("created_at", Timestamp),
+        col("updated_at", Timestamp),
+    ],
+    pk: 0,
+    foreign_keys: &[ForeignKey {
+        column: 1,
+        same_collection: None,
+        parent: Table::Collections,
+    }],
+    has_sequence: false,
+};
+
+static CHUNKS: TableSpec = TableSpec {
+    name: "chunks",
+    columns: &[
+        col("id", Int64),
+        col("collection_id", Uuid),
+        col("document_id", Uuid),
+        col("chunk_index", Int32).check(AtLeast(0)),
+        col("content", Text),
+        col("start_offset", Int32).null(),
+        col("end_offset", Int32).null(),
+        col("token_count", Int32).null(),
+        col("embedding_vector_id", Text).null(),
+        col("meta", Json),
+        col("created_at", Timestamp),
+    ],
+    pk: 0,
+    foreign_keys: &[
+        ForeignKey {
+            column: 1,
+            same_collection: None,
+            parent: Table::Collections,
+        },
+        ForeignKey {
+            column: 2,
+            same_collection: Some(1),
+            parent: Table::Documents,
+        },
+    ],
+    has_sequence: true,
+};
+
+/// PostgreSQL table definitions for `COPY … FROM STDIN` (column lists only; the
+/// generated `chunks.content_tsv` is left out, so COPY never names it).
+pub mod pg {
+    #![allow(missing_docs)]
+
+    diesel::table! {
+        users (id) {
+            id -> BigInt,
+            username -> Text,
+            email -> Text,
+            full_name -> Nullable<Text>,
+            hashed_password -> Text,
+            is_active -> Bool,
+            is_superuser -> Bool,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+            last_login -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        api_keys (id) {
+            id -> Uuid,
+            user_id -> BigInt,
+            name -> Text,
+            name_folded -> Text,
+            key_prefix -> Text,
+            key_hash -> Text,
+            permissions -> Nullable<Jsonb>,
+            is_active -> Bool,
+            expires_at -> Nullable<Timestamptz>,
+            last_used_at -> Nullable<Timestamptz>,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        collections (id) {
+            id -> Uuid,
+            name -> Text,
+            description -> Nullable<Text>,
+            owner_id -> BigInt,
+            vector_store_name -> Text,
+            embedding_model -> Text,
+            quantization -> Text,
+            chunk_size -> Integer,
+            chunk_overlap -> Integer,
+            chunking_strategy -> Nullable<Text>,
+            chunking_config -> Nullable<Jsonb>,
+            is_public -> Bool,
+            meta -> Jsonb,
+            status -> Text,
+            status_message -> Nullable<Text>,
+            document_count -> BigInt,
+            vector_count -> BigInt,
+            total_size_bytes -> BigInt,
+            sync_mode -> Text,
+            sync_interval_minutes -> Nullable<Integer>,
+            sync_paused_at -> Nullable<Timestamptz>,
+            sync_next_run_at -> Nullable<Timestamptz>,
+            sync_last_run_started_at -> Nullable<Timestamptz>,
+            sync_last_run_completed_at -> Nullable<Timestamptz>,
+            sync_last_run_status -> Nullable<Text>,
+            sync_last_error -> Nullable<Text>,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        collection_permissions (id) {
+            id -> BigInt,
+            collection_id -> Uuid,
+            user_id -> Nullable<BigInt>,
+            api_key_id -> Nullable<Uuid>,
+            permission -> Text,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        operations (id) {
+            id -> BigInt,
+            uuid -> Uuid,
+            collection_id -> Uuid,
+            user_id -> BigInt,
+            kind -> Text,
+            status -> Text,
+            task_id -> Nullable<Text>,
+            config -> Jsonb,
+            error_message -> Nullable<Text>,
+            meta -> Jsonb,
+            created_at -> Timestamptz,
+            started_at -> Nullable<Timestamptz>,
+            completed_at -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        documents (id) {
+            id -> Uuid,
+            collection_id -> Uuid,
+            file_path -> Text,
+            file_name -> Text,
+            file_size -> BigInt,
+            mime_type -> Nullable<Text>,
+            content_hash -> Text,
+            uri -> Nullable<Text>,
+            status -> Text,
+            error_message -> Nullable<Text>,
+            error_category -> Nullable<Text>,
+            retry_count -> Integer,
+            chunk_count -> Integer,
+            meta -> Jsonb,
+            last_seen_at -> Nullable<Timestamptz>,
+            is_stale -> Bool,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        chunks (collection_id, id) {
+            id -> BigInt,
+            collection_id -> Uuid,
+            document_id -> Uuid,
+            chunk_index -> Integer,
+            content -> Text,
+            start_offset -> Nullable<Integer>,
+            end_offset -> Nullable<Integer>,
+            token_count -> Nullable<Integer>,
+            embedding_vector_id -> Nullable<Text>,
+            meta -> Jsonb,
+            created_at -> Timestamptz,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_close_over_parents() {
+        assert_eq!(
+            Table::with_dependencies(&[Table::Chunks]),
+            vec![
+                Table::Users,
+                Table::Collections,
+                Table::Documents,
+                Table::Chunks
+            ]
+        );
+        assert_eq!(
+            Table::with_dependencies(&[Table::CollectionPermissions]),
+            vec![
+                Table::Users,
+                Table::ApiKeys,
+                Table::Collections,
+                Table::CollectionPermissions
+            ]
+        );
+    }
+
+    #[test]
+    fn every_table_has_id_first_and_distinct_columns() {
+        for t in Table::ALL {
+            let spec = t.spec();
+            assert_eq!(spec.columns[spec.pk].name, "id");
+            let mut names: Vec<_> = spec.columns.iter().map(|c| c.name).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), spec.columns.len(), "{t}");
+            for fk in spec.foreign_keys {
+                assert!(fk.column < spec.columns.len());
+            }
+        }
+    }
+}

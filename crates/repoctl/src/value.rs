@@ -1,0 +1,573 @@
+//! Raw rows as read from either backend, the typed value model they are converted to,
+//! the per-column rules that decide "exact", "converted" or "refused", and the
+//! encoders for the targets (PostgreSQL COPY text, SQLite binds) and for checksums.
+
+use crate::json;
+use crate::schema::{Check, Column, ColumnType};
+use crate::timestamp::{self, Parsed};
+use diesel::deserialize::{self, QueryableByName};
+use diesel::pg::Pg;
+use diesel::row::{Field, NamedRow, Row};
+use diesel::sqlite::{Sqlite, SqliteType};
+use serde::Serialize;
+
+/// Which backend a raw row came from (decides what counts as exact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// SQLite: values carry their storage class (`typeof`).
+    Sqlite,
+    /// PostgreSQL: every value was selected as canonical text.
+    Postgres,
+}
+
+/// One raw value: its SQLite storage class, or text from PostgreSQL. Text and blob
+/// bytes live in the row's buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell {
+    /// SQL NULL.
+    Null,
+    /// SQLite integer.
+    Int(i64),
+    /// SQLite real.
+    Real(f64),
+    /// Text bytes (not yet checked for UTF-8) at `buf[start..end]`.
+    Text(u32, u32),
+    /// Blob bytes at `buf[start..end]`.
+    Blob(u32, u32),
+}
+
+/// A row as read, before conversion.
+#[derive(Debug, Clone, Default)]
+pub struct RawRow {
+    /// Text and blob bytes of every cell.
+    pub buf: Vec<u8>,
+    /// The cells, in select order.
+    pub cells: Vec<Cell>,
+}
+
+impl RawRow {
+    fn push_bytes(&mut self, bytes: &[u8], text: bool) -> deserialize::Result<()> {
+        let start = u32::try_from(self.buf.len())?;
+        self.buf.extend_from_slice(bytes);
+        let end = u32::try_from(self.buf.len())?;
+        self.cells.push(if text {
+            Cell::Text(start, end)
+        } else {
+            Cell::Blob(start, end)
+        });
+        Ok(())
+    }
+
+    /// The bytes of a text or blob cell.
+    pub fn bytes(&self, idx: usize) -> Option<&[u8]> {
+        match self.cells.get(idx)? {
+            Cell::Text(s, e) | Cell::Blob(s, e) => self.buf.get(*s as usize..*e as usize),
+            _ => None,
+        }
+    }
+
+    /// A cell rendered as text for keys and messages (integers in decimal, text lossily).
+    pub fn display(&self, idx: usize) -> String {
+        match self.cells.get(idx) {
+            None | Some(Cell::Null) => "NULL".into(),
+            Some(Cell::Int(v)) => v.to_string(),
+            Some(Cell::Real(v)) => v.to_string(),
+            Some(Cell::Text(..)) => {
+                String::from_utf8_lossy(self.bytes(idx).unwrap_or_default()).into_owned()
+            }
+            Some(Cell::Blob(..)) => {
+                format!("x'{}'", hex::encode(self.bytes(idx).unwrap_or_default()))
+            }
+        }
+    }
+}
+
+impl QueryableByName<Sqlite> for RawRow {
+    fn build<'a>(row: &impl NamedRow<'a, Sqlite>) -> deserialize::Result<Self> {
+        let n = row.field_count();
+        let mut out = RawRow {
+            buf: Vec::with_capacity(256),
+            cells: Vec::with_capacity(n),
+        };
+        for idx in 0..n {
+            let field = Row::get(row, idx).ok_or("missing field")?;
+            let value = field.value();
+            match value {
+                None => out.cells.push(Cell::Null),
+                Some(mut v) => match v.value_type() {
+                    None => out.cells.push(Cell::Null),
+                    Some(SqliteType::Long | SqliteType::Integer | SqliteType::SmallInt) => {
+                        out.cells.push(Cell::Int(v.read_long()))
+                    }
+                    Some(SqliteType::Double | SqliteType::Float) => {
+                        out.cells.push(Cell::Real(v.read_double()))
+                    }
+                    Some(SqliteType::Binary) => out.push_bytes(v.read_blob(), false)?,
+                    // Text read as bytes: SQLite text may hold invalid UTF-8 or NUL,
+                    // which the conversion reports instead of failing the read.
+                    Some(_) => out.push_bytes(v.read_blob(), true)?,
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl QueryableByName<Pg> for RawRow {
+    fn build<'a>(row: &impl NamedRow<'a, Pg>) -> deserialize::Result<Self> {
+        let n = row.field_count();
+        let mut out = RawRow {
+            buf: Vec::with_capacity(256),
+            cells: Vec::with_capacity(n),
+        };
+        for idx in 0..n {
+            let field = Row::get(row, idx).ok_or("missing field")?;
+            match field.value() {
+                None => out.cells.push(Cell::Null),
+                // Every column is selected as `text`, whose binary form is its bytes.
+                Some(v) => out.push_bytes(v.as_bytes(), true)?,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A converted value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// Text, a canonical UUID, JSON text (validated, as written by the source) or a
+    /// canonical timestamp.
+    Str(String),
+}
+
+impl Value {
+    /// Text for keys and foreign-key lookups.
+    pub fn key_text(&self) -> String {
+        match self {
+            Value::Null => "NULL".into(),
+            Value::Int(v) => v.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Str(s) => s.clone(),
+        }
+    }
+}
+
+/// A value written in another form with the same meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConversionKind {
+    /// A timestamp written differently (space for `T`, other fraction digits, `+00:00`).
+    TimestampFormat,
+    /// A timestamp with a non-UTC offset, converted to UTC.
+    TimestampOffset,
+    /// A timestamp without offset, taken as UTC (how the application reads it).
+    TimestampNoOffset,
+    /// A boolean stored as the text `true`, `false`, `1` or `0`.
+    BooleanText,
+}
+
+impl ConversionKind {
+    /// Kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversionKind::TimestampFormat => "timestamp-format",
+            ConversionKind::TimestampOffset => "timestamp-offset",
+            ConversionKind::TimestampNoOffset => "timestamp-no-offset",
+            ConversionKind::BooleanText => "boolean-text",
+        }
+    }
+}
+
+/// The outcome of converting one cell.
+pub type Converted = Result<(Value, Option<ConversionKind>), String>;
+
+fn text_of(row: &RawRow, idx: usize) -> Result<&str, String> {
+    let bytes = row.bytes(idx).unwrap_or_default();
+    let s = std::str::from_utf8(bytes).map_err(|_| "text is not valid UTF-8".to_string())?;
+    if s.contains('\0') {
+        return Err("text contains a NUL character, which PostgreSQL rejects".into());
+    }
+    Ok(s)
+}
+
+fn storage_class(cell: &Cell) -> &'static str {
+    match cell {
+        Cell::Null => "NULL",
+        Cell::Int(_) => "integer",
+        Cell::Real(_) => "real",
+        Cell::Text(..) => "text",
+        Cell::Blob(..) => "blob",
+    }
+}
+
+/// Converts cell `idx` of `row` for column `col`, applying the column's CHECK rule.
+pub fn convert(col: &Column, origin: Origin, row: &RawRow, idx: usize) -> Converted {
+    let cell = row.cells.get(idx).copied().unwrap_or(Cell::Null);
+    let (value, conversion) = convert_type(col, origin, row, idx, cell)?;
+    if value == Value::Null {
+        if !col.nullable {
+            return Err("NULL in a NOT NULL column".into());
+        }
+        return Ok((value, conversion));
+    }
+    check(col, &value)?;
+    Ok((value, conversion))
+}
+
+fn convert_type(col: &Column, origin: Origin, row: &RawRow, idx: usize, cell: Cell) -> Converted {
+    if cell == Cell::Null {
+        return Ok((Value::Null, None));
+    }
+    let wrong = || {
+        format!(
+            "{} value in a {} column",
+            storage_class(&cell),
+            type_name(col.ty)
+        )
+    };
+    match col.ty {
+        ColumnType::Int64 | ColumnType::Int32 => {
+            let v = match (origin, cell) {
+                (_, Cell::Int(v)) => v,
+                (Origin::Postgres, Cell::Text(..)) => {
+                    let s = text_of(row, idx)?;
+                    s.parse::<i64>()
+                        .map_err(|_| format!("not an integer: {}", timestamp::preview(s)))?
+                }
+                _ => return Err(wrong()),
+            };
+            if col.ty == ColumnType::Int32 && i32::try_from(v).is_err() {
+                return Err(format!("{v} is out of range for a 32-bit integer column"));
+            }
+            Ok((Value::Int(v), None))
+        }
+        ColumnType::Bool => match (origin, cell) {
+            (Origin::Sqlite, Cell::Int(0)) => Ok((Value::Bool(false), None)),
+            (Origin::Sqlite, Cell::Int(1)) => Ok((Value::Bool(true), None)),
+            (Origin::Sqlite, Cell::Int(v)) => {
+                Err(format!("integer {v} in a boolean column (only 0 and 1)"))
+            }
+            (Origin::Postgres, Cell::Text(..)) => match text_of(row, idx)? {
+                "true" => Ok((Value::Bool(true), None)),
+                "false" => Ok((Value::Bool(false), None)),
+                other => Err(format!("not a boolean: {}", timestamp::preview(other))),
+            },
+            (Origin::Sqlite, Cell::Text(..)) => {
+                let s = text_of(row, idx)?;
+                let b = if s.eq_ignore_ascii_case("true") || s == "1" {
+                    true
+                } else if s.eq_ignore_ascii_case("false") || s == "0" {
+                    false
+                } else {
+                    return Err(format!(
+                        "ambiguous boolean {} (accepted: 0, 1, true, false)",
+                        timestamp::preview(s)
+                    ));
+                };
+                Ok((Value::Bool(b), Some(ConversionKind::BooleanText)))
+            }
+            _ => Err(wrong()),
+        },
+        ColumnType::Text => match cell {
+            Cell::Text(..) => Ok((Value::Str(text_of(row, idx)?.to_owned()), None)),
+            _ => Err(wrong()),
+        },
+        ColumnType::Uuid => match cell {
+            Cell::Text(..) => {
+                let s = text_of(row, idx)?;
+                if is_canonical_uuid(s) {
+                    Ok((Value::Str(s.to_owned()), None))
+                } else {
+                    Err(format!(
+                        "not a canonical UUID (lowercase, hyphenated): {}",
+                        timestamp::preview(s)
+                    ))
+                }
+            }
+            _ => Err(wrong()),
+        },
+        ColumnType::Json => match cell {
+            Cell::Text(..) => {
+                let s = text_of(row, idx)?;
+                let top = json::validate(s)?;
+                if col.check == Check::JsonObject && top != json::TopLevel::Object {
+                    return Err("JSON is not an object".into());
+                }
+                Ok((Value::Str(s.to_owned()), None))
+            }
+            _ => Err(wrong()),
+        },
+        ColumnType::Timestamp => match cell {
+            Cell::Text(..) => {
+                let s = text_of(row, idx)?;
+                match timestamp::parse(s)? {
+                    Parsed::Canonical => Ok((Value::Str(s.to_owned()), None)),
+                    Parsed::Reformatted(c) => {
+                        Ok((Value::Str(c), Some(ConversionKind::TimestampFormat)))
+                    }
+                    Parsed::Offset(c) => Ok((Value::Str(c), Some(ConversionKind::TimestampOffset))),
+                    Parsed::NoOffset(c) => {
+                        Ok((Value::Str(c), Some(ConversionKind::TimestampNoOffset)))
+                    }
+                }
+            }
+            Cell::Int(v) => Err(format!(
+                "integer {v} in a timestamp column (epoch seconds or milliseconds? refused)"
+            )),
+            _ => Err(wrong()),
+        },
+    }
+}
+
+fn type_name(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Int64 => "bigint",
+        ColumnType::Int32 => "integer",
+        ColumnType::Bool => "boolean",
+        ColumnType::Text => "text",
+        ColumnType::Uuid => "uuid",
+        ColumnType::Json => "json",
+        ColumnType::Timestamp => "timestamp",
+    }
+}
+
+/// Lowercase hyphenated 8-4-4-4-12 hex.
+pub fn is_canonical_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
+        })
+}
+
+fn check(col: &Column, value: &Value) -> Result<(), String> {
+    match (col.check, value) {
+        (Check::OneOf(allowed), Value::Str(s)) if !allowed.contains(&s.as_str()) => Err(format!(
+            "{} is not one of {}",
+            timestamp::preview(s),
+            allowed.join(", ")
+        )),
+        (Check::CharLen { min, max }, Value::Str(s)) => {
+            let n = s.chars().count();
+            if n < min || n > max {
+                Err(if min == max {
+                    format!("length {n}, must be {min}")
+                } else if max == usize::MAX {
+                    format!("length {n}, must be at least {min}")
+                } else {
+                    format!("length {n}, must be {min} to {max}")
+                })
+            } else {
+                Ok(())
+            }
+        }
+        (Check::NotBlank, Value::Str(s)) if s.trim_matches(' ').is_empty() => {
+            Err("blank (must not be empty after trimming spaces)".into())
+        }
+        (Check::AtLeast(min), Value::Int(v)) if *v < min => {
+            Err(format!("{v} is below the minimum {min}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Rules spanning several columns (the multi-column CHECK constraints), given the
+/// converted values of a row: the offending column index and reason.
+pub fn row_rules(table: crate::schema::Table, values: &[Value]) -> Result<(), (usize, String)> {
+    use crate::schema::Table;
+    let spec = table.spec();
+    let get = |name: &str| spec.index_of(name).map(|i| (i, &values[i]));
+    match table {
+        Table::Collections => {
+            if let (Some((_, Value::Int(size))), Some((io, Value::Int(overlap)))) =
+                (get("chunk_size"), get("chunk_overlap"))
+            {
+                if *overlap < 0 || overlap >= size {
+                    return Err((
+                        io,
+                        format!("chunk_overlap {overlap} must be ≥ 0 and below chunk_size {size}"),
+                    ));
+                }
+            }
+            if let (Some((_, Value::Str(mode))), Some((ii, interval))) =
+                (get("sync_mode"), get("sync_interval_minutes"))
+            {
+                if mode != "one_time" && *interval == Value::Null {
+                    return Err((
+                        ii,
+                        "a continuous collection needs sync_interval_minutes".into(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Table::CollectionPermissions => match (get("user_id"), get("api_key_id")) {
+            (Some((iu, u)), Some((_, k))) if (*u == Value::Null) == (*k == Value::Null) => Err((
+                iu,
+                "exactly one of user_id and api_key_id must be set".into(),
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Appends a value in PostgreSQL COPY text format.
+pub fn encode_copy(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"\\N"),
+        Value::Int(v) => {
+            use std::io::Write;
+            let _ = write!(out, "{v}");
+        }
+        Value::Bool(true) => out.push(b't'),
+        Value::Bool(false) => out.push(b'f'),
+        Value::Str(s) => {
+            let bytes = s.as_bytes();
+            let mut start = 0;
+            for (i, &c) in bytes.iter().enumerate() {
+                let esc: &[u8] = match c {
+                    b'\\' => b"\\\\",
+                    b'\t' => b"\\t",
+                    b'\n' => b"\\n",
+                    b'\r' => b"\\r",
+                    _ => continue,
+                };
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(esc);
+                start = i + 1;
+            }
+            out.extend_from_slice(&bytes[start..]);
+        }
+    }
+}
+
+/// Appends the canonical, unambiguous checksum encoding of one value: a tag byte,
+/// then for non-NULL values a length and the canonical text (JSON canonicalised).
+/// A value that cannot be converted is encoded from its raw form with its own tag, so
+/// it never equals a valid value.
+pub fn encode_canonical(ty: ColumnType, value: Result<&Value, &str>, out: &mut Vec<u8>) {
+    fn put(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+        out.push(tag);
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    match value {
+        Err(raw) => put(out, 2, raw.as_bytes()),
+        Ok(Value::Null) => out.push(0),
+        Ok(Value::Int(v)) => put(out, 1, v.to_string().as_bytes()),
+        Ok(Value::Bool(b)) => put(out, 1, if *b { b"true" } else { b"false" }),
+        Ok(Value::Str(s)) if ty == ColumnType::Json => match json::canonical(s) {
+            Ok(c) => put(out, 1, &c),
+            Err(_) => put(out, 2, s.as_bytes()),
+        },
+        Ok(Value::Str(s)) => put(out, 1, s.as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Table;
+
+    fn text_row(values: &[Option<&str>]) -> RawRow {
+        let mut r = RawRow::default();
+        for v in values {
+            match v {
+                None => r.cells.push(Cell::Null),
+                Some(s) => r.push_bytes(s.as_bytes(), true).unwrap(),
+            }
+        }
+        r
+    }
+
+    fn column(table: Table, name: &str) -> &'static Column {
+        let spec = table.spec();
+        &spec.columns[spec.index_of(name).unwrap()]
+    }
+
+    #[test]
+    fn booleans() {
+        let c = column(Table::Users, "is_active");
+        let mut r = RawRow::default();
+        r.cells.push(Cell::Int(1));
+        assert_eq!(
+            convert(c, Origin::Sqlite, &r, 0),
+            Ok((Value::Bool(true), None))
+        );
+        r.cells[0] = Cell::Int(2);
+        assert!(convert(c, Origin::Sqlite, &r, 0).is_err());
+        for (s, b) in [("true", true), ("FALSE", false), ("1", true), ("0", false)] {
+            let r = text_row(&[Some(s)]);
+            assert_eq!(
+                convert(c, Origin::Sqlite, &r, 0),
+                Ok((Value::Bool(b), Some(ConversionKind::BooleanText)))
+            );
+        }
+        for s in ["yes", "t", "on", ""] {
+            assert!(
+                convert(c, Origin::Sqlite, &text_row(&[Some(s)]), 0).is_err(),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            convert(c, Origin::Postgres, &text_row(&[Some("true")]), 0),
+            Ok((Value::Bool(true), None))
+        );
+    }
+
+    #[test]
+    fn texts_uuids_json_ints() {
+        let name = column(Table::Users, "full_name");
+        assert!(convert(name, Origin::Sqlite, &text_row(&[Some("a\0b")]), 0).is_err());
+        assert_eq!(
+            convert(name, Origin::Sqlite, &text_row(&[None]), 0),
+            Ok((Value::Null, None))
+        );
+        let username = column(Table::Users, "username");
+        assert!(convert(username, Origin::Sqlite, &text_row(&[None]), 0).is_err());
+        assert!(convert(username, Origin::Sqlite, &text_row(&[Some("")]), 0).is_err());
+        let id = column(Table::Collections, "id");
+        assert!(convert(
+            id,
+            Origin::Sqlite,
+            &text_row(&[Some("6F9619FF-8B86-D011-B42D-00C04FC964FF")]),
+            0
+        )
+        .is_err());
+        assert!(convert(
+            id,
+            Origin::Sqlite,
+            &text_row(&[Some("6f9619ff-8b86-d011-b42d-00c04fc964ff")]),
+            0
+        )
+        .is_ok());
+        let config = column(Table::Operations, "config");
+        assert!(convert(config, Origin::Sqlite, &text_row(&[Some("[1]")]), 0).is_err());
+        assert!(convert(config, Origin::Sqlite, &text_row(&[Some("{bad")]), 0).is_err());
+        let chunk_size = column(Table::Collections, "chunk_size");
+        let mut r = RawRow::default();
+        r.cells.push(Cell::Int(i64::from(i32::MAX) + 1));
+        assert!(convert(chunk_size, Origin::Sqlite, &r, 0).is_err());
+        r.cells[0] = Cell::Int(0);
+        assert!(convert(chunk_size, Origin::Sqlite, &r, 0)
+            .unwrap_err()
+            .contains("minimum"));
+        let status = column(Table::Operations, "status");
+        assert!(convert(status, Origin::Sqlite, &text_row(&[Some("done")]), 0).is_err());
+    }
+
+    #[test]
+    fn copy_text_escapes() {
+        let mut out = Vec::new();
+        encode_copy(&Value::Str("a\tb\\c\nd\re".into()), &mut out);
+        assert_eq!(out, b"a\\tb\\\\c\\nd\\re");
+    }
+}

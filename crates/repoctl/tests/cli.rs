@@ -1,0 +1,682 @@
+//! End-to-end tests of the `repoctl` binary: SQLite files in temp directories and
+//! throwaway PostgreSQL databases (`TEST_DATABASE_URL`, set by scripts/test.sh).
+
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::BigInt;
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
+use repo_postgres::testing::TempDatabase;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_repoctl");
+
+fn repoctl(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run repoctl")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[track_caller]
+fn expect_code(out: &Output, expected: i32) {
+    assert_eq!(code(out), expected, "{}", text(out));
+}
+
+fn pg() -> TempDatabase {
+    TempDatabase::from_env().expect("TEST_DATABASE_URL must point at a PostgreSQL server")
+}
+
+fn sqlite_path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+#[derive(QueryableByName)]
+struct N {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn pg_count(url: &str, sql: &str) -> i64 {
+    let mut c = PgConnection::establish(url).expect("connect");
+    diesel::sql_query(sql).load::<N>(&mut c).expect("query")[0].n
+}
+
+fn sqlite_count(path: &str, sql: &str) -> i64 {
+    let mut c = SqliteConnection::establish(path).expect("open");
+    diesel::sql_query(sql).load::<N>(&mut c).expect("query")[0].n
+}
+
+fn report(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("report")).expect("json")
+}
+
+fn demo(url: &str, scale: &str, chunks: &str) {
+    let out = repoctl(&[
+        "demo-data",
+        "--database-url",
+        url,
+        "--scale",
+        scale,
+        "--chunks-per-document",
+        chunks,
+    ]);
+    expect_code(&out, 0);
+}
+
+#[test]
+fn empty_database_copies_and_verifies_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    let b = sqlite_path(dir.path(), "b.db");
+    expect_code(&repoctl(&["migrate", "up", "--database-url", &a]), 0);
+    let db = pg();
+    let out = repoctl(&["copy", "--from", &a, "--to", db.url()]);
+    expect_code(&out, 0);
+    assert!(text(&out).contains("equal"), "{}", text(&out));
+    expect_code(
+        &repoctl(&["copy", "--from", db.url(), "--to", &b, "--no-progress"]),
+        0,
+    );
+    expect_code(&repoctl(&["verify", "--from", &a, "--to", &b]), 0);
+}
+
+#[test]
+fn generated_data_round_trips_sqlite_postgres_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    let b = sqlite_path(dir.path(), "b.db");
+    demo(&a, "2", "20");
+    let db = pg();
+    let rep = dir.path().join("r.json");
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &a,
+        "--to",
+        db.url(),
+        "--report",
+        rep.to_str().unwrap(),
+        "--batch-size",
+        "97",
+    ]);
+    expect_code(&out, 0);
+    let r = report(&rep);
+    assert_eq!(r["exit_code"], 0);
+    assert!(r["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["equal"] == true));
+    let chunks = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
+    assert_eq!(chunks, 2 * 20 * 20);
+    assert_eq!(
+        pg_count(db.url(), "SELECT count(*) AS n FROM chunks"),
+        chunks
+    );
+    // The sequences continue after the copied ids.
+    assert_eq!(
+        pg_count(db.url(), "SELECT last_value AS n FROM chunks_id_seq"),
+        sqlite_count(&a, "SELECT max(id) AS n FROM chunks")
+    );
+    // Full-text search works on the loaded rows (the generated tsvector column).
+    assert!(
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM chunks WHERE content_tsv @@ to_tsquery('simple', 'data')"
+        ) > 0
+    );
+
+    expect_code(
+        &repoctl(&["copy", "--from", db.url(), "--to", &b, "--no-progress"]),
+        0,
+    );
+    let out = repoctl(&["verify", "--from", &a, "--to", &b]);
+    expect_code(&out, 0);
+    assert_eq!(
+        sqlite_count(
+            &b,
+            "SELECT seq AS n FROM sqlite_sequence WHERE name = 'chunks'"
+        ),
+        sqlite_count(
+            &a,
+            "SELECT seq AS n FROM sqlite_sequence WHERE name = 'chunks'"
+        )
+    );
+    assert_eq!(
+        sqlite_count(
+            &b,
+            "SELECT count(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'data'"
+        ),
+        sqlite_count(
+            &a,
+            "SELECT count(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'data'"
+        )
+    );
+}
+
+const T: &str = "2024-05-01T10:00:00.000000Z";
+const H: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g";
+const C1: &str = "10000000-0000-4000-8000-000000000001";
+const C3: &str = "10000000-0000-4000-8000-000000000003";
+const D1: &str = "20000000-0000-4000-8000-000000000001";
+const D2: &str = "20000000-0000-4000-8000-000000000002";
+
+/// A SQLite database with our schema and every kind of dirty value, written with raw
+/// SQL (foreign keys and CHECK constraints off, as another tool might).
+fn dirty_sqlite(dir: &Path) -> String {
+    let path = sqlite_path(dir, "dirty.db");
+    expect_code(&repoctl(&["migrate", "up", "--database-url", &path]), 0);
+    let mut c = SqliteConnection::establish(&path).unwrap();
+    c.batch_execute("PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON;")
+        .unwrap();
+    let user = |id: i64, active: &str, superuser: &str, full: &str, created: &str, login: &str| {
+        format!(
+            "INSERT INTO users (id, username, email, full_name, hashed_password, is_active, is_superuser, \
+             created_at, updated_at, last_login) VALUES ({id}, 'u{id}', 'u{id}@x.io', {full}, '{H}', \
+             {active}, {superuser}, {created}, '{T}', {login});"
+        )
+    };
+    let q = |s: &str| format!("'{s}'");
+    let mut sql = String::new();
+    sql += &user(1, "1", "0", "NULL", &q(T), "NULL"); // clean
+    sql += &user(2, "'true'", "0", "NULL", "'2024-01-02 03:04:05'", "NULL"); // converted ×2
+    sql += &user(3, "1", "0", "NULL", "''", "NULL"); // empty timestamp
+    sql += &user(4, "1", "'yes'", "NULL", &q(T), "NULL"); // ambiguous boolean
+    sql += &user(5, "1", "0", "'a' || char(0) || 'b'", &q(T), "NULL"); // NUL
+    sql += &user(6, "1", "0", "NULL", &q(T), "'not a date'"); // unparseable
+    sql += &user(7, "1", "0", "NULL", "'2024-01-02T05:04:05+02:00'", "NULL"); // offset
+    sql += &user(8, "0", "0", "NULL", "'2024-01-02T03:04:05Z'", "NULL"); // no fraction
+    sql += &user(9, "1", "0", "CAST(X'C328' AS TEXT)", &q(T), "NULL"); // invalid UTF-8
+    let key = |n: u8, user: i64, perms: &str| {
+        format!(
+            "INSERT INTO api_keys (id, user_id, name, name_folded, key_prefix, key_hash, permissions, \
+             is_active, created_at) VALUES ('00000000-0000-4000-8000-00000000000{n}', {user}, 'k{n}', \
+             'k{n}', 'smtk_0000000{n}', '{}', {perms}, 1, '{T}');",
+            n.to_string().repeat(64)
+        )
+    };
+    sql += &key(1, 1, "'{\"scopes\": [\"read\"]}'"); // clean
+    sql += &key(2, 3, "NULL"); // parent refused
+    sql += &key(3, 1, "'{bad'"); // invalid JSON
+    sql += &key(4, 999, "NULL"); // points nowhere
+    let coll = |id: &str, name: &str, meta: &str| {
+        format!(
+            "INSERT INTO collections (id, name, owner_id, vector_store_name, meta, created_at, updated_at) \
+             VALUES ('{id}', '{name}', 1, 'col_{name}', '{meta}', '{T}', '{T}');"
+        )
+    };
+    sql += &coll(C1, "c1", "{}");
+    sql += &coll("10000000-0000-4000-8000-00000000000A", "c2", "{}"); // uppercase UUID
+    sql += &coll(C3, "c3", r#"{"a": "\u0000"}"#); // jsonb rejects \u0000
+    sql += &format!(
+        "INSERT INTO collection_permissions (id, collection_id, user_id, api_key_id, permission, created_at) \
+         VALUES (1, '{C1}', 1, NULL, 'read', '{T}'), \
+                (2, '{C1}', 2, '00000000-0000-4000-8000-000000000001', 'write', '{T}');"
+    );
+    let op = |id: i64, status: &str, config: &str| {
+        format!(
+            "INSERT INTO operations (id, uuid, collection_id, user_id, kind, status, config, meta, created_at) \
+             VALUES ({id}, '30000000-0000-4000-8000-00000000000{id}', '{C1}', 1, 'index', '{status}', \
+             '{config}', '{{}}', '{T}');"
+        )
+    };
+    sql += &op(1, "completed", r#"{"a": 1}"#);
+    sql += &op(2, "done", r#"{"a": 1}"#); // not a status
+    sql += &op(3, "failed", "[1]"); // config not an object
+    let doc = |id: &str, coll: &str, n: u8| {
+        format!(
+            "INSERT INTO documents (id, collection_id, file_path, file_name, file_size, content_hash, status, \
+             meta, created_at, updated_at) VALUES ('{id}', '{coll}', '/d/{n}', '{n}.txt', 10, '{}', \
+             'completed', '{{}}', '{T}', '{T}');",
+            format!("{n:x}").repeat(64)
+        )
+    };
+    sql += &doc(D1, C1, 1);
+    sql += &doc(D2, "10000000-0000-4000-8000-00000000000A", 2); // parent refused
+    let chunk = |id: i64, coll: &str, doc: &str, idx: i64, created: &str| {
+        format!(
+            "INSERT INTO chunks (id, collection_id, document_id, chunk_index, content, meta, created_at) \
+             VALUES ({id}, '{coll}', '{doc}', {idx}, 'chunk {id} text', '{{}}', '{created}');"
+        )
+    };
+    sql += &chunk(1, C1, D1, 0, T);
+    sql += &chunk(2, C1, "20000000-0000-4000-8000-000000000099", 0, T); // no such document
+    sql += &chunk(3, C1, D1, 1, "2024-01-02 03:04:05.123"); // converted
+    sql += &chunk(4, C3, D1, 2, T); // collection refused (and document of another collection)
+    c.batch_execute(&sql).unwrap();
+    path
+}
+
+const DIRTY_REFUSED_ROWS: usize = 16;
+
+#[test]
+fn dirty_values_are_converted_or_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dirty_sqlite(dir.path());
+    let db = pg();
+
+    // Dry run: every refusal listed, nothing written (the target keeps no schema).
+    let dry = dir.path().join("dry.json");
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &src,
+        "--to",
+        db.url(),
+        "--dry-run",
+        "--report",
+        dry.to_str().unwrap(),
+    ]);
+    expect_code(&out, 4);
+    let t = text(&out);
+    for needle in [
+        "users id=3 created_at: empty string in a timestamp column",
+        "users id=4 is_superuser: ambiguous boolean \"yes\"",
+        "users id=5 full_name: text contains a NUL character",
+        "users id=6 last_login: unparseable timestamp \"not a date\"",
+        "users id=9 full_name: text is not valid UTF-8",
+        "api_keys id=00000000-0000-4000-8000-000000000002 user_id: user_id = 3: the referenced users row was refused",
+        "api_keys id=00000000-0000-4000-8000-000000000003 permissions: invalid JSON",
+        "api_keys id=00000000-0000-4000-8000-000000000004 user_id: user_id = 999 points to no users row",
+        "collections id=10000000-0000-4000-8000-00000000000A id: not a canonical UUID",
+        "collections id=10000000-0000-4000-8000-000000000003 meta: JSON string holds \\u0000",
+        "collection_permissions id=2 user_id: exactly one of user_id and api_key_id must be set",
+        "operations id=2 status: \"done\" is not one of",
+        "operations id=3 config: JSON is not an object",
+        "documents id=20000000-0000-4000-8000-000000000002 collection_id",
+        "chunks id=2 document_id: document_id = 20000000-0000-4000-8000-000000000099 points to no documents row",
+        "chunks id=4 collection_id",
+    ] {
+        assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+    }
+    assert_eq!(
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        0,
+        "a dry run writes nothing"
+    );
+    let r = report(&dry);
+    let refused: u64 = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["refused_rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(refused as usize, DIRTY_REFUSED_ROWS, "{t}");
+
+    // Default policy: stop at the first refused row, writing nothing after it.
+    let stop = dir.path().join("stop.json");
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &src,
+        "--to",
+        db.url(),
+        "--report",
+        stop.to_str().unwrap(),
+    ]);
+    expect_code(&out, 4);
+    let r = report(&stop);
+    assert_eq!(r["stopped"], true);
+    assert_eq!(r["refusals"][0]["key"], "3");
+    assert_eq!(r["refusals"][0]["column"], "created_at");
+    assert_eq!(pg_count(db.url(), "SELECT count(*) AS n FROM users"), 0);
+
+    // skip-row: everything else is copied, conversions counted, verification equal
+    // on the rows that were not refused.
+    let skip = dir.path().join("skip.json");
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &src,
+        "--to",
+        db.url(),
+        "--on-error",
+        "skip-row",
+        "--truncate",
+        "--report",
+        skip.to_str().unwrap(),
+    ]);
+    expect_code(&out, 4);
+    let r = report(&skip);
+    assert_eq!(r["stopped"], false);
+    let tables = r["tables"].as_array().unwrap();
+    let users = tables.iter().find(|t| t["table"] == "users").unwrap();
+    assert_eq!(users["written"], 4);
+    assert_eq!(users["converted_rows"], 3);
+    let kinds: Vec<&str> = users["conversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "boolean-text",
+        "timestamp-no-offset",
+        "timestamp-offset",
+        "timestamp-format",
+    ] {
+        assert!(kinds.contains(&k), "{kinds:?}");
+    }
+    assert!(
+        r["verification"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["equal"] == true),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM users WHERE id = 2 AND is_active \
+                           AND created_at = '2024-01-02T03:04:05Z'"
+        ),
+        1
+    );
+    assert_eq!(
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM users WHERE id = 7 AND created_at = '2024-01-02T03:04:05Z'"
+        ),
+        1
+    );
+    assert_eq!(
+        pg_count(
+            db.url(),
+            "SELECT count(*) AS n FROM chunks WHERE id = 3 \
+                           AND created_at = '2024-01-02T03:04:05.123Z'"
+        ),
+        1
+    );
+    assert_eq!(pg_count(db.url(), "SELECT count(*) AS n FROM chunks"), 2);
+    let listed: usize = r["refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["table"].as_str().unwrap().to_owned(),
+                f["key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert_eq!(listed, DIRTY_REFUSED_ROWS);
+    // Standalone verify sees the difference.
+    expect_code(&repoctl(&["verify", "--from", &src, "--to", db.url()]), 5);
+}
+
+#[test]
+fn non_empty_target_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    demo(&a, "1", "2");
+    let db = pg();
+    expect_code(&repoctl(&["copy", "--from", &a, "--to", db.url()]), 0);
+    let before = pg_count(db.url(), "SELECT count(*) AS n FROM users");
+    // Another source with other data: refused, nothing written.
+    let b = sqlite_path(dir.path(), "b.db");
+    let out = repoctl(&["demo-data", "--database-url", &b, "--seed", "7"]);
+    expect_code(&out, 0);
+    let out = repoctl(&["copy", "--from", &b, "--to", db.url()]);
+    expect_code(&out, 6);
+    assert!(text(&out).contains("not empty"), "{}", text(&out));
+    assert_eq!(
+        pg_count(db.url(), "SELECT count(*) AS n FROM users"),
+        before
+    );
+    let out = repoctl(&["copy", "--from", &b, "--to", db.url(), "--dry-run"]);
+    expect_code(&out, 6);
+    // --truncate replaces the contents.
+    expect_code(
+        &repoctl(&["copy", "--from", &b, "--to", db.url(), "--truncate"]),
+        0,
+    );
+    expect_code(&repoctl(&["verify", "--from", &b, "--to", db.url()]), 0);
+    expect_code(&repoctl(&["verify", "--from", &a, "--to", db.url()]), 5);
+}
+
+#[test]
+fn killed_copy_resumes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    demo(&a, "1", "400");
+    let total = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
+    let db = pg();
+    let mut child = Command::new(BIN)
+        .args([
+            "copy",
+            "--from",
+            &a,
+            "--to",
+            db.url(),
+            "--batch-size",
+            "40",
+            "--no-progress",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut killed_at = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        let n = PgConnection::establish(db.url())
+            .ok()
+            .and_then(|mut c| {
+                diesel::sql_query("SELECT count(*) AS n FROM chunks")
+                    .load::<N>(&mut c)
+                    .ok()
+            })
+            .map_or(0, |r| r[0].n);
+        if n > 0 {
+            child.kill().unwrap();
+            killed_at = Some(n);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let killed_at = killed_at.expect("the copy finished before it could be killed");
+    assert!(
+        killed_at < total as i64,
+        "killed after {killed_at} of {total}"
+    );
+    // Without --resume the partial target is refused.
+    expect_code(
+        &repoctl(&["copy", "--from", &a, "--to", db.url(), "--no-progress"]),
+        6,
+    );
+    let rep = dir.path().join("resume.json");
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &a,
+        "--to",
+        db.url(),
+        "--resume",
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    expect_code(&out, 0);
+    let r = report(&rep);
+    let chunks = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "chunks")
+        .unwrap()
+        .clone();
+    assert!(chunks["already_present"].as_u64().unwrap() > 0, "{chunks}");
+    assert_eq!(
+        chunks["already_present"].as_u64().unwrap() + chunks["written"].as_u64().unwrap(),
+        total as u64
+    );
+    assert_eq!(
+        pg_count(db.url(), "SELECT count(*) AS n FROM chunks"),
+        total
+    );
+    assert!(r["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["equal"] == true));
+}
+
+#[test]
+fn exit_codes_and_no_password_in_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    expect_code(&repoctl(&["copy", "--from", &a]), 2);
+    expect_code(
+        &repoctl(&["copy", "--from", &a, "--to", "b.db", "--tables", "nope"]),
+        2,
+    );
+    expect_code(
+        &repoctl(&["copy", "--from", "mysql://x/y", "--to", "b.db"]),
+        3,
+    );
+    // Missing SQLite source: not created.
+    expect_code(
+        &repoctl(&[
+            "copy",
+            "--from",
+            &a,
+            "--to",
+            &sqlite_path(dir.path(), "b.db"),
+        ]),
+        3,
+    );
+    assert!(!Path::new(&a).exists());
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        "postgres://app:hunter2@127.0.0.1:1/x",
+        "--to",
+        &sqlite_path(dir.path(), "b.db"),
+    ]);
+    expect_code(&out, 3);
+    assert!(!text(&out).contains("hunter2"), "{}", text(&out));
+    expect_code(&repoctl(&["migrate", "up", "--database-url", &a]), 0);
+    expect_code(&repoctl(&["copy", "--from", &a, "--to", &a]), 2);
+    let out = repoctl(&[
+        "verify",
+        "--from",
+        "postgres://app:hunter2@127.0.0.1:1/x",
+        "--to",
+        &a,
+    ]);
+    expect_code(&out, 3);
+    assert!(!text(&out).contains("hunter2"), "{}", text(&out));
+    // A target at an older schema version than the source.
+    let old = sqlite_path(dir.path(), "old.db");
+    expect_code(&repoctl(&["migrate", "up", "--database-url", &old]), 0);
+    expect_code(&repoctl(&["migrate", "down", "--database-url", &old]), 0);
+    expect_code(
+        &repoctl(&[
+            "copy",
+            "--from",
+            &old,
+            "--to",
+            &sqlite_path(dir.path(), "new.db"),
+        ]),
+        6,
+    );
+}
+
+#[test]
+fn migrate_up_down_status_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    let db = pg();
+    for url in [a.as_str(), db.url()] {
+        let out = repoctl(&["migrate", "up", "--database-url", url]);
+        expect_code(&out, 0);
+        assert_eq!(text(&out).matches("applied ").count(), 2, "{}", text(&out));
+        let out = repoctl(&["migrate", "down", "--database-url", url]);
+        expect_code(&out, 0);
+        assert!(
+            text(&out).contains("reverted 20261121000002"),
+            "{}",
+            text(&out)
+        );
+        let out = repoctl(&["migrate", "status", "--database-url", url]);
+        expect_code(&out, 0);
+        let t = text(&out);
+        assert!(
+            t.contains("applied  20261121000001") && t.contains("pending  20261121000002"),
+            "{t}"
+        );
+        expect_code(&repoctl(&["migrate", "up", "--database-url", url]), 0);
+        let out = repoctl(&["migrate", "down", "--all", "--database-url", url]);
+        expect_code(&out, 0);
+        assert_eq!(text(&out).matches("reverted ").count(), 2, "{}", text(&out));
+    }
+}
+
+#[test]
+fn dirty_source_into_a_sqlite_target_converts_and_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dirty_sqlite(dir.path());
+    let dst = sqlite_path(dir.path(), "clean.db");
+    let rep = dir.path().join("r.json");
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        &src,
+        "--to",
+        &dst,
+        "--on-error",
+        "skip-row",
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    expect_code(&out, 4);
+    let r = report(&rep);
+    assert!(
+        r["verification"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["equal"] == true),
+        "{}",
+        text(&out)
+    );
+    // Converted values are stored in the canonical form the application writes.
+    assert_eq!(
+        sqlite_count(&dst, "SELECT count(*) AS n FROM users WHERE id = 2 AND is_active = 1 \
+                            AND typeof(is_active) = 'integer' AND created_at = '2024-01-02T03:04:05.000000Z'"),
+        1
+    );
+    assert_eq!(sqlite_count(&dst, "SELECT count(*) AS n FROM chunks"), 2);
+    assert_eq!(
+        sqlite_count(
+            &dst,
+            "SELECT count(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'text'"
+        ),
+        2
+    );
+}
