@@ -353,7 +353,7 @@ pub fn chunk_content_rules(h: &dyn Harness) {
     assert_eq!(hits.total, 1);
 }
 
-/// `without_embedding` lists the collection's chunks lacking an embedding by id up to the limit; `set_embedding_ids` sets them and counts changed rows.
+/// `without_embedding` lists the collection's chunks lacking an embedding by id up to the limit; `set_embedding_ids` sets them within its collection only and counts changed rows.
 pub fn chunk_without_embedding_and_set_embedding_ids(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "fay");
@@ -376,15 +376,21 @@ pub fn chunk_without_embedding_and_set_embedding_ids(h: &dyn Harness) {
     let two = expect::ok(chunks.without_embedding(c.id, 2), "limit 2");
     assert_eq!(two, waiting[..2].to_vec());
 
+    let foreign = expect::ok(chunks.without_embedding(other.id, 1), "other collection")[0].id;
     let pairs = vec![
         (ids[0], "vec-0".to_owned()),
         (ids[3], "vec-3 ünï".to_owned()),
         (i64::MAX, "no such chunk".to_owned()),
+        (foreign, "another collection's chunk".to_owned()),
     ];
     assert_eq!(
-        expect::ok(chunks.set_embedding_ids(&pairs), "set"),
+        expect::ok(chunks.set_embedding_ids(c.id, &pairs), "set"),
         2,
-        "unknown chunk ids change nothing"
+        "unknown chunk ids and other collections' chunks change nothing"
+    );
+    assert_eq!(
+        expect::ok(chunks.without_embedding(other.id, 100), "other untouched").len(),
+        2
     );
     let left: Vec<i64> = expect::ok(chunks.without_embedding(c.id, 100), "left")
         .iter()
@@ -403,9 +409,9 @@ pub fn chunk_without_embedding_and_set_embedding_ids(h: &dyn Harness) {
     assert_eq!(vector(ids[0]).as_deref(), Some("vec-0"));
     assert_eq!(vector(ids[3]).as_deref(), Some("vec-3 ünï"));
     assert_eq!(vector(ids[1]), None);
-    assert_eq!(expect::ok(chunks.set_embedding_ids(&[]), "none"), 0);
+    assert_eq!(expect::ok(chunks.set_embedding_ids(c.id, &[]), "none"), 0);
     expect::any_validation(
-        chunks.set_embedding_ids(&[(ids[1], "nul\0".to_owned())]),
+        chunks.set_embedding_ids(c.id, &[(ids[1], "nul\0".to_owned())]),
         "NUL in a vector id",
     );
     assert_eq!(

@@ -139,6 +139,25 @@ pub fn prepare_batch(collection_id: CollectionId, batch: &[NewChunk]) -> RepoRes
         .collect()
 }
 
+/// Validates `(chunk id, vector id)` pairs and keeps the last vector id given for each
+/// chunk id, in first-seen order; the error names the offending item.
+pub fn last_embedding_per_chunk(pairs: &[(i64, String)]) -> RepoResult<Vec<(i64, &str)>> {
+    let mut position: std::collections::HashMap<i64, usize> =
+        std::collections::HashMap::with_capacity(pairs.len());
+    let mut unique: Vec<(i64, &str)> = Vec::with_capacity(pairs.len());
+    for (i, (id, vector_id)) in pairs.iter().enumerate() {
+        validate::text("embedding_vector_id", vector_id).map_err(|e| e.for_item(i))?;
+        match position.get(id) {
+            Some(&at) => unique[at].1 = vector_id.as_str(),
+            None => {
+                position.insert(*id, unique.len());
+                unique.push((*id, vector_id.as_str()));
+            }
+        }
+    }
+    Ok(unique)
+}
+
 /// A search hit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchHit {
@@ -164,8 +183,14 @@ pub trait ChunkRepository: Send + Sync {
     ) -> RepoResult<Page<Chunk>>;
     /// Chunks of a collection that have no embedding yet, by id.
     fn without_embedding(&self, collection_id: CollectionId, limit: u32) -> RepoResult<Vec<Chunk>>;
-    /// Sets `embedding_vector_id` per chunk id; returns how many rows changed.
-    fn set_embedding_ids(&self, pairs: &[(i64, String)]) -> RepoResult<u64>;
+    /// Sets `embedding_vector_id` per chunk id, for chunks of `collection_id` only
+    /// (ids of other collections change nothing); the last value given for an id wins.
+    /// Returns how many rows changed.
+    fn set_embedding_ids(
+        &self,
+        collection_id: CollectionId,
+        pairs: &[(i64, String)],
+    ) -> RepoResult<u64>;
     /// Deletes a document's chunks; returns how many.
     fn delete_by_document(&self, document_id: DocumentId) -> RepoResult<u64>;
     /// Deletes a collection's chunks; returns how many.

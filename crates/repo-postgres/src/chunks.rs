@@ -12,10 +12,10 @@ use crate::schema::{chunks, documents};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Int8, Text};
-use repo_core::chunk::prepare_batch;
+use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
 use repo_core::{
-    validate, Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest,
-    RepoError, RepoResult, SearchHit, SearchQuery, Timestamp,
+    Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoError,
+    RepoResult, SearchHit, SearchQuery, Timestamp,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -240,29 +240,26 @@ fn without_embedding(
     Ok(rows.into_iter().map(ChunkRow::into_domain).collect())
 }
 
-fn set_embedding_ids(conn: &mut PgConnection, pairs: &[(i64, String)]) -> RepoResult<u64> {
-    // The last value given for an id wins, as when the pairs are applied in order.
-    let mut last: HashMap<i64, usize> = HashMap::with_capacity(pairs.len());
-    for (i, (id, vector_id)) in pairs.iter().enumerate() {
-        validate::text("embedding_vector_id", vector_id).map_err(|e| e.for_item(i))?;
-        last.insert(*id, i);
-    }
-    if last.is_empty() {
+fn set_embedding_ids(
+    conn: &mut PgConnection,
+    collection_id: CollectionId,
+    pairs: &[(i64, String)],
+) -> RepoResult<u64> {
+    let unique = last_embedding_per_chunk(pairs)?;
+    if unique.is_empty() {
         return Ok(0);
     }
-    let mut order: Vec<usize> = last.into_values().collect();
-    order.sort_unstable();
-    let ids: Vec<i64> = order.iter().map(|&i| pairs[i].0).collect();
-    let vector_ids: Vec<&str> = order.iter().map(|&i| pairs[i].1.as_str()).collect();
-    // One statement for the whole list. Chunk ids alone do not name the partition,
-    // so every partition is probed (see the crate's report on an index on `id`).
+    let (ids, vector_ids): (Vec<i64>, Vec<&str>) = unique.into_iter().unzip();
+    // One statement for the whole list; the collection names the one partition to
+    // touch, through the (collection_id, id) primary key.
     let n = diesel::sql_query(
         "UPDATE chunks AS c SET embedding_vector_id = v.vector_id \
          FROM unnest($1::int8[], $2::text[]) AS v(id, vector_id) \
-         WHERE c.id = v.id",
+         WHERE c.collection_id = $3 AND c.id = v.id",
     )
     .bind::<Array<Int8>, _>(&ids)
     .bind::<Array<Text>, _>(&vector_ids)
+    .bind::<diesel::sql_types::Uuid, _>(collection_id.0)
     .execute(conn)
     .db()?;
     Ok(n as u64)
@@ -386,8 +383,12 @@ impl<S: ConnectionSource> ChunkRepository for PgChunks<S> {
         self.src.run(|c| without_embedding(c, collection_id, limit))
     }
 
-    fn set_embedding_ids(&self, pairs: &[(i64, String)]) -> RepoResult<u64> {
-        self.src.run(|c| set_embedding_ids(c, pairs))
+    fn set_embedding_ids(
+        &self,
+        collection_id: CollectionId,
+        pairs: &[(i64, String)],
+    ) -> RepoResult<u64> {
+        self.src.run(|c| set_embedding_ids(c, collection_id, pairs))
     }
 
     fn delete_by_document(&self, document_id: DocumentId) -> RepoResult<u64> {

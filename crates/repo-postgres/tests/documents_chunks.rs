@@ -405,7 +405,7 @@ fn chunks_insert_search_and_collection_delete() {
         .iter()
         .map(|ch| (ch.id, format!("v{}", ch.id)))
         .collect();
-    assert_eq!(fx.store.chunks().set_embedding_ids(&pairs).unwrap(), 3);
+    assert_eq!(fx.store.chunks().set_embedding_ids(c, &pairs).unwrap(), 3);
     let next = fx.store.chunks().without_embedding(c, 1).unwrap();
     assert!(next[0].id > pending[2].id);
 

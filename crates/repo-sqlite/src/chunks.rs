@@ -15,10 +15,10 @@ use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text};
 use diesel::sqlite::Sqlite;
-use repo_core::chunk::prepare_batch;
+use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
 use repo_core::{
-    validate, Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest,
-    RepoError, RepoResult, SearchHit, SearchQuery,
+    Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoError,
+    RepoResult, SearchHit, SearchQuery,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -274,34 +274,29 @@ fn set_embedding_sql(rows: usize) -> String {
         }
         sql.push_str("(?, ?)");
     }
-    sql.push_str(") AS v WHERE chunks.id = v.column1");
+    sql.push_str(") AS v WHERE chunks.id = v.column1 AND chunks.collection_id = ?");
     sql
 }
 
-fn set_embedding_ids(conn: &mut SqliteConnection, pairs: &[(i64, String)]) -> RepoResult<u64> {
-    // The last pair for an id wins, as if the pairs were applied one by one.
-    let mut position: HashMap<i64, usize> = HashMap::with_capacity(pairs.len());
-    let mut unique: Vec<(i64, &str)> = Vec::with_capacity(pairs.len());
-    for (i, (id, vector_id)) in pairs.iter().enumerate() {
-        validate::text("embedding_vector_id", vector_id).map_err(|e| e.for_item(i))?;
-        match position.get(id) {
-            Some(&at) => unique[at].1 = vector_id,
-            None => {
-                position.insert(*id, unique.len());
-                unique.push((*id, vector_id));
-            }
-        }
-    }
+fn set_embedding_ids(
+    conn: &mut SqliteConnection,
+    collection_id: CollectionId,
+    pairs: &[(i64, String)],
+) -> RepoResult<u64> {
+    let unique = last_embedding_per_chunk(pairs)?;
     if unique.is_empty() {
         return Ok(0);
     }
+    let collection = uuid(collection_id.0);
     write_tx(conn, |c| {
         let mut changed = 0;
-        for part in unique.chunks(rows_per_statement(2)) {
+        // One bind for the collection, two per pair.
+        for part in unique.chunks(rows_per_statement(2) - 1) {
             let mut query = diesel::sql_query(set_embedding_sql(part.len())).into_boxed();
             for (id, vector_id) in part {
                 query = query.bind::<BigInt, _>(*id).bind::<Text, _>(*vector_id);
             }
+            query = query.bind::<Text, _>(&collection);
             changed += affected(query.execute(c).map_err(map_diesel)?);
         }
         Ok(changed)
@@ -406,8 +401,12 @@ impl<S: ConnSource> ChunkRepository for SqliteRepos<S> {
         self.run(|c| without_embedding(c, collection_id, limit))
     }
 
-    fn set_embedding_ids(&self, pairs: &[(i64, String)]) -> RepoResult<u64> {
-        self.run(|c| set_embedding_ids(c, pairs))
+    fn set_embedding_ids(
+        &self,
+        collection_id: CollectionId,
+        pairs: &[(i64, String)],
+    ) -> RepoResult<u64> {
+        self.run(|c| set_embedding_ids(c, collection_id, pairs))
     }
 
     fn delete_by_document(&self, document_id: DocumentId) -> RepoResult<u64> {

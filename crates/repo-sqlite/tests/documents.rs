@@ -338,7 +338,7 @@ fn chunks_bulk_insert_search_and_cascade() {
         .iter()
         .map(|ch| (ch.id, format!("v{}", ch.id)))
         .collect();
-    assert_eq!(store.chunks().set_embedding_ids(&pairs).expect("set"), 4);
+    assert_eq!(store.chunks().set_embedding_ids(c, &pairs).expect("set"), 4);
     assert_eq!(
         store.chunks().without_embedding(c, 1).expect("next")[0].id,
         pending[3].id + 1
