@@ -459,7 +459,9 @@ fn non_empty_target_is_refused_before_anything_is_written() {
 fn killed_copy_resumes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let a = sqlite_path(dir.path(), "a.db");
-    demo(&a, "1", "400");
+    // Small batches of many chunks: the copy must still be running when the first
+    // committed chunk batch is seen, however fast the machine.
+    demo(&a, "1", "800");
     let total = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
     let db = pg();
     let mut child = Command::new(BIN)
@@ -470,7 +472,7 @@ fn killed_copy_resumes_without_duplicates() {
             "--to",
             db.url(),
             "--batch-size",
-            "40",
+            "10",
             "--no-progress",
         ])
         .stdout(Stdio::null())
