@@ -43,7 +43,10 @@ mod error;
 mod migrations;
 mod operations;
 mod pool;
-mod schema;
+/// Diesel table definitions, public so that tooling (benchmark baselines, data
+/// copies) writes its queries against the very tables the repositories use.
+#[allow(missing_docs)]
+pub mod schema;
 mod store;
 pub mod testing;
 mod users;

@@ -1,7 +1,5 @@
 //! Diesel table definitions matching `migrations/postgres` exactly.
 
-#![allow(missing_docs)]
-
 diesel::table! {
     users (id) {
         id -> Int8,

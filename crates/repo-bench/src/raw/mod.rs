@@ -3,10 +3,8 @@
 //! conversion into domain types). A section that needs a new baseline adds a trait
 //! here (as [`PointBaseline`]) and implements it for both connection types.
 
-mod pg_schema;
 mod postgres;
 mod sqlite;
-mod sqlite_schema;
 
 pub(crate) use postgres::apply_session_settings;
 pub(crate) use sqlite::apply_pragmas;

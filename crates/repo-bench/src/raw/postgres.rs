@@ -2,7 +2,6 @@
 //! each point operation, written with the Diesel DSL on a connection the benchmark
 //! holds, loaded into plain structs of the native column types.
 
-use super::pg_schema::{api_keys, collection_permissions as perms, collections, operations, users};
 use super::PointBaseline;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
@@ -10,6 +9,9 @@ use diesel::sql_types::Text;
 use repo_core::{
     effective_access, now, AccessLevel, ApiKeySecret, CollectionId, OperationStatus, OperationUuid,
     PostgresConfig, Timestamp, UserId,
+};
+use repo_postgres::schema::{
+    api_keys, collection_permissions as perms, collections, operations, users,
 };
 use serde_json::Value;
 use std::hint::black_box;

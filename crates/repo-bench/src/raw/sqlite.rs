@@ -4,9 +4,6 @@
 //! and JSON): what a hand-written Diesel application reads, without the layer's
 //! conversion into domain types.
 
-use super::sqlite_schema::{
-    api_keys, collection_permissions as grants, collections, operations, users,
-};
 use super::PointBaseline;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -16,6 +13,9 @@ use repo_core::time::to_text;
 use repo_core::{
     effective_access, now, AccessLevel, ApiKeySecret, CollectionId, OperationStatus, OperationUuid,
     SqliteConfig, UserId,
+};
+use repo_sqlite::schema::{
+    api_keys, collection_permissions as grants, collections, operations, users,
 };
 use std::hint::black_box;
 
