@@ -116,49 +116,7 @@ fn repo_register(dir: &std::path::Path, round: usize) -> Bench<Duration> {
     Ok(took)
 }
 
-/// `documents` and `chunks` as migrated (the crate keeps its schema private).
-#[allow(missing_docs)]
-mod tables {
-    diesel::table! {
-        documents (id) {
-            id -> Text,
-            collection_id -> Text,
-            file_path -> Text,
-            file_name -> Text,
-            file_size -> BigInt,
-            mime_type -> Nullable<Text>,
-            content_hash -> Text,
-            uri -> Nullable<Text>,
-            status -> Text,
-            error_message -> Nullable<Text>,
-            error_category -> Nullable<Text>,
-            retry_count -> Integer,
-            chunk_count -> Integer,
-            meta -> Text,
-            last_seen_at -> Nullable<Text>,
-            is_stale -> Bool,
-            created_at -> Text,
-            updated_at -> Text,
-        }
-    }
-
-    diesel::table! {
-        chunks (id) {
-            id -> BigInt,
-            collection_id -> Text,
-            document_id -> Text,
-            chunk_index -> Integer,
-            content -> Text,
-            start_offset -> Nullable<Integer>,
-            end_offset -> Nullable<Integer>,
-            token_count -> Nullable<Integer>,
-            embedding_vector_id -> Nullable<Text>,
-            meta -> Text,
-            created_at -> Text,
-        }
-    }
-}
-use tables::{chunks, documents};
+use repo_sqlite::schema::{chunks, documents};
 
 /// One document row, converted before the clock starts. A single-row insert of a
 /// fixed column list has a static query id, so Diesel prepares it once and reuses it.
