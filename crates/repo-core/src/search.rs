@@ -1,14 +1,24 @@
-//! The full-text query language shared by both backends, and its translation to
-//! SQLite FTS5 and PostgreSQL `tsquery`.
+//! The full-text query language shared by both backends, the token encoding both
+//! databases index, and the translation of a query to SQLite FTS5 and PostgreSQL.
 //!
 //! Syntax: words (all must match), `"quoted phrases"`, `OR` (upper case) between
 //! alternatives, and `-word` / `-"phrase"` to exclude. Anything else is plain words:
 //! the input is never an error and never reaches the database unescaped, because
 //! both translations are built from alphanumeric tokens only.
 //!
-//! Tokens are maximal runs of Unicode letters and digits, lowercased, without
-//! stemming, matching the FTS5 `unicode61 remove_diacritics 0` tokenizer on SQLite
-//! and `to_tsvector('simple', …)` over the same runs on PostgreSQL.
+//! Tokens are maximal runs of characters for which Rust's `char::is_alphanumeric`
+//! holds, lowercased with `str::to_lowercase` (so a word-final `Σ` becomes `ς` and
+//! `İ` becomes `i` + U+0307), without stemming. Combining marks, symbols such as `½`
+//! or `①` that are not alphanumeric in Rust, and all punctuation separate tokens.
+//!
+//! The databases never tokenize text themselves: every writer of `chunks` stores
+//! [`index_text`] of the content in `chunks.search_tokens`, computed here, so both
+//! backends index exactly the same tokens whatever their own parsers would do with
+//! non-ASCII text. SQLite indexes that column with FTS5's `ascii` tokenizer (which
+//! splits on ASCII non-alphanumerics only, so the space-separated tokens are taken as
+//! they are); PostgreSQL keeps a `tsvector` of the tokens as an index prefilter and
+//! decides phrases and exclusions by substring tests of [`Phrase::pattern`] on the
+//! stored text.
 
 use serde::Serialize;
 
@@ -33,12 +43,54 @@ pub struct SearchQuery {
     pub any_of: Vec<Conjunction>,
 }
 
-/// Splits text into lowercase alphanumeric tokens, the way both indexes do.
-pub fn tokenize(text: &str) -> Vec<String> {
+/// The tokens of `text`, lowercased, in order.
+fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
         .map(str::to_lowercase)
-        .collect()
+}
+
+/// Splits text into lowercase alphanumeric tokens (see the module documentation).
+pub fn tokenize(text: &str) -> Vec<String> {
+    tokens(text).collect()
+}
+
+/// The stored form of `text`'s tokens (`chunks.search_tokens`): every token wrapped
+/// in single spaces and concatenated, as in `" a  b  a "`.
+///
+/// A phrase then occurs in the text exactly when its [`Phrase::pattern`] is a
+/// substring of this value, since tokens never contain a space; the number of
+/// non-overlapping occurrences of a pattern counts the phrase's occurrences. Empty
+/// for text without tokens.
+pub fn index_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 2);
+    for token in tokens(text) {
+        out.push(' ');
+        out.push_str(&token);
+        out.push(' ');
+    }
+    out
+}
+
+/// Tokens longer than this many characters are left out of PostgreSQL's `tsvector`
+/// prefilter: PostgreSQL refuses lexemes of 2,048 bytes or more, and 511 characters
+/// are at most 2,044 bytes in UTF-8. The same bound is written in the generated column
+/// of the `search_tokens` migration; a chunk with a longer token has no vector and is
+/// still found by the substring test.
+pub const MAX_PREFILTER_TOKEN_CHARS: usize = 511;
+
+impl Phrase {
+    /// The substring of [`index_text`] that marks an occurrence of this phrase:
+    /// `" t1  t2 "` for the tokens `t1 t2`.
+    pub fn pattern(&self) -> String {
+        let mut out = String::with_capacity(self.0.iter().map(|t| t.len() + 2).sum());
+        for token in &self.0 {
+            out.push(' ');
+            out.push_str(token);
+            out.push(' ');
+        }
+        out
+    }
 }
 
 impl SearchQuery {
@@ -119,25 +171,30 @@ impl SearchQuery {
         (!alternatives.is_empty()).then(|| alternatives.join(" OR "))
     }
 
-    /// The text for PostgreSQL `to_tsquery('simple', $1)`, or `None` for an empty query.
-    pub fn to_tsquery(&self) -> Option<String> {
-        let phrase = |p: &Phrase| {
-            let lexemes: Vec<String> = p.0.iter().map(|t| format!("'{t}'")).collect();
-            format!("({})", lexemes.join(" <-> "))
-        };
-        let alternatives: Vec<String> = self
-            .any_of
-            .iter()
-            .map(|c| {
-                let items: Vec<String> = c
-                    .include
-                    .iter()
-                    .map(phrase)
-                    .chain(c.exclude.iter().map(|e| format!("!{}", phrase(e))))
-                    .collect();
-                format!("({})", items.join(" & "))
-            })
-            .collect();
+    /// The PostgreSQL prefilter for the generated `search_tsv` column, as text for a
+    /// `$1::tsquery` cast (lexemes taken verbatim, no text-search parser): for each
+    /// alternative the AND of its included tokens, alternatives joined by `|`.
+    ///
+    /// A chunk the exact match accepts always passes the prefilter (or has no vector).
+    /// `None` when the query is empty, or when some alternative has no token short
+    /// enough to be a lexeme ([`MAX_PREFILTER_TOKEN_CHARS`]): that alternative can
+    /// only be decided by the substring test, so no prefilter applies.
+    pub fn prefilter_tsquery(&self) -> Option<String> {
+        let mut alternatives = Vec::with_capacity(self.any_of.len());
+        for c in &self.any_of {
+            let mut lexemes: Vec<String> = c
+                .include
+                .iter()
+                .flat_map(|p| &p.0)
+                .filter(|t| t.chars().count() <= MAX_PREFILTER_TOKEN_CHARS)
+                .map(|t| format!("'{t}'"))
+                .collect();
+            lexemes.dedup();
+            if lexemes.is_empty() {
+                return None;
+            }
+            alternatives.push(format!("({})", lexemes.join(" & ")));
+        }
         (!alternatives.is_empty()).then(|| alternatives.join(" | "))
     }
 }
@@ -165,8 +222,8 @@ mod tests {
             r#"(("rust" AND "async runtime") NOT "tokio") OR ("diesel")"#
         );
         assert_eq!(
-            q.to_tsquery().unwrap(),
-            "(('rust') & ('async' <-> 'runtime') & !('tokio')) | (('diesel'))"
+            q.prefilter_tsquery().unwrap(),
+            "('rust' & 'async' & 'runtime') | ('diesel')"
         );
     }
 
@@ -174,7 +231,7 @@ mod tests {
     fn hostile_input_is_plain_words() {
         let q = SearchQuery::parse(r#"'; DROP TABLE chunks; -- "unterminated NEAR(x y) a*b:c"#);
         let fts = q.to_fts5().unwrap();
-        let tsq = q.to_tsquery().unwrap();
+        let tsq = q.prefilter_tsquery().unwrap();
         assert!(!fts.contains(';') && !fts.contains('*') && !fts.contains(':'));
         assert!(!tsq.contains(';') && !tsq.contains('*'));
         assert!(SearchQuery::parse("  -only -excluded ").is_empty());
@@ -184,5 +241,68 @@ mod tests {
             SearchQuery::parse("e-mail").any_of[0].include,
             vec![words(&["e", "mail"])]
         );
+    }
+
+    #[test]
+    fn index_text_wraps_every_token_and_patterns_find_phrases() {
+        assert_eq!(index_text("A b, a!"), " a  b  a ");
+        assert_eq!(index_text(" ,;"), "");
+        let stored = index_text("The quick brown fox; the QUICK dog.");
+        assert_eq!(words(&["quick", "brown"]).pattern(), " quick  brown ");
+        assert!(stored.contains(&words(&["quick", "brown"]).pattern()));
+        assert!(!stored.contains(&words(&["brown", "quick"]).pattern()));
+        // A token is never found inside a longer one.
+        assert!(!stored.contains(&words(&["he"]).pattern()));
+        assert_eq!(stored.matches(&words(&["quick"]).pattern()).count(), 2);
+        for text in ["ΟΔΟΣ İstanbul ½ ①", "e\u{301}te 東京タワー", ""] {
+            assert_eq!(
+                index_text(text),
+                Phrase(tokenize(text)).pattern(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_ascii_tokens() {
+        // Word-final sigma lowercases to ς, a medial one to σ.
+        assert_eq!(tokenize("ΟΔΟΣ ΣΟΦΙΑ"), vec!["οδος", "σοφια"]);
+        // Turkish dotted capital I lowercases to i + COMBINING DOT ABOVE.
+        assert_eq!(tokenize("İstanbul"), vec!["i\u{307}stanbul"]);
+        // ½ and ① are numbers to Rust (they are kept), ™ and € are not.
+        assert_eq!(tokenize("½ ① a™b €5"), vec!["½", "①", "a", "b", "5"]);
+        // A combining mark is not alphanumeric: decomposed é splits the word, so
+        // only the same (NFC or NFD) form of a word matches it.
+        assert_eq!(tokenize("cafe\u{301} café"), vec!["cafe", "café"]);
+        assert_eq!(tokenize("東京タワー"), vec!["東京タワー"]);
+    }
+
+    /// The FTS5 `ascii` tokenizer separates on ASCII characters that are not
+    /// alphanumeric and keeps every non-ASCII byte in tokens. For Rust's tokens to
+    /// reach FTS5 unchanged, no token may contain an ASCII separator (or an ASCII
+    /// capital, which FTS5 would fold): checked for the lowercase form of every char.
+    #[test]
+    fn tokens_survive_the_fts5_ascii_tokenizer() {
+        for c in (0..=0x10_FFFF_u32).filter_map(char::from_u32) {
+            if !c.is_alphanumeric() {
+                continue;
+            }
+            for l in c.to_string().to_lowercase().chars() {
+                assert!(
+                    !l.is_ascii() || l.is_ascii_lowercase() || l.is_ascii_digit(),
+                    "{c:?} lowercases to {l:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn prefilter_leaves_out_long_tokens() {
+        let long = "x".repeat(MAX_PREFILTER_TOKEN_CHARS + 1);
+        let q = SearchQuery::parse(&format!("a {long} -b"));
+        assert_eq!(q.prefilter_tsquery().unwrap(), "('a')");
+        assert_eq!(SearchQuery::parse(&long).prefilter_tsquery(), None);
+        assert_eq!(SearchQuery::parse(&format!("a OR {long}")).prefilter_tsquery(), None);
+        assert_eq!(SearchQuery::parse("").prefilter_tsquery(), None);
     }
 }
