@@ -1,5 +1,12 @@
 //! [`ChunkRepository`] on PostgreSQL: bulk insert through `COPY`, embedding
-//! bookkeeping, and full-text search over the generated `content_tsv` column.
+//! bookkeeping, and full-text search over `search_tokens`.
+//!
+//! Every write stores [`index_text`] of the content in `search_tokens` (tokens
+//! computed in Rust, as on SQLite). Search decides each phrase by a substring test
+//! of its [`Phrase::pattern`](repo_core::search::Phrase::pattern) on that text, after
+//! a prefilter through the GIN index on the generated `search_tsv` vector; chunks too
+//! large for a vector (NULL `search_tsv`) skip the prefilter and are read through the
+//! partial index `chunks_search_unindexed_idx`.
 //!
 //! `chunks` is hash-partitioned by `collection_id`, and its indexes all lead with
 //! that column, so every query here names the collection: PostgreSQL then touches one
@@ -11,8 +18,9 @@ use crate::documents::{self as document_repo, BulkStrategy, PG_MAX_BINDS};
 use crate::schema::{chunks, documents};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Double, Int8, Text};
+use diesel::sql_types::{Array, BigInt, Double, Int8, Text, Uuid as SqlUuid};
 use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
+use repo_core::search::index_text;
 use repo_core::{
     Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoError,
     RepoResult, SearchHit, SearchQuery, Timestamp,
@@ -20,7 +28,7 @@ use repo_core::{
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
-/// A `chunks` row (without the generated `content_tsv`).
+/// A `chunks` row (without `search_tokens` and the generated `search_tsv`).
 #[derive(Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = chunks, check_for_backend(Pg))]
 struct ChunkRow {
@@ -55,7 +63,7 @@ impl ChunkRow {
     }
 }
 
-/// A new chunk: every column but `id` (from `chunks_id_seq`) and `content_tsv`
+/// A new chunk: every column but `id` (from `chunks_id_seq`) and `search_tsv`
 /// (generated). `None` is NULL, never DEFAULT, as binary `COPY` requires.
 #[derive(Insertable)]
 #[diesel(table_name = chunks, treat_none_as_default_value = false)]
@@ -70,6 +78,7 @@ pub(crate) struct InsertChunk<'a> {
     embedding_vector_id: Option<&'a str>,
     meta: &'a Value,
     created_at: Timestamp,
+    search_tokens: String,
 }
 
 impl<'a> From<&'a Chunk> for InsertChunk<'a> {
@@ -85,6 +94,7 @@ impl<'a> From<&'a Chunk> for InsertChunk<'a> {
             embedding_vector_id: c.embedding_vector_id.as_deref(),
             meta: &c.meta,
             created_at: c.created_at,
+            search_tokens: index_text(&c.content),
         }
     }
 }
@@ -110,7 +120,7 @@ pub(crate) fn write_chunks(
             .execute(conn)
             .db()?,
         BulkStrategy::MultiRowInsert => {
-            const COLUMNS: usize = 10;
+            const COLUMNS: usize = 11;
             let mut n = 0;
             for slice in values.chunks(PG_MAX_BINDS / COLUMNS) {
                 n += diesel::insert_into(chunks::table)
@@ -259,7 +269,7 @@ fn set_embedding_ids(
     )
     .bind::<Array<Int8>, _>(&ids)
     .bind::<Array<Text>, _>(&vector_ids)
-    .bind::<diesel::sql_types::Uuid, _>(collection_id.0)
+    .bind::<SqlUuid, _>(collection_id.0)
     .execute(conn)
     .db()?;
     Ok(n as u64)
@@ -311,43 +321,115 @@ struct Total {
     total: i64,
 }
 
+/// The WHERE clause of a search (after the collection), built from the query's
+/// structure only: `$1` is the text[] of phrase patterns, `$5` the prefilter tsquery
+/// when there is one. Returns the clause and the patterns to bind as `$1`.
+fn search_filter(query: &SearchQuery, prefilter: bool) -> (String, Vec<String>) {
+    let mut patterns: Vec<String> = Vec::new();
+    let mut slot = |pattern: String| {
+        let i = patterns.iter().position(|p| *p == pattern).unwrap_or_else(|| {
+            patterns.push(pattern);
+            patterns.len() - 1
+        });
+        // SQL arrays are 1-based.
+        i + 1
+    };
+    let mut alternatives = Vec::with_capacity(query.any_of.len());
+    for c in &query.any_of {
+        let mut tests = Vec::with_capacity(c.include.len() + c.exclude.len());
+        for p in &c.include {
+            tests.push(format!("strpos(c.search_tokens, $1[{}]) > 0", slot(p.pattern())));
+        }
+        for p in &c.exclude {
+            tests.push(format!("strpos(c.search_tokens, $1[{}]) = 0", slot(p.pattern())));
+        }
+        alternatives.push(format!("({})", tests.join(" AND ")));
+    }
+    let mut clause = format!("({})", alternatives.join(" OR "));
+    if prefilter {
+        clause.push_str(
+            " AND (c.search_tsv @@ $5::tsquery \
+             OR (c.search_tsv IS NULL AND c.search_tokens IS NOT NULL))",
+        );
+    }
+    (clause, patterns)
+}
+
+/// The score: occurrences of the included phrases (non-overlapping, counted by
+/// `replace`), damped by the logarithm of the tokens' length, like `ts_rank`'s
+/// length normalisation. Positive for every hit.
+fn search_score(query: &SearchQuery, patterns: &[String]) -> String {
+    let included: HashSet<String> = query
+        .any_of
+        .iter()
+        .flat_map(|c| c.include.iter().map(|p| p.pattern()))
+        .collect();
+    let counts: Vec<String> = patterns
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| included.contains(*p))
+        .map(|(i, _)| {
+            format!(
+                "(length(c.search_tokens) - length(replace(c.search_tokens, $1[{n}], ''))) \
+                 / length($1[{n}])",
+                n = i + 1
+            )
+        })
+        .collect();
+    format!(
+        "({})::float8 / ln(2.0 + length(c.search_tokens))::float8",
+        counts.join(" + ")
+    )
+}
+
 fn search(
     conn: &mut PgConnection,
     collection_id: CollectionId,
     query: &SearchQuery,
     page: PageRequest,
 ) -> RepoResult<Page<SearchHit>> {
-    let Some(tsquery) = query.to_tsquery() else {
+    if query.is_empty() {
         return Ok(Page {
             items: Vec::new(),
             total: 0,
         });
-    };
-    // The query text is a bound parameter; `to_tsquery` parses only the quoted
-    // alphanumeric lexemes and operators that `SearchQuery` produces.
-    let rows: Vec<HitRow> = diesel::sql_query(
+    }
+    // Only the shape of the SQL (how many phrases, in which alternatives) comes from
+    // the query; every token is bound, as text[] `$1` and tsquery text `$5`.
+    let prefilter = query.prefilter_tsquery();
+    let (filter, patterns) = search_filter(query, prefilter.is_some());
+    let score = search_score(query, &patterns);
+    let mut rows_query = diesel::sql_query(format!(
         "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, c.content, \
                 c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
-                c.meta, c.created_at, ts_rank(c.content_tsv, q)::float8 AS score \
-         FROM chunks AS c, to_tsquery('simple', $1) AS q \
-         WHERE c.collection_id = $2 AND c.content_tsv @@ q \
+                c.meta, c.created_at, {score} AS score \
+         FROM chunks AS c \
+         WHERE c.collection_id = $2 AND {filter} \
          ORDER BY score DESC, c.id \
-         LIMIT $3 OFFSET $4",
-    )
-    .bind::<Text, _>(&tsquery)
-    .bind::<diesel::sql_types::Uuid, _>(collection_id.0)
+         LIMIT $3 OFFSET $4"
+    ))
+    .into_boxed::<Pg>()
+    .bind::<Array<Text>, _>(&patterns)
+    .bind::<SqlUuid, _>(collection_id.0)
     .bind::<BigInt, _>(page.limit_i64())
-    .bind::<BigInt, _>(page.offset_i64())
-    .load(conn)
-    .db()?;
-    let total: Total = diesel::sql_query(
-        "SELECT count(*) AS total FROM chunks \
-         WHERE collection_id = $2 AND content_tsv @@ to_tsquery('simple', $1)",
-    )
-    .bind::<Text, _>(&tsquery)
-    .bind::<diesel::sql_types::Uuid, _>(collection_id.0)
-    .get_result(conn)
-    .db()?;
+    .bind::<BigInt, _>(page.offset_i64());
+    // The count names $3 and $4 too, so that one parameter list serves both.
+    let mut total_query = diesel::sql_query(format!(
+        "SELECT count(*) AS total FROM chunks AS c \
+         WHERE c.collection_id = $2 AND $3::int8 IS NOT NULL AND $4::int8 IS NOT NULL \
+           AND {filter}"
+    ))
+    .into_boxed::<Pg>()
+    .bind::<Array<Text>, _>(&patterns)
+    .bind::<SqlUuid, _>(collection_id.0)
+    .bind::<BigInt, _>(page.limit_i64())
+    .bind::<BigInt, _>(page.offset_i64());
+    if let Some(tsquery) = &prefilter {
+        rows_query = rows_query.bind::<Text, _>(tsquery.clone());
+        total_query = total_query.bind::<Text, _>(tsquery.clone());
+    }
+    let rows: Vec<HitRow> = rows_query.load(conn).db()?;
+    let total: Total = total_query.get_result(conn).db()?;
     Ok(Page {
         items: rows
             .into_iter()
@@ -358,6 +440,45 @@ fn search(
             .collect(),
         total: u64::try_from(total.total).unwrap_or(0),
     })
+}
+
+/// Rows filled per statement by [`backfill_search_tokens`].
+const BACKFILL_BATCH: i64 = 500;
+
+/// Fills `search_tokens` of every chunk that has none (rows stored before the
+/// `search_tokens` migration, or written by another tool), [`BACKFILL_BATCH`] rows
+/// per statement. Idempotent: only NULL rows are read and written, so concurrent or
+/// repeated runs do no harm. Returns the number of rows filled.
+pub(crate) fn backfill_search_tokens(conn: &mut PgConnection) -> RepoResult<u64> {
+    let mut filled = 0;
+    loop {
+        // Served by the partial index `chunks_search_tokens_missing_idx`.
+        let rows: Vec<(uuid::Uuid, i64, String)> = chunks::table
+            .filter(chunks::search_tokens.is_null())
+            .select((chunks::collection_id, chunks::id, chunks::content))
+            .order(chunks::id.asc())
+            .limit(BACKFILL_BATCH)
+            .load(conn)
+            .db()?;
+        if rows.is_empty() {
+            return Ok(filled);
+        }
+        let collections: Vec<uuid::Uuid> = rows.iter().map(|r| r.0).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let tokens: Vec<String> = rows.iter().map(|r| index_text(&r.2)).collect();
+        let n = diesel::sql_query(
+            "UPDATE chunks AS c SET search_tokens = v.tokens \
+             FROM unnest($1::uuid[], $2::int8[], $3::text[]) AS v(collection_id, id, tokens) \
+             WHERE c.collection_id = v.collection_id AND c.id = v.id \
+               AND c.search_tokens IS NULL",
+        )
+        .bind::<Array<SqlUuid>, _>(&collections)
+        .bind::<Array<Int8>, _>(&ids)
+        .bind::<Array<Text>, _>(&tokens)
+        .execute(conn)
+        .db()?;
+        filled += n as u64;
+    }
 }
 
 /// Chunks over a [`ConnectionSource`].

@@ -144,8 +144,9 @@ diesel::table! {
 
 // Hash-partitioned by `collection_id`; the primary key is (collection_id, id) and `id`
 // comes from the sequence `chunks_id_seq` (column default). The generated column
-// `content_tsv` (the full-text vector) is left out on purpose: it is never written,
-// and queries name it in SQL text only.
+// `search_tsv` (the full-text prefilter vector) is left out on purpose: it is never
+// written, and queries name it in SQL text only. `search_tokens` comes last so that
+// a `COPY` naming the table's columns in order ends with it.
 diesel::table! {
     chunks (collection_id, id) {
         id -> Int8,
@@ -159,6 +160,7 @@ diesel::table! {
         embedding_vector_id -> Nullable<Text>,
         meta -> Jsonb,
         created_at -> Timestamptz,
+        search_tokens -> Nullable<Text>,
     }
 }
 

@@ -164,8 +164,22 @@ impl PostgresStore {
     }
 
     /// Applies every pending migration; returns the versions applied now.
+    ///
+    /// Then fills the search tokens of chunks that have none
+    /// ([`PostgresStore::backfill_search_tokens`]), also when no migration was
+    /// pending, so rows written without them become searchable.
     pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(|c| migrations::run_pending(c, self.inner.pool.settings()))
+        let applied =
+            self.on_connection(|c| migrations::run_pending(c, self.inner.pool.settings()))?;
+        self.backfill_search_tokens()?;
+        Ok(applied)
+    }
+
+    /// Computes `chunks.search_tokens` (in Rust, [`repo_core::search::index_text`])
+    /// for every chunk where it is NULL, in batches of 500 rows. Idempotent; returns
+    /// the number of rows filled.
+    pub fn backfill_search_tokens(&self) -> RepoResult<u64> {
+        self.on_connection(crate::chunks::backfill_search_tokens)
     }
 
     /// Reverts every applied migration (drops every table); returns the versions

@@ -1,8 +1,9 @@
 //! Chunks: bulk insert, embedding bookkeeping and FTS5 full-text search.
 //!
-//! `chunks_fts` is an external-content FTS5 table over `chunks.content` (rowid =
-//! `chunks.id`) kept in step by the triggers of the migration, so inserts, deletes
-//! and cascades need no code here. Diesel has no DSL for virtual tables: search runs
+//! `chunks_fts` is an external-content FTS5 table (`ascii` tokenizer) over
+//! `chunks.search_tokens` (rowid = `chunks.id`), the tokens computed in Rust by
+//! [`repo_core::search::index_text`] when a chunk is written. The triggers of the
+//! migration keep it in step, so inserts, deletes and cascades need no code here. Diesel has no DSL for virtual tables: search runs
 //! as raw SQL whose every value is a bound parameter.
 
 use crate::bulk::{in_list_len, rows_per_statement};
@@ -16,6 +17,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text};
 use diesel::sqlite::Sqlite;
 use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
+use repo_core::search::index_text;
 use repo_core::{
     Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoError,
     RepoResult, SearchHit, SearchQuery,
@@ -63,7 +65,7 @@ fn many(rows: Vec<ChunkRow>) -> RepoResult<Vec<Chunk>> {
 }
 
 /// Bound columns of [`NewChunkRow`], for sizing multi-row inserts.
-const INSERT_COLUMNS: usize = 10;
+const INSERT_COLUMNS: usize = 11;
 
 /// A chunk to insert; every column bound so that a slice is one multi-row `INSERT`.
 #[derive(Insertable)]
@@ -79,6 +81,7 @@ struct NewChunkRow<'a> {
     embedding_vector_id: Option<&'a str>,
     meta: String,
     created_at: String,
+    search_tokens: String,
 }
 
 /// A search hit as selected: the chunk's columns and `-bm25(chunks_fts)`.
@@ -205,6 +208,7 @@ fn insert_many(
                 embedding_vector_id: ch.embedding_vector_id.as_deref(),
                 meta: json(&ch.meta)?,
                 created_at,
+                search_tokens: index_text(&ch.content),
             });
         }
         let mut inserted = 0;
@@ -217,6 +221,46 @@ fn insert_many(
         }
         Ok(inserted)
     })
+}
+
+/// Rows filled per transaction by [`backfill_search_tokens`]: short write
+/// transactions, so other writers wait little while a large table is backfilled.
+const BACKFILL_BATCH: i64 = 500;
+
+/// Fills `search_tokens` of every chunk that has none (rows stored before the
+/// `search_tokens` migration, or written by another tool), in batches of
+/// [`BACKFILL_BATCH`] rows, each its own immediate transaction. Idempotent: only NULL
+/// rows are read and written, so concurrent or repeated runs do no harm. Returns the
+/// number of rows filled.
+pub(crate) fn backfill_search_tokens(conn: &mut SqliteConnection) -> RepoResult<u64> {
+    let mut filled = 0;
+    loop {
+        let n = write_tx(conn, |c| {
+            // Served by the partial index `chunks_search_tokens_missing_idx`.
+            let rows: Vec<(i64, String)> = chunks::table
+                .filter(chunks::search_tokens.is_null())
+                .select((chunks::id, chunks::content))
+                .order(chunks::id.asc())
+                .limit(BACKFILL_BATCH)
+                .load(c)
+                .map_err(map_diesel)?;
+            for (id, content) in &rows {
+                diesel::update(
+                    chunks::table
+                        .filter(chunks::id.eq(id))
+                        .filter(chunks::search_tokens.is_null()),
+                )
+                .set(chunks::search_tokens.eq(index_text(content)))
+                .execute(c)
+                .map_err(map_diesel)?;
+            }
+            Ok(rows.len() as u64)
+        })?;
+        if n == 0 {
+            return Ok(filled);
+        }
+        filled += n;
+    }
 }
 
 fn list_by_document(

@@ -1,6 +1,7 @@
 //! Embedded migrations (`migrations/sqlite`) and the schema snapshot used for parity
 //! checks with PostgreSQL.
 
+use crate::chunks;
 use crate::error::{map_diesel, map_migration};
 use crate::store::SqliteStore;
 use crate::unit_of_work::write_tx;
@@ -15,14 +16,28 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/s
 impl SqliteStore {
     /// Applies every pending migration (in one `BEGIN IMMEDIATE` transaction, so
     /// concurrent callers on one file serialise) and returns the versions applied now.
+    ///
+    /// Then fills the search tokens of chunks that have none
+    /// ([`SqliteStore::backfill_search_tokens`]), also when no migration was pending,
+    /// so rows written without them become searchable.
     pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
-        write_tx(&mut conn, |c| {
+        let applied = write_tx(&mut conn, |c| {
             let applied = c
                 .run_pending_migrations(MIGRATIONS)
                 .map_err(map_migration)?;
             Ok(applied.iter().map(ToString::to_string).collect())
-        })
+        })?;
+        chunks::backfill_search_tokens(&mut conn)?;
+        Ok(applied)
+    }
+
+    /// Computes `chunks.search_tokens` (in Rust, [`repo_core::search::index_text`])
+    /// for every chunk where it is NULL, in short batches; the FTS5 triggers index
+    /// them. Idempotent; returns the number of rows filled.
+    pub fn backfill_search_tokens(&self) -> RepoResult<u64> {
+        let mut conn = self.source().checkout()?;
+        chunks::backfill_search_tokens(&mut conn)
     }
 
     /// Reverts every applied migration, newest first, and returns the versions reverted.

@@ -238,6 +238,9 @@ diesel::table! {
         meta -> Text,
         /// RFC 3339 text.
         created_at -> Text,
+        /// `repo_core::search::index_text(content)`, indexed by `chunks_fts`; NULL
+        /// until the store's backfill fills rows stored before it existed.
+        search_tokens -> Nullable<Text>,
     }
 }
 
