@@ -249,6 +249,8 @@ macro_rules! behaviour_tests {
             search::search_empty_and_exclusion_only_queries_have_no_hits,
             search::search_is_ranked_and_paginated,
             search::search_stays_within_its_collection,
+            search::search_non_ascii_tokens_match_alike,
+            search::search_finds_words_in_a_million_character_chunk,
         }
     };
     ($($fixture:tt)+) => {

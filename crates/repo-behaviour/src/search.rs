@@ -181,6 +181,61 @@ pub(crate) const HOSTILE_QUERIES: &[(&str, &[i32])] = &[
     ("fox \0 dog", &[0]),
 ];
 
+/// Non-ASCII text where database tokenizers and Rust's disagree: both backends index
+/// the tokens of [`repo_core::search::tokenize`], so these hit sets hold on both.
+pub(crate) const NON_ASCII_CORPUS: [(i32, &str); 10] = [
+    (0, "Η ΟΔΟΣ ΣΟΦΙΑΣ"),
+    (1, "η οδοσ"),
+    (2, "İstanbul"),
+    (3, "istanbul ılık"),
+    (4, "½ cup and ① first"),
+    (5, "café crème"),
+    (6, "cafe\u{301} noir"),
+    (7, "東京タワーに行く"),
+    (8, "हिन्दी भाषा"),
+    (9, "a™b 5€ x²"),
+];
+
+/// Queries over [`NON_ASCII_CORPUS`] with their exact hit sets.
+pub(crate) const NON_ASCII_QUERIES: &[(&str, &[i32])] = &[
+    // A word-final capital sigma lowercases to ς, so ΟΔΟΣ is οδος, not οδοσ.
+    ("ΟΔΟΣ", &[0]),
+    ("οδος", &[0]),
+    ("οδοσ", &[1]),
+    ("ΣΟΦΙΑΣ", &[0]),
+    ("σοφιας", &[0]),
+    ("η", &[0, 1]),
+    // İ lowercases to i + U+0307: İstanbul and istanbul are different words.
+    ("İSTANBUL", &[2]),
+    ("istanbul", &[3]),
+    ("ILIK", &[]),
+    ("ılık", &[3]),
+    // ½, ① and ² are numbers to Rust, so they are words; ™ and € separate words.
+    ("½", &[4]),
+    ("①", &[4]),
+    ("1", &[]),
+    ("\"cup and ①\"", &[4]),
+    ("x²", &[9]),
+    ("x", &[]),
+    ("a™b", &[9]),
+    ("\"a b\"", &[9]),
+    ("5", &[9]),
+    // COMBINING ACUTE ACCENT (U+0301) is not alphanumeric: decomposed "café" is the
+    // word "cafe", which precomposed "café" is not.
+    ("café", &[5]),
+    ("cafe", &[6]),
+    ("cafe\u{301}", &[6]),
+    ("\"cafe\u{301} noir\"", &[6]),
+    ("CRÈME OR noir", &[5, 6]),
+    // CJK is not segmented: a run of ideographs and kana is one word.
+    ("東京タワーに行く", &[7]),
+    ("東京", &[]),
+    // The virama (U+094D) separates, so हिन्दी is the phrase "हिन दी".
+    ("हिन्दी", &[8]),
+    ("दी", &[8]),
+    ("भाषा -हिन्दी", &[]),
+];
+
 /// Queries that can match nothing: empty, blank, punctuation, exclusions only.
 pub(crate) const EMPTY_QUERIES: &[&str] = &[
     "",
@@ -398,6 +453,84 @@ pub fn search_stays_within_its_collection(h: &dyn Harness) {
     check_table(&*s, c1.id, &SYNTAX_QUERIES[..12]);
 }
 
+/// Stores `corpus` in a new collection of a new user as one document; returns the
+/// collection.
+#[track_caller]
+fn corpus_collection(store: &dyn Store, user: &str, corpus: &[(i32, &str)]) -> CollectionId {
+    let u = seed::user(store, user);
+    let c = seed::collection(store, &u, "corpus").id;
+    let d = seed::document(store, c, 0).id;
+    let batch: Vec<NewChunk> = corpus
+        .iter()
+        .map(|&(i, text)| NewChunk::new(d, i, text))
+        .collect();
+    assert_eq!(
+        expect::ok(store.chunks().insert_many(c, &batch), "loading the corpus"),
+        corpus.len() as u64
+    );
+    c
+}
+
+/// Greek final sigma, Turkish İ, ½ and ①, combining marks, CJK and Devanagari are tokenized by the same Rust rules on both backends: the hit sets of the non-ASCII table.
+pub fn search_non_ascii_tokens_match_alike(h: &dyn Harness) {
+    let s = h.store();
+    let c = corpus_collection(&*s, "nina", &NON_ASCII_CORPUS);
+    check_table(&*s, c, NON_ASCII_QUERIES);
+}
+
+/// The words of a chunk of exactly 1,000,000 characters: `w000000 w000001 …`, all
+/// distinct, padded with `z` to the exact length. Returns the text and its last two
+/// whole words.
+pub(crate) fn million_character_text() -> (String, String, String) {
+    const LEN: usize = 1_000_000;
+    let mut text = String::with_capacity(LEN);
+    let mut i = 0;
+    while text.len() + 8 <= LEN {
+        text.push_str(&format!("w{i:06} "));
+        i += 1;
+    }
+    while text.len() < LEN {
+        text.push('z');
+    }
+    (text, format!("w{:06}", i - 2), format!("w{:06}", i - 1))
+}
+
+/// A chunk of 1,000,000 characters of distinct words is stored and found by a word near its end, by a phrase and with exclusions; a chunk holding a 600-character word is found by it.
+pub fn search_finds_words_in_a_million_character_chunk(h: &dyn Harness) {
+    let s = h.store();
+    let (big, second_last, last) = million_character_text();
+    assert_eq!(big.chars().count(), 1_000_000);
+    let long_word = "y".repeat(600);
+    let c = corpus_collection(
+        &*s,
+        "mia",
+        &[
+            (0, big.as_str()),
+            (1, "w000001 and a short chunk"),
+            (2, &format!("short {long_word} word")),
+        ],
+    );
+    check_table(
+        &*s,
+        c,
+        &[
+            (&last, &[0]),
+            (&format!("\"{second_last} {last}\""), &[0]),
+            (&format!("\"{last} {second_last}\""), &[]),
+            ("w000001", &[0, 1]),
+            ("w000001 -short", &[0]),
+            (&format!("w000001 -{last}"), &[1]),
+            ("w999999", &[]),
+            (&long_word, &[2]),
+            (&format!("\"short {long_word}\""), &[2]),
+            (&format!("{long_word} OR {last}"), &[0, 2]),
+            (&"y".repeat(599), &[]),
+        ],
+    );
+    let hit = &search_all(&*s, c, &last)[0];
+    assert_eq!(hit.chunk.content.len(), 1_000_000, "the whole chunk comes back");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,6 +570,21 @@ mod tests {
             vec![0, 1, 4, 6, 7, 8, 9, 10, 11, 12, 14, 17, 18]
         );
         assert_eq!(reference("async"), vec![3, 4, 27]);
+        for &(query, expected) in NON_ASCII_QUERIES {
+            let q = SearchQuery::parse(query);
+            let got: Vec<i32> = NON_ASCII_CORPUS
+                .iter()
+                .filter(|(_, text)| {
+                    let tokens = tokenize(text);
+                    q.any_of.iter().any(|c| {
+                        c.include.iter().all(|p| contains(&tokens, p))
+                            && !c.exclude.iter().any(|p| contains(&tokens, p))
+                    })
+                })
+                .map(|&(i, _)| i)
+                .collect();
+            assert_eq!(got, expected, "non-ASCII query {query:?}");
+        }
         for (i, (index, _)) in CORPUS.iter().enumerate() {
             assert_eq!(*index as usize, i, "corpus indexes are 0..30 in order");
         }
