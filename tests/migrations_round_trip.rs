@@ -63,6 +63,7 @@ fn use_documents_and_chunks(backend: &str, repos: &dyn Repositories, owner: User
 trait Migrator {
     fn run_pending(&self) -> Vec<String>;
     fn revert_all(&self) -> Vec<String>;
+    fn revert_last(&self) -> String;
     fn applied(&self) -> Vec<String>;
     fn pending(&self) -> Vec<String>;
     fn snapshot(&self) -> SchemaSnapshot;
@@ -79,6 +80,10 @@ macro_rules! migrator {
             fn revert_all(&self) -> Vec<String> {
                 self.revert_all_migrations()
                     .unwrap_or_else(|e| panic!("reverting migrations failed: {e}"))
+            }
+            fn revert_last(&self) -> String {
+                self.revert_last_migration()
+                    .unwrap_or_else(|e| panic!("revert last: {e}"))
             }
             fn applied(&self) -> Vec<String> {
                 self.applied_migrations()
@@ -107,6 +112,33 @@ fn no_migrations() -> StoreConfig {
         run_migrations: false,
         ..StoreConfig::default()
     }
+}
+
+/// Reverting the `search_tokens` migration with chunks stored (its down.sql on a
+/// non-empty table) and applying it again (the upgrade of a database holding chunks)
+/// leaves every chunk searchable: the store backfills the tokens after migrating.
+fn upgrade_backfills_search_tokens(backend: &str, store: &dyn Migrator) {
+    assert_eq!(
+        store.revert_last(),
+        "20261122000003",
+        "{backend}: the newest migration"
+    );
+    assert_eq!(store.run_pending(), vec!["20261122000003".to_owned()]);
+    let c = store
+        .repos()
+        .collections()
+        .get_by_name("docs")
+        .unwrap_or_else(|e| panic!("{backend}: collection after the upgrade: {e}"));
+    let hits = store
+        .repos()
+        .chunks()
+        .search(
+            c.id,
+            &SearchQuery::parse("\"migrated schemas\""),
+            PageRequest::default(),
+        )
+        .unwrap_or_else(|e| panic!("{backend}: search after the upgrade: {e}"));
+    assert_eq!(hits.total, 1, "{backend}: the stored chunk is found again");
 }
 
 fn round_trip(backend: &str, store: &dyn Migrator) {
@@ -142,6 +174,7 @@ fn round_trip(backend: &str, store: &dyn Migrator) {
         .create(&NewUser::new("alice", "alice@example.com", HASH))
         .unwrap_or_else(|e| panic!("{backend}: the migrated schema is unusable: {e}"));
     use_documents_and_chunks(backend, store.repos(), user.id);
+    upgrade_backfills_search_tokens(backend, store);
 
     let mut reverted = store.revert_all();
     reverted.reverse();

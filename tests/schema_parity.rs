@@ -41,17 +41,23 @@ enum PostgresOnly {
 /// The allow-list: every PostgreSQL-only item and why it exists. Everything not listed
 /// must match exactly, and every listed item must exist on PostgreSQL and not on
 /// SQLite (so the list cannot go stale).
-const POSTGRES_ONLY: [PostgresOnly; 3] = [
+const POSTGRES_ONLY: [PostgresOnly; 4] = [
     PostgresOnly::Column {
         table: "chunks",
-        column: "content_tsv",
-        why: "the generated tsvector that PostgreSQL full-text search reads; \
-              SQLite keeps the same tokens in the FTS5 table chunks_fts",
+        column: "search_tsv",
+        why: "the generated tsvector of search_tokens that prefilters PostgreSQL \
+              full-text search; SQLite indexes search_tokens in the FTS5 table chunks_fts",
     },
     PostgresOnly::Index {
         table: "chunks",
-        index: "chunks_content_tsv_idx",
-        why: "the GIN index over content_tsv; SQLite's FTS5 table is its own index",
+        index: "chunks_search_tsv_idx",
+        why: "the GIN index over search_tsv; SQLite's FTS5 table is its own index",
+    },
+    PostgresOnly::Index {
+        table: "chunks",
+        index: "chunks_search_unindexed_idx",
+        why: "the chunks too large for a tsvector (NULL search_tsv), which every \
+              PostgreSQL search reads besides the GIN prefilter; FTS5 has no such limit",
     },
     PostgresOnly::Index {
         table: "documents",
@@ -254,6 +260,9 @@ fn the_rules_that_need_an_index_have_one_on_both_backends() {
         );
         let queue = index("chunks", "chunks_collection_embedding_idx");
         assert!(queue.partial && !queue.unique, "{backend}: {queue:?}");
+        let missing = index("chunks", "chunks_search_tokens_missing_idx");
+        assert!(missing.partial && !missing.unique, "{backend}: {missing:?}");
+        assert_eq!(missing.columns, vec!["id"]);
     }
 }
 
@@ -268,10 +277,10 @@ fn the_allow_list_names_only_what_it_allows() {
         postgres.tables.insert(table.into(), t);
     }
     let pg_chunks = postgres.tables.get_mut("chunks").expect("chunks");
-    pg_chunks.columns.insert("content_tsv".into(), true);
-    pg_chunks
-        .indexes
-        .insert("chunks_content_tsv_idx".into(), Default::default());
+    pg_chunks.columns.insert("search_tsv".into(), true);
+    for index in ["chunks_search_tsv_idx", "chunks_search_unindexed_idx"] {
+        pg_chunks.indexes.insert(index.into(), Default::default());
+    }
     let pg_documents = postgres.tables.get_mut("documents").expect("documents");
     pg_documents
         .indexes

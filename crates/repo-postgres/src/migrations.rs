@@ -88,6 +88,15 @@ pub(crate) fn revert_all(
     })
 }
 
+/// Reverts the newest applied migration; returns its version.
+pub(crate) fn revert_last(conn: &mut PgConnection, settings: &SessionSettings) -> RepoResult<String> {
+    with_migration_lock(conn, settings, |c| {
+        c.revert_last_migration(MIGRATIONS)
+            .map(|version| version.to_string())
+            .map_err(map_migration_error)
+    })
+}
+
 /// Versions recorded as applied, oldest first.
 pub(crate) fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
     let mut versions: Vec<String> = conn

@@ -188,6 +188,11 @@ impl PostgresStore {
         self.on_connection(|c| migrations::revert_all(c, self.inner.pool.settings()))
     }
 
+    /// Reverts the newest applied migration; returns its version.
+    pub fn revert_last_migration(&self) -> RepoResult<String> {
+        self.on_connection(|c| migrations::revert_last(c, self.inner.pool.settings()))
+    }
+
     /// Versions of the applied migrations, oldest first.
     pub fn applied_migrations(&self) -> RepoResult<Vec<String>> {
         self.on_connection(migrations::applied)

@@ -618,3 +618,42 @@ fn bulk_calls_inside_one_unit_of_work() {
         RepoError::NotFound { .. }
     ));
 }
+
+/// A chunk written without `search_tokens` (by another tool, or before the
+/// `search_tokens` migration) is not searchable until the store's backfill, which
+/// reopening the store runs; the backfill is idempotent.
+#[test]
+fn reopening_backfills_missing_search_tokens() {
+    let f = Fixture::new();
+    let c = f.collection("backfill").id;
+    let d = f.store.documents().register(&doc(c, 1)).expect("document").document.id;
+    let mut conn = diesel::PgConnection::establish(f.db.url()).expect("connection");
+    diesel::sql_query(
+        "INSERT INTO chunks (collection_id, document_id, chunk_index, content, meta, created_at) \
+         VALUES ($1, $2, 0, 'Written by ANOTHER tool: ΟΔΟΣ', '{}', now())",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(c.0)
+    .bind::<diesel::sql_types::Uuid, _>(d.0)
+    .execute(&mut conn)
+    .expect("raw insert");
+    let search = |store: &PostgresStore, q: &str| {
+        store
+            .chunks()
+            .search(c, &SearchQuery::parse(q), PageRequest::default())
+            .expect("search")
+            .total
+    };
+    assert_eq!(search(&f.store, "another"), 0, "not searchable before the backfill");
+
+    let store = open(&f.db);
+    assert_eq!(search(&store, "another"), 1);
+    assert_eq!(search(&store, "\"another tool οδος\""), 1);
+    assert_eq!(
+        f.sql_count(
+            "SELECT count(*) AS n FROM chunks \
+             WHERE search_tokens IS NULL OR search_tsv IS NULL"
+        ),
+        0
+    );
+    assert_eq!(store.backfill_search_tokens().expect("again"), 0, "idempotent");
+}

@@ -43,7 +43,7 @@ fn migrations_round_trip_down_up_down() {
     let db = temp_db();
     let store = open(&db, &config());
     let applied = store.applied_migrations().unwrap();
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.len(), 3);
     assert!(store.pending_migrations().unwrap().is_empty());
     assert!(store.run_pending_migrations().unwrap().is_empty());
 
@@ -63,12 +63,12 @@ fn migrations_round_trip_down_up_down() {
     );
     // The partitioned parent and its partitioned indexes; no partition.
     let chunks = &snapshot.tables["chunks"];
-    assert!(chunks.columns.contains_key("content_tsv"));
+    assert!(chunks.columns.contains_key("search_tsv"));
     assert_eq!(
         chunks.indexes["chunks_document_chunk_index_key"].columns,
         ["collection_id", "document_id", "chunk_index"]
     );
-    assert!(chunks.indexes.contains_key("chunks_content_tsv_idx"));
+    assert!(chunks.indexes.contains_key("chunks_search_tsv_idx"));
     assert!(snapshot.tables["documents"]
         .indexes
         .contains_key("documents_meta_idx"));
@@ -101,7 +101,7 @@ fn connect_without_migrations_leaves_them_pending() {
             ..config()
         },
     );
-    assert_eq!(store.pending_migrations().unwrap().len(), 2);
+    assert_eq!(store.pending_migrations().unwrap().len(), 3);
     store.health().unwrap();
     assert_eq!(store.backend(), BackendKind::Postgres);
 }
@@ -559,7 +559,7 @@ fn concurrent_connects_migrate_once() {
             .expect("thread")
             .expect("connect")
             .expect("applied");
-        assert_eq!(applied.len(), 2);
+        assert_eq!(applied.len(), 3);
     }
 }
 

@@ -49,6 +49,16 @@ impl SqliteStore {
         })
     }
 
+    /// Reverts the newest applied migration and returns its version.
+    pub fn revert_last_migration(&self) -> RepoResult<String> {
+        let mut conn = self.source().checkout()?;
+        write_tx(&mut conn, |c| {
+            c.revert_last_migration(MIGRATIONS)
+                .map(|v| v.to_string())
+                .map_err(map_migration)
+        })
+    }
+
     /// Versions of the applied migrations, oldest first.
     pub fn applied_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;

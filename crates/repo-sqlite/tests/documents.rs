@@ -496,3 +496,43 @@ fn document_state_and_meta_filters() {
         })
     ));
 }
+
+/// A chunk written without `search_tokens` (by another tool, or before the
+/// `search_tokens` migration) is not searchable until the store's backfill, which
+/// reopening the store runs; the backfill is idempotent and keeps FTS5 consistent.
+#[test]
+fn reopening_backfills_missing_search_tokens() {
+    let (_dir, path, store) = file_store();
+    let c = collection(&store, owner(&store), "backfill");
+    let d = store.documents().register(&doc(c, 1)).expect("document").document.id;
+    let mut conn = SqliteConnection::establish(&path).expect("raw");
+    diesel::sql_query(
+        "INSERT INTO chunks (collection_id, document_id, chunk_index, content, meta, created_at) \
+         VALUES (?, ?, 0, 'Written by ANOTHER tool: ΟΔΟΣ', '{}', '2026-01-01T00:00:00.000000Z')",
+    )
+    .bind::<diesel::sql_types::Text, _>(c.to_string())
+    .bind::<diesel::sql_types::Text, _>(d.to_string())
+    .execute(&mut conn)
+    .expect("raw insert");
+    let search = |store: &SqliteStore, q: &str| {
+        store
+            .chunks()
+            .search(c, &SearchQuery::parse(q), PageRequest::default())
+            .expect("search")
+            .total
+    };
+    assert_eq!(search(&store, "another"), 0, "not indexed before the backfill");
+    drop(store);
+
+    let store = SqliteStore::connect(&path, &StoreConfig::default()).expect("reopen");
+    assert_eq!(search(&store, "another"), 1);
+    assert_eq!(search(&store, "\"another tool οδος\""), 1);
+    assert_eq!(
+        scalar(&path, "SELECT count(*) AS n FROM chunks WHERE search_tokens IS NULL"),
+        0
+    );
+    assert_eq!(store.backfill_search_tokens().expect("again"), 0, "idempotent");
+    diesel::sql_query("INSERT INTO chunks_fts (chunks_fts) VALUES ('integrity-check')")
+        .execute(&mut conn)
+        .expect("FTS index matches its content table");
+}

@@ -623,10 +623,12 @@ fn read_all(
                 )
             });
             let mut rows = Vec::with_capacity(if pg_target { 0 } else { good.len() });
-            for g in good {
+            for mut g in good {
                 if table == Table::Chunks {
                     collections.push(g.values[1].key_text());
                 }
+                let derived = table.derived_values(&g.values);
+                g.values.extend(derived);
                 keys.push(g.key);
                 match copy_text.as_mut() {
                     Some((bytes, line_ends)) => {

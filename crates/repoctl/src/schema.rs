@@ -3,6 +3,7 @@
 //! identity sequences. One description serves both backends (the migrations keep the
 //! same tables, columns and nullability on SQLite and PostgreSQL).
 
+use crate::value::Value;
 use serde::Serialize;
 use std::fmt;
 
@@ -55,6 +56,45 @@ impl Table {
             Table::Documents => &DOCUMENTS,
             Table::Chunks => &CHUNKS,
         }
+    }
+
+    /// Columns the copy computes on the target instead of reading them from the
+    /// source, written after [`TableSpec::columns`]: `chunks.search_tokens` (the
+    /// full-text tokens, derived from `content` in Rust). They are never read,
+    /// checked or checksummed, so a source row whose tokens are stale or missing is
+    /// copied with fresh ones.
+    pub fn derived_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Chunks => &["search_tokens"],
+            _ => &[],
+        }
+    }
+
+    /// The values of [`Table::derived_columns`] for a converted row (`values` in the
+    /// order of [`TableSpec::columns`]).
+    pub fn derived_values(self, values: &[Value]) -> Vec<Value> {
+        match self {
+            Table::Chunks => {
+                let content = match CHUNKS.index_of("content").and_then(|i| values.get(i)) {
+                    Some(Value::Str(text)) => text.as_str(),
+                    _ => "",
+                };
+                vec![Value::Str(repo_core::search::index_text(content))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Comma-separated names of the columns a copy writes: the table's columns, then
+    /// the derived ones (fixed identifiers).
+    pub fn write_column_list(self) -> String {
+        let spec = self.spec();
+        spec.columns
+            .iter()
+            .map(|c| c.name)
+            .chain(self.derived_columns().iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Tables this one references (directly).
@@ -463,7 +503,8 @@ static CHUNKS: TableSpec = TableSpec {
 };
 
 /// PostgreSQL table definitions for `COPY … FROM STDIN`: the backend's own (its
-/// `chunks` leaves out the generated `content_tsv`, so COPY never names it).
+/// `chunks` leaves out the generated `search_tsv`, so COPY never names it, and ends
+/// with `search_tokens`, the derived column the copy appends to every row).
 pub use repo_postgres::schema as pg;
 
 #[cfg(test)]
@@ -490,6 +531,19 @@ mod tests {
                 Table::CollectionPermissions
             ]
         );
+    }
+
+    #[test]
+    fn chunks_derive_their_search_tokens_from_content() {
+        let mut row = vec![Value::Null; CHUNKS.columns.len()];
+        row[CHUNKS.index_of("content").unwrap()] = Value::Str("Ωmega, İ ½".into());
+        assert_eq!(
+            Table::Chunks.derived_values(&row),
+            vec![Value::Str(repo_core::search::index_text("Ωmega, İ ½"))]
+        );
+        assert!(Table::Chunks.write_column_list().ends_with(", search_tokens"));
+        assert_eq!(Table::Users.write_column_list(), USERS.column_list());
+        assert!(Table::Users.derived_values(&[]).is_empty());
     }
 
     #[test]

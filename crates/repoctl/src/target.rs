@@ -222,7 +222,7 @@ fn insert_rows(
     rows: Vec<Vec<Value>>,
 ) -> diesel::QueryResult<()> {
     let spec = table.spec();
-    let ncols = spec.columns.len();
+    let ncols = spec.columns.len() + table.derived_columns().len();
     let per_statement = (SQLITE_MAX_BINDS / ncols).max(1);
     let placeholders = format!("({})", vec!["?"; ncols].join(", "));
     conn.immediate_transaction(|c| {
@@ -232,7 +232,7 @@ fn insert_rows(
             let sql = format!(
                 "INSERT INTO {} ({}) VALUES {}",
                 spec.name,
-                spec.column_list(),
+                table.write_column_list(),
                 vec![placeholders.as_str(); chunk.len()].join(", ")
             );
             let mut q = diesel::sql_query(sql).into_boxed::<Sqlite>();

@@ -137,7 +137,7 @@ fn generated_data_round_trips_sqlite_postgres_sqlite() {
     assert!(
         pg_count(
             db.url(),
-            "SELECT count(*) AS n FROM chunks WHERE content_tsv @@ to_tsquery('simple', 'data')"
+            "SELECT count(*) AS n FROM chunks WHERE search_tsv @@ 'data'::tsquery"
         ) > 0
     );
 
@@ -617,11 +617,11 @@ fn migrate_up_down_status_on_both_backends() {
     for url in [a.as_str(), db.url()] {
         let out = repoctl(&["migrate", "up", "--database-url", url]);
         expect_code(&out, 0);
-        assert_eq!(text(&out).matches("applied ").count(), 2, "{}", text(&out));
+        assert_eq!(text(&out).matches("applied ").count(), 3, "{}", text(&out));
         let out = repoctl(&["migrate", "down", "--database-url", url]);
         expect_code(&out, 0);
         assert!(
-            text(&out).contains("reverted 20261121000002"),
+            text(&out).contains("reverted 20261122000003"),
             "{}",
             text(&out)
         );
@@ -629,13 +629,13 @@ fn migrate_up_down_status_on_both_backends() {
         expect_code(&out, 0);
         let t = text(&out);
         assert!(
-            t.contains("applied  20261121000001") && t.contains("pending  20261121000002"),
+            t.contains("applied  20261121000002") && t.contains("pending  20261122000003"),
             "{t}"
         );
         expect_code(&repoctl(&["migrate", "up", "--database-url", url]), 0);
         let out = repoctl(&["migrate", "down", "--all", "--database-url", url]);
         expect_code(&out, 0);
-        assert_eq!(text(&out).matches("reverted ").count(), 2, "{}", text(&out));
+        assert_eq!(text(&out).matches("reverted ").count(), 3, "{}", text(&out));
     }
 }
 
