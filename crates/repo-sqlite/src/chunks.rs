@@ -235,31 +235,35 @@ const BACKFILL_BATCH: i64 = 500;
 pub(crate) fn backfill_search_tokens(conn: &mut SqliteConnection) -> RepoResult<u64> {
     let mut filled = 0;
     loop {
-        let n = write_tx(conn, |c| {
-            // Served by the partial index `chunks_search_tokens_missing_idx`.
-            let rows: Vec<(i64, String)> = chunks::table
-                .filter(chunks::search_tokens.is_null())
-                .select((chunks::id, chunks::content))
-                .order(chunks::id.asc())
-                .limit(BACKFILL_BATCH)
-                .load(c)
-                .map_err(map_diesel)?;
-            for (id, content) in &rows {
-                diesel::update(
+        // Read outside any write transaction (served by the partial index
+        // `chunks_search_tokens_missing_idx`), so that a store opening a database with
+        // nothing to fill never takes the write lock.
+        let rows: Vec<(i64, String)> = chunks::table
+            .filter(chunks::search_tokens.is_null())
+            .select((chunks::id, chunks::content))
+            .order(chunks::id.asc())
+            .limit(BACKFILL_BATCH)
+            .load(conn)
+            .map_err(map_diesel)?;
+        if rows.is_empty() {
+            return Ok(filled);
+        }
+        let tokens: Vec<String> = rows.iter().map(|(_, content)| index_text(content)).collect();
+        filled += write_tx(conn, |c| {
+            let mut n = 0;
+            for ((id, _), tokens) in rows.iter().zip(&tokens) {
+                // A row filled meanwhile (another store's backfill) is left alone.
+                n += diesel::update(
                     chunks::table
                         .filter(chunks::id.eq(id))
                         .filter(chunks::search_tokens.is_null()),
                 )
-                .set(chunks::search_tokens.eq(index_text(content)))
+                .set(chunks::search_tokens.eq(tokens))
                 .execute(c)
                 .map_err(map_diesel)?;
             }
-            Ok(rows.len() as u64)
+            Ok(affected(n))
         })?;
-        if n == 0 {
-            return Ok(filled);
-        }
-        filled += n;
     }
 }
 

@@ -15,8 +15,9 @@
 //! - Bulk writes (`register_many`, `insert_many`) validate every item first, then run
 //!   multi-row `INSERT`s sized under SQLite's 32,766 bind-parameter limit in one
 //!   write transaction, so a bad item writes nothing.
-//! - Chunk search uses the FTS5 table `chunks_fts` (`unicode61`, no stemming, kept in
-//!   step by triggers), ranked by `-bm25`.
+//! - Chunk search uses the FTS5 table `chunks_fts` (`ascii` tokenizer over the tokens
+//!   computed in Rust into `chunks.search_tokens`, kept in step by triggers), ranked
+//!   by `-bm25`.
 //!
 //! ```no_run
 //! use repo_core::{NewUser, RepoResult, Repositories, Store, StoreConfig};
