@@ -528,7 +528,11 @@ pub fn search_finds_words_in_a_million_character_chunk(h: &dyn Harness) {
         ],
     );
     let hit = &search_all(&*s, c, &last)[0];
-    assert_eq!(hit.chunk.content.len(), 1_000_000, "the whole chunk comes back");
+    assert_eq!(
+        hit.chunk.content.len(),
+        1_000_000,
+        "the whole chunk comes back"
+    );
 }
 
 #[cfg(test)]

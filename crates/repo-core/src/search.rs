@@ -302,7 +302,10 @@ mod tests {
         let q = SearchQuery::parse(&format!("a {long} -b"));
         assert_eq!(q.prefilter_tsquery().unwrap(), "('a')");
         assert_eq!(SearchQuery::parse(&long).prefilter_tsquery(), None);
-        assert_eq!(SearchQuery::parse(&format!("a OR {long}")).prefilter_tsquery(), None);
+        assert_eq!(
+            SearchQuery::parse(&format!("a OR {long}")).prefilter_tsquery(),
+            None
+        );
         assert_eq!(SearchQuery::parse("").prefilter_tsquery(), None);
     }
 }

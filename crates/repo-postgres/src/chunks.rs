@@ -327,10 +327,13 @@ struct Total {
 fn search_filter(query: &SearchQuery, prefilter: bool) -> (String, Vec<String>) {
     let mut patterns: Vec<String> = Vec::new();
     let mut slot = |pattern: String| {
-        let i = patterns.iter().position(|p| *p == pattern).unwrap_or_else(|| {
-            patterns.push(pattern);
-            patterns.len() - 1
-        });
+        let i = patterns
+            .iter()
+            .position(|p| *p == pattern)
+            .unwrap_or_else(|| {
+                patterns.push(pattern);
+                patterns.len() - 1
+            });
         // SQL arrays are 1-based.
         i + 1
     };
@@ -338,10 +341,16 @@ fn search_filter(query: &SearchQuery, prefilter: bool) -> (String, Vec<String>) 
     for c in &query.any_of {
         let mut tests = Vec::with_capacity(c.include.len() + c.exclude.len());
         for p in &c.include {
-            tests.push(format!("strpos(c.search_tokens, $1[{}]) > 0", slot(p.pattern())));
+            tests.push(format!(
+                "strpos(c.search_tokens, $1[{}]) > 0",
+                slot(p.pattern())
+            ));
         }
         for p in &c.exclude {
-            tests.push(format!("strpos(c.search_tokens, $1[{}]) = 0", slot(p.pattern())));
+            tests.push(format!(
+                "strpos(c.search_tokens, $1[{}]) = 0",
+                slot(p.pattern())
+            ));
         }
         alternatives.push(format!("({})", tests.join(" AND ")));
     }

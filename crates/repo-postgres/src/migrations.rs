@@ -89,7 +89,10 @@ pub(crate) fn revert_all(
 }
 
 /// Reverts the newest applied migration; returns its version.
-pub(crate) fn revert_last(conn: &mut PgConnection, settings: &SessionSettings) -> RepoResult<String> {
+pub(crate) fn revert_last(
+    conn: &mut PgConnection,
+    settings: &SessionSettings,
+) -> RepoResult<String> {
     with_migration_lock(conn, settings, |c| {
         c.revert_last_migration(MIGRATIONS)
             .map(|version| version.to_string())

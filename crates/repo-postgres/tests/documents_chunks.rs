@@ -626,7 +626,13 @@ fn bulk_calls_inside_one_unit_of_work() {
 fn reopening_backfills_missing_search_tokens() {
     let f = Fixture::new();
     let c = f.collection("backfill").id;
-    let d = f.store.documents().register(&doc(c, 1)).expect("document").document.id;
+    let d = f
+        .store
+        .documents()
+        .register(&doc(c, 1))
+        .expect("document")
+        .document
+        .id;
     let mut conn = diesel::PgConnection::establish(f.db.url()).expect("connection");
     diesel::sql_query(
         "INSERT INTO chunks (collection_id, document_id, chunk_index, content, meta, created_at) \
@@ -643,7 +649,11 @@ fn reopening_backfills_missing_search_tokens() {
             .expect("search")
             .total
     };
-    assert_eq!(search(&f.store, "another"), 0, "not searchable before the backfill");
+    assert_eq!(
+        search(&f.store, "another"),
+        0,
+        "not searchable before the backfill"
+    );
 
     let store = open(&f.db);
     assert_eq!(search(&store, "another"), 1);
@@ -655,5 +665,9 @@ fn reopening_backfills_missing_search_tokens() {
         ),
         0
     );
-    assert_eq!(store.backfill_search_tokens().expect("again"), 0, "idempotent");
+    assert_eq!(
+        store.backfill_search_tokens().expect("again"),
+        0,
+        "idempotent"
+    );
 }

@@ -304,9 +304,19 @@ fn main() -> Bench<()> {
     );
     for (name, rows, repo, raw) in [
         ("documents: register_many", ROWS, best(&rd), best(&bd)),
-        ("documents: raw single-row INSERTs", ROWS, best(&bd), best(&bd)),
+        (
+            "documents: raw single-row INSERTs",
+            ROWS,
+            best(&bd),
+            best(&bd),
+        ),
         ("chunks: insert_many", CHUNK_ROWS, best(&rc), best(&bc)),
-        ("chunks: raw single-row INSERTs", CHUNK_ROWS, best(&bc), best(&bc)),
+        (
+            "chunks: raw single-row INSERTs",
+            CHUNK_ROWS,
+            best(&bc),
+            best(&bc),
+        ),
     ] {
         println!(
             "{:<34} {:>8} {:>10.1} {:>12.0} {:>9.2}x",

@@ -248,7 +248,10 @@ pub(crate) fn backfill_search_tokens(conn: &mut SqliteConnection) -> RepoResult<
         if rows.is_empty() {
             return Ok(filled);
         }
-        let tokens: Vec<String> = rows.iter().map(|(_, content)| index_text(content)).collect();
+        let tokens: Vec<String> = rows
+            .iter()
+            .map(|(_, content)| index_text(content))
+            .collect();
         filled += write_tx(conn, |c| {
             let mut n = 0;
             for ((id, _), tokens) in rows.iter().zip(&tokens) {

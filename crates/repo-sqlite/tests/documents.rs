@@ -504,7 +504,12 @@ fn document_state_and_meta_filters() {
 fn reopening_backfills_missing_search_tokens() {
     let (_dir, path, store) = file_store();
     let c = collection(&store, owner(&store), "backfill");
-    let d = store.documents().register(&doc(c, 1)).expect("document").document.id;
+    let d = store
+        .documents()
+        .register(&doc(c, 1))
+        .expect("document")
+        .document
+        .id;
     let mut conn = SqliteConnection::establish(&path).expect("raw");
     diesel::sql_query(
         "INSERT INTO chunks (collection_id, document_id, chunk_index, content, meta, created_at) \
@@ -521,17 +526,28 @@ fn reopening_backfills_missing_search_tokens() {
             .expect("search")
             .total
     };
-    assert_eq!(search(&store, "another"), 0, "not indexed before the backfill");
+    assert_eq!(
+        search(&store, "another"),
+        0,
+        "not indexed before the backfill"
+    );
     drop(store);
 
     let store = SqliteStore::connect(&path, &StoreConfig::default()).expect("reopen");
     assert_eq!(search(&store, "another"), 1);
     assert_eq!(search(&store, "\"another tool οδος\""), 1);
     assert_eq!(
-        scalar(&path, "SELECT count(*) AS n FROM chunks WHERE search_tokens IS NULL"),
+        scalar(
+            &path,
+            "SELECT count(*) AS n FROM chunks WHERE search_tokens IS NULL"
+        ),
         0
     );
-    assert_eq!(store.backfill_search_tokens().expect("again"), 0, "idempotent");
+    assert_eq!(
+        store.backfill_search_tokens().expect("again"),
+        0,
+        "idempotent"
+    );
     diesel::sql_query("INSERT INTO chunks_fts (chunks_fts) VALUES ('integrity-check')")
         .execute(&mut conn)
         .expect("FTS index matches its content table");

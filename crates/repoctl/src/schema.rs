@@ -541,7 +541,9 @@ mod tests {
             Table::Chunks.derived_values(&row),
             vec![Value::Str(repo_core::search::index_text("Ωmega, İ ½"))]
         );
-        assert!(Table::Chunks.write_column_list().ends_with(", search_tokens"));
+        assert!(Table::Chunks
+            .write_column_list()
+            .ends_with(", search_tokens"));
         assert_eq!(Table::Users.write_column_list(), USERS.column_list());
         assert!(Table::Users.derived_values(&[]).is_empty());
     }
