@@ -544,39 +544,3 @@ fn postgres_health_of_an_unreachable_server_fails_fast() {
     // Generous bound against a hang: the pool would wait 30 s.
     assert!(waited < Duration::from_secs(10), "health waited {waited:?}");
 }
-
-#[rstest]
-#[case::sqlite(BackendKind::Sqlite)]
-#[case::postgres(BackendKind::Postgres)]
-fn health_reports_an_exhausted_pool_as_such(#[case] backend: BackendKind) {
-    let config = StoreConfig {
-        pool: PoolConfig {
-            pool_size: 1,
-            max_overflow: 0,
-            connection_timeout: Duration::from_millis(300),
-            ..PoolConfig::default()
-        },
-        health_timeout: Duration::from_secs(20),
-        ..StoreConfig::default()
-    };
-    let opened = open(backend, &config);
-    let store = &opened.store;
-    let started = Instant::now();
-    // The unit of work holds the only connection while health asks for one.
-    let result = store.transaction(|_| store.health());
-    assert!(
-        matches!(
-            result,
-            Err(RepoError::Unavailable {
-                reason: UnavailableReason::PoolExhausted,
-                ..
-            })
-        ),
-        "a failure before the timeout is reported as itself: {result:?}"
-    );
-    // Generous bound against a hang (the health timeout is 20 s).
-    assert!(started.elapsed() < Duration::from_secs(10));
-    store
-        .health()
-        .unwrap_or_else(|e| panic!("healthy again once the connection is back: {e}"));
-}
