@@ -448,11 +448,15 @@ impl PoolWatch {
         }
     }
 
-    /// Called after each checkout with the pool's counts; returns whether it warned.
-    pub fn observe(&self, status: PoolStatus) -> bool {
-        if !status.is_under_pressure()
-            || !tracing::enabled!(target: "repo_core::pool", tracing::Level::WARN)
-        {
+    /// Called after each checkout with a way to read the pool's counts (read only
+    /// when a subscriber would see the warning: r2d2 takes its lock to count);
+    /// returns whether it warned.
+    pub fn observe(&self, status: impl FnOnce() -> PoolStatus) -> bool {
+        if !tracing::enabled!(target: "repo_core::pool", tracing::Level::WARN) {
+            return false;
+        }
+        let status = status();
+        if !status.is_under_pressure() {
             return false;
         }
         let now = u64::try_from(self.epoch.elapsed().as_millis())
@@ -555,15 +559,15 @@ mod tests {
         let text = captured(|| {
             let watch = PoolWatch::new(BackendKind::Postgres, Duration::from_secs(3600));
             assert!(
-                !watch.observe(PoolStatus::from_counts(4, 4, 2)),
+                !watch.observe(|| PoolStatus::from_counts(4, 4, 2)),
                 "not under pressure"
             );
-            assert!(watch.observe(full), "first warning");
-            assert!(!watch.observe(full), "second one within the interval");
+            assert!(watch.observe(|| full), "first warning");
+            assert!(!watch.observe(|| full), "second one within the interval");
             let eager = PoolWatch::new(BackendKind::Sqlite, Duration::ZERO);
-            assert!(eager.observe(full));
+            assert!(eager.observe(|| full));
             std::thread::sleep(Duration::from_millis(2));
-            assert!(eager.observe(full), "interval passed");
+            assert!(eager.observe(|| full), "interval passed");
         });
         assert_eq!(
             text.matches("connection pool over 90% in use").count(),

@@ -148,7 +148,7 @@ impl ConnectionPool {
                 &self.secrets,
             )
         })?;
-        self.watch.observe(self.status());
+        self.watch.observe(|| self.status());
         Ok(conn)
     }
 

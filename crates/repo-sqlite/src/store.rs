@@ -47,7 +47,7 @@ impl PoolSource {
             .pool
             .get()
             .map_err(|e| map_pool(e, &self.pool, self.max_size))?;
-        self.watch.observe(self.status());
+        self.watch.observe(|| self.status());
         Ok(conn)
     }
 
