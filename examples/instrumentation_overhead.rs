@@ -1,12 +1,13 @@
 //! What the per-call `tracing` span and the slow-query clock cost.
 //!
 //! 1. The span wrapper alone, around a call that does nothing: without any subscriber
-//!    (the fast path: one cached interest check), and with a subscriber that records
-//!    the span (a `fmt` subscriber at INFO writing to `io::sink`).
+//!    (the fast path: one cached interest check), with a `fmt` subscriber at INFO
+//!    (the spans are DEBUG, so it is not interested in them) and with one at DEBUG
+//!    that records every span, both writing to `io::sink`.
 //! 2. A real point read (`users().get`) on a SQLite file and, when
 //!    `TEST_DATABASE_URL` is set, on a fresh PostgreSQL database: median and p90 of
-//!    single calls without a subscriber, with one, and without one again (to show
-//!    drift between the phases).
+//!    single calls without a subscriber, with the INFO and the DEBUG subscriber, and
+//!    without one again (to show drift between the phases).
 //!
 //! ```text
 //! TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
@@ -20,13 +21,14 @@ use repo_postgres::PostgresStore;
 use repo_sqlite::SqliteStore;
 use std::hint::black_box;
 use std::time::Instant;
+use tracing::Level;
 
 const WRAPPER_CALLS: u32 = 2_000_000;
 const POINT_CALLS: usize = 4_000;
 
-fn sink_subscriber() -> impl tracing::Subscriber + Send + Sync {
+fn sink_subscriber(level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
     tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .with_writer(std::io::sink)
         .finish()
 }
@@ -77,16 +79,18 @@ fn main() {
     // No dispatcher has been set yet: the fast path every untraced process takes.
     let direct = ns_per_call(|| Ok(black_box(7)));
     let disabled = ns_per_call(|| traced(BackendKind::Sqlite, "users", "get", || Ok(black_box(7))));
-    let enabled = tracing::subscriber::with_default(sink_subscriber(), || {
-        ns_per_call(|| traced(BackendKind::Sqlite, "users", "get", || Ok(black_box(7))))
-    });
+    let wrapped = || traced(BackendKind::Sqlite, "users", "get", || Ok(black_box(7)));
+    let info =
+        tracing::subscriber::with_default(sink_subscriber(Level::INFO), || ns_per_call(wrapped));
+    let debug =
+        tracing::subscriber::with_default(sink_subscriber(Level::DEBUG), || ns_per_call(wrapped));
     println!("span wrapper around a call that does nothing ({WRAPPER_CALLS} calls):\n");
-    println!("| no wrapper | wrapper, no subscriber | wrapper, fmt subscriber at INFO |");
-    println!("|---|---|---|");
-    println!("| {direct:.1} ns | {disabled:.1} ns | {enabled:.1} ns |\n");
+    println!("| no wrapper | wrapper, no subscriber | wrapper, fmt at INFO | wrapper, fmt at DEBUG (span recorded) |");
+    println!("|---|---|---|---|");
+    println!("| {direct:.1} ns | {disabled:.1} ns | {info:.1} ns | {debug:.1} ns |\n");
 
     println!("users().get, {POINT_CALLS} single calls per phase, µs median / p90:\n");
-    println!("| backend | no subscriber | fmt subscriber at INFO | no subscriber again | subscriber vs no subscriber (median) |");
+    println!("| backend | no subscriber | fmt at INFO (vs no subscriber) | fmt at DEBUG, spans recorded | no subscriber again |");
     println!("|---|---|---|---|---|");
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("overhead.db");

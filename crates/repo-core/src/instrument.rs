@@ -9,7 +9,9 @@
 //!
 //! ## Span fields
 //!
-//! Each call opens an `INFO` span named `repo` (target `repo_core::instrument`):
+//! Each call opens a `DEBUG` span named `repo` (target `repo_core::instrument`), so a
+//! subscriber filtering at `INFO` pays nothing for it; enable it with a filter such as
+//! `RUST_LOG=info,repo_core::instrument=debug`:
 //!
 //! | field | value |
 //! |---|---|
@@ -76,7 +78,7 @@ pub fn traced<T>(
     method: &'static str,
     call: impl FnOnce() -> RepoResult<T>,
 ) -> RepoResult<T> {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "repo",
         backend = backend.as_str(),
         repository,
@@ -523,7 +525,7 @@ mod tests {
         assert_eq!(PoolStatus::from_counts(4, 2, 3).in_use, 0);
     }
 
-    /// Captures what the calling thread logs (INFO and up, with closing spans).
+    /// Captures what the calling thread logs (DEBUG and up, with closing spans).
     fn captured(f: impl FnOnce()) -> String {
         use std::sync::{Arc, Mutex};
         use tracing_subscriber::fmt::format::FmtSpan;
@@ -543,7 +545,7 @@ mod tests {
         let out = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&out);
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
+            .with_max_level(tracing::Level::DEBUG)
             .with_span_events(FmtSpan::CLOSE)
             .with_ansi(false)
             .with_writer(move || Buf(Arc::clone(&sink)))
