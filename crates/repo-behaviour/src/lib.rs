@@ -42,6 +42,7 @@ pub mod chunks;
 pub mod collections;
 pub mod documents;
 pub mod errors;
+pub mod observability;
 pub mod operations;
 pub mod pagination;
 pub mod search;
@@ -214,6 +215,8 @@ macro_rules! behaviour_tests {
             errors::error_is_retryable_classification,
             errors::error_pool_exhaustion_is_unavailable_and_retryable,
             errors::store_reports_backend_and_health,
+            observability::pool_status_counts_connections_in_use,
+            observability::health_reports_an_exhausted_pool_as_such,
             pagination::pagination_limit_is_clamped,
             pagination::pagination_offset_past_end_is_empty_with_total,
             documents::document_register_applies_defaults,

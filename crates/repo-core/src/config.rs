@@ -107,6 +107,13 @@ pub struct StoreConfig {
     pub sqlite: SqliteConfig,
     /// PostgreSQL settings.
     pub postgres: PostgresConfig,
+    /// Statements taking at least this long are logged at WARN with their SQL text
+    /// (never their bound values) (`DB_SLOW_QUERY_MS`, default 1000 ms; 0 logs every
+    /// statement).
+    pub slow_query_threshold: Duration,
+    /// How long [`Store::health`](crate::Store::health) waits for the database to
+    /// answer (`DB_HEALTH_TIMEOUT_MS`, default 2000 ms).
+    pub health_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -118,6 +125,8 @@ impl Default for StoreConfig {
             retry: RetryPolicy::default(),
             sqlite: SqliteConfig::default(),
             postgres: PostgresConfig::default(),
+            slow_query_threshold: Duration::from_millis(1000),
+            health_timeout: Duration::from_millis(2000),
         }
     }
 }
@@ -184,6 +193,10 @@ impl StoreConfig {
                     _ => d.postgres.application_name,
                 },
             },
+            slow_query_threshold: env.millis("DB_SLOW_QUERY_MS", d.slow_query_threshold)?,
+            health_timeout: env
+                .millis("DB_HEALTH_TIMEOUT_MS", d.health_timeout)?
+                .max(Duration::from_millis(1)),
         })
     }
 }
@@ -279,8 +292,15 @@ mod tests {
             ("DB_MAX_OVERFLOW", "2"),
             ("DB_POOL_RECYCLE", "0"),
             ("DB_POOL_PRE_PING", "no"),
+            ("DB_SLOW_QUERY_MS", "0"),
+            ("DB_HEALTH_TIMEOUT_MS", "250"),
         ]))
         .unwrap();
+        assert_eq!(c.slow_query_threshold, Duration::ZERO);
+        assert_eq!(c.health_timeout, Duration::from_millis(250));
+        let d = StoreConfig::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(d.slow_query_threshold, Duration::from_secs(1));
+        assert_eq!(d.health_timeout, Duration::from_secs(2));
         assert_eq!(c.pool.max_size(), 5);
         assert_eq!(c.pool.max_lifetime, None);
         assert!(!c.pool.pre_ping);

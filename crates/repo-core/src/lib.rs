@@ -42,6 +42,7 @@ pub mod enums;
 pub mod document;
 pub mod error;
 pub mod ids;
+pub mod instrument;
 pub mod operation;
 pub mod page;
 pub mod schema;
@@ -72,6 +73,7 @@ pub use enums::{
 };
 pub use error::{BoxError, ConflictReason, RepoError, RepoResult, UnavailableReason};
 pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
+pub use instrument::{Instrumented, PoolStatus, PoolWatch, SlowQueryLog};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
 pub use schema::{IndexSnapshot, SchemaSnapshot, TableSnapshot};

@@ -4,8 +4,9 @@ use crate::api_key::ApiKeyRepository;
 use crate::chunk::ChunkRepository;
 use crate::collection::{Collection, CollectionRepository};
 use crate::document::DocumentRepository;
-use crate::error::{RepoError, RepoResult};
+use crate::error::{RepoError, RepoResult, UnavailableReason};
 use crate::ids::CollectionId;
+use crate::instrument::PoolStatus;
 use crate::operation::OperationRepository;
 use crate::user::UserRepository;
 use std::fmt;
@@ -77,8 +78,16 @@ pub trait Store: Repositories + Send + Sync {
         work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
     ) -> RepoResult<()>;
 
-    /// Checks that the database answers.
+    /// Checks that the database answers a trivial query within
+    /// [`StoreConfig::health_timeout`](crate::StoreConfig::health_timeout)
+    /// (`DB_HEALTH_TIMEOUT_MS`). It never waits longer: a server that does not answer
+    /// in time is `Unavailable { reason: Timeout }`; a failure before that is the
+    /// error itself (`Unavailable { ConnectionFailed }` for a refused connection,
+    /// `PoolExhausted` when every connection is busy).
     fn health(&self) -> RepoResult<()>;
+
+    /// The pool's connection counts now (max, open, idle, in use).
+    fn pool_status(&self) -> PoolStatus;
 }
 
 impl dyn Store + '_ {
@@ -111,6 +120,39 @@ impl dyn Store + '_ {
             message: "transaction committed without a result".into(),
             source: None,
         })
+    }
+}
+
+/// Runs `check` (a trivial query on a connection of the store) on a helper thread and
+/// waits at most `timeout` for its answer, so that a health probe never hangs on a
+/// server that stopped answering (libpq and r2d2 may block far longer). A check that
+/// does not answer in time is `Unavailable { reason: Timeout }`; the helper thread
+/// finishes on its own once the pool or the driver gives up.
+pub fn health_check_within(
+    backend: BackendKind,
+    timeout: Duration,
+    check: impl FnOnce() -> RepoResult<()> + Send + 'static,
+) -> RepoResult<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("{backend}-health"))
+        .spawn(move || {
+            // The caller may have stopped waiting; nothing to report then.
+            let _ = tx.send(check());
+        })
+        .map_err(|e| RepoError::Backend {
+            message: format!("could not start the health-check thread: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => Err(RepoError::Unavailable {
+            reason: UnavailableReason::Timeout,
+            message: format!(
+                "health check: the {backend} database did not answer within {timeout:?}"
+            ),
+            source: None,
+        }),
     }
 }
 
@@ -166,6 +208,34 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use crate::error::ConflictReason;
+
+    #[test]
+    fn health_check_times_out_instead_of_hanging() {
+        let started = std::time::Instant::now();
+        let slow = health_check_within(BackendKind::Sqlite, Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(())
+        });
+        assert!(
+            matches!(
+                slow,
+                Err(RepoError::Unavailable {
+                    reason: UnavailableReason::Timeout,
+                    ..
+                })
+            ),
+            "{slow:?}"
+        );
+        // Generous bound: only a hang (waiting for the 2 s sleep) fails it.
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        let failing = health_check_within(BackendKind::Postgres, Duration::from_secs(5), || {
+            Err(RepoError::config("boom"))
+        });
+        assert!(matches!(failing, Err(RepoError::Config { .. })));
+        assert!(
+            health_check_within(BackendKind::Sqlite, Duration::from_secs(5), || Ok(())).is_ok()
+        );
+    }
 
     #[test]
     fn retries_only_transient_conflicts() {

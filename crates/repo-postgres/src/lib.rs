@@ -41,6 +41,7 @@ mod connection;
 mod documents;
 mod error;
 mod migrations;
+mod observe;
 mod operations;
 mod pool;
 /// Diesel table definitions, public so that tooling (benchmark baselines, data

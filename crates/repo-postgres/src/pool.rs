@@ -1,11 +1,15 @@
 //! The r2d2 pool: per-connection session settings, sizing, and checkout errors.
 
 use crate::error::{map_checkout_error, map_connection_error, map_diesel_error, scrub_error};
+use crate::observe::WithSlowQueryLog;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, PooledConnection};
 use diesel::sql_types::Text;
 use diesel::{Connection, RunQueryDsl};
-use repo_core::{PoolConfig, PostgresConfig, RepoError, RepoResult};
+use repo_core::instrument::POOL_WARNING_INTERVAL;
+use repo_core::{
+    BackendKind, PoolConfig, PoolStatus, PoolWatch, PostgresConfig, RepoError, RepoResult,
+};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -85,6 +89,7 @@ pub(crate) struct ConnectionPool {
     max_size: u32,
     redacted_url: String,
     secrets: Vec<String>,
+    watch: PoolWatch,
 }
 
 impl ConnectionPool {
@@ -97,6 +102,7 @@ impl ConnectionPool {
         settings: SessionSettings,
         redacted_url: String,
         secrets: Vec<String>,
+        slow_query_threshold: Duration,
     ) -> RepoResult<Self> {
         // r2d2 panics on a zero timeout; a zero lifetime means "never" in PoolConfig.
         if pool.connection_timeout.is_zero() {
@@ -114,7 +120,10 @@ impl ConnectionPool {
             .connection_timeout(pool.connection_timeout)
             .max_lifetime(max_lifetime)
             .test_on_check_out(pool.pre_ping)
-            .connection_customizer(Box::new(settings.clone()))
+            .connection_customizer(Box::new(WithSlowQueryLog {
+                inner: settings.clone(),
+                threshold: slow_query_threshold,
+            }))
             .error_handler(Box::new(RedactingErrorHandler {
                 secrets: secrets.clone(),
             }))
@@ -125,19 +134,28 @@ impl ConnectionPool {
             max_size,
             redacted_url,
             secrets,
+            watch: PoolWatch::new(BackendKind::Postgres, POOL_WARNING_INTERVAL),
         })
     }
 
     /// Checks a connection out, telling an exhausted pool from an unreachable server.
     pub(crate) fn get(&self) -> RepoResult<PgPooled> {
-        self.pool.get().map_err(|error| {
+        let conn = self.pool.get().map_err(|error| {
             let state = self.pool.state();
             let exhausted = state.connections >= self.max_size && state.idle_connections == 0;
             scrub_error(
                 map_checkout_error(error, exhausted, self.max_size, &self.redacted_url),
                 &self.secrets,
             )
-        })
+        })?;
+        self.watch.observe(|| self.status());
+        Ok(conn)
+    }
+
+    /// The pool's connection counts now.
+    pub(crate) fn status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus::from_counts(self.max_size, state.connections, state.idle_connections)
     }
 
     /// Scrubs the password out of an error's messages.

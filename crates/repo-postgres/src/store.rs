@@ -11,10 +11,12 @@ use crate::operations::PgOperations;
 use crate::pool::{ConnectionPool, SessionSettings};
 use crate::users::PgUsers;
 use diesel::pg::PgConnection;
+use repo_core::store::health_check_within;
 use repo_core::{
     redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection,
-    CollectionId, CollectionRepository, DocumentRepository, OperationRepository, RepoError,
-    RepoResult, Repositories, RetryPolicy, SchemaSnapshot, Store, Transaction, UserRepository,
+    CollectionId, CollectionRepository, DocumentRepository, Instrumented, OperationRepository,
+    PoolStatus, RepoError, RepoResult, Repositories, RetryPolicy, SchemaSnapshot, Store,
+    Transaction, UserRepository,
 };
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -26,7 +28,7 @@ use std::sync::{Arc, Mutex};
 /// ([`Store::run_transaction`]) runs every call on its own connection.
 #[derive(Clone)]
 pub struct PostgresStore {
-    inner: Arc<Inner>,
+    inner: Arc<Instrumented<Inner>>,
 }
 
 struct Inner {
@@ -39,6 +41,7 @@ struct Inner {
     operations: PgOperations<PoolSource>,
     documents: PgDocuments<PoolSource>,
     chunks: PgChunks<PoolSource>,
+    health_timeout: std::time::Duration,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -121,6 +124,7 @@ impl PostgresStore {
             SessionSettings::new(&config.postgres),
             redacted,
             secrets,
+            config.slow_query_threshold,
         )?;
         let pool = Arc::new(pool);
         let source = PoolSource {
@@ -128,27 +132,31 @@ impl PostgresStore {
             policy: config.api_keys,
         };
         let store = Self {
-            inner: Arc::new(Inner {
-                pool,
-                retry: config.retry,
-                policy: config.api_keys,
-                users: PgUsers {
-                    src: source.clone(),
+            inner: Arc::new(Instrumented::new(
+                BackendKind::Postgres,
+                Inner {
+                    pool,
+                    retry: config.retry,
+                    policy: config.api_keys,
+                    users: PgUsers {
+                        src: source.clone(),
+                    },
+                    api_keys: PgApiKeys {
+                        src: source.clone(),
+                    },
+                    collections: PgCollections {
+                        src: source.clone(),
+                    },
+                    operations: PgOperations {
+                        src: source.clone(),
+                    },
+                    documents: PgDocuments {
+                        src: source.clone(),
+                    },
+                    chunks: PgChunks { src: source },
+                    health_timeout: config.health_timeout,
                 },
-                api_keys: PgApiKeys {
-                    src: source.clone(),
-                },
-                collections: PgCollections {
-                    src: source.clone(),
-                },
-                operations: PgOperations {
-                    src: source.clone(),
-                },
-                documents: PgDocuments {
-                    src: source.clone(),
-                },
-                chunks: PgChunks { src: source },
-            }),
+            )),
         };
         if config.run_migrations {
             store.run_pending_migrations()?;
@@ -210,29 +218,57 @@ impl PostgresStore {
     }
 }
 
-impl Repositories for PostgresStore {
+impl Repositories for Inner {
     fn users(&self) -> &dyn UserRepository {
-        &self.inner.users
+        &self.users
     }
 
     fn api_keys(&self) -> &dyn ApiKeyRepository {
-        &self.inner.api_keys
+        &self.api_keys
     }
 
     fn collections(&self) -> &dyn CollectionRepository {
-        &self.inner.collections
+        &self.collections
     }
 
     fn operations(&self) -> &dyn OperationRepository {
-        &self.inner.operations
+        &self.operations
     }
 
     fn documents(&self) -> &dyn DocumentRepository {
-        &self.inner.documents
+        &self.documents
     }
 
     fn chunks(&self) -> &dyn ChunkRepository {
-        &self.inner.chunks
+        &self.chunks
+    }
+}
+
+/// Every call goes through the [`Instrumented`] wrapper, which opens its span and
+/// forwards to [`Inner`].
+impl Repositories for PostgresStore {
+    fn users(&self) -> &dyn UserRepository {
+        self.inner.users()
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyRepository {
+        self.inner.api_keys()
+    }
+
+    fn collections(&self) -> &dyn CollectionRepository {
+        self.inner.collections()
+    }
+
+    fn operations(&self) -> &dyn OperationRepository {
+        self.inner.operations()
+    }
+
+    fn documents(&self) -> &dyn DocumentRepository {
+        self.inner.documents()
+    }
+
+    fn chunks(&self) -> &dyn ChunkRepository {
+        self.inner.chunks()
     }
 }
 
@@ -245,28 +281,43 @@ impl Store for PostgresStore {
         &self,
         work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
     ) -> RepoResult<()> {
-        let mut conn = self.inner.pool.get()?;
-        let policy = self.inner.policy;
-        self.inner
-            .retry
-            .run(|| {
-                read_committed(&mut conn, |c| {
-                    let cell = Mutex::new(c);
-                    let tx = PgTransaction::new(&cell, policy);
-                    work(&tx)
+        self.inner.traced("store", "transaction", || {
+            let mut conn = self.inner.pool.get()?;
+            let policy = self.inner.policy;
+            self.inner
+                .retry
+                .run(|| {
+                    read_committed(&mut conn, |c| {
+                        let cell = Mutex::new(c);
+                        let tx = PgTransaction::new(&cell, policy);
+                        work(&Instrumented::new(BackendKind::Postgres, tx))
+                    })
                 })
-            })
-            .map_err(|e| self.inner.pool.scrub(e))
+                .map_err(|e| self.inner.pool.scrub(e))
+        })
     }
 
     fn health(&self) -> RepoResult<()> {
-        self.on_connection(|c| {
-            use diesel::RunQueryDsl;
-            diesel::sql_query("SELECT 1")
-                .execute(c)
-                .map(|_| ())
-                .map_err(crate::error::map_diesel_error)
+        let store = self.clone();
+        self.inner.traced("store", "health", || {
+            health_check_within(
+                BackendKind::Postgres,
+                self.inner.health_timeout,
+                move || {
+                    store.on_connection(|c| {
+                        use diesel::RunQueryDsl;
+                        diesel::sql_query("SELECT 1")
+                            .execute(c)
+                            .map(|_| ())
+                            .map_err(crate::error::map_diesel_error)
+                    })
+                },
+            )
         })
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        self.inner.pool.status()
     }
 }
 

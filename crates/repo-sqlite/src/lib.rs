@@ -46,6 +46,7 @@ mod collections;
 mod documents;
 mod error;
 mod migrations;
+mod observe;
 mod operations;
 mod pool;
 /// Diesel table definitions, public so that tooling (benchmark baselines, data

@@ -1,6 +1,7 @@
 //! The r2d2 pool: per-connection PRAGMAs and pool settings from [`PoolConfig`].
 
 use crate::error::{map_connection, map_diesel};
+use crate::observe::WithSlowQueryLog;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, SqliteConnection};
@@ -119,6 +120,7 @@ pub(crate) fn build(
     kind: TargetKind,
     pool: &PoolConfig,
     sqlite: &SqliteConfig,
+    slow_query_threshold: Duration,
 ) -> RepoResult<SqlitePool> {
     let pragmas = SqlitePragmas::new(kind, sqlite);
     probe(target, pragmas)?;
@@ -127,7 +129,10 @@ pub(crate) fn build(
         .max_size(max_size)
         .connection_timeout(nonzero(pool.connection_timeout))
         .test_on_check_out(pool.pre_ping)
-        .connection_customizer(Box::new(pragmas));
+        .connection_customizer(Box::new(WithSlowQueryLog {
+            inner: pragmas,
+            threshold: slow_query_threshold,
+        }));
     let builder = match kind {
         // The one connection *is* the database: never recycle or reap it.
         TargetKind::Memory => builder

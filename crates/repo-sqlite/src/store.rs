@@ -5,10 +5,12 @@ use crate::pool::{self, SqlitePool, TargetKind};
 use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
 use diesel::r2d2::{ConnectionManager, PooledConnection};
 use diesel::{RunQueryDsl, SqliteConnection};
+use repo_core::instrument::POOL_WARNING_INTERVAL;
+use repo_core::store::health_check_within;
 use repo_core::{
     redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
-    DocumentRepository, OperationRepository, RepoResult, Repositories, Store, StoreConfig,
-    Transaction, UserRepository,
+    DocumentRepository, Instrumented, OperationRepository, PoolStatus, PoolWatch, RepoResult,
+    Repositories, Store, StoreConfig, Transaction, UserRepository,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ pub(crate) type PooledConn = PooledConnection<ConnectionManager<SqliteConnection
 /// then wait for that connection (up to `config.pool.connection_timeout`).
 #[derive(Clone)]
 pub struct SqliteStore {
-    inner: Arc<SqliteRepos<PoolSource>>,
+    inner: Arc<Instrumented<SqliteRepos<PoolSource>>>,
 }
 
 /// The pool-backed connection source: each call checks a connection out.
@@ -35,14 +37,24 @@ pub(crate) struct PoolSource {
     kind: TargetKind,
     target: String,
     config: StoreConfig,
+    watch: PoolWatch,
 }
 
 impl PoolSource {
     /// Checks a connection out, telling an exhausted pool from a failing database.
     pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
-        self.pool
+        let conn = self
+            .pool
             .get()
-            .map_err(|e| map_pool(e, &self.pool, self.max_size))
+            .map_err(|e| map_pool(e, &self.pool, self.max_size))?;
+        self.watch.observe(|| self.status());
+        Ok(conn)
+    }
+
+    /// The pool's connection counts now.
+    fn status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus::from_counts(self.max_size, state.connections, state.idle_connections)
     }
 }
 
@@ -70,15 +82,23 @@ impl SqliteStore {
     /// the pending migrations.
     pub fn connect(target: &str, config: &StoreConfig) -> RepoResult<Self> {
         let kind = pool::classify(target)?;
-        let pool = pool::build(target, kind, &config.pool, &config.sqlite)?;
+        let pool = pool::build(
+            target,
+            kind,
+            &config.pool,
+            &config.sqlite,
+            config.slow_query_threshold,
+        )?;
+        let repos = SqliteRepos(PoolSource {
+            pool,
+            max_size: pool::effective_max_size(kind, &config.pool),
+            kind,
+            target: redact_url(target),
+            config: config.clone(),
+            watch: PoolWatch::new(BackendKind::Sqlite, POOL_WARNING_INTERVAL),
+        });
         let store = Self {
-            inner: Arc::new(SqliteRepos(PoolSource {
-                pool,
-                max_size: pool::effective_max_size(kind, &config.pool),
-                kind,
-                target: redact_url(target),
-                config: config.clone(),
-            })),
+            inner: Arc::new(Instrumented::new(BackendKind::Sqlite, repos)),
         };
         if config.run_migrations {
             store.run_pending_migrations()?;
@@ -151,17 +171,32 @@ impl Store for SqliteStore {
         work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
     ) -> RepoResult<()> {
         let source = self.source();
-        source.config.retry.run(|| {
-            let mut conn = source.checkout()?;
-            run_unit_of_work(&mut conn, &source.config, &mut *work)
+        self.inner.traced("store", "transaction", || {
+            source.config.retry.run(|| {
+                let mut conn = source.checkout()?;
+                run_unit_of_work(&mut conn, &source.config, &mut *work)
+            })
         })
     }
 
     fn health(&self) -> RepoResult<()> {
-        let mut conn = self.source().checkout()?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut *conn)
-            .map(|_| ())
-            .map_err(map_diesel)
+        let store = self.clone();
+        self.inner.traced("store", "health", || {
+            health_check_within(
+                BackendKind::Sqlite,
+                self.config().health_timeout,
+                move || {
+                    let mut conn = store.source().checkout()?;
+                    diesel::sql_query("SELECT 1")
+                        .execute(&mut *conn)
+                        .map(|_| ())
+                        .map_err(map_diesel)
+                },
+            )
+        })
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        self.source().status()
     }
 }

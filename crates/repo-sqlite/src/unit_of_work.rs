@@ -12,9 +12,9 @@ use crate::error::map_diesel;
 use diesel::result::Error as DieselError;
 use diesel::{Connection, SqliteConnection};
 use repo_core::{
-    ApiKeyRepository, ChunkRepository, Collection, CollectionId, CollectionRepository,
-    DocumentRepository, OperationRepository, RepoError, RepoResult, Repositories, StoreConfig,
-    Transaction, UserRepository,
+    ApiKeyRepository, BackendKind, ChunkRepository, Collection, CollectionId, CollectionRepository,
+    DocumentRepository, Instrumented, OperationRepository, RepoError, RepoResult, Repositories,
+    StoreConfig, Transaction, UserRepository,
 };
 use std::sync::Mutex;
 
@@ -183,7 +183,7 @@ pub(crate) fn run_unit_of_work(
     work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
 ) -> RepoResult<()> {
     conn.immediate_transaction(|c| {
-        let tx = SqliteRepos(TxSource::new(c, config));
+        let tx = Instrumented::new(BackendKind::Sqlite, SqliteRepos(TxSource::new(c, config)));
         work(&tx).map_err(TxError::Repo)
     })
     .map_err(TxError::into_repo)

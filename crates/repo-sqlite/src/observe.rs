@@ -1,0 +1,45 @@
+//! Diesel connection instrumentation: feeds every statement of a pooled connection to
+//! the backend-agnostic [`SlowQueryLog`] of `repo-core`.
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::r2d2::CustomizeConnection;
+use diesel::{Connection, SqliteConnection};
+use repo_core::{BackendKind, SlowQueryLog};
+use std::time::Duration;
+
+/// Times each statement of one connection (Diesel calls it on the connection's thread).
+struct SlowQueries(SlowQueryLog);
+
+impl Instrumentation for SlowQueries {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { .. } => self.0.start(),
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                self.0.finish(&query, error.is_some())
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Wraps the pool's connection customizer so every connection it opens (pooled calls
+/// and units of work alike) also gets the slow-query log.
+#[derive(Debug)]
+pub(crate) struct WithSlowQueryLog<C> {
+    pub(crate) inner: C,
+    pub(crate) threshold: Duration,
+}
+
+impl<C> CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for WithSlowQueryLog<C>
+where
+    C: CustomizeConnection<SqliteConnection, diesel::r2d2::Error>,
+{
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        // Installed first, so the connection's own PRAGMAs are timed too.
+        conn.set_instrumentation(SlowQueries(SlowQueryLog::new(
+            BackendKind::Sqlite,
+            self.threshold,
+        )));
+        self.inner.on_acquire(conn)
+    }
+}

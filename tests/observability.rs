@@ -1,0 +1,546 @@
+//! Observability and secrets on both backends: a span per repository call, the
+//! slow-query log, the pool-pressure warning, `health()` against an unreachable server,
+//! and that no password, API-key secret or key hash reaches an error, a `Debug` or a
+//! log line.
+//!
+//! Logs are captured by one global `tracing` subscriber (tests of this binary run in
+//! parallel on several threads): what a test's own thread logs goes to that test's
+//! buffer, what any other thread logs (r2d2's connection threads, health-check
+//! threads) goes to a shared background buffer, which every secrets test searches
+//! too. PostgreSQL runs on the server of `TEST_DATABASE_URL` (set by
+//! `scripts/test.sh`), one throwaway database per test.
+
+use repo_core::{
+    ApiKeySecret, BackendKind, CollectionId, NewApiKey, NewUser, PoolConfig, RepoError, Store,
+    StoreConfig, UnavailableReason, UserId,
+};
+use repo_postgres::testing::TempDatabase;
+use repo_postgres::PostgresStore;
+use repo_sqlite::SqliteStore;
+use rstest::rstest;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Routes every log line to the buffer of the thread that wrote it.
+mod capture {
+    use std::cell::RefCell;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, Once};
+    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    type Buffer = Arc<Mutex<Vec<u8>>>;
+
+    thread_local! {
+        static CURRENT: RefCell<Option<Buffer>> = const { RefCell::new(None) };
+    }
+
+    static BACKGROUND: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+    struct Router;
+
+    struct RoutedWriter(Option<Buffer>);
+
+    impl Write for RoutedWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            match &self.0 {
+                Some(buf) => buf
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(bytes),
+                None => BACKGROUND
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(bytes),
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Router {
+        type Writer = RoutedWriter;
+
+        fn make_writer(&'a self) -> RoutedWriter {
+            RoutedWriter(CURRENT.with(|c| c.borrow().clone()))
+        }
+    }
+
+    fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_span_events(FmtSpan::CLOSE)
+                .with_ansi(false)
+                .with_writer(Router)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .unwrap_or_else(|e| panic!("installing the capturing subscriber: {e}"));
+        });
+    }
+
+    /// Runs `f` and returns what this thread logged meanwhile.
+    pub fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+        install();
+        let buf = Buffer::default();
+        CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(&buf)));
+        let out = f();
+        CURRENT.with(|c| *c.borrow_mut() = None);
+        let text =
+            String::from_utf8_lossy(&buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        (out, text)
+    }
+
+    /// Everything other threads have logged so far, by any test of this binary.
+    pub fn background() -> String {
+        String::from_utf8_lossy(&BACKGROUND.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+use capture::logs_of;
+
+/// A store on a fresh database, and what keeps that database alive.
+struct Opened {
+    store: Arc<dyn Store>,
+    url: String,
+    _keep: Box<dyn std::any::Any>,
+}
+
+fn open(backend: BackendKind, config: &StoreConfig) -> Opened {
+    match backend {
+        BackendKind::Sqlite => {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+            let url = dir.path().join("obs.db").to_string_lossy().into_owned();
+            let store = SqliteStore::connect(&url, config)
+                .unwrap_or_else(|e| panic!("opening SQLite {url}: {e}"));
+            Opened {
+                store: Arc::new(store),
+                url,
+                _keep: Box::new(dir),
+            }
+        }
+        BackendKind::Postgres => {
+            let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+            let url = db.url().to_owned();
+            let store = PostgresStore::connect(&url, config)
+                .unwrap_or_else(|e| panic!("opening PostgreSQL {}: {e}", db.name()));
+            Opened {
+                store: Arc::new(store),
+                url,
+                _keep: Box::new(db),
+            }
+        }
+    }
+}
+
+/// `url` with `password` set and, if given, another `host:port`.
+fn rewrite_authority(url: &str, password: Option<&str>, host_port: Option<&str>) -> String {
+    let (scheme, rest) = url
+        .split_once("://")
+        .unwrap_or_else(|| panic!("not a URL: {url}"));
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let user = userinfo.map(|u| u.split(':').next().unwrap_or(u));
+    let user = match (user, password) {
+        (Some(u), Some(p)) => format!("{u}:{p}@"),
+        (None, Some(p)) => format!("postgres:{p}@"),
+        (Some(u), None) => format!("{u}@"),
+        (None, None) => String::new(),
+    };
+    format!("{scheme}://{user}{}{tail}", host_port.unwrap_or(hostport))
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_owned()
+}
+
+const PASSWORD_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA";
+
+fn every_statement_logged() -> StoreConfig {
+    StoreConfig {
+        slow_query_threshold: Duration::ZERO,
+        ..StoreConfig::default()
+    }
+}
+
+/// Text that must never be shown, with a name for the failure message.
+struct Secrets(Vec<(&'static str, String)>);
+
+impl Secrets {
+    fn assert_absent(&self, what: &str, text: &str) {
+        for (name, secret) in &self.0 {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} shows the {name}:\n{text}"
+            );
+        }
+    }
+}
+
+#[rstest]
+#[case::sqlite(BackendKind::Sqlite)]
+#[case::postgres(BackendKind::Postgres)]
+fn secrets_never_reach_errors_debug_or_logs(#[case] backend: BackendKind) {
+    let mut secrets = Secrets(Vec::new());
+    let mut shown = Vec::<String>::new();
+    let (_, logs) = logs_of(|| {
+        let opened = if backend == BackendKind::Postgres {
+            let password = format!("Pw{}x", uuid_like());
+            secrets.0.push(("URL password", password.clone()));
+            let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+            // The server trusts local connections, so the password (right or wrong)
+            // is accepted: the store works and must still never show it.
+            let url = rewrite_authority(db.url(), Some(&password), None);
+            let store = PostgresStore::connect(&url, &every_statement_logged())
+                .unwrap_or_else(|e| panic!("connect with a password in the URL: {e}"));
+            shown.push(format!("{store:?}"));
+            // Refused (nothing listens on port 1) and unknown-database failures.
+            for bad in [
+                rewrite_authority(db.url(), Some(&password), Some("127.0.0.1:1")),
+                format!("{url}_no_such_database"),
+            ] {
+                let err = PostgresStore::connect(&bad, &every_statement_logged())
+                    .expect_err("connecting to a bad target fails");
+                shown.push(format!("{err}\n{err:?}"));
+            }
+            Opened {
+                store: Arc::new(store),
+                url,
+                _keep: Box::new(db),
+            }
+        } else {
+            open(backend, &every_statement_logged())
+        };
+        let store = &opened.store;
+        shown.push(repo_core::redact_url(&opened.url));
+
+        let user = store
+            .users()
+            .create(&NewUser::new(
+                "keyholder",
+                "keyholder@example.com",
+                PASSWORD_HASH,
+            ))
+            .unwrap_or_else(|e| panic!("create user: {e}"));
+        let created = store
+            .api_keys()
+            .create(&NewApiKey::new(user.id, "ci"))
+            .unwrap_or_else(|e| panic!("create key: {e}"));
+        let secret = created.secret.expose().to_owned();
+        secrets.0.push(("API-key secret", secret.clone()));
+        // The random part alone is secret too (the prefix is displayable by design).
+        secrets
+            .0
+            .push(("API-key secret body", secret[14..].to_owned()));
+        secrets.0.push(("API-key hash", created.secret.hash()));
+        shown.push(format!("{created:?} {}", created.secret));
+
+        let verified = store.api_keys().verify(&secret);
+        assert!(matches!(verified, Ok(Some(_))), "right secret verifies");
+        shown.push(format!("{verified:?}"));
+        let wrong = ApiKeySecret::generate();
+        secrets
+            .0
+            .push(("wrong API-key secret", wrong.expose().to_owned()));
+        secrets.0.push(("wrong API-key hash", wrong.hash()));
+        let verified_wrong = store.api_keys().verify(wrong.expose());
+        assert!(matches!(verified_wrong, Ok(None)), "wrong secret: none");
+        shown.push(format!("{verified_wrong:?}"));
+        // A malformed secret (one character short) is refused without echoing it.
+        let malformed = store.api_keys().verify(&secret[..secret.len() - 1]);
+        let malformed = malformed.expect_err("malformed secret is refused");
+        assert!(matches!(malformed, RepoError::Validation { .. }));
+        shown.push(format!("{malformed} {malformed:?}"));
+
+        // Failing calls: duplicate name, unknown user, and a unit of work that fails
+        // after verifying the secret.
+        let dup = store
+            .api_keys()
+            .create(&NewApiKey::new(user.id, "CI"))
+            .expect_err("duplicate key name");
+        let unknown = store
+            .api_keys()
+            .create(&NewApiKey::new(UserId(i64::MAX), "x"))
+            .expect_err("unknown user");
+        let in_tx = store
+            .transaction(|tx| {
+                tx.api_keys().verify(&secret)?;
+                tx.lock_collection(CollectionId::new())
+            })
+            .expect_err("locking a missing collection");
+        for err in [dup, unknown, in_tx] {
+            shown.push(format!("{err} {err:?}"));
+        }
+
+        let revoked = store
+            .api_keys()
+            .revoke(created.key.id)
+            .unwrap_or_else(|e| panic!("revoke: {e}"));
+        shown.push(format!("{revoked:?}"));
+        assert!(
+            matches!(store.api_keys().verify(&secret), Ok(None)),
+            "revoked key no longer verifies"
+        );
+        shown.push(format!("{:?}", store.api_keys().list_for_user(user.id)));
+        shown.push(format!("{:?}", every_statement_logged()));
+    });
+
+    // The capture saw the calls, so an absent secret means something.
+    assert!(
+        logs.contains("slow query"),
+        "statements were logged:\n{logs}"
+    );
+    assert!(
+        logs.contains(r#"repository="api_keys" method="verify""#),
+        "spans were logged:\n{logs}"
+    );
+    assert!(
+        logs.contains("key_hash"),
+        "the SQL itself is shown:\n{logs}"
+    );
+    secrets.assert_absent("the captured log", &logs);
+    secrets.assert_absent("the background log", &capture::background());
+    for text in &shown {
+        secrets.assert_absent("an error, Debug or Display", text);
+    }
+}
+
+/// A distinct token per call, so that secrets of parallel tests never coincide.
+fn uuid_like() -> String {
+    format!("{}", CollectionId::new()).replace('-', "")
+}
+
+#[rstest]
+#[case::sqlite(BackendKind::Sqlite)]
+#[case::postgres(BackendKind::Postgres)]
+fn every_repository_call_has_a_span(#[case] backend: BackendKind) {
+    let opened = open(backend, &StoreConfig::default());
+    let store = &opened.store;
+    let (_, logs) = logs_of(|| {
+        let user = store
+            .users()
+            .create(&NewUser::new(
+                "spanned",
+                "spanned@example.com",
+                PASSWORD_HASH,
+            ))
+            .unwrap_or_else(|e| panic!("create user: {e}"));
+        let missing = store.users().get(UserId(i64::MAX));
+        assert!(matches!(missing, Err(RepoError::NotFound { .. })));
+        let in_tx = store.transaction(|tx| {
+            tx.users().get(user.id)?;
+            tx.lock_collection(CollectionId::new())
+        });
+        assert!(matches!(in_tx, Err(RepoError::NotFound { .. })));
+        store
+            .health()
+            .unwrap_or_else(|e| panic!("healthy store: {e}"));
+    });
+    let b = backend.as_str();
+    for expected in [
+        format!(r#"backend="{b}" repository="users" method="create""#),
+        format!(r#"backend="{b}" repository="users" method="get""#),
+        format!(r#"backend="{b}" repository="collections" method="lock_collection""#),
+        format!(r#"backend="{b}" repository="store" method="transaction""#),
+        format!(r#"backend="{b}" repository="store" method="health""#),
+    ] {
+        assert!(logs.contains(&expected), "no span {expected}:\n{logs}");
+    }
+    // Pooled get (not found), get inside the unit of work (ok), lock (not found), the
+    // unit of work itself (not found).
+    assert!(
+        logs.matches(r#"outcome="not_found""#).count() >= 3,
+        "{logs}"
+    );
+    assert!(logs.contains(r#"outcome="ok""#), "{logs}");
+    assert!(logs.contains("elapsed_us="), "{logs}");
+    // The slow-query threshold (default 1 s) was not reached by these statements, and
+    // one call at a time never fills the default pool.
+    assert!(!logs.contains("slow query"), "{logs}");
+    assert!(!logs.contains("connection pool over"), "{logs}");
+}
+
+#[rstest]
+#[case::sqlite(BackendKind::Sqlite)]
+#[case::postgres(BackendKind::Postgres)]
+fn slow_query_log_shows_statement_inside_its_span(#[case] backend: BackendKind) {
+    let opened = open(backend, &every_statement_logged());
+    let (_, logs) = logs_of(|| {
+        let _ = opened.store.users().get_by_username("nobody-by-this-name");
+    });
+    let line = logs
+        .lines()
+        .find(|l| l.contains("slow query") && l.contains("users"))
+        .unwrap_or_else(|| panic!("no slow-query line for the users query:\n{logs}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("method=\"get_by_username\""),
+        "span context: {line}"
+    );
+    assert!(line.contains("elapsed_ms="), "{line}");
+    assert!(
+        !line.contains("nobody-by-this-name"),
+        "bound value shown: {line}"
+    );
+}
+
+#[rstest]
+#[case::sqlite(BackendKind::Sqlite)]
+#[case::postgres(BackendKind::Postgres)]
+fn pool_warns_once_when_nearly_exhausted(#[case] backend: BackendKind) {
+    let config = StoreConfig {
+        pool: PoolConfig {
+            pool_size: 1,
+            max_overflow: 0,
+            ..PoolConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    // Opening runs the migrations on a checkout too: capture from the start.
+    let (_, logs) = logs_of(|| {
+        let opened = open(backend, &config);
+        for _ in 0..5 {
+            opened
+                .store
+                .users()
+                .count(Default::default())
+                .unwrap_or_else(|e| panic!("count: {e}"));
+        }
+        let status = opened.store.pool_status();
+        assert_eq!((status.max, status.in_use), (1, 0), "{status:?}");
+    });
+    // Each checkout of the only connection is 100 % in use; the warning is
+    // rate-limited to one per interval.
+    assert_eq!(
+        logs.matches("connection pool over 90% in use").count(),
+        1,
+        "{logs}"
+    );
+    assert!(
+        logs.contains("in_use=1") && logs.contains("max=1"),
+        "{logs}"
+    );
+}
+
+/// A TCP forwarder to the PostgreSQL server that the test can cut, so a store sees
+/// its server become unreachable without the shared server being touched.
+mod proxy {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    pub struct Proxy {
+        pub address: String,
+        cut: Arc<AtomicBool>,
+        streams: Arc<Mutex<Vec<TcpStream>>>,
+    }
+
+    impl Proxy {
+        pub fn start(upstream: String) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .unwrap_or_else(|e| panic!("binding the proxy: {e}"));
+            let address = listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("proxy address: {e}"))
+                .to_string();
+            let cut = Arc::new(AtomicBool::new(false));
+            let streams = Arc::new(Mutex::new(Vec::new()));
+            let (cut2, streams2) = (Arc::clone(&cut), Arc::clone(&streams));
+            std::thread::spawn(move || {
+                for client in listener.incoming().flatten() {
+                    let mut held = streams2.lock().unwrap_or_else(|p| p.into_inner());
+                    if cut2.load(Ordering::SeqCst) {
+                        // Accept and never answer: a server that stopped responding.
+                        held.push(client);
+                        continue;
+                    }
+                    let Ok(server) = TcpStream::connect(&upstream) else {
+                        continue;
+                    };
+                    for (from, to) in [(&client, &server), (&server, &client)] {
+                        if let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(Shutdown::Both);
+                            });
+                        }
+                    }
+                    held.push(client);
+                    held.push(server);
+                }
+            });
+            Proxy {
+                address,
+                cut,
+                streams,
+            }
+        }
+
+        /// Drops every forwarded connection; new ones hang unanswered.
+        pub fn cut(&self) {
+            self.cut.store(true, Ordering::SeqCst);
+            for s in self
+                .streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[test]
+fn postgres_health_of_an_unreachable_server_fails_fast() {
+    let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = proxy::Proxy::start(host_port(db.url()));
+    let url = rewrite_authority(db.url(), None, Some(&proxy.address));
+    let config = StoreConfig {
+        pool: PoolConfig {
+            pool_size: 1,
+            max_overflow: 1,
+            // Far longer than the health timeout: health must not wait for it.
+            connection_timeout: Duration::from_secs(30),
+            ..PoolConfig::default()
+        },
+        health_timeout: Duration::from_millis(500),
+        ..StoreConfig::default()
+    };
+    let store = PostgresStore::connect(&url, &config)
+        .unwrap_or_else(|e| panic!("connect through the proxy: {e}"));
+    store
+        .health()
+        .unwrap_or_else(|e| panic!("healthy through the proxy: {e}"));
+
+    proxy.cut();
+    let started = Instant::now();
+    let result = store.health();
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            result,
+            Err(RepoError::Unavailable {
+                reason: UnavailableReason::Timeout,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(result.is_err_and(|e| e.is_retryable()));
+    // Generous bound against a hang: the pool would wait 30 s.
+    assert!(waited < Duration::from_secs(10), "health waited {waited:?}");
+}
