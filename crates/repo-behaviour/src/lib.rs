@@ -45,6 +45,7 @@ pub mod errors;
 pub mod load;
 pub mod operations;
 pub mod pagination;
+pub mod parity;
 pub mod search;
 pub mod transactions;
 pub mod users;
@@ -220,6 +221,8 @@ macro_rules! behaviour_tests {
             load::load_rolled_back_units_of_work_leave_nothing,
             load::load_eight_writers_on_separate_pools_lose_nothing,
             load::load_callers_beyond_the_pool_get_pool_exhausted_then_recover,
+            parity::parity_taken_username_and_email_names_the_username,
+            parity::parity_words_too_long_to_index_match_nothing,
             pagination::pagination_limit_is_clamped,
             pagination::pagination_offset_past_end_is_empty_with_total,
             documents::document_register_applies_defaults,
@@ -318,6 +321,7 @@ mod tests {
             ("transactions", include_str!("transactions.rs")),
             ("errors", include_str!("errors.rs")),
             ("load", include_str!("load.rs")),
+            ("parity", include_str!("parity.rs")),
             ("pagination", include_str!("pagination.rs")),
             ("documents", include_str!("documents.rs")),
             ("chunks", include_str!("chunks.rs")),

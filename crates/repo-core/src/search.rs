@@ -33,10 +33,18 @@ pub struct SearchQuery {
     pub any_of: Vec<Conjunction>,
 }
 
+/// Longest token (in UTF-8 bytes) PostgreSQL's text-search parser indexes: longer
+/// words are left out of a `tsvector` ("word is too long to be indexed").
+pub const MAX_TOKEN_BYTES: usize = 2047;
+
 /// Splits text into lowercase alphanumeric tokens, the way both indexes do.
+///
+/// Tokens longer than [`MAX_TOKEN_BYTES`] are dropped: PostgreSQL does not index
+/// them while SQLite's FTS5 does, so searching for one would find rows on SQLite
+/// only. Dropped, such a word matches nothing on either backend.
 pub fn tokenize(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_BYTES)
         .map(str::to_lowercase)
         .collect()
 }
@@ -183,6 +191,17 @@ mod tests {
         assert_eq!(
             SearchQuery::parse("e-mail").any_of[0].include,
             vec![words(&["e", "mail"])]
+        );
+    }
+
+    #[test]
+    fn words_postgresql_cannot_index_are_dropped() {
+        let long = "é".repeat(MAX_TOKEN_BYTES / 2 + 1);
+        assert!(SearchQuery::parse(&long).is_empty());
+        let kept = "x".repeat(MAX_TOKEN_BYTES);
+        assert_eq!(
+            SearchQuery::parse(&format!("a {long} {kept}")).any_of[0].include,
+            vec![words(&["a"]), words(&[kept.as_str()])]
         );
     }
 }

@@ -1,0 +1,81 @@
+//! Backend differences found by the hostile-input property tests (`tests/hostile_input.rs`),
+//! pinned as behaviours so that they stay fixed on both backends.
+
+use crate::expect;
+use crate::seed::{self, HASH};
+use crate::Harness;
+use repo_core::search::MAX_TOKEN_BYTES;
+use repo_core::{NewChunk, NewUser, PageRequest, SearchQuery, UserPatch};
+
+/// Creating (or renaming onto) a user whose username and email are both taken is `AlreadyExists { username }` on every backend.
+pub fn parity_taken_username_and_email_names_the_username(h: &dyn Harness) {
+    let s = h.store();
+    let taken = seed::user(&*s, "ann");
+    expect::already_exists(
+        s.users()
+            .create(&NewUser::new("ann", "ANN@example.com", HASH)),
+        "user",
+        "username",
+        "create onto a taken username and email",
+    );
+    expect::already_exists(
+        s.users()
+            .create(&NewUser::new("ann2", "ann@example.com", HASH)),
+        "user",
+        "email",
+        "create onto a taken email only",
+    );
+    let other = seed::user(&*s, "bea");
+    let both = UserPatch {
+        username: Some(taken.username.clone()),
+        email: Some(taken.email.clone()),
+        ..UserPatch::default()
+    };
+    expect::already_exists(
+        s.users().update(other.id, &both),
+        "user",
+        "username",
+        "rename onto a taken username and email",
+    );
+    let own_name = UserPatch {
+        username: Some(other.username.clone()),
+        email: Some(taken.email.clone()),
+        ..UserPatch::default()
+    };
+    expect::already_exists(
+        s.users().update(other.id, &own_name),
+        "user",
+        "email",
+        "keeping one's own username while taking a taken email",
+    );
+}
+
+/// A word longer than PostgreSQL indexes (2047 bytes) matches nothing on any backend, alone or next to indexed words, which still match.
+pub fn parity_words_too_long_to_index_match_nothing(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "cal");
+    let c = seed::collection(&*s, &u, "c");
+    let d = seed::document(&*s, c.id, 1);
+    let long = "é".repeat(MAX_TOKEN_BYTES / 2 + 1);
+    let longest = "y".repeat(MAX_TOKEN_BYTES);
+    let chunks = [
+        NewChunk::new(d.id, 0, format!("alpha {long} omega")),
+        NewChunk::new(d.id, 1, long.clone()),
+        NewChunk::new(d.id, 2, format!("beta {longest}")),
+    ];
+    expect::ok(s.chunks().insert_many(c.id, &chunks), "insert");
+    let hits = |q: &str| -> Vec<i32> {
+        let page = expect::ok(
+            s.chunks()
+                .search(c.id, &SearchQuery::parse(q), PageRequest::default()),
+            "search",
+        );
+        let mut found: Vec<i32> = page.items.iter().map(|h| h.chunk.chunk_index).collect();
+        found.sort_unstable();
+        found
+    };
+    assert_eq!(hits(&long), Vec::<i32>::new(), "an over-long word");
+    assert_eq!(hits(&format!("alpha {long}")), vec![0], "with a normal word");
+    assert_eq!(hits("omega"), vec![0], "words around it are indexed");
+    assert_eq!(hits(&longest), vec![2], "a word of exactly the limit");
+}
