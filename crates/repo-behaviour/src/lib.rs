@@ -223,6 +223,7 @@ macro_rules! behaviour_tests {
             load::load_callers_beyond_the_pool_get_pool_exhausted_then_recover,
             parity::parity_taken_username_and_email_names_the_username,
             parity::parity_words_too_long_to_index_match_nothing,
+            parity::parity_word_final_capital_sigma_is_found,
             pagination::pagination_limit_is_clamped,
             pagination::pagination_offset_past_end_is_empty_with_total,
             documents::document_register_applies_defaults,

@@ -79,3 +79,21 @@ pub fn parity_words_too_long_to_index_match_nothing(h: &dyn Harness) {
     assert_eq!(hits("omega"), vec![0], "words around it are indexed");
     assert_eq!(hits(&longest), vec![2], "a word of exactly the limit");
 }
+
+/// A Greek word ending in capital sigma is found by its upper- and lower-case spelling (queries fold case per character, like both indexes).
+pub fn parity_word_final_capital_sigma_is_found(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "dan");
+    let c = seed::collection(&*s, &u, "c");
+    let d = seed::document(&*s, c.id, 1);
+    let chunks = [NewChunk::new(d.id, 0, "ΟΔΟΣ ΚΑΙ ΣΚΑΛΑ")];
+    expect::ok(s.chunks().insert_many(c.id, &chunks), "insert");
+    for q in ["ΟΔΟΣ", "οδοσ", "Οδοσ", "\"ΚΑΙ ΣΚΑΛΑ\"", "σκαλα"] {
+        let page = expect::ok(
+            s.chunks()
+                .search(c.id, &SearchQuery::parse(q), PageRequest::default()),
+            "search",
+        );
+        assert_eq!(page.total, 1, "query {q:?} must find the chunk");
+    }
+}

@@ -45,7 +45,9 @@ pub const MAX_TOKEN_BYTES: usize = 2047;
 pub fn tokenize(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_BYTES)
-        .map(str::to_lowercase)
+        // Character by character, as both indexes fold case: `str::to_lowercase`
+        // would turn a word-final `Σ` into `ς`, which no index holds.
+        .map(|t| t.chars().flat_map(char::to_lowercase).collect())
         .collect()
 }
 
@@ -192,6 +194,11 @@ mod tests {
             SearchQuery::parse("e-mail").any_of[0].include,
             vec![words(&["e", "mail"])]
         );
+    }
+
+    #[test]
+    fn case_is_folded_per_character() {
+        assert_eq!(tokenize("ΟΔΟΣ Σc"), vec!["οδοσ", "σc"]);
     }
 
     #[test]
