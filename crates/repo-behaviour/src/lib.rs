@@ -222,6 +222,7 @@ macro_rules! behaviour_tests {
             load::load_eight_writers_on_separate_pools_lose_nothing,
             load::load_callers_beyond_the_pool_get_pool_exhausted_then_recover,
             parity::parity_taken_username_and_email_names_the_username,
+            parity::parity_email_lookup_normalises_like_create,
             parity::parity_words_too_long_to_index_match_nothing,
             parity::parity_word_final_capital_sigma_is_found,
             pagination::pagination_limit_is_clamped,

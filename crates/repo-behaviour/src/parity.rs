@@ -50,6 +50,24 @@ pub fn parity_taken_username_and_email_names_the_username(h: &dyn Harness) {
     );
 }
 
+/// An email is looked up normalised as it was stored (trimmed, lowercased): the address given at creation finds its user.
+pub fn parity_email_lookup_normalises_like_create(h: &dyn Harness) {
+    let s = h.store();
+    let u = expect::ok(
+        s.users()
+            .create(&NewUser::new("eve", " Eve@Example.COM ", HASH)),
+        "create",
+    );
+    assert_eq!(u.email, "eve@example.com");
+    for given in [" Eve@Example.COM ", "eve@example.com", "\tEVE@example.com\n"] {
+        assert_eq!(
+            expect::ok(s.users().get_by_email(given), "lookup"),
+            u,
+            "lookup by {given:?}"
+        );
+    }
+}
+
 /// A word longer than PostgreSQL indexes (2047 bytes) matches nothing on any backend, alone or next to indexed words, which still match.
 pub fn parity_words_too_long_to_index_match_nothing(h: &dyn Harness) {
     let s = h.store();
