@@ -108,10 +108,21 @@ impl Cluster {
             }
             if exists("postgres") { "postgres" } else { "pgtest" }.to_owned()
         });
+        // Named and marked like the clusters of scripts/lib/postgres.sh, whose
+        // `reap_stale_clusters` then stops this one too if the test is killed
+        // before its Drop runs.
         let dir = tempfile::Builder::new()
-            .prefix("smtk-pgrestart.")
+            .prefix("smtk-pgtest.")
             .tempdir()
             .unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+        let marks = std::fs::write(dir.path().join("owner.pid"), std::process::id().to_string())
+            .and_then(|()| {
+                std::fs::write(
+                    dir.path().join("pg_ctl"),
+                    bin.join("pg_ctl").to_string_lossy().as_bytes(),
+                )
+            });
+        marks.unwrap_or_else(|e| panic!("marking the cluster directory: {e}"));
         if let Some(user) = &user {
             run(
                 Command::new("chown").arg(user).arg(dir.path()),
