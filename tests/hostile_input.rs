@@ -81,12 +81,20 @@ fn outcome<T, U>(result: RepoResult<T>, project: impl FnOnce(T) -> U) -> Outcome
 
 /// Fails the case unless SQLite and PostgreSQL gave the same outcome, and that
 /// outcome is one a caller may see for this input.
-fn agree<T: Debug + PartialEq>(what: &str, sqlite: Outcome<T>, postgres: Outcome<T>) -> TestCaseResult {
+fn agree<T: Debug + PartialEq>(
+    what: &str,
+    sqlite: Outcome<T>,
+    postgres: Outcome<T>,
+) -> TestCaseResult {
     if let Outcome::Other(e) = &sqlite {
-        return Err(TestCaseError::fail(format!("{what}: SQLite failed unexpectedly: {e}")));
+        return Err(TestCaseError::fail(format!(
+            "{what}: SQLite failed unexpectedly: {e}"
+        )));
     }
     if let Outcome::Other(e) = &postgres {
-        return Err(TestCaseError::fail(format!("{what}: PostgreSQL failed unexpectedly: {e}")));
+        return Err(TestCaseError::fail(format!(
+            "{what}: PostgreSQL failed unexpectedly: {e}"
+        )));
     }
     prop_assert_eq!(sqlite, postgres, "{}: the backends disagree", what);
     Ok(())
@@ -231,17 +239,28 @@ fn hostile_collection_names_round_trip_or_are_refused_alike() {
         });
         for ((backend, s), r) in b.each().into_iter().zip(&results) {
             if let Ok(c) = r {
-                prop_assert_eq!(c.name.as_str(), name.trim(), "{}: name stored trimmed", backend);
+                prop_assert_eq!(
+                    c.name.as_str(),
+                    name.trim(),
+                    "{}: name stored trimmed",
+                    backend
+                );
                 let back = s.collections().get_by_name(&c.name);
                 prop_assert_eq!(back.ok(), Some(c.clone()), "{}: by name", backend);
             }
         }
         let [sqlite, postgres] = results.map(|r| outcome(r, collection_projection));
         agree("create collection", sqlite, postgres)?;
-        let [sqlite, postgres] =
-            b.each().map(|(_, s)| outcome(s.collections().get_by_name(&probe), collection_projection));
+        let [sqlite, postgres] = b
+            .each()
+            .map(|(_, s)| outcome(s.collections().get_by_name(&probe), collection_projection));
         if let Outcome::Ok(found) = &sqlite {
-            prop_assert_eq!(found.as_str(), probe.trim(), "lookup of {:?} found another row", probe);
+            prop_assert_eq!(
+                found.as_str(),
+                probe.trim(),
+                "lookup of {:?} found another row",
+                probe
+            );
         }
         agree(&format!("collection by name {probe:?}"), sqlite, postgres)
     });
@@ -291,12 +310,25 @@ fn hostile_document_meta_round_trips_and_filters_alike() {
                 let r = s.documents().register(&new);
                 if let Ok(reg) = &r {
                     prop_assert_eq!(&reg.document.meta, &meta, "{}: meta round trip", backend);
-                    prop_assert_eq!(&reg.document.file_name, &file_name, "{}: file name", backend);
+                    prop_assert_eq!(
+                        &reg.document.file_name,
+                        &file_name,
+                        "{}: file name",
+                        backend
+                    );
                     let back = s.documents().get(reg.document.id);
-                    prop_assert_eq!(back.ok(), Some(reg.document.clone()), "{}: read back", backend);
+                    prop_assert_eq!(
+                        back.ok(),
+                        Some(reg.document.clone()),
+                        "{}: read back",
+                        backend
+                    );
                     // A filter is refused (Validation) for keys that cannot be a
                     // path on both backends; otherwise it finds what was stored.
-                    match s.documents().find_by_meta(cols[i], &meta, PageRequest::first(1000)) {
+                    match s
+                        .documents()
+                        .find_by_meta(cols[i], &meta, PageRequest::first(1000))
+                    {
                         Ok(found) => prop_assert!(
                             found.items.iter().any(|d| d.id == reg.document.id),
                             "{}: find_by_meta({}) misses the document holding it",
@@ -367,9 +399,9 @@ fn chunk_content() -> impl Strategy<Value = String> {
 /// in the word), `²` and `ʰ` (not `[:alnum:]`), circled letters such as `ⓐ` (a
 /// separator for FTS5), `İ` and `ς` (folded differently by each).
 const PORTABLE: &[char] = &[
-    'a', 'b', 'c', 'A', 'B', 'C', '0', '1', 'é', 'É', 'ü', 'Ü', 'ñ', 'ß', 'ø', 'Ø', 'ж', 'Ж',
-    'σ', 'Σ', 'λ', '中', '文', 'ا', 'ب', '١', '\'', '"', '\\', '%', '_', '\0', '*', ' ', '-',
-    '(', ')', ':', '$', '.', '^', '~', '&', '|', '!', ';', '\n', '😀', '\u{feff}',
+    'a', 'b', 'c', 'A', 'B', 'C', '0', '1', 'é', 'É', 'ü', 'Ü', 'ñ', 'ß', 'ø', 'Ø', 'ж', 'Ж', 'σ',
+    'Σ', 'λ', '中', '文', 'ا', 'ب', '١', '\'', '"', '\\', '%', '_', '\0', '*', ' ', '-', '(', ')',
+    ':', '$', '.', '^', '~', '&', '|', '!', ';', '\n', '😀', '\u{feff}',
 ];
 
 /// Text over [`PORTABLE`], with `OR` sometimes, so the query syntax is exercised.
@@ -411,7 +443,10 @@ fn hostile_chunk_content_round_trips_and_any_query_is_answered() {
         // Any text is a query that both backends answer (hits may differ outside
         // the portable characters, see PORTABLE).
         for (backend, s) in b.each() {
-            let (i, parsed) = (usize::from(backend == "postgres"), SearchQuery::parse(&query));
+            let (i, parsed) = (
+                usize::from(backend == "postgres"),
+                SearchQuery::parse(&query),
+            );
             if let Err(e) = s.chunks().search(cols[i], &parsed, PageRequest::first(10)) {
                 let shown: String = query.chars().take(60).collect();
                 return Err(TestCaseError::fail(format!(

@@ -11,8 +11,8 @@
 //! Without initdb/pg_ctl the test fails and says why: PostgreSQL is never skipped.
 
 use repo_core::{
-    NewCollection, NewUser, PageRequest, PoolConfig, PostgresConfig, RepoError, Store,
-    StoreConfig, UserFilter,
+    NewCollection, NewUser, PageRequest, PoolConfig, PostgresConfig, RepoError, Store, StoreConfig,
+    UserFilter,
 };
 use repo_postgres::PostgresStore;
 use std::collections::BTreeSet;
@@ -43,8 +43,7 @@ fn postgres_bin_dir() -> PathBuf {
                 .map(|p| p.parse::<u32>().ok())
                 .collect::<Option<Vec<u32>>>()?;
             let bin = entry.path().join("bin");
-            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-                .then_some((version, bin))
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
         })
         .collect();
     found.sort();
@@ -106,7 +105,12 @@ impl Cluster {
                     "creating a non-root user for initdb",
                 );
             }
-            if exists("postgres") { "postgres" } else { "pgtest" }.to_owned()
+            if exists("postgres") {
+                "postgres"
+            } else {
+                "pgtest"
+            }
+            .to_owned()
         });
         // Named and marked like the clusters of scripts/lib/postgres.sh, whose
         // `reap_stale_clusters` then stops this one too if the test is killed
@@ -329,7 +333,11 @@ fn postgres_restart_mid_workload_loses_no_acknowledged_write() {
     };
     let outage = restarted_at - stopped;
     wait_until("every writer to commit again after the restart", || {
-        snapshot(&|l| l.acknowledged.last().is_some_and(|(_, t)| *t > restarted_at))
+        snapshot(&|l| {
+            l.acknowledged
+                .last()
+                .is_some_and(|(_, t)| *t > restarted_at)
+        })
     });
     let recovered = restarted_at.elapsed();
     // A few more writes after the recovery, then stop.

@@ -32,9 +32,10 @@ pub fn load_sixteen_collection_creators_count_exactly(h: &dyn Harness) {
         let own = store
             .collections()
             .create(&NewCollection::new(format!("own-{i}"), owner));
-        let contested = store
-            .collections()
-            .create(&NewCollection::new(format!("shared-{}", i % CONTESTED), owner));
+        let contested = store.collections().create(&NewCollection::new(
+            format!("shared-{}", i % CONTESTED),
+            owner,
+        ));
         (own, contested)
     });
 
@@ -72,7 +73,10 @@ pub fn load_sixteen_collection_creators_count_exactly(h: &dyn Harness) {
 
     assert_eq!(created.len(), THREADS + CONTESTED);
     let ids: BTreeSet<_> = created.iter().map(|c| c.id).collect();
-    let stores: BTreeSet<_> = created.iter().map(|c| c.vector_store_name.clone()).collect();
+    let stores: BTreeSet<_> = created
+        .iter()
+        .map(|c| c.vector_store_name.clone())
+        .collect();
     assert_eq!(ids.len(), created.len(), "collection ids are unique");
     assert_eq!(stores.len(), created.len(), "vector store names are unique");
     let mut visible = 0;
@@ -129,7 +133,10 @@ pub fn load_racing_transitions_on_many_operations_one_winner_each(h: &dyn Harnes
         });
         for (op, uuid) in ops.iter().enumerate() {
             let mine: Vec<_> = results.iter().filter(|(o, _, _)| *o == op).collect();
-            let winners: Vec<_> = mine.iter().filter_map(|(_, _, r)| r.as_ref().ok()).collect();
+            let winners: Vec<_> = mine
+                .iter()
+                .filter_map(|(_, _, r)| r.as_ref().ok())
+                .collect();
             assert_eq!(
                 winners.len(),
                 1,
@@ -176,11 +183,12 @@ pub fn load_rolled_back_units_of_work_leave_nothing(h: &dyn Harness) {
                 let n = (i * UNITS + k) as u64;
                 let name = format!("u{i}x{k}");
                 let outcome = store.transaction(|tx| {
-                    let u = tx
-                        .users()
-                        .create(&NewUser::new(&name, format!("{name}@example.com"), HASH))?;
-                    tx.documents()
-                        .register(&seed::new_document(shared_id, n))?;
+                    let u = tx.users().create(&NewUser::new(
+                        &name,
+                        format!("{name}@example.com"),
+                        HASH,
+                    ))?;
+                    tx.documents().register(&seed::new_document(shared_id, n))?;
                     if (i + k) % 2 == 0 {
                         return Ok(u);
                     }
@@ -385,7 +393,10 @@ pub fn load_callers_beyond_the_pool_get_pool_exhausted_then_recover(h: &dyn Harn
     let store = Arc::clone(&tiny);
     let refused = race(6, move |_| {
         let started = Instant::now();
-        (store.users().count(UserFilter::default()), started.elapsed())
+        (
+            store.users().count(UserFilter::default()),
+            started.elapsed(),
+        )
     });
     release.store(true, Ordering::SeqCst);
     for (i, (r, waited)) in refused.into_iter().enumerate() {

@@ -59,7 +59,11 @@ pub fn parity_email_lookup_normalises_like_create(h: &dyn Harness) {
         "create",
     );
     assert_eq!(u.email, "eve@example.com");
-    for given in [" Eve@Example.COM ", "eve@example.com", "\tEVE@example.com\n"] {
+    for given in [
+        " Eve@Example.COM ",
+        "eve@example.com",
+        "\tEVE@example.com\n",
+    ] {
         assert_eq!(
             expect::ok(s.users().get_by_email(given), "lookup"),
             u,
@@ -93,7 +97,11 @@ pub fn parity_words_too_long_to_index_match_nothing(h: &dyn Harness) {
         found
     };
     assert_eq!(hits(&long), Vec::<i32>::new(), "an over-long word");
-    assert_eq!(hits(&format!("alpha {long}")), vec![0], "with a normal word");
+    assert_eq!(
+        hits(&format!("alpha {long}")),
+        vec![0],
+        "with a normal word"
+    );
     assert_eq!(hits("omega"), vec![0], "words around it are indexed");
     assert_eq!(hits(&longest), vec![2], "a word of exactly the limit");
 }
