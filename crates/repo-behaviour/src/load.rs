@@ -1,6 +1,6 @@
 //! Reliability under load: many threads at once, units of work failing under load,
 //! writers on separate pools, and a pool with more callers than connections. Every
-//! behaviour is bounded in time (see [`crate::race`]) so a deadlock fails it.
+//! behaviour is bounded in time (every race gives up after a deadline) so a deadlock fails it.
 
 use crate::expect;
 use crate::race::{race, RACE_DEADLINE};
