@@ -185,31 +185,53 @@ fn hostile_user_names_and_emails_round_trip_or_are_refused_alike() {
         }
         let [sqlite, postgres] = results.map(|r| outcome(r, user_projection));
         agree("create user", sqlite, postgres)?;
-        // Lookups with arbitrary text find exactly the row of that name (no pattern
-        // matching), nothing, or are refused alike.
-        for (what, lookup) in [("by username", 0), ("by email", 1)] {
-            let [sqlite, postgres] = b.each().map(|(_, s)| {
-                let r = if lookup == 0 {
-                    s.users().get_by_username(&probe)
-                } else {
-                    s.users().get_by_email(&probe)
-                };
-                outcome(r, user_projection)
-            });
-            if let Outcome::Ok((found_name, found_email)) = &sqlite {
-                let wanted = if lookup == 0 { found_name } else { found_email };
+        // Lookups with arbitrary text, and with the name and email turned into
+        // LIKE patterns, find exactly the row of that name (no pattern matching),
+        // nothing, or are refused alike.
+        let probes = [vec![probe], wildcards(&name), wildcards(&email)].concat();
+        for probe in &probes {
+            let [sqlite, postgres] = b
+                .each()
+                .map(|(_, s)| outcome(s.users().get_by_username(probe), user_projection));
+            if let Outcome::Ok((found, _)) = &sqlite {
+                prop_assert_eq!(found, probe, "username lookup found another row");
+            }
+            agree(&format!("user by username {probe:?}"), sqlite, postgres)?;
+            let [sqlite, postgres] = b
+                .each()
+                .map(|(_, s)| outcome(s.users().get_by_email(probe), user_projection));
+            if let Outcome::Ok((_, found)) = &sqlite {
                 prop_assert_eq!(
-                    wanted.to_lowercase(),
-                    probe.trim().to_lowercase(),
-                    "lookup {} of {:?} found another row",
-                    what,
-                    probe
+                    found,
+                    &probe.trim().to_lowercase(),
+                    "email lookup found another row"
                 );
             }
-            agree(&format!("lookup {what} {probe:?}"), sqlite, postgres)?;
+            agree(&format!("user by email {probe:?}"), sqlite, postgres)?;
         }
         Ok(())
     });
+}
+
+/// `value` made into patterns that match it under LIKE / ILIKE / GLOB but are not
+/// equal to it: a lookup that finds anything with one of them matched a pattern.
+fn wildcards(value: &str) -> Vec<String> {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.is_empty() {
+        return Vec::new();
+    }
+    let underscored: String = chars
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| if i % 2 == 0 { '_' } else { c })
+        .collect();
+    let head: String = chars[..chars.len() / 2].iter().collect();
+    vec![
+        underscored,
+        format!("{head}%"),
+        format!("{head}*"),
+        value.to_uppercase(),
+    ]
 }
 
 /// One owner per backend (usernames match, ids may not).
@@ -251,18 +273,17 @@ fn hostile_collection_names_round_trip_or_are_refused_alike() {
         }
         let [sqlite, postgres] = results.map(|r| outcome(r, collection_projection));
         agree("create collection", sqlite, postgres)?;
-        let [sqlite, postgres] = b
-            .each()
-            .map(|(_, s)| outcome(s.collections().get_by_name(&probe), collection_projection));
-        if let Outcome::Ok(found) = &sqlite {
-            prop_assert_eq!(
-                found.as_str(),
-                probe.trim(),
-                "lookup of {:?} found another row",
-                probe
-            );
+        let probes = [vec![probe], wildcards(&name)].concat();
+        for probe in &probes {
+            let [sqlite, postgres] = b
+                .each()
+                .map(|(_, s)| outcome(s.collections().get_by_name(probe), collection_projection));
+            if let Outcome::Ok(found) = &sqlite {
+                prop_assert_eq!(found, probe, "collection lookup found another row");
+            }
+            agree(&format!("collection by name {probe:?}"), sqlite, postgres)?;
         }
-        agree(&format!("collection by name {probe:?}"), sqlite, postgres)
+        Ok(())
     });
 }
 
