@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Sixteen threads create collections at once: each thread's own name succeeds, each contested name has exactly one winner and `AlreadyExists { name }` for the rest, and the counts are exact.
+/// Sixteen threads create collections at once: each thread's own name succeeds, each name contested by four owners has exactly one winner and `AlreadyExists { name }` for the rest, and the counts are exact.
 pub fn load_sixteen_collection_creators_count_exactly(h: &dyn Harness) {
     const THREADS: usize = 16;
     const CONTESTED: usize = 4;
@@ -32,9 +32,11 @@ pub fn load_sixteen_collection_creators_count_exactly(h: &dyn Harness) {
         let own = store
             .collections()
             .create(&NewCollection::new(format!("own-{i}"), owner));
+        // The contenders for one name have different owners: names are unique
+        // across owners, not per owner.
         let contested = store.collections().create(&NewCollection::new(
             format!("shared-{}", i % CONTESTED),
-            owner,
+            owner_ids[(i / CONTESTED) % CONTESTED],
         ));
         (own, contested)
     });
