@@ -3,7 +3,7 @@
 //! The behaviour suite every backend of [`repo_core`] must pass. Each rule of
 //! `DOMAIN.md` and `docs/semantics.md` about users, API keys, collections (with grants
 //! and access), operations, documents, chunks and full-text search, and the unit of
-//! work, is one `pub fn` taking a
+//! work, and reliability under load, is one `pub fn` taking a
 //! [`Harness`]; it panics, naming the rule, when a backend breaks it.
 //!
 //! [`behaviour_tests!`] stamps out one `#[rstest]` test per behaviour in the module
@@ -42,9 +42,11 @@ pub mod chunks;
 pub mod collections;
 pub mod documents;
 pub mod errors;
+pub mod load;
 pub mod observability;
 pub mod operations;
 pub mod pagination;
+pub mod parity;
 pub mod search;
 pub mod transactions;
 pub mod users;
@@ -217,6 +219,14 @@ macro_rules! behaviour_tests {
             errors::store_reports_backend_and_health,
             observability::pool_status_counts_connections_in_use,
             observability::health_reports_an_exhausted_pool_as_such,
+            load::load_sixteen_collection_creators_count_exactly,
+            load::load_racing_transitions_on_many_operations_one_winner_each,
+            load::load_rolled_back_units_of_work_leave_nothing,
+            load::load_eight_writers_on_separate_pools_lose_nothing,
+            load::load_callers_beyond_the_pool_get_pool_exhausted_then_recover,
+            parity::parity_taken_username_and_email_names_the_username,
+            parity::parity_email_lookup_normalises_like_create,
+            parity::parity_word_final_capital_sigma_is_found,
             pagination::pagination_limit_is_clamped,
             pagination::pagination_offset_past_end_is_empty_with_total,
             documents::document_register_applies_defaults,
@@ -316,6 +326,8 @@ mod tests {
             ("operations", include_str!("operations.rs")),
             ("transactions", include_str!("transactions.rs")),
             ("errors", include_str!("errors.rs")),
+            ("load", include_str!("load.rs")),
+            ("parity", include_str!("parity.rs")),
             ("pagination", include_str!("pagination.rs")),
             ("documents", include_str!("documents.rs")),
             ("chunks", include_str!("chunks.rs")),

@@ -7,8 +7,9 @@
 //! both translations are built from alphanumeric tokens only.
 //!
 //! Tokens are maximal runs of characters for which Rust's `char::is_alphanumeric`
-//! holds, lowercased with `str::to_lowercase` (so a word-final `Σ` becomes `ς` and
-//! `İ` becomes `i` + U+0307), without stemming. Combining marks, symbols such as `½`
+//! holds, lowercased character by character (`İ` becomes `i` + U+0307) with every
+//! sigma written `σ` (so `ΟΔΟΣ`, `οδος` and `οδοσ` are one word), without stemming.
+//! Combining marks, symbols such as `½`
 //! or `①` that are not alphanumeric in Rust, and all punctuation separate tokens.
 //!
 //! The databases never tokenize text themselves: every writer of `chunks` stores
@@ -47,7 +48,18 @@ pub struct SearchQuery {
 fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
+        .map(fold_case)
+}
+
+/// Lowercases one character at a time and writes every sigma as `σ`, so that `ΟΔΟΣ`,
+/// `οδος` and `οδοσ` are one word: `str::to_lowercase` would turn only a word-final
+/// `Σ` into `ς`, and a query typed with the other form would miss it.
+fn fold_case(token: &str) -> String {
+    token
+        .chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == 'ς' { 'σ' } else { c })
+        .collect()
 }
 
 /// Splits text into lowercase alphanumeric tokens (see the module documentation).
@@ -265,8 +277,8 @@ mod tests {
 
     #[test]
     fn non_ascii_tokens() {
-        // Word-final sigma lowercases to ς, a medial one to σ.
-        assert_eq!(tokenize("ΟΔΟΣ ΣΟΦΙΑ"), vec!["οδος", "σοφια"]);
+        // Every sigma folds to σ, word-final or not, capital or small.
+        assert_eq!(tokenize("ΟΔΟΣ ΣΟΦΙΑ οδος"), vec!["οδοσ", "σοφια", "οδοσ"]);
         // Turkish dotted capital I lowercases to i + COMBINING DOT ABOVE.
         assert_eq!(tokenize("İstanbul"), vec!["i\u{307}stanbul"]);
         // ½ and ① are numbers to Rust (they are kept), ™ and € are not.

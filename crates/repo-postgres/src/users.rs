@@ -143,7 +143,9 @@ fn get_by_username(conn: &mut PgConnection, username: &str) -> RepoResult<User> 
 
 fn get_by_email(conn: &mut PgConnection, email: &str) -> RepoResult<User> {
     repo_core::validate::text("email", email)?;
-    let email = email.to_lowercase();
+    // Normalised as `validate::email` stores it, so the address given at creation
+    // finds its user.
+    let email = email.trim().to_lowercase();
     users::table
         .filter(users::email.eq(&email))
         .select(UserRow::as_select())

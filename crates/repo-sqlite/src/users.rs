@@ -92,8 +92,43 @@ pub(crate) fn create(conn: &mut SqliteConnection, new: &NewUser) -> RepoResult<U
         })
         .returning(UserRow::as_returning())
         .get_result(conn)
-        .map_err(map_diesel)?
+        .map_err(map_diesel)
+        .map_err(|e| username_first(conn, e, Some(&new.username), None))?
         .into_user()
+}
+
+/// When both the username and the email are taken, SQLite reports the email (it
+/// checks the newest unique index first) while PostgreSQL reports the username (it
+/// checks them in creation order). The error path asks whether the username is
+/// taken too, so both backends name the username.
+fn username_first(
+    conn: &mut SqliteConnection,
+    error: RepoError,
+    username: Option<&str>,
+    except: Option<UserId>,
+) -> RepoError {
+    let (
+        RepoError::AlreadyExists {
+            entity: "user",
+            field: "email",
+        },
+        Some(username),
+    ) = (&error, username)
+    else {
+        return error;
+    };
+    let taken = users::table
+        .filter(users::username.eq(username))
+        .filter(users::id.ne(except.map_or(0, |id| id.0)))
+        .count()
+        .get_result::<i64>(conn);
+    match taken {
+        Ok(n) if n > 0 => RepoError::AlreadyExists {
+            entity: "user",
+            field: "username",
+        },
+        _ => error,
+    }
 }
 
 /// The user with this id, if any.
@@ -139,7 +174,9 @@ fn get_by_username(conn: &mut SqliteConnection, username: &str) -> RepoResult<Us
 
 fn get_by_email(conn: &mut SqliteConnection, email: &str) -> RepoResult<User> {
     repo_core::validate::text("email", email)?;
-    let email = email.to_lowercase();
+    // Normalised as `validate::email` stores it, so the address given at creation
+    // finds its user.
+    let email = email.trim().to_lowercase();
     users::table
         .filter(users::email.eq(&email))
         .select(UserRow::as_select())
@@ -168,7 +205,8 @@ fn update(conn: &mut SqliteConnection, id: UserId, patch: &UserPatch) -> RepoRes
         .returning(UserRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel)
+        .map_err(|e| username_first(conn, e, patch.username.as_deref(), Some(id)))?
         .ok_or_else(|| not_found(id))?
         .into_user()
 }
