@@ -306,7 +306,11 @@ fn bulk_strategies() {
                     }
                 }
                 None => {
-                    let rows = repo_core::chunk::prepare_batch(c, &batch).expect("valid");
+                    // Prepared per call-sized slice (the batch limit), copied at once.
+                    let rows: Vec<repo_core::Chunk> = batch
+                        .chunks(CHUNK_CALL)
+                        .flat_map(|call| repo_core::chunk::prepare_batch(c, call).expect("valid"))
+                        .collect();
                     let values: Vec<InsertChunk<'_>> = rows.iter().map(InsertChunk::from).collect();
                     let (t, n) = timed(|| {
                         read_committed(&mut fx.conn, |conn| {
