@@ -44,6 +44,7 @@ pub mod error;
 pub mod ids;
 pub mod operation;
 pub mod page;
+pub mod pool_check;
 pub mod schema;
 pub mod search;
 pub mod store;

@@ -5,6 +5,7 @@ use crate::error::map_diesel_error;
 use crate::pool::ConnectionPool;
 use diesel::pg::PgConnection;
 use diesel::Connection;
+use repo_core::pool_check::finish_call;
 use repo_core::{ApiKeyPolicy, RepoError, RepoResult};
 use std::sync::{Arc, Mutex};
 
@@ -75,12 +76,14 @@ pub(crate) struct PoolSource {
 impl ConnectionSource for PoolSource {
     fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut conn = self.pool.get()?;
-        f(&mut conn).map_err(|e| self.pool.scrub(e))
+        let result = f(&mut conn);
+        finish_call(&mut conn, result).map_err(|e| self.pool.scrub(e))
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut conn = self.pool.get()?;
-        read_committed(&mut conn, f).map_err(|e| self.pool.scrub(e))
+        let result = read_committed(&mut conn, f);
+        finish_call(&mut conn, result).map_err(|e| self.pool.scrub(e))
     }
 
     fn api_key_policy(&self) -> &ApiKeyPolicy {

@@ -3,7 +3,7 @@
 use crate::error::{map_diesel, map_pool};
 use crate::pool::{self, SqlitePool, TargetKind};
 use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
-use diesel::r2d2::{ConnectionManager, PooledConnection};
+use diesel::r2d2::PooledConnection;
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::{
     redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A pooled connection.
-pub(crate) type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
+pub(crate) type PooledConn = PooledConnection<pool::SqliteManager>;
 
 /// A SQLite database behind an r2d2 pool; cheap to clone (an `Arc` inside).
 ///
@@ -160,7 +160,7 @@ impl Store for SqliteStore {
     fn health(&self) -> RepoResult<()> {
         let mut conn = self.source().checkout()?;
         diesel::sql_query("SELECT 1")
-            .execute(&mut *conn)
+            .execute(&mut **conn)
             .map(|_| ())
             .map_err(map_diesel)
     }
