@@ -127,6 +127,29 @@ impl<T> QueryResultExt<T> for diesel::QueryResult<T> {
     }
 }
 
+/// Maps the result of an insert that references other rows: a foreign-key violation of
+/// one of the named constraints becomes the error paired with it (the `NotFound` of
+/// the missing row), which spares a lookup per reference before the insert. Any
+/// other error is mapped as usual.
+pub(crate) fn missing_reference<T, const N: usize>(
+    result: diesel::QueryResult<T>,
+    references: [(&str, RepoError); N],
+) -> RepoResult<T> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    result.map_err(|error| {
+        if let Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) = &error {
+            let violated = info.constraint_name();
+            if let Some((_, missing)) = references
+                .into_iter()
+                .find(|(name, _)| Some(*name) == violated)
+            {
+                return missing;
+            }
+        }
+        map_diesel_error(error)
+    })
+}
+
 /// Parses a status or kind column; a value outside the enum means a corrupt row.
 pub(crate) fn parse_column<T: std::str::FromStr>(
     column: &'static str,
