@@ -79,7 +79,8 @@ pub fn parity_word_final_capital_sigma_is_found(h: &dyn Harness) {
     let d = seed::document(&*s, c.id, 1);
     let chunks = [NewChunk::new(d.id, 0, "ΟΔΟΣ ΚΑΙ ΣΚΑΛΑ")];
     expect::ok(s.chunks().insert_many(c.id, &chunks), "insert");
-    for q in ["ΟΔΟΣ", "οδοσ", "οδος", "Οδοσ", "\"ΚΑΙ ΣΚΑΛΑ\"", "σκαλα"] {
+    for q in ["ΟΔΟΣ", "οδοσ", "οδος", "Οδοσ", "\"ΚΑΙ ΣΚΑΛΑ\"", "σκαλα"]
+    {
         let page = expect::ok(
             s.chunks()
                 .search(c.id, &SearchQuery::parse(q), PageRequest::default()),

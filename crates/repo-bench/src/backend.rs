@@ -249,7 +249,14 @@ fn pool_text(config: &StoreConfig) -> String {
         "pool: {} kept open, at most {}, pre-ping {}",
         config.pool.min_idle(),
         config.pool.max_size(),
-        if config.pool.pre_ping { "on" } else { "off" }
+        if config.pool.pre_ping {
+            format!(
+                "on for connections idle ≥ {} ms or suspect",
+                config.pool.pre_ping_idle.as_millis()
+            )
+        } else {
+            "off".to_owned()
+        }
     )
 }
 
@@ -279,7 +286,11 @@ fn open_raw(kind: BackendKind, url: &str, config: &StoreConfig) -> BenchResult<R
             RawConn::Sqlite(conn)
         }
         BackendKind::Postgres => {
-            let mut conn = PgConnection::establish(url)?;
+            // The same URL rewrite as `repo_factory::open`, so that both variants
+            // connect alike (TLS or not).
+            let pgsslmode_set = std::env::var_os("PGSSLMODE").is_some();
+            let url = repo_factory::plaintext_on_loopback(url, pgsslmode_set);
+            let mut conn = PgConnection::establish(&url)?;
             raw::apply_session_settings(&mut conn, &config.postgres)?;
             RawConn::Postgres(conn)
         }

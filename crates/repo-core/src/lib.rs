@@ -45,6 +45,7 @@ pub mod ids;
 pub mod instrument;
 pub mod operation;
 pub mod page;
+pub mod pool_check;
 pub mod schema;
 pub mod search;
 pub mod store;

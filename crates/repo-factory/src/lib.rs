@@ -11,6 +11,11 @@
 //! | `postgres://…`, `postgresql://…` | PostgreSQL |
 //! | anything else | [`RepoError::Config`] listing the supported schemes |
 //!
+//! A PostgreSQL URL whose hosts are all on this machine (loopback address,
+//! `localhost`, Unix socket) and that sets no `sslmode` (nor `PGSSLMODE`) connects with
+//! `sslmode=disable` instead of libpq's default `prefer`: see
+//! [`plaintext_on_loopback`].
+//!
 //! ```no_run
 //! use repo_core::StoreConfig;
 //!
@@ -21,7 +26,10 @@
 
 #![forbid(unsafe_code)]
 
+mod sslmode;
 mod url_parse;
+
+pub use sslmode::plaintext_on_loopback;
 
 pub use url_parse::{
     parse_database_url, resolve_database_url, DatabaseTarget, ResolvedUrl, UrlSource,
@@ -92,8 +100,10 @@ fn open_sqlite(_path: &str, _config: &StoreConfig) -> RepoResult<Arc<dyn Store>>
 
 #[cfg(feature = "postgres")]
 fn open_postgres(url: &str, config: &StoreConfig) -> RepoResult<Arc<dyn Store>> {
+    let pgsslmode_set = std::env::var_os("PGSSLMODE").is_some();
+    let url = plaintext_on_loopback(url, pgsslmode_set);
     Ok(Arc::new(repo_postgres::PostgresStore::connect(
-        url, config,
+        &url, config,
     )?))
 }
 

@@ -1,8 +1,7 @@
 //! [`CollectionRepository`] on PostgreSQL: collections, grants and access checks.
 
-use crate::api_keys;
-use crate::connection::{parse_column, ConnectionSource, QueryResultExt};
-use crate::schema::{collection_permissions as perms, collections};
+use crate::connection::{missing_reference, parse_column, ConnectionSource, QueryResultExt};
+use crate::schema::{collection_permissions as perms, collections, users};
 use crate::users as user_repo;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
@@ -234,6 +233,48 @@ pub(crate) fn access_for(
     ))
 }
 
+/// The collection and the level `user` holds on it, in one statement (the collection
+/// row, left-joined to the user and to the user's grant on it). No row: `NotFound {
+/// entity: "collection" }`; no user: `NotFound { entity: "user" }`, as
+/// [`access_for`] decides.
+pub(crate) fn with_access(
+    conn: &mut PgConnection,
+    id: CollectionId,
+    user: UserId,
+) -> RepoResult<(Collection, Option<AccessLevel>)> {
+    let row: Option<(CollectionRow, Option<bool>, Option<String>)> = collections::table
+        .left_join(users::table.on(users::id.eq(user.0)))
+        .left_join(
+            perms::table.on(perms::collection_id
+                .eq(collections::id)
+                .and(perms::user_id.eq(user.0))),
+        )
+        .filter(collections::id.eq(id.0))
+        .select((
+            CollectionRow::as_select(),
+            // NOT NULL in the table: NULL here means no such user.
+            users::is_superuser.nullable(),
+            perms::permission.nullable(),
+        ))
+        .get_result(conn)
+        .optional()
+        .db()?;
+    let (row, is_superuser, grant) = row.ok_or_else(|| RepoError::not_found("collection", id))?;
+    let is_superuser = is_superuser.ok_or_else(|| RepoError::not_found("user", user))?;
+    let collection = row.into_domain()?;
+    let grant: Option<AccessLevel> = grant
+        .as_deref()
+        .map(|g| parse_column("permission", g))
+        .transpose()?;
+    let have = effective_access(
+        collection.owner_id == user,
+        is_superuser,
+        collection.is_public,
+        grant,
+    );
+    Ok((collection, have))
+}
+
 fn create(conn: &mut PgConnection, new: &NewCollection) -> RepoResult<Collection> {
     let c = new.prepare()?;
     user_repo::require(conn, c.owner_id)?;
@@ -263,8 +304,7 @@ fn get_with_access(
     user: UserId,
     needed: AccessLevel,
 ) -> RepoResult<Collection> {
-    let collection = get(conn, id)?;
-    let have = access_for(conn, &collection, user)?;
+    let (collection, have) = with_access(conn, id, user)?;
     require_access(&collection, have, needed)?;
     Ok(collection)
 }
@@ -488,21 +528,12 @@ fn record_sync_run(
     )
 }
 
-fn require_grantee(conn: &mut PgConnection, grantee: Grantee) -> RepoResult<()> {
-    match grantee {
-        Grantee::User(u) => user_repo::require(conn, u),
-        Grantee::ApiKey(k) => api_keys::require(conn, k),
-    }
-}
-
 fn grant(
     conn: &mut PgConnection,
     id: CollectionId,
     grantee: Grantee,
     level: AccessLevel,
 ) -> RepoResult<CollectionPermission> {
-    require(conn, id)?;
-    require_grantee(conn, grantee)?;
     let (user_id, api_key_id) = match grantee {
         Grantee::User(u) => (Some(u.0), None),
         Grantee::ApiKey(k) => (None, Some(k.0)),
@@ -530,9 +561,31 @@ fn grant(
             .set(changes)
             .returning(PermissionRow::as_returning())
             .get_result(conn),
-    }
-    .db()?;
-    stored.into_domain()
+    };
+    // One statement: a missing collection or grantee is the foreign-key violation of
+    // the insert (checked in this order, as the columns are declared); an existing
+    // grant takes the update path, where the referenced rows exist by construction.
+    let grantee_fkey = match grantee {
+        Grantee::User(u) => (
+            "collection_permissions_user_id_fkey",
+            RepoError::not_found("user", u),
+        ),
+        Grantee::ApiKey(k) => (
+            "collection_permissions_api_key_id_fkey",
+            RepoError::not_found("api_key", k),
+        ),
+    };
+    missing_reference(
+        stored,
+        [
+            (
+                "collection_permissions_collection_id_fkey",
+                RepoError::not_found("collection", id),
+            ),
+            grantee_fkey,
+        ],
+    )?
+    .into_domain()
 }
 
 fn revoke_grant(conn: &mut PgConnection, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {
@@ -590,10 +643,8 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
     }
 
     fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>> {
-        self.src.run(|c| {
-            let collection = get(c, id)?;
-            access_for(c, &collection, user)
-        })
+        self.src
+            .run(|c| with_access(c, id, user).map(|(_, have)| have))
     }
 
     fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>> {
@@ -647,7 +698,7 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
         grantee: Grantee,
         level: AccessLevel,
     ) -> RepoResult<CollectionPermission> {
-        self.src.write(|c| grant(c, id, grantee, level))
+        self.src.run(|c| grant(c, id, grantee, level))
     }
 
     fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {

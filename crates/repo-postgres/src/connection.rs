@@ -5,6 +5,7 @@ use crate::error::map_diesel_error;
 use crate::pool::ConnectionPool;
 use diesel::pg::PgConnection;
 use diesel::Connection;
+use repo_core::pool_check::finish_call;
 use repo_core::{ApiKeyPolicy, RepoError, RepoResult};
 use std::sync::{Arc, Mutex};
 
@@ -75,12 +76,14 @@ pub(crate) struct PoolSource {
 impl ConnectionSource for PoolSource {
     fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut conn = self.pool.get()?;
-        f(&mut conn).map_err(|e| self.pool.scrub(e))
+        let result = f(&mut conn);
+        finish_call(&mut conn, result).map_err(|e| self.pool.scrub(e))
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut conn = self.pool.get()?;
-        read_committed(&mut conn, f).map_err(|e| self.pool.scrub(e))
+        let result = read_committed(&mut conn, f);
+        finish_call(&mut conn, result).map_err(|e| self.pool.scrub(e))
     }
 
     fn api_key_policy(&self) -> &ApiKeyPolicy {
@@ -122,6 +125,29 @@ impl<T> QueryResultExt<T> for diesel::QueryResult<T> {
     fn db(self) -> RepoResult<T> {
         self.map_err(map_diesel_error)
     }
+}
+
+/// Maps the result of an insert that references other rows: a foreign-key violation of
+/// one of the named constraints becomes the error paired with it (the `NotFound` of
+/// the missing row), which spares a lookup per reference before the insert. Any
+/// other error is mapped as usual.
+pub(crate) fn missing_reference<T, const N: usize>(
+    result: diesel::QueryResult<T>,
+    references: [(&str, RepoError); N],
+) -> RepoResult<T> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    result.map_err(|error| {
+        if let Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) = &error {
+            let violated = info.constraint_name();
+            if let Some((_, missing)) = references
+                .into_iter()
+                .find(|(name, _)| Some(*name) == violated)
+            {
+                return missing;
+            }
+        }
+        map_diesel_error(error)
+    })
 }
 
 /// Parses a status or kind column; a value outside the enum means a corrupt row.

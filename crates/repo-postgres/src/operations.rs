@@ -1,9 +1,8 @@
 //! [`OperationRepository`] on PostgreSQL: the operation state machine.
 
 use crate::collections as collection_repo;
-use crate::connection::{parse_column, ConnectionSource, QueryResultExt};
+use crate::connection::{missing_reference, parse_column, ConnectionSource, QueryResultExt};
 use crate::schema::operations;
-use crate::users as user_repo;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use repo_core::{
@@ -99,11 +98,11 @@ fn get(conn: &mut PgConnection, uuid: OperationUuid) -> RepoResult<Operation> {
 
 fn create(conn: &mut PgConnection, new: &NewOperation) -> RepoResult<Operation> {
     let op = new.prepare()?;
-    collection_repo::require(conn, op.collection_id)?;
-    user_repo::require(conn, op.user_id)?;
-    // A second active operation on the collection violates the partial unique index
-    // `operations_one_active_per_collection`: `Conflict { ActiveOperation }`.
-    diesel::insert_into(operations::table)
+    // One statement. A second active operation on the collection violates the partial
+    // unique index `operations_one_active_per_collection`: `Conflict { ActiveOperation
+    // }`. A missing collection or user is the foreign-key violation of the insert,
+    // checked in the order the columns are declared (collection first).
+    let inserted = diesel::insert_into(operations::table)
         .values(InsertOperation {
             uuid: op.uuid.0,
             collection_id: op.collection_id.0,
@@ -116,9 +115,21 @@ fn create(conn: &mut PgConnection, new: &NewOperation) -> RepoResult<Operation> 
             created_at: op.created_at,
         })
         .returning(OperationRow::as_returning())
-        .get_result(conn)
-        .db()?
-        .into_domain()
+        .get_result(conn);
+    missing_reference(
+        inserted,
+        [
+            (
+                "operations_collection_id_fkey",
+                RepoError::not_found("collection", op.collection_id),
+            ),
+            (
+                "operations_user_id_fkey",
+                RepoError::not_found("user", op.user_id),
+            ),
+        ],
+    )?
+    .into_domain()
 }
 
 fn get_with_access(
@@ -128,8 +139,7 @@ fn get_with_access(
     needed: AccessLevel,
 ) -> RepoResult<Operation> {
     let op = get(conn, uuid)?;
-    let collection = collection_repo::get(conn, op.collection_id)?;
-    let have = collection_repo::access_for(conn, &collection, user)?;
+    let (collection, have) = collection_repo::with_access(conn, op.collection_id, user)?;
     require_access(&collection, have, needed)?;
     Ok(op)
 }
@@ -317,7 +327,7 @@ pub(crate) struct PgOperations<S> {
 
 impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
     fn create(&self, new: &NewOperation) -> RepoResult<Operation> {
-        self.src.write(|c| create(c, new))
+        self.src.run(|c| create(c, new))
     }
 
     fn get(&self, uuid: OperationUuid) -> RepoResult<Operation> {

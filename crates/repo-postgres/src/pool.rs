@@ -7,16 +7,19 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, Po
 use diesel::sql_types::Text;
 use diesel::{Connection, RunQueryDsl};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
+use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
 use repo_core::{
     BackendKind, PoolConfig, PoolStatus, PoolWatch, PostgresConfig, RepoError, RepoResult,
 };
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The connection manager: Diesel's, pre-pinging only idle or suspect connections.
+pub(crate) type PgManager = IdleCheckManager<ConnectionManager<PgConnection>>;
 /// The pool type of the store.
-pub(crate) type PgPool = Pool<ConnectionManager<PgConnection>>;
-/// A connection checked out of [`PgPool`].
-pub(crate) type PgPooled = PooledConnection<ConnectionManager<PgConnection>>;
+pub(crate) type PgPool = Pool<PgManager>;
+/// A connection checked out of [`PgPool`]; derefs to `PgConnection`.
+pub(crate) type PgPooled = PooledConnection<PgManager>;
 
 /// Session settings applied once to every connection the pool opens.
 #[derive(Debug, Clone)]
@@ -120,14 +123,17 @@ impl ConnectionPool {
             .connection_timeout(pool.connection_timeout)
             .max_lifetime(max_lifetime)
             .test_on_check_out(pool.pre_ping)
-            .connection_customizer(Box::new(WithSlowQueryLog {
+            .connection_customizer(Box::new(CustomizeChecked(WithSlowQueryLog {
                 inner: settings.clone(),
                 threshold: slow_query_threshold,
-            }))
+            })))
             .error_handler(Box::new(RedactingErrorHandler {
                 secrets: secrets.clone(),
             }))
-            .build_unchecked(ConnectionManager::new(url));
+            .build_unchecked(IdleCheckManager::new(
+                ConnectionManager::new(url),
+                pool.pre_ping_idle,
+            ));
         Ok(Self {
             pool: built,
             settings,

@@ -11,6 +11,7 @@ use crate::operations::PgOperations;
 use crate::pool::{ConnectionPool, SessionSettings};
 use crate::users::PgUsers;
 use diesel::pg::PgConnection;
+use repo_core::pool_check::finish_call;
 use repo_core::store::health_check_within;
 use repo_core::{
     redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection,
@@ -284,16 +285,14 @@ impl Store for PostgresStore {
         self.inner.traced("store", "transaction", || {
             let mut conn = self.inner.pool.get()?;
             let policy = self.inner.policy;
-            self.inner
-                .retry
-                .run(|| {
-                    read_committed(&mut conn, |c| {
-                        let cell = Mutex::new(c);
-                        let tx = PgTransaction::new(&cell, policy);
-                        work(&Instrumented::new(BackendKind::Postgres, tx))
-                    })
+            let result = self.inner.retry.run(|| {
+                read_committed(&mut conn, |c| {
+                    let cell = Mutex::new(c);
+                    let tx = PgTransaction::new(&cell, policy);
+                    work(&Instrumented::new(BackendKind::Postgres, tx))
                 })
-                .map_err(|e| self.inner.pool.scrub(e))
+            });
+            finish_call(&mut conn, result).map_err(|e| self.inner.pool.scrub(e))
         })
     }
 
@@ -444,6 +443,54 @@ mod tests {
             pids.insert(pid(conn));
         }
         assert_eq!(pids.len(), 6, "six distinct backends");
+    }
+
+    /// A pooled connection that the server dropped fails one call at most: that failure
+    /// marks it suspect, so the next checkout tests it and opens a fresh connection,
+    /// even though the connection was used a moment ago (no idle pre-ping due).
+    #[test]
+    fn a_connection_dropped_by_the_server_fails_one_call_only() {
+        use diesel::{Connection, RunQueryDsl};
+        use repo_core::{RepoError, UserId};
+        let admin = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let db = crate::testing::TempDatabase::create(&admin).expect("temp database");
+        let config = repo_core::StoreConfig {
+            pool: repo_core::PoolConfig {
+                pool_size: 1,
+                max_overflow: 0,
+                pre_ping_idle: std::time::Duration::from_secs(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let store = PostgresStore::connect(db.url(), &config).expect("connect");
+        let victim = pid(&mut store.inner.pool.get().expect("checkout"));
+        let mut killer = PgConnection::establish(db.url()).expect("second connection");
+        diesel::sql_query("SELECT pg_terminate_backend($1)")
+            .bind::<diesel::sql_types::Integer, _>(victim)
+            .execute(&mut killer)
+            .expect("terminate");
+        // The server may take a moment to close the socket; until it has, the call
+        // can still succeed, and that is fine too. What must never happen is two
+        // failures in a row.
+        let first = store.users().get(UserId(1));
+        assert!(
+            matches!(
+                first,
+                Err(RepoError::Unavailable { .. }
+                    | RepoError::Backend { .. }
+                    | RepoError::NotFound { .. })
+            ),
+            "{first:?}"
+        );
+        let second = store.users().get(UserId(1));
+        assert!(
+            matches!(second, Err(RepoError::NotFound { .. })),
+            "{second:?}"
+        );
+        let now = pid(&mut store.inner.pool.get().expect("checkout"));
+        assert_ne!(now, victim, "the dropped connection was replaced");
     }
 
     fn pid(conn: &mut PgConnection) -> i32 {

@@ -144,7 +144,7 @@ fn get(conn: &mut SqliteConnection, id: ApiKeyId) -> RepoResult<ApiKey> {
     api_keys::table
         .find(uuid(id.0))
         .select(ApiKeyRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?
         .ok_or_else(|| not_found(id))?
@@ -192,7 +192,7 @@ fn verify(conn: &mut SqliteConnection, secret: &ApiKeySecret) -> RepoResult<Opti
         let user = users::table
             .find(key.user_id.0)
             .select(UserRow::as_select())
-            .first(c)
+            .get_result(c)
             .map_err(map_diesel)?
             .into_user()?;
         Ok(Some(VerifiedKey { key, user }))

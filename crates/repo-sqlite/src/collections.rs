@@ -216,7 +216,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<C
     let row = collections::table
         .find(uuid(id.0))
         .select(CollectionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?;
     one(row, id)
@@ -248,7 +248,7 @@ pub(crate) fn access(
         .filter(grants::collection_id.eq(uuid(id.0)))
         .filter(grants::user_id.eq(user.id.0))
         .select(grants::permission)
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?;
     let grant = grant
@@ -283,7 +283,7 @@ fn get_by_name(conn: &mut SqliteConnection, name: &str) -> RepoResult<Collection
     collections::table
         .filter(collections::name.eq(name))
         .select(CollectionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?
         .ok_or_else(|| RepoError::not_found("collection", name))?

@@ -191,7 +191,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<Doc
     let row = documents::table
         .find(uuid(id.0))
         .select(DocumentRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?;
     one(row, id)
@@ -219,7 +219,7 @@ fn get_by_hash(
         .filter(documents::collection_id.eq(uuid(collection_id.0)))
         .filter(documents::content_hash.eq(content_hash))
         .select(DocumentRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?
         .ok_or_else(|| RepoError::not_found("document", content_hash))?
@@ -236,7 +236,7 @@ fn get_by_uri(
         .filter(documents::collection_id.eq(uuid(collection_id.0)))
         .filter(documents::uri.eq(uri))
         .select(DocumentRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?
         .ok_or_else(|| RepoError::not_found("document", uri))?

@@ -1,8 +1,7 @@
 //! The one mapping from Diesel / r2d2 errors to [`RepoError`] (docs/semantics.md).
 
-use diesel::r2d2::{ConnectionManager, Pool, PoolError};
+use diesel::r2d2::PoolError;
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
-use diesel::SqliteConnection;
 use repo_core::{ConflictReason, RepoError, UnavailableReason};
 
 /// Maps a Diesel error to the core error, keeping the original as `source` where the
@@ -57,11 +56,7 @@ pub(crate) fn map_connection(err: ConnectionError, target: &str) -> RepoError {
 
 /// Maps a failed pool checkout: exhausted when every connection is in use, otherwise
 /// the connections could not be opened.
-pub(crate) fn map_pool(
-    err: PoolError,
-    pool: &Pool<ConnectionManager<SqliteConnection>>,
-    max_size: u32,
-) -> RepoError {
+pub(crate) fn map_pool(err: PoolError, pool: &crate::pool::SqlitePool, max_size: u32) -> RepoError {
     let state = pool.state();
     let (reason, message) = if state.connections >= max_size && state.idle_connections == 0 {
         (

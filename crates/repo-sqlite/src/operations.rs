@@ -141,7 +141,7 @@ fn get(conn: &mut SqliteConnection, id: OperationUuid) -> RepoResult<Operation> 
     let row = operations::table
         .filter(operations::uuid.eq(uuid(id.0)))
         .select(OperationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?;
     one(row, id)

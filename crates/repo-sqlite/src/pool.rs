@@ -5,11 +5,16 @@ use crate::observe::WithSlowQueryLog;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, SqliteConnection};
+use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
 use repo_core::{redact_url, PoolConfig, RepoError, RepoResult, SqliteConfig, UnavailableReason};
 use std::time::Duration;
 
+/// The connection manager: Diesel's, pre-pinging only connections idle for at least
+/// `PoolConfig::pre_ping_idle` (a SQLite connection has no server to lose, so unlike
+/// repo-postgres no call marks its connection suspect).
+pub(crate) type SqliteManager = IdleCheckManager<ConnectionManager<SqliteConnection>>;
 /// The pool type of the store.
-pub(crate) type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+pub(crate) type SqlitePool = Pool<SqliteManager>;
 
 /// What a connection target opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,10 +134,10 @@ pub(crate) fn build(
         .max_size(max_size)
         .connection_timeout(nonzero(pool.connection_timeout))
         .test_on_check_out(pool.pre_ping)
-        .connection_customizer(Box::new(WithSlowQueryLog {
+        .connection_customizer(Box::new(CustomizeChecked(WithSlowQueryLog {
             inner: pragmas,
             threshold: slow_query_threshold,
-        }));
+        })));
     let builder = match kind {
         // The one connection *is* the database: never recycle or reap it.
         TargetKind::Memory => builder
@@ -144,7 +149,10 @@ pub(crate) fn build(
             .max_lifetime(pool.max_lifetime),
     };
     builder
-        .build(ConnectionManager::<SqliteConnection>::new(target))
+        .build(IdleCheckManager::new(
+            ConnectionManager::<SqliteConnection>::new(target),
+            pool.pre_ping_idle,
+        ))
         .map_err(|e| RepoError::Unavailable {
             reason: UnavailableReason::ConnectionFailed,
             message: format!(

@@ -3,7 +3,7 @@
 use crate::error::{map_diesel, map_pool};
 use crate::pool::{self, SqlitePool, TargetKind};
 use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
-use diesel::r2d2::{ConnectionManager, PooledConnection};
+use diesel::r2d2::PooledConnection;
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::store::health_check_within;
@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A pooled connection.
-pub(crate) type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
+pub(crate) type PooledConn = PooledConnection<pool::SqliteManager>;
 
 /// A SQLite database behind an r2d2 pool; cheap to clone (an `Arc` inside).
 ///
@@ -188,7 +188,7 @@ impl Store for SqliteStore {
                 move || {
                     let mut conn = store.source().checkout()?;
                     diesel::sql_query("SELECT 1")
-                        .execute(&mut *conn)
+                        .execute(&mut **conn)
                         .map(|_| ())
                         .map_err(map_diesel)
                 },

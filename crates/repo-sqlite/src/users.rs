@@ -136,7 +136,7 @@ pub(crate) fn find(conn: &mut SqliteConnection, id: UserId) -> RepoResult<Option
     users::table
         .find(id.0)
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?
         .map(UserRow::into_user)
@@ -165,7 +165,7 @@ fn get_by_username(conn: &mut SqliteConnection, username: &str) -> RepoResult<Us
     users::table
         .filter(users::username.eq(username))
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?
         .ok_or_else(|| RepoError::not_found("user", username))?
@@ -180,7 +180,7 @@ fn get_by_email(conn: &mut SqliteConnection, email: &str) -> RepoResult<User> {
     users::table
         .filter(users::email.eq(&email))
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_diesel)?
         .ok_or_else(|| RepoError::not_found("user", &email))?

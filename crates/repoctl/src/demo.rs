@@ -242,6 +242,7 @@ pub fn run(
             connection_timeout: Duration::from_secs(30),
             max_lifetime: None,
             pre_ping: false,
+            ..PoolConfig::default()
         },
         ..StoreConfig::default()
     };

@@ -60,6 +60,7 @@ fn store_config() -> StoreConfig {
             connection_timeout: Duration::from_secs(10),
             max_lifetime: None,
             pre_ping: false,
+            ..PoolConfig::default()
         },
         ..StoreConfig::default()
     }

@@ -32,7 +32,7 @@ struct UserRow {
     last_login: Option<Timestamp>,
 }
 
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = api_keys, check_for_backend(Pg))]
 #[allow(dead_code)]
 struct ApiKeyRow {
@@ -46,6 +46,50 @@ struct ApiKeyRow {
     last_used_at: Option<Timestamp>,
     created_at: Timestamp,
 }
+
+/// The user columns of `VERIFY`, prefixed `u_`.
+#[derive(QueryableByName)]
+#[allow(dead_code)]
+struct PrefixedUserRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt, column_name = u_id)]
+    id: i64,
+    #[diesel(sql_type = Text, column_name = u_username)]
+    username: String,
+    #[diesel(sql_type = Text, column_name = u_email)]
+    email: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>, column_name = u_full_name)]
+    full_name: Option<String>,
+    #[diesel(sql_type = Text, column_name = u_hashed_password)]
+    hashed_password: String,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = u_is_active)]
+    is_active: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = u_is_superuser)]
+    is_superuser: bool,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz, column_name = u_created_at)]
+    created_at: Timestamp,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz, column_name = u_updated_at)]
+    updated_at: Timestamp,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, column_name = u_last_login)]
+    last_login: Option<Timestamp>,
+}
+
+#[derive(QueryableByName)]
+struct VerifiedRow {
+    #[diesel(embed)]
+    key: ApiKeyRow,
+    #[diesel(embed)]
+    user: PrefixedUserRow,
+}
+
+/// `repo-postgres`'s verify statement (the statement audit checks the text matches).
+const VERIFY: &str = "UPDATE api_keys AS k SET last_used_at = $1 FROM users AS u \
+    WHERE u.id = k.user_id AND u.is_active AND k.key_hash = $2 AND k.is_active \
+    AND (k.expires_at IS NULL OR k.expires_at > $1) \
+    RETURNING k.id, k.user_id, k.name, k.key_prefix, k.permissions, k.is_active, \
+    k.expires_at, k.last_used_at, k.created_at, u.id AS u_id, u.username AS u_username, \
+    u.email AS u_email, u.full_name AS u_full_name, u.hashed_password AS u_hashed_password, \
+    u.is_active AS u_is_active, u.is_superuser AS u_is_superuser, \
+    u.created_at AS u_created_at, u.updated_at AS u_updated_at, u.last_login AS u_last_login";
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = collections, check_for_backend(Pg))]
@@ -174,18 +218,6 @@ fn get_user(conn: &mut PgConnection, id: i64) -> QueryResult<UserRow> {
         .first(conn)
 }
 
-/// `SELECT id … LIMIT 1`, as `require` in `repo-postgres`.
-fn require_collection(conn: &mut PgConnection, id: uuid::Uuid) -> QueryResult<uuid::Uuid> {
-    collections::table
-        .find(id)
-        .select(collections::id)
-        .first(conn)
-}
-
-fn require_user(conn: &mut PgConnection, id: i64) -> QueryResult<i64> {
-    users::table.find(id).select(users::id).first(conn)
-}
-
 impl PointBaseline for PgConnection {
     fn get_user(&mut self, id: UserId) -> QueryResult<()> {
         black_box(get_user(self, id.0)?);
@@ -193,58 +225,43 @@ impl PointBaseline for PgConnection {
     }
 
     fn collection_with_access(&mut self, id: CollectionId, user: UserId) -> QueryResult<bool> {
-        // repo-postgres runs these three statements outside a transaction.
-        let collection = collections::table
-            .find(id.0)
-            .select(CollectionRow::as_select())
-            .first(self)?;
-        let user = get_user(self, user.0)?;
-        let grant: Option<String> = perms::table
-            .filter(perms::collection_id.eq(collection.id))
-            .filter(perms::user_id.eq(user.id))
-            .select(perms::permission)
-            .first(self)
-            .optional()?;
+        // repo-postgres reads the collection, the user's superuser flag and the grant
+        // in one statement.
+        let (collection, is_superuser, grant): (CollectionRow, Option<bool>, Option<String>) =
+            collections::table
+                .left_join(users::table.on(users::id.eq(user.0)))
+                .left_join(
+                    perms::table.on(perms::collection_id
+                        .eq(collections::id)
+                        .and(perms::user_id.eq(user.0))),
+                )
+                .filter(collections::id.eq(id.0))
+                .select((
+                    CollectionRow::as_select(),
+                    users::is_superuser.nullable(),
+                    perms::permission.nullable(),
+                ))
+                .get_result(self)?;
+        let is_superuser = is_superuser.ok_or(diesel::result::Error::NotFound)?;
         let grant = grant.and_then(|g| g.parse::<AccessLevel>().ok());
         let level = effective_access(
-            collection.owner_id == user.id,
-            user.is_superuser,
+            collection.owner_id == user.0,
+            is_superuser,
             collection.is_public,
             grant,
         );
-        black_box((&collection, &user));
+        black_box(&collection);
         Ok(level.is_some_and(|l| l.allows(AccessLevel::Read)))
     }
 
     fn verify_key(&mut self, secret: &ApiKeySecret) -> QueryResult<bool> {
-        let hash = secret.hash();
-        let at = now();
-        self.build_transaction().read_committed().run(|c| {
-            let active_users = users::table
-                .filter(users::is_active.eq(true))
-                .select(users::id);
-            let key: Option<ApiKeyRow> = diesel::update(
-                api_keys::table
-                    .filter(api_keys::key_hash.eq(hash))
-                    .filter(api_keys::is_active.eq(true))
-                    .filter(
-                        api_keys::expires_at
-                            .is_null()
-                            .or(api_keys::expires_at.gt(at)),
-                    )
-                    .filter(api_keys::user_id.eq_any(active_users)),
-            )
-            .set(api_keys::last_used_at.eq(at))
-            .returning(ApiKeyRow::as_returning())
-            .get_result(c)
+        // One statement in autocommit, as repo-postgres.
+        let row: Option<VerifiedRow> = diesel::sql_query(VERIFY)
+            .bind::<diesel::sql_types::Timestamptz, _>(now())
+            .bind::<Text, _>(secret.hash())
+            .get_result(self)
             .optional()?;
-            let Some(key) = key else {
-                return Ok(false);
-            };
-            let user = get_user(c, key.user_id)?;
-            black_box((&key, &user));
-            Ok(true)
-        })
+        Ok(black_box(row.map(|r| (r.key, r.user))).is_some())
     }
 
     fn create_operation(
@@ -253,29 +270,26 @@ impl PointBaseline for PgConnection {
         user: UserId,
         config: &Value,
     ) -> QueryResult<OperationUuid> {
+        // One INSERT … RETURNING in autocommit: repo-postgres lets the foreign keys
+        // report a missing collection or user.
         let uuid = OperationUuid::new();
         let meta = Value::Object(Default::default());
-        let created_at = now();
-        self.build_transaction().read_committed().run(|c| {
-            require_collection(c, collection.0)?;
-            require_user(c, user.0)?;
-            let stored = diesel::insert_into(operations::table)
-                .values(InsertOperation {
-                    uuid: uuid.0,
-                    collection_id: collection.0,
-                    user_id: user.0,
-                    kind: "index",
-                    status: "pending",
-                    task_id: None,
-                    config,
-                    meta: &meta,
-                    created_at,
-                })
-                .returning(OperationRow::as_returning())
-                .get_result(c)?;
-            black_box(stored);
-            Ok(uuid)
-        })
+        let stored = diesel::insert_into(operations::table)
+            .values(InsertOperation {
+                uuid: uuid.0,
+                collection_id: collection.0,
+                user_id: user.0,
+                kind: "index",
+                status: "pending",
+                task_id: None,
+                config,
+                meta: &meta,
+                created_at: now(),
+            })
+            .returning(OperationRow::as_returning())
+            .get_result(self)?;
+        black_box(stored);
+        Ok(uuid)
     }
 
     fn transition(&mut self, id: OperationUuid, to: OperationStatus) -> QueryResult<()> {
@@ -308,25 +322,22 @@ impl PointBaseline for PgConnection {
         user: UserId,
         level: AccessLevel,
     ) -> QueryResult<()> {
-        self.build_transaction().read_committed().run(|c| {
-            require_collection(c, collection.0)?;
-            require_user(c, user.0)?;
-            let row = InsertPermission {
-                collection_id: collection.0,
-                user_id: Some(user.0),
-                api_key_id: None,
-                permission: level.as_str(),
-                created_at: now(),
-            };
-            let stored = diesel::insert_into(perms::table)
-                .values(&row)
-                .on_conflict((perms::collection_id, perms::user_id))
-                .do_update()
-                .set(perms::permission.eq(diesel::upsert::excluded(perms::permission)))
-                .returning(PermissionRow::as_returning())
-                .get_result(c)?;
-            black_box(stored);
-            Ok(())
-        })
+        // One upsert in autocommit, as repo-postgres.
+        let row = InsertPermission {
+            collection_id: collection.0,
+            user_id: Some(user.0),
+            api_key_id: None,
+            permission: level.as_str(),
+            created_at: now(),
+        };
+        let stored = diesel::insert_into(perms::table)
+            .values(&row)
+            .on_conflict((perms::collection_id, perms::user_id))
+            .do_update()
+            .set(perms::permission.eq(diesel::upsert::excluded(perms::permission)))
+            .returning(PermissionRow::as_returning())
+            .get_result(self)?;
+        black_box(stored);
+        Ok(())
     }
 }

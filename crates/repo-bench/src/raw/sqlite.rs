@@ -179,7 +179,7 @@ fn get_user(conn: &mut SqliteConnection, id: i64) -> QueryResult<UserRow> {
     users::table
         .find(id)
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
 }
 
 fn missing() -> diesel::result::Error {
@@ -197,13 +197,13 @@ impl PointBaseline for SqliteConnection {
             let collection = collections::table
                 .find(uuid_text(id.0))
                 .select(CollectionRow::as_select())
-                .first(c)?;
+                .get_result(c)?;
             let user = get_user(c, user.0)?;
             let grant: Option<String> = grants::table
                 .filter(grants::collection_id.eq(uuid_text(id.0)))
                 .filter(grants::user_id.eq(user.id))
                 .select(grants::permission)
-                .first(c)
+                .get_result(c)
                 .optional()?;
             let grant = grant.and_then(|g| g.parse::<AccessLevel>().ok());
             let level = effective_access(

@@ -321,7 +321,9 @@ fn measures_points(backend: &Backend) -> bool {
 
 fn describe_extra(statement: &str) -> String {
     if statement == "SELECT 1" {
-        "`SELECT 1` (pool pre-ping: r2d2 `test_on_check_out`)".to_owned()
+        "`SELECT 1` (pool pre-ping: r2d2 `test_on_check_out`, sent for a connection idle \
+         at least `DB_POOL_PRE_PING_IDLE_MS`)"
+            .to_owned()
     } else {
         format!("`{statement}`")
     }
@@ -503,8 +505,9 @@ fn report(plan: &crate::cli::Plan, results: Vec<OpResult>) -> SectionReport {
         title: "Point operations: repository against raw Diesel".to_owned(),
         method: format!(
             "One thread. \"repo\" calls the `Arc<dyn Store>` that `repo_factory::open` returns \
-             (default configuration: a pool checkout per call with r2d2's pre-ping, error \
-             mapping, conversion into domain types); \"raw\" runs the same statements with \
+             (default configuration: a pool checkout per call, with r2d2's pre-ping for a \
+             connection idle at least `DB_POOL_PRE_PING_IDLE_MS` (1 s) or whose last call \
+             failed, error mapping, conversion into domain types); \"raw\" runs the same statements with \
              the Diesel DSL on a connection the benchmark holds (same PRAGMAs / session \
              settings), loading the rows into plain structs. \"pre-ping off\" is a second \
              store on the same database with `DB_POOL_PRE_PING=false`. Each figure is over \

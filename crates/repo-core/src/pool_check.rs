@@ -1,0 +1,256 @@
+//! Pre-ping only when it can matter: an r2d2 connection manager that validates a
+//! connection on checkout only if it sat idle in the pool for a while, or if the last
+//! call on it failed.
+//!
+//! r2d2's `test_on_check_out` runs [`ManageConnection::is_valid`] (Diesel: `SELECT 1`)
+//! before *every* checkout: one extra round trip per repository call on PostgreSQL.
+//! A connection that went back to the pool a moment ago after a successful call is
+//! almost certainly alive; the ones worth testing are those that waited long enough to
+//! be dropped by the server, a proxy or a firewall, and those whose last call failed
+//! (after a server restart the first call on each old connection fails; Diesel's
+//! `has_broken` does not notice a lost PostgreSQL connection, so without the second
+//! rule a busy pool would keep handing the dead connection out).
+//!
+//! Both backends wrap Diesel's `ConnectionManager` in [`IdleCheckManager`] and their
+//! connection customizer in [`CustomizeChecked`]; repository code keeps taking
+//! `&mut PgConnection` / `&mut SqliteConnection` through [`CheckedConnection`]'s
+//! `DerefMut`.
+
+use crate::error::RepoError;
+use r2d2::{CustomizeConnection, ManageConnection};
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+/// A pooled connection with what [`IdleCheckManager`] needs to decide whether to
+/// test it on checkout.
+#[derive(Debug)]
+pub struct CheckedConnection<C> {
+    conn: C,
+    /// When the connection was opened or last went back to the pool.
+    returned_at: Instant,
+    /// Set when a call on the connection failed: test it before the next use.
+    suspect: bool,
+}
+
+impl<C> CheckedConnection<C> {
+    /// Asks for a validity test at the next checkout (call it when a call on this
+    /// connection failed: the connection may be the reason).
+    pub fn mark_suspect(&mut self) {
+        self.suspect = true;
+    }
+
+    /// Whether the next checkout tests the connection, given the idle threshold.
+    fn needs_check(&self, idle: Duration) -> bool {
+        self.suspect || self.returned_at.elapsed() >= idle
+    }
+}
+
+impl<C> Deref for CheckedConnection<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.conn
+    }
+}
+
+impl<C> DerefMut for CheckedConnection<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.conn
+    }
+}
+
+/// Whether `error`, returned by a call on a pooled connection, may come from the
+/// connection itself (lost, timed out, or an unclassified backend failure), so that
+/// the connection should be tested before its next use. Domain outcomes (not found,
+/// denied, invalid, conflicts) say nothing about the connection.
+pub fn casts_doubt(error: &RepoError) -> bool {
+    matches!(
+        error,
+        RepoError::Unavailable { .. } | RepoError::Backend { .. }
+    )
+}
+
+/// Finishes a call made on `conn`: on an error that [`casts_doubt`] on the
+/// connection, marks it suspect so that the next checkout tests it.
+pub fn finish_call<C, T>(
+    conn: &mut CheckedConnection<C>,
+    result: Result<T, RepoError>,
+) -> Result<T, RepoError> {
+    if let Err(e) = &result {
+        if casts_doubt(e) {
+            conn.mark_suspect();
+        }
+    }
+    result
+}
+
+/// Wraps a connection manager so that, with r2d2's `test_on_check_out(true)`, only
+/// connections idle for at least `idle` (or marked suspect) are validated.
+///
+/// `idle` of zero tests every checkout (r2d2's own behaviour). With
+/// `test_on_check_out(false)` r2d2 never asks, so nothing is tested.
+#[derive(Debug)]
+pub struct IdleCheckManager<M> {
+    inner: M,
+    idle: Duration,
+}
+
+impl<M> IdleCheckManager<M> {
+    /// Validates connections idle for at least `idle` before handing them out.
+    pub fn new(inner: M, idle: Duration) -> Self {
+        Self { inner, idle }
+    }
+}
+
+impl<M: ManageConnection> ManageConnection for IdleCheckManager<M> {
+    type Connection = CheckedConnection<M::Connection>;
+    type Error = M::Error;
+
+    fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        Ok(CheckedConnection {
+            conn: self.inner.connect()?,
+            returned_at: Instant::now(),
+            suspect: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        if !conn.needs_check(self.idle) {
+            return Ok(());
+        }
+        self.inner.is_valid(&mut conn.conn)?;
+        conn.suspect = false;
+        Ok(())
+    }
+
+    /// Called by r2d2 each time the connection goes back to the pool.
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.returned_at = Instant::now();
+        self.inner.has_broken(&mut conn.conn)
+    }
+}
+
+/// Runs a customizer written for the bare connection type on a [`CheckedConnection`].
+#[derive(Debug)]
+pub struct CustomizeChecked<T>(pub T);
+
+impl<C, E, T> CustomizeConnection<CheckedConnection<C>, E> for CustomizeChecked<T>
+where
+    C: Send + 'static,
+    E: 'static,
+    T: CustomizeConnection<C, E>,
+{
+    fn on_acquire(&self, conn: &mut CheckedConnection<C>) -> Result<(), E> {
+        self.0.on_acquire(&mut conn.conn)
+    }
+
+    fn on_release(&self, conn: CheckedConnection<C>) {
+        self.0.on_release(conn.conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Counts validity tests; `dead` makes them fail.
+    #[derive(Debug, Default)]
+    struct Counting {
+        checks: Arc<AtomicUsize>,
+        dead: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[derive(Debug)]
+    struct Gone;
+
+    impl std::fmt::Display for Gone {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection gone")
+        }
+    }
+
+    impl std::error::Error for Gone {}
+
+    impl ManageConnection for Counting {
+        type Connection = ();
+        type Error = Gone;
+
+        fn connect(&self) -> Result<(), Gone> {
+            Ok(())
+        }
+
+        fn is_valid(&self, _: &mut ()) -> Result<(), Gone> {
+            self.checks.fetch_add(1, Ordering::SeqCst);
+            if self.dead.load(Ordering::SeqCst) {
+                Err(Gone)
+            } else {
+                Ok(())
+            }
+        }
+
+        fn has_broken(&self, _: &mut ()) -> bool {
+            false
+        }
+    }
+
+    fn pool(idle: Duration) -> (r2d2::Pool<IdleCheckManager<Counting>>, Counting) {
+        let manager = Counting::default();
+        let probe = Counting {
+            checks: Arc::clone(&manager.checks),
+            dead: Arc::clone(&manager.dead),
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(1)
+            .min_idle(Some(1))
+            .test_on_check_out(true)
+            .connection_timeout(Duration::from_secs(5))
+            .build(IdleCheckManager::new(manager, idle))
+            .expect("pool of a manager that always connects");
+        (pool, probe)
+    }
+
+    #[test]
+    fn busy_connections_are_not_tested() {
+        let (pool, probe) = pool(Duration::from_secs(3600));
+        for _ in 0..10 {
+            drop(pool.get().expect("checkout"));
+        }
+        assert_eq!(probe.checks.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn zero_threshold_tests_every_checkout() {
+        let (pool, probe) = pool(Duration::ZERO);
+        for _ in 0..3 {
+            drop(pool.get().expect("checkout"));
+        }
+        assert_eq!(probe.checks.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn idle_connections_are_tested() {
+        let (pool, probe) = pool(Duration::from_millis(20));
+        drop(pool.get().expect("checkout"));
+        std::thread::sleep(Duration::from_millis(40));
+        drop(pool.get().expect("checkout"));
+        assert!(probe.checks.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[test]
+    fn a_suspect_connection_is_tested_and_replaced_when_dead() {
+        let (pool, probe) = pool(Duration::from_secs(3600));
+        let mut conn = pool.get().expect("checkout");
+        conn.mark_suspect();
+        drop(conn);
+        probe.dead.store(true, Ordering::SeqCst);
+        // The dead connection fails its test and is dropped; the pool opens a fresh one
+        // (`connect` succeeds), which is handed out untested.
+        let conn = pool
+            .get()
+            .expect("a fresh connection replaces the dead one");
+        assert!(!conn.suspect);
+        assert_eq!(probe.checks.load(Ordering::SeqCst), 1);
+    }
+}
