@@ -328,6 +328,7 @@ mod tests {
             ("errors", include_str!("errors.rs")),
             ("load", include_str!("load.rs")),
             ("parity", include_str!("parity.rs")),
+            ("observability", include_str!("observability.rs")),
             ("pagination", include_str!("pagination.rs")),
             ("documents", include_str!("documents.rs")),
             ("chunks", include_str!("chunks.rs")),
