@@ -438,14 +438,14 @@ fn pool_warns_once_when_nearly_exhausted(#[case] backend: BackendKind) {
 /// A TCP forwarder to the PostgreSQL server that the test can cut, so a store sees
 /// its server become unreachable without the shared server being touched.
 mod proxy {
+    use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     pub struct Proxy {
         pub address: String,
         cut: Arc<AtomicBool>,
-        streams: Arc<Mutex<Vec<TcpStream>>>,
     }
 
     impl Proxy {
@@ -457,11 +457,11 @@ mod proxy {
                 .unwrap_or_else(|e| panic!("proxy address: {e}"))
                 .to_string();
             let cut = Arc::new(AtomicBool::new(false));
-            let streams = Arc::new(Mutex::new(Vec::new()));
-            let (cut2, streams2) = (Arc::clone(&cut), Arc::clone(&streams));
+            let cut2 = Arc::clone(&cut);
+            // Every accepted and opened stream is kept, so nothing closes on its own.
+            let mut held = Vec::new();
             std::thread::spawn(move || {
                 for client in listener.incoming().flatten() {
-                    let mut held = streams2.lock().unwrap_or_else(|p| p.into_inner());
                     if cut2.load(Ordering::SeqCst) {
                         // Accept and never answer: a server that stopped responding.
                         held.push(client);
@@ -471,36 +471,42 @@ mod proxy {
                         continue;
                     };
                     for (from, to) in [(&client, &server), (&server, &client)] {
-                        if let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) {
-                            std::thread::spawn(move || {
-                                let _ = std::io::copy(&mut from, &mut to);
-                                let _ = to.shutdown(Shutdown::Both);
-                            });
+                        if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
+                            let cut3 = Arc::clone(&cut2);
+                            std::thread::spawn(move || forward(from, to, &cut3));
                         }
                     }
                     held.push(client);
                     held.push(server);
                 }
             });
-            Proxy {
-                address,
-                cut,
-                streams,
-            }
+            Proxy { address, cut }
         }
 
-        /// Drops every forwarded connection; new ones hang unanswered.
+        /// From now on nothing gets through: open connections stay open but every
+        /// byte is dropped, and new ones hang unanswered (a server that stopped
+        /// responding, not one that closed its connections).
         pub fn cut(&self) {
             self.cut.store(true, Ordering::SeqCst);
-            for s in self
-                .streams
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-            {
-                let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Copies `from` to `to` until either side closes; once `cut` is set, reads and
+    /// drops what arrives.
+    fn forward(mut from: TcpStream, mut to: TcpStream, cut: &AtomicBool) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if !cut.load(Ordering::SeqCst) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
             }
         }
+        let _ = to.shutdown(Shutdown::Both);
     }
 }
 
