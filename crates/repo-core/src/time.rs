@@ -25,12 +25,48 @@ pub fn to_text(ts: Timestamp) -> String {
 /// Parses the text form written by [`to_text`], and also any RFC 3339 value or a
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` value (taken as UTC).
 pub fn from_text(text: &str) -> Option<Timestamp> {
+    if let Some(ts) = from_canonical_text(text) {
+        return Some(ts);
+    }
     if let Ok(ts) = DateTime::parse_from_rfc3339(text) {
         return Some(truncate_micros(ts.with_timezone(&Utc)));
     }
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
         .map(|naive| truncate_micros(naive.and_utc()))
+}
+
+/// Reads exactly the form [`to_text`] writes, which is every timestamp this layer
+/// stored: about a fifth of the instructions of chrono's general RFC 3339 parser, which
+/// showed in the profile of a SQLite point read (three timestamps per user row).
+/// `None` for anything else (the caller falls back to the general parsers).
+fn from_canonical_text(text: &str) -> Option<Timestamp> {
+    let b = text.as_bytes();
+    if b.len() != 27
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[26] != b'Z'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(num(0..4)?).ok()?;
+    let date = chrono::NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?)?;
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+        num(20..26)?,
+    )?;
+    Some(date.and_time(time).and_utc())
 }
 
 #[cfg(test)]
@@ -44,6 +80,37 @@ mod tests {
         assert_eq!(from_text(&to_text(a)), Some(a));
         assert!(to_text(a) < to_text(b));
         assert_eq!(to_text(a).len(), 27);
+    }
+
+    #[test]
+    fn canonical_fast_path_agrees_with_chrono() {
+        for text in [
+            "2026-11-21T23:18:13.123456Z",
+            "1970-01-01T00:00:00.000000Z",
+            "2024-02-29T12:00:00.000001Z",
+            "9999-12-31T23:59:59.999999Z",
+        ] {
+            let general = DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .ok();
+            assert!(general.is_some(), "{text}");
+            assert_eq!(from_canonical_text(text), general, "{text}");
+        }
+        // Not the canonical form, or not a valid date/time: left to the general path.
+        for text in [
+            "2023-02-29T12:00:00.000000Z",
+            "2024-01-01T24:00:00.000000Z",
+            "2024-01-01T00:00:00.000000+00:00",
+            "2024-01-01 00:00:00.000000Z",
+            "2024-01-01T00:00:00.00000aZ",
+            "+024-01-01T00:00:00.000000Z",
+        ] {
+            assert_eq!(from_canonical_text(text), None, "{text}");
+        }
+        assert_eq!(
+            from_text("2024-01-01T00:00:00.000000+00:00"),
+            from_text("2024-01-01T00:00:00.000000Z")
+        );
     }
 
     #[test]
