@@ -246,7 +246,7 @@ impl Repositories for Inner {
 }
 
 /// Every call goes through the [`Instrumented`] wrapper, which opens its span and
-/// forwards to [`Inner`].
+/// forwards to the store's own repositories.
 impl Repositories for PostgresStore {
     fn users(&self) -> &dyn UserRepository {
         self.inner.users()
