@@ -3,6 +3,7 @@
 //! recognises the other spellings a value with one clear meaning may have.
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use repo_core::time::parse_canonical;
 
 /// How a timestamp text relates to the canonical form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,32 +33,10 @@ fn digits(bytes: &[u8]) -> Option<u32> {
     })
 }
 
-/// Whether `text` is exactly canonical (fixed width, valid date and time, year 1–9999).
+/// Whether `text` is exactly canonical (fixed width, valid date and time, year 1–9999):
+/// what [`repo_core::time::parse_canonical`] reads, without year 0.
 pub fn is_canonical(text: &str) -> bool {
-    let b = text.as_bytes();
-    if b.len() != 27
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'.'
-        || b[26] != b'Z'
-    {
-        return false;
-    }
-    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s), Some(_us)) = (
-        digits(&b[0..4]),
-        digits(&b[5..7]),
-        digits(&b[8..10]),
-        digits(&b[11..13]),
-        digits(&b[14..16]),
-        digits(&b[17..19]),
-        digits(&b[20..26]),
-    ) else {
-        return false;
-    };
-    y >= 1 && NaiveDate::from_ymd_opt(y as i32, mo, d).is_some() && h < 24 && mi < 60 && s < 60
+    parse_canonical(text).is_some_and(|t| t.year() >= 1)
 }
 
 /// Parses `text`: `Ok` with how it relates to the canonical form, or `Err` with the
