@@ -7,7 +7,9 @@
 //! types, seed what it needs itself through `Backend::store`, and list it in [`all`].
 //! The report, the JSON output and the target summary pick it up from there.
 
+mod bulk;
 mod concurrency;
+mod copy;
 pub(crate) mod point;
 
 use crate::backend::Backend;
@@ -36,6 +38,8 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
     vec![
         Box::new(point::PointOperations),
         Box::new(concurrency::Concurrency),
+        Box::new(bulk::Bulk),
+        Box::new(copy::Copy),
     ]
 }
 
