@@ -26,7 +26,9 @@ PROFILE:
 
 OPTIONS:
     --quick       CI-sized run, under 2 minutes for both backends (default)
-    --full        larger samples and longer concurrency windows (a few minutes)
+    --full        larger samples, longer concurrency windows, larger bulk batches,
+                  and the copy section (repoctl copy against psql \\copy; needs the
+                  repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
     -h, --help    print this text
 
@@ -35,6 +37,8 @@ ENVIRONMENT:
                         and dropped afterwards); else TEST_DATABASE_URL. Without
                         either, run scripts/bench.sh, which provisions PostgreSQL the
                         way scripts/test.sh does.
+    REPOCTL_BIN         repoctl binary of the copy section (full mode); default
+                        the repoctl next to this binary.
 ";
 
 /// Run size.
