@@ -104,24 +104,32 @@ fn documents(collection: CollectionId, n: usize) -> Vec<NewDocument> {
         .collect()
 }
 
-const WORDS: &[&str] = &[
-    "rust", "diesel", "postgres", "sqlite", "chunk", "vector", "search", "index", "token",
-    "embedding", "collection", "document", "naïve", "größe", "café", "query", "ranking",
-    "semantic", "copy", "stream",
-];
-
-/// A deterministic text of about 500 bytes.
-fn chunk_text(seed: u64) -> String {
-    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    let mut out = String::with_capacity(520);
-    while out.len() < 500 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
-        out.push(if x % 11 == 0 { '.' } else { ' ' });
+/// A deterministic text of about 500 bytes (the generator of the former repo-sqlite
+/// `bulk_bench` example).
+fn chunk_text(i: u64) -> String {
+    const WORDS: [&str; 12] = [
+        "vector",
+        "search",
+        "embedding",
+        "document",
+        "chunk",
+        "index",
+        "query",
+        "ranking",
+        "collection",
+        "token",
+        "naïve",
+        "größe",
+    ];
+    let mut text = String::with_capacity(520);
+    let mut k = i;
+    while text.len() < 500 {
+        text.push_str(WORDS[(k % WORDS.len() as u64) as usize]);
+        text.push(' ');
+        k = k.wrapping_mul(31).wrapping_add(7);
     }
-    out
+    text.push_str(&i.to_string());
+    text
 }
 
 fn chunks(docs: &[DocumentId], n: usize) -> Vec<NewChunk> {
@@ -155,12 +163,11 @@ fn measure(backend: &mut Backend, env_plan: &crate::cli::Plan) -> BenchResult<Ve
     let rounds = env_plan.bulk_rounds;
     let label = backend.label();
     let mut raw = backend.open_raw()?;
-    let mut made = Collections {
-        backend,
-        made: 0,
-    };
+    let mut made = Collections { backend, made: 0 };
 
-    progress(format!("bulk on {label}: register_many of {n_docs} documents"));
+    progress(format!(
+        "bulk on {label}: register_many of {n_docs} documents"
+    ));
     let repo_docs = best(rounds, || {
         let batch = documents(made.fresh()?, n_docs);
         let start = Instant::now();
@@ -229,7 +236,13 @@ impl Section for Bulk {
         let mut table = Table::new(
             "Rows per second, best of the runs",
             &[
-                "backend", "path", "rows", "repo ms", "repo rows/s", "raw ms", "raw rows/s",
+                "backend",
+                "path",
+                "rows",
+                "repo ms",
+                "repo rows/s",
+                "raw ms",
+                "raw rows/s",
                 "repo / raw",
             ],
         );

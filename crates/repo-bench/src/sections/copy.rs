@@ -45,7 +45,9 @@ struct CopyResult {
 
 /// Runs `cmd`, failing with its stderr when it fails; returns its stdout.
 fn run(cmd: &mut Command) -> BenchResult<String> {
-    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "{:?} failed ({}): {}",
@@ -88,11 +90,15 @@ fn psql(url: &str, command: &str) -> BenchResult<String> {
 fn measure(chunk_rows: usize) -> BenchResult<CopyResult> {
     let repoctl = repoctl_bin()?;
     let admin = crate::admin_url()?;
-    let dir = tempfile::Builder::new().prefix("repo-bench-copy.").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("repo-bench-copy.")
+        .tempdir()?;
     let source = dir.path().join("source.sqlite3");
     let source = source.to_str().ok_or("temporary path is not UTF-8")?;
     let scale = (chunk_rows / (DOCUMENTS_PER_SCALE * CHUNKS_PER_DOCUMENT)).max(1);
-    progress(format!("copy: generating the SQLite source (scale {scale})"));
+    progress(format!(
+        "copy: generating the SQLite source (scale {scale})"
+    ));
     run(Command::new(&repoctl).args([
         "demo-data",
         "--database-url",
@@ -111,8 +117,15 @@ fn measure(chunk_rows: usize) -> BenchResult<CopyResult> {
     progress(format!("copy: psql \\copy of {rows} chunk rows"));
     let base = migrated(&admin, &repoctl)?;
     run(Command::new(&repoctl).args([
-        "copy", "--from", source, "--to", base.url(), "--tables", "documents",
-        "--no-progress", "--no-verify",
+        "copy",
+        "--from",
+        source,
+        "--to",
+        base.url(),
+        "--tables",
+        "documents",
+        "--no-progress",
+        "--no-verify",
     ]))?;
     let csv = dir.path().join("chunks.csv");
     let exported = run(Command::new("sqlite3").args([
@@ -144,7 +157,14 @@ fn measure(chunk_rows: usize) -> BenchResult<CopyResult> {
     } else {
         Command::new(&repoctl)
     };
-    cmd.args(["copy", "--from", source, "--to", target.url(), "--no-progress"]);
+    cmd.args([
+        "copy",
+        "--from",
+        source,
+        "--to",
+        target.url(),
+        "--no-progress",
+    ]);
     let start = Instant::now();
     run(&mut cmd)?;
     let repoctl_s = start.elapsed().as_secs_f64();
@@ -176,7 +196,14 @@ impl Section for Copy {
     fn run(&self, env: &mut Env) -> BenchResult<SectionReport> {
         let mut table = Table::new(
             "SQLite → PostgreSQL",
-            &["tool", "chunk rows", "seconds", "rows/s", "vs \\copy", "peak RSS MiB"],
+            &[
+                "tool",
+                "chunk rows",
+                "seconds",
+                "rows/s",
+                "vs \\copy",
+                "peak RSS MiB",
+            ],
         );
         let mut targets = Vec::new();
         let result = match env.plan.copy_chunks {
