@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark command: provisions PostgreSQL, then builds and runs `repo-bench` in
 # release mode with the given arguments (default --quick; see --help). The markdown
-# report goes to stdout, progress to stderr.
+# report goes to stdout, progress to stderr. Full mode also builds `repoctl`, which
+# the copy section runs (next to repo-bench in target/release), with sqlite3 and psql.
 #
 #   bash scripts/bench.sh --quick                 # CI-sized, under 2 minutes
 #   bash scripts/bench.sh --full --json bench.json
@@ -36,4 +37,9 @@ export BENCH_DATABASE_URL
 REPO_BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}"
 export REPO_BENCH_COMMAND
 
+for arg in "$@"; do
+    if [[ $arg == --full ]]; then
+        cargo build --release -p repoctl
+    fi
+done
 cargo run --release -p repo-bench -- "$@"

@@ -26,7 +26,9 @@ PROFILE:
 
 OPTIONS:
     --quick       CI-sized run, under 2 minutes for both backends (default)
-    --full        larger samples and longer concurrency windows (a few minutes)
+    --full        larger samples, longer concurrency windows, larger bulk batches,
+                  and the copy section (repoctl copy against psql \\copy; needs the
+                  repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
     -h, --help    print this text
 
@@ -35,6 +37,8 @@ ENVIRONMENT:
                         and dropped afterwards); else TEST_DATABASE_URL. Without
                         either, run scripts/bench.sh, which provisions PostgreSQL the
                         way scripts/test.sh does.
+    REPOCTL_BIN         repoctl binary of the copy section (full mode); default
+                        the repoctl next to this binary.
 ";
 
 /// Run size.
@@ -148,6 +152,17 @@ pub(crate) struct Plan {
     /// Timed window of each concurrency level.
     #[serde(serialize_with = "as_secs")]
     pub(crate) level_duration: Duration,
+    /// Documents per `register_many` call of the bulk section.
+    pub(crate) bulk_documents: usize,
+    /// Chunks the bulk section inserts per run, in calls of [`Plan::chunk_call`].
+    pub(crate) bulk_chunks: usize,
+    /// Chunks per `insert_many` call.
+    pub(crate) chunk_call: usize,
+    /// Runs of each bulk path; the best is reported.
+    pub(crate) bulk_rounds: usize,
+    /// Chunk rows of the copy section's source; `None` skips the section (quick mode:
+    /// generating and copying them takes minutes).
+    pub(crate) copy_chunks: Option<usize>,
 }
 
 fn as_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -174,6 +189,11 @@ impl Plan {
                 thread_levels,
                 level_warmup: Duration::from_millis(200),
                 level_duration: Duration::from_millis(1000),
+                bulk_documents: 1_000,
+                bulk_chunks: 10_000,
+                chunk_call: 10_000,
+                bulk_rounds: 1,
+                copy_chunks: None,
             },
             Mode::Full => Plan {
                 point_warmup: 500,
@@ -183,6 +203,11 @@ impl Plan {
                 thread_levels,
                 level_warmup: Duration::from_secs(1),
                 level_duration: Duration::from_secs(5),
+                bulk_documents: 10_000,
+                bulk_chunks: 100_000,
+                chunk_call: 10_000,
+                bulk_rounds: 3,
+                copy_chunks: Some(200_000),
             },
         }
     }

@@ -12,7 +12,8 @@
 //! bash scripts/bench.sh --full --json out.json
 //! ```
 //!
-//! Sections live in `sections/` (see its module documentation for adding one); raw
+//! Sections: point operations, concurrency, bulk paths, and (full mode) data copy
+//! with `repoctl`. They live in `sections/` (see its module documentation for adding one); raw
 //! Diesel baselines live in `raw/` and are checked statement for statement against the
 //! repository by the audit in `audit.rs`.
 

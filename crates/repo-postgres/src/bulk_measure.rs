@@ -1,4 +1,6 @@
-//! Measurement of the bulk write strategies (an ignored test that prints a table):
+//! Comparison of the bulk write strategies (an ignored test that prints a table);
+//! the bulk paths against their raw baselines are a section of `repo-bench`
+//! (`bash scripts/bench.sh`):
 //!
 //! ```text
 //! cargo test -p repo-postgres --release --lib bulk_strategies -- --ignored --nocapture
@@ -6,22 +8,17 @@
 //!
 //! Each round registers 10,000 new documents into a fresh collection with each
 //! strategy of `register_many`, then inserts 100,000 chunks (100 documents × 1,000)
-//! with each strategy of `insert_many`, in ten calls of 10,000 (its largest batch),
-//! next to a raw `COPY` of the same rows (search tokens included, computed before the
-//! clock starts) into the same table in one statement, with no repository logic (no
-//! validation, no reads, no conflict handling). Every figure is the whole work:
-//! validation, token computation, reads, writes and the commits. `BULK_ROUNDS` sets
-//! the number of rounds (default 7).
+//! with each strategy of `insert_many`, in ten calls of 10,000 (its largest batch).
+//! Every figure is the whole work: validation, token computation, reads, writes and
+//! the commits. `BULK_ROUNDS` sets the number of rounds (default 7).
 
-use crate::chunks::{self, InsertChunk};
+use crate::chunks;
 use crate::connection::read_committed;
-use crate::documents::{self, BulkStrategy, InsertDocument};
-use crate::schema;
+use crate::documents::{self, BulkStrategy};
 use crate::testing::TempDatabase;
 use crate::PostgresStore;
 use diesel::pg::PgConnection;
 use diesel::Connection;
-use diesel::ExecuteCopyFromDsl;
 use repo_core::{
     CollectionId, NewChunk, NewCollection, NewDocument, NewUser, RepoResult, Repositories,
     StoreConfig,
@@ -143,7 +140,7 @@ impl Series {
     }
 
     /// One table row: median and best time, rows/s of each, and the share of the
-    /// baseline's rows/s (median against median, best against best).
+    /// reference's rows/s (median against median, best against best).
     fn row(&self, name: &str, rows: usize, baseline: &Series) {
         let rate = |d: Duration| rows as f64 / d.as_secs_f64();
         let (median, best) = (self.median(), self.min());
@@ -205,18 +202,16 @@ impl Fixture {
     }
 }
 
-/// Prints rows/s of both strategies and of the raw COPY baseline.
+/// Prints rows/s of both strategies of each bulk path.
 #[test]
 #[ignore = "measurement: run with --release --ignored --nocapture"]
 fn bulk_strategies() {
     let mut fx = Fixture::new();
     let mut doc_copy = Series::default();
     let mut doc_insert = Series::default();
-    let mut doc_raw = Series::default();
     let mut doc_overlap = Series::default();
     let mut chunk_copy = Series::default();
     let mut chunk_insert = Series::default();
-    let mut chunk_raw = Series::default();
 
     let rounds = rounds();
     for round in 0..rounds as u64 {
@@ -253,27 +248,8 @@ fn bulk_strategies() {
                 doc_overlap.0.push(t);
             }
         }
-        {
-            // Raw baseline: the same kind of rows, prepared outside the timing, copied
-            // straight into `documents`.
-            let c = fx.collection();
-            let rows =
-                repo_core::document::prepare_batch(&new_documents(c, 500 + round)).expect("valid");
-            let values: Vec<InsertDocument<'_>> = rows.iter().map(InsertDocument::from).collect();
-            let (t, n) = timed(|| {
-                read_committed(&mut fx.conn, |conn| {
-                    diesel::copy_from(schema::documents::table)
-                        .from_insertable(&values)
-                        .execute(conn)
-                        .map_err(crate::error::map_diesel_error)
-                })
-            });
-            assert_eq!(n, DOCUMENTS);
-            doc_raw.0.push(t);
-        }
-
-        // Chunks: 100 documents of 100 chunks per strategy, and the raw COPY.
-        for strategy in order.into_iter().map(Some).chain([None]) {
+        // Chunks: 100 documents of 1,000 chunks per strategy.
+        for strategy in order {
             let c = fx.collection();
             let docs: Vec<NewDocument> = new_documents(c, 2_000 + round)
                 .into_iter()
@@ -288,49 +264,27 @@ fn bulk_strategies() {
                 .map(|r| r.document.id)
                 .collect();
             let batch = new_chunks(&ids);
+            let (t, n) = timed(|| {
+                let mut n = 0;
+                for call in batch.chunks(CHUNK_CALL) {
+                    n += read_committed(&mut fx.conn, |conn| {
+                        chunks::insert_many_with(conn, c, call, strategy)
+                    })?;
+                }
+                Ok(n)
+            });
+            assert_eq!(n as usize, batch.len());
             match strategy {
-                Some(strategy) => {
-                    let (t, n) = timed(|| {
-                        let mut n = 0;
-                        for call in batch.chunks(CHUNK_CALL) {
-                            n += read_committed(&mut fx.conn, |conn| {
-                                chunks::insert_many_with(conn, c, call, strategy)
-                            })?;
-                        }
-                        Ok(n)
-                    });
-                    assert_eq!(n as usize, batch.len());
-                    match strategy {
-                        BulkStrategy::Copy => chunk_copy.0.push(t),
-                        BulkStrategy::MultiRowInsert => chunk_insert.0.push(t),
-                    }
-                }
-                None => {
-                    // Prepared per call-sized slice (the batch limit), copied at once.
-                    let rows: Vec<repo_core::Chunk> = batch
-                        .chunks(CHUNK_CALL)
-                        .flat_map(|call| repo_core::chunk::prepare_batch(c, call).expect("valid"))
-                        .collect();
-                    let values: Vec<InsertChunk<'_>> = rows.iter().map(InsertChunk::from).collect();
-                    let (t, n) = timed(|| {
-                        read_committed(&mut fx.conn, |conn| {
-                            diesel::copy_from(schema::chunks::table)
-                                .from_insertable(&values)
-                                .execute(conn)
-                                .map_err(crate::error::map_diesel_error)
-                        })
-                    });
-                    assert_eq!(n, batch.len());
-                    chunk_raw.0.push(t);
-                }
+                BulkStrategy::Copy => chunk_copy.0.push(t),
+                BulkStrategy::MultiRowInsert => chunk_insert.0.push(t),
             }
         }
     }
 
     println!();
     println!(
-        "{rounds} rounds; share = rows/s relative to the raw COPY into the same table \
-         (median vs median, best vs best); {DOCUMENTS} documents in one call, \
+        "{rounds} rounds; share = rows/s relative to the COPY strategy of the same \
+         path (median vs median, best vs best); {DOCUMENTS} documents in one call, \
          {CHUNK_ROWS} chunks in calls of {CHUNK_CALL}"
     );
     println!(
@@ -343,46 +297,34 @@ fn bulk_strategies() {
     );
     let table = [
         (
-            "documents: raw COPY into documents (baseline)",
-            DOCUMENTS,
-            &doc_raw,
-            &doc_raw,
-        ),
-        (
             "documents: register_many, COPY to staging + INSERT SELECT",
             DOCUMENTS,
             &doc_copy,
-            &doc_raw,
+            &doc_copy,
         ),
         (
             "documents: register_many, multi-row INSERT (3 statements)",
             DOCUMENTS,
             &doc_insert,
-            &doc_raw,
+            &doc_copy,
         ),
         (
             "documents: register_many (chosen), half already stored",
             DOCUMENTS,
             &doc_overlap,
-            &doc_raw,
-        ),
-        (
-            "chunks: raw COPY into chunks (baseline)",
-            CHUNK_ROWS,
-            &chunk_raw,
-            &chunk_raw,
+            &doc_copy,
         ),
         (
             "chunks: insert_many, COPY into chunks",
             CHUNK_ROWS,
             &chunk_copy,
-            &chunk_raw,
+            &chunk_copy,
         ),
         (
             "chunks: insert_many, multi-row INSERT (2 statements)",
             CHUNK_ROWS,
             &chunk_insert,
-            &chunk_raw,
+            &chunk_copy,
         ),
     ];
     for (name, rows, series, baseline) in table {

@@ -4,14 +4,20 @@
 //! here (as [`PointBaseline`]) and implements it for both connection types.
 
 mod postgres;
+mod postgres_bulk;
 mod sqlite;
+mod sqlite_bulk;
 
 pub(crate) use postgres::apply_session_settings;
 pub(crate) use sqlite::apply_pragmas;
 
 use diesel::pg::PgConnection;
 use diesel::{QueryResult, SqliteConnection};
-use repo_core::{AccessLevel, ApiKeySecret, CollectionId, OperationStatus, OperationUuid, UserId};
+use repo_core::{
+    AccessLevel, ApiKeySecret, Chunk, CollectionId, Document, OperationStatus, OperationUuid,
+    UserId,
+};
+use std::time::Duration;
 
 /// A connection the benchmark holds on the database of one backend.
 pub(crate) enum RawConn {
@@ -58,4 +64,27 @@ pub(crate) trait PointBaseline {
         user: UserId,
         level: AccessLevel,
     ) -> QueryResult<()>;
+}
+
+impl RawConn {
+    /// The bulk baseline on this connection.
+    pub(crate) fn bulk(&mut self) -> &mut dyn BulkBaseline {
+        match self {
+            Self::Sqlite(c) => c,
+            Self::Postgres(c) => c,
+        }
+    }
+}
+
+/// The bulk paths' baselines: the same rows written the cheapest plain way each
+/// backend has (SQLite: one prepared single-row `INSERT` per row in one
+/// `BEGIN IMMEDIATE` transaction; PostgreSQL: one `COPY … FROM STDIN` in one
+/// transaction), with no repository logic (no validation, reads or conflict
+/// handling). Each converts the rows into its column types, search tokens included,
+/// before its clock starts, and returns only the time of the writes.
+pub(crate) trait BulkBaseline {
+    /// Writes `rows` (already validated documents) into `documents`.
+    fn insert_documents(&mut self, rows: &[Document]) -> QueryResult<Duration>;
+    /// Writes `rows` (already validated chunks) into `chunks`.
+    fn insert_chunks(&mut self, rows: &[Chunk]) -> QueryResult<Duration>;
 }

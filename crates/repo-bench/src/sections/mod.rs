@@ -1,13 +1,14 @@
 //! The sections of a run. Each measures one aspect on both backends and reports its
 //! tables, notes and targets.
 //!
-//! Adding a section (for example the document and chunk bulk paths, or a data copy):
-//! write a module here with a type implementing [`Section`], put its raw-Diesel
+//! Adding a section: write a module here with a type implementing [`Section`], put its raw-Diesel
 //! baseline (if any) in `crate::raw` as a trait implemented for both connection
 //! types, seed what it needs itself through `Backend::store`, and list it in [`all`].
 //! The report, the JSON output and the target summary pick it up from there.
 
+mod bulk;
 mod concurrency;
+mod copy;
 pub(crate) mod point;
 
 use crate::backend::Backend;
@@ -36,6 +37,8 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
     vec![
         Box::new(point::PointOperations),
         Box::new(concurrency::Concurrency),
+        Box::new(bulk::Bulk),
+        Box::new(copy::Copy),
     ]
 }
 
