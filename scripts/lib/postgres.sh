@@ -22,10 +22,13 @@
 # scheme://user:password@host → scheme://user:***@host; password=… likewise.
 redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#; s#([?&]password=)[^&]*#\1***#g' <<<"$1"; }
 
-# --- step 3 helpers: a throwaway cluster -------------------------------------------
-CLUSTER_DIR=""
+# --- step 3 helpers: throwaway clusters --------------------------------------------
+# Every cluster this script starts lives in its own directory, recorded in CLUSTER_DIRS;
+# `stop_cluster` stops and removes them all (and whatever `stop_hooks` registered).
+CLUSTER_DIRS=()
 CLUSTER_USER=""
 PG_CTL=""
+STOP_HOOKS=()
 
 as_cluster_user() {
     if [[ $(id -u) -eq 0 ]]; then
@@ -39,26 +42,37 @@ as_cluster_user() {
     fi
 }
 
+# Stops what the script started: hooks first (PgBouncer), then standbys before
+# primaries (the reverse of the start order).
 stop_cluster() {
-    [[ -n $CLUSTER_DIR ]] || return 0
-    if [[ -f $CLUSTER_DIR/data/postmaster.pid ]]; then
-        log "stopping the throwaway PostgreSQL cluster"
-        as_cluster_user "$PG_CTL" -D "$CLUSTER_DIR/data" -m immediate -w -t 30 stop \
-            >/dev/null 2>&1 || log "warning: pg_ctl stop failed"
-    fi
-    rm -rf "$CLUSTER_DIR"
-    CLUSTER_DIR=""
+    local hook dir i
+    for hook in "${STOP_HOOKS[@]}"; do "$hook" || true; done
+    STOP_HOOKS=()
+    for ((i = ${#CLUSTER_DIRS[@]} - 1; i >= 0; i--)); do
+        dir=${CLUSTER_DIRS[i]}
+        if [[ -f $dir/data/postmaster.pid ]]; then
+            log "stopping the throwaway PostgreSQL cluster $(basename "$dir")"
+            as_cluster_user "$PG_CTL" -D "$dir/data" -m immediate -w -t 30 stop \
+                >/dev/null 2>&1 || log "warning: pg_ctl stop failed for $dir"
+        fi
+        rm -rf "$dir"
+    done
+    CLUSTER_DIRS=()
 }
 
-# Clusters left by a run that was killed outright (SIGKILL skips the EXIT trap): each
-# cluster directory records the pid of the script that started it.
+# Clusters (and PgBouncers) left by a run that was killed outright (SIGKILL skips the
+# EXIT trap): each directory records the pid of the script that started it.
 reap_stale_clusters() {
     local dir owner ctl
-    for dir in "${TMPDIR:-/tmp}"/smtk-pgtest.*; do
+    for dir in "${TMPDIR:-/tmp}"/smtk-pgtest.* "${TMPDIR:-/tmp}"/smtk-pgbouncer.*; do
         [[ -d $dir ]] || continue
         owner=$(cat "$dir/owner.pid" 2>/dev/null || true)
         if [[ -n $owner ]] && kill -0 "$owner" 2>/dev/null; then
             continue # its script is still running
+        fi
+        if [[ -f $dir/pgbouncer.pid ]]; then
+            log "stopping a PgBouncer left behind by an earlier run: $dir"
+            kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true
         fi
         if [[ -f $dir/data/postmaster.pid ]]; then
             log "stopping a cluster left behind by an earlier run: $dir"
@@ -84,8 +98,19 @@ pg_binary() {
 
 port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Picks the user that owns the cluster: ourselves, or (as root) postgres / pgtest.
+# The first free port at or after $1 (within 100), printed.
+free_port() {
+    local port=$1
+    while ! port_is_free "$port"; do
+        port=$((port + 1))
+        ((port < $1 + 100)) || { log "no free port found from $1"; return 1; }
+    done
+    printf '%s\n' "$port"
+}
+
+# Picks the user that owns the clusters: ourselves, or (as root) postgres / pgtest.
 choose_cluster_user() {
+    [[ -z $CLUSTER_USER ]] || return 0
     if [[ $(id -u) -ne 0 ]]; then
         CLUSTER_USER=$(id -un)
     elif id postgres >/dev/null 2>&1; then
@@ -98,38 +123,75 @@ choose_cluster_user() {
     fi
 }
 
-# Starts a cluster; on success sets TEST_DATABASE_URL and returns 0.
-start_cluster() {
-    local initdb port
+# A new cluster directory owned by the cluster user, recorded for `stop_cluster`;
+# printed. $1 names it in logs.
+new_cluster_dir() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/smtk-pgtest.$1.XXXXXX")
+    echo $$ >"$dir/owner.pid"
+    echo "$PG_CTL" >"$dir/pg_ctl"
+    chmod 755 "$dir"
+    [[ $(id -u) -ne 0 ]] || chown "$CLUSTER_USER" "$dir"
+    printf '%s\n' "$dir"
+}
+
+# Durability is pointless for a cluster that is deleted afterwards: fsync off makes
+# the per-test CREATE DATABASE cheap.
+THROWAWAY_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+
+# Starts the cluster in $1/data on port $2 with extra server options $3.
+start_server() {
+    if ! as_cluster_user "$PG_CTL" -D "$1/data" -l "$1/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $2 -k $1 $3" start >/dev/null 2>&1; then
+        log "pg_ctl start failed for $1:"; cat "$1/server.log" >&2 || true; return 1
+    fi
+}
+
+# Starts a throwaway primary named $1 on a free port from $2; on success sets
+# STARTED_URL and STARTED_DIR and returns 0.
+start_primary() {
+    local initdb port dir
     initdb=$(pg_binary initdb) || { log "initdb is not installed"; return 1; }
     PG_CTL=$(pg_binary pg_ctl) || { log "pg_ctl is not installed"; return 1; }
     choose_cluster_user || { log "could not create a non-root user for PostgreSQL"; return 1; }
-
-    port=${PGTEST_PORT:-55432}
-    while ! port_is_free "$port"; do
-        port=$((port + 1))
-        ((port < ${PGTEST_PORT:-55432} + 100)) || { log "no free port found"; return 1; }
-    done
-
-    CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/smtk-pgtest.XXXXXX")
-    echo $$ >"$CLUSTER_DIR/owner.pid"
-    echo "$PG_CTL" >"$CLUSTER_DIR/pg_ctl"
-    chmod 755 "$CLUSTER_DIR"
-    [[ $(id -u) -ne 0 ]] || chown "$CLUSTER_USER" "$CLUSTER_DIR"
-    log "starting a throwaway PostgreSQL cluster ($initdb, user $CLUSTER_USER, port $port)"
-    if ! as_cluster_user "$initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust -E UTF8 \
-        --locale=C.UTF-8 --no-sync >"$CLUSTER_DIR/initdb.log" 2>&1; then
-        log "initdb failed:"; cat "$CLUSTER_DIR/initdb.log" >&2; return 1
+    port=$(free_port "$2") || return 1
+    dir=$(new_cluster_dir "$1")
+    CLUSTER_DIRS+=("$dir")
+    log "starting a throwaway PostgreSQL cluster '$1' ($initdb, user $CLUSTER_USER, port $port)"
+    if ! as_cluster_user "$initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
+        --locale=C.UTF-8 --no-sync >"$dir/initdb.log" 2>&1; then
+        log "initdb failed:"; cat "$dir/initdb.log" >&2; return 1
     fi
-    # Durability is pointless for a cluster that is deleted afterwards: fsync off
-    # makes the per-test CREATE DATABASE cheap.
-    if ! as_cluster_user "$PG_CTL" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" \
-        -w -t 60 -o "-c listen_addresses=127.0.0.1 -p $port -k $CLUSTER_DIR \
-            -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-            -c max_connections=200" start >/dev/null 2>&1; then
-        log "pg_ctl start failed:"; cat "$CLUSTER_DIR/server.log" >&2 || true; return 1
+    start_server "$dir" "$port" "$THROWAWAY_OPTIONS" || return 1
+    echo "$port" >"$dir/port"
+    STARTED_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    STARTED_DIR=$dir
+}
+
+# Starts the main throwaway cluster; on success sets TEST_DATABASE_URL and returns 0.
+start_cluster() {
+    start_primary main "${PGTEST_PORT:-55432}" || return 1
+    TEST_DATABASE_URL=$STARTED_URL
+    MAIN_CLUSTER_DIR=$STARTED_DIR
+}
+MAIN_CLUSTER_DIR=""
+
+# Installs Debian package $1 with apt-get (as root only); on failure sets
+# INSTALL_FAILURE to the reason and returns 1.
+INSTALL_FAILURE=""
+install_package() {
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        INSTALL_FAILURE="cannot install the Debian package $1 (needs root and apt-get)"
+        return 1
     fi
-    TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    log "installing the Debian package $1 with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if apt-get install -y -q "$1" >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$1" >/dev/null 2>&1; }; then
+        return 0
+    fi
+    INSTALL_FAILURE="apt-get install $1 failed"
+    return 1
 }
 
 # --- choose PostgreSQL --------------------------------------------------------------
@@ -147,6 +209,7 @@ local_server_answers() {
 provision_postgres() {
     [[ ${PGTEST_PORT:-55432} =~ ^[0-9]+$ ]] || die "PGTEST_PORT must be a port number"
     local why
+    reap_stale_clusters
     if [[ -n ${TEST_DATABASE_URL:-} ]]; then
         log "PostgreSQL: TEST_DATABASE_URL from the environment: $(redact "$TEST_DATABASE_URL")"
     elif [[ ${PGTEST_SKIP_LOCAL:-0} != 1 ]] && local_server_answers; then
@@ -154,22 +217,14 @@ provision_postgres() {
         log "PostgreSQL: the local server at $TEST_DATABASE_URL"
     else
         [[ ${PGTEST_SKIP_LOCAL:-0} == 1 ]] && log "PGTEST_SKIP_LOCAL=1: not using 127.0.0.1:5432"
-        reap_stale_clusters
         why=""
         if ! start_cluster; then
             stop_cluster
             why="no TEST_DATABASE_URL, no usable server on 127.0.0.1:5432, and no throwaway cluster could be started (reason logged above)"
-            if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-                log "installing PostgreSQL with apt-get"
-                export DEBIAN_FRONTEND=noninteractive
-                if apt-get install -y -q postgresql >/dev/null ||
-                    { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }; then
-                    start_cluster && why="" || stop_cluster
-                else
-                    why="$why; apt-get install postgresql failed"
-                fi
+            if install_package postgresql; then
+                start_cluster && why="" || stop_cluster
             else
-                why="$why; cannot install PostgreSQL (needs root and apt-get)"
+                why="$why; $INSTALL_FAILURE"
             fi
         fi
         [[ -z $why ]] || die "$why"

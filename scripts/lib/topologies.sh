@@ -1,0 +1,148 @@
+# The production topologies the tests run against besides the plain server: sourced
+# after scripts/lib/postgres.sh (which provides the cluster helpers), never run.
+#
+# `provision_pgbouncer` starts PgBouncer in transaction mode in front of the server of
+# TEST_DATABASE_URL and exports TEST_PGBOUNCER_URL (database `postgres`; any database
+# name is forwarded under the same name, so a test creates its database directly and
+# reaches it through PgBouncer).
+#
+# `provision_standby` starts a streaming standby (pg_basebackup -R) of a primary this
+# script controls (the throwaway main cluster, or one more throwaway cluster when the
+# main server is not ours) and exports TEST_PRIMARY_URL, TEST_STANDBY_URL, and, so
+# that tests can stop and start the standby, TEST_STANDBY_PGDATA, TEST_PG_CTL and
+# TEST_CLUSTER_USER.
+#
+# `require_nft` makes sure nftables' `nft` exists (the network-partition tests drop a
+# port's packets with it).
+#
+# Each installs what is missing (as root, with apt-get) and otherwise dies saying why:
+# no topology is ever skipped.
+#
+# Environment:
+#   PGTEST_PGBOUNCER_PORT  first port tried for PgBouncer (default 56432).
+
+# host, port, user, password of a postgres:// URL (the simple single-host form the
+# provisioning produces or accepts), as URL_HOST URL_PORT URL_USER URL_PASSWORD.
+split_url() {
+    local re='^postgres(ql)?://([^:@/]*)(:([^@/]*))?@([^:/?]+)(:([0-9]+))?(/[^?]*)?'
+    [[ $1 =~ $re ]] || die "cannot read host and port from $(redact "$1") (expected postgres://user[:password]@host[:port]/db)"
+    URL_USER=${BASH_REMATCH[2]}
+    URL_PASSWORD=${BASH_REMATCH[4]}
+    URL_HOST=${BASH_REMATCH[5]}
+    URL_PORT=${BASH_REMATCH[7]:-5432}
+}
+
+# Waits up to 30 s until something accepts connections on 127.0.0.1:$1.
+wait_for_port() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        port_is_free "$1" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- PgBouncer ----------------------------------------------------------------------
+PGBOUNCER_DIR=""
+
+stop_pgbouncer() {
+    [[ -n $PGBOUNCER_DIR ]] || return 0
+    if [[ -f $PGBOUNCER_DIR/pgbouncer.pid ]]; then
+        log "stopping PgBouncer"
+        kill "$(cat "$PGBOUNCER_DIR/pgbouncer.pid")" 2>/dev/null || true
+    fi
+    rm -rf "$PGBOUNCER_DIR"
+    PGBOUNCER_DIR=""
+}
+
+provision_pgbouncer() {
+    local bin port user_line
+    bin=$(command -v pgbouncer || ls /usr/sbin/pgbouncer 2>/dev/null || true)
+    if [[ -z $bin ]]; then
+        install_package pgbouncer || die "PgBouncer is not installed and $INSTALL_FAILURE; the pgbouncer:: topology cannot run"
+        bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+        # Debian's package may start its own service on 6432; ours runs apart from it.
+    fi
+    [[ -x $bin ]] || die "pgbouncer not found after installing it"
+    choose_cluster_user || die "could not create a non-root user for PgBouncer (it refuses to run as root)"
+    split_url "$TEST_DATABASE_URL"
+    port=$(free_port "${PGTEST_PGBOUNCER_PORT:-56432}") || die "no free port for PgBouncer"
+    PGBOUNCER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/smtk-pgbouncer.XXXXXX")
+    echo $$ >"$PGBOUNCER_DIR/owner.pid"
+    STOP_HOOKS+=(stop_pgbouncer)
+    # The password (if any) lets PgBouncer log in to the server; trust towards clients.
+    printf '"%s" "%s"\n' "$URL_USER" "$URL_PASSWORD" >"$PGBOUNCER_DIR/users.txt"
+    chmod 600 "$PGBOUNCER_DIR/users.txt"
+    cat >"$PGBOUNCER_DIR/pgbouncer.ini" <<EOF
+[databases]
+* = host=$URL_HOST port=$URL_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $PGBOUNCER_DIR/users.txt
+pool_mode = transaction
+max_client_conn = 2000
+default_pool_size = 20
+reserve_pool_size = 5
+server_idle_timeout = 10
+autodb_idle_timeout = 10
+server_reset_query =
+ignore_startup_parameters = extra_float_digits,options
+logfile = $PGBOUNCER_DIR/pgbouncer.log
+pidfile = $PGBOUNCER_DIR/pgbouncer.pid
+EOF
+    [[ $(id -u) -ne 0 ]] || chown -R "$CLUSTER_USER" "$PGBOUNCER_DIR"
+    log "starting PgBouncer ($bin, transaction mode, port $port) in front of $URL_HOST:$URL_PORT"
+    as_cluster_user "$bin" -d "$PGBOUNCER_DIR/pgbouncer.ini" >"$PGBOUNCER_DIR/start.log" 2>&1 ||
+        { cat "$PGBOUNCER_DIR/start.log" "$PGBOUNCER_DIR/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start"; }
+    wait_for_port "$port" || { cat "$PGBOUNCER_DIR/pgbouncer.log" >&2; die "PgBouncer does not answer on port $port"; }
+    user_line=$URL_USER${URL_PASSWORD:+:$URL_PASSWORD}
+    TEST_PGBOUNCER_URL="postgres://$user_line@127.0.0.1:$port/postgres"
+    export TEST_PGBOUNCER_URL
+    log "PgBouncer: $(redact "$TEST_PGBOUNCER_URL")"
+}
+
+# --- a streaming standby ------------------------------------------------------------
+provision_standby() {
+    local primary_dir primary_port basebackup port dir
+    if [[ -n $MAIN_CLUSTER_DIR ]]; then
+        primary_dir=$MAIN_CLUSTER_DIR
+        TEST_PRIMARY_URL=$TEST_DATABASE_URL
+    else
+        # The main server is not ours to reconfigure: replicate a throwaway primary.
+        start_primary primary "$((${PGTEST_PORT:-55432} + 10))" ||
+            die "no primary for the standby could be started (reason logged above)"
+        primary_dir=$STARTED_DIR
+        TEST_PRIMARY_URL=$STARTED_URL
+    fi
+    primary_port=$(cat "$primary_dir/port")
+    basebackup=$(pg_binary pg_basebackup) || die "pg_basebackup is not installed"
+    port=$(free_port "$((primary_port + 1))") || die "no free port for the standby"
+    dir=$(new_cluster_dir standby)
+    CLUSTER_DIRS+=("$dir")
+    log "starting a streaming standby of port $primary_port on port $port"
+    if ! as_cluster_user "$basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres \
+        -D "$dir/data" -R -X stream --no-sync >"$dir/basebackup.log" 2>&1; then
+        cat "$dir/basebackup.log" >&2
+        die "pg_basebackup failed"
+    fi
+    start_server "$dir" "$port" "$THROWAWAY_OPTIONS -c hot_standby=on" ||
+        die "the standby did not start"
+    echo "$port" >"$dir/port"
+    TEST_STANDBY_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    TEST_STANDBY_PGDATA=$dir/data
+    TEST_PG_CTL=$PG_CTL
+    TEST_CLUSTER_USER=$CLUSTER_USER
+    export TEST_PRIMARY_URL TEST_STANDBY_URL TEST_STANDBY_PGDATA TEST_PG_CTL TEST_CLUSTER_USER
+    log "standby: $TEST_STANDBY_URL (primary $(redact "$TEST_PRIMARY_URL"))"
+}
+
+# --- network partitions -------------------------------------------------------------
+require_nft() {
+    command -v nft >/dev/null && return 0
+    install_package nftables || die "nft (nftables) is needed by the network-partition tests and $INSTALL_FAILURE"
+    command -v nft >/dev/null || die "nft not found after installing nftables"
+}
