@@ -13,6 +13,8 @@
 #      the server on 127.0.0.1:5432, a throwaway cluster, apt-get), see
 #      scripts/lib/postgres.sh. A throwaway cluster runs with fsync=off, which the
 #      report states: figures from it do not show durable commits.
+# PgBouncer: BENCH_PGBOUNCER_URL when set, else one started in transaction mode in
+# front of that server (scripts/lib/topologies.sh), for the pooler section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,8 @@ die() { log "error: $*"; exit 1; }
 
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
+# shellcheck source=scripts/lib/topologies.sh
+source scripts/lib/topologies.sh
 trap stop_cluster EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -32,6 +36,13 @@ else
     BENCH_DATABASE_URL=$TEST_DATABASE_URL
 fi
 export BENCH_DATABASE_URL
+
+# PgBouncer (transaction mode) in front of the same server, for the pooler section.
+if [[ -z ${BENCH_PGBOUNCER_URL:-} ]]; then
+    TEST_DATABASE_URL=$BENCH_DATABASE_URL provision_pgbouncer
+    BENCH_PGBOUNCER_URL=$TEST_PGBOUNCER_URL
+fi
+export BENCH_PGBOUNCER_URL
 
 # The report quotes the command that produced it.
 REPO_BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}"
