@@ -9,8 +9,8 @@
 # `provision_standby` starts a streaming standby (pg_basebackup -R) of a primary this
 # script controls (the throwaway main cluster, or one more throwaway cluster when the
 # main server is not ours) and exports TEST_PRIMARY_URL, TEST_STANDBY_URL, and, so
-# that tests can stop and start the standby, TEST_STANDBY_PGDATA, TEST_PG_CTL and
-# TEST_CLUSTER_USER.
+# that tests can stop and start the standby, TEST_STANDBY_CONTROL (a script taking
+# `stop` or `start`).
 #
 # `require_nft` makes sure nftables' `nft` exists (the network-partition tests drop a
 # port's packets with it).
@@ -132,11 +132,25 @@ provision_standby() {
     start_server "$dir" "$port" "$THROWAWAY_OPTIONS -c hot_standby=on" ||
         die "the standby did not start"
     echo "$port" >"$dir/port"
+    # `control.sh stop|start`: lets a test take the standby down and bring it back.
+    {
+        printf '#!/usr/bin/env bash\nset -euo pipefail\n'
+        printf 'ctl=(%q -D %q -w -t 60)\n' "$PG_CTL" "$dir/data"
+        printf 'opts=%q\n' "-c listen_addresses=127.0.0.1 -p $port -k $dir $THROWAWAY_OPTIONS -c hot_standby=on"
+        printf 'log=%q\nuser=%q\n' "$dir/server.log" "$CLUSTER_USER"
+        cat <<'SCRIPT'
+run() { if [[ $(id -u) -eq 0 ]]; then runuser -u "$user" -- "$@"; else "$@"; fi; }
+case ${1:-} in
+    stop) run "${ctl[@]}" -m fast stop >/dev/null ;;
+    start) run "${ctl[@]}" -l "$log" -o "$opts" start >/dev/null ;;
+    *) echo "usage: $0 stop|start" >&2; exit 2 ;;
+esac
+SCRIPT
+    } >"$dir/control.sh"
+    chmod 755 "$dir/control.sh"
     TEST_STANDBY_URL="postgres://postgres@127.0.0.1:$port/postgres"
-    TEST_STANDBY_PGDATA=$dir/data
-    TEST_PG_CTL=$PG_CTL
-    TEST_CLUSTER_USER=$CLUSTER_USER
-    export TEST_PRIMARY_URL TEST_STANDBY_URL TEST_STANDBY_PGDATA TEST_PG_CTL TEST_CLUSTER_USER
+    TEST_STANDBY_CONTROL=$dir/control.sh
+    export TEST_PRIMARY_URL TEST_STANDBY_URL TEST_STANDBY_CONTROL
     log "standby: $TEST_STANDBY_URL (primary $(redact "$TEST_PRIMARY_URL"))"
 }
 
