@@ -682,3 +682,101 @@ fn dirty_source_into_a_sqlite_target_converts_and_skips() {
         2
     );
 }
+
+/// A SQLite database with one clean row per table (user 1, API key K1, collection C1,
+/// grant 1, operation 1, document D1, chunk 1), then `extra` (raw SQL, with foreign
+/// keys and CHECK constraints off, as another tool might write it).
+fn clean_sqlite_with(dir: &Path, name: &str, extra: &str) -> String {
+    let path = sqlite_path(dir, name);
+    expect_code(&repoctl(&["migrate", "up", "--database-url", &path]), 0);
+    let mut c = SqliteConnection::establish(&path).unwrap();
+    let hash = "a".repeat(64);
+    let key_hash = "b".repeat(64);
+    c.batch_execute(&format!(
+        "PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON;
+         INSERT INTO users (id, username, email, hashed_password, is_active, is_superuser, \
+           created_at, updated_at) VALUES (1, 'u1', 'u1@x.io', '{H}', 1, 0, '{T}', '{T}');
+         INSERT INTO api_keys (id, user_id, name, name_folded, key_prefix, key_hash, is_active, \
+           created_at) VALUES ('{K1}', 1, 'k1', 'k1', 'smtk_00000001', '{key_hash}', 1, '{T}');
+         INSERT INTO collections (id, name, owner_id, vector_store_name, meta, created_at, \
+           updated_at) VALUES ('{C1}', 'c1', 1, 'col_{c1}', '{{}}', '{T}', '{T}');
+         INSERT INTO collection_permissions (id, collection_id, user_id, permission, created_at) \
+           VALUES (1, '{C1}', 1, 'read', '{T}');
+         INSERT INTO operations (id, uuid, collection_id, user_id, kind, status, config, meta, \
+           created_at) VALUES (1, '30000000-0000-4000-8000-000000000001', '{C1}', 1, 'index', \
+           'completed', '{{\"a\": 1}}', '{{}}', '{T}');
+         INSERT INTO documents (id, collection_id, file_path, file_name, file_size, content_hash, \
+           status, meta, created_at, updated_at) VALUES ('{D1}', '{C1}', '/d/1', '1.txt', 10, \
+           '{hash}', 'completed', '{{}}', '{T}', '{T}');
+         INSERT INTO chunks (id, collection_id, document_id, chunk_index, content, meta, \
+           created_at) VALUES (1, '{C1}', '{D1}', 0, 'chunk one', '{{}}', '{T}');
+         {extra}",
+        c1 = C1.replace('-', "_"),
+    ))
+    .unwrap();
+    path
+}
+
+const K1: &str = "00000000-0000-4000-8000-000000000001";
+
+/// Runs a skip-row copy of `src` into `to` and returns (output text, report).
+fn skip_row_copy(dir: &Path, src: &str, to: &str) -> (String, Value) {
+    let rep = dir.join(format!("skip-{}.json", rand_suffix()));
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        src,
+        "--to",
+        to,
+        "--on-error",
+        "skip-row",
+        "--truncate",
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    (text(&out), report(&rep))
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn json_with_a_duplicate_key_is_refused_with_table_key_column_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clean_sqlite_with(
+        dir.path(),
+        "dup.db",
+        &format!(
+            "UPDATE collections SET meta = '{{\"a\": 1, \"a\": 2}}' WHERE id = '{C1}';
+             UPDATE chunks SET meta = '{{\"x\": {{\"k\": 1, \"\\u006b\": 2}}}}' WHERE id = 1;"
+        ),
+    );
+    let db = pg();
+    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+        let (t, r) = skip_row_copy(dir.path(), &src, &target);
+        assert_eq!(r["exit_code"], 4, "{t}");
+        for needle in [
+            format!("collections id={C1} meta: invalid JSON: duplicate key \"a\""),
+            "chunks id=1 meta: invalid JSON: duplicate key \"k\"".to_string(),
+        ] {
+            assert!(t.contains(&needle), "missing {needle:?} in\n{t}");
+        }
+        let refusal = r["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["table"] == "collections")
+            .unwrap()
+            .clone();
+        assert_eq!(refusal["key"], C1);
+        assert_eq!(refusal["column"], "meta");
+        assert!(refusal["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no single meaning"));
+    }
+}
