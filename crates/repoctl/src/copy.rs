@@ -9,6 +9,7 @@
 //! same answer in a dry run as in a real copy.
 
 use crate::conn::{begin_snapshot, end_snapshot, DbConn, Endpoint, Role, Scan};
+use crate::domain;
 use crate::error::{exit, Failure, Secrets};
 use crate::migrate;
 use crate::report::{self, Refusal, Report, TableReport, VerifyRow};
@@ -704,7 +705,9 @@ fn convert_page(
             }
         }
         if problems.is_empty() {
-            if let Err((ci, reason)) = row_rules(table, &values) {
+            if let Err((ci, reason)) =
+                row_rules(table, &values).and_then(|()| domain::check(table, &values))
+            {
                 problems.push(Refusal {
                     table,
                     key: key.clone(),

@@ -40,6 +40,11 @@
 //!   `'yes'` in a boolean, invalid JSON, a non-canonical UUID, a CHECK violation, a
 //!   foreign key pointing nowhere) refuses the row, reported with table, key, column and
 //!   reason. Nothing is silently dropped or changed.
+//! - Every row also passes the domain's own validation, the functions the repositories
+//!   call before writing (see [`domain`]): a row the application could not have written
+//!   (an email differing from its lowercase stored form, an upper-case `content_hash`,
+//!   an operation `config` of `{}`, a `meta` that is not an object, …) is refused too.
+//! - JSON with a key twice in one object is refused: it has no single meaning.
 //! - Identity sequences are reset past the largest id and the source's own high-water
 //!   mark, so ids of deleted rows are not reused.
 //! - It ends with `verify`: row counts and order-independent content checksums
@@ -50,6 +55,7 @@
 pub mod conn;
 pub mod copy;
 pub mod demo;
+pub mod domain;
 pub mod error;
 pub mod json;
 pub mod migrate;

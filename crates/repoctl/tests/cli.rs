@@ -61,6 +61,15 @@ fn sqlite_count(path: &str, sql: &str) -> i64 {
     diesel::sql_query(sql).load::<N>(&mut c).expect("query")[0].n
 }
 
+/// Whether a report's verification found every table equal.
+fn verified_equal(r: &Value) -> bool {
+    r["verification"]
+        .as_array()
+        .expect("a verification")
+        .iter()
+        .all(|v| v["equal"] == true)
+}
+
 fn report(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("report")).expect("json")
 }
@@ -117,11 +126,7 @@ fn generated_data_round_trips_sqlite_postgres_sqlite() {
     expect_code(&out, 0);
     let r = report(&rep);
     assert_eq!(r["exit_code"], 0);
-    assert!(r["verification"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|v| v["equal"] == true));
+    assert!(verified_equal(&r));
     let chunks = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
     assert_eq!(chunks, 2 * 20 * 20);
     assert_eq!(
@@ -217,7 +222,8 @@ fn dirty_sqlite(dir: &Path) -> String {
     let coll = |id: &str, name: &str, meta: &str| {
         format!(
             "INSERT INTO collections (id, name, owner_id, vector_store_name, meta, created_at, updated_at) \
-             VALUES ('{id}', '{name}', 1, 'col_{name}', '{meta}', '{T}', '{T}');"
+             VALUES ('{id}', '{name}', 1, 'col_{}', '{meta}', '{T}', '{T}');",
+            id.replace('-', "_")
         )
     };
     sql += &coll(C1, "c1", "{}");
@@ -375,15 +381,7 @@ fn dirty_values_are_converted_or_refused_and_reported() {
     ] {
         assert!(kinds.contains(&k), "{kinds:?}");
     }
-    assert!(
-        r["verification"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["equal"] == true),
-        "{}",
-        text(&out)
-    );
+    assert!(verified_equal(&r), "{}", text(&out));
     assert_eq!(
         pg_count(
             db.url(),
@@ -541,11 +539,7 @@ fn killed_copy_resumes_without_duplicates() {
         pg_count(db.url(), "SELECT count(*) AS n FROM chunks"),
         total
     );
-    assert!(r["verification"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|v| v["equal"] == true));
+    assert!(verified_equal(&r));
 }
 
 #[test]
@@ -658,15 +652,7 @@ fn dirty_source_into_a_sqlite_target_converts_and_skips() {
     ]);
     expect_code(&out, 4);
     let r = report(&rep);
-    assert!(
-        r["verification"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["equal"] == true),
-        "{}",
-        text(&out)
-    );
+    assert!(verified_equal(&r), "{}", text(&out));
     // Converted values are stored in the canonical form the application writes.
     assert_eq!(
         sqlite_count(&dst, "SELECT count(*) AS n FROM users WHERE id = 2 AND is_active = 1 \
@@ -780,3 +766,86 @@ fn json_with_a_duplicate_key_is_refused_with_table_key_column_and_reason() {
             .contains("no single meaning"));
     }
 }
+
+#[test]
+fn rows_breaking_a_domain_rule_are_refused_with_table_key_column_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let upper = "A".repeat(64);
+    let src = clean_sqlite_with(
+        dir.path(),
+        "domain.db",
+        &format!(
+            "INSERT INTO users (id, username, email, hashed_password, is_active, is_superuser, \
+               created_at, updated_at) VALUES (2, 'u2', 'U1@x.io', '{H}', 1, 0, '{T}', '{T}'), \
+               (3, 'u3', 'u3@x.io', 'plaintext password', 1, 0, '{T}', '{T}');
+             INSERT INTO api_keys (id, user_id, name, name_folded, key_prefix, key_hash, \
+               is_active, created_at) VALUES ('{K2}', 1, 'Key', 'Key', 'smtk_00000002', \
+               '{}', 1, '{T}');
+             INSERT INTO collections (id, name, owner_id, vector_store_name, meta, created_at, \
+               updated_at) VALUES ('{C3}', 'c3', 1, 'col_other', '{{}}', '{T}', '{T}');
+             INSERT INTO operations (id, uuid, collection_id, user_id, kind, status, config, \
+               meta, created_at) VALUES (2, '30000000-0000-4000-8000-000000000002', '{C1}', 1, \
+               'index', 'failed', '{{}}', '{{}}', '{T}');
+             INSERT INTO documents (id, collection_id, file_path, file_name, file_size, \
+               content_hash, status, meta, created_at, updated_at) VALUES \
+               ('{D2}', '{C1}', '/d/2', '2.txt', 10, '{upper}', 'completed', '{{}}', '{T}', '{T}'), \
+               ('{D3}', '{C1}', '/d/3', '3.txt', 10, '{}', 'completed', '[1]', '{T}', '{T}');
+             INSERT INTO chunks (id, collection_id, document_id, chunk_index, content, \
+               start_offset, end_offset, meta, created_at) VALUES \
+               (2, '{C1}', '{D1}', 1, 'two', 10, 5, '{{}}', '{T}');",
+            "c".repeat(64),
+            "d".repeat(64),
+        ),
+    );
+    let db = pg();
+    let expected = [
+        (
+            "users",
+            "2",
+            "email",
+            "is not in its stored form \"u1@x.io\"",
+        ),
+        ("users", "3", "hashed_password", "plaintext is refused"),
+        (
+            "api_keys",
+            K2,
+            "name_folded",
+            "is not in its stored form \"key\"",
+        ),
+        (
+            "collections",
+            C3,
+            "vector_store_name",
+            "derived from the collection id",
+        ),
+        ("operations", "2", "config", "must not be an empty object"),
+        ("documents", D2, "content_hash", "64 lowercase hexadecimal"),
+        ("documents", D3, "meta", "must be a JSON object"),
+        (
+            "chunks",
+            "2",
+            "end_offset",
+            "must not be before start_offset",
+        ),
+    ];
+    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+        let (t, r) = skip_row_copy(dir.path(), &src, &target);
+        assert_eq!(r["exit_code"], 4, "{t}");
+        let refusals = r["refusals"].as_array().unwrap();
+        assert_eq!(refusals.len(), expected.len(), "{t}");
+        for (table, key, column, reason) in expected {
+            assert!(
+                refusals.iter().any(|f| f["table"] == table
+                    && f["key"] == key
+                    && f["column"] == column
+                    && f["reason"].as_str().unwrap().contains(reason)),
+                "no refusal {table} {key} {column} {reason:?} in\n{t}"
+            );
+        }
+        // The clean rows are copied and verify equal.
+        assert!(verified_equal(&r), "{t}");
+    }
+}
+
+const K2: &str = "00000000-0000-4000-8000-000000000002";
+const D3: &str = "20000000-0000-4000-8000-000000000003";
