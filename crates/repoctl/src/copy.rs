@@ -12,15 +12,14 @@ use crate::conn::{begin_snapshot, end_snapshot, DbConn, Endpoint, Role, Scan};
 use crate::domain;
 use crate::error::{exit, Failure, Secrets};
 use crate::migrate;
+use crate::progress::{Mode, Progress};
 use crate::report::{self, Refusal, Report, TableReport, VerifyRow};
 use crate::schema::{Table, TableSpec};
 use crate::target::{self, Batch, Payload, Writer};
 use crate::value::{convert, encode_copy, row_rules, ConversionKind, Origin, RawRow, Value};
 use crate::verify;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use repo_core::BackendKind;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
@@ -55,8 +54,10 @@ pub struct CopyOptions {
     pub on_error: OnError,
     /// JSON report file.
     pub report: Option<PathBuf>,
-    /// Show progress bars (when stderr is a terminal).
+    /// Show progress: bars when stderr is a terminal, plain lines otherwise.
     pub progress: bool,
+    /// Longest gap between two progress lines (line mode).
+    pub progress_every: std::time::Duration,
     /// Verify after copying.
     pub verify: bool,
 }
@@ -124,33 +125,6 @@ fn same_database(a: &Endpoint, b: &Endpoint) -> bool {
     }
 }
 
-struct Progress {
-    enabled: bool,
-}
-
-impl Progress {
-    fn bar(&self, table: Table, len: u64) -> ProgressBar {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
-        let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{prefix:<24} [{bar:30}] {human_pos}/{human_len} rows  {rate:>12}  {elapsed_precise}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key(
-            "rate",
-            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0} rows/s", state.per_sec());
-            },
-        )
-        .progress_chars("=> ");
-        pb.set_style(style);
-        pb.set_prefix(table.name());
-        pb
-    }
-}
-
 /// Runs a copy; prints the summary; writes the report. Returns the exit code.
 pub fn run(opts: &CopyOptions, secrets: &Secrets) -> Result<u8, Failure> {
     let started = Instant::now();
@@ -174,7 +148,10 @@ pub fn run(opts: &CopyOptions, secrets: &Secrets) -> Result<u8, Failure> {
         peak_rss_kib: None,
         seconds: 0.0,
     };
-    let result = copy_inner(opts, secrets, &mut report);
+    let progress = Progress::new(Mode::for_stderr(opts.progress, opts.progress_every));
+    progress.header(&header(opts, &report));
+    let result = copy_inner(opts, secrets, &mut report, &progress);
+    drop(progress);
     let code = match &result {
         Err(f) => f.code,
         Ok(()) => {
@@ -207,10 +184,10 @@ pub fn run(opts: &CopyOptions, secrets: &Secrets) -> Result<u8, Failure> {
     Ok(code)
 }
 
-fn print_summary(report: &Report, opts: &CopyOptions) {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "repoctl copy{}: {} → {}\n",
+/// The first line of the summary (and, on a pipe, of the log).
+fn header(opts: &CopyOptions, report: &Report) -> String {
+    format!(
+        "repoctl copy{}: {} → {}",
         if opts.dry_run {
             " (dry run: nothing written)"
         } else {
@@ -218,7 +195,12 @@ fn print_summary(report: &Report, opts: &CopyOptions) {
         },
         report.source,
         report.target
-    ));
+    )
+}
+
+fn print_summary(report: &Report, opts: &CopyOptions) {
+    let mut out = header(opts, report);
+    out.push('\n');
     for n in &report.notes {
         out.push_str(&format!("note: {n}\n"));
     }
@@ -279,7 +261,12 @@ fn print_summary(report: &Report, opts: &CopyOptions) {
     print!("{out}");
 }
 
-fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Result<(), Failure> {
+fn copy_inner(
+    opts: &CopyOptions,
+    secrets: &Secrets,
+    report: &mut Report,
+    progress: &Progress,
+) -> Result<(), Failure> {
     if same_database(&opts.from, &opts.to) {
         return Err(Failure {
             code: exit::USAGE,
@@ -437,9 +424,6 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
         resume_from,
         counts: HashMap::new(),
     };
-    let progress = Progress {
-        enabled: opts.progress && std::io::stderr().is_terminal(),
-    };
     let pg_target = opts.to.backend() == BackendKind::Postgres;
 
     // Sequence marks and every page of every table inside one source snapshot.
@@ -457,7 +441,7 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
             opts,
             &mut src,
             &tables,
-            &progress,
+            progress,
             pg_target,
             report,
             &mut refused,
@@ -482,7 +466,7 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
                 opts,
                 &mut src,
                 &tables,
-                &progress,
+                progress,
                 pg_target,
                 report,
                 &mut refused,
@@ -535,6 +519,7 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
                 &tables,
                 opts.batch_size.max(1000),
                 &refused,
+                progress,
             )?;
             report.verification = Some(rows);
         }
@@ -561,7 +546,7 @@ fn read_all(
         let started = Instant::now();
         let mut tr = TableReport::new(table);
         tr.source_rows = src.count(table)?;
-        let pb = progress.bar(table, tr.source_rows);
+        let pb = progress.task(table.name(), Some(tr.source_rows));
         let mut scan = Scan::new(table, opts.batch_size);
         let mut stopped = false;
         loop {

@@ -462,6 +462,9 @@ fn killed_copy_resumes_without_duplicates() {
     demo(&a, "1", "800");
     let total = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
     let db = pg();
+    // stderr into a file, as `2>&1 | tee copy.log` would: the log of a killed copy
+    // shows the header and how far it got.
+    let log = dir.path().join("copy.log");
     let mut child = Command::new(BIN)
         .args([
             "copy",
@@ -471,10 +474,11 @@ fn killed_copy_resumes_without_duplicates() {
             db.url(),
             "--batch-size",
             "10",
-            "--no-progress",
+            "--progress-every",
+            "0",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -501,6 +505,22 @@ fn killed_copy_resumes_without_duplicates() {
     let _ = child.kill();
     let _ = child.wait();
     let killed_at = killed_at.expect("the copy finished before it could be killed");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.starts_with("repoctl copy: "), "{log}");
+    // Every table before chunks finished before the first chunk was read.
+    for table in [
+        "users",
+        "api_keys",
+        "collections",
+        "operations",
+        "documents",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with(&format!("{table}: ")) && l.ends_with(", done")),
+            "no final line for {table} in\n{log}"
+        );
+    }
     assert!(
         killed_at < total as i64,
         "killed after {killed_at} of {total}"
@@ -849,3 +869,53 @@ fn rows_breaking_a_domain_rule_are_refused_with_table_key_column_and_reason() {
 
 const K2: &str = "00000000-0000-4000-8000-000000000002";
 const D3: &str = "20000000-0000-4000-8000-000000000003";
+
+#[test]
+fn piped_stderr_gets_the_header_first_and_a_plain_line_per_table_also_while_verifying() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    demo(&a, "1", "3");
+    let db = pg();
+    let out = repoctl(&["copy", "--from", &a, "--to", db.url()]);
+    expect_code(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("repoctl copy: ") && first.contains(" → postgres://"),
+        "{err}"
+    );
+    let tables = [
+        "users",
+        "api_keys",
+        "collections",
+        "collection_permissions",
+        "operations",
+        "documents",
+        "chunks",
+    ];
+    let done = |label: String| {
+        err.lines().any(|l| {
+            l.starts_with(&format!("{label}: ")) && l.contains(" rows/s") && l.ends_with(", done")
+        })
+    };
+    for t in tables {
+        let n = sqlite_count(&a, &format!("SELECT count(*) AS n FROM {t}"));
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{t}: {n}/{n} rows, "))),
+            "no line for {t} in\n{err}"
+        );
+        for side in ["source", "target"] {
+            assert!(done(format!("verify {t} ({side})")), "{side} {t} in\n{err}");
+        }
+    }
+    // `verify` alone likewise; --no-progress turns it off.
+    let out = repoctl(&["verify", "--from", &a, "--to", db.url()]);
+    expect_code(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("repoctl verify: "), "{err}");
+    assert!(done("verify chunks (target)".into()), "{err}");
+    let out = repoctl(&["verify", "--from", &a, "--to", db.url(), "--no-progress"]);
+    expect_code(&out, 0);
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+}
