@@ -128,26 +128,7 @@ fn same_database(a: &Endpoint, b: &Endpoint) -> bool {
 /// Runs a copy; prints the summary; writes the report. Returns the exit code.
 pub fn run(opts: &CopyOptions, secrets: &Secrets) -> Result<u8, Failure> {
     let started = Instant::now();
-    let mut report = Report {
-        command: "copy",
-        source: opts.from.display(),
-        target: opts.to.display(),
-        dry_run: opts.dry_run,
-        on_error: match opts.on_error {
-            OnError::Stop => "stop".into(),
-            OnError::SkipRow => "skip-row".into(),
-        },
-        batch_size: opts.batch_size,
-        tables: Vec::new(),
-        refusals: Vec::new(),
-        sequences: Default::default(),
-        verification: None,
-        notes: Vec::new(),
-        stopped: false,
-        exit_code: 0,
-        peak_rss_kib: None,
-        seconds: 0.0,
-    };
+    let mut report = new_report(opts);
     let progress = Progress::new(Mode::for_stderr(opts.progress, opts.progress_every));
     progress.header(&header(opts, &report));
     let result = copy_inner(opts, secrets, &mut report, &progress);
@@ -182,6 +163,30 @@ pub fn run(opts: &CopyOptions, secrets: &Secrets) -> Result<u8, Failure> {
         })?;
     }
     Ok(code)
+}
+
+/// An empty report of a copy with `opts`.
+fn new_report(opts: &CopyOptions) -> Report {
+    Report {
+        command: "copy",
+        source: opts.from.display(),
+        target: opts.to.display(),
+        dry_run: opts.dry_run,
+        on_error: match opts.on_error {
+            OnError::Stop => "stop".into(),
+            OnError::SkipRow => "skip-row".into(),
+        },
+        batch_size: opts.batch_size,
+        tables: Vec::new(),
+        refusals: Vec::new(),
+        sequences: Default::default(),
+        verification: None,
+        notes: Vec::new(),
+        stopped: false,
+        exit_code: 0,
+        peak_rss_kib: None,
+        seconds: 0.0,
+    }
 }
 
 /// The first line of the summary (and, on a pipe, of the log).
@@ -501,8 +506,20 @@ fn copy_inner(
     }
     read_result?;
 
+    // A copy that put no row into the target (stopped at its first row, or every row
+    // refused) leaves the target's sequences as they were.
+    let copied: u64 = report
+        .tables
+        .iter()
+        .map(|t| t.written + t.already_present)
+        .sum();
+    if !opts.dry_run && copied == 0 {
+        report
+            .notes
+            .push("no row was written: the target's sequences were left as they were".into());
+    }
     if !opts.dry_run {
-        if let Some(conn) = writer.conn.as_mut() {
+        if let Some(conn) = writer.conn.as_mut().filter(|_| copied > 0) {
             for &t in &tables {
                 if t.spec().has_sequence {
                     let next = conn.reset_sequence(t, marks.get(&t).copied().flatten())? + 1;
@@ -525,6 +542,47 @@ fn copy_inner(
         }
     }
     Ok(())
+}
+
+/// The rows of `from` a copy refuses (what `--on-error skip-row` leaves out), by
+/// table: a dry run's read of the source in one snapshot, writing nothing.
+pub fn refused_rows(
+    from: &Endpoint,
+    secrets: &Secrets,
+    tables: &[Table],
+    batch_size: usize,
+) -> Result<HashMap<Table, HashSet<String>>, Failure> {
+    let opts = CopyOptions {
+        from: from.clone(),
+        to: from.clone(),
+        tables: Some(tables.to_vec()),
+        batch_size,
+        dry_run: true,
+        truncate: false,
+        resume: false,
+        on_error: OnError::SkipRow,
+        report: None,
+        progress: false,
+        progress_every: crate::progress::DEFAULT_EVERY,
+        verify: false,
+    };
+    let mut report = new_report(&opts);
+    let mut src = DbConn::open(from, Role::Read, secrets)?;
+    begin_snapshot(&mut src)?;
+    let mut refused = HashMap::new();
+    let read = read_all(
+        &opts,
+        &mut src,
+        tables,
+        &Progress::off(),
+        false,
+        &mut report,
+        &mut refused,
+        &mut |_| Ok(()),
+    );
+    let _ = end_snapshot(&mut src);
+    read?;
+    Ok(refused)
 }
 
 #[allow(clippy::too_many_arguments)]

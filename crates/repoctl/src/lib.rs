@@ -276,15 +276,25 @@ pub fn run(cli: Cli, secrets: &mut Secrets) -> Result<u8, Failure> {
                 &Default::default(),
                 &progress,
             )?;
+            let equal = rows.iter().all(|r| r.equal);
+            // After a `copy --on-error skip-row` the difference is the refused rows:
+            // say so when leaving them out of the source side makes every table equal.
+            let explained = if equal {
+                None
+            } else {
+                verify::explained_by_refusals(&from, &to, secrets, &tables, 5000, &progress)?
+            };
             drop(progress);
             println!("{header}\n");
             print!("{}", report::verify_table(&rows));
-            let equal = rows.iter().all(|r| r.equal);
             println!(
                 "\n{} in {:.2}s",
                 if equal { "equal" } else { "MISMATCH" },
                 started.elapsed().as_secs_f64()
             );
+            if let Some(by_table) = &explained {
+                println!("{}", report::refused_difference_text(by_table));
+            }
             if let Some(path) = a.report {
                 let json = serde_json::json!({
                     "command": "verify",
@@ -292,6 +302,7 @@ pub fn run(cli: Cli, secrets: &mut Secrets) -> Result<u8, Failure> {
                     "target": to.display(),
                     "verification": rows,
                     "equal": equal,
+                    "difference_is_refused_rows": explained,
                 });
                 std::fs::write(
                     &path,

@@ -344,6 +344,15 @@ fn dirty_values_are_converted_or_refused_and_reported() {
     assert_eq!(r["refusals"][0]["key"], "3");
     assert_eq!(r["refusals"][0]["column"], "created_at");
     assert_eq!(pg_count(db.url(), "SELECT count(*) AS n FROM users"), 0);
+    // Nothing written: the sequences stay untouched (the source's mark for users is 9).
+    assert_eq!(r["sequences"], serde_json::json!({}), "{}", text(&out));
+    assert_eq!(
+        pg_count(
+            db.url(),
+            "SELECT (CASE WHEN is_called THEN 1 ELSE 0 END) + last_value AS n FROM users_id_seq"
+        ),
+        1
+    );
 
     // skip-row: everything else is copied, conversions counted, verification equal
     // on the rows that were not refused.
@@ -419,8 +428,32 @@ fn dirty_values_are_converted_or_refused_and_reported() {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     assert_eq!(listed, DIRTY_REFUSED_ROWS);
-    // Standalone verify sees the difference.
-    expect_code(&repoctl(&["verify", "--from", &src, "--to", db.url()]), 5);
+    // Standalone verify sees the difference, and says it is the refused rows.
+    let vrep = dir.path().join("verify.json");
+    let out = repoctl(&[
+        "verify",
+        "--from",
+        &src,
+        "--to",
+        db.url(),
+        "--report",
+        vrep.to_str().unwrap(),
+    ]);
+    expect_code(&out, 5);
+    assert!(
+        text(&out).contains(&format!(
+            "the difference is exactly the {DIRTY_REFUSED_ROWS} source row(s) a copy refuses"
+        )) && text(&out).contains("--report file lists each"),
+        "{}",
+        text(&out)
+    );
+    let explained: u64 = report(&vrep)["difference_is_refused_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(explained as usize, DIRTY_REFUSED_ROWS);
 }
 
 #[test]
@@ -450,7 +483,14 @@ fn non_empty_target_is_refused_before_anything_is_written() {
         0,
     );
     expect_code(&repoctl(&["verify", "--from", &b, "--to", db.url()]), 0);
-    expect_code(&repoctl(&["verify", "--from", &a, "--to", db.url()]), 5);
+    let out = repoctl(&["verify", "--from", &a, "--to", db.url()]);
+    expect_code(&out, 5);
+    // A difference that is not the refused rows is not explained away.
+    assert!(
+        !text(&out).contains("the difference is exactly"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -918,4 +958,40 @@ fn piped_stderr_gets_the_header_first_and_a_plain_line_per_table_also_while_veri
     let out = repoctl(&["verify", "--from", &a, "--to", db.url(), "--no-progress"]);
     expect_code(&out, 0);
     assert!(out.stderr.is_empty(), "{}", text(&out));
+}
+
+#[test]
+fn the_report_lists_every_converted_value_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Vec<String> = (2..=6)
+        .map(|id| {
+            format!(
+                "INSERT INTO users (id, username, email, hashed_password, is_active, \
+                 is_superuser, created_at, updated_at) VALUES ({id}, 'u{id}', 'u{id}@x.io', \
+                 '{H}', 1, 0, '2024-01-02 03:04:0{id}', '{T}');"
+            )
+        })
+        .collect();
+    let src = clean_sqlite_with(dir.path(), "conv.db", &users.join("\n"));
+    let (t, r) = skip_row_copy(dir.path(), &src, &sqlite_path(dir.path(), "t.db"));
+    assert_eq!(r["exit_code"], 0, "{t}");
+    let users = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "users")
+        .unwrap()
+        .clone();
+    let conv = &users["conversions"][0];
+    assert_eq!(conv["column"], "created_at");
+    assert_eq!(conv["count"], 5);
+    let keys: Vec<&str> = conv["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["2", "3", "4", "5", "6"]);
+    assert_eq!(conv["values"][4]["from"], "2024-01-02 03:04:06");
+    assert_eq!(conv["values"][4]["to"], "2024-01-02T03:04:06.000000Z");
 }
