@@ -995,3 +995,142 @@ fn the_report_lists_every_converted_value_with_its_key() {
     assert_eq!(conv["values"][4]["from"], "2024-01-02 03:04:06");
     assert_eq!(conv["values"][4]["to"], "2024-01-02T03:04:06.000000Z");
 }
+
+/// One value changed on the target, counts equal: `verify` exits 5 naming that table
+/// only, and 0 once the value is put back.
+fn one_changed_value_is_a_mismatch(
+    dir: &Path,
+    from: &str,
+    to: &str,
+    exec: &dyn Fn(&str),
+    cases: &[(&str, &str, &str, &str)],
+) {
+    let rep = dir.join("one-value.json");
+    let verify = || {
+        let out = repoctl(&[
+            "verify",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--report",
+            rep.to_str().unwrap(),
+        ]);
+        (out, report(&rep))
+    };
+    let (out, _) = verify();
+    expect_code(&out, 0);
+    for (what, table, change, undo) in cases {
+        exec(change);
+        let (out, r) = verify();
+        assert_eq!(code(&out), 5, "{what}: {}", text(&out));
+        for v in r["verification"].as_array().unwrap() {
+            assert_eq!(v["source_rows"], v["target_rows"], "{what}: {v}");
+            assert_eq!(v["equal"], v["table"] != *table, "{what}: {v}");
+        }
+        exec(undo);
+        let (out, _) = verify();
+        assert_eq!(code(&out), 0, "{what} undone: {}", text(&out));
+    }
+}
+
+#[test]
+fn verify_finds_one_changed_value_with_equal_counts_in_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    let b = sqlite_path(dir.path(), "b.db");
+    demo(&a, "1", "2");
+    let db = pg();
+    expect_code(&repoctl(&["copy", "--from", &a, "--to", db.url()]), 0);
+    expect_code(&repoctl(&["copy", "--from", db.url(), "--to", &b]), 0);
+
+    // SQLite → PostgreSQL: change the PostgreSQL side.
+    let url = db.url().to_string();
+    let pg_exec = move |sql: &str| {
+        let mut c = PgConnection::establish(&url).unwrap();
+        c.batch_execute(sql).unwrap();
+    };
+    let first_user = "id = (SELECT min(id) FROM users)";
+    one_changed_value_is_a_mismatch(
+        dir.path(),
+        &a,
+        db.url(),
+        &pg_exec,
+        &[
+            (
+                "text",
+                "chunks",
+                "UPDATE chunks SET content = content || 'x' WHERE id = (SELECT min(id) FROM chunks)",
+                "UPDATE chunks SET content = left(content, -1) WHERE id = (SELECT min(id) FROM chunks)",
+            ),
+            (
+                "timestamp by 1 µs",
+                "users",
+                &format!("UPDATE users SET created_at = created_at + interval '1 microsecond' WHERE {first_user}"),
+                &format!("UPDATE users SET created_at = created_at - interval '1 microsecond' WHERE {first_user}"),
+            ),
+            (
+                "JSON value",
+                "collections",
+                "UPDATE collections SET meta = jsonb_set(meta, '{repoctl}', '1') \
+                 WHERE name = (SELECT min(name) FROM collections)",
+                "UPDATE collections SET meta = meta - 'repoctl' \
+                 WHERE name = (SELECT min(name) FROM collections)",
+            ),
+            (
+                "boolean",
+                "users",
+                &format!("UPDATE users SET is_superuser = NOT is_superuser WHERE {first_user}"),
+                &format!("UPDATE users SET is_superuser = NOT is_superuser WHERE {first_user}"),
+            ),
+        ],
+    );
+
+    // PostgreSQL → SQLite: change the SQLite side.
+    let path = b.clone();
+    let sqlite_exec = move |sql: &str| {
+        let mut c = SqliteConnection::establish(&path).unwrap();
+        c.batch_execute(sql).unwrap();
+    };
+    // A user whose timestamp's last digit can go up by one (1 µs).
+    let user = sqlite_count(
+        &b,
+        "SELECT min(id) AS n FROM users WHERE substr(created_at, 26, 1) < '9'",
+    );
+    let shift = |delta: i32| {
+        format!(
+            "UPDATE users SET created_at = substr(created_at, 1, 25) \
+             || char(unicode(substr(created_at, 26, 1)) + ({delta})) || 'Z' WHERE id = {user}"
+        )
+    };
+    one_changed_value_is_a_mismatch(
+        dir.path(),
+        db.url(),
+        &b,
+        &sqlite_exec,
+        &[
+            (
+                "text",
+                "chunks",
+                "UPDATE chunks SET content = content || 'x' WHERE id = (SELECT min(id) FROM chunks)",
+                "UPDATE chunks SET content = substr(content, 1, length(content) - 1) \
+                 WHERE id = (SELECT min(id) FROM chunks)",
+            ),
+            ("timestamp by 1 µs", "users", &shift(1), &shift(-1)),
+            (
+                "JSON value",
+                "collections",
+                "UPDATE collections SET meta = json_set(meta, '$.repoctl', 1) \
+                 WHERE name = (SELECT min(name) FROM collections)",
+                "UPDATE collections SET meta = json_remove(meta, '$.repoctl') \
+                 WHERE name = (SELECT min(name) FROM collections)",
+            ),
+            (
+                "boolean",
+                "users",
+                &format!("UPDATE users SET is_superuser = 1 - is_superuser WHERE id = {user}"),
+                &format!("UPDATE users SET is_superuser = 1 - is_superuser WHERE id = {user}"),
+            ),
+        ],
+    );
+}
