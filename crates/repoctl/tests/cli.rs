@@ -1134,3 +1134,68 @@ fn verify_finds_one_changed_value_with_equal_counts_in_both_directions() {
         ],
     );
 }
+
+#[test]
+fn an_empty_string_in_every_nullable_timestamp_column_is_refused_not_made_null() {
+    use repoctl::schema::{ColumnType, Table};
+    // Every nullable timestamp column of the schema (and at least those DOMAIN.md names).
+    let columns: Vec<(Table, &str)> = Table::ALL
+        .iter()
+        .flat_map(|&t| {
+            t.spec()
+                .columns
+                .iter()
+                .filter(|c| c.nullable && c.ty == ColumnType::Timestamp)
+                .map(move |c| (t, c.name))
+        })
+        .collect();
+    for named in [
+        "users.last_login",
+        "api_keys.expires_at",
+        "api_keys.last_used_at",
+        "collections.sync_paused_at",
+        "collections.sync_next_run_at",
+        "collections.sync_last_run_started_at",
+        "collections.sync_last_run_completed_at",
+        "operations.started_at",
+        "operations.completed_at",
+        "documents.last_seen_at",
+    ] {
+        assert!(
+            columns
+                .iter()
+                .any(|(t, c)| format!("{}.{c}", t.name()) == named),
+            "{named} is not a nullable timestamp column of {columns:?}"
+        );
+    }
+    // The clean row of each table gets '' in every one of its nullable timestamps.
+    let updates: Vec<String> = columns
+        .iter()
+        .map(|(t, c)| format!("UPDATE {} SET {c} = '';", t.name()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let src = clean_sqlite_with(dir.path(), "empty-ts.db", &updates.join("\n"));
+    let db = pg();
+    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+        let (t, r) = skip_row_copy(dir.path(), &src, &target);
+        assert_eq!(r["exit_code"], 4, "{t}");
+        let refusals = r["refusals"].as_array().unwrap();
+        for (table, column) in &columns {
+            assert!(
+                refusals.iter().any(|f| f["table"] == table.name()
+                    && f["column"] == *column
+                    && f["reason"] == "empty string in a timestamp column"),
+                "{}.{column} not refused in\n{t}",
+                table.name()
+            );
+            let written = r["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["table"] == table.name())
+                .unwrap()["written"]
+                .clone();
+            assert_eq!(written, 0, "{}: the row was not written\n{t}", table.name());
+        }
+    }
+}
