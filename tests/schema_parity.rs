@@ -1,6 +1,9 @@
 //! Both backends' migrations produce the same schema: the same tables, columns,
-//! nullability and named indexes (uniqueness, columns, partial or not), except for the
-//! PostgreSQL-only items of [`POSTGRES_ONLY`], each allowed for a stated reason.
+//! nullability, named indexes (uniqueness, columns, the WHERE clause of a partial
+//! index) and CHECK constraints (their top-level AND terms), predicates and checks
+//! compared in the normalized form of `repo_core::normalize_sql_expression`, except for
+//! the PostgreSQL-only items of [`POSTGRES_ONLY`] and the SQLite-only CHECK terms of
+//! [`sqlite_only_check`], each allowed for a stated reason.
 //! SQLite's FTS5 table `chunks_fts` (and its shadow tables) is not part of the
 //! snapshot: it is a virtual table, the SQLite side of the same full-text feature.
 
@@ -114,6 +117,59 @@ fn without_postgres_only(sqlite: &SchemaSnapshot, postgres: &SchemaSnapshot) -> 
     trimmed
 }
 
+/// Why a normalized CHECK term exists only on SQLite, when it stands in for a
+/// PostgreSQL column type: `None` for every other term.
+fn sqlite_only_check(term: &str) -> Option<&'static str> {
+    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if term.strip_suffix(" in ( 0 , 1 )").is_some_and(word) {
+        return Some("a boolean stored as 0/1: PostgreSQL's boolean type holds nothing else");
+    }
+    if matches!(term, "length ( id ) = 36" | "length ( uuid ) = 36") {
+        return Some("a UUID stored as text: PostgreSQL's uuid type");
+    }
+    let json = |s: &str| {
+        s.strip_prefix("json_valid ( ")
+            .and_then(|r| r.strip_suffix(" )"))
+            .map(str::to_owned)
+    };
+    if json(term).is_some_and(|c| word(&c))
+        || term
+            .split_once(" is null or ")
+            .is_some_and(|(col, rest)| word(col) && json(rest).as_deref() == Some(col))
+    {
+        return Some("JSON stored as text: PostgreSQL's jsonb type holds only valid JSON");
+    }
+    None
+}
+
+/// The SQLite snapshot without the CHECK terms that stand in for PostgreSQL types;
+/// panics if none is found (the rule went stale) or one is found on PostgreSQL.
+fn without_sqlite_only_checks(
+    sqlite: &SchemaSnapshot,
+    postgres: &SchemaSnapshot,
+) -> SchemaSnapshot {
+    let mut trimmed = sqlite.clone();
+    let mut removed = 0;
+    for t in trimmed.tables.values_mut() {
+        let before = t.checks.len();
+        t.checks.retain(|c| sqlite_only_check(c).is_none());
+        removed += before - t.checks.len();
+    }
+    assert!(
+        removed > 0,
+        "no SQLite-only CHECK term left: update sqlite_only_check"
+    );
+    for (table, t) in &postgres.tables {
+        for c in &t.checks {
+            assert!(
+                sqlite_only_check(c).is_none(),
+                "{table}: {c} is on PostgreSQL too: update sqlite_only_check"
+            );
+        }
+    }
+    trimmed
+}
+
 fn sqlite_snapshot() -> SchemaSnapshot {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
     let path = dir.path().join("parity.db");
@@ -157,6 +213,14 @@ fn table_diff(table: &str, sqlite: &TableSnapshot, postgres: &TableSnapshot) -> 
                 show(r)
             ));
         }
+    }
+    for check in sqlite.checks.symmetric_difference(&postgres.checks) {
+        let side = if sqlite.checks.contains(check) {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        out.push(format!("{table} CHECK term only on {side}: {check}"));
     }
     let indexes: BTreeSet<&String> = sqlite
         .indexes
@@ -203,7 +267,15 @@ fn migrated_schemas_are_equal_table_by_table() {
             assert!(!t.columns.is_empty(), "{backend}: {table} has no columns");
         }
     }
+    for (backend, snapshot) in [("sqlite", &sqlite), ("postgres", &postgres)] {
+        let checks = &snapshot.tables["collections"].checks;
+        assert!(
+            checks.contains("chunk_overlap < chunk_size"),
+            "{backend}: {checks:?}"
+        );
+    }
     let postgres = without_postgres_only(&sqlite, &postgres);
+    let sqlite = without_sqlite_only_checks(&sqlite, &postgres);
     let diff = snapshot_diff(&sqlite, &postgres);
     assert!(
         diff.is_empty(),
@@ -230,6 +302,11 @@ fn the_rules_that_need_an_index_have_one_on_both_backends() {
         };
         let active = index("operations", "operations_one_active_per_collection");
         assert!(active.unique && active.partial, "{backend}: {active:?}");
+        assert_eq!(
+            active.predicate.as_deref(),
+            Some("status in ( 'pending' , 'processing' )"),
+            "{backend}"
+        );
         assert_eq!(active.columns, vec!["collection_id"]);
         for (table, name) in [
             ("users", "users_username_key"),
@@ -310,6 +387,7 @@ fn the_diff_names_every_difference() {
             unique: true,
             columns: vec!["name".into()],
             partial: false,
+            predicate: None,
         },
     );
     left.tables.insert("t".into(), t.clone());
@@ -328,10 +406,60 @@ fn the_diff_names_every_difference() {
             "table only_left: only on sqlite".to_owned(),
             "t.name: sqlite NULL | postgres NOT NULL".to_owned(),
             "t index t_name_key: sqlite Some(IndexSnapshot { unique: true, columns: [\"name\"], \
-             partial: false }) | postgres Some(IndexSnapshot { unique: false, columns: \
-             [\"name\"], partial: false })"
+             partial: false, predicate: None }) | postgres Some(IndexSnapshot { unique: false, \
+             columns: [\"name\"], partial: false, predicate: None })"
                 .to_owned(),
         ]
     );
     assert!(snapshot_diff(&left, &left).is_empty());
+}
+
+/// The parity check sees a changed partial-index predicate and a changed CHECK on
+/// PostgreSQL (names and columns unchanged).
+#[test]
+fn a_changed_index_predicate_or_check_on_postgres_breaks_parity() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let sqlite = sqlite_snapshot();
+    let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let snapshot = || {
+        let store = PostgresStore::connect(db.url(), &StoreConfig::default())
+            .unwrap_or_else(|e| panic!("opening PostgreSQL failed: {e}"));
+        let s = store
+            .schema_snapshot()
+            .unwrap_or_else(|e| panic!("PostgreSQL schema snapshot failed: {e}"));
+        snapshot_diff(
+            &without_sqlite_only_checks(&sqlite, &s),
+            &without_postgres_only(&sqlite, &s),
+        )
+    };
+    assert!(snapshot().is_empty(), "{:?}", snapshot());
+    let mut conn = diesel::PgConnection::establish(db.url()).unwrap_or_else(|e| panic!("{e}"));
+    conn.batch_execute(
+        "DROP INDEX operations_one_active_per_collection;
+         CREATE UNIQUE INDEX operations_one_active_per_collection ON operations (collection_id)
+             WHERE status = 'pending';
+         ALTER TABLE collections DROP CONSTRAINT collections_chunk_overlap_check,
+             ADD CONSTRAINT collections_chunk_overlap_check
+             CHECK (chunk_overlap >= 0 AND chunk_overlap <= chunk_size);",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(conn);
+    let diff = snapshot();
+    assert!(
+        diff.iter().any(|d| d
+            .starts_with("operations index operations_one_active_per_collection: sqlite")
+            && d.contains("'pending' , 'processing'")
+            && d.contains("Some(\"status = 'pending'\")")),
+        "{diff:#?}"
+    );
+    assert!(
+        diff.contains(
+            &"collections CHECK term only on sqlite: chunk_overlap < chunk_size".to_owned()
+        ) && diff.contains(
+            &"collections CHECK term only on postgres: chunk_overlap <= chunk_size".to_owned()
+        ),
+        "{diff:#?}"
+    );
+    assert_eq!(diff.len(), 3, "{diff:#?}");
 }

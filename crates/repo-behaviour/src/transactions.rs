@@ -242,3 +242,137 @@ pub fn unit_of_work_continues_after_a_handled_error(h: &dyn Harness) {
         1
     );
 }
+
+/// How long the first attempt of each unit of work of [`opposite_order_units`] waits
+/// for the other to hold its first lock.
+const RENDEZVOUS: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The documents unit `i` of [`opposite_order_units`] registers: `(collection index, n)`.
+fn unit_documents(i: usize) -> [(usize, u64); 2] {
+    [(0, 700 + i as u64 * 10), (1, 701 + i as u64 * 10)]
+}
+
+/// Two units of work on `store`, run at once: unit 0 locks collection `cs[0]` then
+/// `cs[1]`, unit 1 the other way round; each registers one document in both
+/// collections ([`unit_documents`]). On its first attempt each unit, holding its first
+/// lock, waits (at most [`RENDEZVOUS`]) for the other to hold its own: on PostgreSQL
+/// the two then deadlock (40P01) for real; on SQLite the first unit's write
+/// transaction keeps the other out (busy). Returns each unit's result and attempts.
+fn opposite_order_units(
+    store: &Arc<dyn Store>,
+    cs: [CollectionId; 2],
+) -> Vec<(RepoResult<()>, u32)> {
+    use std::sync::{Condvar, Mutex};
+    let meet = Arc::new((Mutex::new(0u32), Condvar::new()));
+    let store = Arc::clone(store);
+    race(2, move |i| {
+        let (first, second) = if i == 0 {
+            (cs[0], cs[1])
+        } else {
+            (cs[1], cs[0])
+        };
+        let mut attempts = 0;
+        let result = store.transaction(|tx| {
+            attempts += 1;
+            tx.lock_collection(first)?;
+            if attempts == 1 {
+                let (count, cv) = &*meet;
+                let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+                *n += 1;
+                cv.notify_all();
+                let _ = cv
+                    .wait_timeout_while(n, RENDEZVOUS, |n| *n < 2)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            tx.lock_collection(second)?;
+            for (c, n) in unit_documents(i) {
+                tx.documents().register(&seed::new_document(cs[c], n))?;
+            }
+            Ok(())
+        });
+        (result, attempts)
+    })
+}
+
+/// A store whose SQLite busy timeout is short (so that a held write lock shows as
+/// busy quickly) and whose units of work get `attempts` attempts.
+fn contended_store(h: &dyn Harness, attempts: u32) -> Arc<dyn Store> {
+    let mut config = repo_core::StoreConfig::default();
+    config.sqlite.busy_timeout = std::time::Duration::from_millis(50);
+    config.retry.max_attempts = attempts;
+    h.open_with(config)
+}
+
+/// Two units of work locking two collections in opposite order (a real deadlock on PostgreSQL, a held write lock on SQLite): the one that hits the conflict is re-run and both commit, each write once.
+pub fn unit_of_work_deadlock_or_busy_is_rerun_and_commits(h: &dyn Harness) {
+    let s = contended_store(h, 20);
+    let u = seed::user(&*s, "dee");
+    let cs = [
+        seed::collection(&*s, &u, "left").id,
+        seed::collection(&*s, &u, "right").id,
+    ];
+    let results = opposite_order_units(&s, cs);
+    assert!(
+        results.iter().all(|(r, _)| r.is_ok()),
+        "both units of work must commit: {results:?}"
+    );
+    // PostgreSQL: the deadlock victim's closure ran twice. SQLite: the busy wait
+    // (50 ms) is far shorter than the other unit's hold (RENDEZVOUS), so committing at
+    // all took re-runs (they fail at BEGIN IMMEDIATE, before the closure); with one
+    // attempt the same race is a Conflict (the next behaviour).
+    if h.backend() == repo_core::BackendKind::Postgres {
+        let attempts: u32 = results.iter().map(|(_, a)| a).sum();
+        assert_eq!(
+            attempts, 3,
+            "the deadlock victim must have been re-run once: {results:?}"
+        );
+    }
+    for i in 0..2 {
+        for (c, n) in unit_documents(i) {
+            expect::ok(
+                s.documents().get_by_hash(cs[c], &seed::content_hash(n)),
+                "every write of both units is committed",
+            );
+        }
+    }
+}
+
+/// The same conflict with one attempt allowed (`DB_TX_MAX_ATTEMPTS=1`): one unit of work commits, the other is a retryable `Conflict` (deadlock on PostgreSQL, busy on SQLite) and leaves nothing behind.
+pub fn unit_of_work_conflict_surfaces_when_attempts_run_out(h: &dyn Harness) {
+    let s = contended_store(h, 1);
+    let u = seed::user(&*s, "eve");
+    let cs = [
+        seed::collection(&*s, &u, "left").id,
+        seed::collection(&*s, &u, "right").id,
+    ];
+    let results = opposite_order_units(&s, cs);
+    let winners: Vec<usize> = (0..2).filter(|&i| results[i].0.is_ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one unit commits: {results:?}");
+    let loser = 1 - winners[0];
+    let Err(err) = &results[loser].0 else {
+        unreachable!("one of two failed")
+    };
+    let reason = match h.backend() {
+        repo_core::BackendKind::Postgres => ConflictReason::Deadlock,
+        repo_core::BackendKind::Sqlite => ConflictReason::Busy,
+    };
+    assert!(
+        expect::is_conflict(err, reason) && err.is_retryable(),
+        "the loser's error must be a retryable Conflict({reason}): {err:?}"
+    );
+    assert!(results[loser].1 <= 1, "one attempt only: {results:?}");
+    for (c, n) in unit_documents(winners[0]) {
+        expect::ok(
+            s.documents().get_by_hash(cs[c], &seed::content_hash(n)),
+            "the winner's writes are committed",
+        );
+    }
+    for (c, n) in unit_documents(loser) {
+        assert!(
+            s.documents()
+                .get_by_hash(cs[c], &seed::content_hash(n))
+                .is_err(),
+            "the loser left nothing behind"
+        );
+    }
+}

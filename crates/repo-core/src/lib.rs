@@ -77,7 +77,9 @@ pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
 pub use instrument::{Instrumented, PoolStatus, PoolWatch, SlowQueryLog};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
-pub use schema::{IndexSnapshot, SchemaSnapshot, TableSnapshot};
+pub use schema::{
+    normalize_sql_expression, normalized_check_terms, IndexSnapshot, SchemaSnapshot, TableSnapshot,
+};
 pub use search::SearchQuery;
 pub use store::{BackendKind, Repositories, RetryPolicy, Store, Transaction};
 pub use time::{now, Timestamp};

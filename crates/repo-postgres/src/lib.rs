@@ -48,6 +48,8 @@ mod pool;
 /// copies) writes its queries against the very tables the repositories use.
 #[allow(missing_docs)]
 pub mod schema;
+#[cfg(test)]
+mod serialization_retry;
 mod store;
 pub mod testing;
 mod users;

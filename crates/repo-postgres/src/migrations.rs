@@ -146,6 +146,16 @@ struct IndexInfo {
     partial: bool,
     #[diesel(sql_type = Array<Text>)]
     columns: Vec<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    predicate: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct CheckInfo {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    expression: String,
 }
 
 // Plain and partitioned tables; partitions (`chunks_p00` …) are storage details of
@@ -169,6 +179,7 @@ ORDER BY c.table_name, c.ordinal_position";
 const INDEXES_SQL: &str = "\
 SELECT t.relname::text AS table_name, i.relname::text AS index_name,
        ix.indisunique AS is_unique, (ix.indpred IS NOT NULL) AS partial,
+       pg_get_expr(ix.indpred, ix.indrelid) AS predicate,
        ARRAY(
            SELECT CASE WHEN k.attnum = 0 THEN '<expr>' ELSE a.attname::text END
            FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
@@ -187,7 +198,21 @@ WHERE n.nspname = current_schema()
   AND t.relname <> '__diesel_schema_migrations'
 ORDER BY t.relname, i.relname";
 
-/// Tables, columns (with nullability) and named indexes of the current schema.
+// CHECK constraints of plain and partitioned tables (a partition's copies of its
+// parent's constraints are left out with the partition), deparsed by PostgreSQL.
+const CHECKS_SQL: &str = "\
+SELECT t.relname::text AS table_name, pg_get_expr(c.conbin, c.conrelid) AS expression
+FROM pg_constraint c
+JOIN pg_class t ON t.oid = c.conrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE n.nspname = current_schema()
+  AND c.contype = 'c'
+  AND t.relkind IN ('r', 'p')
+  AND NOT t.relispartition
+ORDER BY t.relname, c.conname";
+
+/// Tables, columns (with nullability), named indexes (with their predicates) and CHECK
+/// constraints of the current schema.
 pub(crate) fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnapshot> {
     let mut snapshot = SchemaSnapshot::default();
     let columns: Vec<ColumnInfo> = diesel::sql_query(COLUMNS_SQL).load(conn).db()?;
@@ -208,8 +233,20 @@ pub(crate) fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnaps
                     unique: i.is_unique,
                     columns: i.columns,
                     partial: i.partial,
+                    predicate: i
+                        .predicate
+                        .as_deref()
+                        .map(repo_core::normalize_sql_expression),
                 },
             );
+        }
+    }
+    let checks: Vec<CheckInfo> = diesel::sql_query(CHECKS_SQL).load(conn).db()?;
+    for c in checks {
+        if let Some(table) = snapshot.tables.get_mut(&c.table_name) {
+            table
+                .checks
+                .extend(repo_core::normalized_check_terms(&c.expression));
         }
     }
     Ok(snapshot)

@@ -8,7 +8,10 @@ use crate::unit_of_work::write_tx;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use repo_core::{IndexSnapshot, RepoResult, SchemaSnapshot, TableSnapshot};
+use repo_core::{
+    normalize_sql_expression, normalized_check_terms, IndexSnapshot, RepoResult, SchemaSnapshot,
+    TableSnapshot,
+};
 
 /// The SQLite migrations, embedded at build time.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -96,9 +99,11 @@ impl SqliteStore {
 }
 
 #[derive(QueryableByName)]
-struct NameRow {
+struct NameSqlRow {
     #[diesel(sql_type = Text)]
     name: String,
+    #[diesel(sql_type = Text)]
+    sql: String,
 }
 
 #[derive(QueryableByName)]
@@ -121,6 +126,8 @@ struct IndexRow {
     is_unique: i32,
     #[diesel(sql_type = Integer)]
     partial: i32,
+    #[diesel(sql_type = Text)]
+    sql: String,
 }
 
 #[derive(QueryableByName)]
@@ -132,8 +139,8 @@ struct IndexColumnRow {
 }
 
 fn snapshot(conn: &mut SqliteConnection) -> RepoResult<SchemaSnapshot> {
-    let tables: Vec<NameRow> = diesel::sql_query(
-        "SELECT t.name AS name FROM sqlite_master t \
+    let tables: Vec<NameSqlRow> = diesel::sql_query(
+        "SELECT t.name AS name, COALESCE(t.sql, '') AS sql FROM sqlite_master t \
          WHERE t.type = 'table' \
            AND t.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
            AND t.name <> '__diesel_schema_migrations' \
@@ -163,9 +170,13 @@ fn snapshot(conn: &mut SqliteConnection) -> RepoResult<SchemaSnapshot> {
             out.columns.insert(col.name.clone(), nullable);
         }
 
+        for clause in check_clauses(&table.sql) {
+            out.checks.extend(normalized_check_terms(clause));
+        }
         let indexes: Vec<IndexRow> = diesel::sql_query(
-            "SELECT name, \"unique\" AS is_unique, partial FROM pragma_index_list(?) \
-             WHERE origin = 'c'",
+            "SELECT l.name, l.\"unique\" AS is_unique, l.partial, COALESCE(m.sql, '') AS sql \
+             FROM pragma_index_list(?) l JOIN sqlite_master m ON m.name = l.name \
+             WHERE l.origin = 'c'",
         )
         .bind::<Text, _>(&table.name)
         .load(conn)
@@ -189,10 +200,120 @@ fn snapshot(conn: &mut SqliteConnection) -> RepoResult<SchemaSnapshot> {
                     unique: index.is_unique != 0,
                     columns,
                     partial: index.partial != 0,
+                    predicate: where_clause(&index.sql).map(normalize_sql_expression),
                 },
             );
         }
         snapshot.tables.insert(table.name, out);
     }
     Ok(snapshot)
+}
+
+/// Byte ranges of `sql` outside string literals, quoted identifiers and comments, with
+/// the parenthesis depth at their start: the scanner the two extractors below share.
+fn scan_code(sql: &str, mut visit: impl FnMut(usize, i32) -> bool) {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    let mut depth = 0i32;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                i += 1;
+                continue;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            _ => {}
+        }
+        if !visit(i, depth) {
+            return;
+        }
+        i += 1;
+    }
+}
+
+/// Whether the keyword `word` (ASCII, uppercase) starts at byte `i` of `sql` as a word.
+fn keyword_at(sql: &str, i: usize, word: &str) -> bool {
+    let b = sql.as_bytes();
+    let end = i + word.len();
+    end <= b.len()
+        && sql.is_char_boundary(i)
+        && sql.is_char_boundary(end)
+        && sql[i..end].eq_ignore_ascii_case(word)
+        && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+        && b.get(end)
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+}
+
+/// The text inside every `CHECK (…)` of a `CREATE TABLE` statement.
+fn check_clauses(sql: &str) -> Vec<&str> {
+    let mut starts = Vec::new();
+    scan_code(sql, |i, _| {
+        if keyword_at(sql, i, "CHECK") {
+            starts.push(i + "CHECK".len());
+        }
+        true
+    });
+    let mut out = Vec::new();
+    for start in starts {
+        let Some(open) = sql[start..].find('(').map(|o| start + o) else {
+            continue;
+        };
+        let mut close = None;
+        scan_code(&sql[open..], |i, depth| {
+            if depth == 0 {
+                close = Some(open + i);
+                return false;
+            }
+            true
+        });
+        if let Some(close) = close {
+            out.push(&sql[open + 1..close]);
+        }
+    }
+    out
+}
+
+/// The `WHERE` clause of a `CREATE INDEX` statement.
+fn where_clause(sql: &str) -> Option<&str> {
+    let mut at = None;
+    scan_code(sql, |i, depth| {
+        if depth == 0 && keyword_at(sql, i, "WHERE") {
+            at = Some(i + "WHERE".len());
+            return false;
+        }
+        true
+    });
+    at.map(|i| sql[i..].trim().trim_end_matches(';'))
+}
+
+#[cfg(test)]
+mod sql_text_tests {
+    use super::*;
+
+    #[test]
+    fn checks_and_predicates_are_found_outside_quotes_and_comments() {
+        let table =
+            "CREATE TABLE t (\n  a TEXT CHECK (a IN ('x)', 'CHECK (y)')), -- CHECK (no)\n  \
+                     b INT, CONSTRAINT c CHECK ((b > 0) AND b < 9)\n)";
+        assert_eq!(
+            check_clauses(table),
+            vec!["a IN ('x)', 'CHECK (y)')", "(b > 0) AND b < 9"]
+        );
+        assert_eq!(
+            where_clause("CREATE INDEX i ON t (a) WHERE a = 'where'"),
+            Some("a = 'where'")
+        );
+        assert_eq!(where_clause("CREATE INDEX i ON t (a)"), None);
+    }
 }

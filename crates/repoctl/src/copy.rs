@@ -9,17 +9,17 @@
 //! same answer in a dry run as in a real copy.
 
 use crate::conn::{begin_snapshot, end_snapshot, DbConn, Endpoint, Role, Scan};
+use crate::domain;
 use crate::error::{exit, Failure, Secrets};
 use crate::migrate;
+use crate::progress::{Mode, Progress};
 use crate::report::{self, Refusal, Report, TableReport, VerifyRow};
 use crate::schema::{Table, TableSpec};
 use crate::target::{self, Batch, Payload, Writer};
 use crate::value::{convert, encode_copy, row_rules, ConversionKind, Origin, RawRow, Value};
 use crate::verify;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use repo_core::BackendKind;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
@@ -54,8 +54,10 @@ pub struct CopyOptions {
     pub on_error: OnError,
     /// JSON report file.
     pub report: Option<PathBuf>,
-    /// Show progress bars (when stderr is a terminal).
+    /// Show progress: bars when stderr is a terminal, plain lines otherwise.
     pub progress: bool,
+    /// Longest gap between two progress lines (line mode).
+    pub progress_every: std::time::Duration,
     /// Verify after copying.
     pub verify: bool,
 }
@@ -123,57 +125,14 @@ fn same_database(a: &Endpoint, b: &Endpoint) -> bool {
     }
 }
 
-struct Progress {
-    enabled: bool,
-}
-
-impl Progress {
-    fn bar(&self, table: Table, len: u64) -> ProgressBar {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
-        let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{prefix:<24} [{bar:30}] {human_pos}/{human_len} rows  {rate:>12}  {elapsed_precise}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key(
-            "rate",
-            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0} rows/s", state.per_sec());
-            },
-        )
-        .progress_chars("=> ");
-        pb.set_style(style);
-        pb.set_prefix(table.name());
-        pb
-    }
-}
-
 /// Runs a copy; prints the summary; writes the report. Returns the exit code.
 pub fn run(opts: &CopyOptions, secrets: &Secrets) -> Result<u8, Failure> {
     let started = Instant::now();
-    let mut report = Report {
-        command: "copy",
-        source: opts.from.display(),
-        target: opts.to.display(),
-        dry_run: opts.dry_run,
-        on_error: match opts.on_error {
-            OnError::Stop => "stop".into(),
-            OnError::SkipRow => "skip-row".into(),
-        },
-        batch_size: opts.batch_size,
-        tables: Vec::new(),
-        refusals: Vec::new(),
-        sequences: Default::default(),
-        verification: None,
-        notes: Vec::new(),
-        stopped: false,
-        exit_code: 0,
-        peak_rss_kib: None,
-        seconds: 0.0,
-    };
-    let result = copy_inner(opts, secrets, &mut report);
+    let mut report = new_report(opts);
+    let progress = Progress::new(Mode::for_stderr(opts.progress, opts.progress_every));
+    progress.header(&header(opts, &report));
+    let result = copy_inner(opts, secrets, &mut report, &progress);
+    drop(progress);
     let code = match &result {
         Err(f) => f.code,
         Ok(()) => {
@@ -206,10 +165,34 @@ pub fn run(opts: &CopyOptions, secrets: &Secrets) -> Result<u8, Failure> {
     Ok(code)
 }
 
-fn print_summary(report: &Report, opts: &CopyOptions) {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "repoctl copy{}: {} → {}\n",
+/// An empty report of a copy with `opts`.
+fn new_report(opts: &CopyOptions) -> Report {
+    Report {
+        command: "copy",
+        source: opts.from.display(),
+        target: opts.to.display(),
+        dry_run: opts.dry_run,
+        on_error: match opts.on_error {
+            OnError::Stop => "stop".into(),
+            OnError::SkipRow => "skip-row".into(),
+        },
+        batch_size: opts.batch_size,
+        tables: Vec::new(),
+        refusals: Vec::new(),
+        sequences: Default::default(),
+        verification: None,
+        notes: Vec::new(),
+        stopped: false,
+        exit_code: 0,
+        peak_rss_kib: None,
+        seconds: 0.0,
+    }
+}
+
+/// The first line of the summary (and, on a pipe, of the log).
+fn header(opts: &CopyOptions, report: &Report) -> String {
+    format!(
+        "repoctl copy{}: {} → {}",
         if opts.dry_run {
             " (dry run: nothing written)"
         } else {
@@ -217,7 +200,12 @@ fn print_summary(report: &Report, opts: &CopyOptions) {
         },
         report.source,
         report.target
-    ));
+    )
+}
+
+fn print_summary(report: &Report, opts: &CopyOptions) {
+    let mut out = header(opts, report);
+    out.push('\n');
     for n in &report.notes {
         out.push_str(&format!("note: {n}\n"));
     }
@@ -278,7 +266,12 @@ fn print_summary(report: &Report, opts: &CopyOptions) {
     print!("{out}");
 }
 
-fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Result<(), Failure> {
+fn copy_inner(
+    opts: &CopyOptions,
+    secrets: &Secrets,
+    report: &mut Report,
+    progress: &Progress,
+) -> Result<(), Failure> {
     if same_database(&opts.from, &opts.to) {
         return Err(Failure {
             code: exit::USAGE,
@@ -436,9 +429,6 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
         resume_from,
         counts: HashMap::new(),
     };
-    let progress = Progress {
-        enabled: opts.progress && std::io::stderr().is_terminal(),
-    };
     let pg_target = opts.to.backend() == BackendKind::Postgres;
 
     // Sequence marks and every page of every table inside one source snapshot.
@@ -456,7 +446,7 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
             opts,
             &mut src,
             &tables,
-            &progress,
+            progress,
             pg_target,
             report,
             &mut refused,
@@ -481,7 +471,7 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
                 opts,
                 &mut src,
                 &tables,
-                &progress,
+                progress,
                 pg_target,
                 report,
                 &mut refused,
@@ -516,8 +506,20 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
     }
     read_result?;
 
+    // A copy that put no row into the target (stopped at its first row, or every row
+    // refused) leaves the target's sequences as they were.
+    let copied: u64 = report
+        .tables
+        .iter()
+        .map(|t| t.written + t.already_present)
+        .sum();
+    if !opts.dry_run && copied == 0 {
+        report
+            .notes
+            .push("no row was written: the target's sequences were left as they were".into());
+    }
     if !opts.dry_run {
-        if let Some(conn) = writer.conn.as_mut() {
+        if let Some(conn) = writer.conn.as_mut().filter(|_| copied > 0) {
             for &t in &tables {
                 if t.spec().has_sequence {
                     let next = conn.reset_sequence(t, marks.get(&t).copied().flatten())? + 1;
@@ -534,11 +536,53 @@ fn copy_inner(opts: &CopyOptions, secrets: &Secrets, report: &mut Report) -> Res
                 &tables,
                 opts.batch_size.max(1000),
                 &refused,
+                progress,
             )?;
             report.verification = Some(rows);
         }
     }
     Ok(())
+}
+
+/// The rows of `from` a copy refuses (what `--on-error skip-row` leaves out), by
+/// table: a dry run's read of the source in one snapshot, writing nothing.
+pub fn refused_rows(
+    from: &Endpoint,
+    secrets: &Secrets,
+    tables: &[Table],
+    batch_size: usize,
+) -> Result<HashMap<Table, HashSet<String>>, Failure> {
+    let opts = CopyOptions {
+        from: from.clone(),
+        to: from.clone(),
+        tables: Some(tables.to_vec()),
+        batch_size,
+        dry_run: true,
+        truncate: false,
+        resume: false,
+        on_error: OnError::SkipRow,
+        report: None,
+        progress: false,
+        progress_every: crate::progress::DEFAULT_EVERY,
+        verify: false,
+    };
+    let mut report = new_report(&opts);
+    let mut src = DbConn::open(from, Role::Read, secrets)?;
+    begin_snapshot(&mut src)?;
+    let mut refused = HashMap::new();
+    let read = read_all(
+        &opts,
+        &mut src,
+        tables,
+        &Progress::off(),
+        false,
+        &mut report,
+        &mut refused,
+        &mut |_| Ok(()),
+    );
+    let _ = end_snapshot(&mut src);
+    read?;
+    Ok(refused)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -560,7 +604,7 @@ fn read_all(
         let started = Instant::now();
         let mut tr = TableReport::new(table);
         tr.source_rows = src.count(table)?;
-        let pb = progress.bar(table, tr.source_rows);
+        let pb = progress.task(table.name(), Some(tr.source_rows));
         let mut scan = Scan::new(table, opts.batch_size);
         let mut stopped = false;
         loop {
@@ -704,7 +748,9 @@ fn convert_page(
             }
         }
         if problems.is_empty() {
-            if let Err((ci, reason)) = row_rules(table, &values) {
+            if let Err((ci, reason)) =
+                row_rules(table, &values).and_then(|()| domain::check(table, &values))
+            {
                 problems.push(Refusal {
                     table,
                     key: key.clone(),

@@ -1,9 +1,12 @@
 //! A strict RFC 8259 JSON reader that validates what PostgreSQL's `jsonb` and the
 //! application (serde_json) both accept, and writes a canonical form for checksums:
-//! no whitespace, object keys sorted by their UTF-8 bytes with the last duplicate
-//! winning (as in `jsonb` and serde_json), strings decoded and re-escaped one way,
+//! no whitespace, object keys sorted by their UTF-8 bytes, strings decoded and re-escaped one way,
 //! numbers as exact decimals (`1.50`, `15e-1` and `1.5` are one number, as in `jsonb`).
 //! Numbers are never converted to floating point, so no precision is lost.
+//!
+//! An object with the same key twice (after decoding escapes) is refused: serde_json
+//! and `jsonb` keep the last value, SQLite's `json_extract` reads the first, so such a
+//! document has no single meaning.
 
 /// serde_json's default recursion limit: deeper documents cannot be read by the
 /// application.
@@ -109,6 +112,7 @@ impl Parser<'_> {
         self.i += 1;
         let emit = out.is_some();
         let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut keys = std::collections::HashSet::new();
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
@@ -118,7 +122,16 @@ impl Parser<'_> {
                 if self.b.get(self.i) != Some(&b'"') {
                     return Err(self.err("expected a string key"));
                 }
+                let key_at = self.i;
                 let key = self.string()?;
+                if !keys.insert(key.clone()) {
+                    self.i = key_at;
+                    return Err(self.err(&format!(
+                        "duplicate key {} (serde_json keeps the last value, SQLite's json_extract \
+                         the first: no single meaning)",
+                        crate::timestamp::preview(&key)
+                    )));
+                }
                 self.ws();
                 if self.b.get(self.i) != Some(&b':') {
                     return Err(self.err("expected ':'"));
@@ -142,14 +155,11 @@ impl Parser<'_> {
             }
         }
         if let Some(out) = out {
-            // Stable sort keeps input order among equal keys; the last one wins.
+            // Keys are unique (checked above).
             entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             out.push(b'{');
             let mut first = true;
-            for (n, (key, value)) in entries.iter().enumerate() {
-                if entries.get(n + 1).is_some_and(|next| next.0 == *key) {
-                    continue;
-                }
+            for (key, value) in &entries {
                 if !first {
                     out.push(b',');
                 }
@@ -398,7 +408,13 @@ mod tests {
             canon(r#"{"b": 1, "a": [1, 2.50, 1e2]}"#),
             canon(r#"{"a":[1,2.5,100],"b":1.0}"#)
         );
-        assert_eq!(canon(r#"{"a":1,"a":2}"#), r#"{"a":2}"#);
+        assert!(canonical(r#"{"a":1,"a":2}"#)
+            .unwrap_err()
+            .contains("duplicate key \"a\""));
+        assert!(validate(r#"{"b":{"a":1,"\u0061":2}}"#)
+            .unwrap_err()
+            .contains("duplicate key"));
+        assert!(validate(r#"[{"a":1},{"a":2}]"#).is_ok());
         assert_eq!(canon(r#""\u00e9\/""#), "\"é/\"");
         assert_eq!(canon("-0.0"), "0");
         assert_eq!(canon("12345678901234567890123"), "12345678901234567890123");

@@ -7,8 +7,8 @@
 //! repoctl migrate up|down|status --database-url URL      (down: the newest; --all: every one)
 //! repoctl copy --from URL --to URL [--dry-run] [--batch-size N] [--tables a,b]
 //!              [--truncate | --resume] [--on-error stop|skip-row] [--report FILE]
-//!              [--no-progress] [--no-verify]
-//! repoctl verify --from URL --to URL [--tables a,b] [--report FILE]
+//!              [--no-progress] [--progress-every SECONDS] [--no-verify]
+//! repoctl verify --from URL --to URL [--tables a,b] [--report FILE] [--no-progress]
 //! repoctl demo-data --database-url URL --scale N [--chunks-per-document N] [--seed S]
 //! ```
 //!
@@ -40,6 +40,11 @@
 //!   `'yes'` in a boolean, invalid JSON, a non-canonical UUID, a CHECK violation, a
 //!   foreign key pointing nowhere) refuses the row, reported with table, key, column and
 //!   reason. Nothing is silently dropped or changed.
+//! - Every row also passes the domain's own validation, the functions the repositories
+//!   call before writing (see [`domain`]): a row the application could not have written
+//!   (an email differing from its lowercase stored form, an upper-case `content_hash`,
+//!   an operation `config` of `{}`, a `meta` that is not an object, …) is refused too.
+//! - JSON with a key twice in one object is refused: it has no single meaning.
 //! - Identity sequences are reset past the largest id and the source's own high-water
 //!   mark, so ids of deleted rows are not reused.
 //! - It ends with `verify`: row counts and order-independent content checksums
@@ -50,9 +55,11 @@
 pub mod conn;
 pub mod copy;
 pub mod demo;
+pub mod domain;
 pub mod error;
 pub mod json;
 pub mod migrate;
+pub mod progress;
 pub mod report;
 pub mod schema;
 pub mod target;
@@ -153,9 +160,13 @@ pub struct CopyArgs {
     /// Write a JSON report (per-table summary, conversions, refusals, verification).
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// No progress bars (they are also off when stderr is not a terminal).
+    /// No progress on stderr (bars on a terminal; otherwise a plain line per table at
+    /// least every --progress-every seconds, the header first).
     #[arg(long)]
     pub no_progress: bool,
+    /// Longest gap between two progress lines when stderr is not a terminal.
+    #[arg(long, default_value_t = 10.0, value_parser = progress_seconds)]
+    pub progress_every: f64,
     /// Skip the verification at the end.
     #[arg(long)]
     pub no_verify: bool,
@@ -176,6 +187,19 @@ pub struct VerifyArgs {
     /// Write the result as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// No progress on stderr (see `copy --no-progress`).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Longest gap between two progress lines when stderr is not a terminal.
+    #[arg(long, default_value_t = 10.0, value_parser = progress_seconds)]
+    pub progress_every: f64,
+}
+
+fn progress_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err("a number of seconds from 0 to 3600".into()),
+    }
 }
 
 /// `demo-data` arguments.
@@ -225,6 +249,7 @@ pub fn run(cli: Cli, secrets: &mut Secrets) -> Result<u8, Failure> {
                 on_error: a.on_error,
                 report: a.report,
                 progress: !a.no_progress,
+                progress_every: std::time::Duration::from_secs_f64(a.progress_every),
                 verify: !a.no_verify,
             };
             copy::run(&opts, secrets)
@@ -236,15 +261,40 @@ pub fn run(cli: Cli, secrets: &mut Secrets) -> Result<u8, Failure> {
                 .tables
                 .map_or_else(|| Table::ALL.to_vec(), |t| Table::with_dependencies(&t));
             let started = std::time::Instant::now();
-            let rows = verify::verify(&from, &to, secrets, &tables, 5000, &Default::default())?;
-            println!("repoctl verify: {} ↔ {}\n", from.display(), to.display());
-            print!("{}", report::verify_table(&rows));
+            let header = format!("repoctl verify: {} ↔ {}", from.display(), to.display());
+            let progress = progress::Progress::new(progress::Mode::for_stderr(
+                !a.no_progress,
+                std::time::Duration::from_secs_f64(a.progress_every),
+            ));
+            progress.header(&header);
+            let rows = verify::verify(
+                &from,
+                &to,
+                secrets,
+                &tables,
+                5000,
+                &Default::default(),
+                &progress,
+            )?;
             let equal = rows.iter().all(|r| r.equal);
+            // After a `copy --on-error skip-row` the difference is the refused rows:
+            // say so when leaving them out of the source side makes every table equal.
+            let explained = if equal {
+                None
+            } else {
+                verify::explained_by_refusals(&from, &to, secrets, &tables, 5000, &progress)?
+            };
+            drop(progress);
+            println!("{header}\n");
+            print!("{}", report::verify_table(&rows));
             println!(
                 "\n{} in {:.2}s",
                 if equal { "equal" } else { "MISMATCH" },
                 started.elapsed().as_secs_f64()
             );
+            if let Some(by_table) = &explained {
+                println!("{}", report::refused_difference_text(by_table));
+            }
             if let Some(path) = a.report {
                 let json = serde_json::json!({
                     "command": "verify",
@@ -252,6 +302,7 @@ pub fn run(cli: Cli, secrets: &mut Secrets) -> Result<u8, Failure> {
                     "target": to.display(),
                     "verification": rows,
                     "equal": equal,
+                    "difference_is_refused_rows": explained,
                 });
                 std::fs::write(
                     &path,

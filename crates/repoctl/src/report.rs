@@ -6,9 +6,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Examples kept per (column, conversion kind).
-const EXAMPLES: usize = 3;
-
 /// A refused row (one entry per offending column).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Refusal {
@@ -22,9 +19,9 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// One example of a conversion.
+/// One converted value.
 #[derive(Debug, Clone, Serialize)]
-pub struct ConversionExample {
+pub struct ConvertedValue {
     /// Primary key.
     pub key: String,
     /// As stored in the source.
@@ -42,8 +39,8 @@ pub struct ConversionReport {
     pub kind: ConversionKind,
     /// How many values.
     pub count: u64,
-    /// A few examples.
-    pub examples: Vec<ConversionExample>,
+    /// Every converted value, with its row's key (the JSON report lists them all).
+    pub values: Vec<ConvertedValue>,
 }
 
 /// What happened to one table.
@@ -105,19 +102,17 @@ impl TableReport {
                     column: column.to_owned(),
                     kind,
                     count: 0,
-                    examples: Vec::new(),
+                    values: Vec::new(),
                 });
                 self.conversions.len() - 1
             });
         let c = &mut self.conversions[idx];
         c.count += 1;
-        if c.examples.len() < EXAMPLES {
-            c.examples.push(ConversionExample {
-                key: key.to_owned(),
-                from,
-                to,
-            });
-        }
+        c.values.push(ConvertedValue {
+            key: key.to_owned(),
+            from,
+            to,
+        });
     }
 }
 
@@ -235,7 +230,7 @@ pub fn conversions_text(tables: &[TableReport]) -> String {
     for t in tables {
         for c in &t.conversions {
             let example = c
-                .examples
+                .values
                 .first()
                 .map(|e| format!(" (e.g. id={}: {:?} → {:?})", e.key, e.from, e.to))
                 .unwrap_or_default();
@@ -297,4 +292,20 @@ pub fn verify_table(rows: &[VerifyRow]) -> String {
         );
     }
     out
+}
+
+/// What `verify` says when the difference is exactly the rows a copy refuses.
+pub fn refused_difference_text(by_table: &[(Table, u64)]) -> String {
+    let total: u64 = by_table.iter().map(|(_, n)| n).sum();
+    let tables: Vec<String> = by_table
+        .iter()
+        .map(|(t, n)| format!("{} {n}", t.name()))
+        .collect();
+    format!(
+        "the difference is exactly the {total} source row(s) a copy refuses ({}): \
+         `copy --on-error skip-row` leaves them out; the copy's --report file lists each \
+         with its table, key, column and reason under \"refusals\" (or list them again \
+         with `repoctl copy --dry-run` from the same source)",
+        tables.join(", ")
+    )
 }

@@ -378,36 +378,14 @@ fn check(col: &Column, value: &Value) -> Result<(), String> {
     }
 }
 
-/// Rules spanning several columns (the multi-column CHECK constraints), given the
-/// converted values of a row: the offending column index and reason.
+/// Rules spanning several columns that are CHECK constraints and not domain rules of
+/// [`crate::domain`], given the converted values of a row: the offending column index
+/// and reason.
 pub fn row_rules(table: crate::schema::Table, values: &[Value]) -> Result<(), (usize, String)> {
     use crate::schema::Table;
     let spec = table.spec();
     let get = |name: &str| spec.index_of(name).map(|i| (i, &values[i]));
     match table {
-        Table::Collections => {
-            if let (Some((_, Value::Int(size))), Some((io, Value::Int(overlap)))) =
-                (get("chunk_size"), get("chunk_overlap"))
-            {
-                if *overlap < 0 || overlap >= size {
-                    return Err((
-                        io,
-                        format!("chunk_overlap {overlap} must be ≥ 0 and below chunk_size {size}"),
-                    ));
-                }
-            }
-            if let (Some((_, Value::Str(mode))), Some((ii, interval))) =
-                (get("sync_mode"), get("sync_interval_minutes"))
-            {
-                if mode != "one_time" && *interval == Value::Null {
-                    return Err((
-                        ii,
-                        "a continuous collection needs sync_interval_minutes".into(),
-                    ));
-                }
-            }
-            Ok(())
-        }
         Table::CollectionPermissions => match (get("user_id"), get("api_key_id")) {
             (Some((iu, u)), Some((_, k))) if (*u == Value::Null) == (*k == Value::Null) => Err((
                 iu,

@@ -11,6 +11,7 @@
 
 use crate::conn::{begin_snapshot, end_snapshot, DbConn, Endpoint, Role, Scan};
 use crate::error::{Failure, Secrets};
+use crate::progress::{Progress, Task};
 use crate::report::VerifyRow;
 use crate::schema::Table;
 use crate::value::{convert, encode_canonical};
@@ -60,6 +61,7 @@ pub fn checksum_table(
     table: Table,
     batch: usize,
     exclude: Option<&HashSet<String>>,
+    task: &Task,
 ) -> Result<TableSum, Failure> {
     let spec = table.spec();
     let offset = Scan::offset(conn);
@@ -71,6 +73,7 @@ pub fn checksum_table(
         if rows.is_empty() {
             break;
         }
+        task.inc(rows.len() as u64);
         for row in &rows {
             buf.clear();
             let mut key = None;
@@ -111,18 +114,23 @@ pub fn checksum_all(
     tables: &[Table],
     batch: usize,
     exclude: &HashMap<Table, HashSet<String>>,
+    side: &str,
+    progress: &Progress,
 ) -> Result<Vec<TableSum>, Failure> {
     let mut conn = DbConn::open(endpoint, Role::Read, secrets)?;
     begin_snapshot(&mut conn)?;
     let mut out = Vec::new();
     for &t in tables {
+        let task = progress.task(&format!("verify {} ({side})", t.name()), None);
         out.push(checksum_table(
             &mut conn,
             endpoint.origin(),
             t,
             batch,
             exclude.get(&t),
+            &task,
         )?);
+        task.finish();
     }
     end_snapshot(&mut conn)?;
     Ok(out)
@@ -137,10 +145,21 @@ pub fn verify(
     tables: &[Table],
     batch: usize,
     exclude: &HashMap<Table, HashSet<String>>,
+    progress: &Progress,
 ) -> Result<Vec<VerifyRow>, Failure> {
     let (source, target) = std::thread::scope(|s| {
-        let target = s.spawn(|| checksum_all(to, secrets, tables, batch, &HashMap::new()));
-        let source = checksum_all(from, secrets, tables, batch, exclude);
+        let target = s.spawn(|| {
+            checksum_all(
+                to,
+                secrets,
+                tables,
+                batch,
+                &HashMap::new(),
+                "target",
+                progress,
+            )
+        });
+        let source = checksum_all(from, secrets, tables, batch, exclude, "source", progress);
         let target = target
             .join()
             .unwrap_or_else(|_| Err(Failure::other("verification thread panicked")));
@@ -160,6 +179,29 @@ pub fn verify(
             equal: s.rows == t.rows && s.sum == t.sum,
         })
         .collect())
+}
+
+/// When `to` differs from `from` only by the rows a copy refuses (what `copy
+/// --on-error skip-row` leaves out), their number per table; `None` otherwise.
+pub fn explained_by_refusals(
+    from: &Endpoint,
+    to: &Endpoint,
+    secrets: &Secrets,
+    tables: &[Table],
+    batch: usize,
+    progress: &Progress,
+) -> Result<Option<Vec<(Table, u64)>>, Failure> {
+    let refused = crate::copy::refused_rows(from, secrets, tables, batch)?;
+    if refused.values().all(HashSet::is_empty) {
+        return Ok(None);
+    }
+    let rows = verify(from, to, secrets, tables, batch, &refused, progress)?;
+    Ok(rows.iter().all(|r| r.equal).then(|| {
+        rows.iter()
+            .filter(|r| r.excluded_refused > 0)
+            .map(|r| (r.table, r.excluded_refused))
+            .collect()
+    }))
 }
 
 #[cfg(test)]

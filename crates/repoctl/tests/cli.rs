@@ -61,6 +61,15 @@ fn sqlite_count(path: &str, sql: &str) -> i64 {
     diesel::sql_query(sql).load::<N>(&mut c).expect("query")[0].n
 }
 
+/// Whether a report's verification found every table equal.
+fn verified_equal(r: &Value) -> bool {
+    r["verification"]
+        .as_array()
+        .expect("a verification")
+        .iter()
+        .all(|v| v["equal"] == true)
+}
+
 fn report(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("report")).expect("json")
 }
@@ -117,11 +126,7 @@ fn generated_data_round_trips_sqlite_postgres_sqlite() {
     expect_code(&out, 0);
     let r = report(&rep);
     assert_eq!(r["exit_code"], 0);
-    assert!(r["verification"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|v| v["equal"] == true));
+    assert!(verified_equal(&r));
     let chunks = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
     assert_eq!(chunks, 2 * 20 * 20);
     assert_eq!(
@@ -217,7 +222,8 @@ fn dirty_sqlite(dir: &Path) -> String {
     let coll = |id: &str, name: &str, meta: &str| {
         format!(
             "INSERT INTO collections (id, name, owner_id, vector_store_name, meta, created_at, updated_at) \
-             VALUES ('{id}', '{name}', 1, 'col_{name}', '{meta}', '{T}', '{T}');"
+             VALUES ('{id}', '{name}', 1, 'col_{}', '{meta}', '{T}', '{T}');",
+            id.replace('-', "_")
         )
     };
     sql += &coll(C1, "c1", "{}");
@@ -338,6 +344,15 @@ fn dirty_values_are_converted_or_refused_and_reported() {
     assert_eq!(r["refusals"][0]["key"], "3");
     assert_eq!(r["refusals"][0]["column"], "created_at");
     assert_eq!(pg_count(db.url(), "SELECT count(*) AS n FROM users"), 0);
+    // Nothing written: the sequences stay untouched (the source's mark for users is 9).
+    assert_eq!(r["sequences"], serde_json::json!({}), "{}", text(&out));
+    assert_eq!(
+        pg_count(
+            db.url(),
+            "SELECT (CASE WHEN is_called THEN 1 ELSE 0 END) + last_value AS n FROM users_id_seq"
+        ),
+        1
+    );
 
     // skip-row: everything else is copied, conversions counted, verification equal
     // on the rows that were not refused.
@@ -375,15 +390,7 @@ fn dirty_values_are_converted_or_refused_and_reported() {
     ] {
         assert!(kinds.contains(&k), "{kinds:?}");
     }
-    assert!(
-        r["verification"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["equal"] == true),
-        "{}",
-        text(&out)
-    );
+    assert!(verified_equal(&r), "{}", text(&out));
     assert_eq!(
         pg_count(
             db.url(),
@@ -421,8 +428,32 @@ fn dirty_values_are_converted_or_refused_and_reported() {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     assert_eq!(listed, DIRTY_REFUSED_ROWS);
-    // Standalone verify sees the difference.
-    expect_code(&repoctl(&["verify", "--from", &src, "--to", db.url()]), 5);
+    // Standalone verify sees the difference, and says it is the refused rows.
+    let vrep = dir.path().join("verify.json");
+    let out = repoctl(&[
+        "verify",
+        "--from",
+        &src,
+        "--to",
+        db.url(),
+        "--report",
+        vrep.to_str().unwrap(),
+    ]);
+    expect_code(&out, 5);
+    assert!(
+        text(&out).contains(&format!(
+            "the difference is exactly the {DIRTY_REFUSED_ROWS} source row(s) a copy refuses"
+        )) && text(&out).contains("--report file lists each"),
+        "{}",
+        text(&out)
+    );
+    let explained: u64 = report(&vrep)["difference_is_refused_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(explained as usize, DIRTY_REFUSED_ROWS);
 }
 
 #[test]
@@ -452,7 +483,14 @@ fn non_empty_target_is_refused_before_anything_is_written() {
         0,
     );
     expect_code(&repoctl(&["verify", "--from", &b, "--to", db.url()]), 0);
-    expect_code(&repoctl(&["verify", "--from", &a, "--to", db.url()]), 5);
+    let out = repoctl(&["verify", "--from", &a, "--to", db.url()]);
+    expect_code(&out, 5);
+    // A difference that is not the refused rows is not explained away.
+    assert!(
+        !text(&out).contains("the difference is exactly"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -464,6 +502,9 @@ fn killed_copy_resumes_without_duplicates() {
     demo(&a, "1", "800");
     let total = sqlite_count(&a, "SELECT count(*) AS n FROM chunks");
     let db = pg();
+    // stderr into a file, as `2>&1 | tee copy.log` would: the log of a killed copy
+    // shows the header and how far it got.
+    let log = dir.path().join("copy.log");
     let mut child = Command::new(BIN)
         .args([
             "copy",
@@ -473,10 +514,11 @@ fn killed_copy_resumes_without_duplicates() {
             db.url(),
             "--batch-size",
             "10",
-            "--no-progress",
+            "--progress-every",
+            "0",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -503,6 +545,22 @@ fn killed_copy_resumes_without_duplicates() {
     let _ = child.kill();
     let _ = child.wait();
     let killed_at = killed_at.expect("the copy finished before it could be killed");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.starts_with("repoctl copy: "), "{log}");
+    // Every table before chunks finished before the first chunk was read.
+    for table in [
+        "users",
+        "api_keys",
+        "collections",
+        "operations",
+        "documents",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with(&format!("{table}: ")) && l.ends_with(", done")),
+            "no final line for {table} in\n{log}"
+        );
+    }
     assert!(
         killed_at < total as i64,
         "killed after {killed_at} of {total}"
@@ -541,11 +599,7 @@ fn killed_copy_resumes_without_duplicates() {
         pg_count(db.url(), "SELECT count(*) AS n FROM chunks"),
         total
     );
-    assert!(r["verification"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|v| v["equal"] == true));
+    assert!(verified_equal(&r));
 }
 
 #[test]
@@ -658,15 +712,7 @@ fn dirty_source_into_a_sqlite_target_converts_and_skips() {
     ]);
     expect_code(&out, 4);
     let r = report(&rep);
-    assert!(
-        r["verification"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["equal"] == true),
-        "{}",
-        text(&out)
-    );
+    assert!(verified_equal(&r), "{}", text(&out));
     // Converted values are stored in the canonical form the application writes.
     assert_eq!(
         sqlite_count(&dst, "SELECT count(*) AS n FROM users WHERE id = 2 AND is_active = 1 \
@@ -681,4 +727,475 @@ fn dirty_source_into_a_sqlite_target_converts_and_skips() {
         ),
         2
     );
+}
+
+/// A SQLite database with one clean row per table (user 1, API key K1, collection C1,
+/// grant 1, operation 1, document D1, chunk 1), then `extra` (raw SQL, with foreign
+/// keys and CHECK constraints off, as another tool might write it).
+fn clean_sqlite_with(dir: &Path, name: &str, extra: &str) -> String {
+    let path = sqlite_path(dir, name);
+    expect_code(&repoctl(&["migrate", "up", "--database-url", &path]), 0);
+    let mut c = SqliteConnection::establish(&path).unwrap();
+    let hash = "a".repeat(64);
+    let key_hash = "b".repeat(64);
+    c.batch_execute(&format!(
+        "PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON;
+         INSERT INTO users (id, username, email, hashed_password, is_active, is_superuser, \
+           created_at, updated_at) VALUES (1, 'u1', 'u1@x.io', '{H}', 1, 0, '{T}', '{T}');
+         INSERT INTO api_keys (id, user_id, name, name_folded, key_prefix, key_hash, is_active, \
+           created_at) VALUES ('{K1}', 1, 'k1', 'k1', 'smtk_00000001', '{key_hash}', 1, '{T}');
+         INSERT INTO collections (id, name, owner_id, vector_store_name, meta, created_at, \
+           updated_at) VALUES ('{C1}', 'c1', 1, 'col_{c1}', '{{}}', '{T}', '{T}');
+         INSERT INTO collection_permissions (id, collection_id, user_id, permission, created_at) \
+           VALUES (1, '{C1}', 1, 'read', '{T}');
+         INSERT INTO operations (id, uuid, collection_id, user_id, kind, status, config, meta, \
+           created_at) VALUES (1, '30000000-0000-4000-8000-000000000001', '{C1}', 1, 'index', \
+           'completed', '{{\"a\": 1}}', '{{}}', '{T}');
+         INSERT INTO documents (id, collection_id, file_path, file_name, file_size, content_hash, \
+           status, meta, created_at, updated_at) VALUES ('{D1}', '{C1}', '/d/1', '1.txt', 10, \
+           '{hash}', 'completed', '{{}}', '{T}', '{T}');
+         INSERT INTO chunks (id, collection_id, document_id, chunk_index, content, meta, \
+           created_at) VALUES (1, '{C1}', '{D1}', 0, 'chunk one', '{{}}', '{T}');
+         {extra}",
+        c1 = C1.replace('-', "_"),
+    ))
+    .unwrap();
+    path
+}
+
+const K1: &str = "00000000-0000-4000-8000-000000000001";
+
+/// Runs a skip-row copy of `src` into `to` and returns (output text, report).
+fn skip_row_copy(dir: &Path, src: &str, to: &str) -> (String, Value) {
+    let rep = dir.join(format!("skip-{}.json", rand_suffix()));
+    let out = repoctl(&[
+        "copy",
+        "--from",
+        src,
+        "--to",
+        to,
+        "--on-error",
+        "skip-row",
+        "--truncate",
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    (text(&out), report(&rep))
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn json_with_a_duplicate_key_is_refused_with_table_key_column_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clean_sqlite_with(
+        dir.path(),
+        "dup.db",
+        &format!(
+            "UPDATE collections SET meta = '{{\"a\": 1, \"a\": 2}}' WHERE id = '{C1}';
+             UPDATE chunks SET meta = '{{\"x\": {{\"k\": 1, \"\\u006b\": 2}}}}' WHERE id = 1;"
+        ),
+    );
+    let db = pg();
+    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+        let (t, r) = skip_row_copy(dir.path(), &src, &target);
+        assert_eq!(r["exit_code"], 4, "{t}");
+        for needle in [
+            format!("collections id={C1} meta: invalid JSON: duplicate key \"a\""),
+            "chunks id=1 meta: invalid JSON: duplicate key \"k\"".to_string(),
+        ] {
+            assert!(t.contains(&needle), "missing {needle:?} in\n{t}");
+        }
+        let refusal = r["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["table"] == "collections")
+            .unwrap()
+            .clone();
+        assert_eq!(refusal["key"], C1);
+        assert_eq!(refusal["column"], "meta");
+        assert!(refusal["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no single meaning"));
+    }
+}
+
+#[test]
+fn rows_breaking_a_domain_rule_are_refused_with_table_key_column_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let upper = "A".repeat(64);
+    let src = clean_sqlite_with(
+        dir.path(),
+        "domain.db",
+        &format!(
+            "INSERT INTO users (id, username, email, hashed_password, is_active, is_superuser, \
+               created_at, updated_at) VALUES (2, 'u2', 'U1@x.io', '{H}', 1, 0, '{T}', '{T}'), \
+               (3, 'u3', 'u3@x.io', 'plaintext password', 1, 0, '{T}', '{T}');
+             INSERT INTO api_keys (id, user_id, name, name_folded, key_prefix, key_hash, \
+               is_active, created_at) VALUES ('{K2}', 1, 'Key', 'Key', 'smtk_00000002', \
+               '{}', 1, '{T}');
+             INSERT INTO collections (id, name, owner_id, vector_store_name, meta, created_at, \
+               updated_at) VALUES ('{C3}', 'c3', 1, 'col_other', '{{}}', '{T}', '{T}');
+             INSERT INTO operations (id, uuid, collection_id, user_id, kind, status, config, \
+               meta, created_at) VALUES (2, '30000000-0000-4000-8000-000000000002', '{C1}', 1, \
+               'index', 'failed', '{{}}', '{{}}', '{T}');
+             INSERT INTO documents (id, collection_id, file_path, file_name, file_size, \
+               content_hash, status, meta, created_at, updated_at) VALUES \
+               ('{D2}', '{C1}', '/d/2', '2.txt', 10, '{upper}', 'completed', '{{}}', '{T}', '{T}'), \
+               ('{D3}', '{C1}', '/d/3', '3.txt', 10, '{}', 'completed', '[1]', '{T}', '{T}');
+             INSERT INTO chunks (id, collection_id, document_id, chunk_index, content, \
+               start_offset, end_offset, meta, created_at) VALUES \
+               (2, '{C1}', '{D1}', 1, 'two', 10, 5, '{{}}', '{T}');",
+            "c".repeat(64),
+            "d".repeat(64),
+        ),
+    );
+    let db = pg();
+    let expected = [
+        (
+            "users",
+            "2",
+            "email",
+            "is not in its stored form \"u1@x.io\"",
+        ),
+        ("users", "3", "hashed_password", "plaintext is refused"),
+        (
+            "api_keys",
+            K2,
+            "name_folded",
+            "is not in its stored form \"key\"",
+        ),
+        (
+            "collections",
+            C3,
+            "vector_store_name",
+            "derived from the collection id",
+        ),
+        ("operations", "2", "config", "must not be an empty object"),
+        ("documents", D2, "content_hash", "64 lowercase hexadecimal"),
+        ("documents", D3, "meta", "must be a JSON object"),
+        (
+            "chunks",
+            "2",
+            "end_offset",
+            "must not be before start_offset",
+        ),
+    ];
+    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+        let (t, r) = skip_row_copy(dir.path(), &src, &target);
+        assert_eq!(r["exit_code"], 4, "{t}");
+        let refusals = r["refusals"].as_array().unwrap();
+        assert_eq!(refusals.len(), expected.len(), "{t}");
+        for (table, key, column, reason) in expected {
+            assert!(
+                refusals.iter().any(|f| f["table"] == table
+                    && f["key"] == key
+                    && f["column"] == column
+                    && f["reason"].as_str().unwrap().contains(reason)),
+                "no refusal {table} {key} {column} {reason:?} in\n{t}"
+            );
+        }
+        // The clean rows are copied and verify equal.
+        assert!(verified_equal(&r), "{t}");
+    }
+}
+
+const K2: &str = "00000000-0000-4000-8000-000000000002";
+const D3: &str = "20000000-0000-4000-8000-000000000003";
+
+#[test]
+fn piped_stderr_gets_the_header_first_and_a_plain_line_per_table_also_while_verifying() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    demo(&a, "1", "3");
+    let db = pg();
+    let out = repoctl(&["copy", "--from", &a, "--to", db.url()]);
+    expect_code(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("repoctl copy: ") && first.contains(" → postgres://"),
+        "{err}"
+    );
+    let tables = [
+        "users",
+        "api_keys",
+        "collections",
+        "collection_permissions",
+        "operations",
+        "documents",
+        "chunks",
+    ];
+    let done = |label: String| {
+        err.lines().any(|l| {
+            l.starts_with(&format!("{label}: ")) && l.contains(" rows/s") && l.ends_with(", done")
+        })
+    };
+    for t in tables {
+        let n = sqlite_count(&a, &format!("SELECT count(*) AS n FROM {t}"));
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{t}: {n}/{n} rows, "))),
+            "no line for {t} in\n{err}"
+        );
+        for side in ["source", "target"] {
+            assert!(done(format!("verify {t} ({side})")), "{side} {t} in\n{err}");
+        }
+    }
+    // `verify` alone likewise; --no-progress turns it off.
+    let out = repoctl(&["verify", "--from", &a, "--to", db.url()]);
+    expect_code(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("repoctl verify: "), "{err}");
+    assert!(done("verify chunks (target)".into()), "{err}");
+    let out = repoctl(&["verify", "--from", &a, "--to", db.url(), "--no-progress"]);
+    expect_code(&out, 0);
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+}
+
+#[test]
+fn the_report_lists_every_converted_value_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Vec<String> = (2..=6)
+        .map(|id| {
+            format!(
+                "INSERT INTO users (id, username, email, hashed_password, is_active, \
+                 is_superuser, created_at, updated_at) VALUES ({id}, 'u{id}', 'u{id}@x.io', \
+                 '{H}', 1, 0, '2024-01-02 03:04:0{id}', '{T}');"
+            )
+        })
+        .collect();
+    let src = clean_sqlite_with(dir.path(), "conv.db", &users.join("\n"));
+    let (t, r) = skip_row_copy(dir.path(), &src, &sqlite_path(dir.path(), "t.db"));
+    assert_eq!(r["exit_code"], 0, "{t}");
+    let users = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "users")
+        .unwrap()
+        .clone();
+    let conv = &users["conversions"][0];
+    assert_eq!(conv["column"], "created_at");
+    assert_eq!(conv["count"], 5);
+    let keys: Vec<&str> = conv["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["2", "3", "4", "5", "6"]);
+    assert_eq!(conv["values"][4]["from"], "2024-01-02 03:04:06");
+    assert_eq!(conv["values"][4]["to"], "2024-01-02T03:04:06.000000Z");
+}
+
+/// One value changed on the target, counts equal: `verify` exits 5 naming that table
+/// only, and 0 once the value is put back.
+fn one_changed_value_is_a_mismatch(
+    dir: &Path,
+    from: &str,
+    to: &str,
+    exec: &dyn Fn(&str),
+    cases: &[(&str, &str, &str, &str)],
+) {
+    let rep = dir.join("one-value.json");
+    let verify = || {
+        let out = repoctl(&[
+            "verify",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--report",
+            rep.to_str().unwrap(),
+        ]);
+        (out, report(&rep))
+    };
+    let (out, _) = verify();
+    expect_code(&out, 0);
+    for (what, table, change, undo) in cases {
+        exec(change);
+        let (out, r) = verify();
+        assert_eq!(code(&out), 5, "{what}: {}", text(&out));
+        for v in r["verification"].as_array().unwrap() {
+            assert_eq!(v["source_rows"], v["target_rows"], "{what}: {v}");
+            assert_eq!(v["equal"], v["table"] != *table, "{what}: {v}");
+        }
+        exec(undo);
+        let (out, _) = verify();
+        assert_eq!(code(&out), 0, "{what} undone: {}", text(&out));
+    }
+}
+
+#[test]
+fn verify_finds_one_changed_value_with_equal_counts_in_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_path(dir.path(), "a.db");
+    let b = sqlite_path(dir.path(), "b.db");
+    demo(&a, "1", "2");
+    let db = pg();
+    expect_code(&repoctl(&["copy", "--from", &a, "--to", db.url()]), 0);
+    expect_code(&repoctl(&["copy", "--from", db.url(), "--to", &b]), 0);
+
+    // SQLite → PostgreSQL: change the PostgreSQL side.
+    let url = db.url().to_string();
+    let pg_exec = move |sql: &str| {
+        let mut c = PgConnection::establish(&url).unwrap();
+        c.batch_execute(sql).unwrap();
+    };
+    let first_user = "id = (SELECT min(id) FROM users)";
+    one_changed_value_is_a_mismatch(
+        dir.path(),
+        &a,
+        db.url(),
+        &pg_exec,
+        &[
+            (
+                "text",
+                "chunks",
+                "UPDATE chunks SET content = content || 'x' WHERE id = (SELECT min(id) FROM chunks)",
+                "UPDATE chunks SET content = left(content, -1) WHERE id = (SELECT min(id) FROM chunks)",
+            ),
+            (
+                "timestamp by 1 µs",
+                "users",
+                &format!("UPDATE users SET created_at = created_at + interval '1 microsecond' WHERE {first_user}"),
+                &format!("UPDATE users SET created_at = created_at - interval '1 microsecond' WHERE {first_user}"),
+            ),
+            (
+                "JSON value",
+                "collections",
+                "UPDATE collections SET meta = jsonb_set(meta, '{repoctl}', '1') \
+                 WHERE name = (SELECT min(name) FROM collections)",
+                "UPDATE collections SET meta = meta - 'repoctl' \
+                 WHERE name = (SELECT min(name) FROM collections)",
+            ),
+            (
+                "boolean",
+                "users",
+                &format!("UPDATE users SET is_superuser = NOT is_superuser WHERE {first_user}"),
+                &format!("UPDATE users SET is_superuser = NOT is_superuser WHERE {first_user}"),
+            ),
+        ],
+    );
+
+    // PostgreSQL → SQLite: change the SQLite side.
+    let path = b.clone();
+    let sqlite_exec = move |sql: &str| {
+        let mut c = SqliteConnection::establish(&path).unwrap();
+        c.batch_execute(sql).unwrap();
+    };
+    // A user whose timestamp's last digit can go up by one (1 µs).
+    let user = sqlite_count(
+        &b,
+        "SELECT min(id) AS n FROM users WHERE substr(created_at, 26, 1) < '9'",
+    );
+    let shift = |delta: i32| {
+        format!(
+            "UPDATE users SET created_at = substr(created_at, 1, 25) \
+             || char(unicode(substr(created_at, 26, 1)) + ({delta})) || 'Z' WHERE id = {user}"
+        )
+    };
+    one_changed_value_is_a_mismatch(
+        dir.path(),
+        db.url(),
+        &b,
+        &sqlite_exec,
+        &[
+            (
+                "text",
+                "chunks",
+                "UPDATE chunks SET content = content || 'x' WHERE id = (SELECT min(id) FROM chunks)",
+                "UPDATE chunks SET content = substr(content, 1, length(content) - 1) \
+                 WHERE id = (SELECT min(id) FROM chunks)",
+            ),
+            ("timestamp by 1 µs", "users", &shift(1), &shift(-1)),
+            (
+                "JSON value",
+                "collections",
+                "UPDATE collections SET meta = json_set(meta, '$.repoctl', 1) \
+                 WHERE name = (SELECT min(name) FROM collections)",
+                "UPDATE collections SET meta = json_remove(meta, '$.repoctl') \
+                 WHERE name = (SELECT min(name) FROM collections)",
+            ),
+            (
+                "boolean",
+                "users",
+                &format!("UPDATE users SET is_superuser = 1 - is_superuser WHERE id = {user}"),
+                &format!("UPDATE users SET is_superuser = 1 - is_superuser WHERE id = {user}"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn an_empty_string_in_every_nullable_timestamp_column_is_refused_not_made_null() {
+    use repoctl::schema::{ColumnType, Table};
+    // Every nullable timestamp column of the schema (and at least those DOMAIN.md names).
+    let columns: Vec<(Table, &str)> = Table::ALL
+        .iter()
+        .flat_map(|&t| {
+            t.spec()
+                .columns
+                .iter()
+                .filter(|c| c.nullable && c.ty == ColumnType::Timestamp)
+                .map(move |c| (t, c.name))
+        })
+        .collect();
+    for named in [
+        "users.last_login",
+        "api_keys.expires_at",
+        "api_keys.last_used_at",
+        "collections.sync_paused_at",
+        "collections.sync_next_run_at",
+        "collections.sync_last_run_started_at",
+        "collections.sync_last_run_completed_at",
+        "operations.started_at",
+        "operations.completed_at",
+        "documents.last_seen_at",
+    ] {
+        assert!(
+            columns
+                .iter()
+                .any(|(t, c)| format!("{}.{c}", t.name()) == named),
+            "{named} is not a nullable timestamp column of {columns:?}"
+        );
+    }
+    // The clean row of each table gets '' in every one of its nullable timestamps.
+    let updates: Vec<String> = columns
+        .iter()
+        .map(|(t, c)| format!("UPDATE {} SET {c} = '';", t.name()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let src = clean_sqlite_with(dir.path(), "empty-ts.db", &updates.join("\n"));
+    let db = pg();
+    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+        let (t, r) = skip_row_copy(dir.path(), &src, &target);
+        assert_eq!(r["exit_code"], 4, "{t}");
+        let refusals = r["refusals"].as_array().unwrap();
+        for (table, column) in &columns {
+            assert!(
+                refusals.iter().any(|f| f["table"] == table.name()
+                    && f["column"] == *column
+                    && f["reason"] == "empty string in a timestamp column"),
+                "{}.{column} not refused in\n{t}",
+                table.name()
+            );
+            let written = r["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["table"] == table.name())
+                .unwrap()["written"]
+                .clone();
+            assert_eq!(written, 0, "{}: the row was not written\n{t}", table.name());
+        }
+    }
 }
