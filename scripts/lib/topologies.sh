@@ -10,7 +10,9 @@
 # script controls (the throwaway main cluster, or one more throwaway cluster when the
 # main server is not ours) and exports TEST_PRIMARY_URL, TEST_STANDBY_URL, and, so
 # that tests can stop and start the standby, TEST_STANDBY_CONTROL (a script taking
-# `stop` or `start`).
+# `stop` or `start`); for tests that start clusters of their own, TEST_PG_BINDIR (the
+# PostgreSQL server binaries) and TEST_CLUSTER_USER (the user to run them as when
+# the tests run as root; PostgreSQL refuses root).
 #
 # `require_nft` makes sure nftables' `nft` exists (the network-partition tests drop a
 # port's packets with it).
@@ -150,7 +152,10 @@ SCRIPT
     chmod 755 "$dir/control.sh"
     TEST_STANDBY_URL="postgres://postgres@127.0.0.1:$port/postgres"
     TEST_STANDBY_CONTROL=$dir/control.sh
-    export TEST_PRIMARY_URL TEST_STANDBY_URL TEST_STANDBY_CONTROL
+    # For tests that start clusters of their own (point-in-time recovery).
+    TEST_PG_BINDIR=$(dirname "$(readlink -f "$PG_CTL")")
+    TEST_CLUSTER_USER=$CLUSTER_USER
+    export TEST_PRIMARY_URL TEST_STANDBY_URL TEST_STANDBY_CONTROL TEST_PG_BINDIR TEST_CLUSTER_USER
     log "standby: $TEST_STANDBY_URL (primary $(redact "$TEST_PRIMARY_URL"))"
 }
 
