@@ -340,6 +340,13 @@ impl PostgresUrl {
         redact_url(&self.to_url_string(true))
     }
 
+    /// The URL with every change applied, `pgbouncer` kept: what to hand on to code
+    /// that parses it again (`PostgresStore::connect`). Holds the password: never log
+    /// it (use [`redacted`](Self::redacted)).
+    pub fn to_url(&self) -> String {
+        self.to_url_string(true)
+    }
+
     /// The URL to hand libpq: as given, `pgbouncer` left out, added parameters
     /// appended. Holds the password: never log it (use [`redacted`](Self::redacted)).
     pub fn libpq_url(&self) -> String {

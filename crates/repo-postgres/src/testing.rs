@@ -3,12 +3,13 @@
 use crate::error::map_connection_error;
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};
-use repo_core::{redact_url, RepoError, RepoResult};
+use repo_core::{redact_url, PostgresUrl, RepoError, RepoResult};
 use std::fmt;
 
 /// A database created for one test (or tool run) and dropped, with `FORCE`, when this
 /// guard is dropped.
 pub struct TempDatabase {
+    /// What libpq gets for the admin connection (see [`PostgresUrl::libpq_url`]).
     admin_url: String,
     url: String,
     name: String,
@@ -45,22 +46,20 @@ fn admin_connection(admin_url: &str) -> RepoResult<PgConnection> {
 }
 
 impl TempDatabase {
-    /// Connects to `admin_url` (any database on the server), creates a database with
-    /// a unique name (`t_` + a random uuid) and returns a guard whose [`url`](Self::url)
-    /// points at it.
+    /// Connects to `admin_url` (any database on the server; a multi-host URL works,
+    /// the database is created where libpq connects), creates a database with a
+    /// unique name (`t_` + a random uuid) and returns a guard whose [`url`](Self::url)
+    /// points at it: `admin_url` with only the database name changed (credentials,
+    /// hosts and parameters, `pgbouncer=` included, are kept).
     pub fn create(admin_url: &str) -> RepoResult<TempDatabase> {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut url = url::Url::parse(admin_url).map_err(|e| {
-            RepoError::config(format!(
-                "invalid PostgreSQL URL {}: {e}",
-                redact_url(admin_url)
-            ))
-        })?;
-        url.set_path(&format!("/{name}"));
+        let admin = PostgresUrl::parse(admin_url)?;
+        let url = admin.clone().with_database(&name).to_url();
+        let admin_url = admin.with_deadline_defaults().libpq_url();
         if !is_safe_identifier(&name) {
             return Err(RepoError::config(format!("unsafe database name {name:?}")));
         }
-        let mut conn = admin_connection(admin_url)?;
+        let mut conn = admin_connection(&admin_url)?;
         // A UTF-8 database with a Unicode-aware C locale, so `[:alnum:]` and `lower()`
         // treat non-ASCII letters as letters: the full-text column depends on it for
         // parity with SQLite's unicode61 tokenizer. Servers without that locale get
@@ -81,8 +80,8 @@ impl TempDatabase {
             Err(e) => return Err(crate::error::map_diesel_error(e)),
         }
         Ok(TempDatabase {
-            admin_url: admin_url.to_owned(),
-            url: url.into(),
+            admin_url,
+            url,
             name,
         })
     }
