@@ -649,3 +649,16 @@ fn multi_host_password_is_scrubbed_from_connect_errors() {
         source = s.source();
     }
 }
+
+/// `pgbouncer=` is not a libpq parameter (libpq refuses unknown ones): the store takes
+/// it out before connecting, and keeps it in what it shows.
+#[test]
+fn pgbouncer_parameter_never_reaches_libpq() {
+    let db = temp_db();
+    let url = db.url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}pgbouncer=false");
+    let store = PostgresStore::connect(&url, &config()).unwrap_or_else(|e| panic!("{e}"));
+    store.health().unwrap();
+    assert!(format!("{store:?}").contains("pgbouncer=false"));
+}
