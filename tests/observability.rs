@@ -11,10 +11,10 @@
 //! `scripts/test.sh`), one throwaway database per test.
 
 use repo_core::{
-    ApiKeySecret, BackendKind, CollectionId, NewApiKey, NewUser, PoolConfig, RepoError, Store,
-    StoreConfig, UnavailableReason, UserId,
+    ApiKeySecret, BackendKind, CollectionId, NewApiKey, NewUser, PgHost, PoolConfig, PostgresUrl,
+    RepoError, Store, StoreConfig, UnavailableReason, UserId,
 };
-use repo_postgres::testing::TempDatabase;
+use repo_postgres::testing::{TcpProxy, TempDatabase};
 use repo_postgres::PostgresStore;
 use repo_sqlite::SqliteStore;
 use rstest::rstest;
@@ -139,32 +139,24 @@ fn open(backend: BackendKind, config: &StoreConfig) -> Opened {
 
 /// `url` with `password` set and, if given, another `host:port`.
 fn rewrite_authority(url: &str, password: Option<&str>, host_port: Option<&str>) -> String {
-    let (scheme, rest) = url
-        .split_once("://")
-        .unwrap_or_else(|| panic!("not a URL: {url}"));
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let user = userinfo.map(|u| u.split(':').next().unwrap_or(u));
-    let user = match (user, password) {
-        (Some(u), Some(p)) => format!("{u}:{p}@"),
-        (None, Some(p)) => format!("postgres:{p}@"),
-        (Some(u), None) => format!("{u}@"),
-        (None, None) => String::new(),
-    };
-    format!("{scheme}://{user}{}{tail}", host_port.unwrap_or(hostport))
+    let mut parsed = PostgresUrl::parse(url).unwrap_or_else(|e| panic!("{e}"));
+    if let Some((host, port)) = host_port.and_then(|hp| hp.rsplit_once(':')) {
+        parsed = parsed.with_hosts(&[PgHost {
+            host: host.to_owned(),
+            port: port.parse().ok(),
+        }]);
+    }
+    if password.is_some() {
+        parsed = parsed.with_password(password);
+    }
+    parsed.to_url()
 }
 
+/// `host:port` of the first host of `url`.
 fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, h)| h)
-        .to_owned()
+    let parsed = PostgresUrl::parse(url).unwrap_or_else(|e| panic!("{e}"));
+    let first = parsed.hosts().remove(0);
+    format!("{}:{}", first.host, first.port.unwrap_or(5432))
 }
 
 const PASSWORD_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA";
@@ -437,84 +429,11 @@ fn pool_warns_once_when_nearly_exhausted(#[case] backend: BackendKind) {
 
 /// A TCP forwarder to the PostgreSQL server that the test can cut, so a store sees
 /// its server become unreachable without the shared server being touched.
-mod proxy {
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    pub struct Proxy {
-        pub address: String,
-        cut: Arc<AtomicBool>,
-    }
-
-    impl Proxy {
-        pub fn start(upstream: String) -> Proxy {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .unwrap_or_else(|e| panic!("binding the proxy: {e}"));
-            let address = listener
-                .local_addr()
-                .unwrap_or_else(|e| panic!("proxy address: {e}"))
-                .to_string();
-            let cut = Arc::new(AtomicBool::new(false));
-            let cut2 = Arc::clone(&cut);
-            // Every accepted and opened stream is kept, so nothing closes on its own.
-            let mut held = Vec::new();
-            std::thread::spawn(move || {
-                for client in listener.incoming().flatten() {
-                    if cut2.load(Ordering::SeqCst) {
-                        // Accept and never answer: a server that stopped responding.
-                        held.push(client);
-                        continue;
-                    }
-                    let Ok(server) = TcpStream::connect(&upstream) else {
-                        continue;
-                    };
-                    for (from, to) in [(&client, &server), (&server, &client)] {
-                        if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
-                            let cut3 = Arc::clone(&cut2);
-                            std::thread::spawn(move || forward(from, to, &cut3));
-                        }
-                    }
-                    held.push(client);
-                    held.push(server);
-                }
-            });
-            Proxy { address, cut }
-        }
-
-        /// From now on nothing gets through: open connections stay open but every
-        /// byte is dropped, and new ones hang unanswered (a server that stopped
-        /// responding, not one that closed its connections).
-        pub fn cut(&self) {
-            self.cut.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// Copies `from` to `to` until either side closes; once `cut` is set, reads and
-    /// drops what arrives.
-    fn forward(mut from: TcpStream, mut to: TcpStream, cut: &AtomicBool) {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) if !cut.load(Ordering::SeqCst) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-            }
-        }
-        let _ = to.shutdown(Shutdown::Both);
-    }
-}
-
 #[test]
 fn postgres_health_of_an_unreachable_server_fails_fast() {
     let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let proxy = proxy::Proxy::start(host_port(db.url()));
-    let url = rewrite_authority(db.url(), None, Some(&proxy.address));
+    let proxy = TcpProxy::start(&host_port(db.url())).unwrap_or_else(|e| panic!("proxy: {e}"));
+    let url = rewrite_authority(db.url(), None, Some(&proxy.address().to_string()));
     let config = StoreConfig {
         pool: PoolConfig {
             pool_size: 1,

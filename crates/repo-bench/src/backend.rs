@@ -200,16 +200,16 @@ impl Backend {
             ),
             RawConn::Sqlite(_) => unreachable_backend()?,
         };
-        let server = url::Url::parse(&url)
-            .ok()
+        let server = repo_core::PostgresUrl::parse(&url)
             .map(|u| {
-                format!(
-                    "{}:{}",
-                    u.host_str().unwrap_or("?"),
-                    u.port().unwrap_or(5432)
-                )
+                let hosts: Vec<String> = u
+                    .hosts()
+                    .iter()
+                    .map(|h| format!("{}:{}", h.host, h.port.unwrap_or(5432)))
+                    .collect();
+                hosts.join(",")
             })
-            .unwrap_or_else(|| "?".into());
+            .unwrap_or_else(|_| "?".into());
         let label = match commit {
             Commit::ServerDefault => label(BackendKind::Postgres),
             Commit::Asynchronous => ASYNC_POSTGRES,

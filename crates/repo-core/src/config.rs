@@ -1,4 +1,4 @@
-//! Configuration shared by every backend: pool, timeouts, policies, URL redaction.
+//! Configuration shared by every backend: pool, timeouts, policies.
 
 use crate::api_key::ApiKeyPolicy;
 use crate::error::{RepoError, RepoResult};
@@ -250,36 +250,6 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<'_, F> {
     }
 }
 
-/// Replaces the password of a URL (`scheme://user:secret@host`) with `***`, and any
-/// `password=` query parameter likewise. Text that is not a URL is returned as is.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?', '#'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out = format!("{head}{}", redacted.join("&"));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,19 +287,5 @@ mod tests {
         let err = StoreConfig::from_lookup(lookup(&[("DB_POOL_TIMEOUT", "soon")])).unwrap_err();
         assert!(matches!(err, RepoError::Config { .. }));
         assert!(err.to_string().contains("DB_POOL_TIMEOUT"));
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/x?sslmode=require"),
-            "postgres://app:***@db:5432/x?sslmode=require"
-        );
-        assert_eq!(
-            redact_url("postgres://db/x?user=a&password=hunter2"),
-            "postgres://db/x?user=a&password=***"
-        );
-        assert_eq!(redact_url("sqlite://data.db"), "sqlite://data.db");
-        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
     }
 }

@@ -59,7 +59,9 @@ pub enum UnavailableReason {
     ConnectionFailed,
     /// An established connection was lost mid-call.
     ConnectionLost,
-    /// The statement ran past the configured statement timeout.
+    /// The statement ran past the configured statement timeout (server side).
+    StatementTimeout,
+    /// The server did not answer within the client-side deadline.
     Timeout,
 }
 
@@ -70,7 +72,8 @@ impl UnavailableReason {
             Self::PoolExhausted => "pool exhausted",
             Self::ConnectionFailed => "connection failed",
             Self::ConnectionLost => "connection lost",
-            Self::Timeout => "statement timeout",
+            Self::StatementTimeout => "statement timeout",
+            Self::Timeout => "timeout",
         }
     }
 }

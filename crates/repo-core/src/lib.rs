@@ -46,6 +46,7 @@ pub mod instrument;
 pub mod operation;
 pub mod page;
 pub mod pool_check;
+pub mod postgres_url;
 pub mod schema;
 pub mod search;
 pub mod store;
@@ -63,7 +64,7 @@ pub use collection::{
     CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
     DEFAULT_EMBEDDING_MODEL,
 };
-pub use config::{redact_url, PoolConfig, PostgresConfig, SqliteConfig, StoreConfig};
+pub use config::{PoolConfig, PostgresConfig, SqliteConfig, StoreConfig};
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
     DocumentStatusUpdate, ErrorCategory, NewDocument, Registered, MAX_DOCUMENT_BATCH,
@@ -77,6 +78,7 @@ pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
 pub use instrument::{Instrumented, PoolStatus, PoolWatch, SlowQueryLog};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
+pub use postgres_url::{redact_url, PgHost, PostgresUrl};
 pub use schema::{
     normalize_sql_expression, normalized_check_terms, IndexSnapshot, SchemaSnapshot, TableSnapshot,
 };

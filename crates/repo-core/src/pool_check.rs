@@ -11,6 +11,12 @@
 //! `has_broken` does not notice a lost PostgreSQL connection, so without the second
 //! rule a busy pool would keep handing the dead connection out).
 //!
+//! A failed test also condemns every connection that went back to the pool before
+//! the test started ([`IdleCheckManager::presuming_dead`]): when the network to the
+//! server is cut, each test of a dead connection waits for the TCP deadlines (15 s
+//! with the defaults of [`crate::postgres_url::DEADLINE_DEFAULTS`]), and testing the
+//! idle connections one after the other would multiply that wait by their number.
+//!
 //! Both backends wrap Diesel's `ConnectionManager` in [`IdleCheckManager`] and their
 //! connection customizer in [`CustomizeChecked`]; repository code keeps taking
 //! `&mut PgConnection` / `&mut SqliteConnection` through [`CheckedConnection`]'s
@@ -19,6 +25,7 @@
 use crate::error::RepoError;
 use r2d2::{CustomizeConnection, ManageConnection};
 use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A pooled connection with what [`IdleCheckManager`] needs to decide whether to
@@ -89,16 +96,58 @@ pub fn finish_call<C, T>(
 ///
 /// `idle` of zero tests every checkout (r2d2's own behaviour). With
 /// `test_on_check_out(false)` r2d2 never asks, so nothing is tested.
-#[derive(Debug)]
-pub struct IdleCheckManager<M> {
+pub struct IdleCheckManager<M: ManageConnection> {
     inner: M,
     idle: Duration,
+    /// Makes the error of a connection presumed dead; `None`: test every one.
+    presume_dead: Option<PresumeDead<M::Error>>,
+    /// When the latest failing test started.
+    failed_test_started: Mutex<Option<Instant>>,
 }
 
-impl<M> IdleCheckManager<M> {
+type PresumeDead<E> = Box<dyn Fn() -> E + Send + Sync>;
+
+impl<M: ManageConnection + std::fmt::Debug> std::fmt::Debug for IdleCheckManager<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleCheckManager")
+            .field("inner", &self.inner)
+            .field("idle", &self.idle)
+            .field("presume_dead", &self.presume_dead.is_some())
+            .finish()
+    }
+}
+
+impl<M: ManageConnection> IdleCheckManager<M> {
     /// Validates connections idle for at least `idle` before handing them out.
     pub fn new(inner: M, idle: Duration) -> Self {
-        Self { inner, idle }
+        Self {
+            inner,
+            idle,
+            presume_dead: None,
+            failed_test_started: Mutex::new(None),
+        }
+    }
+
+    /// After a test fails, a connection due for a test that went back to the pool
+    /// before that failed test started fails its own test at once with
+    /// `make_error()`, without a round trip: what killed one connection (a server
+    /// restart, a failover, a cut network) killed the older ones too, and testing each
+    /// against a silent network would cost the whole TCP deadline per connection.
+    pub fn presuming_dead(
+        mut self,
+        make_error: impl Fn() -> M::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.presume_dead = Some(Box::new(make_error));
+        self
+    }
+
+    fn condemned(&self, conn: &CheckedConnection<M::Connection>) -> bool {
+        self.presume_dead.is_some()
+            && self
+                .failed_test_started
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|failed| conn.returned_at <= failed)
     }
 }
 
@@ -118,7 +167,20 @@ impl<M: ManageConnection> ManageConnection for IdleCheckManager<M> {
         if !conn.needs_check(self.idle) {
             return Ok(());
         }
-        self.inner.is_valid(&mut conn.conn)?;
+        if self.condemned(conn) {
+            if let Some(make_error) = &self.presume_dead {
+                return Err(make_error());
+            }
+        }
+        let started = Instant::now();
+        if let Err(e) = self.inner.is_valid(&mut conn.conn) {
+            let mut failed = self
+                .failed_test_started
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *failed = Some(failed.map_or(started, |f| f.max(started)));
+            return Err(e);
+        }
         conn.suspect = false;
         Ok(())
     }
@@ -174,39 +236,51 @@ mod tests {
     impl std::error::Error for Gone {}
 
     impl ManageConnection for Counting {
-        type Connection = ();
+        /// Whether the connection was opened after `dead` was set (then it lives).
+        type Connection = bool;
         type Error = Gone;
 
-        fn connect(&self) -> Result<(), Gone> {
-            Ok(())
+        fn connect(&self) -> Result<bool, Gone> {
+            Ok(self.dead.load(Ordering::SeqCst))
         }
 
-        fn is_valid(&self, _: &mut ()) -> Result<(), Gone> {
-            self.checks.fetch_add(1, Ordering::SeqCst);
-            if self.dead.load(Ordering::SeqCst) {
+        /// Counts the tests of connections opened before `dead` was set.
+        fn is_valid(&self, opened_after: &mut bool) -> Result<(), Gone> {
+            if !*opened_after {
+                self.checks.fetch_add(1, Ordering::SeqCst);
+            }
+            if self.dead.load(Ordering::SeqCst) && !*opened_after {
                 Err(Gone)
             } else {
                 Ok(())
             }
         }
 
-        fn has_broken(&self, _: &mut ()) -> bool {
+        fn has_broken(&self, _: &mut bool) -> bool {
             false
         }
     }
 
     fn pool(idle: Duration) -> (r2d2::Pool<IdleCheckManager<Counting>>, Counting) {
+        pool_of(1, idle, |m| m)
+    }
+
+    fn pool_of(
+        size: u32,
+        idle: Duration,
+        setup: impl FnOnce(IdleCheckManager<Counting>) -> IdleCheckManager<Counting>,
+    ) -> (r2d2::Pool<IdleCheckManager<Counting>>, Counting) {
         let manager = Counting::default();
         let probe = Counting {
             checks: Arc::clone(&manager.checks),
             dead: Arc::clone(&manager.dead),
         };
         let pool = r2d2::Pool::builder()
-            .max_size(1)
-            .min_idle(Some(1))
+            .max_size(size)
+            .min_idle(Some(size))
             .test_on_check_out(true)
             .connection_timeout(Duration::from_secs(5))
-            .build(IdleCheckManager::new(manager, idle))
+            .build(setup(IdleCheckManager::new(manager, idle)))
             .expect("pool of a manager that always connects");
         (pool, probe)
     }
@@ -252,5 +326,37 @@ mod tests {
             .expect("a fresh connection replaces the dead one");
         assert!(!conn.suspect);
         assert_eq!(probe.checks.load(Ordering::SeqCst), 1);
+    }
+
+    /// Once a test fails, the other connections idle since before it are not tested
+    /// one by one (each would wait out the TCP deadlines on a cut network): they are
+    /// presumed dead and replaced.
+    #[test]
+    fn one_failed_test_condemns_the_older_idle_connections() {
+        for (presume, expected_checks) in [(false, 3), (true, 1)] {
+            let (pool, probe) = pool_of(3, Duration::from_millis(20), |m| {
+                if presume {
+                    m.presuming_dead(|| Gone)
+                } else {
+                    m
+                }
+            });
+            // Let the pool fill, then let every connection sit idle past the threshold.
+            let start = std::time::Instant::now();
+            while pool.state().idle_connections < 3 && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(40));
+            probe.dead.store(true, Ordering::SeqCst);
+            let conn = pool
+                .get()
+                .expect("a fresh connection replaces the dead ones");
+            assert!(!conn.suspect);
+            assert_eq!(
+                probe.checks.load(Ordering::SeqCst),
+                expected_checks,
+                "presuming dead: {presume}"
+            );
+        }
     }
 }

@@ -5,20 +5,27 @@
 //! protects nothing and costs about half of the client's instructions per round trip
 //! (docs/PERFORMANCE.md, finding 4). Over a Unix socket libpq never uses TLS anyway.
 
+use repo_core::PostgresUrl;
 use std::borrow::Cow;
 
 /// The URL to connect with: `url` with `sslmode=disable` appended when it names no
 /// `sslmode` (nor any other `ssl*` parameter, such as a client certificate), the
-/// `PGSSLMODE` variable is unset (`pgsslmode_set`), and every host it names is a
-/// loopback address, `localhost` or a Unix socket (including no host at all, which
-/// libpq takes as the default socket). Anything else is returned unchanged: an
-/// explicit choice is never overridden, and a remote server keeps libpq's default.
+/// `PGSSLMODE` variable is unset (`pgsslmode_set`), and every host it names (all of a
+/// multi-host URL's, and every `host=`/`hostaddr=` one) is a loopback address,
+/// `localhost` or a Unix socket (including no host at all, which libpq takes as the
+/// default socket). Anything else is returned unchanged: an explicit choice is never
+/// overridden, and a remote server keeps libpq's default.
 ///
 /// The result holds the password of `url`, if any: redact it before logging.
 pub fn plaintext_on_loopback(url: &str, pgsslmode_set: bool) -> Cow<'_, str> {
-    if pgsslmode_set || !all_hosts_local(url) {
+    // What does not parse is left to libpq to report.
+    let leave_tls_to_libpq =
+        PostgresUrl::parse(url).is_ok_and(|parsed| !parsed.sets_tls() && parsed.is_loopback());
+    if pgsslmode_set || !leave_tls_to_libpq {
         return Cow::Borrowed(url);
     }
+    // Appended as text, so that everything else (credentials, `pgbouncer=`) reaches
+    // the store exactly as given.
     let (head, fragment) = match url.find('#') {
         Some(i) => url.split_at(i),
         None => (url, ""),
@@ -29,70 +36,6 @@ pub fn plaintext_on_loopback(url: &str, pgsslmode_set: bool) -> Cow<'_, str> {
         Some(_) => "&",
     };
     Cow::Owned(format!("{head}{separator}sslmode=disable{fragment}"))
-}
-
-/// Whether every host of `url` is on this machine and the URL leaves TLS to libpq's
-/// default.
-fn all_hosts_local(url: &str) -> bool {
-    let Ok(parsed) = url::Url::parse(url) else {
-        // libpq reports what it cannot parse; do not guess.
-        return false;
-    };
-    let mut hosts: Vec<String> = Vec::new();
-    for (key, value) in parsed.query_pairs() {
-        if key.starts_with("ssl") || key == "requiressl" || key == "gssencmode" {
-            return false;
-        }
-        // `hostaddr` is where libpq connects; `host` (as a parameter) overrides the
-        // authority part.
-        if key == "host" || key == "hostaddr" {
-            hosts.extend(value.split(',').map(str::to_owned));
-        }
-    }
-    if hosts.is_empty() {
-        // The authority may list several `host:port` pairs separated by commas, which
-        // the url crate keeps as one opaque host string.
-        let authority = parsed.host_str().unwrap_or("");
-        let decoded = percent_decode(authority);
-        hosts.extend(decoded.split(',').map(|h| strip_port(h).to_owned()));
-    }
-    hosts.iter().all(|h| is_local_host(h))
-}
-
-/// `host:port` → `host`; `[::1]:5432` → `::1`.
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        // More than one colon and no brackets: a bare IPv6 address.
-        Some((h, _)) if !h.contains(':') => h,
-        _ => host,
-    }
-}
-
-fn is_local_host(host: &str) -> bool {
-    let host = host.trim();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() || host.starts_with('/') || host.starts_with('@') {
-        // Default socket, a socket directory, or an abstract socket.
-        return true;
-    }
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    host.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -125,12 +68,25 @@ mod tests {
                 "postgres://%2Fvar%2Frun%2Fpostgresql/db?sslmode=disable",
             ),
             (
+                "postgres:///db?host=/var/run/postgresql",
+                "postgres:///db?host=/var/run/postgresql&sslmode=disable",
+            ),
+            (
                 "postgres://remote.example/db?host=/tmp",
                 "postgres://remote.example/db?host=/tmp&sslmode=disable",
             ),
             (
                 "postgres://127.0.0.2/db?",
                 "postgres://127.0.0.2/db?sslmode=disable",
+            ),
+            // Multi-host: every host local.
+            (
+                "postgres://u:p@127.0.0.1:5432,[::1]:5433,localhost:5434/db?target_session_attrs=read-write",
+                "postgres://u:p@127.0.0.1:5432,[::1]:5433,localhost:5434/db?target_session_attrs=read-write&sslmode=disable",
+            ),
+            (
+                "postgres://u@127.0.0.1:6432/db?pgbouncer=true",
+                "postgres://u@127.0.0.1:6432/db?pgbouncer=true&sslmode=disable",
             ),
         ] {
             assert_eq!(rewrite(url), expected, "{url}");
@@ -146,6 +102,9 @@ mod tests {
             "postgres://app@db.example.com/db",
             "postgres://app@10.0.0.5/db",
             "postgres://app@localhost,db.example.com/db",
+            // Multi-host: one remote host keeps libpq's default for all.
+            "postgres://u:p@127.0.0.1:5432,db.example.com:5432/db",
+            "postgres://u:p@[::1]:5432,[2001:db8::1]:5432/db",
             "postgres://app@localhost/db?host=db.example.com",
             "postgres://app@remote/db?hostaddr=10.1.2.3",
             "not a url",
@@ -159,7 +118,7 @@ mod tests {
 
     #[test]
     fn the_password_is_kept_for_libpq_and_redacted_like_before() {
-        let url = "postgres://app:s3cr%40t@127.0.0.1:5432/db?password=other";
+        let url = "postgres://app:s3cr%40t@127.0.0.1:5432,127.0.0.1:5433/db?password=other";
         let out = rewrite(url);
         // Only a parameter is appended: the credentials reach libpq unchanged.
         assert_eq!(out, format!("{url}&sslmode=disable"));

@@ -1,7 +1,8 @@
 //! `DATABASE_URL` parsing and the environment fallbacks.
 
 use crate::{supported_schemes, DEFAULT_SQLITE_FILE};
-use repo_core::{redact_url, RepoError, RepoResult};
+use repo_core::postgres_url::{is_postgres_url, percent_encode};
+use repo_core::{redact_url, PgHost, PostgresUrl, RepoError, RepoResult};
 
 /// Which backend a URL selects, and what to hand it.
 #[derive(Clone, PartialEq, Eq)]
@@ -22,14 +23,17 @@ impl std::fmt::Debug for DatabaseTarget {
 }
 
 /// Parses a `DATABASE_URL`. Unknown schemes are a `Config` error listing the supported
-/// ones; SQLite is never a catch-all.
+/// ones; SQLite is never a catch-all. A PostgreSQL URL is checked with
+/// [`PostgresUrl::parse`] (multi-host URLs included): a malformed one is a `Config`
+/// error.
 pub fn parse_database_url(url: &str) -> RepoResult<DatabaseTarget> {
     let url = url.trim();
     if url.is_empty() {
         return Err(RepoError::config("DATABASE_URL is empty"));
     }
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+    if is_postgres_url(url) {
+        PostgresUrl::parse(url)?;
         return Ok(DatabaseTarget::Postgres(url.to_owned()));
     }
     if lower == "sqlite::memory:" || lower == "sqlite://:memory:" || lower == ":memory:" {
@@ -118,26 +122,26 @@ pub fn resolve_database_url(lookup: impl Fn(&str) -> Option<String>) -> RepoResu
             })?,
             None => 5432,
         };
-        let mut url = url::Url::parse("postgresql://localhost")
-            .map_err(|e| RepoError::config(format!("building the PostgreSQL URL: {e}")))?;
-        let bad_host = |_| RepoError::config(format!("POSTGRES_HOST={host:?} is not a host name"));
-        url.set_host(Some(host.trim())).map_err(bad_host)?;
-        let set_failed = |what: &str| RepoError::config(format!("cannot use {what} in a URL"));
-        url.set_port(Some(port))
-            .map_err(|()| set_failed("POSTGRES_PORT"))?;
-        let user = get("POSTGRES_USER").unwrap_or_else(|| "postgres".to_owned());
-        url.set_username(&user)
-            .map_err(|()| set_failed("POSTGRES_USER"))?;
-        if let Some(password) = get("POSTGRES_PASSWORD") {
-            url.set_password(Some(&password))
-                .map_err(|()| set_failed("POSTGRES_PASSWORD"))?;
+        let hosts: Vec<PgHost> = host
+            .split(',')
+            .map(|h| PgHost {
+                host: h.trim().to_owned(),
+                port: Some(port),
+            })
+            .collect();
+        if hosts.iter().any(|h| h.host.is_empty()) {
+            return Err(RepoError::config(format!(
+                "POSTGRES_HOST={host:?} is not a host name"
+            )));
         }
+        let user = get("POSTGRES_USER").unwrap_or_else(|| "postgres".to_owned());
         let db = get("POSTGRES_DB").unwrap_or_else(|| "postgres".to_owned());
-        url.path_segments_mut()
-            .map_err(|()| set_failed("POSTGRES_DB"))?
-            .push(&db);
+        let url = PostgresUrl::parse(&format!("postgresql://{}@", percent_encode(&user)))?
+            .with_hosts(&hosts)
+            .with_password(get("POSTGRES_PASSWORD").as_deref())
+            .with_database(&db);
         return Ok(ResolvedUrl {
-            url: url.into(),
+            url: url.to_url(),
             source: UrlSource::PostgresParts,
         });
     }
@@ -185,6 +189,8 @@ mod tests {
         for u in [
             "postgres://u@h/db",
             "postgresql://u:p@h:5433/db?sslmode=require",
+            "postgres://u:p@h1:5432,h2:5433,[::1]:5434/db?target_session_attrs=read-write",
+            "postgres:///db?host=/var/run/postgresql",
         ] {
             assert_eq!(
                 parse_database_url(u).unwrap(),
@@ -205,6 +211,9 @@ mod tests {
             "{text}"
         );
         assert!(parse_database_url("data.txt").is_err());
+        let err = parse_database_url("postgres://u:hunter2@[::1/db").unwrap_err();
+        assert!(matches!(err, RepoError::Config { .. }));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(parse_database_url("").is_err());
     }
 
@@ -241,6 +250,16 @@ mod tests {
         assert_eq!(r.source, UrlSource::DatabaseUrl);
         assert!(
             resolve_database_url(env(&[("POSTGRES_HOST", "h"), ("POSTGRES_PORT", "x")])).is_err()
+        );
+        // Several hosts, an IPv6 address, a socket directory.
+        let r = resolve_database_url(env(&[
+            ("POSTGRES_HOST", "db1,::1,/run/pg"),
+            ("POSTGRES_PASSWORD", "a,b"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            r.url,
+            "postgresql://postgres:a%2Cb@db1:5432,[::1]:5432,%2Frun%2Fpg:5432/postgres"
         );
     }
 }

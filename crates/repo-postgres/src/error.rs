@@ -62,7 +62,7 @@ fn classify_by_message(
         RepoError::conflict(ConflictReason::ConcurrentUpdate, message)
     } else if lower.contains("statement timeout") {
         RepoError::Unavailable {
-            reason: UnavailableReason::Timeout,
+            reason: UnavailableReason::StatementTimeout,
             message,
             source: Some(Box::new(Error::DatabaseError(kind, info))),
         }
@@ -83,12 +83,23 @@ fn is_connection_loss(lower: &str) -> bool {
         || (lower.contains("connection to server") && lower.contains("failed"))
 }
 
+/// Whether a libpq message says a client-side deadline passed (`connect_timeout`:
+/// "timeout expired"; keepalives or `tcp_user_timeout`: "Connection timed out").
+fn is_deadline(lower: &str) -> bool {
+    lower.contains("timed out") || lower.contains("timeout expired")
+}
+
 fn connection_lost(
     kind: DatabaseErrorKind,
     info: Box<dyn DatabaseErrorInformation + Send + Sync>,
 ) -> RepoError {
+    let reason = if is_deadline(&info.message().to_ascii_lowercase()) {
+        UnavailableReason::Timeout
+    } else {
+        UnavailableReason::ConnectionLost
+    };
     RepoError::Unavailable {
-        reason: UnavailableReason::ConnectionLost,
+        reason,
         message: format!("connection lost: {}", info.message().trim_end()),
         source: Some(Box::new(Error::DatabaseError(kind, info))),
     }
@@ -264,7 +275,11 @@ pub(crate) fn map_connection_error(error: ConnectionError, redacted_url: &str) -
             RepoError::config(format!("invalid PostgreSQL URL {redacted_url}: {msg}"))
         }
         other => RepoError::Unavailable {
-            reason: UnavailableReason::ConnectionFailed,
+            reason: if is_deadline(&other.to_string().to_ascii_lowercase()) {
+                UnavailableReason::Timeout
+            } else {
+                UnavailableReason::ConnectionFailed
+            },
             message: format!(
                 "could not connect to {redacted_url}: {}",
                 other.to_string().trim_end()
@@ -442,6 +457,46 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// A dead peer: keepalives, `tcp_user_timeout` or `connect_timeout` ran out
+    /// (`Timeout`), or the connection was closed (`ConnectionLost`).
+    #[test]
+    fn dead_peer_errors_are_unavailable() {
+        let lost = |message: &str| {
+            map_diesel_error(Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                Box::new(message.to_owned()),
+            ))
+        };
+        let reason = |e: RepoError| match e {
+            RepoError::Unavailable { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        };
+        for (message, expected) in [
+            (
+                "could not receive data from server: Connection timed out",
+                UnavailableReason::Timeout,
+            ),
+            (
+                "could not send data to server: Connection timed out",
+                UnavailableReason::Timeout,
+            ),
+            (
+                "server closed the connection unexpectedly\n\tThis probably means the server \
+                 terminated abnormally",
+                UnavailableReason::ConnectionLost,
+            ),
+        ] {
+            assert_eq!(reason(lost(message)), expected, "{message}");
+        }
+        let connect = map_connection_error(
+            ConnectionError::BadConnection(
+                "connection to server at \"10.0.0.1\", port 5432 failed: timeout expired".into(),
+            ),
+            "postgres://h/db",
+        );
+        assert_eq!(reason(connect), UnavailableReason::Timeout);
     }
 
     #[test]

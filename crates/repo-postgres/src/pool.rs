@@ -130,10 +130,10 @@ impl ConnectionPool {
             .error_handler(Box::new(RedactingErrorHandler {
                 secrets: secrets.clone(),
             }))
-            .build_unchecked(IdleCheckManager::new(
-                ConnectionManager::new(url),
-                pool.pre_ping_idle,
-            ));
+            .build_unchecked(
+                IdleCheckManager::new(ConnectionManager::new(url), pool.pre_ping_idle)
+                    .presuming_dead(presumed_dead),
+            );
         Ok(Self {
             pool: built,
             settings,
@@ -183,6 +183,14 @@ impl ConnectionPool {
     pub(crate) fn redacted_url(&self) -> &str {
         &self.redacted_url
     }
+}
+
+/// The error of a pooled connection that is not tested because an older test failed
+/// (see [`IdleCheckManager::presuming_dead`]).
+fn presumed_dead() -> diesel::r2d2::Error {
+    diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(
+        "connection presumed dead: a connection idle for as long failed its test".into(),
+    ))
 }
 
 /// Opens one connection on a helper thread, waiting at most `timeout` for it (libpq

@@ -14,10 +14,10 @@ use diesel::pg::PgConnection;
 use repo_core::pool_check::finish_call;
 use repo_core::store::health_check_within;
 use repo_core::{
-    redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection,
-    CollectionId, CollectionRepository, DocumentRepository, Instrumented, OperationRepository,
-    PoolStatus, RepoError, RepoResult, Repositories, RetryPolicy, SchemaSnapshot, Store,
-    Transaction, UserRepository,
+    ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection, CollectionId,
+    CollectionRepository, DocumentRepository, Instrumented, OperationRepository, PoolStatus,
+    PostgresUrl, RepoResult, Repositories, RetryPolicy, SchemaSnapshot, Store, Transaction,
+    UserRepository,
 };
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -56,53 +56,6 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-/// The secrets a URL carries, raw and percent-decoded, to scrub from messages.
-fn url_secrets(url: &str) -> Vec<String> {
-    let mut secrets = Vec::new();
-    if let Ok(parsed) = url::Url::parse(url) {
-        if let Some(p) = parsed.password() {
-            secrets.push(p.to_owned());
-            if let Ok(decoded) = percent_decode(p) {
-                secrets.push(decoded);
-            }
-        }
-        for (k, v) in parsed.query_pairs() {
-            if k.eq_ignore_ascii_case("password") {
-                secrets.push(v.into_owned());
-            }
-        }
-    }
-    secrets.retain(|s| !s.is_empty());
-    secrets.sort();
-    secrets.dedup();
-    // Longest first, so a secret containing another is replaced whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets
-}
-
-fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-}
-
 impl PostgresStore {
     /// Opens a pool on `url` (`postgres://` or `postgresql://`) configured by `config`,
     /// checks that the server answers within `config.pool.connection_timeout`, and
@@ -110,15 +63,17 @@ impl PostgresStore {
     /// lock, so concurrent processes do not race).
     ///
     /// An unreachable server is `Unavailable { ConnectionFailed }`; a malformed URL is
-    /// `Config`. No message shows the URL's password.
+    /// `Config`. No message shows the URL's password. The URL may list several hosts
+    /// (libpq tries them in order); libpq gets it with `pgbouncer=` taken out and the
+    /// [`DEADLINE_DEFAULTS`](repo_core::postgres_url::DEADLINE_DEFAULTS) added where
+    /// the URL does not set them.
     pub fn connect(url: &str, config: &repo_core::StoreConfig) -> RepoResult<Self> {
-        let redacted = redact_url(url);
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(RepoError::config(format!(
-                "not a PostgreSQL URL (expected postgres:// or postgresql://): {redacted}"
-            )));
-        }
-        let secrets = url_secrets(url);
+        // Multi-host URLs included; `pgbouncer=` is taken out and client-side
+        // deadlines are added where the URL sets none (docs/postgres.md).
+        let parsed = PostgresUrl::parse(url)?;
+        let redacted = parsed.redacted();
+        let secrets = parsed.secrets();
+        let url = &parsed.with_deadline_defaults().libpq_url();
         let pool = ConnectionPool::open(
             url,
             &config.pool,
@@ -379,19 +334,6 @@ impl Transaction for PgTransaction<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_of_urls() {
-        assert_eq!(
-            url_secrets("postgres://app:p%40ss@db/x"),
-            vec!["p%40ss".to_owned(), "p@ss".to_owned()]
-        );
-        assert_eq!(
-            url_secrets("postgres://db/x?password=hunter2"),
-            vec!["hunter2".to_owned()]
-        );
-        assert!(url_secrets("postgres://app@db/x").is_empty());
-    }
 
     #[derive(diesel::QueryableByName)]
     struct Setting {

@@ -1,14 +1,16 @@
-//! Test and tooling support: a throwaway database, dropped when the guard goes.
+//! Test and tooling support: a throwaway database, dropped when the guard goes, and a
+//! loopback TCP proxy a test controls.
 
 use crate::error::map_connection_error;
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};
-use repo_core::{redact_url, RepoError, RepoResult};
+use repo_core::{redact_url, PostgresUrl, RepoError, RepoResult};
 use std::fmt;
 
 /// A database created for one test (or tool run) and dropped, with `FORCE`, when this
 /// guard is dropped.
 pub struct TempDatabase {
+    /// What libpq gets for the admin connection (see [`PostgresUrl::libpq_url`]).
     admin_url: String,
     url: String,
     name: String,
@@ -45,22 +47,20 @@ fn admin_connection(admin_url: &str) -> RepoResult<PgConnection> {
 }
 
 impl TempDatabase {
-    /// Connects to `admin_url` (any database on the server), creates a database with
-    /// a unique name (`t_` + a random uuid) and returns a guard whose [`url`](Self::url)
-    /// points at it.
+    /// Connects to `admin_url` (any database on the server; a multi-host URL works,
+    /// the database is created where libpq connects), creates a database with a
+    /// unique name (`t_` + a random uuid) and returns a guard whose [`url`](Self::url)
+    /// points at it: `admin_url` with only the database name changed (credentials,
+    /// hosts and parameters, `pgbouncer=` included, are kept).
     pub fn create(admin_url: &str) -> RepoResult<TempDatabase> {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut url = url::Url::parse(admin_url).map_err(|e| {
-            RepoError::config(format!(
-                "invalid PostgreSQL URL {}: {e}",
-                redact_url(admin_url)
-            ))
-        })?;
-        url.set_path(&format!("/{name}"));
+        let admin = PostgresUrl::parse(admin_url)?;
+        let url = admin.clone().with_database(&name).to_url();
+        let admin_url = admin.with_deadline_defaults().libpq_url();
         if !is_safe_identifier(&name) {
             return Err(RepoError::config(format!("unsafe database name {name:?}")));
         }
-        let mut conn = admin_connection(admin_url)?;
+        let mut conn = admin_connection(&admin_url)?;
         // A UTF-8 database with a Unicode-aware C locale, so `[:alnum:]` and `lower()`
         // treat non-ASCII letters as letters: the full-text column depends on it for
         // parity with SQLite's unicode61 tokenizer. Servers without that locale get
@@ -81,8 +81,8 @@ impl TempDatabase {
             Err(e) => return Err(crate::error::map_diesel_error(e)),
         }
         Ok(TempDatabase {
-            admin_url: admin_url.to_owned(),
-            url: url.into(),
+            admin_url,
+            url,
             name,
         })
     }
@@ -124,6 +124,91 @@ impl Drop for TempDatabase {
             tracing::warn!(database = %self.name, error = %e, "could not drop the temporary database");
         }
     }
+}
+
+/// A loopback TCP proxy in front of a server, controlled by the test: it forwards
+/// every connection to `upstream` until [`cut`](Self::cut).
+///
+/// Cutting only stops the copying: the proxy's kernel still acknowledges packets and
+/// answers keepalives, so to the client this is a server that stopped answering on
+/// live TCP connections, not a network partition (for that, drop the proxy port's
+/// packets in the firewall, as `tests/partition.rs` does).
+#[derive(Debug)]
+pub struct TcpProxy {
+    address: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TcpProxy {
+    /// Listens on `127.0.0.1` (a free port) and forwards to `upstream` (`host:port`).
+    pub fn start(upstream: &str) -> std::io::Result<TcpProxy> {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let address = listener.local_addr()?;
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut2 = std::sync::Arc::clone(&cut);
+        let upstream = upstream.to_owned();
+        // Every accepted and opened stream is kept, so nothing closes on its own.
+        let mut held = Vec::new();
+        std::thread::Builder::new()
+            .name("tcp-proxy".into())
+            .spawn(move || {
+                for client in listener.incoming().flatten() {
+                    if cut2.load(Ordering::SeqCst) {
+                        // Accept and never answer: a server that stopped responding.
+                        held.push(client);
+                        continue;
+                    }
+                    let Ok(server) = TcpStream::connect(&upstream) else {
+                        continue;
+                    };
+                    for (from, to) in [(&client, &server), (&server, &client)] {
+                        if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
+                            let cut3 = std::sync::Arc::clone(&cut2);
+                            std::thread::spawn(move || forward(from, to, &cut3));
+                        }
+                    }
+                    held.push(client);
+                    held.push(server);
+                }
+            })?;
+        Ok(TcpProxy { address, cut })
+    }
+
+    /// Where clients connect (`127.0.0.1:<port>`).
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// From now on nothing gets through: open connections stay open but every byte is
+    /// dropped, and new ones are accepted and never answered.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either side closes; once `cut` is set, reads and drops
+/// what arrives.
+fn forward(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    cut: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) if !cut.load(std::sync::atomic::Ordering::SeqCst) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 #[cfg(test)]

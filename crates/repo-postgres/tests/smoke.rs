@@ -577,3 +577,88 @@ fn zero_pool_timeout_is_a_config_error() {
     let err = PostgresStore::connect(db.url(), &cfg).unwrap_err();
     assert!(matches!(err, RepoError::Config { .. }), "{err:?}");
 }
+
+fn admin_url() -> PostgresUrl {
+    let admin = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
+    PostgresUrl::parse(&admin).expect("TEST_DATABASE_URL parses")
+}
+
+/// A port nothing listens on: bound, then released.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+fn closed_host() -> PgHost {
+    PgHost {
+        host: "127.0.0.1".into(),
+        port: Some(closed_port()),
+    }
+}
+
+/// A multi-host URL whose first hosts refuse: the temporary database, the store and
+/// its `Debug` all take the host list (libpq tries the hosts in order).
+#[test]
+fn multi_host_url_reaches_the_server_after_closed_ports() {
+    let admin = admin_url();
+    let mut hosts = vec![closed_host(), closed_host()];
+    hosts.extend(admin.hosts());
+    let multi = admin.with_hosts(&hosts).to_url();
+    let db = TempDatabase::create(&multi).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(PostgresUrl::parse(db.url()).unwrap().hosts(), hosts);
+    let store = open(&db, &config());
+    store.health().unwrap();
+    user(&store, "multi");
+    let shown = format!("{store:?}");
+    assert!(
+        shown.contains(&format!("127.0.0.1:{}", hosts[0].port.unwrap())),
+        "{shown}"
+    );
+}
+
+/// The password of a multi-host URL is scrubbed from a failed connect's error, while
+/// the URL, redacted, stays in the message. The server's refusal names the database,
+/// here named like the (decoded) password, so without scrubbing the message would
+/// show it.
+#[test]
+fn multi_host_password_is_scrubbed_from_connect_errors() {
+    let admin = admin_url();
+    let mut hosts = vec![closed_host(), closed_host()];
+    hosts.extend(admin.hosts());
+    let password = "Zq9@pw,x/y:z";
+    // Lowercase escapes in the password, uppercase in the database name: the raw
+    // password differs from the path, the decoded one is the same text.
+    let url = admin
+        .with_hosts(&hosts)
+        .with_database(password)
+        .with_password(Some("PLACEHOLDER"))
+        .to_url()
+        .replace("PLACEHOLDER", "Zq9%40pw%2cx%2fy%3az");
+    let redacted = PostgresUrl::parse(&url).unwrap().redacted();
+    assert!(redacted.contains(":***@127.0.0.1:"), "{redacted}");
+    let err = PostgresStore::connect(&url, &config()).unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable { .. }), "{err:?}");
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains(password), "{shown}");
+        assert!(!shown.contains("Zq9%40pw%2cx%2fy%3az"), "{shown}");
+    }
+    assert!(err.to_string().contains(&redacted), "{err}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        assert!(!s.to_string().contains(password), "{s}");
+        source = s.source();
+    }
+}
+
+/// `pgbouncer=` is not a libpq parameter (libpq refuses unknown ones): the store takes
+/// it out before connecting, and keeps it in what it shows.
+#[test]
+fn pgbouncer_parameter_never_reaches_libpq() {
+    let db = temp_db();
+    let url = db.url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}pgbouncer=false");
+    let store = PostgresStore::connect(&url, &config()).unwrap_or_else(|e| panic!("{e}"));
+    store.health().unwrap();
+    assert!(format!("{store:?}").contains("pgbouncer=false"));
+}

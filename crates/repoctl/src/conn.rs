@@ -11,7 +11,7 @@ use diesel::pg::PgConnection;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, QueryableByName, RunQueryDsl};
-use repo_core::{redact_url, BackendKind};
+use repo_core::{redact_url, BackendKind, PostgresUrl};
 use repo_factory::DatabaseTarget;
 use std::collections::HashMap;
 
@@ -65,6 +65,18 @@ impl Endpoint {
     pub fn url(&self) -> &str {
         match self {
             Endpoint::Sqlite(p) | Endpoint::Postgres(p) => p,
+        }
+    }
+
+    /// For PostgreSQL, what libpq gets for a connection of its own: the URL without
+    /// `pgbouncer=` and with the client-side deadlines added where it sets none
+    /// (`repo_core::postgres_url`); for SQLite the path as given.
+    pub fn libpq_url(&self) -> Result<String, Failure> {
+        match self {
+            Endpoint::Sqlite(p) => Ok(p.clone()),
+            Endpoint::Postgres(u) => PostgresUrl::parse(u)
+                .map(|u| u.with_deadline_defaults().libpq_url())
+                .map_err(|e| Failure::connection(e.to_string())),
         }
     }
 
@@ -177,8 +189,8 @@ impl DbConn {
                 })?;
                 Ok(DbConn::Sqlite(conn))
             }
-            Endpoint::Postgres(url) => {
-                let mut conn = PgConnection::establish(url).map_err(|e| {
+            Endpoint::Postgres(_) => {
+                let mut conn = PgConnection::establish(&endpoint.libpq_url()?).map_err(|e| {
                     Failure::connection(
                         secrets.scrub(&format!("cannot connect to {}: {e}", endpoint.display())),
                     )

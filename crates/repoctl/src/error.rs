@@ -109,24 +109,14 @@ impl fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Adds the password (and `password=` query value) of `url`, if any.
+    /// Adds the passwords of `url` (user-info password and `password=` query value,
+    /// raw and percent-decoded; multi-host URLs included), if any.
     pub fn add_url(&mut self, url: &str) {
-        if let Ok(parsed) = url::Url::parse(url) {
-            if let Some(p) = parsed.password() {
-                self.0.push(p.to_owned());
-                if let Ok(decoded) = percent_decode(p) {
-                    self.0.push(decoded);
-                }
-            }
-            for (k, v) in parsed.query_pairs() {
-                if k.eq_ignore_ascii_case("password") {
-                    self.0.push(v.into_owned());
-                }
-            }
-        }
+        self.0.extend(repo_core::postgres_url::url_secrets(url));
         self.0.retain(|s| !s.is_empty());
-        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self.0.sort();
         self.0.dedup();
+        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
     /// `text` with every known secret replaced by `***`.
@@ -139,29 +129,6 @@ impl Secrets {
     }
 }
 
-fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +139,8 @@ mod tests {
         s.add_url("postgres://u:p%40ss@h/db?password=other");
         let text = s.scrub("failed for p@ss and p%40ss and other");
         assert!(!text.contains("p@ss") && !text.contains("p%40ss") && !text.contains("other"));
+        let mut s = Secrets::default();
+        s.add_url("postgres://u:m%2Cp@h1:5432,h2:5433/db");
+        assert_eq!(s.scrub("m,p and m%2Cp"), "*** and ***");
     }
 }

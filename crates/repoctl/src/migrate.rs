@@ -166,8 +166,8 @@ pub fn down_one(endpoint: &Endpoint, secrets: &Secrets) -> Result<Option<String>
             })?;
             Ok(out)
         }
-        Endpoint::Postgres(url) => {
-            let mut conn = PgConnection::establish(url)
+        Endpoint::Postgres(_) => {
+            let mut conn = PgConnection::establish(&endpoint.libpq_url()?)
                 .map_err(|e| Failure::connection(secrets.scrub(&e.to_string())))?;
             conn.batch_execute("SET statement_timeout = 0; SET lock_timeout = 0")?;
             diesel::sql_query("SELECT pg_advisory_lock($1)")
