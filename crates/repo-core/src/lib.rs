@@ -46,6 +46,7 @@ pub mod instrument;
 pub mod operation;
 pub mod page;
 pub mod pool_check;
+pub mod replica;
 pub mod schema;
 pub mod search;
 pub mod store;
@@ -63,7 +64,10 @@ pub use collection::{
     CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
     DEFAULT_EMBEDDING_MODEL,
 };
-pub use config::{redact_url, PoolConfig, PostgresConfig, SqliteConfig, StoreConfig};
+pub use config::{
+    redact_url, split_replica_urls, PoolConfig, PostgresConfig, ReplicaConfig, SqliteConfig,
+    StoreConfig,
+};
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
     DocumentStatusUpdate, ErrorCategory, NewDocument, Registered, MAX_DOCUMENT_BATCH,
@@ -77,8 +81,9 @@ pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
 pub use instrument::{Instrumented, PoolStatus, PoolWatch, SlowQueryLog};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
+pub use replica::{NodeHealth, NodeRole, NodeStatus, WritePosition};
 pub use schema::{IndexSnapshot, SchemaSnapshot, TableSnapshot};
 pub use search::SearchQuery;
-pub use store::{BackendKind, Repositories, RetryPolicy, Store, Transaction};
+pub use store::{BackendKind, ReadView, Repositories, RetryPolicy, Store, Transaction};
 pub use time::{now, Timestamp};
 pub use user::{DeleteMode, NewUser, User, UserFilter, UserPatch, UserRepository};
