@@ -8,7 +8,7 @@
 # provisioned stops the script with the reason.
 #
 # Topologies (each behaviour runs once per topology: `sqlite::`, `postgres::`,
-# `pgbouncer::` …):
+# `pgbouncer::`, `replica::`):
 #   - SQLite: temporary files, no server.
 #   - PostgreSQL, found or started in this order (scripts/lib/postgres.sh):
 #       1. TEST_DATABASE_URL, when set (used as given; it must allow CREATE DATABASE);
@@ -20,7 +20,8 @@
 #   - PgBouncer in transaction mode in front of that server (Debian's pgbouncer,
 #     installed as root with apt-get when missing), TEST_PGBOUNCER_URL.
 #   - A streaming standby (pg_basebackup -R) of a primary the script controls,
-#     TEST_PRIMARY_URL and TEST_STANDBY_URL (scripts/lib/topologies.sh).
+#     TEST_PRIMARY_URL and TEST_STANDBY_URL (scripts/lib/topologies.sh): the replica
+#     tests, and the behaviour suite on a store with that replica configured.
 #   - nftables' `nft` for the network-partition tests (installed likewise).
 #
 # Environment:
@@ -82,7 +83,7 @@ count() { # $1 = topology, $2 = result regex
         END { print n + 0 }' "$output"
 }
 incomplete=""
-for topology in sqlite postgres pgbouncer; do
+for topology in sqlite postgres pgbouncer replica; do
     ran=$(count "$topology" '(ok|FAILED|ignored)')
     passed=$(count "$topology" 'ok')
     log "behaviours on $topology: $ran ran, $passed passed, $((ran - passed)) did not pass (the suite has $expected)"

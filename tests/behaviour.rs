@@ -99,3 +99,73 @@ mod postgres {
 
     repo_behaviour::behaviour_tests!(harness);
 }
+
+/// The behaviour suite on a PostgreSQL store with a streaming replica configured
+/// (`TEST_PRIMARY_URL`, `TEST_STANDBY_URL`, provisioned by `scripts/test.sh`): code
+/// that does not opt in to the read views must behave exactly as without replicas.
+mod replica {
+    use repo_behaviour::Harness;
+    use repo_core::{BackendKind, ReplicaConfig, Store, StoreConfig};
+    use repo_postgres::testing::{wait_until_connectable, TempDatabase};
+    use repo_postgres::PostgresStore;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// One test's database on the primary, with its replica configured.
+    pub struct ReplicaHarness {
+        store: Arc<dyn Store>,
+        replica_url: String,
+        db: TempDatabase,
+    }
+
+    fn env(name: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run the tests with scripts/test.sh, which provisions a streaming replica")
+        })
+    }
+
+    fn with_replica(mut config: StoreConfig, replica_url: &str) -> StoreConfig {
+        config.replicas = ReplicaConfig {
+            urls: vec![replica_url.to_owned()],
+            ..config.replicas
+        };
+        config
+    }
+
+    impl Harness for ReplicaHarness {
+        fn store(&self) -> Arc<dyn Store> {
+            Arc::clone(&self.store)
+        }
+
+        fn open_with(&self, config: StoreConfig) -> Arc<dyn Store> {
+            match PostgresStore::connect(self.db.url(), &with_replica(config, &self.replica_url)) {
+                Ok(store) => Arc::new(store),
+                Err(e) => panic!("reopening the replicated test database failed: {e}"),
+            }
+        }
+
+        fn backend(&self) -> BackendKind {
+            BackendKind::Postgres
+        }
+    }
+
+    #[rstest::fixture]
+    fn harness() -> ReplicaHarness {
+        let db = TempDatabase::create(&env("TEST_PRIMARY_URL")).unwrap_or_else(|e| panic!("{e}"));
+        let replica_url = db
+            .url_on(&env("TEST_STANDBY_URL"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        wait_until_connectable(&replica_url, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("the replica never showed database {}: {e}", db.name()));
+        let config = with_replica(StoreConfig::default(), &replica_url);
+        let store = PostgresStore::connect(db.url(), &config)
+            .unwrap_or_else(|e| panic!("opening replicated test database {}: {e}", db.name()));
+        ReplicaHarness {
+            store: Arc::new(store),
+            replica_url,
+            db,
+        }
+    }
+
+    repo_behaviour::behaviour_tests!(harness);
+}

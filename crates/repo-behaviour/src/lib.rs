@@ -50,6 +50,7 @@ pub mod parity;
 pub mod search;
 pub mod transactions;
 pub mod users;
+pub mod views;
 
 /// What a backend's test fixture provides to every behaviour.
 ///
@@ -266,6 +267,10 @@ macro_rules! behaviour_tests {
             search::search_stays_within_its_collection,
             search::search_non_ascii_tokens_match_alike,
             search::search_finds_words_in_a_million_character_chunk,
+            views::view_read_after_a_position_sees_the_write,
+            views::view_write_positions_only_grow,
+            views::view_writes_through_a_read_view_reach_the_primary,
+            views::view_nodes_list_the_primary_first,
         }
     };
     ($($fixture:tt)+) => {
@@ -335,6 +340,7 @@ mod tests {
             ("documents", include_str!("documents.rs")),
             ("chunks", include_str!("chunks.rs")),
             ("search", include_str!("search.rs")),
+            ("views", include_str!("views.rs")),
         ];
         let mut defined = 0;
         for (module, source) in sources {

@@ -2,6 +2,7 @@
 
 use crate::api_key::ApiKeyPolicy;
 use crate::error::{RepoError, RepoResult};
+use crate::postgres_url::redact_url;
 use crate::store::RetryPolicy;
 use std::time::Duration;
 
@@ -99,6 +100,61 @@ impl Default for PostgresConfig {
     }
 }
 
+/// Read replicas of a PostgreSQL store (see [`crate::replica`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// URLs of streaming replicas (`DATABASE_REPLICA_URLS`, comma-separated; each may
+    /// be a multi-host URL). Empty: no replicas, every read on the primary.
+    pub urls: Vec<String>,
+    /// Largest replay lag a stale-tolerant read accepts (`DB_REPLICA_MAX_LAG_MS`,
+    /// default 1000 ms).
+    pub max_lag: Duration,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            max_lag: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// The URLs with their passwords redacted.
+impl std::fmt::Debug for ReplicaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("ReplicaConfig")
+            .field("urls", &urls)
+            .field("max_lag", &self.max_lag)
+            .finish()
+    }
+}
+
+/// Splits `DATABASE_REPLICA_URLS` into URLs: a comma starts a new URL only where a
+/// scheme follows, so the commas of a multi-host URL (`postgres://h1:5432,h2:5432/db`)
+/// stay inside it.
+pub fn split_replica_urls(list: &str) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for part in list.split(',') {
+        let trimmed = part.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let starts_url = trimmed.starts_with("postgres://")
+            || trimmed.starts_with("postgresql://")
+            || urls.is_empty();
+        match urls.last_mut() {
+            Some(last) if !starts_url => {
+                last.push(',');
+                last.push_str(trimmed);
+            }
+            _ => urls.push(trimmed.to_owned()),
+        }
+    }
+    urls
+}
+
 /// Everything a backend needs besides its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -121,6 +177,8 @@ pub struct StoreConfig {
     /// How long [`Store::health`](crate::Store::health) waits for the database to
     /// answer (`DB_HEALTH_TIMEOUT_MS`, default 2000 ms).
     pub health_timeout: Duration,
+    /// Read replicas (PostgreSQL only).
+    pub replicas: ReplicaConfig,
 }
 
 impl Default for StoreConfig {
@@ -134,6 +192,7 @@ impl Default for StoreConfig {
             postgres: PostgresConfig::default(),
             slow_query_threshold: Duration::from_millis(1000),
             health_timeout: Duration::from_millis(2000),
+            replicas: ReplicaConfig::default(),
         }
     }
 }
@@ -205,6 +264,13 @@ impl StoreConfig {
             health_timeout: env
                 .millis("DB_HEALTH_TIMEOUT_MS", d.health_timeout)?
                 .max(Duration::from_millis(1)),
+            replicas: ReplicaConfig {
+                urls: env
+                    .raw("DATABASE_REPLICA_URLS")
+                    .map(|list| split_replica_urls(&list))
+                    .unwrap_or_default(),
+                max_lag: env.millis("DB_REPLICA_MAX_LAG_MS", d.replicas.max_lag)?,
+            },
         })
     }
 }
@@ -287,5 +353,31 @@ mod tests {
         let err = StoreConfig::from_lookup(lookup(&[("DB_POOL_TIMEOUT", "soon")])).unwrap_err();
         assert!(matches!(err, RepoError::Config { .. }));
         assert!(err.to_string().contains("DB_POOL_TIMEOUT"));
+    }
+
+    #[test]
+    fn replica_urls_split_on_schemes_only() {
+        assert_eq!(
+            split_replica_urls(
+                "postgres://a:s3cret@h1:5432,h2:5433/db?target_session_attrs=any, postgresql://b@h3/db,"
+            ),
+            vec![
+                "postgres://a:s3cret@h1:5432,h2:5433/db?target_session_attrs=any".to_owned(),
+                "postgresql://b@h3/db".to_owned(),
+            ]
+        );
+        assert!(split_replica_urls(" ").is_empty());
+        let c = StoreConfig::from_lookup(lookup(&[
+            (
+                "DATABASE_REPLICA_URLS",
+                "postgres://r:pw@h1/db,postgres://r:pw@h2/db",
+            ),
+            ("DB_REPLICA_MAX_LAG_MS", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(c.replicas.urls.len(), 2);
+        assert_eq!(c.replicas.max_lag, Duration::from_millis(250));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("pw"), "{debug}");
     }
 }

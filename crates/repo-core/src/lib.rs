@@ -47,6 +47,7 @@ pub mod operation;
 pub mod page;
 pub mod pool_check;
 pub mod postgres_url;
+pub mod replica;
 pub mod schema;
 pub mod search;
 pub mod store;
@@ -64,7 +65,9 @@ pub use collection::{
     CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
     DEFAULT_EMBEDDING_MODEL,
 };
-pub use config::{PoolConfig, PostgresConfig, SqliteConfig, StoreConfig};
+pub use config::{
+    split_replica_urls, PoolConfig, PostgresConfig, ReplicaConfig, SqliteConfig, StoreConfig,
+};
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
     DocumentStatusUpdate, ErrorCategory, NewDocument, Registered, MAX_DOCUMENT_BATCH,
@@ -79,10 +82,11 @@ pub use instrument::{Instrumented, PoolStatus, PoolWatch, SlowQueryLog};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
 pub use postgres_url::{redact_url, PgHost, PostgresUrl};
+pub use replica::{NodeHealth, NodeRole, NodeStatus, WritePosition};
 pub use schema::{
     normalize_sql_expression, normalized_check_terms, IndexSnapshot, SchemaSnapshot, TableSnapshot,
 };
 pub use search::SearchQuery;
-pub use store::{BackendKind, Repositories, RetryPolicy, Store, Transaction};
+pub use store::{BackendKind, ReadView, Repositories, RetryPolicy, Store, Transaction};
 pub use time::{now, Timestamp};
 pub use user::{DeleteMode, NewUser, User, UserFilter, UserPatch, UserRepository};

@@ -8,6 +8,7 @@ use crate::error::{RepoError, RepoResult, UnavailableReason};
 use crate::ids::CollectionId;
 use crate::instrument::PoolStatus;
 use crate::operation::OperationRepository;
+use crate::replica::{NodeStatus, WritePosition};
 use crate::user::UserRepository;
 use std::fmt;
 use std::time::Duration;
@@ -86,9 +87,34 @@ pub trait Store: Repositories + Send + Sync {
     /// `PoolExhausted` when every connection is busy).
     fn health(&self) -> RepoResult<()>;
 
-    /// The pool's connection counts now (max, open, idle, in use).
+    /// The pool's connection counts now (max, open, idle, in use): the primary's
+    /// pool; [`nodes`](Store::nodes) reports every node.
     fn pool_status(&self) -> PoolStatus;
+
+    /// The primary's position after every write committed so far (PostgreSQL: the WAL
+    /// insert LSN; SQLite: [`WritePosition::ZERO`]). Take it after a request's writes
+    /// and read through [`read_after`](Store::read_after) with it later; see
+    /// [`crate::replica`].
+    fn write_position(&self) -> RepoResult<WritePosition>;
+
+    /// A stale-tolerant view: its reads go to a healthy replica whose replay lag is
+    /// under `DB_REPLICA_MAX_LAG_MS`, round robin, or to the primary when there is
+    /// none; its writes go to the primary. Without replicas (and on SQLite) it reads
+    /// the primary. See [`crate::replica`].
+    fn replica(&self) -> ReadView<'_>;
+
+    /// A read-your-writes view: its reads go to a replica only if that replica has
+    /// replayed past `position`, else to the primary, so no read misses a write the
+    /// position covers; its writes go to the primary. See [`crate::replica`].
+    fn read_after(&self, position: &WritePosition) -> ReadView<'_>;
+
+    /// Every node of the store (the primary first, then each replica): role, redacted
+    /// URL, pool counts, health, lag and the reads routed to it.
+    fn nodes(&self) -> Vec<NodeStatus>;
 }
+
+/// The repositories of a routing view ([`Store::replica`], [`Store::read_after`]).
+pub type ReadView<'a> = Box<dyn Repositories + Send + Sync + 'a>;
 
 impl dyn Store + '_ {
     /// Runs `work` in one transaction and returns its value; see

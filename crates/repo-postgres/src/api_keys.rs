@@ -214,11 +214,11 @@ impl<S: ConnectionSource> ApiKeyRepository for PgApiKeys<S> {
     }
 
     fn get(&self, id: ApiKeyId) -> RepoResult<ApiKey> {
-        self.src.run(|c| get(c, id))
+        self.src.read(|c| get(c, id))
     }
 
     fn list_for_user(&self, user_id: UserId) -> RepoResult<Vec<ApiKey>> {
-        self.src.run(|c| list_for_user(c, user_id))
+        self.src.read(|c| list_for_user(c, user_id))
     }
 
     fn verify(&self, secret: &str) -> RepoResult<Option<VerifiedKey>> {
@@ -239,6 +239,6 @@ impl<S: ConnectionSource> ApiKeyRepository for PgApiKeys<S> {
     }
 
     fn count_active(&self, user_id: UserId) -> RepoResult<u64> {
-        self.src.run(|c| count_active_at(c, user_id, now()))
+        self.src.read(|c| count_active_at(c, user_id, now()))
     }
 }

@@ -506,11 +506,12 @@ impl<S: ConnectionSource> ChunkRepository for PgChunks<S> {
         document_id: DocumentId,
         page: PageRequest,
     ) -> RepoResult<Page<Chunk>> {
-        self.src.run(|c| list_by_document(c, document_id, page))
+        self.src.read(|c| list_by_document(c, document_id, page))
     }
 
     fn without_embedding(&self, collection_id: CollectionId, limit: u32) -> RepoResult<Vec<Chunk>> {
-        self.src.run(|c| without_embedding(c, collection_id, limit))
+        self.src
+            .read(|c| without_embedding(c, collection_id, limit))
     }
 
     fn set_embedding_ids(
@@ -530,7 +531,7 @@ impl<S: ConnectionSource> ChunkRepository for PgChunks<S> {
     }
 
     fn count(&self, collection_id: CollectionId) -> RepoResult<u64> {
-        self.src.run(|c| count(c, collection_id))
+        self.src.read(|c| count(c, collection_id))
     }
 
     fn search(
@@ -539,7 +540,7 @@ impl<S: ConnectionSource> ChunkRepository for PgChunks<S> {
         query: &SearchQuery,
         page: PageRequest,
     ) -> RepoResult<Page<SearchHit>> {
-        self.src.run(|c| search(c, collection_id, query, page))
+        self.src.read(|c| search(c, collection_id, query, page))
     }
 }
 

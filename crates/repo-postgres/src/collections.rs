@@ -626,11 +626,11 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
     }
 
     fn get(&self, id: CollectionId) -> RepoResult<Collection> {
-        self.src.run(|c| get(c, id))
+        self.src.read(|c| get(c, id))
     }
 
     fn get_by_name(&self, name: &str) -> RepoResult<Collection> {
-        self.src.run(|c| get_by_name(c, name))
+        self.src.read(|c| get_by_name(c, name))
     }
 
     fn get_with_access(
@@ -639,16 +639,16 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
         user: UserId,
         needed: AccessLevel,
     ) -> RepoResult<Collection> {
-        self.src.run(|c| get_with_access(c, id, user, needed))
+        self.src.read(|c| get_with_access(c, id, user, needed))
     }
 
     fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>> {
         self.src
-            .run(|c| with_access(c, id, user).map(|(_, have)| have))
+            .read(|c| with_access(c, id, user).map(|(_, have)| have))
     }
 
     fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>> {
-        self.src.run(|c| list_visible(c, user, page))
+        self.src.read(|c| list_visible(c, user, page))
     }
 
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {
@@ -677,7 +677,7 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
     }
 
     fn due_for_sync(&self, now: Timestamp, limit: u32) -> RepoResult<Vec<Collection>> {
-        self.src.run(|c| due_for_sync(c, now, limit))
+        self.src.read(|c| due_for_sync(c, now, limit))
     }
 
     fn pause_sync(&self, id: CollectionId) -> RepoResult<Collection> {
@@ -706,6 +706,6 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
     }
 
     fn list_grants(&self, id: CollectionId) -> RepoResult<Vec<CollectionPermission>> {
-        self.src.run(|c| list_grants(c, id))
+        self.src.read(|c| list_grants(c, id))
     }
 }

@@ -19,6 +19,13 @@ pub(crate) trait ConnectionSource: Send + Sync {
     /// unit of work.
     fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T>;
 
+    /// Runs `f`, which only reads, like [`run`](Self::run). A replica view
+    /// (`crate::replica`) may send it to a replica instead, and re-run it on the
+    /// primary when the replica fails: hence `Fn`.
+    fn read<T>(&self, f: impl Fn(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(f)
+    }
+
     /// API-key limits of the store.
     fn api_key_policy(&self) -> &ApiKeyPolicy;
 }

@@ -760,16 +760,16 @@ impl<S: ConnectionSource> DocumentRepository for PgDocuments<S> {
     }
 
     fn get(&self, id: DocumentId) -> RepoResult<Document> {
-        self.src.run(|c| get(c, id))
+        self.src.read(|c| get(c, id))
     }
 
     fn get_by_hash(&self, collection_id: CollectionId, content_hash: &str) -> RepoResult<Document> {
         self.src
-            .run(|c| get_by_hash(c, collection_id, content_hash))
+            .read(|c| get_by_hash(c, collection_id, content_hash))
     }
 
     fn get_by_uri(&self, collection_id: CollectionId, uri: &str) -> RepoResult<Document> {
-        self.src.run(|c| get_by_uri(c, collection_id, uri))
+        self.src.read(|c| get_by_uri(c, collection_id, uri))
     }
 
     fn list_by_collection(
@@ -779,7 +779,7 @@ impl<S: ConnectionSource> DocumentRepository for PgDocuments<S> {
         page: PageRequest,
     ) -> RepoResult<Page<Document>> {
         self.src
-            .run(|c| list_by_collection(c, collection_id, filter, page))
+            .read(|c| list_by_collection(c, collection_id, filter, page))
     }
 
     fn find_by_meta(
@@ -789,7 +789,7 @@ impl<S: ConnectionSource> DocumentRepository for PgDocuments<S> {
         page: PageRequest,
     ) -> RepoResult<Page<Document>> {
         self.src
-            .run(|c| find_by_meta(c, collection_id, filter, page))
+            .read(|c| find_by_meta(c, collection_id, filter, page))
     }
 
     fn update_status(&self, id: DocumentId, update: &DocumentStatusUpdate) -> RepoResult<Document> {
@@ -822,7 +822,7 @@ impl<S: ConnectionSource> DocumentRepository for PgDocuments<S> {
     }
 
     fn stats(&self, collection_id: CollectionId) -> RepoResult<DocumentStats> {
-        self.src.run(|c| stats(c, collection_id))
+        self.src.read(|c| stats(c, collection_id))
     }
 
     fn delete(&self, id: DocumentId) -> RepoResult<()> {

@@ -331,7 +331,7 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
     }
 
     fn get(&self, uuid: OperationUuid) -> RepoResult<Operation> {
-        self.src.run(|c| get(c, uuid))
+        self.src.read(|c| get(c, uuid))
     }
 
     fn get_with_access(
@@ -340,7 +340,7 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
         user: UserId,
         needed: AccessLevel,
     ) -> RepoResult<Operation> {
-        self.src.run(|c| get_with_access(c, uuid, user, needed))
+        self.src.read(|c| get_with_access(c, uuid, user, needed))
     }
 
     fn transition(
@@ -366,7 +366,7 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
         filter: &OperationFilter,
         page: PageRequest,
     ) -> RepoResult<Page<Operation>> {
-        self.src.run(|c| {
+        self.src.read(|c| {
             list_page(
                 c,
                 |q| q.filter(operations::collection_id.eq(collection_id.0)),
@@ -382,7 +382,7 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
         filter: &OperationFilter,
         page: PageRequest,
     ) -> RepoResult<Page<Operation>> {
-        self.src.run(|c| {
+        self.src.read(|c| {
             list_page(
                 c,
                 |q| q.filter(operations::user_id.eq(user_id.0)),
@@ -393,11 +393,11 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
     }
 
     fn active_for_collection(&self, collection_id: CollectionId) -> RepoResult<Vec<Operation>> {
-        self.src.run(|c| active_for_collection(c, collection_id))
+        self.src.read(|c| active_for_collection(c, collection_id))
     }
 
     fn stuck(&self, older_than: Timestamp) -> RepoResult<Vec<Operation>> {
-        self.src.run(|c| stuck(c, older_than))
+        self.src.read(|c| stuck(c, older_than))
     }
 
     fn mark_failed_many(&self, uuids: &[OperationUuid], message: &str) -> RepoResult<u64> {

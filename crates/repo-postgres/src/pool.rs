@@ -113,9 +113,29 @@ impl ConnectionPool {
                 "the pool connection timeout (DB_POOL_TIMEOUT) must be positive",
             ));
         }
-        let max_lifetime = pool.max_lifetime.filter(|l| !l.is_zero());
         probe(url, pool.connection_timeout, &settings, &redacted_url)
             .map_err(|e| scrub_error(e, &secrets))?;
+        Ok(Self::build(
+            url,
+            pool,
+            settings,
+            redacted_url,
+            secrets,
+            slow_query_threshold,
+        ))
+    }
+
+    /// Builds the pool without waiting for, or proving, any connection: connections
+    /// open on first use (a replica that is down at start is used once it is up).
+    pub(crate) fn build(
+        url: &str,
+        pool: &PoolConfig,
+        settings: SessionSettings,
+        redacted_url: String,
+        secrets: Vec<String>,
+        slow_query_threshold: Duration,
+    ) -> Self {
+        let max_lifetime = pool.max_lifetime.filter(|l| !l.is_zero());
         let max_size = pool.max_size();
         let built = Pool::builder()
             .max_size(max_size)
@@ -134,19 +154,28 @@ impl ConnectionPool {
                 IdleCheckManager::new(ConnectionManager::new(url), pool.pre_ping_idle)
                     .presuming_dead(presumed_dead),
             );
-        Ok(Self {
+        Self {
             pool: built,
             settings,
             max_size,
             redacted_url,
             secrets,
             watch: PoolWatch::new(BackendKind::Postgres, POOL_WARNING_INTERVAL),
-        })
+        }
     }
 
     /// Checks a connection out, telling an exhausted pool from an unreachable server.
     pub(crate) fn get(&self) -> RepoResult<PgPooled> {
-        let conn = self.pool.get().map_err(|error| {
+        self.checkout(self.pool.get())
+    }
+
+    /// Like [`get`](Self::get), waiting at most `timeout` for a connection.
+    pub(crate) fn get_within(&self, timeout: Duration) -> RepoResult<PgPooled> {
+        self.checkout(self.pool.get_timeout(timeout))
+    }
+
+    fn checkout(&self, attempt: Result<PgPooled, diesel::r2d2::PoolError>) -> RepoResult<PgPooled> {
+        let conn = attempt.map_err(|error| {
             let state = self.pool.state();
             let exhausted = state.connections >= self.max_size && state.idle_connections == 0;
             scrub_error(

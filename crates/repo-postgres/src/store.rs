@@ -9,15 +9,16 @@ use crate::documents::PgDocuments;
 use crate::migrations;
 use crate::operations::PgOperations;
 use crate::pool::{ConnectionPool, SessionSettings};
+use crate::replica::{ReadSource, ReplicaSet};
 use crate::users::PgUsers;
 use diesel::pg::PgConnection;
 use repo_core::pool_check::finish_call;
 use repo_core::store::health_check_within;
 use repo_core::{
     ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection, CollectionId,
-    CollectionRepository, DocumentRepository, Instrumented, OperationRepository, PoolStatus,
-    PostgresUrl, RepoResult, Repositories, RetryPolicy, SchemaSnapshot, Store, Transaction,
-    UserRepository,
+    CollectionRepository, DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus,
+    OperationRepository, PoolStatus, PostgresUrl, ReadView, RepoResult, Repositories, RetryPolicy,
+    SchemaSnapshot, Store, Transaction, UserRepository, WritePosition,
 };
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,7 @@ struct Inner {
     documents: PgDocuments<PoolSource>,
     chunks: PgChunks<PoolSource>,
     health_timeout: std::time::Duration,
+    replicas: Arc<ReplicaSet>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -82,6 +84,7 @@ impl PostgresStore {
             secrets,
             config.slow_query_threshold,
         )?;
+        let replicas = Arc::new(open_replicas(config)?);
         let pool = Arc::new(pool);
         let source = PoolSource {
             pool: Arc::clone(&pool),
@@ -111,6 +114,7 @@ impl PostgresStore {
                     },
                     chunks: PgChunks { src: source },
                     health_timeout: config.health_timeout,
+                    replicas,
                 },
             )),
         };
@@ -272,6 +276,124 @@ impl Store for PostgresStore {
 
     fn pool_status(&self) -> PoolStatus {
         self.inner.pool.status()
+    }
+
+    fn write_position(&self) -> RepoResult<WritePosition> {
+        self.inner.traced("store", "write_position", || {
+            self.on_connection(crate::replica::write_position)
+        })
+    }
+
+    fn replica(&self) -> ReadView<'_> {
+        self.view(None)
+    }
+
+    fn read_after(&self, position: &WritePosition) -> ReadView<'_> {
+        self.view(Some(*position))
+    }
+
+    fn nodes(&self) -> Vec<NodeStatus> {
+        let mut nodes = vec![NodeStatus {
+            role: NodeRole::Primary,
+            url: self.inner.pool.redacted_url().to_owned(),
+            pool: self.inner.pool.status(),
+            health: NodeHealth::Up,
+            lag: None,
+            routed_reads: self.inner.replicas.primary_reads(),
+        }];
+        nodes.extend(self.inner.replicas.statuses());
+        nodes
+    }
+}
+
+impl PostgresStore {
+    /// A read view; without replicas, the store itself.
+    fn view(&self, after: Option<WritePosition>) -> ReadView<'_> {
+        if self.inner.replicas.is_empty() {
+            return Box::new(self.clone());
+        }
+        let src = ReadSource {
+            primary: self.inner.users.src.clone(),
+            replicas: Arc::clone(&self.inner.replicas),
+            after,
+        };
+        Box::new(Instrumented::new(
+            BackendKind::Postgres,
+            PgView {
+                users: PgUsers { src: src.clone() },
+                api_keys: PgApiKeys { src: src.clone() },
+                collections: PgCollections { src: src.clone() },
+                operations: PgOperations { src: src.clone() },
+                documents: PgDocuments { src: src.clone() },
+                chunks: PgChunks { src },
+            },
+        ))
+    }
+}
+
+/// Opens one pool per replica URL of `config.replicas` (connections open on first
+/// use) and checks each replica; see [`ReplicaSet::open`].
+fn open_replicas(config: &repo_core::StoreConfig) -> RepoResult<ReplicaSet> {
+    let pools = config
+        .replicas
+        .urls
+        .iter()
+        .map(|url| {
+            // Multi-host URLs and `pgbouncer=` as for the primary.
+            let parsed = PostgresUrl::parse(url)?;
+            // No idle connections kept: a replica that is down is then not redialled
+            // in the background, only when its back-off ends.
+            let pool = repo_core::PoolConfig {
+                pool_size: 0,
+                max_overflow: config.pool.max_size(),
+                ..config.pool.clone()
+            };
+            Ok(ConnectionPool::build(
+                &parsed.clone().with_deadline_defaults().libpq_url(),
+                &pool,
+                SessionSettings::new(&config.postgres),
+                parsed.redacted(),
+                parsed.secrets(),
+                config.slow_query_threshold,
+            ))
+        })
+        .collect::<RepoResult<Vec<_>>>()?;
+    ReplicaSet::open(pools, config.replicas.max_lag)
+}
+
+/// The repositories of a read view: reads routed by its [`ReadSource`].
+struct PgView {
+    users: PgUsers<ReadSource>,
+    api_keys: PgApiKeys<ReadSource>,
+    collections: PgCollections<ReadSource>,
+    operations: PgOperations<ReadSource>,
+    documents: PgDocuments<ReadSource>,
+    chunks: PgChunks<ReadSource>,
+}
+
+impl Repositories for PgView {
+    fn users(&self) -> &dyn UserRepository {
+        &self.users
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyRepository {
+        &self.api_keys
+    }
+
+    fn collections(&self) -> &dyn CollectionRepository {
+        &self.collections
+    }
+
+    fn operations(&self) -> &dyn OperationRepository {
+        &self.operations
+    }
+
+    fn documents(&self) -> &dyn DocumentRepository {
+        &self.documents
+    }
+
+    fn chunks(&self) -> &dyn ChunkRepository {
+        &self.chunks
     }
 }
 

@@ -108,6 +108,30 @@ impl TempDatabase {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The URL of this database on another server (a pooler in front of the same
+    /// server, or a replica of it): `server_url` with its path set to this database.
+    pub fn url_on(&self, server_url: &str) -> RepoResult<String> {
+        Ok(PostgresUrl::parse(server_url)?
+            .with_database(&self.name)
+            .to_url())
+    }
+}
+
+/// Waits until `url` accepts a connection (a database created on the primary appears
+/// on a streaming replica once replayed), trying every 20 ms for at most `timeout`;
+/// the last connection error when it never does.
+pub fn wait_until_connectable(url: &str, timeout: std::time::Duration) -> RepoResult<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match PgConnection::establish(url) {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(map_connection_error(e, &redact_url(url)))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
 }
 
 impl Drop for TempDatabase {

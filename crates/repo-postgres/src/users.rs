@@ -311,15 +311,15 @@ impl<S: ConnectionSource> UserRepository for PgUsers<S> {
     }
 
     fn get(&self, id: UserId) -> RepoResult<User> {
-        self.src.run(|c| get(c, id))
+        self.src.read(|c| get(c, id))
     }
 
     fn get_by_username(&self, username: &str) -> RepoResult<User> {
-        self.src.run(|c| get_by_username(c, username))
+        self.src.read(|c| get_by_username(c, username))
     }
 
     fn get_by_email(&self, email: &str) -> RepoResult<User> {
-        self.src.run(|c| get_by_email(c, email))
+        self.src.read(|c| get_by_email(c, email))
     }
 
     fn update(&self, id: UserId, patch: &UserPatch) -> RepoResult<User> {
@@ -331,11 +331,11 @@ impl<S: ConnectionSource> UserRepository for PgUsers<S> {
     }
 
     fn list(&self, filter: UserFilter, page: PageRequest) -> RepoResult<Page<User>> {
-        self.src.run(|c| list(c, filter, page))
+        self.src.read(|c| list(c, filter, page))
     }
 
     fn count(&self, filter: UserFilter) -> RepoResult<u64> {
-        self.src.run(|c| count(c, filter))
+        self.src.read(|c| count(c, filter))
     }
 
     fn record_login(&self, id: UserId) -> RepoResult<User> {

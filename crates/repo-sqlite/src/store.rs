@@ -9,8 +9,9 @@ use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::store::health_check_within;
 use repo_core::{
     redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
-    DocumentRepository, Instrumented, OperationRepository, PoolStatus, PoolWatch, RepoResult,
-    Repositories, Store, StoreConfig, Transaction, UserRepository,
+    DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus, OperationRepository,
+    PoolStatus, PoolWatch, ReadView, RepoResult, Repositories, Store, StoreConfig, Transaction,
+    UserRepository, WritePosition,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -80,7 +81,17 @@ impl SqliteStore {
     /// Opens `target` (a filesystem path, `:memory:`, or a `file:` URI: what SQLite's
     /// open accepts), builds the pool and, when `config.run_migrations` is set, runs
     /// the pending migrations.
+    ///
+    /// Replica URLs (`config.replicas`) are a `Config` error: SQLite has no replicas,
+    /// and its read views ([`Store::replica`], [`Store::read_after`]) read the one
+    /// database.
     pub fn connect(target: &str, config: &StoreConfig) -> RepoResult<Self> {
+        if !config.replicas.urls.is_empty() {
+            return Err(repo_core::RepoError::config(
+                "DATABASE_REPLICA_URLS is set, but read replicas are for PostgreSQL: the \
+                 SQLite store reads its one database (unset DATABASE_REPLICA_URLS)",
+            ));
+        }
         let kind = pool::classify(target)?;
         let pool = pool::build(
             target,
@@ -198,5 +209,32 @@ impl Store for SqliteStore {
 
     fn pool_status(&self) -> PoolStatus {
         self.source().status()
+    }
+
+    /// Every read sees every committed write: the one position there is.
+    fn write_position(&self) -> RepoResult<WritePosition> {
+        Ok(WritePosition::ZERO)
+    }
+
+    /// The store itself: SQLite has no replicas.
+    fn replica(&self) -> ReadView<'_> {
+        Box::new(self.clone())
+    }
+
+    /// The store itself: SQLite has no replicas.
+    fn read_after(&self, _position: &WritePosition) -> ReadView<'_> {
+        Box::new(self.clone())
+    }
+
+    fn nodes(&self) -> Vec<NodeStatus> {
+        let source = self.source();
+        vec![NodeStatus {
+            role: NodeRole::Primary,
+            url: source.target.clone(),
+            pool: source.status(),
+            health: NodeHealth::Up,
+            lag: None,
+            routed_reads: 0,
+        }]
     }
 }
