@@ -362,6 +362,75 @@ pub fn document_racing_registrations_create_each_hash_once(h: &dyn Harness) {
     }
 }
 
+/// Callers racing to register the same document (same hash, same URI), alone and in
+/// bulk, all get it back, created exactly once, however the race falls: a URI index
+/// never turns the race into `AlreadyExists`. Then another hash with that URI is
+/// still refused.
+pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) {
+    const ROUNDS: u64 = 40;
+    const RACERS: usize = 8;
+    let s = h.store();
+    let u = seed::user(&*s, "gus");
+    let c = seed::collection(&*s, &u, "uri race");
+    let cid = c.id;
+    let with_uri = move |n: u64| {
+        let mut new = seed::new_document(cid, n);
+        new.uri = Some(format!("https://example.com/doc/{n}"));
+        new
+    };
+    let store = Arc::clone(&s);
+    let barrier = Arc::new(std::sync::Barrier::new(RACERS));
+    // Every racer takes part in every round (no early return), so the barrier never
+    // waits for a racer that gave up.
+    let results = race(RACERS, move |i| -> Vec<RepoResult<repo_core::Registered>> {
+        (0..ROUNDS)
+            .map(|round| {
+                let new = with_uri(round);
+                barrier.wait();
+                if i % 2 == 0 {
+                    store.documents().register(&new)
+                } else {
+                    store
+                        .documents()
+                        .register_many(std::slice::from_ref(&new))
+                        .map(|mut v| v.remove(0))
+                }
+            })
+            .collect()
+    });
+    let mut created = vec![0u32; ROUNDS as usize];
+    let mut ids: HashMap<u64, DocumentId> = HashMap::new();
+    for (i, rounds) in results.into_iter().enumerate() {
+        for (round, r) in rounds.into_iter().enumerate() {
+            let r = r.unwrap_or_else(|e| {
+                panic!("racer {i}, round {round}: registering the same document: {e:?}")
+            });
+            let first = *ids.entry(round as u64).or_insert(r.document.id);
+            assert_eq!(first, r.document.id, "round {round}: two documents");
+            created[round] += u32::from(r.created);
+        }
+    }
+    assert!(
+        created.iter().all(|&n| n == 1),
+        "each document is created exactly once: {created:?}"
+    );
+    assert_eq!(total(&*s, c.id), ROUNDS);
+    let mut taken = seed::new_document(c.id, ROUNDS + 1);
+    taken.uri = Some("https://example.com/doc/0".into());
+    expect::already_exists(
+        s.documents().register(&taken),
+        "document",
+        "uri",
+        "another hash with a URI a raced document holds",
+    );
+    expect::item_validation(
+        s.documents().register_many(std::slice::from_ref(&taken)),
+        "uri",
+        0,
+        "another hash with a URI a raced document holds, in bulk",
+    );
+}
+
 /// `register_many` of 10,000 items, some already stored and some repeated within the batch, returns one result per item in input order with the right `created` flags and ids.
 pub fn document_register_many_dedupes_in_input_order(h: &dyn Harness) {
     let s = h.store();

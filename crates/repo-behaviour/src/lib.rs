@@ -236,6 +236,7 @@ macro_rules! behaviour_tests {
             documents::document_register_is_validated,
             documents::document_register_in_unknown_collection_is_not_found,
             documents::document_racing_registrations_create_each_hash_once,
+            documents::document_racing_registrations_with_a_uri_are_idempotent,
             documents::document_register_many_dedupes_in_input_order,
             documents::document_register_many_bad_item_writes_nothing,
             documents::document_repeated_hash_ignores_its_new_uri,
