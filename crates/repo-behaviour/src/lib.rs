@@ -214,6 +214,7 @@ macro_rules! behaviour_tests {
             transactions::unit_of_work_lock_unknown_is_not_found,
             transactions::unit_of_work_racing_starts_exactly_one_wins,
             transactions::unit_of_work_continues_after_a_handled_error,
+            transactions::unit_of_work_refuses_calls_on_its_own_store,
             errors::error_is_retryable_classification,
             errors::error_pool_exhaustion_is_unavailable_and_retryable,
             errors::store_reports_backend_and_health,

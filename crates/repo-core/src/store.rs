@@ -73,6 +73,12 @@ pub trait Store: Repositories + Send + Sync {
     /// back otherwise. Serialization failures, deadlocks and SQLite busy errors re-run
     /// `work` a bounded number of times with backoff, then surface as `Conflict`.
     /// Prefer [`transaction`](trait.Store.html#method.transaction) on `dyn Store`.
+    ///
+    /// Inside `work`, use only the [`Transaction`] handle it is given: a call on this
+    /// store itself from the same thread (a closure that captured the store) is
+    /// refused at once with `InvalidState` (see [`UnitOfWorkMarker`]) on both
+    /// backends, instead of waiting for the transaction's own lock (SQLite) or running
+    /// outside the transaction (PostgreSQL). Other stores are not affected.
     fn run_transaction(
         &self,
         work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
@@ -92,7 +98,8 @@ pub trait Store: Repositories + Send + Sync {
 
 impl dyn Store + '_ {
     /// Runs `work` in one transaction and returns its value; see
-    /// [`Store::run_transaction`]. `work` may run more than once.
+    /// [`Store::run_transaction`]. `work` may run more than once. Inside `work` call
+    /// through `tx` only: a call on `store` itself is refused with `InvalidState`.
     ///
     /// ```no_run
     /// # use repo_core::*;
@@ -120,6 +127,80 @@ impl dyn Store + '_ {
             message: "transaction committed without a result".into(),
             source: None,
         })
+    }
+}
+
+/// Tells a call on a store from a call made inside one of that store's own open units
+/// of work on the same thread, which would otherwise stall or run outside the
+/// transaction (a closure given to [`Store::transaction`] can capture the store).
+///
+/// Each backend keeps one marker per store (shared by its clones, distinct for every
+/// store opened), [`enter`](Self::enter)s it while a unit of work runs, and calls
+/// [`check`](Self::check) before every call that would check a connection out of the
+/// pool. Another store, or another thread, is never refused.
+#[derive(Debug)]
+pub struct UnitOfWorkMarker {
+    id: u64,
+}
+
+thread_local! {
+    /// Markers of the units of work open on this thread, innermost last.
+    static OPEN_UNITS_OF_WORK: std::cell::RefCell<Vec<u64>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Default for UnitOfWorkMarker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UnitOfWorkMarker {
+    /// A marker distinct from every other one in the process.
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Marks a unit of work of this store open on the calling thread until the
+    /// returned guard is dropped.
+    pub fn enter(&self) -> UnitOfWorkOpen {
+        OPEN_UNITS_OF_WORK.with(|open| open.borrow_mut().push(self.id));
+        UnitOfWorkOpen { id: self.id }
+    }
+
+    /// `InvalidState` when a unit of work of this store is open on the calling thread:
+    /// the call must go through that unit of work's `tx` handle instead.
+    pub fn check(&self) -> RepoResult<()> {
+        if OPEN_UNITS_OF_WORK.with(|open| open.borrow().contains(&self.id)) {
+            return Err(RepoError::InvalidState {
+                current: "inside a unit of work of this store on this thread".into(),
+                attempted: "a call on the store itself; inside `store.transaction(|tx| …)` \
+                            call through `tx` (a call on the store would wait for the \
+                            transaction's lock or run outside the transaction)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A unit of work marked open by [`UnitOfWorkMarker::enter`]; unmarks it when dropped.
+#[derive(Debug)]
+pub struct UnitOfWorkOpen {
+    id: u64,
+}
+
+impl Drop for UnitOfWorkOpen {
+    fn drop(&mut self) {
+        OPEN_UNITS_OF_WORK.with(|open| {
+            let mut open = open.borrow_mut();
+            if let Some(at) = open.iter().rposition(|&id| id == self.id) {
+                open.remove(at);
+            }
+        });
     }
 }
 
@@ -235,6 +316,29 @@ mod tests {
         assert!(
             health_check_within(BackendKind::Sqlite, Duration::from_secs(5), || Ok(())).is_ok()
         );
+    }
+
+    #[test]
+    fn unit_of_work_marker_is_per_store_and_per_thread() {
+        let a = UnitOfWorkMarker::new();
+        let b = UnitOfWorkMarker::new();
+        assert!(a.check().is_ok());
+        {
+            let _open = a.enter();
+            assert!(matches!(a.check(), Err(RepoError::InvalidState { .. })));
+            assert!(b.check().is_ok(), "another store is not refused");
+            let a = &a;
+            std::thread::scope(|s| {
+                s.spawn(|| assert!(a.check().is_ok(), "another thread is not refused"));
+            });
+            {
+                let _inner = b.enter();
+                assert!(b.check().is_err());
+            }
+            assert!(b.check().is_ok());
+            assert!(a.check().is_err());
+        }
+        assert!(a.check().is_ok(), "closed again");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use diesel::sql_types::Text;
 use diesel::{Connection, RunQueryDsl};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
+use repo_core::store::{UnitOfWorkMarker, UnitOfWorkOpen};
 use repo_core::{
     BackendKind, PoolConfig, PoolStatus, PoolWatch, PostgresConfig, RepoError, RepoResult,
 };
@@ -93,6 +94,7 @@ pub(crate) struct ConnectionPool {
     redacted_url: String,
     secrets: Vec<String>,
     watch: PoolWatch,
+    unit_of_work: UnitOfWorkMarker,
 }
 
 impl ConnectionPool {
@@ -141,11 +143,14 @@ impl ConnectionPool {
             redacted_url,
             secrets,
             watch: PoolWatch::new(BackendKind::Postgres, POOL_WARNING_INTERVAL),
+            unit_of_work: UnitOfWorkMarker::new(),
         })
     }
 
     /// Checks a connection out, telling an exhausted pool from an unreachable server.
+    /// Refused inside a unit of work of this pool on the calling thread.
     pub(crate) fn get(&self) -> RepoResult<PgPooled> {
+        self.unit_of_work.check()?;
         let conn = self.pool.get().map_err(|error| {
             let state = self.pool.state();
             let exhausted = state.connections >= self.max_size && state.idle_connections == 0;
@@ -156,6 +161,11 @@ impl ConnectionPool {
         })?;
         self.watch.observe(|| self.status());
         Ok(conn)
+    }
+
+    /// Marks a unit of work of this pool open on the calling thread.
+    pub(crate) fn enter_unit_of_work(&self) -> UnitOfWorkOpen {
+        self.unit_of_work.enter()
     }
 
     /// The pool's connection counts now.

@@ -284,6 +284,7 @@ impl Store for PostgresStore {
     ) -> RepoResult<()> {
         self.inner.traced("store", "transaction", || {
             let mut conn = self.inner.pool.get()?;
+            let _open = self.inner.pool.enter_unit_of_work();
             let policy = self.inner.policy;
             let result = self.inner.retry.run(|| {
                 read_committed(&mut conn, |c| {

@@ -6,7 +6,7 @@ use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
 use diesel::r2d2::PooledConnection;
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
-use repo_core::store::health_check_within;
+use repo_core::store::{health_check_within, UnitOfWorkMarker};
 use repo_core::{
     redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
     DocumentRepository, Instrumented, OperationRepository, PoolStatus, PoolWatch, RepoResult,
@@ -38,11 +38,14 @@ pub(crate) struct PoolSource {
     target: String,
     config: StoreConfig,
     watch: PoolWatch,
+    unit_of_work: UnitOfWorkMarker,
 }
 
 impl PoolSource {
     /// Checks a connection out, telling an exhausted pool from a failing database.
+    /// Refused inside a unit of work of this store on the calling thread.
     pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
+        self.unit_of_work.check()?;
         let conn = self
             .pool
             .get()
@@ -96,6 +99,7 @@ impl SqliteStore {
             target: redact_url(target),
             config: config.clone(),
             watch: PoolWatch::new(BackendKind::Sqlite, POOL_WARNING_INTERVAL),
+            unit_of_work: UnitOfWorkMarker::new(),
         });
         let store = Self {
             inner: Arc::new(Instrumented::new(BackendKind::Sqlite, repos)),
@@ -174,6 +178,7 @@ impl Store for SqliteStore {
         self.inner.traced("store", "transaction", || {
             source.config.retry.run(|| {
                 let mut conn = source.checkout()?;
+                let _open = source.unit_of_work.enter();
                 run_unit_of_work(&mut conn, &source.config, &mut *work)
             })
         })
