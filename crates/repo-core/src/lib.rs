@@ -63,7 +63,10 @@ pub use collection::{
     CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
     DEFAULT_EMBEDDING_MODEL,
 };
-pub use config::{redact_url, PoolConfig, PostgresConfig, SqliteConfig, StoreConfig};
+pub use config::{
+    redact_url, NumericSetting, PoolConfig, PostgresConfig, SqliteConfig, StoreConfig,
+    NUMERIC_SETTINGS,
+};
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
     DocumentStatusUpdate, ErrorCategory, NewDocument, Registered, MAX_DOCUMENT_BATCH,

@@ -112,6 +112,7 @@ impl PostgresStore {
     /// An unreachable server is `Unavailable { ConnectionFailed }`; a malformed URL is
     /// `Config`. No message shows the URL's password.
     pub fn connect(url: &str, config: &repo_core::StoreConfig) -> RepoResult<Self> {
+        config.validate()?;
         let redacted = redact_url(url);
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(RepoError::config(format!(

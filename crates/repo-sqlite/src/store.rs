@@ -84,6 +84,7 @@ impl SqliteStore {
     /// open accepts), builds the pool and, when `config.run_migrations` is set, runs
     /// the pending migrations.
     pub fn connect(target: &str, config: &StoreConfig) -> RepoResult<Self> {
+        config.validate()?;
         let kind = pool::classify(target)?;
         let pool = pool::build(
             target,

@@ -1,0 +1,98 @@
+//! Settings a newcomer sets wrong, on both backends: each is refused when the store
+//! opens, with a `Config` error that names what to change, instead of a panic, a
+//! silent fallback or a failure at the first call. PostgreSQL runs on the server of
+//! `TEST_DATABASE_URL` (set by `scripts/test.sh`), one throwaway database per test.
+
+use repo_core::{BackendKind, PoolConfig, RepoError, RepoResult, Store, StoreConfig};
+use repo_postgres::testing::TempDatabase;
+use repo_postgres::PostgresStore;
+use repo_sqlite::SqliteStore;
+use rstest::rstest;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A fresh, empty database of `backend` (nothing migrated), and what keeps it alive.
+struct Empty {
+    url: String,
+    _keep: Box<dyn std::any::Any>,
+}
+
+fn empty_database(backend: BackendKind) -> Empty {
+    match backend {
+        BackendKind::Sqlite => {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+            let url = dir
+                .path()
+                .join("settings.db")
+                .to_string_lossy()
+                .into_owned();
+            Empty {
+                url,
+                _keep: Box::new(dir),
+            }
+        }
+        BackendKind::Postgres => {
+            let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+            Empty {
+                url: db.url().to_owned(),
+                _keep: Box::new(db),
+            }
+        }
+    }
+}
+
+fn connect(backend: BackendKind, url: &str, config: &StoreConfig) -> RepoResult<Arc<dyn Store>> {
+    Ok(match backend {
+        BackendKind::Sqlite => Arc::new(SqliteStore::connect(url, config)?),
+        BackendKind::Postgres => Arc::new(PostgresStore::connect(url, config)?),
+    })
+}
+
+fn config_error_naming(result: RepoResult<Arc<dyn Store>>, words: &[&str], what: &str) {
+    match result {
+        Err(RepoError::Config { message }) => {
+            for word in words {
+                assert!(
+                    message.contains(word),
+                    "{what}: {word:?} not in {message:?}"
+                );
+            }
+        }
+        Err(other) => panic!("{what}: expected a Config error, got {other:?}"),
+        Ok(_) => panic!("{what}: the store opened"),
+    }
+}
+
+/// A `StoreConfig` built in code with a value outside its range is refused at open
+/// (a checkout timeout of `Duration::MAX` used to panic inside r2d2).
+#[rstest]
+#[case::sqlite(BackendKind::Sqlite)]
+#[case::postgres(BackendKind::Postgres)]
+fn out_of_range_settings_are_refused_at_open(#[case] backend: BackendKind) {
+    let db = empty_database(backend);
+    let out_of_range = [
+        (
+            "DB_POOL_TIMEOUT",
+            PoolConfig {
+                connection_timeout: Duration::MAX,
+                ..PoolConfig::default()
+            },
+        ),
+        (
+            "DB_POOL_SIZE",
+            PoolConfig {
+                pool_size: u32::MAX,
+                ..PoolConfig::default()
+            },
+        ),
+    ];
+    for (variable, pool) in out_of_range {
+        let config = StoreConfig {
+            pool,
+            ..StoreConfig::default()
+        };
+        let opened = std::panic::catch_unwind(|| connect(backend, &db.url, &config))
+            .unwrap_or_else(|_| panic!("opening with {variable} out of range panicked"));
+        config_error_naming(opened, &[variable, "out of range"], variable);
+    }
+}
