@@ -96,3 +96,52 @@ fn out_of_range_settings_are_refused_at_open(#[case] backend: BackendKind) {
         config_error_naming(opened, &[variable, "out of range"], variable);
     }
 }
+
+/// With `DB_RUN_MIGRATIONS=false`, opening an empty database, or one behind the
+/// embedded migrations, is a `Config` error listing the missing versions; a migrated
+/// one opens. Nothing is created on the way (not even Diesel's bookkeeping table).
+#[rstest]
+#[case::sqlite(BackendKind::Sqlite)]
+#[case::postgres(BackendKind::Postgres)]
+fn disabled_migrations_on_an_unmigrated_database_are_refused_at_open(#[case] backend: BackendKind) {
+    let db = empty_database(backend);
+    let no_migrations = StoreConfig {
+        run_migrations: false,
+        ..StoreConfig::default()
+    };
+    config_error_naming(
+        connect(backend, &db.url, &no_migrations),
+        &[
+            "lacks 3 of 3 migrations",
+            "2026-11-21-000001",
+            "DB_RUN_MIGRATIONS",
+        ],
+        "empty database",
+    );
+    // Migrate, then step one migration back: the database is behind by one.
+    match backend {
+        BackendKind::Sqlite => {
+            let store = SqliteStore::connect(&db.url, &StoreConfig::default())
+                .unwrap_or_else(|e| panic!("migrating: {e}"));
+            store
+                .revert_last_migration()
+                .unwrap_or_else(|e| panic!("reverting: {e}"))
+        }
+        BackendKind::Postgres => {
+            let store = PostgresStore::connect(&db.url, &StoreConfig::default())
+                .unwrap_or_else(|e| panic!("migrating: {e}"));
+            store
+                .revert_last_migration()
+                .unwrap_or_else(|e| panic!("reverting: {e}"))
+        }
+    };
+    config_error_naming(
+        connect(backend, &db.url, &no_migrations),
+        &["lacks 1 of ", "DB_RUN_MIGRATIONS"],
+        "database behind by one",
+    );
+    connect(backend, &db.url, &StoreConfig::default())
+        .unwrap_or_else(|e| panic!("migrating again: {e}"));
+    connect(backend, &db.url, &no_migrations)
+        .unwrap_or_else(|e| panic!("a migrated database opens without migrating: {e}"));
+}

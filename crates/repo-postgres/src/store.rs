@@ -107,11 +107,28 @@ impl PostgresStore {
     /// Opens a pool on `url` (`postgres://` or `postgresql://`) configured by `config`,
     /// checks that the server answers within `config.pool.connection_timeout`, and
     /// runs pending migrations when `config.run_migrations` is set (under an advisory
-    /// lock, so concurrent processes do not race).
+    /// lock, so concurrent processes do not race); when it is not set, a database that
+    /// lacks one of them is a `Config` error listing them.
     ///
     /// An unreachable server is `Unavailable { ConnectionFailed }`; a malformed URL is
     /// `Config`. No message shows the URL's password.
     pub fn connect(url: &str, config: &repo_core::StoreConfig) -> RepoResult<Self> {
+        Self::open(url, config, true)
+    }
+
+    /// Opens a pool on `url` without running or checking migrations, whatever
+    /// `config.run_migrations` says: for tools that manage the schema themselves
+    /// (`repoctl migrate`), through [`run_pending_migrations`](Self::run_pending_migrations)
+    /// and its siblings.
+    pub fn connect_for_migrations(url: &str, config: &repo_core::StoreConfig) -> RepoResult<Self> {
+        let config = repo_core::StoreConfig {
+            run_migrations: false,
+            ..config.clone()
+        };
+        Self::open(url, &config, false)
+    }
+
+    fn open(url: &str, config: &repo_core::StoreConfig, check_schema: bool) -> RepoResult<Self> {
         config.validate()?;
         let redacted = redact_url(url);
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -162,6 +179,8 @@ impl PostgresStore {
         };
         if config.run_migrations {
             store.run_pending_migrations()?;
+        } else if check_schema {
+            store.on_connection(migrations::require_migrated)?;
         }
         Ok(store)
     }

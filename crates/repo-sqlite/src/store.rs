@@ -82,8 +82,25 @@ impl ConnSource for PoolSource {
 impl SqliteStore {
     /// Opens `target` (a filesystem path, `:memory:`, or a `file:` URI: what SQLite's
     /// open accepts), builds the pool and, when `config.run_migrations` is set, runs
-    /// the pending migrations.
+    /// the pending migrations; when it is not set, a database that lacks one of them
+    /// is a `Config` error listing them.
     pub fn connect(target: &str, config: &StoreConfig) -> RepoResult<Self> {
+        Self::open(target, config, true)
+    }
+
+    /// Opens `target` without running or checking migrations, whatever
+    /// `config.run_migrations` says: for tools that manage the schema themselves
+    /// (`repoctl migrate`), through [`run_pending_migrations`](Self::run_pending_migrations)
+    /// and its siblings.
+    pub fn connect_for_migrations(target: &str, config: &StoreConfig) -> RepoResult<Self> {
+        let config = StoreConfig {
+            run_migrations: false,
+            ..config.clone()
+        };
+        Self::open(target, &config, false)
+    }
+
+    fn open(target: &str, config: &StoreConfig, check_schema: bool) -> RepoResult<Self> {
         config.validate()?;
         let kind = pool::classify(target)?;
         let pool = pool::build(
@@ -107,6 +124,8 @@ impl SqliteStore {
         };
         if config.run_migrations {
             store.run_pending_migrations()?;
+        } else if check_schema {
+            store.require_migrated()?;
         }
         Ok(store)
     }
