@@ -397,6 +397,42 @@ fn slow_query_log_shows_statement_inside_its_span(#[case] backend: BackendKind) 
     );
 }
 
+/// A statement that fails is logged with `failed=true` on both backends, also a
+/// statement that returns rows (SQLite's `INSERT … RETURNING`, whose error Diesel
+/// reports to the caller but not to the connection's instrumentation); one that
+/// succeeds with `failed=false`.
+#[rstest]
+#[case::sqlite(BackendKind::Sqlite)]
+#[case::postgres(BackendKind::Postgres)]
+fn slow_query_log_marks_failed_statements(#[case] backend: BackendKind) {
+    let opened = open(backend, &every_statement_logged());
+    let new = NewUser::new("twice", "twice@example.com", PASSWORD_HASH);
+    let (_, logs) = logs_of(|| {
+        opened
+            .store
+            .users()
+            .create(&new)
+            .unwrap_or_else(|e| panic!("first create: {e}"));
+        let again = opened.store.users().create(&new);
+        assert!(
+            matches!(again, Err(RepoError::AlreadyExists { .. })),
+            "{again:?}"
+        );
+    });
+    let inserts: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("slow query") && l.contains("INSERT INTO") && l.contains("users"))
+        .collect();
+    assert_eq!(inserts.len(), 2, "two inserts logged:\n{logs}");
+    assert!(inserts[0].contains("failed=false"), "{}", inserts[0]);
+    assert!(inserts[1].contains("failed=true"), "{}", inserts[1]);
+    assert!(
+        inserts[1].contains(r#"method="create""#),
+        "logged inside the call's span: {}",
+        inserts[1]
+    );
+}
+
 #[rstest]
 #[case::sqlite(BackendKind::Sqlite)]
 #[case::postgres(BackendKind::Postgres)]

@@ -348,21 +348,46 @@ impl SlowQueryLog {
     /// The statement that last started has finished; `query` is Diesel's `Display`
     /// of it, formatted only when the statement was slow.
     pub fn finish(&mut self, query: &dyn fmt::Display, failed: bool) {
-        let Some(started) = self.started.take() else {
-            return;
-        };
-        let elapsed = started.elapsed();
-        if elapsed < self.threshold {
-            return;
+        if let Some(slow) = self.finish_unlogged(query) {
+            slow.log(failed);
         }
-        let sql = sql_without_binds(query);
+    }
+
+    /// Like [`finish`](Self::finish) for a statement whose outcome is not known yet:
+    /// returns it, when it was slow, for the caller to [`log`](SlowStatement::log)
+    /// once it knows. (Diesel's SQLite connection reports a statement that returns
+    /// rows as finished without its error, which only the caller sees.)
+    pub fn finish_unlogged(&mut self, query: &dyn fmt::Display) -> Option<SlowStatement> {
+        let elapsed = self.started.take()?.elapsed();
+        (elapsed >= self.threshold).then(|| SlowStatement {
+            backend: self.backend,
+            elapsed,
+            threshold: self.threshold,
+            sql: sql_without_binds(query),
+        })
+    }
+}
+
+/// A statement that reached the slow-query threshold, not logged yet; see
+/// [`SlowQueryLog::finish_unlogged`].
+#[derive(Debug, Clone)]
+pub struct SlowStatement {
+    backend: BackendKind,
+    elapsed: Duration,
+    threshold: Duration,
+    sql: String,
+}
+
+impl SlowStatement {
+    /// Logs the WARN event of [`SlowQueryLog`] (the same fields on every backend).
+    pub fn log(self, failed: bool) {
         tracing::warn!(
             target: "repo_core::slow_query",
             backend = self.backend.as_str(),
-            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            elapsed_ms = self.elapsed.as_secs_f64() * 1000.0,
             threshold_ms = u64::try_from(self.threshold.as_millis()).unwrap_or(u64::MAX),
             failed,
-            sql = %sql,
+            sql = %self.sql,
             "slow query",
         );
     }

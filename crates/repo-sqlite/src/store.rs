@@ -72,10 +72,12 @@ impl ConnSource for PoolSource {
     ) -> RepoResult<T> {
         // Each call is its own transaction, so a busy database is retried like a
         // unit of work.
-        self.config.retry.run(|| {
+        let result = self.config.retry.run(|| {
             let mut conn = self.checkout()?;
             f(&mut conn)
-        })
+        });
+        crate::observe::call_finished();
+        result
     }
 }
 
@@ -196,11 +198,13 @@ impl Store for SqliteStore {
     ) -> RepoResult<()> {
         let source = self.source();
         self.inner.traced("store", "transaction", || {
-            source.config.retry.run(|| {
+            let result = source.config.retry.run(|| {
                 let mut conn = source.checkout()?;
                 let _open = source.unit_of_work.enter();
                 run_unit_of_work(&mut conn, &source.config, &mut *work)
-            })
+            });
+            crate::observe::call_finished();
+            result
         })
     }
 
