@@ -471,17 +471,50 @@ fn pool_warns_once_when_nearly_exhausted(#[case] backend: BackendKind) {
     );
 }
 
-/// A TCP forwarder to the PostgreSQL server that the test can cut, so a store sees
-/// its server become unreachable without the shared server being touched.
+/// A pool that may open more connections than the server accepts is reported once,
+/// at open, with both numbers; the default pool is not.
+#[test]
+fn postgres_pool_larger_than_the_server_is_warned_about_once() {
+    let config = StoreConfig {
+        pool: PoolConfig {
+            pool_size: 1,
+            max_overflow: 1000,
+            ..PoolConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let (opened, logs) = logs_of(|| open(BackendKind::Postgres, &config));
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("but the server accepts"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+    assert!(warnings[0].contains("pool_max=1001"), "{}", warnings[0]);
+    let (_, logs) = logs_of(|| {
+        let again = opened.store.users().count(Default::default());
+        assert!(again.is_ok(), "{again:?}");
+        open(BackendKind::Postgres, &StoreConfig::default())
+    });
+    assert!(!logs.contains("but the server accepts"), "{logs}");
+}
+
+/// A TCP forwarder to the PostgreSQL server that the test can cut or make refuse, so
+/// a store sees its server become unreachable without the shared server being
+/// touched.
 mod proxy {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::Arc;
+
+    const OPEN: u8 = 0;
+    const CUT: u8 = 1;
+    const REFUSE: u8 = 2;
 
     pub struct Proxy {
         pub address: String,
-        cut: Arc<AtomicBool>,
+        mode: Arc<AtomicU8>,
     }
 
     impl Proxy {
@@ -492,74 +525,103 @@ mod proxy {
                 .local_addr()
                 .unwrap_or_else(|e| panic!("proxy address: {e}"))
                 .to_string();
-            let cut = Arc::new(AtomicBool::new(false));
-            let cut2 = Arc::clone(&cut);
+            let mode = Arc::new(AtomicU8::new(OPEN));
+            let mode2 = Arc::clone(&mode);
             // Every accepted and opened stream is kept, so nothing closes on its own.
             let mut held = Vec::new();
             std::thread::spawn(move || {
                 for client in listener.incoming().flatten() {
-                    if cut2.load(Ordering::SeqCst) {
+                    match mode2.load(Ordering::SeqCst) {
                         // Accept and never answer: a server that stopped responding.
-                        held.push(client);
-                        continue;
+                        CUT => {
+                            held.push(client);
+                            continue;
+                        }
+                        // Accept and close at once: a server that goes away.
+                        REFUSE => {
+                            let _ = client.shutdown(Shutdown::Both);
+                            continue;
+                        }
+                        _ => {}
                     }
                     let Ok(server) = TcpStream::connect(&upstream) else {
                         continue;
                     };
                     for (from, to) in [(&client, &server), (&server, &client)] {
                         if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
-                            let cut3 = Arc::clone(&cut2);
-                            std::thread::spawn(move || forward(from, to, &cut3));
+                            let mode3 = Arc::clone(&mode2);
+                            std::thread::spawn(move || forward(from, to, &mode3));
                         }
                     }
                     held.push(client);
                     held.push(server);
                 }
             });
-            Proxy { address, cut }
+            Proxy { address, mode }
         }
 
         /// From now on nothing gets through: open connections stay open but every
         /// byte is dropped, and new ones hang unanswered (a server that stopped
         /// responding, not one that closed its connections).
         pub fn cut(&self) {
-            self.cut.store(true, Ordering::SeqCst);
+            self.mode.store(CUT, Ordering::SeqCst);
+        }
+
+        /// From now on the server is gone: a connection is closed as soon as
+        /// anything arrives on it, and new ones are closed when accepted (libpq:
+        /// "server closed the connection unexpectedly", a multi-line message).
+        pub fn refuse(&self) {
+            self.mode.store(REFUSE, Ordering::SeqCst);
         }
     }
 
-    /// Copies `from` to `to` until either side closes; once `cut` is set, reads and
-    /// drops what arrives.
-    fn forward(mut from: TcpStream, mut to: TcpStream, cut: &AtomicBool) {
+    /// Copies `from` to `to` until either side closes; once cut, reads and drops
+    /// what arrives; once refusing, closes both sides.
+    fn forward(mut from: TcpStream, mut to: TcpStream, mode: &AtomicU8) {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match from.read(&mut buf) {
+            let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) if !cut.load(Ordering::SeqCst) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
+                Ok(n) => n,
+            };
+            match mode.load(Ordering::SeqCst) {
+                OPEN if to.write_all(&buf[..n]).is_err() => break,
+                REFUSE => {
+                    let _ = from.shutdown(Shutdown::Both);
+                    break;
                 }
-                Ok(_) => {}
+                _ => {}
             }
         }
         let _ = to.shutdown(Shutdown::Both);
     }
 }
 
-#[test]
-fn postgres_health_of_an_unreachable_server_fails_fast() {
+/// While the server refuses connections: `health()` says so (`ConnectionFailed` with
+/// libpq's cause) instead of timing out first; every caller that waited for a
+/// connection gets the cause, not only one of them; libpq's multi-line message is one
+/// line in errors and logs; and the pool logs one line for all those failures, not one
+/// per attempt.
+/// A healthy store on a fresh database reached through a [`proxy::Proxy`], with the
+/// proxy and the database, which must outlive the test (the database is dropped with
+/// `FORCE`, whatever is still connected).
+fn behind_a_proxy(
+    pool_size: u32,
+    max_overflow: u32,
+    connection_timeout: Duration,
+    health_timeout: Duration,
+) -> (Arc<dyn Store>, proxy::Proxy, TempDatabase) {
     let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
     let proxy = proxy::Proxy::start(host_port(db.url()));
     let url = rewrite_authority(db.url(), None, Some(&proxy.address));
     let config = StoreConfig {
         pool: PoolConfig {
-            pool_size: 1,
-            max_overflow: 1,
-            // Far longer than the health timeout: health must not wait for it.
-            connection_timeout: Duration::from_secs(30),
+            pool_size,
+            max_overflow,
+            connection_timeout,
             ..PoolConfig::default()
         },
-        health_timeout: Duration::from_millis(500),
+        health_timeout,
         ..StoreConfig::default()
     };
     let store = PostgresStore::connect(&url, &config)
@@ -567,7 +629,106 @@ fn postgres_health_of_an_unreachable_server_fails_fast() {
     store
         .health()
         .unwrap_or_else(|e| panic!("healthy through the proxy: {e}"));
+    (Arc::new(store), proxy, db)
+}
 
+#[test]
+fn postgres_refused_connections_are_explained_on_one_line_and_logged_once() {
+    // The checkout wait is longer than the health timeout, as by default (5 s, 2 s).
+    let (store, proxy, _db) = behind_a_proxy(2, 0, Duration::from_secs(4), Duration::from_secs(2));
+    let port = proxy
+        .address
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_owned())
+        .unwrap_or_default();
+    proxy.refuse();
+
+    // The pooled connections fail once each (lost), then the pool cannot reconnect.
+    let mut health = store.health();
+    for _ in 0..4 {
+        if matches!(
+            health,
+            Err(RepoError::Unavailable {
+                reason: UnavailableReason::ConnectionLost,
+                ..
+            })
+        ) {
+            health = store.health();
+        }
+    }
+    match &health {
+        Err(RepoError::Unavailable {
+            reason: UnavailableReason::ConnectionFailed,
+            message,
+            ..
+        }) => {
+            assert!(
+                message.contains("server closed the connection"),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+        other => panic!("health of a refusing server: {other:?}"),
+    }
+
+    // Six callers wait for the two connections at once: each is told why.
+    let errors: Vec<RepoError> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| store.users().count(Default::default())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(Err(e)) => e,
+                other => panic!("a caller while the server refuses: {other:?}"),
+            })
+            .collect()
+    });
+    for e in &errors {
+        assert!(
+            matches!(
+                e,
+                RepoError::Unavailable {
+                    reason: UnavailableReason::ConnectionFailed,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("server closed the connection"),
+            "each caller gets the cause: {text}"
+        );
+        assert!(!text.contains('\n'), "one line: {text:?}");
+        assert!(std::error::Error::source(e).is_some(), "{e:?}");
+    }
+
+    let background = capture::background();
+    let ours: Vec<&str> = background
+        .lines()
+        .filter(|l| l.contains("pool connection error") && l.contains(&port))
+        .collect();
+    assert!(!ours.is_empty(), "the failures were logged:\n{background}");
+    assert!(
+        ours.len() <= 2,
+        "{} log lines for one refusing server:\n{}",
+        ours.len(),
+        ours.join("\n")
+    );
+    assert!(
+        !background
+            .lines()
+            .any(|l| l.trim_start().starts_with("This probably means")),
+        "a libpq message split over lines:\n{background}"
+    );
+}
+
+#[test]
+fn postgres_health_of_an_unreachable_server_fails_fast() {
+    // A checkout wait far longer than the health timeout: health must not wait for it.
+    let (store, proxy, _db) =
+        behind_a_proxy(1, 1, Duration::from_secs(30), Duration::from_millis(500));
     proxy.cut();
     let started = Instant::now();
     let result = store.health();

@@ -77,7 +77,9 @@ pub use enums::{
 };
 pub use error::{BoxError, ConflictReason, RepoError, RepoResult, UnavailableReason};
 pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
-pub use instrument::{Instrumented, PoolStatus, PoolWatch, SlowQueryLog};
+pub use instrument::{
+    ConnectionErrors, ConnectionFailure, Instrumented, PoolStatus, PoolWatch, SlowQueryLog,
+};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
 pub use schema::{IndexSnapshot, SchemaSnapshot, TableSnapshot};

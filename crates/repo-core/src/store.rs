@@ -206,14 +206,24 @@ impl Drop for UnitOfWorkOpen {
 
 /// Runs `check` (a trivial query on a connection of the store) on a helper thread and
 /// waits at most `timeout` for its answer, so that a health probe never hangs on a
-/// server that stopped answering (libpq and r2d2 may block far longer). A check that
-/// does not answer in time is `Unavailable { reason: Timeout }`; the helper thread
-/// finishes on its own once the pool or the driver gives up.
+/// server that stopped answering (libpq and r2d2 may block far longer).
+///
+/// While it waits, a connection error the pool records (`errors`) is the answer as
+/// soon as it is known: `Unavailable { ConnectionFailed }` with the driver's message,
+/// instead of a timeout that hides why (the pool's checkout wait is usually longer
+/// than the health timeout). A check that does not answer in time otherwise is
+/// `Unavailable { reason: Timeout }` (naming the last connection error, if any); the
+/// helper thread finishes on its own once the pool or the driver gives up.
 pub fn health_check_within(
     backend: BackendKind,
     timeout: Duration,
+    errors: &crate::instrument::ConnectionErrors,
     check: impl FnOnce() -> RepoResult<()> + Send + 'static,
 ) -> RepoResult<()> {
+    /// How often the connection errors are looked at while waiting.
+    const POLL: Duration = Duration::from_millis(20);
+    let mark = errors.mark();
+    let started = std::time::Instant::now();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(format!("{backend}-health"))
@@ -225,15 +235,38 @@ pub fn health_check_within(
             message: format!("could not start the health-check thread: {e}"),
             source: Some(Box::new(e)),
         })?;
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(_) => Err(RepoError::Unavailable {
-            reason: UnavailableReason::Timeout,
-            message: format!(
-                "health check: the {backend} database did not answer within {timeout:?}"
-            ),
-            source: None,
-        }),
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        match rx.recv_timeout(left.min(POLL)) {
+            Ok(result) => return result,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(RepoError::Backend {
+                    message: "health check: the check thread ended without an answer".into(),
+                    source: None,
+                })
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(failure) = errors.since(mark) {
+            return Err(RepoError::Unavailable {
+                reason: UnavailableReason::ConnectionFailed,
+                message: format!(
+                    "health check: no connection to the {backend} database: {}",
+                    failure.message
+                ),
+                source: Some(Box::new(failure)),
+            });
+        }
+        if left.is_zero() {
+            let last = errors.last().map(|f| format!(" ({f})")).unwrap_or_default();
+            return Err(RepoError::Unavailable {
+                reason: UnavailableReason::Timeout,
+                message: format!(
+                    "health check: the {backend} database did not answer within {timeout:?}{last}"
+                ),
+                source: None,
+            });
+        }
     }
 }
 
@@ -290,13 +323,55 @@ mod tests {
     use super::*;
     use crate::error::ConflictReason;
 
+    fn no_errors() -> crate::instrument::ConnectionErrors {
+        crate::instrument::ConnectionErrors::new(BackendKind::Postgres, Duration::from_secs(1))
+    }
+
+    /// A connection error recorded while the check waits is the answer at once.
+    #[test]
+    fn health_check_reports_a_connection_error_as_soon_as_known() {
+        let errors = std::sync::Arc::new(no_errors());
+        errors.record("old error, before the check");
+        let recorder = std::sync::Arc::clone(&errors);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            recorder.record("connection refused\n\tIs the server running?");
+        });
+        let result = health_check_within(
+            BackendKind::Postgres,
+            Duration::from_secs(30),
+            &errors,
+            || {
+                std::thread::sleep(Duration::from_secs(60));
+                Ok(())
+            },
+        );
+        match result {
+            Err(RepoError::Unavailable {
+                reason: UnavailableReason::ConnectionFailed,
+                message,
+                ..
+            }) => assert!(
+                message.contains("connection refused Is the server running?"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn health_check_times_out_instead_of_hanging() {
         let started = std::time::Instant::now();
-        let slow = health_check_within(BackendKind::Sqlite, Duration::from_millis(50), || {
-            std::thread::sleep(Duration::from_secs(2));
-            Ok(())
-        });
+        let errors = no_errors();
+        let slow = health_check_within(
+            BackendKind::Sqlite,
+            Duration::from_millis(50),
+            &errors,
+            || {
+                std::thread::sleep(Duration::from_secs(2));
+                Ok(())
+            },
+        );
         assert!(
             matches!(
                 slow,
@@ -309,12 +384,18 @@ mod tests {
         );
         // Generous bound: only a hang (waiting for the 2 s sleep) fails it.
         assert!(started.elapsed() < Duration::from_millis(1500));
-        let failing = health_check_within(BackendKind::Postgres, Duration::from_secs(5), || {
-            Err(RepoError::config("boom"))
-        });
+        let failing = health_check_within(
+            BackendKind::Postgres,
+            Duration::from_secs(5),
+            &errors,
+            || Err(RepoError::config("boom")),
+        );
         assert!(matches!(failing, Err(RepoError::Config { .. })));
         assert!(
-            health_check_within(BackendKind::Sqlite, Duration::from_secs(5), || Ok(())).is_ok()
+            health_check_within(BackendKind::Sqlite, Duration::from_secs(5), &errors, || Ok(
+                ()
+            ))
+            .is_ok()
         );
     }
 

@@ -267,7 +267,7 @@ pub(crate) fn map_connection_error(error: ConnectionError, redacted_url: &str) -
             reason: UnavailableReason::ConnectionFailed,
             message: format!(
                 "could not connect to {redacted_url}: {}",
-                other.to_string().trim_end()
+                repo_core::instrument::one_line(&other.to_string())
             ),
             source: Some(Box::new(other)),
         },
@@ -297,7 +297,7 @@ pub(crate) fn map_checkout_error(
             reason: UnavailableReason::ConnectionFailed,
             message: format!(
                 "connection failed: no connection to {redacted_url} could be opened ({})",
-                error.to_string().trim_end()
+                repo_core::instrument::one_line(&error.to_string())
             ),
             source: Some(Box::new(error)),
         }

@@ -177,6 +177,8 @@ impl PostgresStore {
                 },
             )),
         };
+        let max_size = store.inner.pool.max_size();
+        store.on_connection(|c| crate::pool::warn_if_larger_than_server(c, max_size))?;
         if config.run_migrations {
             store.run_pending_migrations()?;
         } else if check_schema {
@@ -323,6 +325,7 @@ impl Store for PostgresStore {
             health_check_within(
                 BackendKind::Postgres,
                 self.inner.health_timeout,
+                self.inner.pool.errors(),
                 move || {
                     store.on_connection(|c| {
                         use diesel::RunQueryDsl;

@@ -9,8 +9,8 @@ use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::store::{health_check_within, UnitOfWorkMarker};
 use repo_core::{
     redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
-    DocumentRepository, Instrumented, OperationRepository, PoolStatus, PoolWatch, RepoResult,
-    Repositories, Store, StoreConfig, Transaction, UserRepository,
+    ConnectionErrors, DocumentRepository, Instrumented, OperationRepository, PoolStatus, PoolWatch,
+    RepoResult, Repositories, Store, StoreConfig, Transaction, UserRepository,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ pub(crate) struct PoolSource {
     config: StoreConfig,
     watch: PoolWatch,
     unit_of_work: UnitOfWorkMarker,
+    errors: Arc<ConnectionErrors>,
 }
 
 impl PoolSource {
@@ -49,7 +50,7 @@ impl PoolSource {
         let conn = self
             .pool
             .get()
-            .map_err(|e| map_pool(e, &self.pool, self.max_size))?;
+            .map_err(|e| self.errors.explain(map_pool(e, &self.pool, self.max_size)))?;
         self.watch.observe(|| self.status());
         Ok(conn)
     }
@@ -105,12 +106,17 @@ impl SqliteStore {
     fn open(target: &str, config: &StoreConfig, check_schema: bool) -> RepoResult<Self> {
         config.validate()?;
         let kind = pool::classify(target)?;
+        let errors = Arc::new(ConnectionErrors::new(
+            BackendKind::Sqlite,
+            POOL_WARNING_INTERVAL,
+        ));
         let pool = pool::build(
             target,
             kind,
             &config.pool,
             &config.sqlite,
             config.slow_query_threshold,
+            Arc::clone(&errors),
         )?;
         let repos = SqliteRepos(PoolSource {
             pool,
@@ -120,6 +126,7 @@ impl SqliteStore {
             config: config.clone(),
             watch: PoolWatch::new(BackendKind::Sqlite, POOL_WARNING_INTERVAL),
             unit_of_work: UnitOfWorkMarker::new(),
+            errors,
         });
         let store = Self {
             inner: Arc::new(Instrumented::new(BackendKind::Sqlite, repos)),
@@ -214,6 +221,7 @@ impl Store for SqliteStore {
             health_check_within(
                 BackendKind::Sqlite,
                 self.config().health_timeout,
+                &self.source().errors,
                 move || {
                     let mut conn = store.source().checkout()?;
                     diesel::sql_query("SELECT 1")
