@@ -362,10 +362,7 @@ pub fn document_racing_registrations_create_each_hash_once(h: &dyn Harness) {
     }
 }
 
-/// Callers racing to register the same document (same hash, same URI), alone and in
-/// bulk, all get it back, created exactly once, however the race falls: a URI index
-/// never turns the race into `AlreadyExists`. Then another hash with that URI is
-/// still refused.
+/// Callers racing to register one document (same hash and URI), alone and in bulk, all get it back, created once, never `AlreadyExists { uri }`; racing with one URI and different hashes, one wins and the others are told the URI is taken.
 pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) {
     const ROUNDS: u64 = 40;
     const RACERS: usize = 8;
@@ -415,6 +412,57 @@ pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) 
         "each document is created exactly once: {created:?}"
     );
     assert_eq!(total(&*s, c.id), ROUNDS);
+    // Racers with one URI and different hashes: one document wins each round, every
+    // other caller is told the URI is taken (never a conflict or a backend error).
+    let store = Arc::clone(&s);
+    let barrier = Arc::new(std::sync::Barrier::new(RACERS));
+    let results = race(RACERS, move |i| -> Vec<RepoResult<repo_core::Registered>> {
+        (0..ROUNDS / 2)
+            .map(|round| {
+                let mut new = seed::new_document(cid, 1_000 * (round + 1) + i as u64);
+                new.uri = Some(format!("https://example.com/contested/{round}"));
+                barrier.wait();
+                if i % 2 == 0 {
+                    store.documents().register(&new)
+                } else {
+                    store
+                        .documents()
+                        .register_many(std::slice::from_ref(&new))
+                        .map(|mut v| v.remove(0))
+                }
+            })
+            .collect()
+    });
+    let mut winners = vec![0u32; (ROUNDS / 2) as usize];
+    for (i, rounds) in results.into_iter().enumerate() {
+        for (round, r) in rounds.into_iter().enumerate() {
+            match (i % 2, r) {
+                (_, Ok(r)) => {
+                    assert!(r.created, "racer {i}, round {round}: a new hash");
+                    winners[round] += 1;
+                }
+                (
+                    0,
+                    Err(RepoError::AlreadyExists {
+                        entity: "document",
+                        field: "uri",
+                    }),
+                ) => {}
+                (
+                    1,
+                    Err(RepoError::Validation {
+                        field: "uri",
+                        message,
+                    }),
+                ) if message.contains("item 0: ") => {}
+                (_, Err(e)) => panic!("racer {i}, round {round}: a contested URI: {e:?}"),
+            }
+        }
+    }
+    assert!(
+        winners.iter().all(|&n| n == 1),
+        "one document per contested URI: {winners:?}"
+    );
     let mut taken = seed::new_document(c.id, ROUNDS + 1);
     taken.uri = Some("https://example.com/doc/0".into());
     expect::already_exists(
