@@ -132,7 +132,7 @@ impl dyn Store + '_ {
 
 /// Tells a call on a store from a call made inside one of that store's own open units
 /// of work on the same thread, which would otherwise stall or run outside the
-/// transaction (a closure given to [`Store::transaction`] can capture the store).
+/// transaction (a closure given to [`Store::run_transaction`] can capture the store).
 ///
 /// Each backend keeps one marker per store (shared by its clones, distinct for every
 /// store opened), [`enter`](Self::enter)s it while a unit of work runs, and calls
