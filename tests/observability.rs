@@ -69,7 +69,8 @@ mod capture {
         }
     }
 
-    fn install() {
+    /// Installs the capturing subscriber (once per process).
+    pub fn install() {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
             let subscriber = tracing_subscriber::fmt()
@@ -634,6 +635,8 @@ fn behind_a_proxy(
 
 #[test]
 fn postgres_refused_connections_are_explained_on_one_line_and_logged_once() {
+    // The pool logs from its own threads: capture them even if no other test has.
+    capture::install();
     // The checkout wait is longer than the health timeout, as by default (5 s, 2 s).
     let (store, proxy, _db) = behind_a_proxy(2, 0, Duration::from_secs(4), Duration::from_secs(2));
     let port = proxy
@@ -646,13 +649,13 @@ fn postgres_refused_connections_are_explained_on_one_line_and_logged_once() {
     // The pooled connections fail once each (lost), then the pool cannot reconnect.
     let mut health = store.health();
     for _ in 0..4 {
-        if matches!(
-            health,
-            Err(RepoError::Unavailable {
-                reason: UnavailableReason::ConnectionLost,
-                ..
-            })
-        ) {
+        if let Err(RepoError::Unavailable {
+            reason: UnavailableReason::ConnectionLost,
+            message,
+            ..
+        }) = &health
+        {
+            assert!(!message.contains('\n'), "one line: {message:?}");
             health = store.health();
         }
     }

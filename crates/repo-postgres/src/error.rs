@@ -89,14 +89,17 @@ fn connection_lost(
 ) -> RepoError {
     RepoError::Unavailable {
         reason: UnavailableReason::ConnectionLost,
-        message: format!("connection lost: {}", info.message().trim_end()),
+        message: format!(
+            "connection lost: {}",
+            repo_core::instrument::one_line(info.message())
+        ),
         source: Some(Box::new(Error::DatabaseError(kind, info))),
     }
 }
 
 fn backend(error: Error) -> RepoError {
     RepoError::Backend {
-        message: error.to_string().trim_end().to_owned(),
+        message: repo_core::instrument::one_line(&error.to_string()),
         source: Some(Box::new(error)),
     }
 }
