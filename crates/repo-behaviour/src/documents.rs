@@ -362,6 +362,22 @@ pub fn document_racing_registrations_create_each_hash_once(h: &dyn Harness) {
     }
 }
 
+/// `register(new)`, or `register_many(&[new])` when `bulk`.
+fn register_alone_or_in_bulk(
+    store: &dyn Store,
+    new: &NewDocument,
+    bulk: bool,
+) -> RepoResult<repo_core::Registered> {
+    if bulk {
+        store
+            .documents()
+            .register_many(std::slice::from_ref(new))
+            .map(|mut v| v.remove(0))
+    } else {
+        store.documents().register(new)
+    }
+}
+
 /// Callers racing to register one document (same hash and URI), alone and in bulk, all get it back, created once, never `AlreadyExists { uri }`; racing with one URI and different hashes, one wins and the others are told the URI is taken.
 pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) {
     const ROUNDS: u64 = 40;
@@ -384,14 +400,7 @@ pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) 
             .map(|round| {
                 let new = with_uri(round);
                 barrier.wait();
-                if i % 2 == 0 {
-                    store.documents().register(&new)
-                } else {
-                    store
-                        .documents()
-                        .register_many(std::slice::from_ref(&new))
-                        .map(|mut v| v.remove(0))
-                }
+                register_alone_or_in_bulk(&*store, &new, i % 2 == 1)
             })
             .collect()
     });
@@ -422,14 +431,7 @@ pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) 
                 let mut new = seed::new_document(cid, 1_000 * (round + 1) + i as u64);
                 new.uri = Some(format!("https://example.com/contested/{round}"));
                 barrier.wait();
-                if i % 2 == 0 {
-                    store.documents().register(&new)
-                } else {
-                    store
-                        .documents()
-                        .register_many(std::slice::from_ref(&new))
-                        .map(|mut v| v.remove(0))
-                }
+                register_alone_or_in_bulk(&*store, &new, i % 2 == 1)
             })
             .collect()
     });
