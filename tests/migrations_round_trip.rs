@@ -209,7 +209,7 @@ fn round_trip(backend: &str, store: &dyn Migrator) {
 fn sqlite_migrations_round_trip() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
     let path = dir.path().join("migrations.db");
-    let store = SqliteStore::connect(&path.to_string_lossy(), &no_migrations())
+    let store = SqliteStore::connect_for_migrations(&path.to_string_lossy(), &no_migrations())
         .unwrap_or_else(|e| panic!("opening SQLite failed: {e}"));
     round_trip("sqlite", &store);
 }
@@ -217,7 +217,7 @@ fn sqlite_migrations_round_trip() {
 #[test]
 fn postgres_migrations_round_trip() {
     let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let store = PostgresStore::connect(db.url(), &no_migrations())
+    let store = PostgresStore::connect_for_migrations(db.url(), &no_migrations())
         .unwrap_or_else(|e| panic!("opening PostgreSQL failed: {e}"));
     round_trip("postgres", &store);
 }

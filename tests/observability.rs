@@ -69,7 +69,8 @@ mod capture {
         }
     }
 
-    fn install() {
+    /// Installs the capturing subscriber (once per process).
+    pub fn install() {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
             let subscriber = tracing_subscriber::fmt()
@@ -389,6 +390,42 @@ fn slow_query_log_shows_statement_inside_its_span(#[case] backend: BackendKind) 
     );
 }
 
+/// A statement that fails is logged with `failed=true` on both backends, also a
+/// statement that returns rows (SQLite's `INSERT … RETURNING`, whose error Diesel
+/// reports to the caller but not to the connection's instrumentation); one that
+/// succeeds with `failed=false`.
+#[rstest]
+#[case::sqlite(BackendKind::Sqlite)]
+#[case::postgres(BackendKind::Postgres)]
+fn slow_query_log_marks_failed_statements(#[case] backend: BackendKind) {
+    let opened = open(backend, &every_statement_logged());
+    let new = NewUser::new("twice", "twice@example.com", PASSWORD_HASH);
+    let (_, logs) = logs_of(|| {
+        opened
+            .store
+            .users()
+            .create(&new)
+            .unwrap_or_else(|e| panic!("first create: {e}"));
+        let again = opened.store.users().create(&new);
+        assert!(
+            matches!(again, Err(RepoError::AlreadyExists { .. })),
+            "{again:?}"
+        );
+    });
+    let inserts: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("slow query") && l.contains("INSERT INTO") && l.contains("users"))
+        .collect();
+    assert_eq!(inserts.len(), 2, "two inserts logged:\n{logs}");
+    assert!(inserts[0].contains("failed=false"), "{}", inserts[0]);
+    assert!(inserts[1].contains("failed=true"), "{}", inserts[1]);
+    assert!(
+        inserts[1].contains(r#"method="create""#),
+        "logged inside the call's span: {}",
+        inserts[1]
+    );
+}
+
 #[rstest]
 #[case::sqlite(BackendKind::Sqlite)]
 #[case::postgres(BackendKind::Postgres)]
@@ -427,22 +464,54 @@ fn pool_warns_once_when_nearly_exhausted(#[case] backend: BackendKind) {
     );
 }
 
-/// A TCP forwarder to the PostgreSQL server that the test can cut, so a store sees
-/// its server become unreachable without the shared server being touched.
+/// A pool that may open more connections than the server accepts is reported once,
+/// at open, with both numbers; the default pool is not.
 #[test]
-fn postgres_health_of_an_unreachable_server_fails_fast() {
+fn postgres_pool_larger_than_the_server_is_warned_about_once() {
+    let config = StoreConfig {
+        pool: PoolConfig {
+            pool_size: 1,
+            max_overflow: 1000,
+            ..PoolConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let (opened, logs) = logs_of(|| open(BackendKind::Postgres, &config));
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("but the server accepts"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+    assert!(warnings[0].contains("pool_max=1001"), "{}", warnings[0]);
+    let (_, logs) = logs_of(|| {
+        let again = opened.store.users().count(Default::default());
+        assert!(again.is_ok(), "{again:?}");
+        open(BackendKind::Postgres, &StoreConfig::default())
+    });
+    assert!(!logs.contains("but the server accepts"), "{logs}");
+}
+
+/// A healthy store on a fresh database reached through a [`TcpProxy`], with the
+/// proxy and the database, which must outlive the test (the database is dropped with
+/// `FORCE`, whatever is still connected).
+fn behind_a_proxy(
+    pool_size: u32,
+    max_overflow: u32,
+    connection_timeout: Duration,
+    health_timeout: Duration,
+) -> (Arc<dyn Store>, TcpProxy, TempDatabase) {
     let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
     let proxy = TcpProxy::start(&host_port(db.url())).unwrap_or_else(|e| panic!("proxy: {e}"));
     let url = rewrite_authority(db.url(), None, Some(&proxy.address().to_string()));
     let config = StoreConfig {
         pool: PoolConfig {
-            pool_size: 1,
-            max_overflow: 1,
-            // Far longer than the health timeout: health must not wait for it.
-            connection_timeout: Duration::from_secs(30),
+            pool_size,
+            max_overflow,
+            connection_timeout,
             ..PoolConfig::default()
         },
-        health_timeout: Duration::from_millis(500),
+        health_timeout,
         ..StoreConfig::default()
     };
     let store = PostgresStore::connect(&url, &config)
@@ -450,7 +519,109 @@ fn postgres_health_of_an_unreachable_server_fails_fast() {
     store
         .health()
         .unwrap_or_else(|e| panic!("healthy through the proxy: {e}"));
+    (Arc::new(store), proxy, db)
+}
 
+/// While the server refuses connections: `health()` says so (`ConnectionFailed` with
+/// libpq's cause) instead of timing out first; every caller that waited for a
+/// connection gets the cause, not only one of them; libpq's multi-line message is one
+/// line in errors and logs; and the pool logs one line for all those failures, not one
+/// per attempt.
+#[test]
+fn postgres_refused_connections_are_explained_on_one_line_and_logged_once() {
+    // The pool logs from its own threads: capture them even if no other test has.
+    capture::install();
+    // The checkout wait is longer than the health timeout, as by default (5 s, 2 s).
+    let (store, proxy, _db) = behind_a_proxy(2, 0, Duration::from_secs(4), Duration::from_secs(2));
+    let port = proxy.address().port().to_string();
+    proxy.refuse();
+
+    // The pooled connections fail once each (lost), then the pool cannot reconnect.
+    let mut health = store.health();
+    for _ in 0..4 {
+        if let Err(RepoError::Unavailable {
+            reason: UnavailableReason::ConnectionLost,
+            message,
+            ..
+        }) = &health
+        {
+            assert!(!message.contains('\n'), "one line: {message:?}");
+            health = store.health();
+        }
+    }
+    match &health {
+        Err(RepoError::Unavailable {
+            reason: UnavailableReason::ConnectionFailed,
+            message,
+            ..
+        }) => {
+            assert!(
+                message.contains("server closed the connection"),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+        other => panic!("health of a refusing server: {other:?}"),
+    }
+
+    // Six callers wait for the two connections at once: each is told why.
+    let errors: Vec<RepoError> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| store.users().count(Default::default())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(Err(e)) => e,
+                other => panic!("a caller while the server refuses: {other:?}"),
+            })
+            .collect()
+    });
+    for e in &errors {
+        assert!(
+            matches!(
+                e,
+                RepoError::Unavailable {
+                    reason: UnavailableReason::ConnectionFailed,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("server closed the connection"),
+            "each caller gets the cause: {text}"
+        );
+        assert!(!text.contains('\n'), "one line: {text:?}");
+        assert!(std::error::Error::source(e).is_some(), "{e:?}");
+    }
+
+    let background = capture::background();
+    let ours: Vec<&str> = background
+        .lines()
+        .filter(|l| l.contains("pool connection error") && l.contains(&port))
+        .collect();
+    assert!(!ours.is_empty(), "the failures were logged:\n{background}");
+    assert!(
+        ours.len() <= 2,
+        "{} log lines for one refusing server:\n{}",
+        ours.len(),
+        ours.join("\n")
+    );
+    assert!(
+        !background
+            .lines()
+            .any(|l| l.trim_start().starts_with("This probably means")),
+        "a libpq message split over lines:\n{background}"
+    );
+}
+
+#[test]
+fn postgres_health_of_an_unreachable_server_fails_fast() {
+    // A checkout wait far longer than the health timeout: health must not wait for it.
+    let (store, proxy, _db) =
+        behind_a_proxy(1, 1, Duration::from_secs(30), Duration::from_millis(500));
     proxy.cut();
     let started = Instant::now();
     let result = store.health();

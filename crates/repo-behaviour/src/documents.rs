@@ -362,6 +362,125 @@ pub fn document_racing_registrations_create_each_hash_once(h: &dyn Harness) {
     }
 }
 
+/// `register(new)`, or `register_many(&[new])` when `bulk`.
+fn register_alone_or_in_bulk(
+    store: &dyn Store,
+    new: &NewDocument,
+    bulk: bool,
+) -> RepoResult<repo_core::Registered> {
+    if bulk {
+        store
+            .documents()
+            .register_many(std::slice::from_ref(new))
+            .map(|mut v| v.remove(0))
+    } else {
+        store.documents().register(new)
+    }
+}
+
+/// Callers racing to register one document (same hash and URI), alone and in bulk, all get it back, created once, never `AlreadyExists { uri }`; racing with one URI and different hashes, one wins and the others are told the URI is taken.
+pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) {
+    const ROUNDS: u64 = 40;
+    const RACERS: usize = 8;
+    let s = h.store();
+    let u = seed::user(&*s, "gus");
+    let c = seed::collection(&*s, &u, "uri race");
+    let cid = c.id;
+    let with_uri = move |n: u64| {
+        let mut new = seed::new_document(cid, n);
+        new.uri = Some(format!("https://example.com/doc/{n}"));
+        new
+    };
+    let store = Arc::clone(&s);
+    let barrier = Arc::new(std::sync::Barrier::new(RACERS));
+    // Every racer takes part in every round (no early return), so the barrier never
+    // waits for a racer that gave up.
+    let results = race(RACERS, move |i| -> Vec<RepoResult<repo_core::Registered>> {
+        (0..ROUNDS)
+            .map(|round| {
+                let new = with_uri(round);
+                barrier.wait();
+                register_alone_or_in_bulk(&*store, &new, i % 2 == 1)
+            })
+            .collect()
+    });
+    let mut created = vec![0u32; ROUNDS as usize];
+    let mut ids: HashMap<u64, DocumentId> = HashMap::new();
+    for (i, rounds) in results.into_iter().enumerate() {
+        for (round, r) in rounds.into_iter().enumerate() {
+            let r = r.unwrap_or_else(|e| {
+                panic!("racer {i}, round {round}: registering the same document: {e:?}")
+            });
+            let first = *ids.entry(round as u64).or_insert(r.document.id);
+            assert_eq!(first, r.document.id, "round {round}: two documents");
+            created[round] += u32::from(r.created);
+        }
+    }
+    assert!(
+        created.iter().all(|&n| n == 1),
+        "each document is created exactly once: {created:?}"
+    );
+    assert_eq!(total(&*s, c.id), ROUNDS);
+    // Racers with one URI and different hashes: one document wins each round, every
+    // other caller is told the URI is taken (never a conflict or a backend error).
+    let store = Arc::clone(&s);
+    let barrier = Arc::new(std::sync::Barrier::new(RACERS));
+    let results = race(RACERS, move |i| -> Vec<RepoResult<repo_core::Registered>> {
+        (0..ROUNDS / 2)
+            .map(|round| {
+                let mut new = seed::new_document(cid, 1_000 * (round + 1) + i as u64);
+                new.uri = Some(format!("https://example.com/contested/{round}"));
+                barrier.wait();
+                register_alone_or_in_bulk(&*store, &new, i % 2 == 1)
+            })
+            .collect()
+    });
+    let mut winners = vec![0u32; (ROUNDS / 2) as usize];
+    for (i, rounds) in results.into_iter().enumerate() {
+        for (round, r) in rounds.into_iter().enumerate() {
+            match (i % 2, r) {
+                (_, Ok(r)) => {
+                    assert!(r.created, "racer {i}, round {round}: a new hash");
+                    winners[round] += 1;
+                }
+                (
+                    0,
+                    Err(RepoError::AlreadyExists {
+                        entity: "document",
+                        field: "uri",
+                    }),
+                ) => {}
+                (
+                    1,
+                    Err(RepoError::Validation {
+                        field: "uri",
+                        message,
+                    }),
+                ) if message.contains("item 0: ") => {}
+                (_, Err(e)) => panic!("racer {i}, round {round}: a contested URI: {e:?}"),
+            }
+        }
+    }
+    assert!(
+        winners.iter().all(|&n| n == 1),
+        "one document per contested URI: {winners:?}"
+    );
+    let mut taken = seed::new_document(c.id, ROUNDS + 1);
+    taken.uri = Some("https://example.com/doc/0".into());
+    expect::already_exists(
+        s.documents().register(&taken),
+        "document",
+        "uri",
+        "another hash with a URI a raced document holds",
+    );
+    expect::item_validation(
+        s.documents().register_many(std::slice::from_ref(&taken)),
+        "uri",
+        0,
+        "another hash with a URI a raced document holds, in bulk",
+    );
+}
+
 /// `register_many` of 10,000 items, some already stored and some repeated within the batch, returns one result per item in input order with the right `created` flags and ids.
 pub fn document_register_many_dedupes_in_input_order(h: &dyn Harness) {
     let s = h.store();

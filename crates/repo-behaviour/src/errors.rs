@@ -64,15 +64,32 @@ pub fn error_pool_exhaustion_is_unavailable_and_retryable(h: &dyn Harness) {
         ..StoreConfig::default()
     };
     let tiny = h.open_with(config);
-    let inner = std::sync::Arc::clone(&tiny);
-    let started = Instant::now();
-    // The transaction holds the only connection; the nested call needs another.
-    let nested = expect::ok(
-        tiny.transaction(|_tx| Ok(inner.users().count(UserFilter::default()))),
-        "outer transaction",
-    );
-    let waited = started.elapsed();
-    let e = expect::err(nested, "checkout from an exhausted pool");
+    let holding = std::sync::Arc::clone(&tiny);
+    // A unit of work on another thread holds the only connection meanwhile (on its
+    // own thread a call on the store is refused outright, not queued).
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let (outcome, waited) = std::thread::scope(|scope| {
+        let holder = scope.spawn(move || {
+            holding.transaction(|_tx| {
+                let _ = held_tx.send(());
+                let _ = release.recv();
+                Ok(())
+            })
+        });
+        held.recv().unwrap_or_else(|_| {
+            panic!(
+                "the holding unit of work did not start: {:?}",
+                holder.join()
+            )
+        });
+        let started = Instant::now();
+        let outcome = tiny.users().count(UserFilter::default());
+        let waited = started.elapsed();
+        let _ = release_tx.send(());
+        (outcome, waited)
+    });
+    let e = expect::err(outcome, "checkout from an exhausted pool");
     match &e {
         RepoError::Unavailable {
             reason: UnavailableReason::PoolExhausted,

@@ -376,3 +376,59 @@ pub fn unit_of_work_conflict_surfaces_when_attempts_run_out(h: &dyn Harness) {
         );
     }
 }
+
+/// Inside a unit of work, a call on the store itself (a closure that captured it) is refused at once with `InvalidState` pointing at the `tx` handle, nothing of it runs, the unit of work carries on, and another store stays usable.
+pub fn unit_of_work_refuses_calls_on_its_own_store(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "olga");
+    let other = h.open_with(repo_core::StoreConfig::default());
+    let outer = Arc::clone(&s);
+    let created = expect::ok(
+        s.transaction(|tx| {
+            let refused = [
+                outer.users().count(UserFilter::default()).map(|_| ()),
+                outer
+                    .users()
+                    .create(&NewUser::new("outside", "outside@example.com", HASH))
+                    .map(|_| ()),
+                outer.transaction(|_| Ok(())),
+            ];
+            for (i, r) in refused.into_iter().enumerate() {
+                match r {
+                    Err(RepoError::InvalidState { current, attempted }) => {
+                        assert!(
+                            attempted.contains("tx"),
+                            "call {i}: the error points at the tx handle: {attempted}"
+                        );
+                        assert!(current.contains("unit of work"), "call {i}: {current}");
+                    }
+                    other => {
+                        panic!("call {i} on the outer store inside its unit of work: {other:?}")
+                    }
+                }
+            }
+            // A different store (another pool) is not this unit of work's store.
+            expect::ok(
+                other.users().get(u.id),
+                "another store inside the unit of work",
+            );
+            tx.users()
+                .create(&NewUser::new("inside", "inside@example.com", HASH))
+        }),
+        "the unit of work goes on after the refused calls",
+    );
+    expect::not_found(
+        s.users().get_by_username("outside"),
+        "user",
+        "the refused create wrote nothing",
+    );
+    assert_eq!(
+        expect::ok(s.users().get_by_username("inside"), "committed").id,
+        created.id
+    );
+    // After the unit of work the store is usable again on this thread.
+    expect::ok(
+        s.users().count(UserFilter::default()),
+        "after the unit of work",
+    );
+}

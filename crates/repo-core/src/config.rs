@@ -6,6 +6,98 @@ use crate::postgres_url::redact_url;
 use crate::store::RetryPolicy;
 use std::time::Duration;
 
+/// One numeric setting: its environment variable, unit and accepted range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumericSetting {
+    /// The environment variable (also named by every error about the value).
+    pub variable: &'static str,
+    /// `"s"`, `"ms"`, or `""` for a count.
+    pub unit: &'static str,
+    /// Smallest accepted value.
+    pub min: u64,
+    /// Largest accepted value.
+    pub max: u64,
+}
+
+/// Every numeric setting and its range (inclusive). A value outside it, from the
+/// environment ([`StoreConfig::from_env`]) or in a [`StoreConfig`] built in code
+/// ([`StoreConfig::validate`], run by both backends when they open), is a `Config`
+/// error naming the variable: an unchecked value could make r2d2 panic (a checkout
+/// deadline past the end of time) or wrap (a pool size near `u32::MAX`).
+///
+/// | variable | unit | range | why the bounds |
+/// |---|---|---|---|
+/// | `DB_POOL_SIZE` | connections | 0–1000 | more than a server accepts |
+/// | `DB_MAX_OVERFLOW` | connections | 0–1000 | idem |
+/// | `DB_POOL_TIMEOUT` | s | 1–3600 | r2d2 needs a positive timeout |
+/// | `DB_POOL_RECYCLE` | s | 0–604800 (0 = never) | a week |
+/// | `DB_POOL_PRE_PING_IDLE_MS` | ms | 0–86400000 | a day |
+/// | `DB_SQLITE_BUSY_TIMEOUT_MS` | ms | 0–3600000 | SQLite takes an `int` |
+/// | `DB_STATEMENT_TIMEOUT_MS` | ms | 0–2147483647 | PostgreSQL's `int` limit |
+/// | `DB_LOCK_TIMEOUT_MS` | ms | 0–2147483647 | idem |
+/// | `DB_IDLE_IN_TRANSACTION_TIMEOUT_MS` | ms | 0–2147483647 | idem |
+/// | `DB_TX_MAX_ATTEMPTS` | attempts | 1–100 | at least one try |
+/// | `API_KEY_MAX_ACTIVE_PER_USER` | keys | 1–100000 | |
+/// | `DB_SLOW_QUERY_MS` | ms | 0–86400000 | a day |
+/// | `DB_HEALTH_TIMEOUT_MS` | ms | 1–600000 | ten minutes |
+pub const NUMERIC_SETTINGS: &[NumericSetting] = &[
+    setting("DB_POOL_SIZE", "", 0, 1000),
+    setting("DB_MAX_OVERFLOW", "", 0, 1000),
+    setting("DB_POOL_TIMEOUT", "s", 1, 3600),
+    setting("DB_POOL_RECYCLE", "s", 0, 604_800),
+    setting("DB_POOL_PRE_PING_IDLE_MS", "ms", 0, 86_400_000),
+    setting("DB_SQLITE_BUSY_TIMEOUT_MS", "ms", 0, 3_600_000),
+    setting("DB_STATEMENT_TIMEOUT_MS", "ms", 0, i32::MAX as u64),
+    setting("DB_LOCK_TIMEOUT_MS", "ms", 0, i32::MAX as u64),
+    setting(
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        "ms",
+        0,
+        i32::MAX as u64,
+    ),
+    setting("DB_TX_MAX_ATTEMPTS", "", 1, 100),
+    setting("API_KEY_MAX_ACTIVE_PER_USER", "", 1, 100_000),
+    setting("DB_SLOW_QUERY_MS", "ms", 0, 86_400_000),
+    setting("DB_HEALTH_TIMEOUT_MS", "ms", 1, 600_000),
+];
+
+const fn setting(variable: &'static str, unit: &'static str, min: u64, max: u64) -> NumericSetting {
+    NumericSetting {
+        variable,
+        unit,
+        min,
+        max,
+    }
+}
+
+impl NumericSetting {
+    /// The setting of `variable`, if it is numeric.
+    pub fn of(variable: &str) -> Option<&'static NumericSetting> {
+        NUMERIC_SETTINGS.iter().find(|s| s.variable == variable)
+    }
+
+    /// `Ok` when `value` is in range, else a `Config` error naming the variable.
+    pub fn check(&self, value: u64) -> RepoResult<u64> {
+        if (self.min..=self.max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.out_of_range(&value.to_string()))
+        }
+    }
+
+    fn out_of_range(&self, value: &str) -> RepoError {
+        let unit = if self.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.unit)
+        };
+        RepoError::config(format!(
+            "{}={value:?} is out of range: expected an integer from {} to {}{unit}",
+            self.variable, self.min, self.max
+        ))
+    }
+}
+
 /// Connection-pool settings, mapped onto r2d2 by each backend.
 ///
 /// | variable | default | r2d2 setting |
@@ -198,8 +290,57 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
+    /// Checks every numeric setting against [`NUMERIC_SETTINGS`]; the first one out of
+    /// range is a `Config` error naming its variable. Both backends call it when
+    /// they open, so a config built in code is held to the same ranges as the
+    /// environment.
+    pub fn validate(&self) -> RepoResult<()> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let values = [
+            ("DB_POOL_SIZE", u64::from(self.pool.pool_size)),
+            ("DB_MAX_OVERFLOW", u64::from(self.pool.max_overflow)),
+            // A sub-second timeout is fine; only zero (r2d2 panics) and huge values are not.
+            (
+                "DB_POOL_TIMEOUT",
+                self.pool
+                    .connection_timeout
+                    .as_secs()
+                    .max(u64::from(!self.pool.connection_timeout.is_zero())),
+            ),
+            (
+                "DB_POOL_RECYCLE",
+                self.pool.max_lifetime.map_or(0, |l| l.as_secs()),
+            ),
+            ("DB_POOL_PRE_PING_IDLE_MS", ms(self.pool.pre_ping_idle)),
+            ("DB_SQLITE_BUSY_TIMEOUT_MS", ms(self.sqlite.busy_timeout)),
+            (
+                "DB_STATEMENT_TIMEOUT_MS",
+                ms(self.postgres.statement_timeout),
+            ),
+            ("DB_LOCK_TIMEOUT_MS", ms(self.postgres.lock_timeout)),
+            (
+                "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                ms(self.postgres.idle_in_transaction_timeout),
+            ),
+            ("DB_TX_MAX_ATTEMPTS", u64::from(self.retry.max_attempts)),
+            (
+                "API_KEY_MAX_ACTIVE_PER_USER",
+                u64::from(self.api_keys.max_active_per_user),
+            ),
+            ("DB_SLOW_QUERY_MS", ms(self.slow_query_threshold)),
+            ("DB_HEALTH_TIMEOUT_MS", ms(self.health_timeout)),
+        ];
+        for (variable, value) in values {
+            if let Some(setting) = NumericSetting::of(variable) {
+                setting.check(value)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads every setting from the process environment; unset variables keep their
-    /// defaults, invalid ones are `Config` errors naming the variable.
+    /// defaults, invalid ones (not a number, or outside its range in
+    /// [`NUMERIC_SETTINGS`]) are `Config` errors naming the variable.
     pub fn from_env() -> RepoResult<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -272,6 +413,7 @@ impl StoreConfig {
                 max_lag: env.millis("DB_REPLICA_MAX_LAG_MS", d.replicas.max_lag)?,
             },
         })
+        .and_then(|config: Self| config.validate().map(|()| config))
     }
 }
 
@@ -284,13 +426,30 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<'_, F> {
             .filter(|v| !v.is_empty())
     }
 
-    fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> RepoResult<T> {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| {
-                RepoError::config(format!("{name}={v:?} is not a valid non-negative integer"))
-            }),
+    /// A numeric setting, within its range of [`NUMERIC_SETTINGS`].
+    fn parse<T: TryFrom<u64>>(&self, name: &str, default: T) -> RepoResult<T> {
+        let Some(v) = self.raw(name) else {
+            return Ok(default);
+        };
+        let range = NumericSetting::of(name);
+        let out_of_range = || match range {
+            Some(range) => range.out_of_range(&v),
+            None => RepoError::config(format!("{name}={v:?} is out of range")),
+        };
+        let n: u64 = match v.parse() {
+            Ok(n) => n,
+            // All digits but too long for u64: out of range rather than malformed.
+            Err(_) if v.bytes().all(|b| b.is_ascii_digit()) => return Err(out_of_range()),
+            Err(_) => {
+                return Err(RepoError::config(format!(
+                    "{name}={v:?} is not a valid non-negative integer"
+                )))
+            }
+        };
+        if let Some(range) = range {
+            range.check(n).map_err(|_| out_of_range())?;
         }
+        T::try_from(n).map_err(|_| out_of_range())
     }
 
     fn secs(&self, name: &str, default: Duration) -> RepoResult<Duration> {
@@ -353,6 +512,59 @@ mod tests {
         let err = StoreConfig::from_lookup(lookup(&[("DB_POOL_TIMEOUT", "soon")])).unwrap_err();
         assert!(matches!(err, RepoError::Config { .. }));
         assert!(err.to_string().contains("DB_POOL_TIMEOUT"));
+    }
+
+    /// Values that used to panic inside r2d2 or wrap around are refused, naming the
+    /// variable; the bounds themselves are accepted.
+    #[test]
+    fn numeric_settings_outside_their_range_are_config_errors() {
+        for (name, value) in [
+            ("DB_POOL_TIMEOUT", "18446744073709551615"),
+            ("DB_POOL_TIMEOUT", "0"),
+            ("DB_POOL_SIZE", "4294967295"),
+            ("DB_MAX_OVERFLOW", "4294967296"),
+            ("DB_POOL_RECYCLE", "99999999999999999999999"),
+            ("DB_STATEMENT_TIMEOUT_MS", "2147483648"),
+            ("DB_TX_MAX_ATTEMPTS", "0"),
+            ("DB_HEALTH_TIMEOUT_MS", "0"),
+            ("DB_SQLITE_BUSY_TIMEOUT_MS", "18446744073709551615"),
+        ] {
+            let err = StoreConfig::from_lookup(lookup(&[(name, value)]))
+                .expect_err("out of range is refused");
+            assert!(
+                matches!(&err, RepoError::Config { message } if message.contains(name) && message.contains("out of range")),
+                "{name}={value}: {err:?}"
+            );
+        }
+        for setting in NUMERIC_SETTINGS {
+            for value in [setting.min, setting.max] {
+                let text = value.to_string();
+                let config = StoreConfig::from_lookup(lookup(&[(setting.variable, &text)]));
+                assert!(config.is_ok(), "{}={value}: {config:?}", setting.variable);
+            }
+        }
+        let huge = StoreConfig {
+            pool: PoolConfig {
+                connection_timeout: Duration::MAX,
+                ..PoolConfig::default()
+            },
+            ..StoreConfig::default()
+        };
+        let err = huge
+            .validate()
+            .expect_err("a config built in code is checked too");
+        assert!(err.to_string().contains("DB_POOL_TIMEOUT"), "{err}");
+        assert!(StoreConfig::default().validate().is_ok());
+    }
+
+    /// The README's range table says what [`NUMERIC_SETTINGS`] enforces.
+    #[test]
+    fn readme_lists_every_range() {
+        let readme = include_str!("../../../README.md");
+        for s in NUMERIC_SETTINGS {
+            let row = format!("| `{}` | {}–{} |", s.variable, s.min, s.max);
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
     }
 
     #[test]

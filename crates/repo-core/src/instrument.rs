@@ -348,21 +348,46 @@ impl SlowQueryLog {
     /// The statement that last started has finished; `query` is Diesel's `Display`
     /// of it, formatted only when the statement was slow.
     pub fn finish(&mut self, query: &dyn fmt::Display, failed: bool) {
-        let Some(started) = self.started.take() else {
-            return;
-        };
-        let elapsed = started.elapsed();
-        if elapsed < self.threshold {
-            return;
+        if let Some(slow) = self.finish_unlogged(query) {
+            slow.log(failed);
         }
-        let sql = sql_without_binds(query);
+    }
+
+    /// Like [`finish`](Self::finish) for a statement whose outcome is not known yet:
+    /// returns it, when it was slow, for the caller to [`log`](SlowStatement::log)
+    /// once it knows. (Diesel's SQLite connection reports a statement that returns
+    /// rows as finished without its error, which only the caller sees.)
+    pub fn finish_unlogged(&mut self, query: &dyn fmt::Display) -> Option<SlowStatement> {
+        let elapsed = self.started.take()?.elapsed();
+        (elapsed >= self.threshold).then(|| SlowStatement {
+            backend: self.backend,
+            elapsed,
+            threshold: self.threshold,
+            sql: sql_without_binds(query),
+        })
+    }
+}
+
+/// A statement that reached the slow-query threshold, not logged yet; see
+/// [`SlowQueryLog::finish_unlogged`].
+#[derive(Debug, Clone)]
+pub struct SlowStatement {
+    backend: BackendKind,
+    elapsed: Duration,
+    threshold: Duration,
+    sql: String,
+}
+
+impl SlowStatement {
+    /// Logs the WARN event of [`SlowQueryLog`] (the same fields on every backend).
+    pub fn log(self, failed: bool) {
         tracing::warn!(
             target: "repo_core::slow_query",
             backend = self.backend.as_str(),
-            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            elapsed_ms = self.elapsed.as_secs_f64() * 1000.0,
             threshold_ms = u64::try_from(self.threshold.as_millis()).unwrap_or(u64::MAX),
             failed,
-            sql = %sql,
+            sql = %self.sql,
             "slow query",
         );
     }
@@ -490,9 +515,198 @@ impl PoolWatch {
     }
 }
 
+/// `text` on one line: libpq's multi-line messages (`…failed\n\tIs the server
+/// running…`) joined with single spaces, so a message or a log line never spans lines.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The last error a pool met opening a connection: r2d2 hands its own copy to one
+/// waiting caller only, so every other caller timed out with no cause. Shown as the
+/// `source` of the checkout errors it explains ([`ConnectionErrors::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFailure {
+    /// The driver's message, on one line, secrets scrubbed by the backend.
+    pub message: String,
+    /// How long before the error was reported the failure happened.
+    pub age: Duration,
+}
+
+impl fmt::Display for ConnectionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "last connection error ({:.1} s ago): {}",
+            self.age.as_secs_f64(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ConnectionFailure {}
+
+/// What a pool's failed connection attempts leave behind, per store: the last error
+/// (attached to checkout errors, and reported by `health()` as soon as it is known)
+/// and a WARN log (target `repo_core::pool`) limited to one line per interval, with
+/// the number of errors left out since the previous one, so a server refusing
+/// connections does not flood the log (r2d2 retries every slot of the pool).
+#[derive(Debug)]
+pub struct ConnectionErrors {
+    backend: BackendKind,
+    interval: Duration,
+    state: std::sync::Mutex<ErrorsState>,
+}
+
+#[derive(Debug, Default)]
+struct ErrorsState {
+    /// Errors recorded so far.
+    count: u64,
+    last: Option<(String, Instant)>,
+    last_logged: Option<Instant>,
+    /// Errors recorded and not logged since the last line.
+    unlogged: u64,
+}
+
+impl ConnectionErrors {
+    /// Logs at most one line per `interval`.
+    pub fn new(backend: BackendKind, interval: Duration) -> Self {
+        Self {
+            backend,
+            interval,
+            state: std::sync::Mutex::new(ErrorsState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ErrorsState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection attempt failed with `message` (secrets already scrubbed); returns
+    /// whether it was logged.
+    pub fn record(&self, message: &str) -> bool {
+        let message = one_line(message);
+        let mut state = self.state();
+        state.count += 1;
+        state.last = Some((message.clone(), Instant::now()));
+        if state
+            .last_logged
+            .is_some_and(|at| at.elapsed() < self.interval)
+        {
+            state.unlogged += 1;
+            return false;
+        }
+        let suppressed = std::mem::take(&mut state.unlogged);
+        state.last_logged = Some(Instant::now());
+        drop(state);
+        tracing::warn!(
+            target: "repo_core::pool",
+            backend = self.backend.as_str(),
+            error = %message,
+            suppressed,
+            "pool connection error (at most one line per {:?}; suppressed = errors left out since the last line)",
+            self.interval,
+        );
+        true
+    }
+
+    /// How many errors were recorded so far: pass it to [`since`](Self::since).
+    pub fn mark(&self) -> u64 {
+        self.state().count
+    }
+
+    /// The last error, if one was recorded after `mark` was taken.
+    pub fn since(&self, mark: u64) -> Option<ConnectionFailure> {
+        let state = self.state();
+        if state.count > mark {
+            Self::failure(&state)
+        } else {
+            None
+        }
+    }
+
+    /// The last error recorded, however old.
+    pub fn last(&self) -> Option<ConnectionFailure> {
+        Self::failure(&self.state())
+    }
+
+    fn failure(state: &ErrorsState) -> Option<ConnectionFailure> {
+        state.last.as_ref().map(|(message, at)| ConnectionFailure {
+            message: message.clone(),
+            age: at.elapsed(),
+        })
+    }
+
+    /// Gives an `Unavailable { ConnectionFailed }` checkout error the last connection
+    /// error as its cause (in the message and as its `source`) unless it carries it
+    /// already; other errors are returned unchanged.
+    pub fn explain(&self, error: RepoError) -> RepoError {
+        match error {
+            RepoError::Unavailable {
+                reason: reason @ crate::error::UnavailableReason::ConnectionFailed,
+                message,
+                source,
+            } => {
+                let message = one_line(&message);
+                match self.last() {
+                    Some(last) if !message.contains(&last.message) => RepoError::Unavailable {
+                        reason,
+                        message: format!("{message}; {last}"),
+                        source: Some(Box::new(last)),
+                    },
+                    _ => RepoError::Unavailable {
+                        reason,
+                        message,
+                        source,
+                    },
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_errors_are_kept_flattened_and_logged_sparingly() {
+        let text = captured(|| {
+            let errors = ConnectionErrors::new(BackendKind::Postgres, Duration::from_secs(3600));
+            assert!(errors.last().is_none());
+            let mark = errors.mark();
+            assert!(errors.record("connection to server failed\n\tIs the server running?\n"));
+            for _ in 0..99 {
+                assert!(!errors.record("connection refused"));
+            }
+            let last = errors.since(mark).expect("recorded after the mark");
+            assert_eq!(last.message, "connection refused");
+            assert!(errors.since(errors.mark()).is_none());
+            let bare = RepoError::Unavailable {
+                reason: crate::error::UnavailableReason::ConnectionFailed,
+                message: "timed out waiting for connection".into(),
+                source: None,
+            };
+            let explained = errors.explain(bare);
+            assert!(
+                explained.to_string().contains("connection refused"),
+                "{explained}"
+            );
+            let source = std::error::Error::source(&explained).expect("a source");
+            assert!(source.to_string().contains("connection refused"));
+            let exhausted = RepoError::Unavailable {
+                reason: crate::error::UnavailableReason::PoolExhausted,
+                message: "busy".into(),
+                source: None,
+            };
+            assert!(!errors.explain(exhausted).to_string().contains("refused"));
+        });
+        assert_eq!(text.matches("pool connection error").count(), 1, "{text}");
+        assert!(
+            text.contains("connection to server failed Is the server running?"),
+            "one line: {text}"
+        );
+    }
 
     struct DieselLike;
     impl fmt::Display for DieselLike {

@@ -66,7 +66,8 @@ pub use collection::{
     DEFAULT_EMBEDDING_MODEL,
 };
 pub use config::{
-    split_replica_urls, PoolConfig, PostgresConfig, ReplicaConfig, SqliteConfig, StoreConfig,
+    split_replica_urls, NumericSetting, PoolConfig, PostgresConfig, ReplicaConfig, SqliteConfig,
+    StoreConfig, NUMERIC_SETTINGS,
 };
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
@@ -78,7 +79,9 @@ pub use enums::{
 };
 pub use error::{BoxError, ConflictReason, RepoError, RepoResult, UnavailableReason};
 pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
-pub use instrument::{Instrumented, PoolStatus, PoolWatch, SlowQueryLog};
+pub use instrument::{
+    ConnectionErrors, ConnectionFailure, Instrumented, PoolStatus, PoolWatch, SlowQueryLog,
+};
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Page, PageRequest};
 pub use postgres_url::{redact_url, PgHost, PostgresUrl};

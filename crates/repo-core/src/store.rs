@@ -74,6 +74,12 @@ pub trait Store: Repositories + Send + Sync {
     /// back otherwise. Serialization failures, deadlocks and SQLite busy errors re-run
     /// `work` a bounded number of times with backoff, then surface as `Conflict`.
     /// Prefer [`transaction`](trait.Store.html#method.transaction) on `dyn Store`.
+    ///
+    /// Inside `work`, use only the [`Transaction`] handle it is given: a call on this
+    /// store itself from the same thread (a closure that captured the store) is
+    /// refused at once with `InvalidState` (see [`UnitOfWorkMarker`]) on both
+    /// backends, instead of waiting for the transaction's own lock (SQLite) or running
+    /// outside the transaction (PostgreSQL). Other stores are not affected.
     fn run_transaction(
         &self,
         work: &mut dyn FnMut(&dyn Transaction) -> RepoResult<()>,
@@ -118,7 +124,8 @@ pub type ReadView<'a> = Box<dyn Repositories + Send + Sync + 'a>;
 
 impl dyn Store + '_ {
     /// Runs `work` in one transaction and returns its value; see
-    /// [`Store::run_transaction`]. `work` may run more than once.
+    /// [`Store::run_transaction`]. `work` may run more than once. Inside `work` call
+    /// through `tx` only: a call on `store` itself is refused with `InvalidState`.
     ///
     /// ```no_run
     /// # use repo_core::*;
@@ -149,16 +156,100 @@ impl dyn Store + '_ {
     }
 }
 
+/// Tells a call on a store from a call made inside one of that store's own open units
+/// of work on the same thread, which would otherwise stall or run outside the
+/// transaction (a closure given to [`Store::run_transaction`] can capture the store).
+///
+/// Each backend keeps one marker per store (shared by its clones, distinct for every
+/// store opened), [`enter`](Self::enter)s it while a unit of work runs, and calls
+/// [`check`](Self::check) before every call that would check a connection out of the
+/// pool. Another store, or another thread, is never refused.
+#[derive(Debug)]
+pub struct UnitOfWorkMarker {
+    id: u64,
+}
+
+thread_local! {
+    /// Markers of the units of work open on this thread, innermost last.
+    static OPEN_UNITS_OF_WORK: std::cell::RefCell<Vec<u64>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Default for UnitOfWorkMarker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UnitOfWorkMarker {
+    /// A marker distinct from every other one in the process.
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Marks a unit of work of this store open on the calling thread until the
+    /// returned guard is dropped.
+    pub fn enter(&self) -> UnitOfWorkOpen {
+        OPEN_UNITS_OF_WORK.with(|open| open.borrow_mut().push(self.id));
+        UnitOfWorkOpen { id: self.id }
+    }
+
+    /// `InvalidState` when a unit of work of this store is open on the calling thread:
+    /// the call must go through that unit of work's `tx` handle instead.
+    pub fn check(&self) -> RepoResult<()> {
+        if OPEN_UNITS_OF_WORK.with(|open| open.borrow().contains(&self.id)) {
+            return Err(RepoError::InvalidState {
+                current: "inside a unit of work of this store on this thread".into(),
+                attempted: "a call on the store itself; inside `store.transaction(|tx| …)` \
+                            call through `tx` (a call on the store would wait for the \
+                            transaction's lock or run outside the transaction)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A unit of work marked open by [`UnitOfWorkMarker::enter`]; unmarks it when dropped.
+#[derive(Debug)]
+pub struct UnitOfWorkOpen {
+    id: u64,
+}
+
+impl Drop for UnitOfWorkOpen {
+    fn drop(&mut self) {
+        OPEN_UNITS_OF_WORK.with(|open| {
+            let mut open = open.borrow_mut();
+            if let Some(at) = open.iter().rposition(|&id| id == self.id) {
+                open.remove(at);
+            }
+        });
+    }
+}
+
 /// Runs `check` (a trivial query on a connection of the store) on a helper thread and
 /// waits at most `timeout` for its answer, so that a health probe never hangs on a
-/// server that stopped answering (libpq and r2d2 may block far longer). A check that
-/// does not answer in time is `Unavailable { reason: Timeout }`; the helper thread
-/// finishes on its own once the pool or the driver gives up.
+/// server that stopped answering (libpq and r2d2 may block far longer).
+///
+/// While it waits, a connection error the pool records (`errors`) is the answer as
+/// soon as it is known: `Unavailable { ConnectionFailed }` with the driver's message,
+/// instead of a timeout that hides why (the pool's checkout wait is usually longer
+/// than the health timeout). A check that does not answer in time otherwise is
+/// `Unavailable { reason: Timeout }` (naming the last connection error, if any); the
+/// helper thread finishes on its own once the pool or the driver gives up.
 pub fn health_check_within(
     backend: BackendKind,
     timeout: Duration,
+    errors: &crate::instrument::ConnectionErrors,
     check: impl FnOnce() -> RepoResult<()> + Send + 'static,
 ) -> RepoResult<()> {
+    /// How often the connection errors are looked at while waiting.
+    const POLL: Duration = Duration::from_millis(20);
+    let mark = errors.mark();
+    let started = std::time::Instant::now();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(format!("{backend}-health"))
@@ -170,15 +261,38 @@ pub fn health_check_within(
             message: format!("could not start the health-check thread: {e}"),
             source: Some(Box::new(e)),
         })?;
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(_) => Err(RepoError::Unavailable {
-            reason: UnavailableReason::Timeout,
-            message: format!(
-                "health check: the {backend} database did not answer within {timeout:?}"
-            ),
-            source: None,
-        }),
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        match rx.recv_timeout(left.min(POLL)) {
+            Ok(result) => return result,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(RepoError::Backend {
+                    message: "health check: the check thread ended without an answer".into(),
+                    source: None,
+                })
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(failure) = errors.since(mark) {
+            return Err(RepoError::Unavailable {
+                reason: UnavailableReason::ConnectionFailed,
+                message: format!(
+                    "health check: no connection to the {backend} database: {}",
+                    failure.message
+                ),
+                source: Some(Box::new(failure)),
+            });
+        }
+        if left.is_zero() {
+            let last = errors.last().map(|f| format!(" ({f})")).unwrap_or_default();
+            return Err(RepoError::Unavailable {
+                reason: UnavailableReason::Timeout,
+                message: format!(
+                    "health check: the {backend} database did not answer within {timeout:?}{last}"
+                ),
+                source: None,
+            });
+        }
     }
 }
 
@@ -235,13 +349,55 @@ mod tests {
     use super::*;
     use crate::error::ConflictReason;
 
+    fn no_errors() -> crate::instrument::ConnectionErrors {
+        crate::instrument::ConnectionErrors::new(BackendKind::Postgres, Duration::from_secs(1))
+    }
+
+    /// A connection error recorded while the check waits is the answer at once.
+    #[test]
+    fn health_check_reports_a_connection_error_as_soon_as_known() {
+        let errors = std::sync::Arc::new(no_errors());
+        errors.record("old error, before the check");
+        let recorder = std::sync::Arc::clone(&errors);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            recorder.record("connection refused\n\tIs the server running?");
+        });
+        let result = health_check_within(
+            BackendKind::Postgres,
+            Duration::from_secs(30),
+            &errors,
+            || {
+                std::thread::sleep(Duration::from_secs(60));
+                Ok(())
+            },
+        );
+        match result {
+            Err(RepoError::Unavailable {
+                reason: UnavailableReason::ConnectionFailed,
+                message,
+                ..
+            }) => assert!(
+                message.contains("connection refused Is the server running?"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn health_check_times_out_instead_of_hanging() {
         let started = std::time::Instant::now();
-        let slow = health_check_within(BackendKind::Sqlite, Duration::from_millis(50), || {
-            std::thread::sleep(Duration::from_secs(2));
-            Ok(())
-        });
+        let errors = no_errors();
+        let slow = health_check_within(
+            BackendKind::Sqlite,
+            Duration::from_millis(50),
+            &errors,
+            || {
+                std::thread::sleep(Duration::from_secs(2));
+                Ok(())
+            },
+        );
         assert!(
             matches!(
                 slow,
@@ -254,13 +410,42 @@ mod tests {
         );
         // Generous bound: only a hang (waiting for the 2 s sleep) fails it.
         assert!(started.elapsed() < Duration::from_millis(1500));
-        let failing = health_check_within(BackendKind::Postgres, Duration::from_secs(5), || {
-            Err(RepoError::config("boom"))
-        });
+        let failing = health_check_within(
+            BackendKind::Postgres,
+            Duration::from_secs(5),
+            &errors,
+            || Err(RepoError::config("boom")),
+        );
         assert!(matches!(failing, Err(RepoError::Config { .. })));
         assert!(
-            health_check_within(BackendKind::Sqlite, Duration::from_secs(5), || Ok(())).is_ok()
+            health_check_within(BackendKind::Sqlite, Duration::from_secs(5), &errors, || Ok(
+                ()
+            ))
+            .is_ok()
         );
+    }
+
+    #[test]
+    fn unit_of_work_marker_is_per_store_and_per_thread() {
+        let a = UnitOfWorkMarker::new();
+        let b = UnitOfWorkMarker::new();
+        assert!(a.check().is_ok());
+        {
+            let _open = a.enter();
+            assert!(matches!(a.check(), Err(RepoError::InvalidState { .. })));
+            assert!(b.check().is_ok(), "another store is not refused");
+            let a = &a;
+            std::thread::scope(|s| {
+                s.spawn(|| assert!(a.check().is_ok(), "another thread is not refused"));
+            });
+            {
+                let _inner = b.enter();
+                assert!(b.check().is_err());
+            }
+            assert!(b.check().is_ok());
+            assert!(a.check().is_err());
+        }
+        assert!(a.check().is_ok(), "closed again");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!
 //! | `DATABASE_URL` | backend |
 //! |---|---|
+//! | set but blank | [`RepoError::Config`] (only unset selects a default) |
 //! | unset | SQLite file [`DEFAULT_SQLITE_FILE`] in the working directory (or PostgreSQL from `POSTGRES_HOST` …, see [`resolve_database_url`]) |
 //! | `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`, `file:…` URI, a path ending in `.db`, `.sqlite`, `.sqlite3` | SQLite |
 //! | `postgres://…`, `postgresql://…` | PostgreSQL |

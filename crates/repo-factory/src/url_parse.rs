@@ -106,8 +106,24 @@ impl std::fmt::Debug for ResolvedUrl {
 /// `DATABASE_URL` when set; else, when `POSTGRES_HOST` is set, a PostgreSQL URL built
 /// from `POSTGRES_HOST`, `POSTGRES_PORT` (5432), `POSTGRES_DB` (`postgres`),
 /// `POSTGRES_USER` (`postgres`) and `POSTGRES_PASSWORD` (none), percent-encoded; else
-/// the SQLite file [`DEFAULT_SQLITE_FILE`] in the working directory.
+/// the SQLite file [`DEFAULT_SQLITE_FILE`] in the working directory. `DATABASE_URL` or
+/// `POSTGRES_HOST` set but blank (or only whitespace) is a `Config` error naming it:
+/// only an unset variable selects the next fallback.
 pub fn resolve_database_url(lookup: impl Fn(&str) -> Option<String>) -> RepoResult<ResolvedUrl> {
+    // Set but blank (docker-compose's `${DATABASE_URL}` of an unset variable) is a
+    // mistake: only unset selects a fallback.
+    for name in ["DATABASE_URL", "POSTGRES_HOST"] {
+        if lookup(name).is_some_and(|v| v.trim().is_empty()) {
+            return Err(RepoError::config(format!(
+                "{name} is set but blank: give a database URL, or unset it to use {}",
+                if name == "DATABASE_URL" {
+                    "POSTGRES_HOST … or the embedded SQLite default"
+                } else {
+                    "the embedded SQLite default"
+                }
+            )));
+        }
+    }
     let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     if let Some(url) = get("DATABASE_URL") {
         return Ok(ResolvedUrl {
@@ -261,5 +277,24 @@ mod tests {
             r.url,
             "postgresql://postgres:a%2Cb@db1:5432,[::1]:5432,%2Frun%2Fpg:5432/postgres"
         );
+    }
+
+    /// `DATABASE_URL=` (set but blank: docker-compose's `${X}` of an unset X) is a
+    /// mistake, not a request for the embedded default; so is a blank `POSTGRES_HOST`.
+    #[test]
+    fn blank_database_url_is_a_config_error() {
+        for (name, blank) in [
+            ("DATABASE_URL", ""),
+            ("DATABASE_URL", "  \t"),
+            ("POSTGRES_HOST", ""),
+            ("POSTGRES_HOST", " "),
+        ] {
+            let err = resolve_database_url(|k: &str| (k == name).then(|| blank.to_owned()))
+                .expect_err("a blank setting is refused");
+            assert!(
+                matches!(&err, RepoError::Config { message } if message.contains(name)),
+                "{name}={blank:?}: {err:?}"
+            );
+        }
     }
 }

@@ -214,13 +214,14 @@ fn register(conn: &mut PgConnection, new: &NewDocument) -> RepoResult<Registered
     let doc = new.prepare()?;
     collection_repo::require(conn, doc.collection_id)?;
     for _ in 0..REGISTER_ATTEMPTS {
-        // Under READ COMMITTED a racing inserter of the same hash makes this wait for
-        // its commit and then do nothing; the read below sees the committed row.
-        // A URI taken by another document raises `documents_collection_uri_key`.
+        // Every unique index arbitrates (no conflict target): a racing inserter of the
+        // same document makes this wait for its commit and then do nothing, on
+        // whichever index (hash or URI) the two inserts meet first. With a target of
+        // (collection_id, content_hash) only, meeting on the URI index first was a
+        // unique violation, so the race surfaced as `AlreadyExists { uri }`.
         let inserted = diesel::insert_into(documents::table)
             .values(InsertDocument::from(&doc))
-            .on_conflict((documents::collection_id, documents::content_hash))
-            .do_nothing()
+            .on_conflict_do_nothing()
             .returning(DocumentRow::as_returning())
             .get_result(conn)
             .optional()
@@ -237,11 +238,35 @@ fn register(conn: &mut PgConnection, new: &NewDocument) -> RepoResult<Registered
                 created: false,
             });
         }
+        // Not our hash: the URI belongs to another document.
+        if let Some(uri) = doc.uri.as_deref() {
+            if uri_is_taken(conn, doc.collection_id, uri)? {
+                return Err(RepoError::AlreadyExists {
+                    entity: "document",
+                    field: "uri",
+                });
+            }
+        }
     }
     Err(RepoError::conflict(
         repo_core::ConflictReason::ConcurrentUpdate,
         "the document was deleted while it was being registered",
     ))
+}
+
+/// Whether a document of the collection has this URI.
+fn uri_is_taken(
+    conn: &mut PgConnection,
+    collection_id: CollectionId,
+    uri: &str,
+) -> RepoResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        documents::table
+            .filter(documents::collection_id.eq(collection_id.0))
+            .filter(documents::uri.eq(uri)),
+    ))
+    .get_result(conn)
+    .db()
 }
 
 /// A (collection, content hash) or (collection, uri) key.
@@ -288,8 +313,10 @@ fn read_stored(
     Ok(stored)
 }
 
-/// Writes `rows` with `ON CONFLICT (collection_id, content_hash) DO NOTHING` and
-/// returns the rows actually inserted (in no particular order).
+/// Writes `rows` with `ON CONFLICT DO NOTHING` (every unique index arbitrates, so a
+/// racing batch of the same documents is waited for and skipped whichever index the
+/// two meet on first) and returns the rows actually inserted (in no particular
+/// order).
 ///
 /// Rows go in sorted by (collection, hash): concurrent batches with overlapping
 /// hashes then wait on each other in one order instead of deadlocking.
@@ -324,7 +351,7 @@ fn insert_via_copy(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<Ve
         "INSERT INTO documents ({DOCUMENT_COLUMNS}) \
          SELECT {DOCUMENT_COLUMNS} FROM documents_staging \
          ORDER BY collection_id, content_hash \
-         ON CONFLICT (collection_id, content_hash) DO NOTHING \
+         ON CONFLICT DO NOTHING \
          RETURNING {DOCUMENT_COLUMNS}"
     ))
     .load(conn)
@@ -347,8 +374,7 @@ fn insert_multi_row(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<V
             slice.iter().map(|d| InsertDocument::from(*d)).collect();
         let mut out = diesel::insert_into(documents::table)
             .values(&values)
-            .on_conflict((documents::collection_id, documents::content_hash))
-            .do_nothing()
+            .on_conflict_do_nothing()
             .returning(DocumentRow::as_returning())
             .get_results(conn)
             .db()?;
@@ -476,10 +502,24 @@ pub(crate) fn register_many_with(
                 created: false,
             },
             (None, None) => {
-                return Err(RepoError::conflict(
-                    repo_core::ConflictReason::ConcurrentUpdate,
-                    format!("item {i}: the document was deleted while it was being registered"),
-                ))
+                let uri_taken = match d.uri.as_deref() {
+                    Some(uri) => uri_is_taken(conn, d.collection_id, uri)?,
+                    None => false,
+                };
+                return Err(if uri_taken {
+                    // Another transaction stored another hash with this URI meanwhile:
+                    // what the check above reports when that row came first.
+                    RepoError::validation(
+                        "uri",
+                        "is already used by another document of the collection",
+                    )
+                    .for_item(i)
+                } else {
+                    RepoError::conflict(
+                        repo_core::ConflictReason::ConcurrentUpdate,
+                        format!("item {i}: the document was deleted while it was being registered"),
+                    )
+                });
             }
         };
         out.push(registered);

@@ -100,14 +100,17 @@ fn connection_lost(
     };
     RepoError::Unavailable {
         reason,
-        message: format!("connection lost: {}", info.message().trim_end()),
+        message: format!(
+            "connection lost: {}",
+            repo_core::instrument::one_line(info.message())
+        ),
         source: Some(Box::new(Error::DatabaseError(kind, info))),
     }
 }
 
 fn backend(error: Error) -> RepoError {
     RepoError::Backend {
-        message: error.to_string().trim_end().to_owned(),
+        message: repo_core::instrument::one_line(&error.to_string()),
         source: Some(Box::new(error)),
     }
 }
@@ -282,7 +285,7 @@ pub(crate) fn map_connection_error(error: ConnectionError, redacted_url: &str) -
             },
             message: format!(
                 "could not connect to {redacted_url}: {}",
-                other.to_string().trim_end()
+                repo_core::instrument::one_line(&other.to_string())
             ),
             source: Some(Box::new(other)),
         },
@@ -312,7 +315,7 @@ pub(crate) fn map_checkout_error(
             reason: UnavailableReason::ConnectionFailed,
             message: format!(
                 "connection failed: no connection to {redacted_url} could be opened ({})",
-                error.to_string().trim_end()
+                repo_core::instrument::one_line(&error.to_string())
             ),
             source: Some(Box::new(error)),
         }

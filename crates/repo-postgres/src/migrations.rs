@@ -124,6 +124,46 @@ pub(crate) fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
     Ok(versions)
 }
 
+/// With migrations turned off: `Config` unless every embedded migration is applied
+/// ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's harness it
+/// does not create the bookkeeping table, which the role may not be allowed to do.
+pub(crate) fn require_migrated(conn: &mut PgConnection) -> RepoResult<()> {
+    use diesel::migration::MigrationSource;
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = Text)]
+        version: String,
+    }
+    let embedded: Vec<(String, String)> =
+        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+            .map_err(map_migration_error)?
+            .iter()
+            .map(|m| (m.name().version().to_string(), m.name().to_string()))
+            .collect();
+    #[derive(QueryableByName)]
+    struct Present {
+        #[diesel(sql_type = Bool)]
+        present: bool,
+    }
+    let present = diesel::sql_query(
+        "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present",
+    )
+    .get_result::<Present>(conn)
+    .db()?
+    .present;
+    let applied: Vec<String> = if present {
+        diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
+            .load::<Version>(conn)
+            .db()?
+            .into_iter()
+            .map(|v| v.version)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    repo_core::schema::require_migrated(repo_core::BackendKind::Postgres, &embedded, &applied)
+}
+
 #[derive(QueryableByName)]
 struct ColumnInfo {
     #[diesel(sql_type = Text)]

@@ -8,10 +8,12 @@ use diesel::sql_types::Text;
 use diesel::{Connection, RunQueryDsl};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
+use repo_core::store::{UnitOfWorkMarker, UnitOfWorkOpen};
 use repo_core::{
-    BackendKind, PoolConfig, PoolStatus, PoolWatch, PostgresConfig, RepoError, RepoResult,
+    BackendKind, ConnectionErrors, PoolConfig, PoolStatus, PoolWatch, PostgresConfig, RepoError,
+    RepoResult,
 };
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// The connection manager: Diesel's, pre-pinging only idle or suspect connections.
@@ -66,10 +68,12 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings 
     }
 }
 
-/// Logs background connection failures of the pool with the password scrubbed.
+/// Records background connection failures of the pool with the password scrubbed
+/// (the last one explains later checkout errors; the log is rate-limited).
 #[derive(Clone)]
 struct RedactingErrorHandler {
     secrets: Vec<String>,
+    errors: Arc<ConnectionErrors>,
 }
 
 impl std::fmt::Debug for RedactingErrorHandler {
@@ -80,8 +84,8 @@ impl std::fmt::Debug for RedactingErrorHandler {
 
 impl HandleError<diesel::r2d2::Error> for RedactingErrorHandler {
     fn handle_error(&self, error: diesel::r2d2::Error) {
-        let text = crate::error::scrub(error.to_string(), &self.secrets);
-        tracing::warn!(target: "repo_postgres::pool", error = %text.trim_end(), "pool connection error");
+        self.errors
+            .record(&crate::error::scrub(error.to_string(), &self.secrets));
     }
 }
 
@@ -93,6 +97,8 @@ pub(crate) struct ConnectionPool {
     redacted_url: String,
     secrets: Vec<String>,
     watch: PoolWatch,
+    unit_of_work: UnitOfWorkMarker,
+    errors: Arc<ConnectionErrors>,
 }
 
 impl ConnectionPool {
@@ -137,6 +143,10 @@ impl ConnectionPool {
     ) -> Self {
         let max_lifetime = pool.max_lifetime.filter(|l| !l.is_zero());
         let max_size = pool.max_size();
+        let errors = Arc::new(ConnectionErrors::new(
+            BackendKind::Postgres,
+            POOL_WARNING_INTERVAL,
+        ));
         let built = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(pool.min_idle()))
@@ -149,6 +159,7 @@ impl ConnectionPool {
             })))
             .error_handler(Box::new(RedactingErrorHandler {
                 secrets: secrets.clone(),
+                errors: Arc::clone(&errors),
             }))
             .build_unchecked(
                 IdleCheckManager::new(ConnectionManager::new(url), pool.pre_ping_idle)
@@ -161,16 +172,21 @@ impl ConnectionPool {
             redacted_url,
             secrets,
             watch: PoolWatch::new(BackendKind::Postgres, POOL_WARNING_INTERVAL),
+            unit_of_work: UnitOfWorkMarker::new(),
+            errors,
         }
     }
 
     /// Checks a connection out, telling an exhausted pool from an unreachable server.
+    /// Refused inside a unit of work of this pool on the calling thread.
     pub(crate) fn get(&self) -> RepoResult<PgPooled> {
+        self.unit_of_work.check()?;
         self.checkout(self.pool.get())
     }
 
     /// Like [`get`](Self::get), waiting at most `timeout` for a connection.
     pub(crate) fn get_within(&self, timeout: Duration) -> RepoResult<PgPooled> {
+        self.unit_of_work.check()?;
         self.checkout(self.pool.get_timeout(timeout))
     }
 
@@ -178,13 +194,28 @@ impl ConnectionPool {
         let conn = attempt.map_err(|error| {
             let state = self.pool.state();
             let exhausted = state.connections >= self.max_size && state.idle_connections == 0;
-            scrub_error(
+            self.errors.explain(scrub_error(
                 map_checkout_error(error, exhausted, self.max_size, &self.redacted_url),
                 &self.secrets,
-            )
+            ))
         })?;
         self.watch.observe(|| self.status());
         Ok(conn)
+    }
+
+    /// Most connections the pool opens.
+    pub(crate) fn max_size(&self) -> u32 {
+        self.max_size
+    }
+
+    /// The pool's connection errors (last one, rate-limited log).
+    pub(crate) fn errors(&self) -> &ConnectionErrors {
+        &self.errors
+    }
+
+    /// Marks a unit of work of this pool open on the calling thread.
+    pub(crate) fn enter_unit_of_work(&self) -> UnitOfWorkOpen {
+        self.unit_of_work.enter()
     }
 
     /// The pool's connection counts now.
@@ -220,6 +251,43 @@ fn presumed_dead() -> diesel::r2d2::Error {
     diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(
         "connection presumed dead: a connection idle for as long failed its test".into(),
     ))
+}
+
+/// Warns once (target `repo_postgres::pool`) when the pool may open more connections
+/// than the server accepts from ordinary roles (`max_connections` minus
+/// `superuser_reserved_connections` and, from PostgreSQL 16, `reserved_connections`):
+/// under load such a pool takes every connection of the server (other clients then
+/// get "too many clients") and still waits. A warning, not a refusal: other settings
+/// (several processes, a pooler in front) change the real budget either way. Returns
+/// the server's budget.
+pub(crate) fn warn_if_larger_than_server(
+    conn: &mut PgConnection,
+    max_size: u32,
+) -> RepoResult<i32> {
+    #[derive(diesel::QueryableByName)]
+    struct Budget {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        available: i32,
+    }
+    let available = diesel::sql_query(
+        "SELECT current_setting('max_connections')::int \
+              - current_setting('superuser_reserved_connections')::int \
+              - coalesce(current_setting('reserved_connections', true)::int, 0) AS available",
+    )
+    .get_result::<Budget>(conn)
+    .map_err(map_diesel_error)?
+    .available;
+    if i64::from(max_size) > i64::from(available) {
+        tracing::warn!(
+            target: "repo_postgres::pool",
+            pool_max = max_size,
+            server_available = available,
+            "the pool may open {max_size} connections but the server accepts {available} \
+             (max_connections - superuser_reserved_connections - reserved_connections): \
+             lower DB_POOL_SIZE + DB_MAX_OVERFLOW, or raise max_connections",
+        );
+    }
+    Ok(available)
 }
 
 /// Opens one connection on a helper thread, waiting at most `timeout` for it (libpq

@@ -62,7 +62,8 @@ impl PostgresStore {
     /// Opens a pool on `url` (`postgres://` or `postgresql://`) configured by `config`,
     /// checks that the server answers within `config.pool.connection_timeout`, and
     /// runs pending migrations when `config.run_migrations` is set (under an advisory
-    /// lock, so concurrent processes do not race).
+    /// lock, so concurrent processes do not race); when it is not set, a database that
+    /// lacks one of them is a `Config` error listing them.
     ///
     /// An unreachable server is `Unavailable { ConnectionFailed }`; a malformed URL is
     /// `Config`. No message shows the URL's password. The URL may list several hosts
@@ -70,6 +71,23 @@ impl PostgresStore {
     /// [`DEADLINE_DEFAULTS`](repo_core::postgres_url::DEADLINE_DEFAULTS) added where
     /// the URL does not set them.
     pub fn connect(url: &str, config: &repo_core::StoreConfig) -> RepoResult<Self> {
+        Self::open(url, config, true)
+    }
+
+    /// Opens a pool on `url` without running or checking migrations, whatever
+    /// `config.run_migrations` says: for tools that manage the schema themselves
+    /// (`repoctl migrate`), through [`run_pending_migrations`](Self::run_pending_migrations)
+    /// and its siblings.
+    pub fn connect_for_migrations(url: &str, config: &repo_core::StoreConfig) -> RepoResult<Self> {
+        let config = repo_core::StoreConfig {
+            run_migrations: false,
+            ..config.clone()
+        };
+        Self::open(url, &config, false)
+    }
+
+    fn open(url: &str, config: &repo_core::StoreConfig, check_schema: bool) -> RepoResult<Self> {
+        config.validate()?;
         // Multi-host URLs included; `pgbouncer=` is taken out and client-side
         // deadlines are added where the URL sets none (docs/postgres.md).
         let parsed = PostgresUrl::parse(url)?;
@@ -118,8 +136,12 @@ impl PostgresStore {
                 },
             )),
         };
+        let max_size = store.inner.pool.max_size();
+        store.on_connection(|c| crate::pool::warn_if_larger_than_server(c, max_size))?;
         if config.run_migrations {
             store.run_pending_migrations()?;
+        } else if check_schema {
+            store.on_connection(migrations::require_migrated)?;
         }
         Ok(store)
     }
@@ -243,6 +265,7 @@ impl Store for PostgresStore {
     ) -> RepoResult<()> {
         self.inner.traced("store", "transaction", || {
             let mut conn = self.inner.pool.get()?;
+            let _open = self.inner.pool.enter_unit_of_work();
             let policy = self.inner.policy;
             let result = self.inner.retry.run(|| {
                 read_committed(&mut conn, |c| {
@@ -261,6 +284,7 @@ impl Store for PostgresStore {
             health_check_within(
                 BackendKind::Postgres,
                 self.inner.health_timeout,
+                self.inner.pool.errors(),
                 move || {
                     store.on_connection(|c| {
                         use diesel::RunQueryDsl;

@@ -150,28 +150,26 @@ impl Drop for TempDatabase {
     }
 }
 
-/// A loopback TCP proxy in front of a server, controlled by the test: it forwards
-/// every connection to `upstream` until [`cut`](Self::cut).
-///
-/// Cutting only stops the copying: the proxy's kernel still acknowledges packets and
-/// answers keepalives, so to the client this is a server that stopped answering on
-/// live TCP connections, not a network partition (for that, drop the proxy port's
-/// packets in the firewall, as `tests/partition.rs` does).
-#[derive(Debug)]
+/// A TCP forwarder to a PostgreSQL server that a test can cut or make refuse, so a
+/// store sees its server become unreachable without the shared server being touched.
 pub struct TcpProxy {
     address: std::net::SocketAddr,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
+
+const PROXY_OPEN: u8 = 0;
+const PROXY_CUT: u8 = 1;
+const PROXY_REFUSE: u8 = 2;
 
 impl TcpProxy {
     /// Listens on `127.0.0.1` (a free port) and forwards to `upstream` (`host:port`).
     pub fn start(upstream: &str) -> std::io::Result<TcpProxy> {
-        use std::net::{TcpListener, TcpStream};
+        use std::net::{Shutdown, TcpListener, TcpStream};
         use std::sync::atomic::Ordering;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let address = listener.local_addr()?;
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let cut2 = std::sync::Arc::clone(&cut);
+        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(PROXY_OPEN));
+        let mode2 = std::sync::Arc::clone(&mode);
         let upstream = upstream.to_owned();
         // Every accepted and opened stream is kept, so nothing closes on its own.
         let mut held = Vec::new();
@@ -179,25 +177,33 @@ impl TcpProxy {
             .name("tcp-proxy".into())
             .spawn(move || {
                 for client in listener.incoming().flatten() {
-                    if cut2.load(Ordering::SeqCst) {
+                    match mode2.load(Ordering::SeqCst) {
                         // Accept and never answer: a server that stopped responding.
-                        held.push(client);
-                        continue;
+                        PROXY_CUT => {
+                            held.push(client);
+                            continue;
+                        }
+                        // Accept and close at once: a server that goes away.
+                        PROXY_REFUSE => {
+                            let _ = client.shutdown(Shutdown::Both);
+                            continue;
+                        }
+                        _ => {}
                     }
                     let Ok(server) = TcpStream::connect(&upstream) else {
                         continue;
                     };
                     for (from, to) in [(&client, &server), (&server, &client)] {
                         if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
-                            let cut3 = std::sync::Arc::clone(&cut2);
-                            std::thread::spawn(move || forward(from, to, &cut3));
+                            let mode3 = std::sync::Arc::clone(&mode2);
+                            std::thread::spawn(move || forward(from, to, &mode3));
                         }
                     }
                     held.push(client);
                     held.push(server);
                 }
             })?;
-        Ok(TcpProxy { address, cut })
+        Ok(TcpProxy { address, mode })
     }
 
     /// Where clients connect (`127.0.0.1:<port>`).
@@ -208,28 +214,40 @@ impl TcpProxy {
     /// From now on nothing gets through: open connections stay open but every byte is
     /// dropped, and new ones are accepted and never answered.
     pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.mode
+            .store(PROXY_CUT, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// From now on the server is gone: a connection is closed as soon as anything
+    /// arrives on it, and new ones are closed when accepted (libpq: "server closed the
+    /// connection unexpectedly", a multi-line message).
+    pub fn refuse(&self) {
+        self.mode
+            .store(PROXY_REFUSE, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
-/// Copies `from` to `to` until either side closes; once `cut` is set, reads and drops
-/// what arrives.
+/// Copies `from` to `to` until either side closes; once cut, reads and drops what
+/// arrives; once refusing, closes both sides.
 fn forward(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
-    cut: &std::sync::atomic::AtomicBool,
+    mode: &std::sync::atomic::AtomicU8,
 ) {
     use std::io::{Read, Write};
     let mut buf = [0u8; 16 * 1024];
     loop {
-        match from.read(&mut buf) {
+        let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(n) if !cut.load(std::sync::atomic::Ordering::SeqCst) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
+            Ok(n) => n,
+        };
+        match mode.load(std::sync::atomic::Ordering::SeqCst) {
+            PROXY_OPEN if to.write_all(&buf[..n]).is_err() => break,
+            PROXY_REFUSE => {
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                break;
             }
-            Ok(_) => {}
+            _ => {}
         }
     }
     let _ = to.shutdown(std::net::Shutdown::Both);

@@ -92,15 +92,9 @@ fn migrations_round_trip_down_up_down() {
 }
 
 #[test]
-fn connect_without_migrations_leaves_them_pending() {
+fn connect_for_migrations_leaves_them_pending() {
     let db = temp_db();
-    let store = open(
-        &db,
-        &StoreConfig {
-            run_migrations: false,
-            ..config()
-        },
-    );
+    let store = PostgresStore::connect_for_migrations(db.url(), &config()).expect("connect");
     assert_eq!(store.pending_migrations().unwrap().len(), 3);
     store.health().unwrap();
     assert_eq!(store.backend(), BackendKind::Postgres);
@@ -412,8 +406,23 @@ fn checkout_while_every_connection_is_busy_is_pool_exhausted() {
     };
     let store = open(&db, &cfg);
     let s: &dyn Store = &store;
-    let inner = s.transaction(|_tx| Ok(s.users().count(UserFilter::default())));
-    let err = inner.unwrap().unwrap_err();
+    // Another thread holds the only connection in a unit of work meanwhile (on this
+    // thread a call on the store inside its own unit of work is refused outright).
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let err = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            s.transaction(|_tx| {
+                held_tx.send(()).expect("main thread waits");
+                release.recv().expect("main thread releases");
+                Ok(())
+            })
+        });
+        held.recv().expect("the unit of work started");
+        let err = s.users().count(UserFilter::default()).unwrap_err();
+        release_tx.send(()).expect("holder waits");
+        err
+    });
     assert!(
         matches!(
             err,
@@ -477,14 +486,7 @@ fn temp_database_is_dropped_with_its_guard() {
     store.health().unwrap();
     drop(store);
     drop(db);
-    let admin_store = PostgresStore::connect(
-        &admin,
-        &StoreConfig {
-            run_migrations: false,
-            ..config()
-        },
-    )
-    .unwrap();
+    let admin_store = PostgresStore::connect_for_migrations(&admin, &config()).unwrap();
     // Reconnecting to the dropped database must fail.
     let gone = admin
         .rsplit_once('/')

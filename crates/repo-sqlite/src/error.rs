@@ -9,6 +9,9 @@ use repo_core::{ConflictReason, RepoError, UnavailableReason};
 /// NOT NULL failures as `UNIQUE constraint failed: table.column` and busy errors only
 /// by their text.
 pub(crate) fn map_diesel(err: DieselError) -> RepoError {
+    if matches!(err, DieselError::DatabaseError(..)) {
+        crate::observe::statement_failed();
+    }
     match err {
         DieselError::DatabaseError(kind, info) => {
             let message = info.message().to_owned();

@@ -75,6 +75,48 @@ impl SqliteStore {
         Ok(applied)
     }
 
+    /// With migrations turned off: `Config` unless every embedded migration is
+    /// applied ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's
+    /// harness it does not create the bookkeeping table.
+    pub(crate) fn require_migrated(&self) -> RepoResult<()> {
+        use diesel::migration::MigrationSource;
+        #[derive(QueryableByName)]
+        struct Version {
+            #[diesel(sql_type = Text)]
+            version: String,
+        }
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let embedded: Vec<(String, String)> =
+            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
+                .map_err(map_migration)?
+                .iter()
+                .map(|m| (m.name().version().to_string(), m.name().to_string()))
+                .collect();
+        let mut conn = self.source().checkout()?;
+        let present = diesel::sql_query(
+            "SELECT count(*) AS n FROM sqlite_master \
+             WHERE type = 'table' AND name = '__diesel_schema_migrations'",
+        )
+        .get_result::<Count>(&mut **conn)
+        .map_err(map_diesel)?
+        .n > 0;
+        let applied: Vec<String> = if present {
+            diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+                .load::<Version>(&mut **conn)
+                .map_err(map_diesel)?
+                .into_iter()
+                .map(|v| v.version)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        repo_core::schema::require_migrated(repo_core::BackendKind::Sqlite, &embedded, &applied)
+    }
+
     /// Versions of the embedded migrations not applied yet, oldest first.
     pub fn pending_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;

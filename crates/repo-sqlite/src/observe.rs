@@ -4,7 +4,9 @@
 use diesel::connection::{get_default_instrumentation, Instrumentation, InstrumentationEvent};
 use diesel::r2d2::CustomizeConnection;
 use diesel::{Connection, SqliteConnection};
+use repo_core::instrument::SlowStatement;
 use repo_core::{BackendKind, SlowQueryLog};
+use std::cell::RefCell;
 use std::time::Duration;
 
 /// Times each statement of one connection (Diesel calls it on the connection's thread),
@@ -16,12 +18,47 @@ struct SlowQueries {
     application: Option<Box<dyn Instrumentation>>,
 }
 
+thread_local! {
+    /// The slow statement that last finished on this thread without an error in its
+    /// event. Diesel's SQLite connection reports a statement that returns rows
+    /// (`INSERT … RETURNING`, `SELECT`) as finished without the error that stopped
+    /// it, which only reaches the caller: so the statement is logged once the outcome
+    /// is known, failed when [`crate::error::map_diesel`] sees a database error
+    /// ([`statement_failed`]), not failed at the next statement or at the end of the
+    /// repository call ([`call_finished`]).
+    static UNLOGGED: RefCell<Option<SlowStatement>> = const { RefCell::new(None) };
+}
+
+fn log_unlogged(failed: bool) {
+    if let Some(slow) = UNLOGGED.with(RefCell::take) {
+        slow.log(failed);
+    }
+}
+
+/// The last statement on this thread failed with a database error.
+pub(crate) fn statement_failed() {
+    log_unlogged(true);
+}
+
+/// A repository call ends: its last statement, if not logged yet, succeeded.
+pub(crate) fn call_finished() {
+    log_unlogged(false);
+}
+
 impl Instrumentation for SlowQueries {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match &event {
-            InstrumentationEvent::StartQuery { .. } => self.log.start(),
+            InstrumentationEvent::StartQuery { .. } => {
+                log_unlogged(false);
+                self.log.start();
+            }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
-                self.log.finish(query, error.is_some())
+                log_unlogged(false);
+                if error.is_some() {
+                    self.log.finish(query, true);
+                } else if let Some(slow) = self.log.finish_unlogged(query) {
+                    UNLOGGED.with(|u| *u.borrow_mut() = Some(slow));
+                }
             }
             _ => {}
         }

@@ -3,10 +3,14 @@
 use crate::error::{map_connection, map_diesel};
 use crate::observe::WithSlowQueryLog;
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool};
 use diesel::{Connection, SqliteConnection};
 use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
-use repo_core::{redact_url, PoolConfig, RepoError, RepoResult, SqliteConfig, UnavailableReason};
+use repo_core::{
+    redact_url, ConnectionErrors, PoolConfig, RepoError, RepoResult, SqliteConfig,
+    UnavailableReason,
+};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The connection manager: Diesel's, pre-pinging only connections idle for at least
@@ -119,13 +123,25 @@ pub(crate) fn probe(target: &str, pragmas: SqlitePragmas) -> RepoResult<()> {
     })
 }
 
-/// Builds the pool for `target`.
+/// Records the pool's background connection failures (the last one explains later
+/// checkout errors; the log is rate-limited), as repo-postgres does.
+#[derive(Debug)]
+struct RecordingErrorHandler(Arc<ConnectionErrors>);
+
+impl HandleError<diesel::r2d2::Error> for RecordingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        self.0.record(&error.to_string());
+    }
+}
+
+/// Builds the pool for `target`; its connection failures go to `errors`.
 pub(crate) fn build(
     target: &str,
     kind: TargetKind,
     pool: &PoolConfig,
     sqlite: &SqliteConfig,
     slow_query_threshold: Duration,
+    errors: Arc<ConnectionErrors>,
 ) -> RepoResult<SqlitePool> {
     let pragmas = SqlitePragmas::new(kind, sqlite);
     probe(target, pragmas)?;
@@ -137,7 +153,8 @@ pub(crate) fn build(
         .connection_customizer(Box::new(CustomizeChecked(WithSlowQueryLog {
             inner: pragmas,
             threshold: slow_query_threshold,
-        })));
+        })))
+        .error_handler(Box::new(RecordingErrorHandler(errors)));
     let builder = match kind {
         // The one connection *is* the database: never recycle or reap it.
         TargetKind::Memory => builder

@@ -6,12 +6,12 @@ use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
 use diesel::r2d2::PooledConnection;
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
-use repo_core::store::health_check_within;
+use repo_core::store::{health_check_within, UnitOfWorkMarker};
 use repo_core::{
     redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
-    DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus, OperationRepository,
-    PoolStatus, PoolWatch, ReadView, RepoResult, Repositories, Store, StoreConfig, Transaction,
-    UserRepository, WritePosition,
+    ConnectionErrors, DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus,
+    OperationRepository, PoolStatus, PoolWatch, ReadView, RepoResult, Repositories, Store,
+    StoreConfig, Transaction, UserRepository, WritePosition,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -39,15 +39,19 @@ pub(crate) struct PoolSource {
     target: String,
     config: StoreConfig,
     watch: PoolWatch,
+    unit_of_work: UnitOfWorkMarker,
+    errors: Arc<ConnectionErrors>,
 }
 
 impl PoolSource {
     /// Checks a connection out, telling an exhausted pool from a failing database.
+    /// Refused inside a unit of work of this store on the calling thread.
     pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
+        self.unit_of_work.check()?;
         let conn = self
             .pool
             .get()
-            .map_err(|e| map_pool(e, &self.pool, self.max_size))?;
+            .map_err(|e| self.errors.explain(map_pool(e, &self.pool, self.max_size)))?;
         self.watch.observe(|| self.status());
         Ok(conn)
     }
@@ -70,22 +74,42 @@ impl ConnSource for PoolSource {
     ) -> RepoResult<T> {
         // Each call is its own transaction, so a busy database is retried like a
         // unit of work.
-        self.config.retry.run(|| {
+        let result = self.config.retry.run(|| {
             let mut conn = self.checkout()?;
             f(&mut conn)
-        })
+        });
+        crate::observe::call_finished();
+        result
     }
 }
 
 impl SqliteStore {
     /// Opens `target` (a filesystem path, `:memory:`, or a `file:` URI: what SQLite's
     /// open accepts), builds the pool and, when `config.run_migrations` is set, runs
-    /// the pending migrations.
+    /// the pending migrations; when it is not set, a database that lacks one of them
+    /// is a `Config` error listing them.
     ///
     /// Replica URLs (`config.replicas`) are a `Config` error: SQLite has no replicas,
     /// and its read views ([`Store::replica`], [`Store::read_after`]) read the one
     /// database.
     pub fn connect(target: &str, config: &StoreConfig) -> RepoResult<Self> {
+        Self::open(target, config, true)
+    }
+
+    /// Opens `target` without running or checking migrations, whatever
+    /// `config.run_migrations` says: for tools that manage the schema themselves
+    /// (`repoctl migrate`), through [`run_pending_migrations`](Self::run_pending_migrations)
+    /// and its siblings.
+    pub fn connect_for_migrations(target: &str, config: &StoreConfig) -> RepoResult<Self> {
+        let config = StoreConfig {
+            run_migrations: false,
+            ..config.clone()
+        };
+        Self::open(target, &config, false)
+    }
+
+    fn open(target: &str, config: &StoreConfig, check_schema: bool) -> RepoResult<Self> {
+        config.validate()?;
         if !config.replicas.urls.is_empty() {
             return Err(repo_core::RepoError::config(
                 "DATABASE_REPLICA_URLS is set, but read replicas are for PostgreSQL: the \
@@ -93,12 +117,17 @@ impl SqliteStore {
             ));
         }
         let kind = pool::classify(target)?;
+        let errors = Arc::new(ConnectionErrors::new(
+            BackendKind::Sqlite,
+            POOL_WARNING_INTERVAL,
+        ));
         let pool = pool::build(
             target,
             kind,
             &config.pool,
             &config.sqlite,
             config.slow_query_threshold,
+            Arc::clone(&errors),
         )?;
         let repos = SqliteRepos(PoolSource {
             pool,
@@ -107,12 +136,16 @@ impl SqliteStore {
             target: redact_url(target),
             config: config.clone(),
             watch: PoolWatch::new(BackendKind::Sqlite, POOL_WARNING_INTERVAL),
+            unit_of_work: UnitOfWorkMarker::new(),
+            errors,
         });
         let store = Self {
             inner: Arc::new(Instrumented::new(BackendKind::Sqlite, repos)),
         };
         if config.run_migrations {
             store.run_pending_migrations()?;
+        } else if check_schema {
+            store.require_migrated()?;
         }
         Ok(store)
     }
@@ -183,10 +216,13 @@ impl Store for SqliteStore {
     ) -> RepoResult<()> {
         let source = self.source();
         self.inner.traced("store", "transaction", || {
-            source.config.retry.run(|| {
+            let result = source.config.retry.run(|| {
                 let mut conn = source.checkout()?;
+                let _open = source.unit_of_work.enter();
                 run_unit_of_work(&mut conn, &source.config, &mut *work)
-            })
+            });
+            crate::observe::call_finished();
+            result
         })
     }
 
@@ -196,6 +232,7 @@ impl Store for SqliteStore {
             health_check_within(
                 BackendKind::Sqlite,
                 self.config().health_timeout,
+                &self.source().errors,
                 move || {
                     let mut conn = store.source().checkout()?;
                     diesel::sql_query("SELECT 1")

@@ -84,7 +84,8 @@ fn migrations_round_trip() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("migrations.db");
-    let store = SqliteStore::connect(path.to_str().expect("utf-8"), &config).expect("connect");
+    let store = SqliteStore::connect_for_migrations(path.to_str().expect("utf-8"), &config)
+        .expect("connect");
     let all = store.pending_migrations().expect("pending");
     assert!(!all.is_empty());
     assert_eq!(store.run_pending_migrations().expect("up"), all);
@@ -326,8 +327,9 @@ fn pool_and_lock_failures_are_classified() {
     use repo_core::{PoolConfig, RetryPolicy, SqliteConfig, UnavailableReason};
     use std::time::Duration;
 
-    // A pool of one (in memory) held by a unit of work: a checkout from outside it
-    // times out with every connection in use.
+    // A pool of one (in memory) held by a unit of work on another thread: a checkout
+    // times out with every connection in use. (On the unit of work's own thread a
+    // call on the store is refused outright.)
     let quick = StoreConfig {
         pool: PoolConfig {
             connection_timeout: Duration::from_millis(100),
@@ -337,9 +339,21 @@ fn pool_and_lock_failures_are_classified() {
     };
     let mem = SqliteStore::connect(":memory:", &quick).expect("memory");
     let store: &dyn Store = &mem;
-    let err = store
-        .transaction(|_tx| store.users().count(Default::default()))
-        .unwrap_err();
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let err = thread::scope(|scope| {
+        scope.spawn(move || {
+            store.transaction(|_tx| {
+                held_tx.send(()).expect("main thread waits");
+                release.recv().expect("main thread releases");
+                Ok(())
+            })
+        });
+        held.recv().expect("the unit of work started");
+        let err = store.users().count(Default::default()).unwrap_err();
+        release_tx.send(()).expect("holder waits");
+        err
+    });
     assert!(
         matches!(
             err,

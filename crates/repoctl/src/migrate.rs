@@ -1,5 +1,5 @@
 //! `repoctl migrate up|down|status`: the embedded schema migrations of either backend,
-//! through the stores' migration API (connected with `run_migrations = false`).
+//! through the stores' migration API (opened with `connect_for_migrations`).
 //!
 //! Reverting one step is not part of the stores' API (they revert all), so `down`
 //! without `--all` uses Diesel's harness directly: with `repo_sqlite::MIGRATIONS` on
@@ -82,11 +82,11 @@ impl MigrationStore {
                     )));
                 }
                 Ok(Self::Sqlite(
-                    SqliteStore::connect(path, &store_config()).map_err(scrub)?,
+                    SqliteStore::connect_for_migrations(path, &store_config()).map_err(scrub)?,
                 ))
             }
             Endpoint::Postgres(url) => Ok(Self::Postgres(
-                PostgresStore::connect(url, &store_config()).map_err(scrub)?,
+                PostgresStore::connect_for_migrations(url, &store_config()).map_err(scrub)?,
             )),
         }
     }
