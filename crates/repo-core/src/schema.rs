@@ -339,6 +339,37 @@ pub fn normalized_check_terms(sql: &str) -> Vec<String> {
     out
 }
 
+
+/// The check a backend runs when it opens with migrations turned off
+/// (`DB_RUN_MIGRATIONS=false`): every embedded migration (`embedded`: version and
+/// name, e.g. `("20261121000001", "2026-11-21-000001_initial")`) must be recorded as
+/// applied (`applied`: versions). Otherwise a `Config` error lists the missing
+/// migrations by name and says how to apply them, so that the first repository call does not
+/// fail with `relation "users" does not exist`.
+pub fn require_migrated(
+    backend: crate::BackendKind,
+    embedded: &[(String, String)],
+    applied: &[String],
+) -> crate::RepoResult<()> {
+    let mut missing: Vec<&str> = embedded
+        .iter()
+        .filter(|(version, _)| !applied.contains(version))
+        .map(|(_, name)| name.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort_unstable();
+    Err(crate::RepoError::config(format!(
+        "the {backend} database lacks {} of {} migrations ({}) and DB_RUN_MIGRATIONS \
+         is false: run `repoctl migrate up --database-url …` or set \
+         DB_RUN_MIGRATIONS=true",
+        missing.len(),
+        embedded.len(),
+        missing.join(", "),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,34 +451,4 @@ mod tests {
         );
         assert!(text.contains("DB_RUN_MIGRATIONS"), "{text}");
     }
-}
-
-/// The check a backend runs when it opens with migrations turned off
-/// (`DB_RUN_MIGRATIONS=false`): every embedded migration (`embedded`: version and
-/// name, e.g. `("20261121000001", "2026-11-21-000001_initial")`) must be recorded as
-/// applied (`applied`: versions). Otherwise a `Config` error lists the missing
-/// migrations by name and says how to apply them, so that the first repository call does not
-/// fail with `relation "users" does not exist`.
-pub fn require_migrated(
-    backend: crate::BackendKind,
-    embedded: &[(String, String)],
-    applied: &[String],
-) -> crate::RepoResult<()> {
-    let mut missing: Vec<&str> = embedded
-        .iter()
-        .filter(|(version, _)| !applied.contains(version))
-        .map(|(_, name)| name.as_str())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    missing.sort_unstable();
-    Err(crate::RepoError::config(format!(
-        "the {backend} database lacks {} of {} migrations ({}) and DB_RUN_MIGRATIONS \
-         is false: run `repoctl migrate up --database-url …` or set \
-         DB_RUN_MIGRATIONS=true",
-        missing.len(),
-        embedded.len(),
-        missing.join(", "),
-    )))
 }
