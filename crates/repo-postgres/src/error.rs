@@ -62,7 +62,7 @@ fn classify_by_message(
         RepoError::conflict(ConflictReason::ConcurrentUpdate, message)
     } else if lower.contains("statement timeout") {
         RepoError::Unavailable {
-            reason: UnavailableReason::Timeout,
+            reason: UnavailableReason::StatementTimeout,
             message,
             source: Some(Box::new(Error::DatabaseError(kind, info))),
         }

@@ -425,6 +425,7 @@ mod tests {
                 lock_timeout: std::time::Duration::from_millis(1234),
                 idle_in_transaction_timeout: std::time::Duration::from_secs(42),
                 application_name: "smoke-test".into(),
+                pgbouncer: false,
             },
             ..Default::default()
         };
