@@ -4,6 +4,11 @@
 //! PostgreSQL database created on the server named by `TEST_DATABASE_URL` (set by
 //! `scripts/test.sh`). PostgreSQL is never skipped: without `TEST_DATABASE_URL` its
 //! tests fail and say how to run them.
+//!
+//! The third run, `pgbouncer::<behaviour>`, opens each test's database (created
+//! directly on `TEST_DATABASE_URL`'s server) through the PgBouncer in transaction mode
+//! named by `TEST_PGBOUNCER_URL`, with the transaction-pooler mode on; without
+//! `TEST_PGBOUNCER_URL` those tests fail and say so.
 
 mod sqlite {
     use repo_behaviour::Harness;
@@ -94,6 +99,61 @@ mod postgres {
         PostgresHarness {
             store: Arc::new(store),
             db,
+        }
+    }
+
+    repo_behaviour::behaviour_tests!(harness);
+}
+
+mod pgbouncer {
+    use repo_behaviour::Harness;
+    use repo_core::{BackendKind, Store, StoreConfig};
+    use repo_postgres::testing::TempDatabase;
+    use repo_postgres::PostgresStore;
+    use std::sync::Arc;
+
+    /// One test's PostgreSQL database, created directly and used through PgBouncer.
+    pub struct PgBouncerHarness {
+        store: Arc<dyn Store>,
+        pooled_url: String,
+        _db: TempDatabase,
+    }
+
+    /// `config` with the transaction-pooler mode on.
+    fn pooler_mode(mut config: StoreConfig) -> StoreConfig {
+        config.postgres.pgbouncer = true;
+        config
+    }
+
+    impl Harness for PgBouncerHarness {
+        fn store(&self) -> Arc<dyn Store> {
+            Arc::clone(&self.store)
+        }
+
+        fn open_with(&self, config: StoreConfig) -> Arc<dyn Store> {
+            match PostgresStore::connect(&self.pooled_url, &pooler_mode(config)) {
+                Ok(store) => Arc::new(store),
+                Err(e) => panic!("reopening the test database through PgBouncer failed: {e}"),
+            }
+        }
+
+        fn backend(&self) -> BackendKind {
+            BackendKind::Postgres
+        }
+    }
+
+    #[rstest::fixture]
+    fn harness() -> PgBouncerHarness {
+        let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+        let pooled_url = db.pgbouncer_url().unwrap_or_else(|e| panic!("{e}"));
+        let store = PostgresStore::connect(&pooled_url, &pooler_mode(StoreConfig::default()))
+            .unwrap_or_else(|e| {
+                panic!("opening test database {} through PgBouncer: {e}", db.name())
+            });
+        PgBouncerHarness {
+            store: Arc::new(store),
+            pooled_url,
+            _db: db,
         }
     }
 

@@ -147,7 +147,10 @@ impl std::fmt::Debug for StoreConfig {
             .field("postgres", &self.postgres)
             .field("slow_query_threshold", &self.slow_query_threshold)
             .field("health_timeout", &self.health_timeout)
-            .field("migration_url", &self.migration_url.as_deref().map(redact_url))
+            .field(
+                "migration_url",
+                &self.migration_url.as_deref().map(redact_url),
+            )
             .finish()
     }
 }

@@ -288,10 +288,18 @@ mod tests {
         };
         let _ = finish_call(&mut conn, Err::<(), _>(read_only));
         drop(conn);
-        assert_eq!(pool.state().connections, 0, "the broken connection was dropped");
+        assert_eq!(
+            pool.state().connections,
+            0,
+            "the broken connection was dropped"
+        );
         let mut conn = pool.get().expect("a fresh connection");
         let _ = finish_call(&mut conn, Err::<(), _>(RepoError::not_found("user", 1)));
         drop(conn);
-        assert_eq!(pool.state().connections, 1, "a domain error keeps the connection");
+        assert_eq!(
+            pool.state().connections,
+            1,
+            "a domain error keeps the connection"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use crate::api_keys::PgApiKeys;
 use crate::chunks::PgChunks;
 use crate::collections::{self as collection_repo, PgCollections};
-use crate::connection::{read_committed, ConnectionSource, PoolSource, TxSource};
+use crate::connection::{ConnectionSource, PoolSource, TxSource};
 use crate::documents::PgDocuments;
 use crate::migrations;
 use crate::operations::PgOperations;
@@ -43,6 +43,8 @@ struct Inner {
     documents: PgDocuments<PoolSource>,
     chunks: PgChunks<PoolSource>,
     health_timeout: std::time::Duration,
+    /// `StoreConfig::migration_url`: migrations run over a direct connection to it.
+    migration_url: Option<String>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -106,8 +108,14 @@ fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
 impl PostgresStore {
     /// Opens a pool on `url` (`postgres://` or `postgresql://`) configured by `config`,
     /// checks that the server answers within `config.pool.connection_timeout`, and
-    /// runs pending migrations when `config.run_migrations` is set (under an advisory
-    /// lock, so concurrent processes do not race).
+    /// runs pending migrations when `config.run_migrations` is set (in one transaction
+    /// under a transaction-scoped advisory lock, so concurrent processes do not race;
+    /// over `config.migration_url` when set).
+    ///
+    /// A server in recovery (a standby) is refused with `Config`. With
+    /// `config.postgres.pgbouncer` (transaction-pooler mode) no prepared statement is
+    /// cached and no session state is set: every call runs in a transaction whose
+    /// `BEGIN` sets the timeouts for that transaction only.
     ///
     /// An unreachable server is `Unavailable { ConnectionFailed }`; a malformed URL is
     /// `Config`. No message shows the URL's password.
@@ -117,6 +125,17 @@ impl PostgresStore {
             return Err(RepoError::config(format!(
                 "not a PostgreSQL URL (expected postgres:// or postgresql://): {redacted}"
             )));
+        }
+        if let Some(migration_url) = &config.migration_url {
+            if !(migration_url.starts_with("postgres://")
+                || migration_url.starts_with("postgresql://"))
+            {
+                return Err(RepoError::config(format!(
+                    "DATABASE_MIGRATION_URL is not a PostgreSQL URL (expected postgres:// or \
+                     postgresql://): {}",
+                    redact_url(migration_url)
+                )));
+            }
         }
         let secrets = url_secrets(url);
         let pool = ConnectionPool::open(
@@ -156,6 +175,7 @@ impl PostgresStore {
                     },
                     chunks: PgChunks { src: source },
                     health_timeout: config.health_timeout,
+                    migration_url: config.migration_url.clone(),
                 },
             )),
         };
@@ -172,14 +192,39 @@ impl PostgresStore {
         self.inner.users.src.run(f)
     }
 
+    /// Runs a migration step on its own connection: one direct connection to
+    /// `StoreConfig::migration_url` when set (closed afterwards), else a pooled one.
+    /// `f` gets the connection and its URL, redacted, for messages.
+    fn on_migration_connection<T>(
+        &self,
+        f: impl FnOnce(&mut PgConnection, &str) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        match &self.inner.migration_url {
+            Some(url) => {
+                use diesel::Connection;
+                let redacted = redact_url(url);
+                let secrets = url_secrets(url);
+                let result = PgConnection::establish(url)
+                    .map_err(|e| crate::error::map_connection_error(e, &redacted))
+                    .and_then(|mut conn| f(&mut conn, &redacted));
+                result.map_err(|e| crate::error::scrub_error(e, &secrets))
+            }
+            None => {
+                let pool = &self.inner.pool;
+                let mut conn = pool.get()?;
+                let result = f(&mut conn, pool.redacted_url());
+                finish_call(&mut conn, result).map_err(|e| pool.scrub(e))
+            }
+        }
+    }
+
     /// Applies every pending migration; returns the versions applied now.
     ///
     /// Then fills the search tokens of chunks that have none
     /// ([`PostgresStore::backfill_search_tokens`]), also when no migration was
     /// pending, so rows written without them become searchable.
     pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
-        let applied =
-            self.on_connection(|c| migrations::run_pending(c, self.inner.pool.settings()))?;
+        let applied = self.on_migration_connection(migrations::run_pending)?;
         self.backfill_search_tokens()?;
         Ok(applied)
     }
@@ -194,12 +239,12 @@ impl PostgresStore {
     /// Reverts every applied migration (drops every table); returns the versions
     /// reverted, newest first.
     pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(|c| migrations::revert_all(c, self.inner.pool.settings()))
+        self.on_migration_connection(migrations::revert_all)
     }
 
     /// Reverts the newest applied migration; returns its version.
     pub fn revert_last_migration(&self) -> RepoResult<String> {
-        self.on_connection(|c| migrations::revert_last(c, self.inner.pool.settings()))
+        self.on_migration_connection(migrations::revert_last)
     }
 
     /// Versions of the applied migrations, oldest first.
@@ -285,8 +330,9 @@ impl Store for PostgresStore {
         self.inner.traced("store", "transaction", || {
             let mut conn = self.inner.pool.get()?;
             let policy = self.inner.policy;
+            let pool = &self.inner.pool;
             let result = self.inner.retry.run(|| {
-                read_committed(&mut conn, |c| {
+                pool.read_committed(&mut conn, |c| {
                     let cell = Mutex::new(c);
                     let tx = PgTransaction::new(&cell, policy);
                     work(&Instrumented::new(BackendKind::Postgres, tx))

@@ -108,6 +108,33 @@ impl TempDatabase {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// URL of this database reached through another server or proxy: `server_url`
+    /// (for example a PgBouncer in front of the server) with its path replaced by this
+    /// database's name; its credentials and query are kept.
+    pub fn url_through(&self, server_url: &str) -> RepoResult<String> {
+        let mut url = url::Url::parse(server_url).map_err(|e| {
+            RepoError::config(format!(
+                "invalid PostgreSQL URL {}: {e}",
+                redact_url(server_url)
+            ))
+        })?;
+        url.set_path(&format!("/{}", self.name));
+        Ok(url.into())
+    }
+
+    /// [`url_through`](Self::url_through) the PgBouncer (transaction mode) named by
+    /// `TEST_PGBOUNCER_URL`, which is required: unset, this is a `Config` error.
+    pub fn pgbouncer_url(&self) -> RepoResult<String> {
+        match std::env::var("TEST_PGBOUNCER_URL") {
+            Ok(url) if !url.trim().is_empty() => self.url_through(url.trim()),
+            _ => Err(RepoError::config(
+                "TEST_PGBOUNCER_URL is not set: run the tests with scripts/test.sh, which \
+                 starts PgBouncer in transaction mode (for a local one: \
+                 TEST_PGBOUNCER_URL=postgres://postgres@127.0.0.1:6432/postgres)",
+            )),
+        }
+    }
 }
 
 impl Drop for TempDatabase {
