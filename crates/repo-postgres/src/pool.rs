@@ -101,7 +101,12 @@ pub(crate) fn transaction_with<T>(
     f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
 ) -> RepoResult<T> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    AnsiTransactionManager::begin_transaction_sql(conn, begin_sql).map_err(map_diesel_error)?;
+    if let Err(error) = AnsiTransactionManager::begin_transaction_sql(conn, begin_sql) {
+        // A batch that failed after its BEGIN leaves the server in a transaction that
+        // Diesel does not know about: end it, or the next call would run inside it.
+        let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+        return Err(map_diesel_error(error));
+    }
     match f(conn) {
         Ok(value) => {
             AnsiTransactionManager::commit_transaction(conn).map_err(map_diesel_error)?;
