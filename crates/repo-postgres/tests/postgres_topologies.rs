@@ -533,10 +533,13 @@ fn a_write_on_a_standby_is_read_only_and_the_connection_is_dropped() {
     let url = db
         .url_through(&format!("postgres://postgres@{}/postgres", proxy.address))
         .expect("url");
+    // One connection at most, opened on demand only (none kept idle): r2d2 would
+    // otherwise replace a dropped connection at once, through whatever the address
+    // leads to at that moment.
     let cfg = StoreConfig {
         pool: PoolConfig {
-            pool_size: 1,
-            max_overflow: 0,
+            pool_size: 0,
+            max_overflow: 1,
             pre_ping_idle: Duration::from_secs(3600),
             connection_timeout: Duration::from_secs(5),
             ..PoolConfig::default()
