@@ -153,7 +153,7 @@ mod replica {
     fn harness() -> ReplicaHarness {
         let db = TempDatabase::create(&env("TEST_PRIMARY_URL")).unwrap_or_else(|e| panic!("{e}"));
         let replica_url = db
-            .url_on(&env("TEST_STANDBY_URL"))
+            .url_through(&env("TEST_STANDBY_URL"))
             .unwrap_or_else(|e| panic!("{e}"));
         wait_until_connectable(&replica_url, Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("the replica never showed database {}: {e}", db.name()));
@@ -164,6 +164,61 @@ mod replica {
             store: Arc::new(store),
             replica_url,
             db,
+        }
+    }
+
+    repo_behaviour::behaviour_tests!(harness);
+}
+
+mod pgbouncer {
+    use repo_behaviour::Harness;
+    use repo_core::{BackendKind, Store, StoreConfig};
+    use repo_postgres::testing::TempDatabase;
+    use repo_postgres::PostgresStore;
+    use std::sync::Arc;
+
+    /// One test's PostgreSQL database, created directly and used through PgBouncer.
+    pub struct PgBouncerHarness {
+        store: Arc<dyn Store>,
+        pooled_url: String,
+        _db: TempDatabase,
+    }
+
+    /// `config` with the transaction-pooler mode on.
+    fn pooler_mode(mut config: StoreConfig) -> StoreConfig {
+        config.postgres.pgbouncer = true;
+        config
+    }
+
+    impl Harness for PgBouncerHarness {
+        fn store(&self) -> Arc<dyn Store> {
+            Arc::clone(&self.store)
+        }
+
+        fn open_with(&self, config: StoreConfig) -> Arc<dyn Store> {
+            match PostgresStore::connect(&self.pooled_url, &pooler_mode(config)) {
+                Ok(store) => Arc::new(store),
+                Err(e) => panic!("reopening the test database through PgBouncer failed: {e}"),
+            }
+        }
+
+        fn backend(&self) -> BackendKind {
+            BackendKind::Postgres
+        }
+    }
+
+    #[rstest::fixture]
+    fn harness() -> PgBouncerHarness {
+        let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+        let pooled_url = db.pgbouncer_url().unwrap_or_else(|e| panic!("{e}"));
+        let store = PostgresStore::connect(&pooled_url, &pooler_mode(StoreConfig::default()))
+            .unwrap_or_else(|e| {
+                panic!("opening test database {} through PgBouncer: {e}", db.name())
+            });
+        PgBouncerHarness {
+            store: Arc::new(store),
+            pooled_url,
+            _db: db,
         }
     }
 

@@ -37,7 +37,9 @@ struct Replicated {
 
 fn replicated(max_lag: Duration) -> Replicated {
     let db = TempDatabase::create(&env("TEST_PRIMARY_URL")).expect("temporary database");
-    let replica_url = db.url_on(&env("TEST_STANDBY_URL")).expect("replica URL");
+    let replica_url = db
+        .url_through(&env("TEST_STANDBY_URL"))
+        .expect("replica URL");
     wait_until_connectable(&replica_url, Duration::from_secs(30)).expect("database on replica");
     let config = StoreConfig {
         replicas: ReplicaConfig {

@@ -42,7 +42,7 @@ pub(crate) struct Fixtures {
 /// Keeps the database alive for the run; dropped last.
 enum Guard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres(#[allow(dead_code)] TempDatabase),
+    Postgres(TempDatabase),
 }
 
 /// How PostgreSQL commits: the server's setting, or `synchronous_commit=off` for the
@@ -93,6 +93,15 @@ impl Backend {
             ..config.clone()
         };
         Ok(repo_factory::open(&self.url, &config)?)
+    }
+
+    /// This PostgreSQL database reached through another server address (`server`, a
+    /// URL such as a PgBouncer's), under the same name.
+    pub(crate) fn url_through(&self, server: &str) -> BenchResult<String> {
+        match &*self._guard {
+            Guard::Postgres(db) => Ok(db.url_through(server)?),
+            Guard::Sqlite(_) => Err("not a PostgreSQL database".into()),
+        }
     }
 
     /// Opens another raw connection on the same database, set up like the pool's.

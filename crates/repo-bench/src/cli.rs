@@ -163,6 +163,9 @@ pub(crate) struct Plan {
     /// Chunk rows of the copy section's source; `None` skips the section (quick mode:
     /// generating and copying them takes minutes).
     pub(crate) copy_chunks: Option<usize>,
+    /// Whether the pooler section fails without a PgBouncer URL (full mode) instead of
+    /// reporting itself skipped (quick mode).
+    pub(crate) pooler_required: bool,
 }
 
 fn as_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -194,6 +197,7 @@ impl Plan {
                 chunk_call: 10_000,
                 bulk_rounds: 1,
                 copy_chunks: None,
+                pooler_required: false,
             },
             Mode::Full => Plan {
                 point_warmup: 500,
@@ -208,6 +212,7 @@ impl Plan {
                 chunk_call: 10_000,
                 bulk_rounds: 3,
                 copy_chunks: Some(200_000),
+                pooler_required: true,
             },
         }
     }

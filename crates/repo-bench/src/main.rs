@@ -12,7 +12,9 @@
 //! bash scripts/bench.sh --full --json out.json
 //! ```
 //!
-//! Sections: point operations, concurrency, bulk paths, and (full mode) data copy
+//! Sections: point operations, the same through PgBouncer with the pooler mode
+//! (`BENCH_PGBOUNCER_URL` or `TEST_PGBOUNCER_URL`; required in full mode, skipped
+//! without it in quick mode), concurrency, bulk paths, and (full mode) data copy
 //! with `repoctl`. They live in `sections/` (see its module documentation for adding one); raw
 //! Diesel baselines live in `raw/` and are checked statement for statement against the
 //! repository by the audit in `audit.rs`.

@@ -179,6 +179,12 @@ pub struct PostgresConfig {
     pub idle_in_transaction_timeout: Duration,
     /// `application_name` (`DB_APPLICATION_NAME`, default `smtk-repo`).
     pub application_name: String,
+    /// Transaction-pooler mode (`DB_PGBOUNCER`, default false), for PgBouncer in
+    /// transaction mode and the pooled endpoints of managed services: no prepared
+    /// statement cache, no session state; every call runs in a transaction whose
+    /// `BEGIN` sets the timeouts above with `SET LOCAL`. `application_name` then
+    /// travels only as the startup parameter.
+    pub pgbouncer: bool,
 }
 
 impl Default for PostgresConfig {
@@ -188,6 +194,7 @@ impl Default for PostgresConfig {
             lock_timeout: Duration::from_secs(5),
             idle_in_transaction_timeout: Duration::from_secs(60),
             application_name: "smtk-repo".into(),
+            pgbouncer: false,
         }
     }
 }
@@ -248,7 +255,9 @@ pub fn split_replica_urls(list: &str) -> Vec<String> {
 }
 
 /// Everything a backend needs besides its URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows [`migration_url`](Self::migration_url) with its password redacted.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Pool settings.
     pub pool: PoolConfig,
@@ -271,6 +280,29 @@ pub struct StoreConfig {
     pub health_timeout: Duration,
     /// Read replicas (PostgreSQL only).
     pub replicas: ReplicaConfig,
+    /// A direct PostgreSQL URL that migrations run over, one connection outside the
+    /// pool (`DATABASE_MIGRATION_URL`, like Prisma's `directUrl`): for a `DATABASE_URL`
+    /// that points at a transaction pooler. Unset: migrations use the pool.
+    pub migration_url: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("pool", &self.pool)
+            .field("run_migrations", &self.run_migrations)
+            .field("api_keys", &self.api_keys)
+            .field("retry", &self.retry)
+            .field("sqlite", &self.sqlite)
+            .field("postgres", &self.postgres)
+            .field("slow_query_threshold", &self.slow_query_threshold)
+            .field("health_timeout", &self.health_timeout)
+            .field(
+                "migration_url",
+                &self.migration_url.as_deref().map(redact_url),
+            )
+            .finish()
+    }
 }
 
 impl Default for StoreConfig {
@@ -285,6 +317,7 @@ impl Default for StoreConfig {
             slow_query_threshold: Duration::from_millis(1000),
             health_timeout: Duration::from_millis(2000),
             replicas: ReplicaConfig::default(),
+            migration_url: None,
         }
     }
 }
@@ -400,7 +433,11 @@ impl StoreConfig {
                     }
                     _ => d.postgres.application_name,
                 },
+                pgbouncer: env.bool("DB_PGBOUNCER", d.postgres.pgbouncer)?,
             },
+            migration_url: lookup("DATABASE_MIGRATION_URL")
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty()),
             slow_query_threshold: env.millis("DB_SLOW_QUERY_MS", d.slow_query_threshold)?,
             health_timeout: env
                 .millis("DB_HEALTH_TIMEOUT_MS", d.health_timeout)?
@@ -565,6 +602,28 @@ mod tests {
             let row = format!("| `{}` | {}–{} |", s.variable, s.min, s.max);
             assert!(readme.contains(&row), "README lacks the row {row}");
         }
+    }
+
+    #[test]
+    fn pooler_mode_and_migration_url_from_env() {
+        let d = StoreConfig::from_lookup(lookup(&[])).unwrap();
+        assert!(!d.postgres.pgbouncer);
+        assert_eq!(d.migration_url, None);
+        let c = StoreConfig::from_lookup(lookup(&[
+            ("DB_PGBOUNCER", "true"),
+            ("DATABASE_MIGRATION_URL", "postgres://app:s3cret@db:5432/x"),
+        ]))
+        .unwrap();
+        assert!(c.postgres.pgbouncer);
+        assert_eq!(
+            c.migration_url.as_deref(),
+            Some("postgres://app:s3cret@db:5432/x")
+        );
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("postgres://app:***@db:5432/x"), "{debug}");
+        let err = StoreConfig::from_lookup(lookup(&[("DB_PGBOUNCER", "maybe")])).unwrap_err();
+        assert!(err.to_string().contains("DB_PGBOUNCER"));
     }
 
     #[test]

@@ -59,10 +59,23 @@ pub enum UnavailableReason {
     ConnectionFailed,
     /// An established connection was lost mid-call.
     ConnectionLost,
-    /// The statement ran past the configured statement timeout (server side).
-    StatementTimeout,
-    /// The server did not answer within the client-side deadline.
+    /// The server did not answer within a client-side deadline (the libpq deadlines
+    /// of the URL, or [`Store::health`](crate::Store::health)'s timeout).
     Timeout,
+    /// The statement ran past the server's `statement_timeout` (PostgreSQL 57014).
+    StatementTimeout,
+    /// A write reached a read-only server: a standby, typically after a failover
+    /// (PostgreSQL 25006). The connection is dropped; a retry gets a fresh one.
+    ReadOnly,
+    /// An administrator shut the server down or terminated the connection
+    /// (PostgreSQL 57P01, "terminating connection due to administrator command").
+    AdminShutdown,
+    /// The server is restarting after a crash of another server process
+    /// (PostgreSQL 57P02).
+    CrashShutdown,
+    /// The server does not accept connections yet or any more: starting up, shutting
+    /// down, in recovery (PostgreSQL 57P03).
+    CannotConnectNow,
 }
 
 impl UnavailableReason {
@@ -72,9 +85,27 @@ impl UnavailableReason {
             Self::PoolExhausted => "pool exhausted",
             Self::ConnectionFailed => "connection failed",
             Self::ConnectionLost => "connection lost",
-            Self::StatementTimeout => "statement timeout",
             Self::Timeout => "timeout",
+            Self::StatementTimeout => "statement timeout",
+            Self::ReadOnly => "read only",
+            Self::AdminShutdown => "admin shutdown",
+            Self::CrashShutdown => "crash shutdown",
+            Self::CannotConnectNow => "cannot connect now",
         }
+    }
+
+    /// Whether a connection that reported this is unusable and must be dropped from
+    /// the pool instead of being handed out again (lost, or attached to a server
+    /// that is going away or can no longer take writes).
+    pub fn breaks_connection(self) -> bool {
+        matches!(
+            self,
+            Self::ConnectionLost
+                | Self::ReadOnly
+                | Self::AdminShutdown
+                | Self::CrashShutdown
+                | Self::CannotConnectNow
+        )
     }
 }
 
@@ -269,5 +300,33 @@ mod tests {
         };
         assert!(down.is_retryable());
         assert!(down.to_string().contains("pool exhausted"));
+    }
+
+    #[test]
+    fn unavailable_reasons_have_distinct_names_and_are_retryable() {
+        let all = [
+            UnavailableReason::PoolExhausted,
+            UnavailableReason::ConnectionFailed,
+            UnavailableReason::ConnectionLost,
+            UnavailableReason::Timeout,
+            UnavailableReason::StatementTimeout,
+            UnavailableReason::ReadOnly,
+            UnavailableReason::AdminShutdown,
+            UnavailableReason::CrashShutdown,
+            UnavailableReason::CannotConnectNow,
+        ];
+        let names: std::collections::BTreeSet<_> = all.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), all.len());
+        for reason in all {
+            let error = RepoError::Unavailable {
+                reason,
+                message: String::new(),
+                source: None,
+            };
+            assert!(error.is_retryable(), "{reason}");
+        }
+        assert!(UnavailableReason::ReadOnly.breaks_connection());
+        assert!(!UnavailableReason::StatementTimeout.breaks_connection());
+        assert!(!UnavailableReason::PoolExhausted.breaks_connection());
     }
 }

@@ -37,6 +37,8 @@ pub struct CheckedConnection<C> {
     returned_at: Instant,
     /// Set when a call on the connection failed: test it before the next use.
     suspect: bool,
+    /// Set when a call showed the connection unusable: r2d2 drops it on return.
+    broken: bool,
 }
 
 impl<C> CheckedConnection<C> {
@@ -44,6 +46,13 @@ impl<C> CheckedConnection<C> {
     /// connection failed: the connection may be the reason).
     pub fn mark_suspect(&mut self) {
         self.suspect = true;
+    }
+
+    /// Makes the pool drop the connection when it goes back instead of handing it out
+    /// again (call it when a call showed the connection unusable: lost, or attached
+    /// to a server that is shutting down or became a read-only standby).
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
     }
 
     /// Whether the next checkout tests the connection, given the idle threshold.
@@ -77,13 +86,26 @@ pub fn casts_doubt(error: &RepoError) -> bool {
     )
 }
 
-/// Finishes a call made on `conn`: on an error that [`casts_doubt`] on the
-/// connection, marks it suspect so that the next checkout tests it.
+/// Whether `error` shows that the connection it came from is unusable: see
+/// [`UnavailableReason::breaks_connection`](crate::UnavailableReason::breaks_connection).
+pub fn breaks_connection(error: &RepoError) -> bool {
+    match error {
+        RepoError::Unavailable { reason, .. } => reason.breaks_connection(),
+        _ => false,
+    }
+}
+
+/// Finishes a call made on `conn`: on an error that [`breaks_connection`], marks it
+/// broken so that the pool drops it; on one that [`casts_doubt`] on the connection,
+/// marks it suspect so that the next checkout tests it.
 pub fn finish_call<C, T>(
     conn: &mut CheckedConnection<C>,
     result: Result<T, RepoError>,
 ) -> Result<T, RepoError> {
     if let Err(e) = &result {
+        if breaks_connection(e) {
+            conn.mark_broken();
+        }
         if casts_doubt(e) {
             conn.mark_suspect();
         }
@@ -160,6 +182,7 @@ impl<M: ManageConnection> ManageConnection for IdleCheckManager<M> {
             conn: self.inner.connect()?,
             returned_at: Instant::now(),
             suspect: false,
+            broken: false,
         })
     }
 
@@ -188,7 +211,7 @@ impl<M: ManageConnection> ManageConnection for IdleCheckManager<M> {
     /// Called by r2d2 each time the connection goes back to the pool.
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
         conn.returned_at = Instant::now();
-        self.inner.has_broken(&mut conn.conn)
+        conn.broken || self.inner.has_broken(&mut conn.conn)
     }
 }
 
@@ -358,5 +381,31 @@ mod tests {
                 "presuming dead: {presume}"
             );
         }
+    }
+
+    #[test]
+    fn a_broken_connection_is_dropped_on_return() {
+        let (pool, _probe) = pool(Duration::from_secs(3600));
+        let mut conn = pool.get().expect("checkout");
+        let read_only = RepoError::Unavailable {
+            reason: crate::UnavailableReason::ReadOnly,
+            message: "cannot execute INSERT in a read-only transaction".into(),
+            source: None,
+        };
+        let _ = finish_call(&mut conn, Err::<(), _>(read_only));
+        drop(conn);
+        assert_eq!(
+            pool.state().connections,
+            0,
+            "the broken connection was dropped"
+        );
+        let mut conn = pool.get().expect("a fresh connection");
+        let _ = finish_call(&mut conn, Err::<(), _>(RepoError::not_found("user", 1)));
+        drop(conn);
+        assert_eq!(
+            pool.state().connections,
+            1,
+            "a domain error keeps the connection"
+        );
     }
 }

@@ -339,7 +339,6 @@ pub fn normalized_check_terms(sql: &str) -> Vec<String> {
     out
 }
 
-
 /// The check a backend runs when it opens with migrations turned off
 /// (`DB_RUN_MIGRATIONS=false`): every embedded migration (`embedded`: version and
 /// name, e.g. `("20261121000001", "2026-11-21-000001_initial")`) must be recorded as

@@ -81,15 +81,16 @@ pub(crate) struct PoolSource {
 }
 
 impl ConnectionSource for PoolSource {
+    /// Pooler mode: in a transaction that carries the settings (see
+    /// [`SessionSettings::pooled_transaction`](crate::pool::SessionSettings::pooled_transaction)).
     fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut conn = self.pool.get()?;
-        let result = f(&mut conn);
-        finish_call(&mut conn, result).map_err(|e| self.pool.scrub(e))
+        self.pool.call(&mut conn, f)
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut conn = self.pool.get()?;
-        let result = read_committed(&mut conn, f);
+        let result = self.pool.read_committed(&mut conn, f);
         finish_call(&mut conn, result).map_err(|e| self.pool.scrub(e))
     }
 

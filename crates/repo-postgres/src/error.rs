@@ -44,7 +44,9 @@ fn map_database_error(
         DatabaseErrorKind::SerializationFailure => {
             RepoError::conflict(ConflictReason::Serialization, info.message())
         }
-        DatabaseErrorKind::ClosedConnection => connection_lost(kind, info),
+        DatabaseErrorKind::ReadOnlyTransaction => {
+            unavailable(UnavailableReason::ReadOnly, kind, info)
+        }
         _ => classify_by_message(kind, info),
     }
 }
@@ -56,20 +58,75 @@ fn classify_by_message(
 ) -> RepoError {
     let message = info.message().to_owned();
     let lower = message.to_ascii_lowercase();
+    // Checked before the connection-loss texts: 57P01 also says "terminating
+    // connection", and libpq then reports the connection closed.
+    if let Some(reason) = shutdown_reason(&lower) {
+        return unavailable(reason, kind, info);
+    }
+    if kind == DatabaseErrorKind::ClosedConnection {
+        return connection_lost(kind, info);
+    }
+    if is_pooler_statement_error(&lower) {
+        return RepoError::config(format!(
+            "{}: the server connection changed under a prepared statement, which is what \
+             a transaction pooler (PgBouncer in transaction mode, a managed pooled \
+             endpoint) does; add pgbouncer=true to the database URL or set \
+             DB_PGBOUNCER=true",
+            message.trim_end()
+        ));
+    }
     if lower.contains("deadlock detected") {
         RepoError::conflict(ConflictReason::Deadlock, message)
     } else if lower.contains("lock timeout") || lower.contains("could not obtain lock") {
         RepoError::conflict(ConflictReason::ConcurrentUpdate, message)
     } else if lower.contains("statement timeout") {
-        RepoError::Unavailable {
-            reason: UnavailableReason::StatementTimeout,
-            message,
-            source: Some(Box::new(Error::DatabaseError(kind, info))),
-        }
+        unavailable(UnavailableReason::StatementTimeout, kind, info)
     } else if is_connection_loss(&lower) {
         connection_lost(kind, info)
     } else {
         backend(Error::DatabaseError(kind, info))
+    }
+}
+
+/// The server going away (57P01, 57P02) or not accepting connections (57P03), by the
+/// server's message (Diesel does not expose the SQLSTATE). `lower` is lowercase.
+fn shutdown_reason(lower: &str) -> Option<UnavailableReason> {
+    if lower.contains("terminating connection due to administrator command") {
+        Some(UnavailableReason::AdminShutdown)
+    } else if lower.contains("because of crash of another server process")
+        || lower.contains("terminating connection due to immediate shutdown")
+    {
+        Some(UnavailableReason::CrashShutdown)
+    } else if lower.contains("the database system is starting up")
+        || lower.contains("the database system is shutting down")
+        || lower.contains("the database system is in recovery mode")
+        || lower.contains("the database system is not yet accepting connections")
+        || lower.contains("the database system is not accepting connections")
+    {
+        Some(UnavailableReason::CannotConnectNow)
+    } else {
+        None
+    }
+}
+
+/// The errors a transaction pooler causes with per-connection prepared statements:
+/// Diesel's statement cache names statements per connection, and the pooler runs a
+/// client's next statement on another server connection. `lower` is lowercase.
+fn is_pooler_statement_error(lower: &str) -> bool {
+    (lower.contains("prepared statement")
+        && (lower.contains("does not exist") || lower.contains("already exists")))
+        || (lower.contains("bind message supplies") && lower.contains("prepared statement"))
+}
+
+fn unavailable(
+    reason: UnavailableReason,
+    kind: DatabaseErrorKind,
+    info: Box<dyn DatabaseErrorInformation + Send + Sync>,
+) -> RepoError {
+    RepoError::Unavailable {
+        reason,
+        message: format!("{reason}: {}", info.message().trim_end()),
+        source: Some(Box::new(Error::DatabaseError(kind, info))),
     }
 }
 
@@ -278,11 +335,13 @@ pub(crate) fn map_connection_error(error: ConnectionError, redacted_url: &str) -
             RepoError::config(format!("invalid PostgreSQL URL {redacted_url}: {msg}"))
         }
         other => RepoError::Unavailable {
-            reason: if is_deadline(&other.to_string().to_ascii_lowercase()) {
-                UnavailableReason::Timeout
-            } else {
-                UnavailableReason::ConnectionFailed
-            },
+            reason: shutdown_reason(&other.to_string().to_ascii_lowercase()).unwrap_or(
+                if is_deadline(&other.to_string().to_ascii_lowercase()) {
+                    UnavailableReason::Timeout
+                } else {
+                    UnavailableReason::ConnectionFailed
+                },
+            ),
             message: format!(
                 "could not connect to {redacted_url}: {}",
                 repo_core::instrument::one_line(&other.to_string())
@@ -500,6 +559,97 @@ mod tests {
             "postgres://h/db",
         );
         assert_eq!(reason(connect), UnavailableReason::Timeout);
+    }
+
+    /// The server's messages of the failover and pooler errors, as PostgreSQL 15 and
+    /// PgBouncer word them.
+    #[test]
+    fn failover_and_pooler_messages() {
+        use UnavailableReason as R;
+        for (text, reason) in [
+            (
+                "terminating connection due to administrator command",
+                R::AdminShutdown,
+            ),
+            (
+                "terminating connection because of crash of another server process",
+                R::CrashShutdown,
+            ),
+            (
+                "FATAL:  the database system is starting up",
+                R::CannotConnectNow,
+            ),
+            ("the database system is shutting down", R::CannotConnectNow),
+            (
+                "the database system is in recovery mode",
+                R::CannotConnectNow,
+            ),
+            (
+                "the database system is not yet accepting connections",
+                R::CannotConnectNow,
+            ),
+        ] {
+            assert_eq!(
+                shutdown_reason(&text.to_ascii_lowercase()),
+                Some(reason),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            shutdown_reason("server closed the connection unexpectedly"),
+            None
+        );
+        for text in [
+            "prepared statement \"__diesel_stmt_3\" does not exist",
+            "prepared statement \"__diesel_stmt_0\" already exists",
+            "bind message supplies 2 parameters, but prepared statement \"__diesel_stmt_1\" requires 1",
+            "unnamed prepared statement does not exist",
+        ] {
+            assert!(is_pooler_statement_error(&text.to_ascii_lowercase()), "{text}");
+        }
+        assert!(!is_pooler_statement_error(
+            "relation \"users\" does not exist"
+        ));
+        let mapped = classify_by_message(
+            DatabaseErrorKind::Unknown,
+            Box::new("prepared statement \"__diesel_stmt_3\" does not exist".to_owned()),
+        );
+        match mapped {
+            RepoError::Config { message } => {
+                assert!(message.contains("pgbouncer=true"), "{message}");
+                assert!(message.contains("DB_PGBOUNCER=true"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let read_only = map_database_error(
+            DatabaseErrorKind::ReadOnlyTransaction,
+            Box::new("cannot execute INSERT in a read-only transaction".to_owned()),
+        );
+        assert!(
+            matches!(
+                &read_only,
+                RepoError::Unavailable {
+                    reason: R::ReadOnly,
+                    ..
+                }
+            ),
+            "{read_only:?}"
+        );
+        assert!(read_only.is_retryable());
+        let admin = map_database_error(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("terminating connection due to administrator command".to_owned()),
+        );
+        assert!(
+            matches!(
+                admin,
+                RepoError::Unavailable {
+                    reason: R::AdminShutdown,
+                    ..
+                }
+            ),
+            "{admin:?}"
+        );
     }
 
     #[test]

@@ -3,11 +3,17 @@
 //! The PostgreSQL implementation of every repository trait of [`repo_core`], with
 //! Diesel and an r2d2 pool. Native types throughout: `uuid`, `jsonb`, `timestamptz`,
 //! `bigint` identity. The migrations of `migrations/postgres` are embedded and run on
-//! [`PostgresStore::connect`] (under an advisory lock) unless disabled.
+//! [`PostgresStore::connect`] (in one transaction under `pg_advisory_xact_lock`, over
+//! `DATABASE_MIGRATION_URL` when set) unless disabled. Opening against a standby is a
+//! `Config` error.
 //!
 //! Every pooled connection gets the session settings of
 //! [`repo_core::PostgresConfig`] (`statement_timeout`, `lock_timeout`,
 //! `idle_in_transaction_session_timeout`, `application_name`) and `TimeZone = UTC`.
+//! Behind a transaction pooler (PgBouncer in transaction mode, managed pooled
+//! endpoints) set [`repo_core::PostgresConfig::pgbouncer`] (`DB_PGBOUNCER=true`):
+//! then nothing is prepared or set on the session, and every call runs in a
+//! transaction whose `BEGIN` sets the same values with `SET LOCAL`.
 //! Units of work run `READ COMMITTED` on one connection; repository calls inside them
 //! become savepoints, and [`repo_core::Transaction::lock_collection`] is
 //! `SELECT … FOR UPDATE`.

@@ -1,9 +1,10 @@
-//! Embedded migrations (`migrations/postgres`), run under an advisory lock, and the
+//! Embedded migrations (`migrations/postgres`), run in one transaction under a
+//! transaction-scoped advisory lock, and the
 //! schema snapshot used by the parity checks.
 
 use crate::connection::QueryResultExt;
 use crate::error::map_diesel_error;
-use crate::pool::SessionSettings;
+use crate::pool::{in_recovery, standby_error, transaction_with};
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 use diesel::{QueryableByName, RunQueryDsl};
@@ -13,7 +14,7 @@ use repo_core::{IndexSnapshot, RepoError, RepoResult, SchemaSnapshot};
 /// Every PostgreSQL migration, embedded at build time.
 pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
-/// Key of the session advisory lock that serialises migrations across processes
+/// Key of the transaction advisory lock that serialises migrations across processes
 /// (the bytes of `"smtkmigr"`).
 const MIGRATION_LOCK_KEY: i64 = 0x736d_746b_6d69_6772;
 
@@ -29,47 +30,38 @@ fn map_migration_error(error: MigrationError) -> RepoError {
     }
 }
 
-/// Runs `f` holding the migration advisory lock, with statement and lock timeouts
-/// lifted (waiting for another process's migration, or a long `CREATE INDEX`, is
-/// expected here). The lock is released and the pool's session settings restored even
-/// when `f` fails.
+/// The migration transaction's `BEGIN`: statement and lock timeouts lifted for this
+/// transaction only (waiting for another process's migration, or a long `CREATE
+/// INDEX`, is expected here); nothing outlives the transaction.
+const MIGRATION_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
+     SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; \
+     SET LOCAL TimeZone = 'UTC'";
+
+/// Runs `f` in one transaction holding the transaction-scoped migration lock
+/// (`pg_advisory_xact_lock`), so the lock goes with the commit or rollback, on
+/// whichever server connection a transaction pooler picked, and no session state is
+/// left behind. Diesel's migration harness nests each migration's own transaction
+/// as a savepoint. A standby is refused first (`redacted_url` names it).
 fn with_migration_lock<T>(
     conn: &mut PgConnection,
-    settings: &SessionSettings,
+    redacted_url: &str,
     f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
 ) -> RepoResult<T> {
-    diesel::sql_query(
-        "SELECT set_config('statement_timeout', '0', false), \
-                set_config('lock_timeout', '0', false)",
-    )
-    .execute(conn)
-    .db()?;
-    let locked = diesel::sql_query("SELECT pg_advisory_lock($1)")
-        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
-        .execute(conn)
-        .db();
-    let result = locked.and_then(|_| {
-        let value = f(conn);
-        let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+    transaction_with(conn, MIGRATION_BEGIN, |c| {
+        if in_recovery(c).db()? {
+            return Err(standby_error(redacted_url));
+        }
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
-            .execute(conn)
-            .db();
-        let value = value?;
-        unlocked?;
-        Ok(value)
-    });
-    let restored = settings.apply(conn).db();
-    let value = result?;
-    restored?;
-    Ok(value)
+            .execute(c)
+            .db()?;
+        f(c)
+    })
 }
 
 /// Applies pending migrations; returns the versions applied now.
-pub(crate) fn run_pending(
-    conn: &mut PgConnection,
-    settings: &SessionSettings,
-) -> RepoResult<Vec<String>> {
-    with_migration_lock(conn, settings, |c| {
+pub(crate) fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
+    with_migration_lock(conn, redacted_url, |c| {
         c.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(map_migration_error)
@@ -77,11 +69,8 @@ pub(crate) fn run_pending(
 }
 
 /// Reverts every applied migration; returns the versions reverted.
-pub(crate) fn revert_all(
-    conn: &mut PgConnection,
-    settings: &SessionSettings,
-) -> RepoResult<Vec<String>> {
-    with_migration_lock(conn, settings, |c| {
+pub(crate) fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
+    with_migration_lock(conn, redacted_url, |c| {
         c.revert_all_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(map_migration_error)
@@ -89,11 +78,8 @@ pub(crate) fn revert_all(
 }
 
 /// Reverts the newest applied migration; returns its version.
-pub(crate) fn revert_last(
-    conn: &mut PgConnection,
-    settings: &SessionSettings,
-) -> RepoResult<String> {
-    with_migration_lock(conn, settings, |c| {
+pub(crate) fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String> {
+    with_migration_lock(conn, redacted_url, |c| {
         c.revert_last_migration(MIGRATIONS)
             .map(|version| version.to_string())
             .map_err(map_migration_error)

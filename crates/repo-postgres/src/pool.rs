@@ -2,6 +2,7 @@
 
 use crate::error::{map_checkout_error, map_connection_error, map_diesel_error, scrub_error};
 use crate::observe::WithSlowQueryLog;
+use diesel::connection::CacheSize;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, PooledConnection};
 use diesel::sql_types::Text;
@@ -23,28 +24,59 @@ pub(crate) type PgPool = Pool<PgManager>;
 /// A connection checked out of [`PgPool`]; derefs to `PgConnection`.
 pub(crate) type PgPooled = PooledConnection<PgManager>;
 
-/// Session settings applied once to every connection the pool opens.
+/// The settings of every connection the pool opens: once per session, or, in
+/// transaction-pooler mode, at the start of every transaction.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionSettings {
     statement_timeout_ms: String,
     lock_timeout_ms: String,
     idle_in_transaction_timeout_ms: String,
     application_name: String,
+    /// Transaction-pooler mode ([`PostgresConfig::pgbouncer`]).
+    pooler: bool,
+    /// `BEGIN` with the settings as `SET LOCAL`, for pooler mode.
+    begin_sql: String,
 }
 
 impl SessionSettings {
     pub(crate) fn new(config: &PostgresConfig) -> Self {
         let ms = |d: Duration| d.as_millis().min(i32::MAX as u128).to_string();
+        let statement_timeout_ms = ms(config.statement_timeout);
+        let lock_timeout_ms = ms(config.lock_timeout);
+        let idle_in_transaction_timeout_ms = ms(config.idle_in_transaction_timeout);
+        // Sent as one simple-protocol message: one round trip, nothing prepared. The
+        // values are integers rendered here, never text from outside.
+        let begin_sql = format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; \
+             SET LOCAL statement_timeout = {statement_timeout_ms}; \
+             SET LOCAL lock_timeout = {lock_timeout_ms}; \
+             SET LOCAL idle_in_transaction_session_timeout = {idle_in_transaction_timeout_ms}; \
+             SET LOCAL TimeZone = 'UTC'"
+        );
         Self {
-            statement_timeout_ms: ms(config.statement_timeout),
-            lock_timeout_ms: ms(config.lock_timeout),
-            idle_in_transaction_timeout_ms: ms(config.idle_in_transaction_timeout),
+            statement_timeout_ms,
+            lock_timeout_ms,
+            idle_in_transaction_timeout_ms,
             application_name: config.application_name.clone(),
+            pooler: config.pgbouncer,
+            begin_sql,
         }
     }
 
-    /// One round trip, every value a bound parameter.
+    /// Whether the store runs in transaction-pooler mode.
+    pub(crate) fn pooler(&self) -> bool {
+        self.pooler
+    }
+
+    /// Prepares a fresh connection. Session mode: the settings, in one round trip,
+    /// every value a bound parameter. Pooler mode: Diesel's prepared-statement cache
+    /// off (each statement is then one unnamed Parse/Bind/Execute/Sync, which a
+    /// transaction pooler keeps on one server connection), and no session state.
     pub(crate) fn apply(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
+        if self.pooler {
+            conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+            return Ok(());
+        }
         diesel::sql_query(
             "SELECT set_config('statement_timeout', $1, false), \
                     set_config('lock_timeout', $2, false), \
@@ -59,6 +91,48 @@ impl SessionSettings {
         .bind::<Text, _>("UTC")
         .execute(conn)
         .map(|_| ())
+    }
+}
+
+/// Runs `f` in a top-level transaction whose `BEGIN` carries `begin_sql` (one round
+/// trip), then commits, or rolls back when `f` fails. Diesel's transaction manager
+/// keeps track, so transactions that `f` opens become savepoints.
+pub(crate) fn transaction_with<T>(
+    conn: &mut PgConnection,
+    begin_sql: &str,
+    f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    if let Err(error) = AnsiTransactionManager::begin_transaction_sql(conn, begin_sql) {
+        // A batch that failed after its BEGIN leaves the server in a transaction that
+        // Diesel does not know about: end it, or the next call would run inside it.
+        let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+        return Err(map_diesel_error(error));
+    }
+    match f(conn) {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).map_err(map_diesel_error)?;
+            Ok(value)
+        }
+        Err(error) => match AnsiTransactionManager::rollback_transaction(conn) {
+            // The original error tells more than a failed rollback.
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+            Err(rollback) => Err(map_diesel_error(rollback)),
+        },
+    }
+}
+
+impl SessionSettings {
+    /// Pooler mode: runs `f` in a `READ COMMITTED` transaction that sets the
+    /// timeouts and the time zone for itself only (`SET LOCAL`), so they hold for
+    /// every statement of `f` on whichever server connection the pooler picked, and
+    /// leak to no other client.
+    pub(crate) fn pooled_transaction<T>(
+        &self,
+        conn: &mut PgConnection,
+        f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        transaction_with(conn, &self.begin_sql, f)
     }
 }
 
@@ -229,9 +303,35 @@ impl ConnectionPool {
         scrub_error(error, &self.secrets)
     }
 
-    /// The session settings every pooled connection gets.
-    pub(crate) fn settings(&self) -> &SessionSettings {
-        &self.settings
+    /// Runs one call `f` on `conn`, checked out of this pool: in pooler mode in a
+    /// transaction that carries the settings (see
+    /// [`SessionSettings::pooled_transaction`]); marks the connection by the outcome
+    /// ([`finish_call`](repo_core::pool_check::finish_call)) and scrubs the error.
+    pub(crate) fn call<T>(
+        &self,
+        conn: &mut PgPooled,
+        f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        let result = if self.settings.pooler() {
+            self.settings.pooled_transaction(conn, f)
+        } else {
+            f(conn)
+        };
+        repo_core::pool_check::finish_call(conn, result).map_err(|e| self.scrub(e))
+    }
+
+    /// Runs `f` in a top-level `READ COMMITTED` transaction of `conn`, which carries
+    /// the settings in pooler mode.
+    pub(crate) fn read_committed<T>(
+        &self,
+        conn: &mut PgConnection,
+        f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        if self.settings.pooler() {
+            self.settings.pooled_transaction(conn, f)
+        } else {
+            crate::connection::read_committed(conn, f)
+        }
     }
 
     /// Open and idle connections, for diagnostics.
@@ -306,7 +406,10 @@ fn probe(
         .spawn(move || {
             let result = PgConnection::establish(&owned_url)
                 .map_err(Probe::Connect)
-                .and_then(|mut conn| settings.apply(&mut conn).map_err(Probe::Query));
+                .and_then(|mut conn| {
+                    settings.apply(&mut conn).map_err(Probe::Query)?;
+                    in_recovery(&mut conn).map_err(Probe::Query)
+                });
             // The receiver may have given up waiting; nothing to do then.
             let _ = tx.send(result);
         });
@@ -317,7 +420,8 @@ fn probe(
         });
     }
     match rx.recv_timeout(timeout) {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(false)) => Ok(()),
+        Ok(Ok(true)) => Err(standby_error(redacted_url)),
         Ok(Err(Probe::Connect(e))) => Err(map_connection_error(e, redacted_url)),
         Ok(Err(Probe::Query(e))) => Err(map_diesel_error(e)),
         Err(_) => Err(RepoError::Unavailable {
@@ -328,6 +432,23 @@ fn probe(
             source: None,
         }),
     }
+}
+
+/// `pg_is_in_recovery()`: whether the server is a standby (read-only).
+pub(crate) fn in_recovery(conn: &mut PgConnection) -> diesel::QueryResult<bool> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "pg_is_in_recovery()",
+    ))
+    .get_result(conn)
+}
+
+/// The error of opening a store (or migrating) on a standby.
+pub(crate) fn standby_error(redacted_url: &str) -> RepoError {
+    RepoError::config(format!(
+        "{redacted_url} points at a read-only standby (pg_is_in_recovery() is true); \
+         point DATABASE_URL at the primary (with several hosts, add \
+         target_session_attrs=read-write)"
+    ))
 }
 
 enum Probe {

@@ -154,7 +154,7 @@ impl ReplicaNode {
         let outcome = self
             .pool
             .get_within(REPLICA_CHECKOUT_TIMEOUT)
-            .and_then(|mut conn| probe(&mut conn))
+            .and_then(|mut conn| self.pool.call(&mut conn, probe))
             .and_then(|p| self.mark_up(&p, max_lag));
         match outcome {
             Ok(()) => true,
@@ -262,7 +262,7 @@ impl ReplicaSet {
             let probed = node
                 .pool
                 .get()
-                .and_then(|mut conn| probe(&mut conn))
+                .and_then(|mut conn| node.pool.call(&mut conn, probe))
                 .and_then(|p| node.mark_up(&p, max_lag));
             match probed {
                 Ok(()) => {}
@@ -306,11 +306,7 @@ impl ReplicaSet {
             let result = node
                 .pool
                 .get_within(REPLICA_CHECKOUT_TIMEOUT)
-                .and_then(|mut conn| {
-                    let result = f(&mut conn);
-                    repo_core::pool_check::finish_call(&mut conn, result)
-                })
-                .map_err(|e| node.pool.scrub(e));
+                .and_then(|mut conn| node.pool.call(&mut conn, &f));
             match result {
                 Err(e) if is_replica_fault(&e) => node.mark_down(&e),
                 other => {

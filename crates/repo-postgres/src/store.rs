@@ -4,7 +4,7 @@
 use crate::api_keys::PgApiKeys;
 use crate::chunks::PgChunks;
 use crate::collections::{self as collection_repo, PgCollections};
-use crate::connection::{read_committed, ConnectionSource, PoolSource, TxSource};
+use crate::connection::{ConnectionSource, PoolSource, TxSource};
 use crate::documents::PgDocuments;
 use crate::migrations;
 use crate::operations::PgOperations;
@@ -45,6 +45,8 @@ struct Inner {
     chunks: PgChunks<PoolSource>,
     health_timeout: std::time::Duration,
     replicas: Arc<ReplicaSet>,
+    /// `StoreConfig::migration_url`: migrations run over a direct connection to it.
+    migration_url: Option<String>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -61,9 +63,17 @@ impl fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Opens a pool on `url` (`postgres://` or `postgresql://`) configured by `config`,
     /// checks that the server answers within `config.pool.connection_timeout`, and
-    /// runs pending migrations when `config.run_migrations` is set (under an advisory
-    /// lock, so concurrent processes do not race); when it is not set, a database that
-    /// lacks one of them is a `Config` error listing them.
+    /// runs pending migrations when `config.run_migrations` is set (in one transaction
+    /// under a transaction-scoped advisory lock, so concurrent processes do not race;
+    /// over `config.migration_url` when set).
+    ///
+    /// A server in recovery (a standby) is refused with `Config`. With
+    /// `config.postgres.pgbouncer` (transaction-pooler mode) no prepared statement is
+    /// cached and no session state is set: every call runs in a transaction whose
+    /// `BEGIN` sets the timeouts for that transaction only.
+    /// Without `config.run_migrations`, a database that lacks one of them is a
+    /// `Config` error listing them. `pgbouncer=true` in the URL turns the pooler mode
+    /// on like `config.postgres.pgbouncer`.
     ///
     /// An unreachable server is `Unavailable { ConnectionFailed }`; a malformed URL is
     /// `Config`. No message shows the URL's password. The URL may list several hosts
@@ -88,9 +98,20 @@ impl PostgresStore {
 
     fn open(url: &str, config: &repo_core::StoreConfig, check_schema: bool) -> RepoResult<Self> {
         config.validate()?;
-        // Multi-host URLs included; `pgbouncer=` is taken out and client-side
-        // deadlines are added where the URL sets none (docs/postgres.md).
+        // Multi-host URLs included; `pgbouncer=` is taken out (and turns the pooler
+        // mode on) and client-side deadlines are added where the URL sets none
+        // (docs/postgres.md).
         let parsed = PostgresUrl::parse(url)?;
+        let mut config = config.clone();
+        if let Some(pgbouncer) = parsed.pgbouncer() {
+            config.postgres.pgbouncer = pgbouncer;
+        }
+        let config = &config;
+        if let Some(migration_url) = &config.migration_url {
+            PostgresUrl::parse(migration_url).map_err(|e| {
+                repo_core::RepoError::config(format!("DATABASE_MIGRATION_URL: {e}"))
+            })?;
+        }
         let redacted = parsed.redacted();
         let secrets = parsed.secrets();
         let url = &parsed.with_deadline_defaults().libpq_url();
@@ -133,6 +154,7 @@ impl PostgresStore {
                     chunks: PgChunks { src: source },
                     health_timeout: config.health_timeout,
                     replicas,
+                    migration_url: config.migration_url.clone(),
                 },
             )),
         };
@@ -153,14 +175,40 @@ impl PostgresStore {
         self.inner.users.src.run(f)
     }
 
+    /// Runs a migration step on its own connection: one direct connection to
+    /// `StoreConfig::migration_url` when set (closed afterwards), else a pooled one.
+    /// `f` gets the connection and its URL, redacted, for messages.
+    fn on_migration_connection<T>(
+        &self,
+        f: impl FnOnce(&mut PgConnection, &str) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        match &self.inner.migration_url {
+            Some(url) => {
+                use diesel::Connection;
+                let parsed = PostgresUrl::parse(url)?;
+                let redacted = parsed.redacted();
+                let secrets = parsed.secrets();
+                let result = PgConnection::establish(&parsed.with_deadline_defaults().libpq_url())
+                    .map_err(|e| crate::error::map_connection_error(e, &redacted))
+                    .and_then(|mut conn| f(&mut conn, &redacted));
+                result.map_err(|e| crate::error::scrub_error(e, &secrets))
+            }
+            None => {
+                let pool = &self.inner.pool;
+                let mut conn = pool.get()?;
+                let result = f(&mut conn, pool.redacted_url());
+                finish_call(&mut conn, result).map_err(|e| pool.scrub(e))
+            }
+        }
+    }
+
     /// Applies every pending migration; returns the versions applied now.
     ///
     /// Then fills the search tokens of chunks that have none
     /// ([`PostgresStore::backfill_search_tokens`]), also when no migration was
     /// pending, so rows written without them become searchable.
     pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
-        let applied =
-            self.on_connection(|c| migrations::run_pending(c, self.inner.pool.settings()))?;
+        let applied = self.on_migration_connection(migrations::run_pending)?;
         self.backfill_search_tokens()?;
         Ok(applied)
     }
@@ -175,12 +223,12 @@ impl PostgresStore {
     /// Reverts every applied migration (drops every table); returns the versions
     /// reverted, newest first.
     pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(|c| migrations::revert_all(c, self.inner.pool.settings()))
+        self.on_migration_connection(migrations::revert_all)
     }
 
     /// Reverts the newest applied migration; returns its version.
     pub fn revert_last_migration(&self) -> RepoResult<String> {
-        self.on_connection(|c| migrations::revert_last(c, self.inner.pool.settings()))
+        self.on_migration_connection(migrations::revert_last)
     }
 
     /// Versions of the applied migrations, oldest first.
@@ -267,8 +315,9 @@ impl Store for PostgresStore {
             let mut conn = self.inner.pool.get()?;
             let _open = self.inner.pool.enter_unit_of_work();
             let policy = self.inner.policy;
+            let pool = &self.inner.pool;
             let result = self.inner.retry.run(|| {
-                read_committed(&mut conn, |c| {
+                pool.read_committed(&mut conn, |c| {
                     let cell = Mutex::new(c);
                     let tx = PgTransaction::new(&cell, policy);
                     work(&Instrumented::new(BackendKind::Postgres, tx))
@@ -372,10 +421,14 @@ fn open_replicas(config: &repo_core::StoreConfig) -> RepoResult<ReplicaSet> {
                 max_overflow: config.pool.max_size(),
                 ..config.pool.clone()
             };
+            let mut postgres = config.postgres.clone();
+            if let Some(pgbouncer) = parsed.pgbouncer() {
+                postgres.pgbouncer = pgbouncer;
+            }
             Ok(ConnectionPool::build(
                 &parsed.clone().with_deadline_defaults().libpq_url(),
                 &pool,
-                SessionSettings::new(&config.postgres),
+                SessionSettings::new(&postgres),
                 parsed.redacted(),
                 parsed.secrets(),
                 config.slow_query_threshold,
@@ -513,6 +566,7 @@ mod tests {
                 lock_timeout: std::time::Duration::from_millis(1234),
                 idle_in_transaction_timeout: std::time::Duration::from_secs(42),
                 application_name: "smoke-test".into(),
+                pgbouncer: false,
             },
             ..Default::default()
         };

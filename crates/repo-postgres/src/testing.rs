@@ -109,12 +109,26 @@ impl TempDatabase {
         &self.name
     }
 
-    /// The URL of this database on another server (a pooler in front of the same
-    /// server, or a replica of it): `server_url` with its path set to this database.
-    pub fn url_on(&self, server_url: &str) -> RepoResult<String> {
+    /// URL of this database reached through another server or proxy: `server_url`
+    /// (a PgBouncer in front of the server, or a replica of it) with its path replaced
+    /// by this database's name; its hosts, credentials and query are kept.
+    pub fn url_through(&self, server_url: &str) -> RepoResult<String> {
         Ok(PostgresUrl::parse(server_url)?
             .with_database(&self.name)
             .to_url())
+    }
+
+    /// [`url_through`](Self::url_through) the PgBouncer (transaction mode) named by
+    /// `TEST_PGBOUNCER_URL`, which is required: unset, this is a `Config` error.
+    pub fn pgbouncer_url(&self) -> RepoResult<String> {
+        match std::env::var("TEST_PGBOUNCER_URL") {
+            Ok(url) if !url.trim().is_empty() => self.url_through(url.trim()),
+            _ => Err(RepoError::config(
+                "TEST_PGBOUNCER_URL is not set: run the tests with scripts/test.sh, which \
+                 starts PgBouncer in transaction mode (for a local one: \
+                 TEST_PGBOUNCER_URL=postgres://postgres@127.0.0.1:6432/postgres)",
+            )),
+        }
     }
 }
 

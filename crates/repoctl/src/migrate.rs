@@ -9,13 +9,10 @@
 
 use crate::conn::Endpoint;
 use crate::error::{Failure, Secrets};
-use diesel::connection::SimpleConnection;
 use diesel::migration::MigrationSource;
-use diesel::pg::{Pg, PgConnection};
-use diesel::sql_types::BigInt;
-use diesel::sqlite::{Sqlite, SqliteConnection};
-use diesel::{Connection, RunQueryDsl};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel::pg::Pg;
+use diesel::sqlite::Sqlite;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use repo_core::{BackendKind, PoolConfig, StoreConfig};
 use repo_postgres::PostgresStore;
 use repo_sqlite::SqliteStore;
@@ -23,9 +20,6 @@ use std::time::Duration;
 
 /// The PostgreSQL migrations (the same files `repo-postgres` embeds).
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
-
-/// Key of the advisory lock `repo-postgres` takes around migrations (`"smtkmigr"`).
-const MIGRATION_LOCK_KEY: i64 = 0x736d_746b_6d69_6772;
 
 /// Migration versions this build knows for `backend`, oldest first.
 pub fn known_versions(backend: BackendKind) -> Result<Vec<String>, Failure> {
@@ -146,42 +140,10 @@ pub fn down_one(endpoint: &Endpoint, secrets: &Secrets) -> Result<Option<String>
     if store.applied()?.is_empty() {
         return Ok(None);
     }
-    drop(store);
-    let mig_err = |e: Box<dyn std::error::Error + Send + Sync>| {
-        Failure::other(secrets.scrub(&format!("migration failed: {e}")))
-    };
-    match endpoint {
-        Endpoint::Sqlite(path) => {
-            let mut conn = SqliteConnection::establish(path)
-                .map_err(|e| Failure::connection(secrets.scrub(&e.to_string())))?;
-            conn.batch_execute("PRAGMA busy_timeout = 5000")?;
-            let mut out = None;
-            conn.immediate_transaction(|c| -> Result<(), Failure> {
-                out = Some(
-                    c.revert_last_migration(repo_sqlite::MIGRATIONS)
-                        .map_err(mig_err)?
-                        .to_string(),
-                );
-                Ok(())
-            })?;
-            Ok(out)
-        }
-        Endpoint::Postgres(_) => {
-            let mut conn = PgConnection::establish(&endpoint.libpq_url()?)
-                .map_err(|e| Failure::connection(secrets.scrub(&e.to_string())))?;
-            conn.batch_execute("SET statement_timeout = 0; SET lock_timeout = 0")?;
-            diesel::sql_query("SELECT pg_advisory_lock($1)")
-                .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
-                .execute(&mut conn)?;
-            let result = conn.transaction(|c| -> Result<String, Failure> {
-                Ok(c.revert_last_migration(PG_MIGRATIONS)
-                    .map_err(mig_err)?
-                    .to_string())
-            });
-            diesel::sql_query("SELECT pg_advisory_unlock($1)")
-                .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
-                .execute(&mut conn)?;
-            result.map(Some)
-        }
-    }
+    // The stores' own revert: on PostgreSQL one transaction under the
+    // transaction-scoped migration lock, leaving no session state behind.
+    Ok(Some(match store {
+        MigrationStore::Sqlite(s) => s.revert_last_migration()?,
+        MigrationStore::Postgres(s) => s.revert_last_migration()?,
+    }))
 }

@@ -10,6 +10,7 @@ mod bulk;
 mod concurrency;
 mod copy;
 pub(crate) mod point;
+mod pooler;
 
 use crate::backend::Backend;
 use crate::cli::Plan;
@@ -36,6 +37,7 @@ pub(crate) trait Section {
 pub(crate) fn all() -> Vec<Box<dyn Section>> {
     vec![
         Box::new(point::PointOperations),
+        Box::new(pooler::Pooler),
         Box::new(concurrency::Concurrency),
         Box::new(bulk::Bulk),
         Box::new(copy::Copy),

@@ -38,7 +38,7 @@ pub(crate) enum PointOp {
 }
 
 impl PointOp {
-    const ALL: [PointOp; 6] = [
+    pub(crate) const ALL: [PointOp; 6] = [
         PointOp::GetUser,
         PointOp::CollectionWithAccess,
         PointOp::VerifyKey,
@@ -65,7 +65,7 @@ impl PointOp {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             PointOp::GetUser => "get user by id",
             PointOp::CollectionWithAccess => "get collection with access check",
@@ -86,7 +86,7 @@ impl PointOp {
 }
 
 /// Who runs the operation.
-enum Variant<'a> {
+pub(crate) enum Variant<'a> {
     /// A store handle (pool checkout per call).
     Repo(&'a dyn Store),
     /// The raw-Diesel baseline on a held connection.
@@ -95,12 +95,12 @@ enum Variant<'a> {
 
 /// Measures the part of a call that is the operation itself (setup and cleanup of
 /// operation cycles run outside it).
-trait Meter {
+pub(crate) trait Meter {
     fn measure(&mut self, f: &mut dyn FnMut() -> BenchResult<()>) -> BenchResult<u64>;
 }
 
 /// Wall-clock time.
-struct Clock;
+pub(crate) struct Clock;
 
 impl Meter for Clock {
     fn measure(&mut self, f: &mut dyn FnMut() -> BenchResult<()>) -> BenchResult<u64> {
@@ -123,7 +123,7 @@ impl Meter for StatementLog {
 }
 
 /// Runs `op` once as call number `i` of its variant.
-fn call(
+pub(crate) fn call(
     op: PointOp,
     variant: &mut Variant<'_>,
     fx: &Fixtures,
@@ -252,6 +252,47 @@ fn call(
     }
 }
 
+/// Times `op` on every variant: `plan.point_warmup` untimed calls each, then rounds
+/// in which the variants take turns in batches, in a rotating order, so that drift
+/// and other load hit all alike. Returns the samples (ns) of each variant.
+pub(crate) fn sample_variants(
+    plan: &crate::cli::Plan,
+    op: PointOp,
+    variants: &mut [Variant<'_>],
+    fx: &Fixtures,
+    config: &Value,
+) -> BenchResult<Vec<Vec<u64>>> {
+    let mut samples: Vec<Vec<u64>> = vec![Vec::with_capacity(plan.point_samples()); variants.len()];
+    let mut counters = vec![0usize; variants.len()];
+    for (v, variant) in variants.iter_mut().enumerate() {
+        for _ in 0..plan.point_warmup {
+            call(op, variant, fx, counters[v], config, &mut Clock)?;
+            counters[v] += 1;
+        }
+    }
+    let measuring = Instant::now();
+    for round in 0..plan.point_rounds {
+        if round >= 20 && plan.point_budget.is_some_and(|b| measuring.elapsed() > b) {
+            break;
+        }
+        for k in 0..variants.len() {
+            let v = (round + k) % variants.len();
+            for _ in 0..plan.point_batch {
+                samples[v].push(call(
+                    op,
+                    &mut variants[v],
+                    fx,
+                    counters[v],
+                    config,
+                    &mut Clock,
+                )?);
+                counters[v] += 1;
+            }
+        }
+    }
+    Ok(samples)
+}
+
 /// Figures of one operation on one backend.
 #[derive(Debug, Clone, Serialize)]
 struct OpResult {
@@ -266,7 +307,8 @@ struct OpResult {
     statements: Comparison,
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
+/// `a / b`, for latency ratios (a zero `b` counts as 1 ns).
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
     a as f64 / (b.max(1)) as f64
 }
 
@@ -361,31 +403,8 @@ impl Section for PointOperations {
                     Variant::Repo(no_ping.as_ref()),
                     Variant::Raw(backend.raw.point()),
                 ];
-                let mut samples: Vec<Vec<u64>> =
-                    vec![Vec::with_capacity(plan.point_samples()); variants.len()];
-                let mut counters = vec![0usize; variants.len()];
-                for (v, variant) in variants.iter_mut().enumerate() {
-                    for _ in 0..plan.point_warmup {
-                        call(op, variant, fx, counters[v], &config, &mut Clock)?;
-                        counters[v] += 1;
-                    }
-                }
-                let measuring = Instant::now();
-                for round in 0..plan.point_rounds {
-                    if round >= 20 && plan.point_budget.is_some_and(|b| measuring.elapsed() > b) {
-                        break;
-                    }
-                    for k in 0..variants.len() {
-                        let v = (round + k) % variants.len();
-                        for _ in 0..plan.point_batch {
-                            let ns =
-                                call(op, &mut variants[v], fx, counters[v], &config, &mut Clock)
-                                    .map_err(|e| format!("{} on {label}: {e}", op.name()))?;
-                            samples[v].push(ns);
-                            counters[v] += 1;
-                        }
-                    }
-                }
+                let mut samples = sample_variants(&plan, op, &mut variants, fx, &config)
+                    .map_err(|e| format!("{} on {label}: {e}", op.name()))?;
                 let [repo, repo_no_pre_ping, raw] = [0, 1, 2].map(|v| Summary::of(&mut samples[v]));
                 let (Some(repo), Some(repo_no_pre_ping), Some(raw)) = (repo, repo_no_pre_ping, raw)
                 else {
