@@ -151,11 +151,12 @@ mod replica {
 
     #[rstest::fixture]
     fn harness() -> ReplicaHarness {
-        let db = TempDatabase::create(&env("TEST_PRIMARY_URL")).unwrap_or_else(|e| panic!("{e}"));
+        let db = TempDatabase::create_replicated(&env("TEST_PRIMARY_URL"))
+            .unwrap_or_else(|e| panic!("{e}"));
         let replica_url = db
             .url_through(&env("TEST_STANDBY_URL"))
             .unwrap_or_else(|e| panic!("{e}"));
-        wait_until_connectable(&replica_url, Duration::from_secs(30))
+        wait_until_connectable(&replica_url, Duration::from_secs(120))
             .unwrap_or_else(|e| panic!("the replica never showed database {}: {e}", db.name()));
         let config = with_replica(StoreConfig::default(), &replica_url);
         let store = PostgresStore::connect(db.url(), &config)

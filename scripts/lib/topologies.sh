@@ -6,9 +6,8 @@
 # name is forwarded under the same name, so a test creates its database directly and
 # reaches it through PgBouncer).
 #
-# `provision_standby` starts a streaming standby (pg_basebackup -R) of a primary this
-# script controls (the throwaway main cluster, or one more throwaway cluster when the
-# main server is not ours) and exports TEST_PRIMARY_URL, TEST_STANDBY_URL, and, so
+# `provision_standby` starts a throwaway primary of its own and a streaming standby of
+# it (pg_basebackup -R), and exports TEST_PRIMARY_URL, TEST_STANDBY_URL, and, so
 # that tests can stop and start the standby, TEST_STANDBY_CONTROL (a script taking
 # `stop` or `start`); for tests that start clusters of their own, TEST_PG_BINDIR (the
 # PostgreSQL server binaries) and TEST_CLUSTER_USER (the user to run them as when
@@ -110,16 +109,14 @@ EOF
 # --- a streaming standby ------------------------------------------------------------
 provision_standby() {
     local primary_dir primary_port basebackup port dir
-    if [[ -n $MAIN_CLUSTER_DIR ]]; then
-        primary_dir=$MAIN_CLUSTER_DIR
-        TEST_PRIMARY_URL=$TEST_DATABASE_URL
-    else
-        # The main server is not ours to reconfigure: replicate a throwaway primary.
-        start_primary primary "$((${PGTEST_PORT:-55432} + 10))" ||
-            die "no primary for the standby could be started (reason logged above)"
-        primary_dir=$STARTED_DIR
-        TEST_PRIMARY_URL=$STARTED_URL
+    # A primary of its own, even when the main server is a throwaway cluster: the
+    # standby then replays only the replica tests' writes, not every other test's.
+    if ! start_primary primary "$((${PGTEST_PORT:-55432} + 10))"; then
+        install_package postgresql && start_primary primary "$((${PGTEST_PORT:-55432} + 10))" ||
+            die "no primary for the standby could be started (reason logged above${INSTALL_FAILURE:+; $INSTALL_FAILURE})"
     fi
+    primary_dir=$STARTED_DIR
+    TEST_PRIMARY_URL=$STARTED_URL
     primary_port=$(cat "$primary_dir/port")
     basebackup=$(pg_binary pg_basebackup) || die "pg_basebackup is not installed"
     port=$(free_port "$((primary_port + 1))") || die "no free port for the standby"

@@ -553,6 +553,8 @@ impl std::error::Error for ConnectionFailure {}
 #[derive(Debug)]
 pub struct ConnectionErrors {
     backend: BackendKind,
+    /// The database in log lines (a redacted URL or a SQLite target), if named.
+    database: String,
     interval: Duration,
     state: std::sync::Mutex<ErrorsState>,
 }
@@ -572,9 +574,17 @@ impl ConnectionErrors {
     pub fn new(backend: BackendKind, interval: Duration) -> Self {
         Self {
             backend,
+            database: String::new(),
             interval,
             state: std::sync::Mutex::new(ErrorsState::default()),
         }
+    }
+
+    /// Names the database in the log lines (`database` field): a URL with its password
+    /// redacted, or a SQLite target; never a secret.
+    pub fn naming(mut self, database: impl Into<String>) -> Self {
+        self.database = database.into();
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ErrorsState> {
@@ -601,6 +611,7 @@ impl ConnectionErrors {
         tracing::warn!(
             target: "repo_core::pool",
             backend = self.backend.as_str(),
+            database = %self.database,
             error = %message,
             suppressed,
             "pool connection error (at most one line per {:?}; suppressed = errors left out since the last line)",

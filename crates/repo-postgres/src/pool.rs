@@ -217,10 +217,10 @@ impl ConnectionPool {
     ) -> Self {
         let max_lifetime = pool.max_lifetime.filter(|l| !l.is_zero());
         let max_size = pool.max_size();
-        let errors = Arc::new(ConnectionErrors::new(
-            BackendKind::Postgres,
-            POOL_WARNING_INTERVAL,
-        ));
+        let errors = Arc::new(
+            ConnectionErrors::new(BackendKind::Postgres, POOL_WARNING_INTERVAL)
+                .naming(redacted_url.clone()),
+        );
         let built = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(pool.min_idle()))

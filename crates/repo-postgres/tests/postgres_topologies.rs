@@ -450,8 +450,34 @@ fn standby_url() -> String {
 }
 
 /// A database created on the primary, once the standby has replayed its creation.
+/// Waits until the standby at `standby` has replayed past `position`.
+fn wait_for_replay(standby: &str, position: repo_core::WritePosition) {
+    #[derive(diesel::QueryableByName)]
+    struct Replayed {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        done: bool,
+    }
+    let mut conn = PgConnection::establish(standby).expect("standby connection");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let replayed: Replayed =
+            diesel::sql_query("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done")
+                .bind::<Text, _>(position.to_string())
+                .get_result(&mut conn)
+                .expect("replay position");
+        if replayed.done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby did not replay {position} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn replicated_db() -> (TempDatabase, String) {
-    let db = TempDatabase::create(&primary_url()).unwrap_or_else(|e| panic!("{e}"));
+    let db = TempDatabase::create_replicated(&primary_url()).unwrap_or_else(|e| panic!("{e}"));
     let on_standby = db.url_through(&standby_url()).expect("standby URL");
     let deadline = Instant::now() + Duration::from_secs(30);
     while PgConnection::establish(&on_standby).is_err() {
@@ -548,6 +574,10 @@ fn a_write_on_a_standby_is_read_only_and_the_connection_is_dropped() {
         .users()
         .create(&new_user("alice"))
         .expect("on the primary");
+    // The standby must have the schema before the address moves to it (with
+    // asynchronous commit the primary sends WAL only once its writer flushes it).
+    let position = store.write_position().expect("write position");
+    wait_for_replay(&standby_url(), position);
 
     // The address moves: connections to the old server are cut, new ones reach the
     // standby. The first call may see its connection cut; a later one lands on the

@@ -117,10 +117,10 @@ impl SqliteStore {
             ));
         }
         let kind = pool::classify(target)?;
-        let errors = Arc::new(ConnectionErrors::new(
-            BackendKind::Sqlite,
-            POOL_WARNING_INTERVAL,
-        ));
+        let errors = Arc::new(
+            ConnectionErrors::new(BackendKind::Sqlite, POOL_WARNING_INTERVAL)
+                .naming(redact_url(target)),
+        );
         let pool = pool::build(
             target,
             kind,
