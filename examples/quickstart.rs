@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let collection =
         store
             .collections()
-            .get_with_access(collection.id, user.id, AccessLevel::Admin)?;
+            .get_with_access(collection.id, user.id.into(), AccessLevel::Admin)?;
     println!(
         "collection: {} ({}, store {}, status {})",
         collection.name,

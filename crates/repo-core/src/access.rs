@@ -154,7 +154,10 @@ pub enum Actor {
 
 /// Whether a key's `permissions` document sets `key` to `true`.
 fn flag(permissions: Option<&Value>, key: &str) -> bool {
-    permissions.and_then(|p| p.get(key)).and_then(Value::as_bool) == Some(true)
+    permissions
+        .and_then(|p| p.get(key))
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 /// Whether a key is scoped: it holds a grant, or its permissions say `"scoped": true`.
@@ -192,9 +195,8 @@ impl PrincipalFacts {
                 is_superuser: self.is_superuser,
             };
         };
-        let usable = key.is_active
-            && key.expires_at.is_none_or(|exp| exp > now)
-            && self.user_is_active;
+        let usable =
+            key.is_active && key.expires_at.is_none_or(|exp| exp > now) && self.user_is_active;
         if !usable {
             return Actor::Denied;
         }
@@ -279,7 +281,12 @@ mod tests {
         c
     }
 
-    fn key_facts(user: i64, su: bool, permissions: Option<Value>, has_grants: bool) -> PrincipalFacts {
+    fn key_facts(
+        user: i64,
+        su: bool,
+        permissions: Option<Value>,
+        has_grants: bool,
+    ) -> PrincipalFacts {
         PrincipalFacts {
             user_id: UserId(user),
             user_is_active: true,
@@ -296,8 +303,14 @@ mod tests {
     #[test]
     fn unscoped_key_acts_as_its_user() {
         let a = key_facts(1, false, None, false).actor(crate::now());
-        assert_eq!(a.level(&collection(1, false), None, None), Some(AccessLevel::Admin));
-        assert_eq!(a.level(&collection(2, true), None, None), Some(AccessLevel::Read));
+        assert_eq!(
+            a.level(&collection(1, false), None, None),
+            Some(AccessLevel::Admin)
+        );
+        assert_eq!(
+            a.level(&collection(2, true), None, None),
+            Some(AccessLevel::Read)
+        );
     }
 
     #[test]
@@ -305,7 +318,10 @@ mod tests {
         let a = key_facts(1, false, None, true).actor(crate::now());
         let own = collection(1, false);
         assert_eq!(a.level(&own, None, None), None);
-        assert_eq!(a.level(&own, None, Some(AccessLevel::Write)), Some(AccessLevel::Write));
+        assert_eq!(
+            a.level(&own, None, Some(AccessLevel::Write)),
+            Some(AccessLevel::Write)
+        );
         let other = collection(2, false);
         assert_eq!(
             a.level(&other, Some(AccessLevel::Read), Some(AccessLevel::Admin)),
@@ -313,12 +329,18 @@ mod tests {
         );
         assert_eq!(a.level(&other, None, Some(AccessLevel::Admin)), None);
         assert_eq!(a.level(&collection(2, true), None, None), None);
-        let reader = key_facts(1, false, Some(json!({"read_public": true})), true)
-            .actor(crate::now());
-        assert_eq!(reader.level(&collection(2, true), None, None), Some(AccessLevel::Read));
+        let reader =
+            key_facts(1, false, Some(json!({"read_public": true})), true).actor(crate::now());
+        assert_eq!(
+            reader.level(&collection(2, true), None, None),
+            Some(AccessLevel::Read)
+        );
         let su = key_facts(1, true, Some(json!({"scoped": true})), false).actor(crate::now());
         assert_eq!(su.level(&other, None, None), None);
-        assert_eq!(su.level(&other, None, Some(AccessLevel::Admin)), Some(AccessLevel::Admin));
+        assert_eq!(
+            su.level(&other, None, Some(AccessLevel::Admin)),
+            Some(AccessLevel::Admin)
+        );
     }
 
     #[test]

@@ -7,10 +7,10 @@ use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use repo_core::{
-    now, require_access, validate, AccessLevel, Collection, CollectionId,
+    now, require_access, validate, AccessLevel, Actor, ApiKeyId, Collection, CollectionId,
     CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
-    Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult, SyncMode, SyncRun, Timestamp,
-    UserId, Actor, ApiKeyId, KeyFacts, Principal, PrincipalFacts,
+    Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal, PrincipalFacts, RepoError,
+    RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -420,10 +420,7 @@ fn list_visible(
         .offset(page.offset_i64())
         .load(conn)
         .db()?;
-    let total: i64 = visible_to(actor, principal)
-        .count()
-        .get_result(conn)
-        .db()?;
+    let total: i64 = visible_to(actor, principal).count().get_result(conn).db()?;
     Ok(Page {
         items: many(rows)?,
         total: u64::try_from(total).unwrap_or(0),

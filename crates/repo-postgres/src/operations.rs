@@ -344,7 +344,8 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
         principal: Principal,
         needed: AccessLevel,
     ) -> RepoResult<Operation> {
-        self.src.run(|c| get_with_access(c, uuid, principal, needed))
+        self.src
+            .run(|c| get_with_access(c, uuid, principal, needed))
     }
 
     fn transition(

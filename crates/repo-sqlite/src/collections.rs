@@ -13,10 +13,10 @@ use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::upsert::excluded;
 use repo_core::{
-    now, require_access, Actor, KeyFacts, Principal, PrincipalFacts, validate, AccessLevel, ApiKeyId, Collection,
-    CollectionId, CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats,
-    CollectionStatus, Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult, SyncMode,
-    SyncRun, Timestamp, UserId,
+    now, require_access, validate, AccessLevel, Actor, ApiKeyId, Collection, CollectionId,
+    CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
+    Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal, PrincipalFacts, RepoError,
+    RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 
 /// A `collections` row as stored.

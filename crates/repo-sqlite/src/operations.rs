@@ -11,9 +11,9 @@ use crate::users as user_repo;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{
-    now, require_access, validate, Principal, AccessLevel, CollectionId, NewOperation, Operation,
+    now, require_access, validate, AccessLevel, CollectionId, NewOperation, Operation,
     OperationFilter, OperationRepository, OperationStatus, OperationUuid, Page, PageRequest,
-    RepoError, RepoResult, Timestamp, UserId,
+    Principal, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
