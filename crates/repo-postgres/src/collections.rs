@@ -212,15 +212,17 @@ pub(crate) fn require(conn: &mut PgConnection, id: CollectionId) -> RepoResult<(
 const PRINCIPAL_JOINS: &str = "LEFT JOIN api_keys k ON k.id = $2 \
      LEFT JOIN users u ON u.id = COALESCE(k.user_id, $1)";
 
-/// The columns of [`PrincipalColumns`], over [`PRINCIPAL_JOINS`].
+/// The columns of [`PrincipalColumns`], over [`PRINCIPAL_JOINS`]. The `CASE` keeps a
+/// user principal (no key) from running the grant probe at all.
 const PRINCIPAL_COLUMNS: &str = "u.id AS principal_user_id, \
      u.is_active AS principal_user_is_active, \
      u.is_superuser AS principal_is_superuser, \
      k.is_active AS key_is_active, \
      k.expires_at AS key_expires_at, \
      k.permissions AS key_permissions, \
-     EXISTS (SELECT 1 FROM collection_permissions kg_any WHERE kg_any.api_key_id = k.id) \
-         AS key_has_grants";
+     CASE WHEN k.id IS NULL THEN FALSE ELSE EXISTS ( \
+         SELECT 1 FROM collection_permissions kg_any WHERE kg_any.api_key_id = k.id \
+     ) END AS key_has_grants";
 
 /// What one access statement reads about the principal.
 #[derive(QueryableByName)]
