@@ -2,7 +2,7 @@
 //! working directory; set `DATABASE_URL=postgres://…` to run the same code on PostgreSQL.
 //!
 //! It creates (or reuses) a user, issues an API key and verifies it, creates (or
-//! reuses) a collection, starts an operation in a unit of work and walks it to
+//! reuses) a collection, scopes the key to it, starts an operation in a unit of work and walks it to
 //! completion. Running it again in the same directory succeeds too.
 //!
 //! ```text
@@ -11,8 +11,8 @@
 
 use serde_json::json;
 use smtk_repo::{
-    AccessLevel, CollectionStatus, NewApiKey, NewCollection, NewOperation, NewUser, OperationKind,
-    OperationStatus, RepoError, RepoResult, Store, User,
+    AccessLevel, CollectionStatus, Grantee, NewApiKey, NewCollection, NewOperation, NewUser,
+    OperationKind, OperationStatus, Principal, RepoError, RepoResult, Store, User,
 };
 
 /// A password hash as an application would produce it (argon2id, PHC format).
@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let collection =
         store
             .collections()
-            .get_with_access(collection.id, user.id, AccessLevel::Admin)?;
+            .get_with_access(collection.id, user.id.into(), AccessLevel::Admin)?;
     println!(
         "collection: {} ({}, store {}, status {})",
         collection.name,
@@ -71,6 +71,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         collection.vector_store_name,
         collection.status
     );
+
+    // A grant scopes the key: asked as the key (not as its user), it reaches only
+    // this collection, and only to read.
+    store.collections().grant(
+        collection.id,
+        Grantee::ApiKey(verified.key.id),
+        AccessLevel::Read,
+    )?;
+    let as_key = Principal::from(&verified);
+    store
+        .collections()
+        .get_with_access(collection.id, as_key, AccessLevel::Read)?;
+    assert!(store
+        .collections()
+        .get_with_access(collection.id, as_key, AccessLevel::Write)
+        .is_err());
+    println!("api key scoped to {}: read only", collection.name);
 
     // One unit of work: lock the collection, check it is idle, create the operation,
     // mark the collection processing. Either all of it commits or none of it.
@@ -112,6 +129,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Revoked keys stop verifying; delete it so repeated runs stay tidy.
     store.api_keys().revoke(created.key.id)?;
     assert!(store.api_keys().verify(created.secret.expose())?.is_none());
+    // A caller that cached the key id has no access any more, without a new verify.
+    assert!(matches!(
+        store.collections().access_level(collection.id, as_key),
+        Ok(None)
+    ));
     store.api_keys().delete(created.key.id)?;
     println!("api key revoked and deleted");
 

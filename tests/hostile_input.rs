@@ -10,8 +10,9 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestCaseResult, TestRunner};
 use repo_core::{
-    Collection, CollectionId, DocumentId, NewChunk, NewCollection, NewDocument, NewUser,
-    PageRequest, RepoError, RepoResult, SearchQuery, Store, StoreConfig, User, UserId,
+    AccessLevel, ApiKeyId, Collection, CollectionId, DocumentId, Grantee, NewApiKey, NewChunk,
+    NewCollection, NewDocument, NewUser, PageRequest, Principal, RepoError, RepoResult,
+    SearchQuery, Store, StoreConfig, User, UserId,
 };
 use repo_postgres::testing::TempDatabase;
 use repo_postgres::PostgresStore;
@@ -65,6 +66,7 @@ enum Outcome<T> {
     Validation(&'static str),
     AlreadyExists(&'static str),
     NotFound,
+    AccessDenied,
     /// Any other error: never expected, shown when the backends disagree or here.
     Other(String),
 }
@@ -75,6 +77,7 @@ fn outcome<T, U>(result: RepoResult<T>, project: impl FnOnce(T) -> U) -> Outcome
         Err(RepoError::Validation { field, .. }) => Outcome::Validation(field),
         Err(RepoError::AlreadyExists { field, .. }) => Outcome::AlreadyExists(field),
         Err(RepoError::NotFound { .. }) => Outcome::NotFound,
+        Err(RepoError::AccessDenied { .. }) => Outcome::AccessDenied,
         Err(e) => Outcome::Other(format!("{e:?}")),
     }
 }
@@ -531,6 +534,239 @@ fn hostile_search_queries_find_the_same_chunks() {
                 sqlite.unwrap_or(Outcome::NotFound),
                 postgres.unwrap_or(Outcome::NotFound),
             )?;
+        }
+        Ok(())
+    });
+}
+
+/// The users and collections the principal property works on, per backend: an owner,
+/// another user and a superuser; the owner's private and public collections and the
+/// other user's private one.
+struct AccessWorld {
+    users: [[UserId; 3]; 2],
+    collections: [[CollectionId; 3]; 2],
+}
+
+impl AccessWorld {
+    const COLLECTIONS: [&'static str; 3] = ["private", "public", "others"];
+
+    fn seed(b: &Backends) -> AccessWorld {
+        let mut users = [[UserId(0); 3]; 2];
+        let mut collections = [[CollectionId::new(); 3]; 2];
+        for (i, (backend, s)) in b.each().into_iter().enumerate() {
+            for (j, name) in ["owner", "other", "root"].into_iter().enumerate() {
+                let mut new = NewUser::new(name, format!("{name}@example.com"), HASH);
+                new.is_superuser = name == "root";
+                users[i][j] = s
+                    .users()
+                    .create(&new)
+                    .unwrap_or_else(|e| panic!("{backend}: seeding {name}: {e:?}"))
+                    .id;
+            }
+            for (j, name) in Self::COLLECTIONS.into_iter().enumerate() {
+                let mut new = NewCollection::new(name, users[i][if j == 2 { 1 } else { 0 }]);
+                new.is_public = name == "public";
+                collections[i][j] = s
+                    .collections()
+                    .create(&new)
+                    .unwrap_or_else(|e| panic!("{backend}: seeding {name}: {e:?}"))
+                    .id;
+            }
+        }
+        AccessWorld { users, collections }
+    }
+}
+
+/// A value for the `scoped` / `read_public` keys: `true` is the only one that counts.
+fn flag_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => Just(json!(true)),
+        1 => Just(json!(false)),
+        1 => Just(json!("true")),
+        1 => Just(json!(1)),
+        1 => Just(Value::Null),
+        1 => text().prop_map(Value::from),
+    ]
+}
+
+/// A hostile permissions document: absent, an object with hostile keys and values and
+/// maybe the two flags, or not an object at all.
+fn permissions() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        2 => Just(None),
+        5 => (
+            prop::option::of(flag_value()),
+            prop::option::of(flag_value()),
+            short_text(),
+            meta_value(),
+        )
+            .prop_map(|(scoped, read_public, key, value)| {
+                let mut doc = serde_json::Map::new();
+                doc.insert(key, value);
+                if let Some(v) = scoped {
+                    doc.insert("scoped".into(), v);
+                }
+                if let Some(v) = read_public {
+                    doc.insert("read_public".into(), v);
+                }
+                Some(Value::Object(doc))
+            }),
+        1 => meta_value().prop_map(Some),
+    ]
+}
+
+fn level_value() -> impl Strategy<Value = Option<AccessLevel>> {
+    prop::option::of(prop::sample::select(
+        &[AccessLevel::Read, AccessLevel::Write, AccessLevel::Admin][..],
+    ))
+}
+
+/// A user id that exists on neither backend.
+fn ghost_user() -> impl Strategy<Value = i64> {
+    prop_oneof![i64::MIN..=0, 1_000_000..=i64::MAX]
+}
+
+#[test]
+fn hostile_principals_are_answered_alike_and_never_exceed_their_user() {
+    let b = Backends::open();
+    let world = AccessWorld::seed(&b);
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let strategy = (
+        0usize..3,
+        permissions(),
+        [level_value(), level_value(), level_value()],
+        any::<bool>(),
+        ghost_user(),
+    );
+    check(strategy, |(holder, permissions, grants, revoke, ghost)| {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let flag = |name: &str| {
+            permissions
+                .as_ref()
+                .and_then(|p| p.get(name))
+                .is_some_and(|v| *v == json!(true))
+        };
+        let mut created = Vec::new();
+        let mut keys = [None; 2];
+        for (i, (_, s)) in b.each().into_iter().enumerate() {
+            let mut new = NewApiKey::new(world.users[i][holder], format!("k{n}"));
+            new.permissions = permissions.clone();
+            let r = s.api_keys().create(&new);
+            keys[i] = r.as_ref().ok().map(|k| k.key.id);
+            created.push(outcome(r, |_| ()));
+        }
+        let sqlite = created.remove(0);
+        agree("create key", sqlite, created.remove(0))?;
+        let [Some(k_sqlite), Some(k_postgres)] = keys else {
+            return Ok(());
+        };
+        let keys = [k_sqlite, k_postgres];
+        let mut granted_any = false;
+        for (j, level) in grants.iter().enumerate() {
+            let Some(level) = *level else { continue };
+            let [sqlite, postgres] = [0, 1].map(|i| {
+                let s = b.each()[i].1;
+                outcome(
+                    s.collections()
+                        .grant(world.collections[i][j], Grantee::ApiKey(keys[i]), level),
+                    |g| g.permission,
+                )
+            });
+            granted_any |= matches!(sqlite, Outcome::Ok(_));
+            agree("grant to key", sqlite, postgres)?;
+        }
+        if revoke {
+            for (i, (backend, s)) in b.each().into_iter().enumerate() {
+                s.api_keys()
+                    .revoke(keys[i])
+                    .map_err(|e| TestCaseError::fail(format!("{backend}: revoke: {e:?}")))?;
+            }
+        }
+        let scoped = granted_any || flag("scoped");
+        for (j, name) in AccessWorld::COLLECTIONS.into_iter().enumerate() {
+            let levels = [0, 1].map(|i| {
+                let s = b.each()[i].1;
+                let c = world.collections[i][j];
+                (
+                    outcome(s.collections().access_level(c, keys[i].into()), |l| l),
+                    outcome(
+                        s.collections()
+                            .access_level(c, world.users[i][holder].into()),
+                        |l| l,
+                    ),
+                )
+            });
+            let [(key_sqlite, user_sqlite), (key_postgres, user_postgres)] = levels;
+            agree(
+                &format!("key level on {name}"),
+                key_sqlite.clone(),
+                key_postgres,
+            )?;
+            agree(
+                &format!("user level on {name}"),
+                user_sqlite.clone(),
+                user_postgres,
+            )?;
+            let (Outcome::Ok(key_level), Outcome::Ok(user_level)) = (key_sqlite, user_sqlite)
+            else {
+                return Err(TestCaseError::fail(format!("levels on {name} refused")));
+            };
+            prop_assert!(key_level <= user_level, "{}: a key exceeds its user", name);
+            if revoke {
+                prop_assert_eq!(key_level, None, "{}: a revoked key has access", name);
+            } else if !scoped {
+                prop_assert_eq!(key_level, user_level, "{}: unscoped key", name);
+            } else {
+                let public = (name == "public" && flag("read_public")).then_some(AccessLevel::Read);
+                let grant = if granted_any { grants[j] } else { None };
+                prop_assert!(
+                    key_level <= grant.max(public),
+                    "{}: a scoped key exceeds its grant",
+                    name
+                );
+            }
+        }
+        let listed = [0, 1].map(|i| {
+            let s = b.each()[i].1;
+            outcome(
+                s.collections()
+                    .list_visible(keys[i].into(), PageRequest::first(100)),
+                |page| page.items.into_iter().map(|c| c.name).collect::<Vec<_>>(),
+            )
+        });
+        let [sqlite, postgres] = listed;
+        prop_assert_eq!(
+            matches!(sqlite, Outcome::AccessDenied),
+            revoke,
+            "a revoked key lists nothing, loudly"
+        );
+        agree("list_visible of the key", sqlite, postgres)?;
+        // Principals that exist on neither backend are NotFound alike.
+        let ghosts = [
+            Principal::User(UserId(ghost)),
+            Principal::ApiKey(ApiKeyId::new()),
+        ];
+        for ghost in ghosts {
+            let [sqlite, postgres] = [0, 1].map(|i| {
+                let s = b.each()[i].1;
+                outcome(
+                    s.collections().get_with_access(
+                        world.collections[i][1],
+                        ghost,
+                        AccessLevel::Read,
+                    ),
+                    |c| c.name,
+                )
+            });
+            prop_assert_eq!(&sqlite, &Outcome::NotFound, "{} must be NotFound", ghost);
+            agree(&format!("{ghost}"), sqlite, postgres)?;
+        }
+        // Keys are deleted after each case: the per-user limit of active keys
+        // would otherwise refuse the 21st.
+        for (i, (backend, s)) in b.each().into_iter().enumerate() {
+            s.api_keys()
+                .delete(keys[i])
+                .map_err(|e| TestCaseError::fail(format!("{backend}: delete key: {e:?}")))?;
         }
         Ok(())
     });

@@ -14,13 +14,17 @@ pub fn access_owner_holds_admin(h: &dyn Harness) {
     let owner = seed::user(&*s, "alice");
     let c = seed::collection(&*s, &owner, "c");
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, owner.id), "access_level"),
+        expect::ok(
+            s.collections().access_level(c.id, owner.id.into()),
+            "access_level"
+        ),
         Some(AccessLevel::Admin)
     );
     for level in LEVELS {
         assert_eq!(
             expect::ok(
-                s.collections().get_with_access(c.id, owner.id, level),
+                s.collections()
+                    .get_with_access(c.id, owner.id.into(), level),
                 "owner"
             ),
             c
@@ -35,17 +39,21 @@ pub fn access_public_collection_is_read_only_for_others(h: &dyn Harness) {
     let other = seed::user(&*s, "carl");
     let c = seed::public_collection(&*s, &owner, "c");
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, other.id), "access_level"),
+        expect::ok(
+            s.collections().access_level(c.id, other.id.into()),
+            "access_level"
+        ),
         Some(AccessLevel::Read)
     );
     expect::ok(
         s.collections()
-            .get_with_access(c.id, other.id, AccessLevel::Read),
+            .get_with_access(c.id, other.id.into(), AccessLevel::Read),
         "read public",
     );
     for level in [AccessLevel::Write, AccessLevel::Admin] {
         expect::access_denied(
-            s.collections().get_with_access(c.id, other.id, level),
+            s.collections()
+                .get_with_access(c.id, other.id.into(), level),
             &format!("{level} on a public collection"),
         );
     }
@@ -59,14 +67,15 @@ pub fn access_private_collection_is_denied_to_strangers(h: &dyn Harness) {
     let c = seed::collection(&*s, &owner, "c");
     assert_eq!(
         expect::ok(
-            s.collections().access_level(c.id, stranger.id),
+            s.collections().access_level(c.id, stranger.id.into()),
             "access_level"
         ),
         None
     );
     for level in LEVELS {
         expect::access_denied(
-            s.collections().get_with_access(c.id, stranger.id, level),
+            s.collections()
+                .get_with_access(c.id, stranger.id.into(), level),
             &format!("stranger asking for {level}"),
         );
     }
@@ -81,11 +90,14 @@ pub fn access_grant_levels(h: &dyn Harness) {
         let u = seed::user(&*s, &format!("user{i}"));
         seed::grant(&*s, &c, &u, granted);
         assert_eq!(
-            expect::ok(s.collections().access_level(c.id, u.id), "access_level"),
+            expect::ok(
+                s.collections().access_level(c.id, u.id.into()),
+                "access_level"
+            ),
             Some(granted)
         );
         for needed in LEVELS {
-            let r = s.collections().get_with_access(c.id, u.id, needed);
+            let r = s.collections().get_with_access(c.id, u.id.into(), needed);
             if granted.allows(needed) {
                 assert_eq!(
                     expect::ok(r, &format!("{granted} grant, needs {needed}")),
@@ -108,11 +120,17 @@ pub fn access_is_highest_of_public_and_grant(h: &dyn Harness) {
     seed::grant(&*s, &c, &reader, AccessLevel::Read);
     seed::grant(&*s, &c, &writer, AccessLevel::Write);
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, reader.id), "reader"),
+        expect::ok(
+            s.collections().access_level(c.id, reader.id.into()),
+            "reader"
+        ),
         Some(AccessLevel::Read)
     );
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, writer.id), "writer"),
+        expect::ok(
+            s.collections().access_level(c.id, writer.id.into()),
+            "writer"
+        ),
         Some(AccessLevel::Write)
     );
 }
@@ -124,12 +142,15 @@ pub fn access_superuser_holds_admin(h: &dyn Harness) {
     let root = seed::superuser(&*s, "root");
     let c = seed::collection(&*s, &owner, "c");
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, root.id), "access_level"),
+        expect::ok(
+            s.collections().access_level(c.id, root.id.into()),
+            "access_level"
+        ),
         Some(AccessLevel::Admin)
     );
     expect::ok(
         s.collections()
-            .get_with_access(c.id, root.id, AccessLevel::Admin),
+            .get_with_access(c.id, root.id.into(), AccessLevel::Admin),
         "superuser admin",
     );
 }
@@ -143,23 +164,23 @@ pub fn access_missing_is_not_found_not_denied(h: &dyn Harness) {
     let ghost_u = UserId(u.id.0 + 1000);
     expect::not_found(
         s.collections()
-            .get_with_access(ghost_c, u.id, AccessLevel::Read),
+            .get_with_access(ghost_c, u.id.into(), AccessLevel::Read),
         "collection",
         "get_with_access of a missing collection",
     );
     expect::not_found(
-        s.collections().access_level(ghost_c, u.id),
+        s.collections().access_level(ghost_c, u.id.into()),
         "collection",
         "access_level of a missing collection",
     );
     expect::not_found(
         s.collections()
-            .get_with_access(c.id, ghost_u, AccessLevel::Read),
+            .get_with_access(c.id, ghost_u.into(), AccessLevel::Read),
         "user",
         "get_with_access by a missing user",
     );
     expect::not_found(
-        s.collections().access_level(c.id, ghost_u),
+        s.collections().access_level(c.id, ghost_u.into()),
         "user",
         "access_level of a missing user",
     );
@@ -194,7 +215,7 @@ pub fn grant_twice_changes_level(h: &dyn Harness) {
     assert_eq!(grants[0].permission, AccessLevel::Admin);
     assert_eq!(grants[0].grantee, Grantee::User(u.id));
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, u.id), "level"),
+        expect::ok(s.collections().access_level(c.id, u.id.into()), "level"),
         Some(AccessLevel::Admin)
     );
     expect::ok(
@@ -203,7 +224,7 @@ pub fn grant_twice_changes_level(h: &dyn Harness) {
         "downgrade",
     );
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, u.id), "level"),
+        expect::ok(s.collections().access_level(c.id, u.id.into()), "level"),
         Some(AccessLevel::Read)
     );
 }
@@ -224,7 +245,7 @@ pub fn grant_revoke_removes_access(h: &dyn Harness) {
         "revoke twice"
     ));
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, u.id), "level"),
+        expect::ok(s.collections().access_level(c.id, u.id.into()), "level"),
         None
     );
     assert!(expect::ok(s.collections().list_grants(c.id), "grants").is_empty());
@@ -277,7 +298,7 @@ pub fn list_visible_is_owned_public_and_granted(h: &dyn Harness) {
 
     let page = expect::ok(
         s.collections()
-            .list_visible(viewer.id, PageRequest::default()),
+            .list_visible(viewer.id.into(), PageRequest::default()),
         "list",
     );
     let names: Vec<&str> = page.items.iter().map(|c| c.name.as_str()).collect();
@@ -291,7 +312,7 @@ pub fn list_visible_is_owned_public_and_granted(h: &dyn Harness) {
 
     let page = expect::ok(
         s.collections()
-            .list_visible(other.id, PageRequest::default()),
+            .list_visible(other.id.into(), PageRequest::default()),
         "other",
     );
     assert_eq!(
@@ -311,7 +332,7 @@ pub fn list_visible_paginates(h: &dyn Harness) {
     let names = |offset, limit| {
         let page = expect::ok(
             s.collections()
-                .list_visible(u.id, PageRequest::new(offset, limit)),
+                .list_visible(u.id.into(), PageRequest::new(offset, limit)),
             "page",
         );
         assert_eq!(page.total, 5, "total at offset {offset}");
@@ -343,7 +364,7 @@ pub fn grant_racing_upserts_keep_one_row(h: &dyn Harness) {
     let grants = expect::ok(s.collections().list_grants(c.id), "grants");
     assert_eq!(grants.len(), 1, "one row per grantee: {grants:?}");
     assert_eq!(
-        expect::ok(s.collections().access_level(c.id, u.id), "level"),
+        expect::ok(s.collections().access_level(c.id, u.id.into()), "level"),
         Some(grants[0].permission)
     );
 }

@@ -21,14 +21,18 @@ const SHORT_EXPIRY_WAIT: StdDuration = StdDuration::from_millis(1500);
 
 /// A key of `user` named `name` that expires one second after creation.
 #[track_caller]
-fn short_lived(store: &dyn repo_core::Store, user: UserId, name: &str) -> repo_core::CreatedApiKey {
+pub(crate) fn short_lived(
+    store: &dyn repo_core::Store,
+    user: UserId,
+    name: &str,
+) -> repo_core::CreatedApiKey {
     let mut new = NewApiKey::new(user, name);
     new.expiry = KeyExpiry::After(SHORT_EXPIRY);
     expect::ok(store.api_keys().create(&new), name)
 }
 
 /// Sleeps until `at` has passed by 100 ms, and at most [`SHORT_EXPIRY_WAIT`].
-fn sleep_past(at: repo_core::Timestamp) {
+pub(crate) fn sleep_past(at: repo_core::Timestamp) {
     let left = (at - repo_core::now() + Duration::milliseconds(100))
         .to_std()
         .unwrap_or_default();

@@ -480,7 +480,10 @@ pub fn chunk_collection_delete_removes_documents_and_chunks(h: &dyn Harness) {
     let o = seed::document(&*s, other.id, 1);
     seed::chunks(&*s, c.id, d.id, &[0, 1, 2]);
     seed::chunks(&*s, other.id, o.id, &[0, 1]);
-    expect::ok(s.collections().delete(c.id, u.id), "delete collection");
+    expect::ok(
+        s.collections().delete(c.id, u.id.into()),
+        "delete collection",
+    );
     expect::not_found(s.documents().get(d.id), "document", "its document");
     expect::not_found(
         s.chunks().list_by_document(d.id, PageRequest::default()),

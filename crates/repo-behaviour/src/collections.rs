@@ -537,7 +537,10 @@ pub fn collection_delete_by_owner_cascades(h: &dyn Harness) {
     seed::grant(&*s, &c, &guest, AccessLevel::Write);
     let op = seed::operation(&*s, &c, &guest, OperationKind::Index);
     let kept_op = seed::operation(&*s, &other, &guest, OperationKind::Index);
-    expect::ok(s.collections().delete(c.id, owner.id), "delete by owner");
+    expect::ok(
+        s.collections().delete(c.id, owner.id.into()),
+        "delete by owner",
+    );
     expect::not_found(s.collections().get(c.id), "collection", "deleted");
     expect::not_found(s.operations().get(op.uuid), "operation", "its operation");
     let left = expect::ok(
@@ -553,7 +556,8 @@ pub fn collection_delete_by_owner_cascades(h: &dyn Harness) {
     expect::ok(s.collections().get(other.id), "other collection stays");
     // The grant went with the collection: the guest sees nothing of it any more.
     let visible = expect::ok(
-        s.collections().list_visible(guest.id, Default::default()),
+        s.collections()
+            .list_visible(guest.id.into(), Default::default()),
         "vis",
     );
     assert_eq!(visible.total, 0);
@@ -569,11 +573,14 @@ pub fn collection_delete_by_admin_grant_or_superuser(h: &dyn Harness) {
     let b = seed::collection(&*s, &owner, "b");
     seed::grant(&*s, &a, &admin, AccessLevel::Admin);
     expect::ok(
-        s.collections().delete(a.id, admin.id),
+        s.collections().delete(a.id, admin.id.into()),
         "delete by admin grant",
     );
     expect::not_found(s.collections().get(a.id), "collection", "deleted by admin");
-    expect::ok(s.collections().delete(b.id, root.id), "delete by superuser");
+    expect::ok(
+        s.collections().delete(b.id, root.id.into()),
+        "delete by superuser",
+    );
     expect::not_found(
         s.collections().get(b.id),
         "collection",
@@ -596,7 +603,7 @@ pub fn collection_delete_without_admin_is_access_denied(h: &dyn Harness) {
         (&writer, "write grant"),
         (&stranger, "stranger"),
     ] {
-        expect::access_denied(s.collections().delete(c.id, who.id), name);
+        expect::access_denied(s.collections().delete(c.id, who.id.into()), name);
     }
     assert_eq!(expect::ok(s.collections().get(c.id), "still there"), c);
     assert_eq!(
@@ -610,7 +617,7 @@ pub fn collection_delete_unknown_is_not_found(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "amy");
     expect::not_found(
-        s.collections().delete(CollectionId::new(), u.id),
+        s.collections().delete(CollectionId::new(), u.id.into()),
         "collection",
         "unknown collection",
     );

@@ -47,6 +47,7 @@ pub mod observability;
 pub mod operations;
 pub mod pagination;
 pub mod parity;
+pub mod scoped_keys;
 pub mod search;
 pub mod transactions;
 pub mod users;
@@ -182,6 +183,17 @@ macro_rules! behaviour_tests {
             access::list_visible_is_owned_public_and_granted,
             access::list_visible_paginates,
             access::grant_racing_upserts_keep_one_row,
+            scoped_keys::key_without_grants_acts_as_its_user,
+            scoped_keys::scoped_key_reads_its_collection_and_is_denied_elsewhere,
+            scoped_keys::scoped_key_write_grant_cannot_delete,
+            scoped_keys::scoped_key_grant_is_capped_by_its_user,
+            scoped_keys::scoped_key_of_superuser_is_still_scoped,
+            scoped_keys::scoped_key_reads_public_collections_only_when_allowed,
+            scoped_keys::scoped_key_losing_its_last_grant_has_no_access,
+            scoped_keys::scoped_key_grant_needs_object_permissions,
+            scoped_keys::unusable_key_has_no_access,
+            scoped_keys::deleted_key_is_not_found,
+            scoped_keys::scoped_key_operations_follow_its_scope,
             operations::operation_create_is_pending,
             operations::operation_every_kind_round_trips,
             operations::operation_config_is_validated,
@@ -332,6 +344,7 @@ mod tests {
             ("api_keys", include_str!("api_keys.rs")),
             ("collections", include_str!("collections.rs")),
             ("access", include_str!("access.rs")),
+            ("scoped_keys", include_str!("scoped_keys.rs")),
             ("operations", include_str!("operations.rs")),
             ("transactions", include_str!("transactions.rs")),
             ("errors", include_str!("errors.rs")),

@@ -85,7 +85,7 @@ pub fn load_sixteen_collection_creators_count_exactly(h: &dyn Harness) {
     for owner in &owners {
         let page = expect::ok(
             s.collections()
-                .list_visible(owner.id, PageRequest::first(PageRequest::MAX_LIMIT)),
+                .list_visible(owner.id.into(), PageRequest::first(PageRequest::MAX_LIMIT)),
             "list visible",
         );
         assert!(page.items.iter().all(|c| c.owner_id == owner.id));

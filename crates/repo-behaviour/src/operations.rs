@@ -438,8 +438,14 @@ pub fn operation_cancel_rights(h: &dyn Harness) {
     seed::grant(&*s, &c, &reader, AccessLevel::Read);
 
     let first = seed::operation(&*s, &c, &creator, OperationKind::Index);
-    expect::access_denied(s.operations().cancel(first.uuid, reader.id), "read grant");
-    expect::access_denied(s.operations().cancel(first.uuid, stranger.id), "stranger");
+    expect::access_denied(
+        s.operations().cancel(first.uuid, reader.id.into()),
+        "read grant",
+    );
+    expect::access_denied(
+        s.operations().cancel(first.uuid, stranger.id.into()),
+        "stranger",
+    );
     assert_eq!(expect::ok(s.operations().get(first.uuid), "get"), first);
 
     for (i, actor) in [&creator, &owner, &writer, &root].into_iter().enumerate() {
@@ -450,7 +456,7 @@ pub fn operation_cancel_rights(h: &dyn Harness) {
         };
         let op = transition(&*s, &op, Processing);
         let cancelled = expect::ok(
-            s.operations().cancel(op.uuid, actor.id),
+            s.operations().cancel(op.uuid, actor.id.into()),
             &format!("cancel by {}", actor.username),
         );
         assert_eq!(cancelled.status, Cancelled);
@@ -463,7 +469,7 @@ pub fn operation_cancel_rights(h: &dyn Harness) {
     // The creator needs no grant: a reader cancels their own operation.
     let own = seed::operation(&*s, &c, &reader, OperationKind::Index);
     expect::ok(
-        s.operations().cancel(own.uuid, reader.id),
+        s.operations().cancel(own.uuid, reader.id.into()),
         "creator with read grant",
     );
 }
@@ -476,14 +482,14 @@ pub fn operation_cancel_terminal_is_invalid_state(h: &dyn Harness) {
     for terminal in [Completed, Failed, Cancelled] {
         let op = op_in(&*s, &c, &u, terminal);
         expect::invalid_state(
-            s.operations().cancel(op.uuid, u.id),
+            s.operations().cancel(op.uuid, u.id.into()),
             terminal.as_str(),
             "cancelled",
             &format!("cancel {terminal}"),
         );
     }
     expect::not_found(
-        s.operations().cancel(OperationUuid::new(), u.id),
+        s.operations().cancel(OperationUuid::new(), u.id.into()),
         "operation",
         "cancel unknown",
     );
@@ -739,32 +745,32 @@ pub fn operation_get_with_access(h: &dyn Harness) {
     let ops = s.operations();
     assert_eq!(
         expect::ok(
-            ops.get_with_access(op.uuid, owner.id, AccessLevel::Admin),
+            ops.get_with_access(op.uuid, owner.id.into(), AccessLevel::Admin),
             "owner"
         ),
         op
     );
     assert_eq!(
         expect::ok(
-            ops.get_with_access(op.uuid, reader.id, AccessLevel::Read),
+            ops.get_with_access(op.uuid, reader.id.into(), AccessLevel::Read),
             "read"
         ),
         op
     );
     expect::access_denied(
-        ops.get_with_access(op.uuid, reader.id, AccessLevel::Write),
+        ops.get_with_access(op.uuid, reader.id.into(), AccessLevel::Write),
         "write",
     );
     expect::access_denied(
-        ops.get_with_access(op.uuid, stranger.id, AccessLevel::Read),
+        ops.get_with_access(op.uuid, stranger.id.into(), AccessLevel::Read),
         "stranger",
     );
     expect::ok(
-        ops.get_with_access(pub_op.uuid, stranger.id, AccessLevel::Read),
+        ops.get_with_access(pub_op.uuid, stranger.id.into(), AccessLevel::Read),
         "public",
     );
     expect::not_found(
-        ops.get_with_access(OperationUuid::new(), owner.id, AccessLevel::Read),
+        ops.get_with_access(OperationUuid::new(), owner.id.into(), AccessLevel::Read),
         "operation",
         "unknown operation",
     );

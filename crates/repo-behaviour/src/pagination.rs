@@ -28,7 +28,7 @@ pub fn pagination_limit_is_clamped(h: &dyn Harness) {
     assert_eq!((page.items.len(), page.total), (3, 3));
     let c = seed::collection(&*s, &u, "c");
     let page = expect::ok(
-        s.collections().list_visible(u.id, zero),
+        s.collections().list_visible(u.id.into(), zero),
         "collections limit 0",
     );
     assert_eq!((page.items.len(), page.total), (1, 1));
@@ -49,7 +49,10 @@ pub fn pagination_offset_past_end_is_empty_with_total(h: &dyn Harness) {
     let far = PageRequest::new(u64::MAX, 10);
     let users = expect::ok(s.users().list(UserFilter::default(), far), "users");
     assert_eq!((users.items.len(), users.total), (0, 1));
-    let cols = expect::ok(s.collections().list_visible(u.id, far), "collections");
+    let cols = expect::ok(
+        s.collections().list_visible(u.id.into(), far),
+        "collections",
+    );
     assert_eq!((cols.items.len(), cols.total), (0, 1));
     let filter = OperationFilter::default();
     let ops = expect::ok(

@@ -28,7 +28,7 @@ pub fn view_read_after_a_position_sees_the_write(h: &dyn Harness) {
     assert_eq!(read, renamed, "read_after returned an older user");
     let visible = expect::ok(
         view.collections()
-            .list_visible(owner.id, Default::default()),
+            .list_visible(owner.id.into(), Default::default()),
         "collections through read_after",
     );
     assert_eq!(visible.total, 1);

@@ -1,5 +1,6 @@
 //! Collections and the grants that share them.
 
+use crate::access::Principal;
 use crate::enums::{AccessLevel, CollectionStatus, Quantization, SyncMode, SyncRunStatus};
 use crate::error::{RepoError, RepoResult};
 use crate::ids::{ApiKeyId, CollectionId, UserId};
@@ -366,18 +367,28 @@ pub trait CollectionRepository: Send + Sync {
     fn get(&self, id: CollectionId) -> RepoResult<Collection>;
     /// By exact name, or `NotFound`.
     fn get_by_name(&self, name: &str) -> RepoResult<Collection>;
-    /// By id if `user` holds at least `needed`: `NotFound` or `AccessDenied` otherwise.
+    /// By id if `principal` holds at least `needed` (the rule of [`crate::access`]):
+    /// `NotFound` for a missing collection (then a missing user or API key),
+    /// `AccessDenied` otherwise.
     fn get_with_access(
         &self,
         id: CollectionId,
-        user: UserId,
+        principal: Principal,
         needed: AccessLevel,
     ) -> RepoResult<Collection>;
-    /// The level `user` holds on the collection (`None`: no access).
-    fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>>;
-    /// Collections the user owns, can read because public, or holds a grant on;
-    /// newest first.
-    fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>>;
+    /// The level `principal` holds on the collection (`None`: no access, also for a
+    /// revoked or expired key).
+    fn access_level(
+        &self,
+        id: CollectionId,
+        principal: Principal,
+    ) -> RepoResult<Option<AccessLevel>>;
+    /// Collections a user owns, can read because public, or holds a grant on; for a
+    /// scoped API key, those it holds a grant on and its user can read (and public
+    /// ones if its permissions say `"read_public": true`); newest first. A revoked or
+    /// expired key, or a key of an inactive user, is `AccessDenied`.
+    fn list_visible(&self, principal: Principal, page: PageRequest)
+        -> RepoResult<Page<Collection>>;
     /// Applies the patch.
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection>;
     /// Renames; a taken name is `AlreadyExists { field: "name" }`.
@@ -391,9 +402,10 @@ pub trait CollectionRepository: Send + Sync {
     ) -> RepoResult<Collection>;
     /// Sets the counters.
     fn update_stats(&self, id: CollectionId, stats: CollectionStats) -> RepoResult<Collection>;
-    /// Deletes the collection and everything in it, if `actor` is the owner, holds an
-    /// admin grant or is a superuser.
-    fn delete(&self, id: CollectionId, actor: UserId) -> RepoResult<()>;
+    /// Deletes the collection and everything in it, if `actor` holds admin on it
+    /// (owner, admin grant or superuser; for a scoped key, an admin grant its user
+    /// can match).
+    fn delete(&self, id: CollectionId, actor: Principal) -> RepoResult<()>;
     /// Continuous, unpaused, `ready` collections whose next run is due at `now`,
     /// oldest due first.
     fn due_for_sync(&self, now: Timestamp, limit: u32) -> RepoResult<Vec<Collection>>;
@@ -404,7 +416,9 @@ pub trait CollectionRepository: Send + Sync {
     /// Records a sync run; when it has completed and the collection is continuous, the
     /// next run is scheduled `sync_interval_minutes` after its completion.
     fn record_sync_run(&self, id: CollectionId, run: &SyncRun) -> RepoResult<Collection>;
-    /// Grants (or changes) access; unique per (collection, grantee).
+    /// Grants (or changes) access; unique per (collection, grantee). A grant to an API
+    /// key also marks the key scoped (`"scoped": true` in its `permissions`, which
+    /// must then be absent or a JSON object, else `Validation`).
     fn grant(
         &self,
         id: CollectionId,

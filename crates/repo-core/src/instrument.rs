@@ -25,6 +25,7 @@
 //! context. With `tracing_subscriber::fmt().with_span_events(FmtSpan::CLOSE)` every
 //! call is also printed once when it ends.
 
+use crate::access::Principal;
 use crate::api_key::{ApiKey, ApiKeyRepository, CreatedApiKey, NewApiKey, VerifiedKey};
 use crate::chunk::{Chunk, ChunkRepository, NewChunk, SearchHit};
 use crate::collection::{
@@ -231,16 +232,18 @@ instrument_repository!(CollectionRepository via collections {
     fn create(&self, new: &NewCollection) -> RepoResult<Collection>;
     fn get(&self, id: CollectionId) -> RepoResult<Collection>;
     fn get_by_name(&self, name: &str) -> RepoResult<Collection>;
-    fn get_with_access(&self, id: CollectionId, user: UserId, needed: AccessLevel)
+    fn get_with_access(&self, id: CollectionId, principal: Principal, needed: AccessLevel)
         -> RepoResult<Collection>;
-    fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>>;
-    fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>>;
+    fn access_level(&self, id: CollectionId, principal: Principal)
+        -> RepoResult<Option<AccessLevel>>;
+    fn list_visible(&self, principal: Principal, page: PageRequest)
+        -> RepoResult<Page<Collection>>;
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection>;
     fn rename(&self, id: CollectionId, new_name: &str) -> RepoResult<Collection>;
     fn update_status(&self, id: CollectionId, status: CollectionStatus, message: Option<&str>)
         -> RepoResult<Collection>;
     fn update_stats(&self, id: CollectionId, stats: CollectionStats) -> RepoResult<Collection>;
-    fn delete(&self, id: CollectionId, actor: UserId) -> RepoResult<()>;
+    fn delete(&self, id: CollectionId, actor: Principal) -> RepoResult<()>;
     fn due_for_sync(&self, now: Timestamp, limit: u32) -> RepoResult<Vec<Collection>>;
     fn pause_sync(&self, id: CollectionId) -> RepoResult<Collection>;
     fn resume_sync(&self, id: CollectionId, next_run_at: Timestamp) -> RepoResult<Collection>;
@@ -254,11 +257,11 @@ instrument_repository!(CollectionRepository via collections {
 instrument_repository!(OperationRepository via operations {
     fn create(&self, new: &NewOperation) -> RepoResult<Operation>;
     fn get(&self, uuid: OperationUuid) -> RepoResult<Operation>;
-    fn get_with_access(&self, uuid: OperationUuid, user: UserId, needed: AccessLevel)
+    fn get_with_access(&self, uuid: OperationUuid, principal: Principal, needed: AccessLevel)
         -> RepoResult<Operation>;
     fn transition(&self, uuid: OperationUuid, to: OperationStatus, error_message: Option<&str>)
         -> RepoResult<Operation>;
-    fn cancel(&self, uuid: OperationUuid, actor: UserId) -> RepoResult<Operation>;
+    fn cancel(&self, uuid: OperationUuid, actor: Principal) -> RepoResult<Operation>;
     fn set_task_id(&self, uuid: OperationUuid, task_id: &str) -> RepoResult<Operation>;
     fn list_for_collection(&self, collection_id: CollectionId, filter: &OperationFilter,
         page: PageRequest) -> RepoResult<Page<Operation>>;

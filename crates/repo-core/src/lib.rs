@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api_key;
 pub mod chunk;
 pub mod collection;
@@ -55,6 +56,7 @@ pub mod time;
 pub mod user;
 pub mod validate;
 
+pub use access::{Actor, KeyFacts, Principal, PrincipalFacts};
 pub use api_key::{
     ApiKey, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, KeyExpiry, NewApiKey,
     PreparedApiKey, VerifiedKey,

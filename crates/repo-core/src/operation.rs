@@ -1,5 +1,6 @@
 //! Background operations on collections.
 
+use crate::access::Principal;
 use crate::enums::{AccessLevel, OperationKind, OperationStatus};
 use crate::error::RepoResult;
 use crate::ids::{CollectionId, OperationUuid, UserId};
@@ -114,11 +115,11 @@ pub trait OperationRepository: Send + Sync {
     fn create(&self, new: &NewOperation) -> RepoResult<Operation>;
     /// By external id, or `NotFound`.
     fn get(&self, uuid: OperationUuid) -> RepoResult<Operation>;
-    /// By external id if `user` holds at least `needed` on its collection.
+    /// By external id if `principal` holds at least `needed` on its collection.
     fn get_with_access(
         &self,
         uuid: OperationUuid,
-        user: UserId,
+        principal: Principal,
         needed: AccessLevel,
     ) -> RepoResult<Operation>;
     /// One atomic conditional update to `to`; from a state that does not allow it,
@@ -131,9 +132,10 @@ pub trait OperationRepository: Send + Sync {
         to: OperationStatus,
         error_message: Option<&str>,
     ) -> RepoResult<Operation>;
-    /// Cancels, if `actor` created it, owns the collection, holds a write grant or is
-    /// a superuser.
-    fn cancel(&self, uuid: OperationUuid, actor: UserId) -> RepoResult<Operation>;
+    /// Cancels, if `actor` created it (a user, or an unscoped key of that user), or
+    /// holds write on its collection (owner, write grant, superuser; for a scoped
+    /// key, its capped grant).
+    fn cancel(&self, uuid: OperationUuid, actor: Principal) -> RepoResult<Operation>;
     /// Sets the task-queue id.
     fn set_task_id(&self, uuid: OperationUuid, task_id: &str) -> RepoResult<Operation>;
     /// Operations of a collection, newest first.

@@ -1,20 +1,21 @@
 //! [`CollectionRepository`] on PostgreSQL: collections, grants and access checks.
 
 use crate::connection::{missing_reference, parse_column, ConnectionSource, QueryResultExt};
-use crate::schema::{collection_permissions as perms, collections, users};
+use crate::schema::{api_keys, collection_permissions as perms, collections};
 use crate::users as user_repo;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use repo_core::{
-    effective_access, now, require_access, validate, AccessLevel, Collection, CollectionId,
+    now, require_access, validate, AccessLevel, Actor, ApiKeyId, Collection, CollectionId,
     CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
-    Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult, SyncMode, SyncRun, Timestamp,
-    UserId,
+    Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal, PrincipalFacts, RepoError,
+    RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 use serde_json::Value;
 
 /// A whole `collections` row; also the insert and full-update shape.
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = collections, check_for_backend(Pg), treat_none_as_null = true)]
 pub(crate) struct CollectionRow {
     id: uuid::Uuid,
@@ -134,7 +135,7 @@ impl PermissionRow {
     fn into_domain(self) -> RepoResult<CollectionPermission> {
         let grantee = match (self.user_id, self.api_key_id) {
             (Some(u), None) => Grantee::User(UserId(u)),
-            (None, Some(k)) => Grantee::ApiKey(repo_core::ApiKeyId(k)),
+            (None, Some(k)) => Grantee::ApiKey(ApiKeyId(k)),
             _ => {
                 return Err(RepoError::Backend {
                     message: "grant row without exactly one grantee".into(),
@@ -206,73 +207,127 @@ pub(crate) fn require(conn: &mut PgConnection, id: CollectionId) -> RepoResult<(
         .ok_or_else(|| RepoError::not_found("collection", id))
 }
 
-/// The level `user` holds on `collection` under the rule of `repo_core::effective_access`.
-/// An unknown user is `NotFound { entity: "user" }`.
-pub(crate) fn access_for(
-    conn: &mut PgConnection,
-    collection: &Collection,
-    user: UserId,
-) -> RepoResult<Option<AccessLevel>> {
-    let user = user_repo::get(conn, user)?;
-    let grant: Option<String> = perms::table
-        .filter(perms::collection_id.eq(collection.id.0))
-        .filter(perms::user_id.eq(user.id.0))
-        .select(perms::permission)
-        .first(conn)
-        .optional()
-        .db()?;
-    let grant: Option<AccessLevel> = grant
-        .as_deref()
-        .map(|g| parse_column("permission", g))
-        .transpose()?;
-    Ok(effective_access(
-        collection.owner_id == user.id,
-        user.is_superuser,
-        collection.is_public,
-        grant,
-    ))
+/// The joins that resolve a principal: `$1` is the user id (NULL for a key), `$2` the
+/// key id (NULL for a user); `u` is the acting user, `k` the key.
+const PRINCIPAL_JOINS: &str = "LEFT JOIN api_keys k ON k.id = $2 \
+     LEFT JOIN users u ON u.id = COALESCE(k.user_id, $1)";
+
+/// The columns of [`PrincipalColumns`], over [`PRINCIPAL_JOINS`]. The `CASE` keeps a
+/// user principal (no key) from running the grant probe at all.
+const PRINCIPAL_COLUMNS: &str = "u.id AS principal_user_id, \
+     u.is_active AS principal_user_is_active, \
+     u.is_superuser AS principal_is_superuser, \
+     k.is_active AS key_is_active, \
+     k.expires_at AS key_expires_at, \
+     k.permissions AS key_permissions, \
+     CASE WHEN k.id IS NULL THEN FALSE ELSE EXISTS ( \
+         SELECT 1 FROM collection_permissions kg_any WHERE kg_any.api_key_id = k.id \
+     ) END AS key_has_grants";
+
+/// What one access statement reads about the principal.
+#[derive(QueryableByName)]
+struct PrincipalColumns {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    principal_user_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    principal_user_is_active: Option<bool>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    principal_is_superuser: Option<bool>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    key_is_active: Option<bool>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    key_expires_at: Option<Timestamp>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    key_permissions: Option<Value>,
+    #[diesel(sql_type = Bool)]
+    key_has_grants: bool,
 }
 
-/// The collection and the level `user` holds on it, in one statement (the collection
-/// row, left-joined to the user and to the user's grant on it). No row: `NotFound {
-/// entity: "collection" }`; no user: `NotFound { entity: "user" }`, as
-/// [`access_for`] decides.
+impl PrincipalColumns {
+    /// The facts, or `NotFound` for a principal that does not exist.
+    fn into_facts(self, principal: Principal) -> RepoResult<PrincipalFacts> {
+        let user_id = self
+            .principal_user_id
+            .ok_or_else(|| principal.not_found())?;
+        let key = principal.api_key_id().map(|_| KeyFacts {
+            is_active: self.key_is_active.unwrap_or(false),
+            expires_at: self.key_expires_at,
+            permissions: self.key_permissions,
+            has_grants: self.key_has_grants,
+        });
+        Ok(PrincipalFacts {
+            user_id: UserId(user_id),
+            user_is_active: self.principal_user_is_active.unwrap_or(false),
+            is_superuser: self.principal_is_superuser.unwrap_or(false),
+            key,
+        })
+    }
+}
+
+/// A collection with its principal and the acting user's and key's grants on it.
+#[derive(QueryableByName)]
+struct AccessColumns {
+    #[diesel(embed)]
+    collection: CollectionRow,
+    #[diesel(embed)]
+    principal: PrincipalColumns,
+    #[diesel(sql_type = Nullable<Text>)]
+    user_grant: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    key_grant: Option<String>,
+}
+
+fn parse_grant(grant: Option<String>) -> RepoResult<Option<AccessLevel>> {
+    grant
+        .as_deref()
+        .map(|g| parse_column("permission", g))
+        .transpose()
+}
+
+/// How `principal` may act (`repo_core::access`), in one statement; an unknown user or
+/// key is `NotFound { entity: "user" | "api_key" }`.
+pub(crate) fn actor(conn: &mut PgConnection, principal: Principal) -> RepoResult<Actor> {
+    let row: PrincipalColumns = diesel::sql_query(format!(
+        "SELECT {PRINCIPAL_COLUMNS} FROM (SELECT 1) AS one {PRINCIPAL_JOINS}"
+    ))
+    .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
+    .bind::<Nullable<SqlUuid>, _>(principal.api_key_id().map(|k| k.0))
+    .get_result(conn)
+    .db()?;
+    Ok(row.into_facts(principal)?.actor(now()))
+}
+
+/// The collection, how `principal` may act, and the level it holds on the collection,
+/// in one statement (the collection row left-joined to the principal and to both
+/// grants). No row: `NotFound { entity: "collection" }`; then an unknown user or key
+/// is `NotFound { entity: "user" | "api_key" }`.
 pub(crate) fn with_access(
     conn: &mut PgConnection,
     id: CollectionId,
-    user: UserId,
-) -> RepoResult<(Collection, Option<AccessLevel>)> {
-    let row: Option<(CollectionRow, Option<bool>, Option<String>)> = collections::table
-        .left_join(users::table.on(users::id.eq(user.0)))
-        .left_join(
-            perms::table.on(perms::collection_id
-                .eq(collections::id)
-                .and(perms::user_id.eq(user.0))),
-        )
-        .filter(collections::id.eq(id.0))
-        .select((
-            CollectionRow::as_select(),
-            // NOT NULL in the table: NULL here means no such user.
-            users::is_superuser.nullable(),
-            perms::permission.nullable(),
-        ))
-        .get_result(conn)
-        .optional()
-        .db()?;
-    let (row, is_superuser, grant) = row.ok_or_else(|| RepoError::not_found("collection", id))?;
-    let is_superuser = is_superuser.ok_or_else(|| RepoError::not_found("user", user))?;
-    let collection = row.into_domain()?;
-    let grant: Option<AccessLevel> = grant
-        .as_deref()
-        .map(|g| parse_column("permission", g))
-        .transpose()?;
-    let have = effective_access(
-        collection.owner_id == user,
-        is_superuser,
-        collection.is_public,
-        grant,
+    principal: Principal,
+) -> RepoResult<(Collection, Actor, Option<AccessLevel>)> {
+    let row: Option<AccessColumns> = diesel::sql_query(format!(
+        "SELECT c.*, {PRINCIPAL_COLUMNS}, ug.permission AS user_grant, kg.permission AS key_grant \
+         FROM collections c {PRINCIPAL_JOINS} \
+         LEFT JOIN collection_permissions ug ON ug.collection_id = c.id AND ug.user_id = u.id \
+         LEFT JOIN collection_permissions kg ON kg.collection_id = c.id AND kg.api_key_id = k.id \
+         WHERE c.id = $3"
+    ))
+    .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
+    .bind::<Nullable<SqlUuid>, _>(principal.api_key_id().map(|k| k.0))
+    .bind::<SqlUuid, _>(id.0)
+    .get_result(conn)
+    .optional()
+    .db()?;
+    let row = row.ok_or_else(|| RepoError::not_found("collection", id))?;
+    let actor = row.principal.into_facts(principal)?.actor(now());
+    let collection = row.collection.into_domain()?;
+    let have = actor.level(
+        &collection,
+        parse_grant(row.user_grant)?,
+        parse_grant(row.key_grant)?,
     );
-    Ok((collection, have))
+    Ok((collection, actor, have))
 }
 
 fn create(conn: &mut PgConnection, new: &NewCollection) -> RepoResult<Collection> {
@@ -301,41 +356,73 @@ fn get_by_name(conn: &mut PgConnection, name: &str) -> RepoResult<Collection> {
 fn get_with_access(
     conn: &mut PgConnection,
     id: CollectionId,
-    user: UserId,
+    principal: Principal,
     needed: AccessLevel,
 ) -> RepoResult<Collection> {
-    let (collection, have) = with_access(conn, id, user)?;
+    let (collection, _, have) = with_access(conn, id, principal)?;
     require_access(&collection, have, needed)?;
     Ok(collection)
 }
 
+type CollectionQuery = collections::BoxedQuery<'static, Pg>;
+
+/// Collections a user can reach: owned, public, or granted to the user.
+fn user_reach(user: UserId) -> Box<dyn BoxableExpression<collections::table, Pg, SqlType = Bool>> {
+    let granted = perms::table
+        .filter(perms::user_id.eq(user.0))
+        .select(perms::collection_id);
+    Box::new(
+        collections::owner_id
+            .eq(user.0)
+            .or(collections::is_public.eq(true))
+            .or(collections::id.eq_any(granted)),
+    )
+}
+
+/// The collections `actor` (resolved from `principal`) lists, as `repo_core::access`
+/// decides.
+fn visible_to(actor: Actor, principal: Principal) -> CollectionQuery {
+    let all = collections::table.into_boxed();
+    match actor {
+        Actor::Denied => all.filter(collections::id.ne(collections::id)),
+        Actor::User { user, .. } => all.filter(user_reach(user)),
+        Actor::Scoped {
+            user,
+            is_superuser,
+            read_public,
+        } => {
+            let key_granted = perms::table
+                .filter(perms::api_key_id.eq(principal.api_key_id().map(|k| k.0)))
+                .select(perms::collection_id);
+            let scoped = if is_superuser {
+                all.filter(collections::id.eq_any(key_granted))
+            } else {
+                all.filter(collections::id.eq_any(key_granted).and(user_reach(user)))
+            };
+            if read_public {
+                scoped.or_filter(collections::is_public.eq(true))
+            } else {
+                scoped
+            }
+        }
+    }
+}
+
 fn list_visible(
     conn: &mut PgConnection,
-    user: UserId,
+    principal: Principal,
     page: PageRequest,
 ) -> RepoResult<Page<Collection>> {
-    user_repo::require(conn, user)?;
-    let visible = || {
-        let granted = perms::table
-            .filter(perms::user_id.eq(user.0))
-            .select(perms::collection_id);
-        collections::table
-            .filter(
-                collections::owner_id
-                    .eq(user.0)
-                    .or(collections::is_public.eq(true))
-                    .or(collections::id.eq_any(granted)),
-            )
-            .into_boxed()
-    };
-    let rows = visible()
+    let actor = actor(conn, principal)?;
+    actor.require_usable()?;
+    let rows = visible_to(actor, principal)
         .select(CollectionRow::as_select())
         .order((collections::created_at.desc(), collections::id.desc()))
         .limit(page.limit_i64())
         .offset(page.offset_i64())
         .load(conn)
         .db()?;
-    let total: i64 = visible().count().get_result(conn).db()?;
+    let total: i64 = visible_to(actor, principal).count().get_result(conn).db()?;
     Ok(Page {
         items: many(rows)?,
         total: u64::try_from(total).unwrap_or(0),
@@ -431,9 +518,9 @@ fn update_stats(
     one(row, id)
 }
 
-fn delete(conn: &mut PgConnection, id: CollectionId, actor: UserId) -> RepoResult<()> {
-    let collection = lock(conn, id)?;
-    let have = access_for(conn, &collection, actor)?;
+fn delete(conn: &mut PgConnection, id: CollectionId, actor: Principal) -> RepoResult<()> {
+    lock(conn, id)?;
+    let (collection, _, have) = with_access(conn, id, actor)?;
     require_access(&collection, have, AccessLevel::Admin)?;
     // Operations and grants go by foreign-key cascade.
     diesel::delete(collections::table.find(id.0))
@@ -575,7 +662,7 @@ fn grant(
             RepoError::not_found("api_key", k),
         ),
     };
-    missing_reference(
+    let stored = missing_reference(
         stored,
         [
             (
@@ -585,7 +672,29 @@ fn grant(
             grantee_fkey,
         ],
     )?
-    .into_domain()
+    .into_domain()?;
+    if let Grantee::ApiKey(key) = grantee {
+        mark_key_scoped(conn, key)?;
+    }
+    Ok(stored)
+}
+
+/// Marks a key scoped once it holds a grant (`repo_core::access::mark_scoped`), so
+/// that revoking its last grant does not hand it back all of its user's rights.
+fn mark_key_scoped(conn: &mut PgConnection, key: ApiKeyId) -> RepoResult<()> {
+    let current: Option<Value> = api_keys::table
+        .find(key.0)
+        .select(api_keys::permissions)
+        .for_update()
+        .first(conn)
+        .db()?;
+    if let Some(next) = repo_core::access::mark_scoped(current.as_ref())? {
+        diesel::update(api_keys::table.find(key.0))
+            .set(api_keys::permissions.eq(next))
+            .execute(conn)
+            .db()?;
+    }
+    Ok(())
 }
 
 fn revoke_grant(conn: &mut PgConnection, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {
@@ -636,19 +745,27 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
     fn get_with_access(
         &self,
         id: CollectionId,
-        user: UserId,
+        principal: Principal,
         needed: AccessLevel,
     ) -> RepoResult<Collection> {
-        self.src.read(|c| get_with_access(c, id, user, needed))
+        self.src.read(|c| get_with_access(c, id, principal, needed))
     }
 
-    fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>> {
+    fn access_level(
+        &self,
+        id: CollectionId,
+        principal: Principal,
+    ) -> RepoResult<Option<AccessLevel>> {
         self.src
-            .read(|c| with_access(c, id, user).map(|(_, have)| have))
+            .read(|c| with_access(c, id, principal).map(|(_, _, have)| have))
     }
 
-    fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>> {
-        self.src.read(|c| list_visible(c, user, page))
+    fn list_visible(
+        &self,
+        principal: Principal,
+        page: PageRequest,
+    ) -> RepoResult<Page<Collection>> {
+        self.src.read(|c| list_visible(c, principal, page))
     }
 
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {
@@ -672,7 +789,7 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
         self.src.run(|c| update_stats(c, id, stats))
     }
 
-    fn delete(&self, id: CollectionId, actor: UserId) -> RepoResult<()> {
+    fn delete(&self, id: CollectionId, actor: Principal) -> RepoResult<()> {
         self.src.write(|c| delete(c, id, actor))
     }
 
@@ -698,7 +815,7 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
         grantee: Grantee,
         level: AccessLevel,
     ) -> RepoResult<CollectionPermission> {
-        self.src.run(|c| grant(c, id, grantee, level))
+        self.src.write(|c| grant(c, id, grantee, level))
     }
 
     fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use repo_core::{
     now, require_access, validate, AccessLevel, CollectionId, NewOperation, Operation,
     OperationFilter, OperationRepository, OperationStatus, OperationUuid, Page, PageRequest,
-    RepoError, RepoResult, Timestamp, UserId,
+    Principal, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -135,11 +135,11 @@ fn create(conn: &mut PgConnection, new: &NewOperation) -> RepoResult<Operation> 
 fn get_with_access(
     conn: &mut PgConnection,
     uuid: OperationUuid,
-    user: UserId,
+    principal: Principal,
     needed: AccessLevel,
 ) -> RepoResult<Operation> {
     let op = get(conn, uuid)?;
-    let (collection, have) = collection_repo::with_access(conn, op.collection_id, user)?;
+    let (collection, _, have) = collection_repo::with_access(conn, op.collection_id, principal)?;
     require_access(&collection, have, needed)?;
     Ok(op)
 }
@@ -183,11 +183,15 @@ fn transition(
     }
 }
 
-fn cancel(conn: &mut PgConnection, uuid: OperationUuid, actor: UserId) -> RepoResult<Operation> {
+fn cancel(
+    conn: &mut PgConnection,
+    uuid: OperationUuid,
+    principal: Principal,
+) -> RepoResult<Operation> {
     let op = get(conn, uuid)?;
-    if op.user_id != actor {
-        let collection = collection_repo::get(conn, op.collection_id)?;
-        let have = collection_repo::access_for(conn, &collection, actor)?;
+    let (collection, actor, have) =
+        collection_repo::with_access(conn, op.collection_id, principal)?;
+    if !actor.is_creator_of(op.user_id) {
         require_access(&collection, have, AccessLevel::Write)?;
     }
     transition(conn, uuid, OperationStatus::Cancelled, None)
@@ -337,10 +341,11 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
     fn get_with_access(
         &self,
         uuid: OperationUuid,
-        user: UserId,
+        principal: Principal,
         needed: AccessLevel,
     ) -> RepoResult<Operation> {
-        self.src.read(|c| get_with_access(c, uuid, user, needed))
+        self.src
+            .read(|c| get_with_access(c, uuid, principal, needed))
     }
 
     fn transition(
@@ -352,7 +357,7 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
         self.src.run(|c| transition(c, uuid, to, error_message))
     }
 
-    fn cancel(&self, uuid: OperationUuid, actor: UserId) -> RepoResult<Operation> {
+    fn cancel(&self, uuid: OperationUuid, actor: Principal) -> RepoResult<Operation> {
         self.src.write(|c| cancel(c, uuid, actor))
     }
 

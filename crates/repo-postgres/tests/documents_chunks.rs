@@ -419,7 +419,10 @@ fn chunks_insert_search_and_collection_delete() {
         c
     );
     assert_eq!(fx.sql_count(&partition_rows), 9_800);
-    fx.store.collections().delete(c, fx.owner.id).unwrap();
+    fx.store
+        .collections()
+        .delete(c, fx.owner.id.into())
+        .unwrap();
     assert_eq!(fx.store.chunks().count(c).unwrap(), 0);
     assert_eq!(
         fx.sql_count(

@@ -9,17 +9,18 @@ use crate::schema::{api_keys, collection_permissions as grants, collections};
 use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
 use crate::users as user_repo;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::upsert::excluded;
 use repo_core::{
-    effective_access, now, require_access, validate, AccessLevel, ApiKeyId, Collection,
-    CollectionId, CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats,
-    CollectionStatus, Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult, SyncMode,
-    SyncRun, Timestamp, UserId,
+    now, require_access, validate, AccessLevel, Actor, ApiKeyId, Collection, CollectionId,
+    CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
+    Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal, PrincipalFacts, RepoError,
+    RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 
 /// A `collections` row as stored.
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = collections, check_for_backend(Sqlite), treat_none_as_default_value = false)]
 pub(crate) struct CollectionRow {
     id: String,
@@ -234,34 +235,131 @@ pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: CollectionId) -> Re
     }
 }
 
-/// The collection and the level `user` holds on it (`repo_core::effective_access`).
-/// Missing collection: `NotFound { entity: "collection" }`; missing user:
-/// `NotFound { entity: "user" }`.
+/// The joins that resolve a principal: `?1` is the user id (NULL for a key), `?2` the
+/// key id (NULL for a user); `u` is the acting user, `k` the key.
+const PRINCIPAL_JOINS: &str = "LEFT JOIN api_keys k ON k.id = ?2 \
+     LEFT JOIN users u ON u.id = COALESCE(k.user_id, ?1)";
+
+/// The columns of [`PrincipalColumns`], over [`PRINCIPAL_JOINS`]. The `CASE` keeps a
+/// user principal (no key) from running the grant probe at all.
+const PRINCIPAL_COLUMNS: &str = "u.id AS principal_user_id, \
+     u.is_active AS principal_user_is_active, \
+     u.is_superuser AS principal_is_superuser, \
+     k.is_active AS key_is_active, \
+     k.expires_at AS key_expires_at, \
+     k.permissions AS key_permissions, \
+     CASE WHEN k.id IS NULL THEN FALSE ELSE EXISTS ( \
+         SELECT 1 FROM collection_permissions kg_any WHERE kg_any.api_key_id = k.id \
+     ) END AS key_has_grants";
+
+/// What one access statement reads about the principal.
+#[derive(QueryableByName)]
+struct PrincipalColumns {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    principal_user_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    principal_user_is_active: Option<bool>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    principal_is_superuser: Option<bool>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    key_is_active: Option<bool>,
+    #[diesel(sql_type = Nullable<Text>)]
+    key_expires_at: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    key_permissions: Option<String>,
+    #[diesel(sql_type = Bool)]
+    key_has_grants: bool,
+}
+
+impl PrincipalColumns {
+    /// The facts, or `NotFound` for a principal that does not exist.
+    fn into_facts(self, principal: Principal) -> RepoResult<PrincipalFacts> {
+        const T: &str = "api_keys";
+        let user_id = self
+            .principal_user_id
+            .ok_or_else(|| principal.not_found())?;
+        let key = match principal.api_key_id() {
+            None => None,
+            Some(_) => Some(KeyFacts {
+                is_active: self.key_is_active.unwrap_or(false),
+                expires_at: read_opt_ts(T, "expires_at", self.key_expires_at.as_deref())?,
+                permissions: read_opt_json(T, "permissions", self.key_permissions.as_deref())?,
+                has_grants: self.key_has_grants,
+            }),
+        };
+        Ok(PrincipalFacts {
+            user_id: UserId(user_id),
+            user_is_active: self.principal_user_is_active.unwrap_or(false),
+            is_superuser: self.principal_is_superuser.unwrap_or(false),
+            key,
+        })
+    }
+}
+
+/// A collection with its principal and the acting user's and key's grants on it.
+#[derive(QueryableByName)]
+struct AccessColumns {
+    #[diesel(embed)]
+    collection: CollectionRow,
+    #[diesel(embed)]
+    principal: PrincipalColumns,
+    #[diesel(sql_type = Nullable<Text>)]
+    user_grant: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    key_grant: Option<String>,
+}
+
+fn parse_grant(grant: Option<String>) -> RepoResult<Option<AccessLevel>> {
+    grant
+        .as_deref()
+        .map(|g| read_enum("collection_permissions", "permission", g))
+        .transpose()
+}
+
+/// How `principal` may act (`repo_core::access`), in one statement; an unknown user or
+/// key is `NotFound { entity: "user" | "api_key" }`.
+pub(crate) fn actor(conn: &mut SqliteConnection, principal: Principal) -> RepoResult<Actor> {
+    let row: PrincipalColumns = diesel::sql_query(format!(
+        "SELECT {PRINCIPAL_COLUMNS} FROM (SELECT 1) AS one {PRINCIPAL_JOINS}"
+    ))
+    .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
+    .bind::<Nullable<Text>, _>(principal.api_key_id().map(|k| uuid(k.0)))
+    .get_result(conn)
+    .map_err(map_diesel)?;
+    Ok(row.into_facts(principal)?.actor(now()))
+}
+
+/// The collection, how `principal` may act, and the level it holds on the collection,
+/// in one statement (the collection row left-joined to the principal and to both
+/// grants). No row: `NotFound { entity: "collection" }`; then an unknown user or key
+/// is `NotFound { entity: "user" | "api_key" }`.
 pub(crate) fn access(
     conn: &mut SqliteConnection,
     id: CollectionId,
-    user: UserId,
-) -> RepoResult<(Collection, Option<AccessLevel>)> {
-    let collection = get(conn, id)?;
-    let user = user_repo::get(conn, user)?;
-    let grant: Option<String> = grants::table
-        .filter(grants::collection_id.eq(uuid(id.0)))
-        .filter(grants::user_id.eq(user.id.0))
-        .select(grants::permission)
-        .get_result(conn)
-        .optional()
-        .map_err(map_diesel)?;
-    let grant = grant
-        .as_deref()
-        .map(|g| read_enum("collection_permissions", "permission", g))
-        .transpose()?;
-    let level = effective_access(
-        collection.owner_id == user.id,
-        user.is_superuser,
-        collection.is_public,
-        grant,
+    principal: Principal,
+) -> RepoResult<(Collection, Actor, Option<AccessLevel>)> {
+    let row: Option<AccessColumns> = diesel::sql_query(format!(
+        "SELECT c.*, {PRINCIPAL_COLUMNS}, ug.permission AS user_grant, kg.permission AS key_grant \
+         FROM collections c {PRINCIPAL_JOINS} \
+         LEFT JOIN collection_permissions ug ON ug.collection_id = c.id AND ug.user_id = u.id \
+         LEFT JOIN collection_permissions kg ON kg.collection_id = c.id AND kg.api_key_id = k.id \
+         WHERE c.id = ?3"
+    ))
+    .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
+    .bind::<Nullable<Text>, _>(principal.api_key_id().map(|k| uuid(k.0)))
+    .bind::<Text, _>(uuid(id.0))
+    .get_result(conn)
+    .optional()
+    .map_err(map_diesel)?;
+    let row = row.ok_or_else(|| not_found(id))?;
+    let actor = row.principal.into_facts(principal)?.actor(now());
+    let collection = row.collection.into_collection()?;
+    let level = actor.level(
+        &collection,
+        parse_grant(row.user_grant)?,
+        parse_grant(row.key_grant)?,
     );
-    Ok((collection, level))
+    Ok((collection, actor, level))
 }
 
 fn create(conn: &mut SqliteConnection, new: &NewCollection) -> RepoResult<Collection> {
@@ -290,36 +388,71 @@ fn get_by_name(conn: &mut SqliteConnection, name: &str) -> RepoResult<Collection
         .into_collection()
 }
 
-fn visible_to(user: UserId) -> collections::BoxedQuery<'static, Sqlite> {
-    collections::table
-        .filter(
-            collections::owner_id
-                .eq(user.0)
-                .or(collections::is_public.eq(true))
-                .or(collections::id.eq_any(
-                    grants::table
-                        .filter(grants::user_id.eq(user.0))
-                        .select(grants::collection_id),
-                )),
-        )
-        .into_boxed()
+type CollectionQuery = collections::BoxedQuery<'static, Sqlite>;
+
+/// Collections a user can reach: owned, public, or granted to the user.
+fn user_reach(
+    user: UserId,
+) -> Box<dyn BoxableExpression<collections::table, Sqlite, SqlType = Bool>> {
+    let granted = grants::table
+        .filter(grants::user_id.eq(user.0))
+        .select(grants::collection_id);
+    Box::new(
+        collections::owner_id
+            .eq(user.0)
+            .or(collections::is_public.eq(true))
+            .or(collections::id.eq_any(granted)),
+    )
+}
+
+/// The collections `actor` (resolved from `principal`) lists, as `repo_core::access`
+/// decides.
+fn visible_to(actor: Actor, principal: Principal) -> CollectionQuery {
+    let all = collections::table.into_boxed();
+    match actor {
+        Actor::Denied => all.filter(collections::id.ne(collections::id)),
+        Actor::User { user, .. } => all.filter(user_reach(user)),
+        Actor::Scoped {
+            user,
+            is_superuser,
+            read_public,
+        } => {
+            let key_granted = grants::table
+                .filter(grants::api_key_id.eq(principal.api_key_id().map(|k| uuid(k.0))))
+                .select(grants::collection_id);
+            let scoped = if is_superuser {
+                all.filter(collections::id.eq_any(key_granted))
+            } else {
+                all.filter(collections::id.eq_any(key_granted).and(user_reach(user)))
+            };
+            if read_public {
+                scoped.or_filter(collections::is_public.eq(true))
+            } else {
+                scoped
+            }
+        }
+    }
 }
 
 fn list_visible(
     conn: &mut SqliteConnection,
-    user: UserId,
+    principal: Principal,
     page: PageRequest,
 ) -> RepoResult<Page<Collection>> {
     read_tx(conn, |c| {
-        user_repo::ensure_exists(c, user)?;
-        let rows = visible_to(user)
+        let actor = actor(c, principal)?;
+        actor.require_usable()?;
+        let rows = visible_to(actor, principal)
             .select(CollectionRow::as_select())
             .order((collections::created_at.desc(), collections::id.desc()))
             .limit(page.limit_i64())
             .offset(page.offset_i64())
             .load(c)
             .map_err(map_diesel)?;
-        let total: i64 = visible_to(user).count().get_result(c).map_err(map_diesel)?;
+        let total: i64 = visible_to(actor, principal)
+            .count()
+            .get_result(c)
+            .map_err(map_diesel)?;
         Ok(Page {
             items: many(rows)?,
             total: count(total),
@@ -434,9 +567,9 @@ fn update_stats(
     one(row, id)
 }
 
-fn delete(conn: &mut SqliteConnection, id: CollectionId, actor: UserId) -> RepoResult<()> {
+fn delete(conn: &mut SqliteConnection, id: CollectionId, actor: Principal) -> RepoResult<()> {
     write_tx(conn, |c| {
-        let (collection, level) = access(c, id, actor)?;
+        let (collection, _, level) = access(c, id, actor)?;
         require_access(&collection, level, AccessLevel::Admin)?;
         // Operations and grants (and documents, chunks) go by ON DELETE CASCADE.
         diesel::delete(collections::table.find(uuid(id.0)))
@@ -596,8 +729,30 @@ fn grant(
                     .get_result(c)
             }
         };
-        stored.map_err(map_diesel)?.into_permission()
+        let stored = stored.map_err(map_diesel)?.into_permission()?;
+        if let Grantee::ApiKey(key) = grantee {
+            mark_key_scoped(c, key)?;
+        }
+        Ok(stored)
     })
+}
+
+/// Marks a key scoped once it holds a grant (`repo_core::access::mark_scoped`), so
+/// that revoking its last grant does not hand it back all of its user's rights.
+fn mark_key_scoped(conn: &mut SqliteConnection, key: ApiKeyId) -> RepoResult<()> {
+    let current: Option<String> = api_keys::table
+        .find(uuid(key.0))
+        .select(api_keys::permissions)
+        .get_result(conn)
+        .map_err(map_diesel)?;
+    let current = read_opt_json("api_keys", "permissions", current.as_deref())?;
+    if let Some(next) = repo_core::access::mark_scoped(current.as_ref())? {
+        diesel::update(api_keys::table.find(uuid(key.0)))
+            .set(api_keys::permissions.eq(json(&next)?))
+            .execute(conn)
+            .map_err(map_diesel)?;
+    }
+    Ok(())
 }
 
 fn revoke_grant(
@@ -652,24 +807,30 @@ impl<S: ConnSource> CollectionRepository for SqliteRepos<S> {
     fn get_with_access(
         &self,
         id: CollectionId,
-        user: UserId,
+        principal: Principal,
         needed: AccessLevel,
     ) -> RepoResult<Collection> {
         self.run(|c| {
-            read_tx(c, |c| {
-                let (collection, level) = access(c, id, user)?;
-                require_access(&collection, level, needed)?;
-                Ok(collection)
-            })
+            let (collection, _, level) = access(c, id, principal)?;
+            require_access(&collection, level, needed)?;
+            Ok(collection)
         })
     }
 
-    fn access_level(&self, id: CollectionId, user: UserId) -> RepoResult<Option<AccessLevel>> {
-        self.run(|c| read_tx(c, |c| access(c, id, user).map(|(_, level)| level)))
+    fn access_level(
+        &self,
+        id: CollectionId,
+        principal: Principal,
+    ) -> RepoResult<Option<AccessLevel>> {
+        self.run(|c| access(c, id, principal).map(|(_, _, level)| level))
     }
 
-    fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>> {
-        self.run(|c| list_visible(c, user, page))
+    fn list_visible(
+        &self,
+        principal: Principal,
+        page: PageRequest,
+    ) -> RepoResult<Page<Collection>> {
+        self.run(|c| list_visible(c, principal, page))
     }
 
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {
@@ -693,7 +854,7 @@ impl<S: ConnSource> CollectionRepository for SqliteRepos<S> {
         self.run(|c| update_stats(c, id, stats))
     }
 
-    fn delete(&self, id: CollectionId, actor: UserId) -> RepoResult<()> {
+    fn delete(&self, id: CollectionId, actor: Principal) -> RepoResult<()> {
         self.run(|c| delete(c, id, actor))
     }
 

@@ -13,7 +13,7 @@ use diesel::sqlite::Sqlite;
 use repo_core::{
     now, require_access, validate, AccessLevel, CollectionId, NewOperation, Operation,
     OperationFilter, OperationRepository, OperationStatus, OperationUuid, Page, PageRequest,
-    RepoError, RepoResult, Timestamp, UserId,
+    Principal, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -202,22 +202,26 @@ fn transition(
 fn get_with_access(
     conn: &mut SqliteConnection,
     id: OperationUuid,
-    user: UserId,
+    principal: Principal,
     needed: AccessLevel,
 ) -> RepoResult<Operation> {
     read_tx(conn, |c| {
         let op = get(c, id)?;
-        let (collection, level) = collections::access(c, op.collection_id, user)?;
+        let (collection, _, level) = collections::access(c, op.collection_id, principal)?;
         require_access(&collection, level, needed)?;
         Ok(op)
     })
 }
 
-fn cancel(conn: &mut SqliteConnection, id: OperationUuid, actor: UserId) -> RepoResult<Operation> {
+fn cancel(
+    conn: &mut SqliteConnection,
+    id: OperationUuid,
+    principal: Principal,
+) -> RepoResult<Operation> {
     write_tx(conn, |c| {
         let op = get(c, id)?;
-        if op.user_id != actor {
-            let (collection, level) = collections::access(c, op.collection_id, actor)?;
+        let (collection, actor, level) = collections::access(c, op.collection_id, principal)?;
+        if !actor.is_creator_of(op.user_id) {
             require_access(&collection, level, AccessLevel::Write)?;
         }
         transition_in_tx(c, id, OperationStatus::Cancelled, None)
@@ -369,10 +373,10 @@ impl<S: ConnSource> OperationRepository for SqliteRepos<S> {
     fn get_with_access(
         &self,
         uuid: OperationUuid,
-        user: UserId,
+        principal: Principal,
         needed: AccessLevel,
     ) -> RepoResult<Operation> {
-        self.run(|c| get_with_access(c, uuid, user, needed))
+        self.run(|c| get_with_access(c, uuid, principal, needed))
     }
 
     fn transition(
@@ -384,7 +388,7 @@ impl<S: ConnSource> OperationRepository for SqliteRepos<S> {
         self.run(|c| transition(c, uuid, to, error_message))
     }
 
-    fn cancel(&self, uuid: OperationUuid, actor: UserId) -> RepoResult<Operation> {
+    fn cancel(&self, uuid: OperationUuid, actor: Principal) -> RepoResult<Operation> {
         self.run(|c| cancel(c, uuid, actor))
     }
 

@@ -349,7 +349,7 @@ fn chunks_bulk_insert_search_and_cascade() {
     assert_eq!(scalar(&path, fts_rows), 10_001);
     store
         .collections()
-        .delete(c, owner)
+        .delete(c, owner.into())
         .expect("delete collection");
     assert_eq!(store.chunks().count(c).expect("count"), 0);
     assert_eq!(scalar(&path, "SELECT count(*) AS n FROM chunks"), 1);

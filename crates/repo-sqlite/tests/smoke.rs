@@ -153,7 +153,7 @@ fn one_create_and_get_per_repository() {
     assert_eq!(
         store
             .collections()
-            .access_level(collection.id, owner)
+            .access_level(collection.id, owner.into())
             .expect("access"),
         Some(AccessLevel::Admin)
     );

@@ -111,7 +111,11 @@ impl Worker<'_> {
             Step::CollectionWithAccess => self
                 .store
                 .collections()
-                .get_with_access(self.fx.collections[k], self.fx.users[k], AccessLevel::Read)
+                .get_with_access(
+                    self.fx.collections[k],
+                    (self.fx.users[k]).into(),
+                    AccessLevel::Read,
+                )
                 .map(drop),
             Step::VerifyKey => self
                 .store

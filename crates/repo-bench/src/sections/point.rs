@@ -153,7 +153,7 @@ pub(crate) fn call(
                 PointOp::CollectionWithAccess => meter.measure(&mut || {
                     std::hint::black_box(store.collections().get_with_access(
                         collection,
-                        user,
+                        user.into(),
                         AccessLevel::Read,
                     )?);
                     Ok(())
