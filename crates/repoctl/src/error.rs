@@ -139,7 +139,8 @@ impl Secrets {
     }
 }
 
-fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+/// `%XX` escapes decoded (a `%` not followed by two hex digits is kept as is).
+pub(crate) fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
