@@ -114,7 +114,7 @@ impl Secrets {
         if let Ok(parsed) = url::Url::parse(url) {
             if let Some(p) = parsed.password() {
                 self.0.push(p.to_owned());
-                if let Ok(decoded) = percent_decode(p) {
+                if let Ok(decoded) = crate::libpq_url::percent_decode(p) {
                     self.0.push(decoded);
                 }
             }
@@ -123,6 +123,13 @@ impl Secrets {
                     self.0.push(v.into_owned());
                 }
             }
+        }
+        // Multi-host URLs (`h1:p1,h2:p2`) are valid libpq but not for the url crate.
+        if let Some(p) = crate::libpq_url::ClientUrl::split(url).password {
+            self.0.push(p);
+        }
+        if let Some(raw) = crate::libpq_url::raw_password(url) {
+            self.0.push(raw);
         }
         self.0.retain(|s| !s.is_empty());
         self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -139,30 +146,6 @@ impl Secrets {
     }
 }
 
-/// `%XX` escapes decoded (a `%` not followed by two hex digits is kept as is).
-pub(crate) fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +156,13 @@ mod tests {
         s.add_url("postgres://u:p%40ss@h/db?password=other");
         let text = s.scrub("failed for p@ss and p%40ss and other");
         assert!(!text.contains("p@ss") && !text.contains("p%40ss") && !text.contains("other"));
+    }
+
+    #[test]
+    fn scrubs_the_password_of_a_multi_host_url() {
+        let mut s = Secrets::default();
+        s.add_url("postgres://u:p%40ss@h1:5432,h2:5433/db");
+        let text = s.scrub("failed for p@ss and p%40ss");
+        assert!(!text.contains("p@ss") && !text.contains("p%40ss"), "{text}");
     }
 }

@@ -67,6 +67,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod json;
+pub mod libpq_url;
 pub mod migrate;
 pub mod progress;
 pub mod report;
