@@ -53,8 +53,21 @@ impl Tools {
         Tools { bindir, run_as }
     }
 
-    /// Runs `tool` from the bin directory (as the cluster user), in `cwd`.
+    /// Runs `tool` from the bin directory (as the cluster user), in `cwd`; panics with
+    /// its output when it fails.
     fn run(&self, cwd: &Path, tool: &str, args: &[&str]) -> Output {
+        let out = self.try_run(cwd, tool, args);
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs `tool` from the bin directory (as the cluster user), in `cwd`.
+    fn try_run(&self, cwd: &Path, tool: &str, args: &[&str]) -> Output {
         let program = self.bindir.join(tool);
         let mut cmd = match &self.run_as {
             Some(user) => {
@@ -64,19 +77,11 @@ impl Tools {
             }
             None => Command::new(&program),
         };
-        let out = cmd
-            .args(args)
+        cmd.args(args)
             .current_dir(cwd)
             .env_remove("PGDATA")
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"))
     }
 
     /// Gives `path` (recursively) to the cluster user.
@@ -126,7 +131,7 @@ impl<'a> Server<'a> {
             port,
         };
         let cwd = data.parent().unwrap();
-        tools.run(
+        let out = tools.try_run(
             cwd,
             "pg_ctl",
             &[
@@ -139,6 +144,13 @@ impl<'a> Server<'a> {
                 "120",
                 "start",
             ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl start of {} failed: {}\nserver log:\n{}",
+            data.display(),
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         server
     }
@@ -291,10 +303,16 @@ fn point_in_time_recovery_restores_exactly_the_writes_before_the_target_time() {
     conn.batch_execute("INSERT INTO pitr SELECT g, 'second' FROM generate_series(7, 9) g")
         .unwrap();
     assert_eq!(ids(&mut conn), (1..=9).collect::<Vec<_>>());
-    // Close the WAL segment that holds both and wait until it is archived.
+    // Close the WAL segment that holds both and wait until the archiver reports it
+    // done (the file appears in the archive before `cp` has finished writing it).
     let segment = text(&mut conn, "SELECT pg_walfile_name(pg_switch_wal()) AS v");
     wait_until("the WAL segment to be archived", || {
-        archive.join(&segment).exists()
+        let done = text(
+            &mut conn,
+            "SELECT coalesce(last_archived_wal, '') AS v FROM pg_stat_archiver",
+        );
+        // Segment names of one timeline sort in WAL order.
+        done.len() == segment.len() && done >= segment
     });
     drop(conn);
     primary.stop();
