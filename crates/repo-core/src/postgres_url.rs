@@ -319,6 +319,19 @@ impl PostgresUrl {
             .any(|p| p.key.starts_with("ssl") || p.key == "requiressl" || p.key == "gssencmode")
     }
 
+    /// The password libpq would send: the `password=` parameter when present (it wins
+    /// over the user info, as in libpq), else the user-info password, percent-decoded.
+    /// Never log it.
+    pub fn password(&self) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|p| is_password_key(&p.key))
+            .map(|p| p.value.as_str())
+            .or(self.password.as_deref())
+            .filter(|p| !p.is_empty())
+    }
+
     /// The passwords this URL carries (user-info password and `password=` parameter),
     /// each as written and decoded, longest first: the text to scrub from messages.
     pub fn secrets(&self) -> Vec<String> {

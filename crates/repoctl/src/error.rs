@@ -143,4 +143,12 @@ mod tests {
         s.add_url("postgres://u:m%2Cp@h1:5432,h2:5433/db");
         assert_eq!(s.scrub("m,p and m%2Cp"), "*** and ***");
     }
+
+    #[test]
+    fn scrubs_the_password_of_a_multi_host_url() {
+        let mut s = Secrets::default();
+        s.add_url("postgres://u:p%40ss@h1:5432,h2:5433/db");
+        let text = s.scrub("failed for p@ss and p%40ss");
+        assert!(!text.contains("p@ss") && !text.contains("p%40ss"), "{text}");
+    }
 }

@@ -10,6 +10,8 @@
 //!              [--no-progress] [--progress-every SECONDS] [--no-verify]
 //! repoctl verify --from URL --to URL [--tables a,b] [--report FILE] [--no-progress]
 //! repoctl demo-data --database-url URL --scale N [--chunks-per-document N] [--seed S]
+//! repoctl backup --database-url URL --out PATH [--verify]
+//! repoctl restore --from PATH --database-url URL
 //! ```
 //!
 //! URLs are those of `DATABASE_URL` (`sqlite://path`, `path.db`, `postgres://…`).
@@ -21,10 +23,16 @@
 //! | 0 | success |
 //! | 1 | any other failure (a database error during the copy, I/O) |
 //! | 2 | usage error (bad arguments; same source and target) |
-//! | 3 | connection or configuration error (bad URL, unreachable server, missing SQLite file) |
+//! | 3 | connection or configuration error (bad URL, unreachable server, missing SQLite file, `pg_dump`/`pg_restore` not installed) |
 //! | 4 | rows were refused (or, in a dry run, would be) |
 //! | 5 | verification found a difference (wins over 4) |
-//! | 6 | the target is not ready: not empty without `--truncate`/`--resume`, or a schema version mismatch |
+//! | 6 | the target is not ready: not empty without `--truncate`/`--resume`, or a schema version mismatch; a backup `--out` or restore target that already exists |
+//!
+//! ## Backup and restore
+//!
+//! See [`backup`]: SQLite through `VACUUM INTO`, PostgreSQL through `pg_dump -Fc` /
+//! `pg_restore`; `--verify` restores into a scratch database and compares it with the
+//! source as of the backup (exit 5 on a difference).
 //!
 //! ## What `copy` guarantees
 //!
@@ -52,12 +60,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod conn;
 pub mod copy;
 pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod json;
+pub mod libpq_url;
 pub mod migrate;
 pub mod progress;
 pub mod report;
@@ -102,6 +112,36 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Fill a database with realistic generated data.
     DemoData(DemoArgs),
+    /// Back a database up into a file (SQLite: `VACUUM INTO`; PostgreSQL: `pg_dump -Fc`).
+    Backup(BackupArgs),
+    /// Restore a backup into an empty database (SQLite: a new file; PostgreSQL: `pg_restore`).
+    Restore(RestoreArgs),
+}
+
+/// `backup` arguments.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Database URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// The backup file to write (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Restore the backup into a scratch database and compare it with the source as of
+    /// the backup (exit 5 on a difference).
+    #[arg(long)]
+    pub verify: bool,
+}
+
+/// `restore` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The backup file (a SQLite file from `backup`, or a `pg_dump -Fc` archive).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The empty database to restore into (SQLite: a file that does not exist yet).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
 }
 
 /// `migrate` actions.
@@ -315,6 +355,14 @@ pub fn run(cli: Cli, secrets: &mut Secrets) -> Result<u8, Failure> {
             let endpoint = Endpoint::parse(&a.database_url, secrets)?;
             demo::run(&endpoint, secrets, a.scale, a.chunks_per_document, a.seed)?;
             Ok(exit::OK)
+        }
+        Command::Backup(a) => {
+            let source = Endpoint::parse(&a.database_url, secrets)?;
+            backup::run_backup(&source, &a.out, a.verify, secrets)
+        }
+        Command::Restore(a) => {
+            let target = Endpoint::parse(&a.database_url, secrets)?;
+            backup::run_restore(&a.from, &target, secrets)
         }
     }
 }

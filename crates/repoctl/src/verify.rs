@@ -166,7 +166,12 @@ pub fn verify(
         (source, target)
     });
     let (source, target) = (source?, target?);
-    Ok(tables
+    Ok(verify_rows(tables, &source, &target))
+}
+
+/// One [`VerifyRow`] per table from the checksums of both sides (in `tables` order).
+pub fn verify_rows(tables: &[Table], source: &[TableSum], target: &[TableSum]) -> Vec<VerifyRow> {
+    tables
         .iter()
         .zip(source.iter().zip(target.iter()))
         .map(|(&table, (s, t))| VerifyRow {
@@ -178,7 +183,7 @@ pub fn verify(
             excluded_refused: s.excluded,
             equal: s.rows == t.rows && s.sum == t.sum,
         })
-        .collect())
+        .collect()
 }
 
 /// When `to` differs from `from` only by the rows a copy refuses (what `copy
