@@ -15,6 +15,8 @@
 #      report states: figures from it do not show durable commits.
 # PgBouncer: BENCH_PGBOUNCER_URL when set, else one started in transaction mode in
 # front of that server (scripts/lib/topologies.sh), for the pooler section.
+# Replicas: BENCH_PRIMARY_URL and BENCH_STANDBY_URL when set, else a throwaway primary
+# with a streaming replica, for the replica section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +45,14 @@ if [[ -z ${BENCH_PGBOUNCER_URL:-} ]]; then
     BENCH_PGBOUNCER_URL=$TEST_PGBOUNCER_URL
 fi
 export BENCH_PGBOUNCER_URL
+
+# A primary of its own with a streaming replica, for the replica section.
+if [[ -z ${BENCH_PRIMARY_URL:-} || -z ${BENCH_STANDBY_URL:-} ]]; then
+    provision_standby
+    BENCH_PRIMARY_URL=$TEST_PRIMARY_URL
+    BENCH_STANDBY_URL=$TEST_STANDBY_URL
+fi
+export BENCH_PRIMARY_URL BENCH_STANDBY_URL
 
 # The report quotes the command that produced it.
 REPO_BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}"

@@ -30,6 +30,8 @@ OPTIONS:
                   and the copy section (repoctl copy against psql \\copy; needs the
                   repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
+    --only IDS    run only these sections (comma-separated: point, pooler, replicas,
+                  concurrency, bulk, copy)
     -h, --help    print this text
 
 ENVIRONMENT:
@@ -37,6 +39,11 @@ ENVIRONMENT:
                         and dropped afterwards); else TEST_DATABASE_URL. Without
                         either, run scripts/bench.sh, which provisions PostgreSQL the
                         way scripts/test.sh does.
+    BENCH_PGBOUNCER_URL PgBouncer in transaction mode in front of that server (pooler
+                        section); else TEST_PGBOUNCER_URL.
+    BENCH_PRIMARY_URL, BENCH_STANDBY_URL
+                        a primary and a streaming replica of it (replicas section);
+                        else TEST_PRIMARY_URL and TEST_STANDBY_URL.
     REPOCTL_BIN         repoctl binary of the copy section (full mode); default
                         the repoctl next to this binary.
 ";
@@ -58,6 +65,8 @@ pub(crate) struct Args {
     pub(crate) mode: Mode,
     /// Where to write the JSON report.
     pub(crate) json: Option<PathBuf>,
+    /// Section ids to run (`None`: all).
+    pub(crate) only: Option<Vec<String>>,
 }
 
 /// What `repo-bench profile` runs.
@@ -88,6 +97,7 @@ impl Args {
     pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         let mut mode = Mode::Quick;
         let mut json = None;
+        let mut only = None;
         let mut args = args.into_iter().peekable();
         if args.peek().map(String::as_str) == Some("profile") {
             args.next();
@@ -116,6 +126,10 @@ impl Args {
                     let path = args.next().ok_or("--json needs a file name")?;
                     json = Some(PathBuf::from(path));
                 }
+                "--only" => {
+                    let ids = args.next().ok_or("--only needs section ids")?;
+                    only = Some(ids.split(',').map(|s| s.trim().to_owned()).collect());
+                }
                 "-h" | "--help" => return Ok(Command::Help),
                 other => {
                     if let Some(path) = other.strip_prefix("--json=") {
@@ -126,7 +140,7 @@ impl Args {
                 }
             }
         }
-        Ok(Command::Run(Args { mode, json }))
+        Ok(Command::Run(Args { mode, json, only }))
     }
 }
 

@@ -161,7 +161,12 @@ fn run(args: &Args) -> BenchResult<()> {
         backends,
     };
     let mut reports = Vec::new();
-    for section in sections::all() {
+    let chosen = sections::all().into_iter().filter(|s| {
+        args.only
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|id| id == s.id()))
+    });
+    for section in chosen {
         let section_start = Instant::now();
         let report = section
             .run(&mut env)

@@ -11,6 +11,7 @@ mod concurrency;
 mod copy;
 pub(crate) mod point;
 mod pooler;
+mod replicas;
 
 use crate::backend::Backend;
 use crate::cli::Plan;
@@ -38,6 +39,7 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
     vec![
         Box::new(point::PointOperations),
         Box::new(pooler::Pooler),
+        Box::new(replicas::Replicas),
         Box::new(concurrency::Concurrency),
         Box::new(bulk::Bulk),
         Box::new(copy::Copy),
