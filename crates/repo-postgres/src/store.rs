@@ -248,31 +248,39 @@ impl PostgresStore {
     }
 }
 
-impl Repositories for Inner {
-    fn users(&self) -> &dyn UserRepository {
-        &self.users
-    }
+/// Implements [`Repositories`] for a struct whose fields `users`, `api_keys`,
+/// `collections`, `operations`, `documents` and `chunks` are the repositories.
+macro_rules! repositories_of_fields {
+    ($type:ty) => {
+        impl Repositories for $type {
+            fn users(&self) -> &dyn UserRepository {
+                &self.users
+            }
 
-    fn api_keys(&self) -> &dyn ApiKeyRepository {
-        &self.api_keys
-    }
+            fn api_keys(&self) -> &dyn ApiKeyRepository {
+                &self.api_keys
+            }
 
-    fn collections(&self) -> &dyn CollectionRepository {
-        &self.collections
-    }
+            fn collections(&self) -> &dyn CollectionRepository {
+                &self.collections
+            }
 
-    fn operations(&self) -> &dyn OperationRepository {
-        &self.operations
-    }
+            fn operations(&self) -> &dyn OperationRepository {
+                &self.operations
+            }
 
-    fn documents(&self) -> &dyn DocumentRepository {
-        &self.documents
-    }
+            fn documents(&self) -> &dyn DocumentRepository {
+                &self.documents
+            }
 
-    fn chunks(&self) -> &dyn ChunkRepository {
-        &self.chunks
-    }
+            fn chunks(&self) -> &dyn ChunkRepository {
+                &self.chunks
+            }
+        }
+    };
 }
+
+repositories_of_fields!(Inner);
 
 /// Every call goes through the [`Instrumented`] wrapper, which opens its span and
 /// forwards to the store's own repositories.
@@ -448,31 +456,7 @@ struct PgView {
     chunks: PgChunks<ReadSource>,
 }
 
-impl Repositories for PgView {
-    fn users(&self) -> &dyn UserRepository {
-        &self.users
-    }
-
-    fn api_keys(&self) -> &dyn ApiKeyRepository {
-        &self.api_keys
-    }
-
-    fn collections(&self) -> &dyn CollectionRepository {
-        &self.collections
-    }
-
-    fn operations(&self) -> &dyn OperationRepository {
-        &self.operations
-    }
-
-    fn documents(&self) -> &dyn DocumentRepository {
-        &self.documents
-    }
-
-    fn chunks(&self) -> &dyn ChunkRepository {
-        &self.chunks
-    }
-}
+repositories_of_fields!(PgView);
 
 /// Every repository bound to the one connection of an open transaction.
 struct PgTransaction<'a, 'c> {
@@ -498,31 +482,7 @@ impl<'a, 'c> PgTransaction<'a, 'c> {
     }
 }
 
-impl Repositories for PgTransaction<'_, '_> {
-    fn users(&self) -> &dyn UserRepository {
-        &self.users
-    }
-
-    fn api_keys(&self) -> &dyn ApiKeyRepository {
-        &self.api_keys
-    }
-
-    fn collections(&self) -> &dyn CollectionRepository {
-        &self.collections
-    }
-
-    fn operations(&self) -> &dyn OperationRepository {
-        &self.operations
-    }
-
-    fn documents(&self) -> &dyn DocumentRepository {
-        &self.documents
-    }
-
-    fn chunks(&self) -> &dyn ChunkRepository {
-        &self.chunks
-    }
-}
+repositories_of_fields!(PgTransaction<'_, '_>);
 
 impl Transaction for PgTransaction<'_, '_> {
     fn lock_collection(&self, id: CollectionId) -> RepoResult<Collection> {
