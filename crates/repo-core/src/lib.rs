@@ -50,6 +50,7 @@ pub mod postgres_url;
 pub mod replica;
 pub mod schema;
 pub mod search;
+mod serde_fields;
 pub mod store;
 pub mod time;
 pub mod user;
@@ -71,7 +72,8 @@ pub use config::{
 };
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
-    DocumentStatusUpdate, ErrorCategory, NewDocument, Registered, MAX_DOCUMENT_BATCH,
+    DocumentStatusUpdate, ErrorCategory, NewDocument, NewDocumentBuilder, Registered,
+    MAX_DOCUMENT_BATCH,
 };
 pub use enums::{
     AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,
