@@ -15,3 +15,8 @@
 
 pub use repo_core::*;
 pub use repo_factory::*;
+
+/// The async handle for tokio applications (feature `tokio`): every repository from
+/// async code, calls bounded by the pool's size. See [`repo_async`].
+#[cfg(feature = "tokio")]
+pub use repo_async::AsyncStore;

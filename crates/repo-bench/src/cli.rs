@@ -31,6 +31,7 @@ OPTIONS:
                   repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
     --only IDS    run only these sections (comma-separated: point, pooler, replicas,
+                  async_handle,
                   concurrency, bulk, copy)
     -h, --help    print this text
 

@@ -7,7 +7,7 @@ use crate::user::User;
 use crate::validate;
 use base64::Engine as _;
 use rand::RngCore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -50,6 +50,14 @@ impl ApiKey {
 }
 
 /// A secret API key. `Debug` and `Display` show only its displayable prefix.
+///
+/// It is deliberately not `Serialize`, so that no response body or log record carries
+/// it by accident: hand it to the caller once with [`expose`](Self::expose).
+///
+/// ```compile_fail
+/// fn serializable<T: serde::Serialize>() {}
+/// serializable::<repo_core::ApiKeySecret>();
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKeySecret(String);
 
@@ -113,7 +121,8 @@ impl fmt::Display for ApiKeySecret {
 }
 
 /// When a new key expires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KeyExpiry {
     /// The policy's default (365 days).
     #[default]
@@ -182,15 +191,18 @@ impl ApiKeyPolicy {
 }
 
 /// Input for [`ApiKeyRepository::create`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// Owner.
     pub user_id: UserId,
     /// Name (unique per user, any case).
     pub name: String,
     /// Optional permissions document.
+    #[serde(default)]
     pub permissions: Option<Value>,
     /// Expiry rule.
+    #[serde(default)]
     pub expiry: KeyExpiry,
 }
 
@@ -263,6 +275,14 @@ pub fn fold_key_name(name: &str) -> String {
 }
 
 /// What [`ApiKeyRepository::create`] returns: the record and the secret, once.
+///
+/// Not `Serialize`, because it holds the secret: serialize `key` and send
+/// `secret.expose()` explicitly.
+///
+/// ```compile_fail
+/// fn serializable<T: serde::Serialize>() {}
+/// serializable::<repo_core::CreatedApiKey>();
+/// ```
 #[derive(Debug, Clone)]
 pub struct CreatedApiKey {
     /// The stored record.
@@ -272,7 +292,7 @@ pub struct CreatedApiKey {
 }
 
 /// A successfully verified key and its user.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct VerifiedKey {
     /// The key (with `last_used_at` just set).
     pub key: ApiKey,

@@ -6,7 +6,7 @@ use crate::page::{Page, PageRequest};
 use crate::search::SearchQuery;
 use crate::time::{self, Timestamp};
 use crate::validate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Largest batch accepted by [`ChunkRepository::insert_many`].
@@ -40,7 +40,8 @@ pub struct Chunk {
 }
 
 /// Input for [`ChunkRepository::insert_many`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewChunk {
     /// Document (must belong to the collection of the call).
     pub document_id: DocumentId,
@@ -49,12 +50,16 @@ pub struct NewChunk {
     /// Text.
     pub content: String,
     /// Start offset.
+    #[serde(default)]
     pub start_offset: Option<i32>,
     /// End offset.
+    #[serde(default)]
     pub end_offset: Option<i32>,
     /// Token count.
+    #[serde(default)]
     pub token_count: Option<i32>,
     /// Defaults to `{}`.
+    #[serde(default = "crate::serde_fields::empty_object")]
     pub meta: Value,
 }
 

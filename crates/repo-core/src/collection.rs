@@ -7,7 +7,7 @@ use crate::ids::{ApiKeyId, CollectionId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::time::{self, Timestamp};
 use crate::validate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Default embedding model of a new collection.
@@ -77,34 +77,66 @@ pub struct Collection {
 }
 
 /// Input for [`CollectionRepository::create`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewCollection {
     /// Name; surrounding whitespace is trimmed.
     pub name: String,
     /// Owner.
     pub owner_id: UserId,
     /// Free text.
+    #[serde(default)]
     pub description: Option<String>,
     /// Defaults to [`DEFAULT_EMBEDDING_MODEL`].
+    #[serde(default = "default_embedding_model")]
     pub embedding_model: String,
     /// Defaults to `float16`.
+    #[serde(default = "default_quantization")]
     pub quantization: Quantization,
     /// Defaults to 1000.
+    #[serde(default = "default_chunk_size")]
     pub chunk_size: i32,
     /// Defaults to 200.
+    #[serde(default = "default_chunk_overlap")]
     pub chunk_overlap: i32,
     /// Optional strategy name.
+    #[serde(default)]
     pub chunking_strategy: Option<String>,
     /// Optional strategy settings.
+    #[serde(default)]
     pub chunking_config: Option<Value>,
     /// Defaults to `false`.
+    #[serde(default)]
     pub is_public: bool,
     /// Defaults to `{}`.
+    #[serde(default = "crate::serde_fields::empty_object")]
     pub meta: Value,
     /// Defaults to `one_time`.
+    #[serde(default = "default_sync_mode")]
     pub sync_mode: SyncMode,
     /// Required (≥ 15) for `continuous`.
+    #[serde(default)]
     pub sync_interval_minutes: Option<i32>,
+}
+
+fn default_embedding_model() -> String {
+    DEFAULT_EMBEDDING_MODEL.to_owned()
+}
+
+fn default_quantization() -> Quantization {
+    Quantization::Float16
+}
+
+fn default_chunk_size() -> i32 {
+    1000
+}
+
+fn default_chunk_overlap() -> i32 {
+    200
+}
+
+fn default_sync_mode() -> SyncMode {
+    SyncMode::OneTime
 }
 
 impl NewCollection {
@@ -114,15 +146,15 @@ impl NewCollection {
             name: name.into(),
             owner_id,
             description: None,
-            embedding_model: DEFAULT_EMBEDDING_MODEL.to_owned(),
-            quantization: Quantization::Float16,
-            chunk_size: 1000,
-            chunk_overlap: 200,
+            embedding_model: default_embedding_model(),
+            quantization: default_quantization(),
+            chunk_size: default_chunk_size(),
+            chunk_overlap: default_chunk_overlap(),
             chunking_strategy: None,
             chunking_config: None,
             is_public: false,
-            meta: Value::Object(Default::default()),
-            sync_mode: SyncMode::OneTime,
+            meta: crate::serde_fields::empty_object(),
+            sync_mode: default_sync_mode(),
             sync_interval_minutes: None,
         }
     }
@@ -192,9 +224,11 @@ fn validate_sync(mode: SyncMode, interval: Option<i32>) -> RepoResult<()> {
 /// Changes for [`CollectionRepository::update`]; `None` leaves a field as it is.
 /// Renames go through [`CollectionRepository::rename`], states through
 /// [`CollectionRepository::update_status`].
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CollectionPatch {
     /// `Some(None)` clears it.
+    #[serde(deserialize_with = "crate::serde_fields::clearable")]
     pub description: Option<Option<String>>,
     /// New model.
     pub embedding_model: Option<String>,
@@ -205,8 +239,10 @@ pub struct CollectionPatch {
     /// New overlap.
     pub chunk_overlap: Option<i32>,
     /// `Some(None)` clears it.
+    #[serde(deserialize_with = "crate::serde_fields::clearable")]
     pub chunking_strategy: Option<Option<String>>,
     /// `Some(None)` clears it.
+    #[serde(deserialize_with = "crate::serde_fields::clearable")]
     pub chunking_config: Option<Option<Value>>,
     /// Public or private.
     pub is_public: Option<bool>,
@@ -215,6 +251,7 @@ pub struct CollectionPatch {
     /// New sync mode.
     pub sync_mode: Option<SyncMode>,
     /// `Some(None)` clears it.
+    #[serde(deserialize_with = "crate::serde_fields::clearable")]
     pub sync_interval_minutes: Option<Option<i32>>,
 }
 
@@ -275,7 +312,8 @@ impl CollectionPatch {
 }
 
 /// Absolute values for [`CollectionRepository::update_stats`] (all ≥ 0).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CollectionStats {
     /// Documents.
     pub document_count: i64,
@@ -295,11 +333,13 @@ impl CollectionStats {
 }
 
 /// What [`CollectionRepository::record_sync_run`] stores.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyncRun {
     /// Start of the run.
     pub started_at: Timestamp,
     /// End of the run (`None` while running).
+    #[serde(default)]
     pub completed_at: Option<Timestamp>,
     /// Outcome.
     pub status: SyncRunStatus,
@@ -308,7 +348,7 @@ pub struct SyncRun {
 }
 
 /// Who a grant is for: exactly one of a user or an API key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Grantee {
     /// A user.
     User(UserId),

@@ -5,7 +5,7 @@ use crate::ids::{CollectionId, DocumentId};
 use crate::page::{Page, PageRequest};
 use crate::time::{self, Timestamp};
 use crate::validate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -82,7 +82,8 @@ pub struct Document {
 }
 
 /// Input for [`DocumentRepository::register`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewDocument {
     /// Collection.
     pub collection_id: CollectionId,
@@ -93,16 +94,43 @@ pub struct NewDocument {
     /// Bytes (≥ 0).
     pub file_size: i64,
     /// MIME type.
+    #[serde(default)]
     pub mime_type: Option<String>,
     /// SHA-256 hex of the content.
     pub content_hash: String,
     /// Source URI.
+    #[serde(default)]
     pub uri: Option<String>,
     /// Defaults to `{}`.
+    #[serde(default = "crate::serde_fields::empty_object")]
     pub meta: Value,
 }
 
 impl NewDocument {
+    /// A named-field form of [`NewDocument::new`], which takes two adjacent strings
+    /// that are easy to swap:
+    ///
+    /// ```
+    /// # use repo_core::{CollectionId, NewDocument};
+    /// # let collection = CollectionId(uuid::Uuid::nil());
+    /// let doc = NewDocument::builder(collection)
+    ///     .file_path("/docs/guide.md")
+    ///     .file_size(1024)
+    ///     .content_hash("ab".repeat(32))
+    ///     .mime_type("text/markdown")
+    ///     .build();
+    /// assert_eq!(doc.file_name, "guide.md"); // from the path unless set
+    /// assert_eq!(doc, NewDocument {
+    ///     mime_type: Some("text/markdown".into()),
+    ///     ..NewDocument::new(collection, "/docs/guide.md", "guide.md", 1024, "ab".repeat(32))
+    /// });
+    /// ```
+    pub fn builder(collection_id: CollectionId) -> NewDocumentBuilder {
+        NewDocumentBuilder {
+            document: Self::new(collection_id, "", "", 0, ""),
+        }
+    }
+
     /// A document with no MIME type, URI or metadata.
     pub fn new(
         collection_id: CollectionId,
@@ -158,6 +186,69 @@ impl NewDocument {
     }
 }
 
+/// Builds a [`NewDocument`] by field name; see [`NewDocument::builder`]. A required
+/// field left unset (path, hash) is refused with `Validation` naming it when the
+/// document is registered.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct NewDocumentBuilder {
+    document: NewDocument,
+}
+
+impl NewDocumentBuilder {
+    /// Path of the source file.
+    pub fn file_path(mut self, file_path: impl Into<String>) -> Self {
+        self.document.file_path = file_path.into();
+        self
+    }
+
+    /// File name (default: the last component of the path).
+    pub fn file_name(mut self, file_name: impl Into<String>) -> Self {
+        self.document.file_name = file_name.into();
+        self
+    }
+
+    /// Size in bytes.
+    pub fn file_size(mut self, file_size: i64) -> Self {
+        self.document.file_size = file_size;
+        self
+    }
+
+    /// SHA-256 hex of the content.
+    pub fn content_hash(mut self, content_hash: impl Into<String>) -> Self {
+        self.document.content_hash = content_hash.into();
+        self
+    }
+
+    /// MIME type.
+    pub fn mime_type(mut self, mime_type: impl Into<String>) -> Self {
+        self.document.mime_type = Some(mime_type.into());
+        self
+    }
+
+    /// Source URI.
+    pub fn uri(mut self, uri: impl Into<String>) -> Self {
+        self.document.uri = Some(uri.into());
+        self
+    }
+
+    /// Metadata object.
+    pub fn meta(mut self, meta: Value) -> Self {
+        self.document.meta = meta;
+        self
+    }
+
+    /// The document; its file name is the path's last component unless set.
+    pub fn build(mut self) -> NewDocument {
+        if self.document.file_name.is_empty() {
+            let path = self.document.file_path.trim_end_matches(['/', '\\']);
+            let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+            self.document.file_name = name.to_owned();
+        }
+        self.document
+    }
+}
+
 /// 64 lowercase hexadecimal characters.
 pub fn content_hash(value: &str) -> RepoResult<()> {
     if value.len() != 64
@@ -199,7 +290,8 @@ pub struct Registered {
 }
 
 /// Changes of a document's processing state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DocumentStatusUpdate {
     /// New state.
     pub status: DocumentStatus,
@@ -243,7 +335,8 @@ impl DocumentStatusUpdate {
 }
 
 /// Filters for [`DocumentRepository::list_by_collection`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DocumentFilter {
     /// Only these states (empty: all).
     pub statuses: Vec<DocumentStatus>,

@@ -423,7 +423,7 @@ pub fn sql_without_binds(query: &dyn fmt::Display) -> String {
 }
 
 /// Connection counts of a store's pool; see [`Store::pool_status`](crate::Store::pool_status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PoolStatus {
     /// Most connections the pool opens.
     pub max: u32,

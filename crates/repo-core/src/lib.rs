@@ -22,13 +22,15 @@
 //!
 //! ## From async code
 //!
-//! The API is synchronous, like Diesel. An async application shares one
-//! `Arc<dyn Store>` and runs each call on the blocking pool of its runtime:
+//! The API is synchronous, like Diesel. An async (tokio) application wraps the same
+//! `Arc<dyn Store>` in `repo_async::AsyncStore` (the root crate's `tokio` feature:
+//! `smtk_repo::AsyncStore`), which runs every call on the blocking pool, never more at
+//! once than the connection pool holds, and carries the caller's tracing span across:
 //!
 //! ```ignore
-//! let store: Arc<dyn Store> = repo_factory::open_from_env()?;
-//! let s = Arc::clone(&store);
-//! let user = tokio::task::spawn_blocking(move || s.users().get(UserId(1))).await??;
+//! let db = AsyncStore::open_from_env().await?; // migrations off the runtime
+//! let user = db.users(|users| users.get(UserId(1))).await?;
+//! db.transaction(move |tx| tx.users().record_login(user.id)).await?;
 //! ```
 
 #![forbid(unsafe_code)]
@@ -51,6 +53,7 @@ pub mod postgres_url;
 pub mod replica;
 pub mod schema;
 pub mod search;
+mod serde_fields;
 pub mod store;
 pub mod time;
 pub mod user;
@@ -73,7 +76,8 @@ pub use config::{
 };
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
-    DocumentStatusUpdate, ErrorCategory, NewDocument, Registered, MAX_DOCUMENT_BATCH,
+    DocumentStatusUpdate, ErrorCategory, NewDocument, NewDocumentBuilder, Registered,
+    MAX_DOCUMENT_BATCH,
 };
 pub use enums::{
     AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,

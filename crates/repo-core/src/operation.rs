@@ -7,7 +7,7 @@ use crate::ids::{CollectionId, OperationUuid, UserId};
 use crate::page::{Page, PageRequest};
 use crate::time::{self, Timestamp};
 use crate::validate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A unit of background work on a collection.
@@ -42,7 +42,8 @@ pub struct Operation {
 }
 
 /// Input for [`OperationRepository::create`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewOperation {
     /// Collection.
     pub collection_id: CollectionId,
@@ -53,6 +54,7 @@ pub struct NewOperation {
     /// Non-empty JSON object.
     pub config: Value,
     /// Defaults to `{}`.
+    #[serde(default = "crate::serde_fields::empty_object")]
     pub meta: Value,
     /// Optional task-queue id.
     pub task_id: Option<String>,
@@ -100,7 +102,8 @@ impl NewOperation {
 }
 
 /// Filters for operation listings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct OperationFilter {
     /// Only these states (empty: all).
     pub statuses: Vec<OperationStatus>,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which slice of a listing to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PageRequest {
     /// Rows to skip.
     pub offset: u64,

@@ -5,7 +5,7 @@ use crate::ids::UserId;
 use crate::page::{Page, PageRequest};
 use crate::time::Timestamp;
 use crate::validate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A person who owns collections and API keys.
@@ -52,19 +52,23 @@ impl fmt::Debug for User {
 }
 
 /// Input for [`UserRepository::create`].
-#[derive(Clone)]
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Login name.
     pub username: String,
     /// Email (any case).
     pub email: String,
     /// Display name.
+    #[serde(default)]
     pub full_name: Option<String>,
     /// PHC-format hash.
     pub hashed_password: String,
     /// Defaults to `true`.
+    #[serde(default = "crate::serde_fields::yes")]
     pub is_active: bool,
     /// Defaults to `false`.
+    #[serde(default)]
     pub is_superuser: bool,
 }
 
@@ -78,6 +82,25 @@ impl fmt::Debug for NewUser {
             .field("is_active", &self.is_active)
             .field("is_superuser", &self.is_superuser)
             .finish()
+    }
+}
+
+/// Empty names and hash (fill them in; `create` refuses them empty), active, not a
+/// superuser: the base of the named-field form.
+///
+/// ```
+/// # use repo_core::NewUser;
+/// let user = NewUser {
+///     username: "ada".into(),
+///     email: "ada@example.com".into(),
+///     hashed_password: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+///     ..NewUser::default()
+/// };
+/// assert!(user.is_active && !user.is_superuser);
+/// ```
+impl Default for NewUser {
+    fn default() -> Self {
+        Self::new("", "", "")
     }
 }
 
@@ -112,13 +135,15 @@ impl NewUser {
 }
 
 /// Changes for [`UserRepository::update`]; `None` leaves a field as it is.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct UserPatch {
     /// New login name.
     pub username: Option<String>,
     /// New email.
     pub email: Option<String>,
-    /// New display name (`Some(None)` clears it).
+    /// New display name (`Some(None)` clears it; `null` in JSON).
+    #[serde(deserialize_with = "crate::serde_fields::clearable")]
     pub full_name: Option<Option<String>>,
     /// New password hash.
     pub hashed_password: Option<String>,
@@ -175,7 +200,8 @@ impl UserPatch {
 }
 
 /// Filters for [`UserRepository::list`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct UserFilter {
     /// Only users with this `is_active`.
     pub is_active: Option<bool>,
@@ -184,7 +210,8 @@ pub struct UserFilter {
 }
 
 /// How [`UserRepository::delete`] treats collections the user still owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeleteMode {
     /// Refuse with `InvalidState` while the user owns collections.
     #[default]

@@ -6,6 +6,7 @@
 //! types, seed what it needs itself through `Backend::store`, and list it in [`all`].
 //! The report, the JSON output and the target summary pick it up from there.
 
+mod async_handle;
 mod bulk;
 mod concurrency;
 mod copy;
@@ -40,6 +41,7 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
         Box::new(point::PointOperations),
         Box::new(pooler::Pooler),
         Box::new(replicas::Replicas),
+        Box::new(async_handle::AsyncHandle),
         Box::new(concurrency::Concurrency),
         Box::new(bulk::Bulk),
         Box::new(copy::Copy),
