@@ -253,6 +253,7 @@ instrument_repository!(CollectionRepository via collections {
 
 instrument_repository!(OperationRepository via operations {
     fn create(&self, new: &NewOperation) -> RepoResult<Operation>;
+    fn get_by_task_id(&self, task_id: &str) -> RepoResult<Operation>;
     fn get(&self, uuid: OperationUuid) -> RepoResult<Operation>;
     fn get_with_access(&self, uuid: OperationUuid, user: UserId, needed: AccessLevel)
         -> RepoResult<Operation>;

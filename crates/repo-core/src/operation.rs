@@ -26,6 +26,8 @@ pub struct Operation {
     pub status: OperationStatus,
     /// Task-queue id.
     pub task_id: Option<String>,
+    /// Client token that made its creation idempotent (unique per collection).
+    pub idempotency_key: Option<String>,
     /// Non-empty configuration object.
     pub config: Value,
     /// Error of a failed operation.
@@ -55,6 +57,10 @@ pub struct NewOperation {
     pub meta: Value,
     /// Optional task-queue id.
     pub task_id: Option<String>,
+    /// Optional client token, unique per collection
+    /// ([`validate::idempotency_key`]): a create that finds an operation with the same
+    /// key in the collection returns that operation instead of inserting.
+    pub idempotency_key: Option<String>,
 }
 
 impl NewOperation {
@@ -72,7 +78,14 @@ impl NewOperation {
             config,
             meta: Value::Object(Default::default()),
             task_id: None,
+            idempotency_key: None,
         }
+    }
+
+    /// The same input with an idempotency key (see [`OperationRepository::create`]).
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
     }
 
     /// Validates the input and builds the row to insert (`id` is 0 until stored).
@@ -80,6 +93,9 @@ impl NewOperation {
         validate::non_empty_json_object("config", &self.config)?;
         validate::json_object("meta", &self.meta)?;
         validate::opt_text("task_id", self.task_id.as_deref())?;
+        if let Some(key) = &self.idempotency_key {
+            validate::idempotency_key(key)?;
+        }
         Ok(Operation {
             id: 0,
             uuid: OperationUuid::new(),
@@ -88,6 +104,7 @@ impl NewOperation {
             kind: self.kind,
             status: OperationStatus::Pending,
             task_id: self.task_id.clone(),
+            idempotency_key: self.idempotency_key.clone(),
             config: self.config.clone(),
             error_message: None,
             meta: self.meta.clone(),
@@ -111,7 +128,16 @@ pub struct OperationFilter {
 pub trait OperationRepository: Send + Sync {
     /// Creates a pending operation. While the collection has an active operation this
     /// is `Conflict { reason: ActiveOperation }` (enforced by a partial unique index).
+    ///
+    /// With an [`idempotency_key`](NewOperation::idempotency_key) that an operation of
+    /// the same collection already carries, nothing is inserted and that operation is
+    /// returned as it is now, whatever its state (even terminal, and even while it is
+    /// the collection's active operation: no `Conflict`); the other fields of `new` are
+    /// not compared. Two creators racing with the same key get the same operation, so a
+    /// create whose outcome is unknown (a lost connection) can be retried safely.
     fn create(&self, new: &NewOperation) -> RepoResult<Operation>;
+    /// The newest operation whose task-queue id is `task_id`, or `NotFound`.
+    fn get_by_task_id(&self, task_id: &str) -> RepoResult<Operation>;
     /// By external id, or `NotFound`.
     fn get(&self, uuid: OperationUuid) -> RepoResult<Operation>;
     /// By external id if `user` holds at least `needed` on its collection.
