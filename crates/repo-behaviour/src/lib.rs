@@ -237,6 +237,8 @@ macro_rules! behaviour_tests {
             parity::parity_word_final_capital_sigma_is_found,
             pagination::pagination_limit_is_clamped,
             pagination::pagination_offset_past_end_is_empty_with_total,
+            pagination::pagination_cursor_is_stable_under_inserts,
+            pagination::pagination_cursor_malformed_is_validation,
             documents::document_register_applies_defaults,
             documents::document_register_is_idempotent_on_hash,
             documents::document_same_hash_in_another_collection_is_new,

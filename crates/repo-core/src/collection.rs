@@ -3,7 +3,7 @@
 use crate::enums::{AccessLevel, CollectionStatus, Quantization, SyncMode, SyncRunStatus};
 use crate::error::{RepoError, RepoResult};
 use crate::ids::{ApiKeyId, CollectionId, UserId};
-use crate::page::{Page, PageRequest};
+use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::{self, Timestamp};
 use crate::validate;
 use serde::Serialize;
@@ -73,6 +73,13 @@ pub struct Collection {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+impl Collection {
+    /// This collection's position in a newest-first cursor listing.
+    pub fn cursor(&self) -> Cursor {
+        Cursor::after_uuid(self.created_at, self.id.0)
+    }
 }
 
 /// Input for [`CollectionRepository::create`].
@@ -378,6 +385,13 @@ pub trait CollectionRepository: Send + Sync {
     /// Collections the user owns, can read because public, or holds a grant on;
     /// newest first.
     fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>>;
+    /// [`list_visible`](Self::list_visible) by cursor: stable while collections are
+    /// created between pages.
+    fn list_visible_by_cursor(
+        &self,
+        user: UserId,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Collection>>;
     /// Applies the patch.
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection>;
     /// Renames; a taken name is `AlreadyExists { field: "name" }`.

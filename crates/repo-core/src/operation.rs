@@ -3,7 +3,7 @@
 use crate::enums::{AccessLevel, OperationKind, OperationStatus};
 use crate::error::RepoResult;
 use crate::ids::{CollectionId, OperationUuid, UserId};
-use crate::page::{Page, PageRequest};
+use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::{self, Timestamp};
 use crate::validate;
 use serde::Serialize;
@@ -115,6 +115,13 @@ impl NewOperation {
     }
 }
 
+impl Operation {
+    /// This operation's position in a newest-first cursor listing.
+    pub fn cursor(&self) -> Cursor {
+        Cursor::after_int(self.created_at, self.id)
+    }
+}
+
 /// Filters for operation listings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OperationFilter {
@@ -176,6 +183,22 @@ pub trait OperationRepository: Send + Sync {
         filter: &OperationFilter,
         page: PageRequest,
     ) -> RepoResult<Page<Operation>>;
+    /// [`list_for_collection`](Self::list_for_collection) by cursor: stable while
+    /// operations are created between pages.
+    fn list_for_collection_by_cursor(
+        &self,
+        collection_id: CollectionId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>>;
+    /// [`list_for_user`](Self::list_for_user) by cursor: stable while operations are
+    /// created between pages.
+    fn list_for_user_by_cursor(
+        &self,
+        user_id: UserId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>>;
     /// Pending or processing operations of a collection.
     fn active_for_collection(&self, collection_id: CollectionId) -> RepoResult<Vec<Operation>>;
     /// Active operations created before `older_than`, oldest first.

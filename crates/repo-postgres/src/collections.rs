@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use repo_core::{
     effective_access, now, require_access, validate, AccessLevel, Collection, CollectionId,
     CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
-    Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult, SyncMode, SyncRun, Timestamp,
-    UserId,
+    CursorPage, CursorRequest, Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult,
+    SyncMode, SyncRun, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -309,25 +309,52 @@ fn get_with_access(
     Ok(collection)
 }
 
+/// Collections `user` owns, can read because public, or holds a grant on.
+fn visible_to(user: UserId) -> collections::BoxedQuery<'static, Pg> {
+    let granted = perms::table
+        .filter(perms::user_id.eq(user.0))
+        .select(perms::collection_id);
+    collections::table
+        .filter(
+            collections::owner_id
+                .eq(user.0)
+                .or(collections::is_public.eq(true))
+                .or(collections::id.eq_any(granted)),
+        )
+        .into_boxed()
+}
+
+fn list_visible_by_cursor(
+    conn: &mut PgConnection,
+    user: UserId,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<Collection>> {
+    user_repo::require(conn, user)?;
+    let mut q = visible_to(user);
+    if let Some(after) = &page.after {
+        let (at, id) = (after.created_at(), after.uuid_id()?);
+        q = q.filter(
+            collections::created_at
+                .lt(at)
+                .or(collections::created_at.eq(at).and(collections::id.lt(id))),
+        );
+    }
+    let rows = q
+        .select(CollectionRow::as_select())
+        .order((collections::created_at.desc(), collections::id.desc()))
+        .limit(page.fetch_i64())
+        .load(conn)
+        .db()?;
+    Ok(page.page(many(rows)?, Collection::cursor))
+}
+
 fn list_visible(
     conn: &mut PgConnection,
     user: UserId,
     page: PageRequest,
 ) -> RepoResult<Page<Collection>> {
     user_repo::require(conn, user)?;
-    let visible = || {
-        let granted = perms::table
-            .filter(perms::user_id.eq(user.0))
-            .select(perms::collection_id);
-        collections::table
-            .filter(
-                collections::owner_id
-                    .eq(user.0)
-                    .or(collections::is_public.eq(true))
-                    .or(collections::id.eq_any(granted)),
-            )
-            .into_boxed()
-    };
+    let visible = || visible_to(user);
     let rows = visible()
         .select(CollectionRow::as_select())
         .order((collections::created_at.desc(), collections::id.desc()))
@@ -649,6 +676,14 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
 
     fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>> {
         self.src.read(|c| list_visible(c, user, page))
+    }
+
+    fn list_visible_by_cursor(
+        &self,
+        user: UserId,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Collection>> {
+        self.src.read(|c| list_visible_by_cursor(c, user, page))
     }
 
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {

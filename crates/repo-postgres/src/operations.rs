@@ -6,9 +6,9 @@ use crate::schema::operations;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use repo_core::{
-    now, require_access, validate, AccessLevel, CollectionId, NewOperation, Operation,
-    OperationFilter, OperationRepository, OperationStatus, OperationUuid, Page, PageRequest,
-    RepoError, RepoResult, Timestamp, UserId,
+    now, require_access, validate, AccessLevel, CollectionId, CursorPage, CursorRequest,
+    NewOperation, Operation, OperationFilter, OperationRepository, OperationStatus, OperationUuid,
+    Page, PageRequest, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -296,6 +296,30 @@ fn list_page(
     })
 }
 
+/// The page of `base` (newest first) after `page.after`: keyset on `(created_at, id)`.
+fn cursor_page(
+    conn: &mut PgConnection,
+    base: operations::BoxedQuery<'static, Pg>,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<Operation>> {
+    let mut q = base;
+    if let Some(after) = &page.after {
+        let (at, id) = (after.created_at(), after.int_id()?);
+        q = q.filter(
+            operations::created_at
+                .lt(at)
+                .or(operations::created_at.eq(at).and(operations::id.lt(id))),
+        );
+    }
+    let rows = q
+        .select(OperationRow::as_select())
+        .order((operations::created_at.desc(), operations::id.desc()))
+        .limit(page.fetch_i64())
+        .load(conn)
+        .db()?;
+    Ok(page.page(many(rows)?, Operation::cursor))
+}
+
 fn active_for_collection(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Vec<Operation>> {
     let rows = operations::table
         .filter(operations::collection_id.eq(id.0))
@@ -449,6 +473,30 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
                 filter,
                 page,
             )
+        })
+    }
+
+    fn list_for_collection_by_cursor(
+        &self,
+        collection_id: CollectionId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>> {
+        self.src.read(|c| {
+            let base = filtered(filter).filter(operations::collection_id.eq(collection_id.0));
+            cursor_page(c, base, page)
+        })
+    }
+
+    fn list_for_user_by_cursor(
+        &self,
+        user_id: UserId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>> {
+        self.src.read(|c| {
+            let base = filtered(filter).filter(operations::user_id.eq(user_id.0));
+            cursor_page(c, base, page)
         })
     }
 

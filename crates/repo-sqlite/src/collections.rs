@@ -14,8 +14,8 @@ use diesel::upsert::excluded;
 use repo_core::{
     effective_access, now, require_access, validate, AccessLevel, ApiKeyId, Collection,
     CollectionId, CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats,
-    CollectionStatus, Grantee, NewCollection, Page, PageRequest, RepoError, RepoResult, SyncMode,
-    SyncRun, Timestamp, UserId,
+    CollectionStatus, CursorPage, CursorRequest, Grantee, NewCollection, Page, PageRequest,
+    RepoError, RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 
 /// A `collections` row as stored.
@@ -324,6 +324,32 @@ fn list_visible(
             items: many(rows)?,
             total: count(total),
         })
+    })
+}
+
+fn list_visible_by_cursor(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<Collection>> {
+    read_tx(conn, |c| {
+        user_repo::ensure_exists(c, user)?;
+        let mut query = visible_to(user);
+        if let Some(after) = &page.after {
+            let (at, id) = (ts(after.created_at()), uuid(after.uuid_id()?));
+            query = query.filter(
+                collections::created_at
+                    .lt(at.clone())
+                    .or(collections::created_at.eq(at).and(collections::id.lt(id))),
+            );
+        }
+        let rows = query
+            .select(CollectionRow::as_select())
+            .order((collections::created_at.desc(), collections::id.desc()))
+            .limit(page.fetch_i64())
+            .load(c)
+            .map_err(map_diesel)?;
+        Ok(page.page(many(rows)?, Collection::cursor))
     })
 }
 
@@ -670,6 +696,14 @@ impl<S: ConnSource> CollectionRepository for SqliteRepos<S> {
 
     fn list_visible(&self, user: UserId, page: PageRequest) -> RepoResult<Page<Collection>> {
         self.run(|c| list_visible(c, user, page))
+    }
+
+    fn list_visible_by_cursor(
+        &self,
+        user: UserId,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Collection>> {
+        self.run(|c| list_visible_by_cursor(c, user, page))
     }
 
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {

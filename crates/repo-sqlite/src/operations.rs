@@ -11,9 +11,9 @@ use crate::users as user_repo;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{
-    now, require_access, validate, AccessLevel, CollectionId, NewOperation, Operation,
-    OperationFilter, OperationRepository, OperationStatus, OperationUuid, Page, PageRequest,
-    RepoError, RepoResult, Timestamp, UserId,
+    now, require_access, validate, AccessLevel, CollectionId, CursorPage, CursorRequest,
+    NewOperation, Operation, OperationFilter, OperationRepository, OperationStatus, OperationUuid,
+    Page, PageRequest, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -282,6 +282,30 @@ fn filtered(filter: &OperationFilter) -> operations::BoxedQuery<'static, Sqlite>
     query
 }
 
+/// The page of `base` (newest first) after `page.after`: keyset on `(created_at, id)`.
+fn cursor_page_of(
+    conn: &mut SqliteConnection,
+    base: operations::BoxedQuery<'static, Sqlite>,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<Operation>> {
+    let mut query = base;
+    if let Some(after) = &page.after {
+        let (at, id) = (ts(after.created_at()), after.int_id()?);
+        query = query.filter(
+            operations::created_at
+                .lt(at.clone())
+                .or(operations::created_at.eq(at).and(operations::id.lt(id))),
+        );
+    }
+    let rows = query
+        .select(OperationRow::as_select())
+        .order((operations::created_at.desc(), operations::id.desc()))
+        .limit(page.fetch_i64())
+        .load(conn)
+        .map_err(map_diesel)?;
+    Ok(page.page(many(rows)?, Operation::cursor))
+}
+
 /// A page of `base` (newest first) and the total, from one snapshot.
 fn page_of(
     conn: &mut SqliteConnection,
@@ -453,6 +477,37 @@ impl<S: ConnSource> OperationRepository for SqliteRepos<S> {
             page_of(
                 c,
                 || filtered(filter).filter(operations::user_id.eq(user_id.0)),
+                page,
+            )
+        })
+    }
+
+    fn list_for_collection_by_cursor(
+        &self,
+        collection_id: CollectionId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>> {
+        let id = uuid(collection_id.0);
+        self.run(|c| {
+            cursor_page_of(
+                c,
+                filtered(filter).filter(operations::collection_id.eq(id.clone())),
+                page,
+            )
+        })
+    }
+
+    fn list_for_user_by_cursor(
+        &self,
+        user_id: UserId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>> {
+        self.run(|c| {
+            cursor_page_of(
+                c,
+                filtered(filter).filter(operations::user_id.eq(user_id.0)),
                 page,
             )
         })
