@@ -65,7 +65,7 @@ pub struct Page<T> {
 /// before the position) neither shift the pages nor repeat a row.
 ///
 /// Opaque to callers: [`Cursor::encode`] gives a short URL-safe string, and
-/// [`Cursor::decode`] (or [`FromStr`](std::str::FromStr)) reads it back; a string it
+/// [`Cursor::decode`] (or [`FromStr`]) reads it back; a string it
 /// did not write is `Validation { field: "cursor" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cursor {
