@@ -212,6 +212,7 @@ macro_rules! behaviour_tests {
             operations::operation_idempotency_key_is_validated,
             operations::operation_racing_creators_same_key_get_one,
             operations::operation_get_by_task_id,
+            operations::operation_idempotency_key_in_unit_of_work,
             transactions::unit_of_work_commits_every_write,
             transactions::unit_of_work_failing_part_way_leaves_nothing,
             transactions::unit_of_work_repository_error_rolls_back,

@@ -992,3 +992,44 @@ pub fn operation_get_by_task_id(h: &dyn Harness) {
         "NUL in task id",
     );
 }
+
+/// Inside a unit of work a create with a key the transaction already used returns that operation, and after a rollback the key is free again.
+pub fn operation_idempotency_key_in_unit_of_work(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "uow");
+    let c = seed::collection(&*s, &u, "c");
+    let rolled_back: RepoResult<()> = s.transaction(|tx| {
+        let first = tx
+            .operations()
+            .create(&keyed(&c, &u, "k1", json!({"n": 1})))?;
+        let retry = tx
+            .operations()
+            .create(&keyed(&c, &u, "k1", json!({"n": 2})))?;
+        assert_eq!(retry, first, "the retry inside the unit of work");
+        Err(RepoError::validation("abort", "roll back"))
+    });
+    expect::validation(rolled_back, "abort", "the unit of work's own error");
+    let committed = expect::ok(
+        s.transaction(|tx| {
+            let first = tx
+                .operations()
+                .create(&keyed(&c, &u, "k1", json!({"n": 3})))?;
+            let retry = tx
+                .operations()
+                .create(&keyed(&c, &u, "k1", json!({"n": 4})))?;
+            assert_eq!(retry, first);
+            Ok(first)
+        }),
+        "commit",
+    );
+    assert_eq!(
+        committed.config,
+        json!({"n": 3}),
+        "a new row after the rollback"
+    );
+    let retry = expect::ok(
+        s.operations().create(&keyed(&c, &u, "k1", json!({"n": 5}))),
+        "retry after commit",
+    );
+    assert_eq!(retry, committed);
+}
