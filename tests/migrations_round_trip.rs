@@ -120,10 +120,18 @@ fn no_migrations() -> StoreConfig {
 fn upgrade_backfills_search_tokens(backend: &str, store: &dyn Migrator) {
     assert_eq!(
         store.revert_last(),
-        "20261122000003",
+        "20261202000004",
         "{backend}: the newest migration"
     );
-    assert_eq!(store.run_pending(), vec!["20261122000003".to_owned()]);
+    assert_eq!(
+        store.revert_last(),
+        "20261122000003",
+        "{backend}: the search_tokens migration"
+    );
+    assert_eq!(
+        store.run_pending(),
+        vec!["20261122000003".to_owned(), "20261202000004".to_owned()]
+    );
     let c = store
         .repos()
         .collections()

@@ -846,3 +846,196 @@ pub fn operation_mark_failed_many_accepts_any_number_of_ids(h: &dyn Harness) {
         );
     }
 }
+
+fn keyed(c: &Collection, u: &User, key: &str, config: serde_json::Value) -> NewOperation {
+    NewOperation::new(c.id, u.id, OperationKind::Index, config).with_idempotency_key(key)
+}
+
+/// A create with an idempotency key already used in the collection returns that operation as it is now (active or terminal), never `Conflict`; keys are per collection.
+pub fn operation_idempotency_key_returns_existing(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "ivy");
+    let c = seed::collection(&*s, &u, "c");
+    let other = seed::collection(&*s, &u, "other");
+    let first = expect::ok(
+        s.operations()
+            .create(&keyed(&c, &u, "job-1", json!({"n": 1}))),
+        "first",
+    );
+    assert_eq!(first.idempotency_key.as_deref(), Some("job-1"));
+    // A retry while the first is active: the first, not Conflict { ActiveOperation }.
+    let retry = expect::ok(
+        s.operations()
+            .create(&keyed(&c, &u, "job-1", json!({"n": 2}))),
+        "retry while active",
+    );
+    assert_eq!(
+        retry, first,
+        "the retry returns the first operation unchanged"
+    );
+    // Another key while the first is active: the collection's rule still holds.
+    expect::conflict(
+        s.operations()
+            .create(&keyed(&c, &u, "job-2", json!({"n": 3}))),
+        ConflictReason::ActiveOperation,
+        "another key while active",
+    );
+    let done = transition(&*s, &first, Processing);
+    let done = transition(&*s, &done, Completed);
+    let again = expect::ok(
+        s.operations()
+            .create(&keyed(&c, &u, "job-1", json!({"n": 4}))),
+        "retry after completion",
+    );
+    assert_eq!(
+        again, done,
+        "a terminal operation is returned, not re-created"
+    );
+    let second = expect::ok(
+        s.operations()
+            .create(&keyed(&c, &u, "job-2", json!({"n": 5}))),
+        "new key",
+    );
+    assert_ne!(second.uuid, first.uuid);
+    let elsewhere = expect::ok(
+        s.operations()
+            .create(&keyed(&other, &u, "job-1", json!({"n": 6}))),
+        "same key in another collection",
+    );
+    assert_ne!(elsewhere.uuid, first.uuid, "keys are unique per collection");
+    let listed = expect::ok(
+        s.operations().list_for_collection(
+            c.id,
+            &OperationFilter::default(),
+            PageRequest::first(10),
+        ),
+        "list",
+    );
+    assert_eq!(listed.total, 2, "retries inserted nothing: {listed:?}");
+    assert_eq!(expect::ok(s.operations().get(first.uuid), "get"), done);
+}
+
+/// An idempotency key is 1-128 ASCII letters, digits or `-_.:`; anything else is `Validation { idempotency_key }`.
+pub fn operation_idempotency_key_is_validated(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "val");
+    let c = seed::collection(&*s, &u, "c");
+    let long = "k".repeat(129);
+    for bad in ["", "has space", " lead", "é", "nul\0", long.as_str()] {
+        expect::validation(
+            s.operations().create(&keyed(&c, &u, bad, seed::config())),
+            "idempotency_key",
+            &format!("key {bad:?}"),
+        );
+    }
+    let longest = "k".repeat(128);
+    let op = expect::ok(
+        s.operations()
+            .create(&keyed(&c, &u, &longest, seed::config())),
+        "128 characters",
+    );
+    assert_eq!(op.idempotency_key.as_deref(), Some(longest.as_str()));
+}
+
+/// Creators racing with the same idempotency key all get the same operation, and one row exists.
+pub fn operation_racing_creators_same_key_get_one(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "rae");
+    let c = seed::collection(&*s, &u, "c");
+    let store: Arc<dyn Store> = Arc::clone(&s);
+    let (cid, uid) = (c.id, u.id);
+    let results = race(16, move |i| {
+        store.operations().create(
+            &NewOperation::new(cid, uid, OperationKind::Index, json!({"racer": i}))
+                .with_idempotency_key("same-key"),
+        )
+    });
+    let ops: Vec<Operation> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| expect::ok(r, &format!("racer {i}")))
+        .collect();
+    for op in &ops {
+        assert_eq!(op.uuid, ops[0].uuid, "every racer gets the same operation");
+    }
+    let listed = expect::ok(
+        s.operations().list_for_collection(
+            c.id,
+            &OperationFilter::default(),
+            PageRequest::first(50),
+        ),
+        "list",
+    );
+    assert_eq!(listed.total, 1, "one row: {listed:?}");
+}
+
+/// `get_by_task_id` finds the newest operation with that task-queue id; an unknown one is `NotFound`.
+pub fn operation_get_by_task_id(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "tia");
+    let c = seed::collection(&*s, &u, "c");
+    let old = seed::operation(&*s, &c, &u, OperationKind::Index);
+    let old = expect::ok(s.operations().set_task_id(old.uuid, "task-1"), "set old");
+    assert_eq!(
+        expect::ok(s.operations().get_by_task_id("task-1"), "by task id"),
+        old
+    );
+    transition(&*s, &old, Cancelled);
+    let new = seed::operation(&*s, &c, &u, OperationKind::Append);
+    let new = expect::ok(s.operations().set_task_id(new.uuid, "task-1"), "set new");
+    assert_eq!(
+        expect::ok(s.operations().get_by_task_id("task-1"), "newest"),
+        new
+    );
+    expect::not_found(
+        s.operations().get_by_task_id("task-unknown"),
+        "operation",
+        "unknown task id",
+    );
+    expect::validation(
+        s.operations().get_by_task_id("t\0"),
+        "task_id",
+        "NUL in task id",
+    );
+}
+
+/// Inside a unit of work a create with a key the transaction already used returns that operation, and after a rollback the key is free again.
+pub fn operation_idempotency_key_in_unit_of_work(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "uow");
+    let c = seed::collection(&*s, &u, "c");
+    let rolled_back: RepoResult<()> = s.transaction(|tx| {
+        let first = tx
+            .operations()
+            .create(&keyed(&c, &u, "k1", json!({"n": 1})))?;
+        let retry = tx
+            .operations()
+            .create(&keyed(&c, &u, "k1", json!({"n": 2})))?;
+        assert_eq!(retry, first, "the retry inside the unit of work");
+        Err(RepoError::validation("abort", "roll back"))
+    });
+    expect::validation(rolled_back, "abort", "the unit of work's own error");
+    let committed = expect::ok(
+        s.transaction(|tx| {
+            let first = tx
+                .operations()
+                .create(&keyed(&c, &u, "k1", json!({"n": 3})))?;
+            let retry = tx
+                .operations()
+                .create(&keyed(&c, &u, "k1", json!({"n": 4})))?;
+            assert_eq!(retry, first);
+            Ok(first)
+        }),
+        "commit",
+    );
+    assert_eq!(
+        committed.config,
+        json!({"n": 3}),
+        "a new row after the rollback"
+    );
+    let retry = expect::ok(
+        s.operations().create(&keyed(&c, &u, "k1", json!({"n": 5}))),
+        "retry after commit",
+    );
+    assert_eq!(retry, committed);
+}

@@ -4,7 +4,7 @@ use crate::access::Principal;
 use crate::enums::{AccessLevel, CollectionStatus, Quantization, SyncMode, SyncRunStatus};
 use crate::error::{RepoError, RepoResult};
 use crate::ids::{ApiKeyId, CollectionId, UserId};
-use crate::page::{Page, PageRequest};
+use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::{self, Timestamp};
 use crate::validate;
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,13 @@ pub struct Collection {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+impl Collection {
+    /// This collection's position in a newest-first cursor listing.
+    pub fn cursor(&self) -> Cursor {
+        Cursor::after_uuid(self.created_at, self.id.0)
+    }
 }
 
 /// Input for [`CollectionRepository::create`].
@@ -429,6 +436,13 @@ pub trait CollectionRepository: Send + Sync {
     /// expired key, or a key of an inactive user, is `AccessDenied`.
     fn list_visible(&self, principal: Principal, page: PageRequest)
         -> RepoResult<Page<Collection>>;
+    /// [`list_visible`](Self::list_visible) by cursor: stable while collections are
+    /// created between pages.
+    fn list_visible_by_cursor(
+        &self,
+        principal: Principal,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Collection>>;
     /// Applies the patch.
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection>;
     /// Renames; a taken name is `AlreadyExists { field: "name" }`.

@@ -40,7 +40,7 @@ use crate::enums::{AccessLevel, CollectionStatus, OperationStatus};
 use crate::error::{RepoError, RepoResult};
 use crate::ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
 use crate::operation::{NewOperation, Operation, OperationFilter, OperationRepository};
-use crate::page::{Page, PageRequest};
+use crate::page::{CursorPage, CursorRequest, Page, PageRequest};
 use crate::search::SearchQuery;
 use crate::store::{BackendKind, Repositories, Transaction};
 use crate::time::Timestamp;
@@ -213,6 +213,8 @@ instrument_repository!(UserRepository via users {
     fn update(&self, id: UserId, patch: &UserPatch) -> RepoResult<User>;
     fn delete(&self, id: UserId, mode: DeleteMode) -> RepoResult<()>;
     fn list(&self, filter: UserFilter, page: PageRequest) -> RepoResult<Page<User>>;
+    fn list_by_cursor(&self, filter: UserFilter, page: &CursorRequest)
+        -> RepoResult<CursorPage<User>>;
     fn count(&self, filter: UserFilter) -> RepoResult<u64>;
     fn record_login(&self, id: UserId) -> RepoResult<User>;
 });
@@ -238,6 +240,8 @@ instrument_repository!(CollectionRepository via collections {
         -> RepoResult<Option<AccessLevel>>;
     fn list_visible(&self, principal: Principal, page: PageRequest)
         -> RepoResult<Page<Collection>>;
+    fn list_visible_by_cursor(&self, principal: Principal, page: &CursorRequest)
+        -> RepoResult<CursorPage<Collection>>;
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection>;
     fn rename(&self, id: CollectionId, new_name: &str) -> RepoResult<Collection>;
     fn update_status(&self, id: CollectionId, status: CollectionStatus, message: Option<&str>)
@@ -256,6 +260,7 @@ instrument_repository!(CollectionRepository via collections {
 
 instrument_repository!(OperationRepository via operations {
     fn create(&self, new: &NewOperation) -> RepoResult<Operation>;
+    fn get_by_task_id(&self, task_id: &str) -> RepoResult<Operation>;
     fn get(&self, uuid: OperationUuid) -> RepoResult<Operation>;
     fn get_with_access(&self, uuid: OperationUuid, principal: Principal, needed: AccessLevel)
         -> RepoResult<Operation>;
@@ -267,6 +272,10 @@ instrument_repository!(OperationRepository via operations {
         page: PageRequest) -> RepoResult<Page<Operation>>;
     fn list_for_user(&self, user_id: UserId, filter: &OperationFilter, page: PageRequest)
         -> RepoResult<Page<Operation>>;
+    fn list_for_collection_by_cursor(&self, collection_id: CollectionId,
+        filter: &OperationFilter, page: &CursorRequest) -> RepoResult<CursorPage<Operation>>;
+    fn list_for_user_by_cursor(&self, user_id: UserId, filter: &OperationFilter,
+        page: &CursorRequest) -> RepoResult<CursorPage<Operation>>;
     fn active_for_collection(&self, collection_id: CollectionId) -> RepoResult<Vec<Operation>>;
     fn stuck(&self, older_than: Timestamp) -> RepoResult<Vec<Operation>>;
     fn mark_failed_many(&self, uuids: &[OperationUuid], message: &str) -> RepoResult<u64>;

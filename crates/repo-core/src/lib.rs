@@ -89,7 +89,7 @@ pub use instrument::{
     ConnectionErrors, ConnectionFailure, Instrumented, PoolStatus, PoolWatch, SlowQueryLog,
 };
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
-pub use page::{Page, PageRequest};
+pub use page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 pub use postgres_url::{redact_url, PgHost, PostgresUrl};
 pub use replica::{NodeHealth, NodeRole, NodeStatus, WritePosition};
 pub use schema::{

@@ -4,7 +4,7 @@ use crate::access::Principal;
 use crate::enums::{AccessLevel, OperationKind, OperationStatus};
 use crate::error::RepoResult;
 use crate::ids::{CollectionId, OperationUuid, UserId};
-use crate::page::{Page, PageRequest};
+use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::{self, Timestamp};
 use crate::validate;
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,8 @@ pub struct Operation {
     pub status: OperationStatus,
     /// Task-queue id.
     pub task_id: Option<String>,
+    /// Client token that made its creation idempotent (unique per collection).
+    pub idempotency_key: Option<String>,
     /// Non-empty configuration object.
     pub config: Value,
     /// Error of a failed operation.
@@ -58,6 +60,10 @@ pub struct NewOperation {
     pub meta: Value,
     /// Optional task-queue id.
     pub task_id: Option<String>,
+    /// Optional client token, unique per collection
+    /// ([`validate::idempotency_key`]): a create that finds an operation with the same
+    /// key in the collection returns that operation instead of inserting.
+    pub idempotency_key: Option<String>,
 }
 
 impl NewOperation {
@@ -75,7 +81,14 @@ impl NewOperation {
             config,
             meta: Value::Object(Default::default()),
             task_id: None,
+            idempotency_key: None,
         }
+    }
+
+    /// The same input with an idempotency key (see [`OperationRepository::create`]).
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
     }
 
     /// Validates the input and builds the row to insert (`id` is 0 until stored).
@@ -83,6 +96,9 @@ impl NewOperation {
         validate::non_empty_json_object("config", &self.config)?;
         validate::json_object("meta", &self.meta)?;
         validate::opt_text("task_id", self.task_id.as_deref())?;
+        if let Some(key) = &self.idempotency_key {
+            validate::idempotency_key(key)?;
+        }
         Ok(Operation {
             id: 0,
             uuid: OperationUuid::new(),
@@ -91,6 +107,7 @@ impl NewOperation {
             kind: self.kind,
             status: OperationStatus::Pending,
             task_id: self.task_id.clone(),
+            idempotency_key: self.idempotency_key.clone(),
             config: self.config.clone(),
             error_message: None,
             meta: self.meta.clone(),
@@ -98,6 +115,13 @@ impl NewOperation {
             started_at: None,
             completed_at: None,
         })
+    }
+}
+
+impl Operation {
+    /// This operation's position in a newest-first cursor listing.
+    pub fn cursor(&self) -> Cursor {
+        Cursor::after_int(self.created_at, self.id)
     }
 }
 
@@ -115,7 +139,16 @@ pub struct OperationFilter {
 pub trait OperationRepository: Send + Sync {
     /// Creates a pending operation. While the collection has an active operation this
     /// is `Conflict { reason: ActiveOperation }` (enforced by a partial unique index).
+    ///
+    /// With an [`idempotency_key`](NewOperation::idempotency_key) that an operation of
+    /// the same collection already carries, nothing is inserted and that operation is
+    /// returned as it is now, whatever its state (even terminal, and even while it is
+    /// the collection's active operation: no `Conflict`); the other fields of `new` are
+    /// not compared. Two creators racing with the same key get the same operation, so a
+    /// create whose outcome is unknown (a lost connection) can be retried safely.
     fn create(&self, new: &NewOperation) -> RepoResult<Operation>;
+    /// The newest operation whose task-queue id is `task_id`, or `NotFound`.
+    fn get_by_task_id(&self, task_id: &str) -> RepoResult<Operation>;
     /// By external id, or `NotFound`.
     fn get(&self, uuid: OperationUuid) -> RepoResult<Operation>;
     /// By external id if `principal` holds at least `needed` on its collection.
@@ -155,6 +188,22 @@ pub trait OperationRepository: Send + Sync {
         filter: &OperationFilter,
         page: PageRequest,
     ) -> RepoResult<Page<Operation>>;
+    /// [`list_for_collection`](Self::list_for_collection) by cursor: stable while
+    /// operations are created between pages.
+    fn list_for_collection_by_cursor(
+        &self,
+        collection_id: CollectionId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>>;
+    /// [`list_for_user`](Self::list_for_user) by cursor: stable while operations are
+    /// created between pages.
+    fn list_for_user_by_cursor(
+        &self,
+        user_id: UserId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>>;
     /// Pending or processing operations of a collection.
     fn active_for_collection(&self, collection_id: CollectionId) -> RepoResult<Vec<Operation>>;
     /// Active operations created before `older_than`, oldest first.

@@ -2,7 +2,7 @@
 
 use crate::error::RepoResult;
 use crate::ids::UserId;
-use crate::page::{Page, PageRequest};
+use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::Timestamp;
 use crate::validate;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,13 @@ pub struct User {
     pub updated_at: Timestamp,
     /// Last successful login.
     pub last_login: Option<Timestamp>,
+}
+
+impl User {
+    /// This user's position in a newest-first cursor listing.
+    pub fn cursor(&self) -> Cursor {
+        Cursor::after_int(self.created_at, self.id.0)
+    }
 }
 
 impl fmt::Debug for User {
@@ -236,6 +243,12 @@ pub trait UserRepository: Send + Sync {
     fn delete(&self, id: UserId, mode: DeleteMode) -> RepoResult<()>;
     /// Users matching `filter`, newest first.
     fn list(&self, filter: UserFilter, page: PageRequest) -> RepoResult<Page<User>>;
+    /// [`list`](Self::list) by cursor: stable while users are created between pages.
+    fn list_by_cursor(
+        &self,
+        filter: UserFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<User>>;
     /// How many users match `filter`.
     fn count(&self, filter: UserFilter) -> RepoResult<u64>;
     /// Sets `last_login` to now and returns the user.

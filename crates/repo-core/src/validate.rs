@@ -41,6 +41,37 @@ pub fn required_text(field: &'static str, value: &str, max: usize) -> RepoResult
     Ok(())
 }
 
+/// Longest idempotency key accepted (characters).
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+
+/// An idempotency key: 1-[`MAX_IDEMPOTENCY_KEY_CHARS`] characters out of ASCII letters,
+/// digits and `-_.:` (a UUID, a ULID or `job:42` fit; no whitespace, so nothing that
+/// compares equal only after trimming).
+pub fn idempotency_key(value: &str) -> RepoResult<()> {
+    if value.is_empty() {
+        return Err(RepoError::validation(
+            "idempotency_key",
+            "must not be empty",
+        ));
+    }
+    if value.len() > MAX_IDEMPOTENCY_KEY_CHARS {
+        return Err(RepoError::validation(
+            "idempotency_key",
+            format!("longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+        ));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return Err(RepoError::validation(
+            "idempotency_key",
+            "only ASCII letters, digits and -_.: are allowed",
+        ));
+    }
+    Ok(())
+}
+
 /// 1-64 characters, no control characters, no surrounding whitespace.
 pub fn username(value: &str) -> RepoResult<()> {
     required_text("username", value, 64)?;

@@ -9,8 +9,8 @@ use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid a
 use repo_core::{
     now, require_access, validate, AccessLevel, Actor, ApiKeyId, Collection, CollectionId,
     CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
-    Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal, PrincipalFacts, RepoError,
-    RepoResult, SyncMode, SyncRun, Timestamp, UserId,
+    CursorPage, CursorRequest, Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal,
+    PrincipalFacts, RepoError, RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -408,6 +408,31 @@ fn visible_to(actor: Actor, principal: Principal) -> CollectionQuery {
     }
 }
 
+fn list_visible_by_cursor(
+    conn: &mut PgConnection,
+    principal: Principal,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<Collection>> {
+    let actor = actor(conn, principal)?;
+    actor.require_usable()?;
+    let mut q = visible_to(actor, principal);
+    if let Some(after) = &page.after {
+        let (at, id) = (after.created_at(), after.uuid_id()?);
+        q = q.filter(
+            collections::created_at
+                .lt(at)
+                .or(collections::created_at.eq(at).and(collections::id.lt(id))),
+        );
+    }
+    let rows = q
+        .select(CollectionRow::as_select())
+        .order((collections::created_at.desc(), collections::id.desc()))
+        .limit(page.fetch_i64())
+        .load(conn)
+        .db()?;
+    Ok(page.page(many(rows)?, Collection::cursor))
+}
+
 fn list_visible(
     conn: &mut PgConnection,
     principal: Principal,
@@ -766,6 +791,15 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
         page: PageRequest,
     ) -> RepoResult<Page<Collection>> {
         self.src.read(|c| list_visible(c, principal, page))
+    }
+
+    fn list_visible_by_cursor(
+        &self,
+        principal: Principal,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Collection>> {
+        self.src
+            .read(|c| list_visible_by_cursor(c, principal, page))
     }
 
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {

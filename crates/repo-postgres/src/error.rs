@@ -203,6 +203,7 @@ fn unique_violation(constraint: Option<&str>) -> RepoError {
         }
         "users_username_key" => ("user", "username"),
         "users_email_key" => ("user", "email"),
+        "operations_collection_idempotency_key" => ("operation", "idempotency_key"),
         "users_pkey" => ("user", "id"),
         "api_keys_user_name_key" => ("api_key", "name"),
         "api_keys_key_hash_key" => ("api_key", "key_hash"),

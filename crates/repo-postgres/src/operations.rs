@@ -6,9 +6,9 @@ use crate::schema::operations;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use repo_core::{
-    now, require_access, validate, AccessLevel, CollectionId, NewOperation, Operation,
-    OperationFilter, OperationRepository, OperationStatus, OperationUuid, Page, PageRequest,
-    Principal, RepoError, RepoResult, Timestamp, UserId,
+    now, require_access, validate, AccessLevel, CollectionId, CursorPage, CursorRequest,
+    NewOperation, Operation, OperationFilter, OperationRepository, OperationStatus, OperationUuid,
+    Page, PageRequest, Principal, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -23,6 +23,7 @@ struct OperationRow {
     kind: String,
     status: String,
     task_id: Option<String>,
+    idempotency_key: Option<String>,
     config: Value,
     error_message: Option<String>,
     meta: Value,
@@ -41,6 +42,7 @@ impl OperationRow {
             kind: parse_column("kind", &self.kind)?,
             status: parse_column("status", &self.status)?,
             task_id: self.task_id,
+            idempotency_key: self.idempotency_key,
             config: self.config,
             error_message: self.error_message,
             meta: self.meta,
@@ -60,6 +62,7 @@ struct InsertOperation<'a> {
     kind: &'a str,
     status: &'a str,
     task_id: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
     config: &'a Value,
     meta: &'a Value,
     created_at: Timestamp,
@@ -98,26 +101,53 @@ fn get(conn: &mut PgConnection, uuid: OperationUuid) -> RepoResult<Operation> {
 
 fn create(conn: &mut PgConnection, new: &NewOperation) -> RepoResult<Operation> {
     let op = new.prepare()?;
+    let row = InsertOperation {
+        uuid: op.uuid.0,
+        collection_id: op.collection_id.0,
+        user_id: op.user_id.0,
+        kind: op.kind.as_str(),
+        status: op.status.as_str(),
+        task_id: op.task_id.as_deref(),
+        idempotency_key: op.idempotency_key.as_deref(),
+        config: &op.config,
+        meta: &op.meta,
+        created_at: op.created_at,
+    };
+    if let Some(key) = op.idempotency_key.as_deref() {
+        // `ON CONFLICT DO NOTHING` without a target arbitrates on every unique index:
+        // a racing creator with the same key waits for the first to commit, then
+        // inserts nothing, and the re-read (a new statement, a new snapshot) finds the
+        // first's row. An active operation with the same key is returned too, not the
+        // `ActiveOperation` conflict. When the key is not there, the conflict was
+        // another index: the plain insert below reports it.
+        let inserted = diesel::insert_into(operations::table)
+            .values(&row)
+            .on_conflict_do_nothing()
+            .returning(OperationRow::as_returning())
+            .get_result(conn)
+            .optional();
+        if let Some(row) = missing_references(inserted, &op)? {
+            return row.into_domain();
+        }
+        if let Some(existing) = by_idempotency_key(conn, op.collection_id, key)? {
+            return existing.into_domain();
+        }
+    }
     // One statement. A second active operation on the collection violates the partial
     // unique index `operations_one_active_per_collection`: `Conflict { ActiveOperation
     // }`. A missing collection or user is the foreign-key violation of the insert,
     // checked in the order the columns are declared (collection first).
     let inserted = diesel::insert_into(operations::table)
-        .values(InsertOperation {
-            uuid: op.uuid.0,
-            collection_id: op.collection_id.0,
-            user_id: op.user_id.0,
-            kind: op.kind.as_str(),
-            status: op.status.as_str(),
-            task_id: op.task_id.as_deref(),
-            config: &op.config,
-            meta: &op.meta,
-            created_at: op.created_at,
-        })
+        .values(&row)
         .returning(OperationRow::as_returning())
         .get_result(conn);
+    missing_references(inserted, &op)?.into_domain()
+}
+
+/// The `NotFound` of a missing collection or user instead of the foreign-key violation.
+fn missing_references<T>(result: QueryResult<T>, op: &Operation) -> RepoResult<T> {
     missing_reference(
-        inserted,
+        result,
         [
             (
                 "operations_collection_id_fkey",
@@ -128,8 +158,34 @@ fn create(conn: &mut PgConnection, new: &NewOperation) -> RepoResult<Operation> 
                 RepoError::not_found("user", op.user_id),
             ),
         ],
-    )?
-    .into_domain()
+    )
+}
+
+fn by_idempotency_key(
+    conn: &mut PgConnection,
+    collection_id: CollectionId,
+    key: &str,
+) -> RepoResult<Option<OperationRow>> {
+    operations::table
+        .filter(operations::collection_id.eq(collection_id.0))
+        .filter(operations::idempotency_key.eq(key))
+        .select(OperationRow::as_select())
+        .first(conn)
+        .optional()
+        .db()
+}
+
+fn get_by_task_id(conn: &mut PgConnection, task_id: &str) -> RepoResult<Operation> {
+    validate::text("task_id", task_id)?;
+    operations::table
+        .filter(operations::task_id.eq(task_id))
+        .select(OperationRow::as_select())
+        .order((operations::created_at.desc(), operations::id.desc()))
+        .first(conn)
+        .optional()
+        .db()?
+        .ok_or_else(|| RepoError::not_found("operation", task_id))?
+        .into_domain()
 }
 
 fn get_with_access(
@@ -244,6 +300,30 @@ fn list_page(
     })
 }
 
+/// The page of `base` (newest first) after `page.after`: keyset on `(created_at, id)`.
+fn cursor_page(
+    conn: &mut PgConnection,
+    base: operations::BoxedQuery<'static, Pg>,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<Operation>> {
+    let mut q = base;
+    if let Some(after) = &page.after {
+        let (at, id) = (after.created_at(), after.int_id()?);
+        q = q.filter(
+            operations::created_at
+                .lt(at)
+                .or(operations::created_at.eq(at).and(operations::id.lt(id))),
+        );
+    }
+    let rows = q
+        .select(OperationRow::as_select())
+        .order((operations::created_at.desc(), operations::id.desc()))
+        .limit(page.fetch_i64())
+        .load(conn)
+        .db()?;
+    Ok(page.page(many(rows)?, Operation::cursor))
+}
+
 fn active_for_collection(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Vec<Operation>> {
     let rows = operations::table
         .filter(operations::collection_id.eq(id.0))
@@ -338,6 +418,10 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
         self.src.read(|c| get(c, uuid))
     }
 
+    fn get_by_task_id(&self, task_id: &str) -> RepoResult<Operation> {
+        self.src.read(|c| get_by_task_id(c, task_id))
+    }
+
     fn get_with_access(
         &self,
         uuid: OperationUuid,
@@ -394,6 +478,30 @@ impl<S: ConnectionSource> OperationRepository for PgOperations<S> {
                 filter,
                 page,
             )
+        })
+    }
+
+    fn list_for_collection_by_cursor(
+        &self,
+        collection_id: CollectionId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>> {
+        self.src.read(|c| {
+            let base = filtered(filter).filter(operations::collection_id.eq(collection_id.0));
+            cursor_page(c, base, page)
+        })
+    }
+
+    fn list_for_user_by_cursor(
+        &self,
+        user_id: UserId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>> {
+        self.src.read(|c| {
+            let base = filtered(filter).filter(operations::user_id.eq(user_id.0));
+            cursor_page(c, base, page)
         })
     }
 

@@ -90,6 +90,7 @@ diesel::table! {
         created_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         completed_at -> Nullable<Timestamptz>,
+        idempotency_key -> Nullable<Text>,
     }
 }
 

@@ -5,8 +5,8 @@ use crate::schema::{collections, users};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use repo_core::{
-    now, DeleteMode, NewUser, Page, PageRequest, RepoError, RepoResult, Timestamp, User,
-    UserFilter, UserId, UserPatch, UserRepository,
+    now, CursorPage, CursorRequest, DeleteMode, NewUser, Page, PageRequest, RepoError, RepoResult,
+    Timestamp, User, UserFilter, UserId, UserPatch, UserRepository,
 };
 
 /// A `users` row.
@@ -289,6 +289,32 @@ fn list(conn: &mut PgConnection, filter: UserFilter, page: PageRequest) -> RepoR
     })
 }
 
+fn list_by_cursor(
+    conn: &mut PgConnection,
+    filter: UserFilter,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<User>> {
+    let mut q = filtered(filter);
+    if let Some(after) = &page.after {
+        let (at, id) = (after.created_at(), after.int_id()?);
+        q = q.filter(
+            users::created_at
+                .lt(at)
+                .or(users::created_at.eq(at).and(users::id.lt(id))),
+        );
+    }
+    let items = q
+        .select(UserRow::as_select())
+        .order((users::created_at.desc(), users::id.desc()))
+        .limit(page.fetch_i64())
+        .load(conn)
+        .db()?
+        .into_iter()
+        .map(User::from)
+        .collect();
+    Ok(page.page(items, User::cursor))
+}
+
 fn record_login(conn: &mut PgConnection, id: UserId) -> RepoResult<User> {
     diesel::update(users::table.find(id.0))
         .set(users::last_login.eq(now()))
@@ -332,6 +358,14 @@ impl<S: ConnectionSource> UserRepository for PgUsers<S> {
 
     fn list(&self, filter: UserFilter, page: PageRequest) -> RepoResult<Page<User>> {
         self.src.read(|c| list(c, filter, page))
+    }
+
+    fn list_by_cursor(
+        &self,
+        filter: UserFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<User>> {
+        self.src.read(|c| list_by_cursor(c, filter, page))
     }
 
     fn count(&self, filter: UserFilter) -> RepoResult<u64> {

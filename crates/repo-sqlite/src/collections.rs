@@ -15,8 +15,8 @@ use diesel::upsert::excluded;
 use repo_core::{
     now, require_access, validate, AccessLevel, Actor, ApiKeyId, Collection, CollectionId,
     CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
-    Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal, PrincipalFacts, RepoError,
-    RepoResult, SyncMode, SyncRun, Timestamp, UserId,
+    CursorPage, CursorRequest, Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal,
+    PrincipalFacts, RepoError, RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 
 /// A `collections` row as stored.
@@ -460,6 +460,33 @@ fn list_visible(
     })
 }
 
+fn list_visible_by_cursor(
+    conn: &mut SqliteConnection,
+    principal: Principal,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<Collection>> {
+    read_tx(conn, |c| {
+        let actor = actor(c, principal)?;
+        actor.require_usable()?;
+        let mut query = visible_to(actor, principal);
+        if let Some(after) = &page.after {
+            let (at, id) = (ts(after.created_at()), uuid(after.uuid_id()?));
+            query = query.filter(
+                collections::created_at
+                    .lt(at.clone())
+                    .or(collections::created_at.eq(at).and(collections::id.lt(id))),
+            );
+        }
+        let rows = query
+            .select(CollectionRow::as_select())
+            .order((collections::created_at.desc(), collections::id.desc()))
+            .limit(page.fetch_i64())
+            .load(c)
+            .map_err(map_diesel)?;
+        Ok(page.page(many(rows)?, Collection::cursor))
+    })
+}
+
 fn update(
     conn: &mut SqliteConnection,
     id: CollectionId,
@@ -831,6 +858,14 @@ impl<S: ConnSource> CollectionRepository for SqliteRepos<S> {
         page: PageRequest,
     ) -> RepoResult<Page<Collection>> {
         self.run(|c| list_visible(c, principal, page))
+    }
+
+    fn list_visible_by_cursor(
+        &self,
+        principal: Principal,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Collection>> {
+        self.run(|c| list_visible_by_cursor(c, principal, page))
     }
 
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {

@@ -185,6 +185,7 @@ fn unique_index(index: &str) -> Option<RepoError> {
         "collections_name_key" => ("collection", "name"),
         "collections_vector_store_name_key" => ("collection", "vector_store_name"),
         "operations_uuid_key" => ("operation", "uuid"),
+        "operations_collection_idempotency_key" => ("operation", "idempotency_key"),
         "operations_one_active_per_collection" => return Some(active_operation()),
         "documents_collection_content_hash_key" => ("document", "content_hash"),
         "documents_collection_uri_key" => ("document", "uri"),

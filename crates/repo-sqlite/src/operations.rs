@@ -11,9 +11,9 @@ use crate::users as user_repo;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{
-    now, require_access, validate, AccessLevel, CollectionId, NewOperation, Operation,
-    OperationFilter, OperationRepository, OperationStatus, OperationUuid, Page, PageRequest,
-    Principal, RepoError, RepoResult, Timestamp, UserId,
+    now, require_access, validate, AccessLevel, CollectionId, CursorPage, CursorRequest,
+    NewOperation, Operation, OperationFilter, OperationRepository, OperationStatus, OperationUuid,
+    Page, PageRequest, Principal, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -32,6 +32,7 @@ struct OperationRow {
     kind: String,
     status: String,
     task_id: Option<String>,
+    idempotency_key: Option<String>,
     config: String,
     error_message: Option<String>,
     meta: String,
@@ -51,6 +52,7 @@ impl OperationRow {
             kind: read_enum(T, "kind", &self.kind)?,
             status: read_enum(T, "status", &self.status)?,
             task_id: self.task_id,
+            idempotency_key: self.idempotency_key,
             config: read_json(T, "config", &self.config)?,
             error_message: self.error_message,
             meta: read_json(T, "meta", &self.meta)?,
@@ -70,6 +72,7 @@ struct NewOperationRow<'a> {
     kind: &'static str,
     status: &'static str,
     task_id: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
     config: String,
     error_message: Option<&'a str>,
     meta: String,
@@ -116,6 +119,7 @@ fn create(conn: &mut SqliteConnection, new: &NewOperation) -> RepoResult<Operati
         kind: op.kind.as_str(),
         status: op.status.as_str(),
         task_id: op.task_id.as_deref(),
+        idempotency_key: op.idempotency_key.as_deref(),
         config: json(&op.config)?,
         error_message: None,
         meta: json(&op.meta)?,
@@ -126,6 +130,20 @@ fn create(conn: &mut SqliteConnection, new: &NewOperation) -> RepoResult<Operati
     write_tx(conn, |c| {
         collections::ensure_exists(c, op.collection_id)?;
         user_repo::ensure_exists(c, op.user_id)?;
+        // The write transaction is immediate: creators with the same key run one after
+        // the other, so the second finds the first's row here.
+        if let Some(key) = op.idempotency_key.as_deref() {
+            let existing = operations::table
+                .filter(operations::collection_id.eq(uuid(op.collection_id.0)))
+                .filter(operations::idempotency_key.eq(key))
+                .select(OperationRow::as_select())
+                .first(c)
+                .optional()
+                .map_err(map_diesel)?;
+            if let Some(existing) = existing {
+                return existing.into_operation();
+            }
+        }
         // A second active operation on the collection fails on the partial unique
         // index `operations_one_active_per_collection` → Conflict(ActiveOperation).
         diesel::insert_into(operations::table)
@@ -135,6 +153,19 @@ fn create(conn: &mut SqliteConnection, new: &NewOperation) -> RepoResult<Operati
             .map_err(map_diesel)?
             .into_operation()
     })
+}
+
+fn get_by_task_id(conn: &mut SqliteConnection, task_id: &str) -> RepoResult<Operation> {
+    validate::text("task_id", task_id)?;
+    operations::table
+        .filter(operations::task_id.eq(task_id))
+        .select(OperationRow::as_select())
+        .order((operations::created_at.desc(), operations::id.desc()))
+        .first(conn)
+        .optional()
+        .map_err(map_diesel)?
+        .ok_or_else(|| RepoError::not_found("operation", task_id))?
+        .into_operation()
 }
 
 fn get(conn: &mut SqliteConnection, id: OperationUuid) -> RepoResult<Operation> {
@@ -255,6 +286,30 @@ fn filtered(filter: &OperationFilter) -> operations::BoxedQuery<'static, Sqlite>
     query
 }
 
+/// The page of `base` (newest first) after `page.after`: keyset on `(created_at, id)`.
+fn cursor_page_of(
+    conn: &mut SqliteConnection,
+    base: operations::BoxedQuery<'static, Sqlite>,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<Operation>> {
+    let mut query = base;
+    if let Some(after) = &page.after {
+        let (at, id) = (ts(after.created_at()), after.int_id()?);
+        query = query.filter(
+            operations::created_at
+                .lt(at.clone())
+                .or(operations::created_at.eq(at).and(operations::id.lt(id))),
+        );
+    }
+    let rows = query
+        .select(OperationRow::as_select())
+        .order((operations::created_at.desc(), operations::id.desc()))
+        .limit(page.fetch_i64())
+        .load(conn)
+        .map_err(map_diesel)?;
+    Ok(page.page(many(rows)?, Operation::cursor))
+}
+
 /// A page of `base` (newest first) and the total, from one snapshot.
 fn page_of(
     conn: &mut SqliteConnection,
@@ -370,6 +425,10 @@ impl<S: ConnSource> OperationRepository for SqliteRepos<S> {
         self.run(|c| get(c, uuid))
     }
 
+    fn get_by_task_id(&self, task_id: &str) -> RepoResult<Operation> {
+        self.run(|c| get_by_task_id(c, task_id))
+    }
+
     fn get_with_access(
         &self,
         uuid: OperationUuid,
@@ -422,6 +481,37 @@ impl<S: ConnSource> OperationRepository for SqliteRepos<S> {
             page_of(
                 c,
                 || filtered(filter).filter(operations::user_id.eq(user_id.0)),
+                page,
+            )
+        })
+    }
+
+    fn list_for_collection_by_cursor(
+        &self,
+        collection_id: CollectionId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>> {
+        let id = uuid(collection_id.0);
+        self.run(|c| {
+            cursor_page_of(
+                c,
+                filtered(filter).filter(operations::collection_id.eq(id.clone())),
+                page,
+            )
+        })
+    }
+
+    fn list_for_user_by_cursor(
+        &self,
+        user_id: UserId,
+        filter: &OperationFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<Operation>> {
+        self.run(|c| {
+            cursor_page_of(
+                c,
+                filtered(filter).filter(operations::user_id.eq(user_id.0)),
                 page,
             )
         })

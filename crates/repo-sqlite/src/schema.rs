@@ -167,6 +167,8 @@ diesel::table! {
         started_at -> Nullable<Text>,
         /// RFC 3339 text.
         completed_at -> Nullable<Text>,
+        /// Client idempotency token, unique per collection.
+        idempotency_key -> Nullable<Text>,
     }
 }
 

@@ -7,8 +7,8 @@ use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{
-    now, DeleteMode, NewUser, Page, PageRequest, RepoError, RepoResult, User, UserFilter, UserId,
-    UserPatch, UserRepository,
+    now, CursorPage, CursorRequest, DeleteMode, NewUser, Page, PageRequest, RepoError, RepoResult,
+    User, UserFilter, UserId, UserPatch, UserRepository,
 };
 
 /// A `users` row as stored.
@@ -284,6 +284,33 @@ fn list(
     })
 }
 
+fn list_by_cursor(
+    conn: &mut SqliteConnection,
+    filter: UserFilter,
+    page: &CursorRequest,
+) -> RepoResult<CursorPage<User>> {
+    let mut query = filtered(filter);
+    if let Some(after) = &page.after {
+        let (at, id) = (ts(after.created_at()), after.int_id()?);
+        query = query.filter(
+            users::created_at
+                .lt(at.clone())
+                .or(users::created_at.eq(at).and(users::id.lt(id))),
+        );
+    }
+    let rows: Vec<UserRow> = query
+        .select(UserRow::as_select())
+        .order((users::created_at.desc(), users::id.desc()))
+        .limit(page.fetch_i64())
+        .load(conn)
+        .map_err(map_diesel)?;
+    let items = rows
+        .into_iter()
+        .map(UserRow::into_user)
+        .collect::<RepoResult<_>>()?;
+    Ok(page.page(items, User::cursor))
+}
+
 fn record_login(conn: &mut SqliteConnection, id: UserId) -> RepoResult<User> {
     diesel::update(users::table.find(id.0))
         .set(users::last_login.eq(ts(now())))
@@ -322,6 +349,14 @@ impl<S: ConnSource> UserRepository for SqliteRepos<S> {
 
     fn list(&self, filter: UserFilter, page: PageRequest) -> RepoResult<Page<User>> {
         self.run(|c| list(c, filter, page))
+    }
+
+    fn list_by_cursor(
+        &self,
+        filter: UserFilter,
+        page: &CursorRequest,
+    ) -> RepoResult<CursorPage<User>> {
+        self.run(|c| list_by_cursor(c, filter, page))
     }
 
     fn count(&self, filter: UserFilter) -> RepoResult<u64> {

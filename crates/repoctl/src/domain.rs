@@ -219,6 +219,7 @@ fn operations(r: &Row<'_>) -> Result<(), RepoError> {
     );
     input.meta = r.json("meta");
     input.task_id = r.opt_str("task_id");
+    input.idempotency_key = r.opt_str("idempotency_key");
     input.prepare()?;
     validate::opt_text("error_message", r.opt_str("error_message").as_deref())
 }

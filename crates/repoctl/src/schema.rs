@@ -421,6 +421,7 @@ static OPERATIONS: TableSpec = TableSpec {
         col("created_at", Timestamp),
         col("started_at", Timestamp).null(),
         col("completed_at", Timestamp).null(),
+        col("idempotency_key", Text).null(),
     ],
     pk: 0,
     foreign_keys: &[
