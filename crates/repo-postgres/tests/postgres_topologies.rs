@@ -348,7 +348,7 @@ fn through_the_pooler_the_timeouts_hold_per_statement_and_do_not_leak() {
 fn all_migrations_applied(store: &PostgresStore) {
     let pending = store.pending_migrations().expect("pending");
     assert!(pending.is_empty(), "pending: {pending:?}");
-    assert_eq!(store.applied_migrations().expect("applied").len(), 3);
+    assert_eq!(store.applied_migrations().expect("applied").len(), 4);
 }
 
 /// Migrating through the pooler (mode on) and directly leaves no advisory lock.
