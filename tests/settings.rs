@@ -112,7 +112,7 @@ fn disabled_migrations_on_an_unmigrated_database_are_refused_at_open(#[case] bac
     config_error_naming(
         connect(backend, &db.url, &no_migrations),
         &[
-            "lacks 3 of 3 migrations",
+            "lacks 4 of 4 migrations",
             "2026-11-21-000001",
             "DB_RUN_MIGRATIONS",
         ],
