@@ -45,8 +45,9 @@ struct Inner {
     chunks: PgChunks<PoolSource>,
     health_timeout: std::time::Duration,
     replicas: Arc<ReplicaSet>,
-    /// `StoreConfig::migration_url`: migrations run over a direct connection to it.
-    migration_url: Option<String>,
+    /// `StoreConfig::migration_url`, parsed: migrations run over a direct connection
+    /// to it.
+    migration_url: Option<PostgresUrl>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -107,11 +108,12 @@ impl PostgresStore {
             config.postgres.pgbouncer = pgbouncer;
         }
         let config = &config;
-        if let Some(migration_url) = &config.migration_url {
-            PostgresUrl::parse(migration_url).map_err(|e| {
-                repo_core::RepoError::config(format!("DATABASE_MIGRATION_URL: {e}"))
-            })?;
-        }
+        let migration_url = config
+            .migration_url
+            .as_deref()
+            .map(PostgresUrl::parse)
+            .transpose()
+            .map_err(|e| repo_core::RepoError::config(format!("DATABASE_MIGRATION_URL: {e}")))?;
         let redacted = parsed.redacted();
         let secrets = parsed.secrets();
         let url = &parsed.with_deadline_defaults().libpq_url();
@@ -154,7 +156,7 @@ impl PostgresStore {
                     chunks: PgChunks { src: source },
                     health_timeout: config.health_timeout,
                     replicas,
-                    migration_url: config.migration_url.clone(),
+                    migration_url,
                 },
             )),
         };
@@ -183,14 +185,14 @@ impl PostgresStore {
         f: impl FnOnce(&mut PgConnection, &str) -> RepoResult<T>,
     ) -> RepoResult<T> {
         match &self.inner.migration_url {
-            Some(url) => {
+            Some(parsed) => {
                 use diesel::Connection;
-                let parsed = PostgresUrl::parse(url)?;
                 let redacted = parsed.redacted();
                 let secrets = parsed.secrets();
-                let result = PgConnection::establish(&parsed.with_deadline_defaults().libpq_url())
-                    .map_err(|e| crate::error::map_connection_error(e, &redacted))
-                    .and_then(|mut conn| f(&mut conn, &redacted));
+                let result =
+                    PgConnection::establish(&parsed.clone().with_deadline_defaults().libpq_url())
+                        .map_err(|e| crate::error::map_connection_error(e, &redacted))
+                        .and_then(|mut conn| f(&mut conn, &redacted));
                 result.map_err(|e| crate::error::scrub_error(e, &secrets))
             }
             None => {
