@@ -7,44 +7,16 @@
 use diesel::sql_types::{BigInt, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 use repo_core::{CollectionStats, NewCollection, NewDocument, NewUser, StoreConfig};
-use repo_postgres::testing::TempDatabase;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_repoctl");
+mod support;
+use support::{expect_code, path_in, pg, repoctl, text, BIN};
+
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
-
-fn repoctl(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run repoctl")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-#[track_caller]
-fn expect_code(out: &Output, expected: i32) {
-    assert_eq!(out.status.code(), Some(expected), "{}", text(out));
-}
-
-fn pg() -> TempDatabase {
-    TempDatabase::from_env().expect("TEST_DATABASE_URL must point at a PostgreSQL server")
-}
-
-fn path_str(dir: &Path, name: &str) -> String {
-    dir.join(name).to_string_lossy().into_owned()
-}
 
 fn demo(url: &str) {
     expect_code(
@@ -114,7 +86,7 @@ impl Db {
 /// again into the now non-empty target is exit 6; `--out` that exists is exit 6.
 fn round_trip(source: &str, restored: &str, dir: &Path, file: &str) {
     demo(source);
-    let out = path_str(dir, file);
+    let out = path_in(dir, file);
     let run = repoctl(&[
         "backup",
         "--database-url",
@@ -156,8 +128,8 @@ fn round_trip(source: &str, restored: &str, dir: &Path, file: &str) {
 #[test]
 fn sqlite_backup_verifies_and_restores_into_a_new_file_only() {
     let dir = tempfile::tempdir().unwrap();
-    let source = path_str(dir.path(), "source.sqlite3");
-    let restored = path_str(dir.path(), "restored.sqlite3");
+    let source = path_in(dir.path(), "source.sqlite3");
+    let restored = path_in(dir.path(), "restored.sqlite3");
     round_trip(&source, &restored, dir.path(), "backup.sqlite3");
 }
 
@@ -171,9 +143,9 @@ fn postgres_backup_verifies_and_restores_into_an_empty_database_only() {
 #[test]
 fn a_backup_restores_only_into_its_own_backend_and_garbage_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let source = path_str(dir.path(), "s.sqlite3");
+    let source = path_in(dir.path(), "s.sqlite3");
     demo(&source);
-    let out = path_str(dir.path(), "b.sqlite3");
+    let out = path_in(dir.path(), "b.sqlite3");
     expect_code(
         &repoctl(&["backup", "--database-url", &source, "--out", &out]),
         0,
@@ -182,23 +154,23 @@ fn a_backup_restores_only_into_its_own_backend_and_garbage_is_a_usage_error() {
     let wrong = repoctl(&["restore", "--from", &out, "--database-url", db.url()]);
     expect_code(&wrong, 2);
     assert!(text(&wrong).contains("SQLite backup"), "{}", text(&wrong));
-    let junk = path_str(dir.path(), "junk");
+    let junk = path_in(dir.path(), "junk");
     std::fs::write(&junk, b"not a backup").unwrap();
-    let target = path_str(dir.path(), "t.sqlite3");
+    let target = path_in(dir.path(), "t.sqlite3");
     expect_code(
         &repoctl(&["restore", "--from", &junk, "--database-url", &target]),
         2,
     );
     assert!(!Path::new(&target).exists());
     // A missing source is a connection error.
-    let missing = path_str(dir.path(), "missing.sqlite3");
+    let missing = path_in(dir.path(), "missing.sqlite3");
     expect_code(
         &repoctl(&[
             "backup",
             "--database-url",
             &missing,
             "--out",
-            &path_str(dir.path(), "m.bak"),
+            &path_in(dir.path(), "m.bak"),
         ]),
         3,
     );
@@ -217,7 +189,7 @@ fn missing_client_tools_name_the_package_and_no_password_is_printed() {
         db.url(),
         "TEST_DATABASE_URL names user postgres"
     );
-    let out = path_str(dir.path(), "b.dump");
+    let out = path_in(dir.path(), "b.dump");
     let empty_path = tempfile::tempdir().unwrap();
     let run = Command::new(BIN)
         .args(["backup", "--database-url", &with_password, "--out", &out])
@@ -347,11 +319,11 @@ fn backups_while_writing(source: &str, restored: &str, dir: &Path, ext: &str) {
         "--database-url",
         source,
         "--out",
-        &path_str(dir, &format!("verified.{ext}")),
+        &path_in(dir, &format!("verified.{ext}")),
         "--verify",
     ]);
     expect_code(&verified, 0);
-    let out = path_str(dir, &format!("plain.{ext}"));
+    let out = path_in(dir, &format!("plain.{ext}"));
     expect_code(
         &repoctl(&["backup", "--database-url", source, "--out", &out]),
         0,
@@ -369,8 +341,8 @@ fn backups_while_writing(source: &str, restored: &str, dir: &Path, ext: &str) {
 #[test]
 fn sqlite_backup_while_a_writer_commits_restores_one_consistent_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let source = path_str(dir.path(), "live.sqlite3");
-    let restored = path_str(dir.path(), "restored.sqlite3");
+    let source = path_in(dir.path(), "live.sqlite3");
+    let restored = path_in(dir.path(), "restored.sqlite3");
     backups_while_writing(&source, &restored, dir.path(), "sqlite3");
 }
 

@@ -4,46 +4,13 @@
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
-use repo_postgres::testing::TempDatabase;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_repoctl");
-
-fn repoctl(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run repoctl")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-#[track_caller]
-fn expect_code(out: &Output, expected: i32) {
-    assert_eq!(code(out), expected, "{}", text(out));
-}
-
-fn pg() -> TempDatabase {
-    TempDatabase::from_env().expect("TEST_DATABASE_URL must point at a PostgreSQL server")
-}
-
-fn sqlite_path(dir: &Path, name: &str) -> String {
-    dir.join(name).to_string_lossy().into_owned()
-}
+mod support;
+use support::{code, expect_code, path_in, pg, repoctl, text, BIN};
 
 #[derive(QueryableByName)]
 struct N {
@@ -90,8 +57,8 @@ fn demo(url: &str, scale: &str, chunks: &str) {
 #[test]
 fn empty_database_copies_and_verifies_both_ways() {
     let dir = tempfile::tempdir().unwrap();
-    let a = sqlite_path(dir.path(), "a.db");
-    let b = sqlite_path(dir.path(), "b.db");
+    let a = path_in(dir.path(), "a.db");
+    let b = path_in(dir.path(), "b.db");
     expect_code(&repoctl(&["migrate", "up", "--database-url", &a]), 0);
     let db = pg();
     let out = repoctl(&["copy", "--from", &a, "--to", db.url()]);
@@ -107,8 +74,8 @@ fn empty_database_copies_and_verifies_both_ways() {
 #[test]
 fn generated_data_round_trips_sqlite_postgres_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let a = sqlite_path(dir.path(), "a.db");
-    let b = sqlite_path(dir.path(), "b.db");
+    let a = path_in(dir.path(), "a.db");
+    let b = path_in(dir.path(), "b.db");
     demo(&a, "2", "20");
     let db = pg();
     let rep = dir.path().join("r.json");
@@ -184,7 +151,7 @@ const D2: &str = "20000000-0000-4000-8000-000000000002";
 /// A SQLite database with our schema and every kind of dirty value, written with raw
 /// SQL (foreign keys and CHECK constraints off, as another tool might).
 fn dirty_sqlite(dir: &Path) -> String {
-    let path = sqlite_path(dir, "dirty.db");
+    let path = path_in(dir, "dirty.db");
     expect_code(&repoctl(&["migrate", "up", "--database-url", &path]), 0);
     let mut c = SqliteConnection::establish(&path).unwrap();
     c.batch_execute("PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON;")
@@ -459,13 +426,13 @@ fn dirty_values_are_converted_or_refused_and_reported() {
 #[test]
 fn non_empty_target_is_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let a = sqlite_path(dir.path(), "a.db");
+    let a = path_in(dir.path(), "a.db");
     demo(&a, "1", "2");
     let db = pg();
     expect_code(&repoctl(&["copy", "--from", &a, "--to", db.url()]), 0);
     let before = pg_count(db.url(), "SELECT count(*) AS n FROM users");
     // Another source with other data: refused, nothing written.
-    let b = sqlite_path(dir.path(), "b.db");
+    let b = path_in(dir.path(), "b.db");
     let out = repoctl(&["demo-data", "--database-url", &b, "--seed", "7"]);
     expect_code(&out, 0);
     let out = repoctl(&["copy", "--from", &b, "--to", db.url()]);
@@ -496,7 +463,7 @@ fn non_empty_target_is_refused_before_anything_is_written() {
 #[test]
 fn killed_copy_resumes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let a = sqlite_path(dir.path(), "a.db");
+    let a = path_in(dir.path(), "a.db");
     // Small batches of many chunks: the copy must still be running when the first
     // committed chunk batch is seen, however fast the machine.
     demo(&a, "1", "800");
@@ -605,7 +572,7 @@ fn killed_copy_resumes_without_duplicates() {
 #[test]
 fn exit_codes_and_no_password_in_output() {
     let dir = tempfile::tempdir().unwrap();
-    let a = sqlite_path(dir.path(), "a.db");
+    let a = path_in(dir.path(), "a.db");
     expect_code(&repoctl(&["copy", "--from", &a]), 2);
     expect_code(
         &repoctl(&["copy", "--from", &a, "--to", "b.db", "--tables", "nope"]),
@@ -617,13 +584,7 @@ fn exit_codes_and_no_password_in_output() {
     );
     // Missing SQLite source: not created.
     expect_code(
-        &repoctl(&[
-            "copy",
-            "--from",
-            &a,
-            "--to",
-            &sqlite_path(dir.path(), "b.db"),
-        ]),
+        &repoctl(&["copy", "--from", &a, "--to", &path_in(dir.path(), "b.db")]),
         3,
     );
     assert!(!Path::new(&a).exists());
@@ -632,7 +593,7 @@ fn exit_codes_and_no_password_in_output() {
         "--from",
         "postgres://app:hunter2@127.0.0.1:1/x",
         "--to",
-        &sqlite_path(dir.path(), "b.db"),
+        &path_in(dir.path(), "b.db"),
     ]);
     expect_code(&out, 3);
     assert!(!text(&out).contains("hunter2"), "{}", text(&out));
@@ -648,7 +609,7 @@ fn exit_codes_and_no_password_in_output() {
     expect_code(&out, 3);
     assert!(!text(&out).contains("hunter2"), "{}", text(&out));
     // A target at an older schema version than the source.
-    let old = sqlite_path(dir.path(), "old.db");
+    let old = path_in(dir.path(), "old.db");
     expect_code(&repoctl(&["migrate", "up", "--database-url", &old]), 0);
     expect_code(&repoctl(&["migrate", "down", "--database-url", &old]), 0);
     expect_code(
@@ -657,7 +618,7 @@ fn exit_codes_and_no_password_in_output() {
             "--from",
             &old,
             "--to",
-            &sqlite_path(dir.path(), "new.db"),
+            &path_in(dir.path(), "new.db"),
         ]),
         6,
     );
@@ -666,7 +627,7 @@ fn exit_codes_and_no_password_in_output() {
 #[test]
 fn migrate_up_down_status_on_both_backends() {
     let dir = tempfile::tempdir().unwrap();
-    let a = sqlite_path(dir.path(), "a.db");
+    let a = path_in(dir.path(), "a.db");
     let db = pg();
     for url in [a.as_str(), db.url()] {
         let out = repoctl(&["migrate", "up", "--database-url", url]);
@@ -697,7 +658,7 @@ fn migrate_up_down_status_on_both_backends() {
 fn dirty_source_into_a_sqlite_target_converts_and_skips() {
     let dir = tempfile::tempdir().unwrap();
     let src = dirty_sqlite(dir.path());
-    let dst = sqlite_path(dir.path(), "clean.db");
+    let dst = path_in(dir.path(), "clean.db");
     let rep = dir.path().join("r.json");
     let out = repoctl(&[
         "copy",
@@ -733,7 +694,7 @@ fn dirty_source_into_a_sqlite_target_converts_and_skips() {
 /// grant 1, operation 1, document D1, chunk 1), then `extra` (raw SQL, with foreign
 /// keys and CHECK constraints off, as another tool might write it).
 fn clean_sqlite_with(dir: &Path, name: &str, extra: &str) -> String {
-    let path = sqlite_path(dir, name);
+    let path = path_in(dir, name);
     expect_code(&repoctl(&["migrate", "up", "--database-url", &path]), 0);
     let mut c = SqliteConnection::establish(&path).unwrap();
     let hash = "a".repeat(64);
@@ -802,7 +763,7 @@ fn json_with_a_duplicate_key_is_refused_with_table_key_column_and_reason() {
         ),
     );
     let db = pg();
-    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+    for target in [db.url().to_string(), path_in(dir.path(), "t.db")] {
         let (t, r) = skip_row_copy(dir.path(), &src, &target);
         assert_eq!(r["exit_code"], 4, "{t}");
         for needle in [
@@ -888,7 +849,7 @@ fn rows_breaking_a_domain_rule_are_refused_with_table_key_column_and_reason() {
             "must not be before start_offset",
         ),
     ];
-    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+    for target in [db.url().to_string(), path_in(dir.path(), "t.db")] {
         let (t, r) = skip_row_copy(dir.path(), &src, &target);
         assert_eq!(r["exit_code"], 4, "{t}");
         let refusals = r["refusals"].as_array().unwrap();
@@ -913,7 +874,7 @@ const D3: &str = "20000000-0000-4000-8000-000000000003";
 #[test]
 fn piped_stderr_gets_the_header_first_and_a_plain_line_per_table_also_while_verifying() {
     let dir = tempfile::tempdir().unwrap();
-    let a = sqlite_path(dir.path(), "a.db");
+    let a = path_in(dir.path(), "a.db");
     demo(&a, "1", "3");
     let db = pg();
     let out = repoctl(&["copy", "--from", &a, "--to", db.url()]);
@@ -973,7 +934,7 @@ fn the_report_lists_every_converted_value_with_its_key() {
         })
         .collect();
     let src = clean_sqlite_with(dir.path(), "conv.db", &users.join("\n"));
-    let (t, r) = skip_row_copy(dir.path(), &src, &sqlite_path(dir.path(), "t.db"));
+    let (t, r) = skip_row_copy(dir.path(), &src, &path_in(dir.path(), "t.db"));
     assert_eq!(r["exit_code"], 0, "{t}");
     let users = r["tables"]
         .as_array()
@@ -1037,8 +998,8 @@ fn one_changed_value_is_a_mismatch(
 #[test]
 fn verify_finds_one_changed_value_with_equal_counts_in_both_directions() {
     let dir = tempfile::tempdir().unwrap();
-    let a = sqlite_path(dir.path(), "a.db");
-    let b = sqlite_path(dir.path(), "b.db");
+    let a = path_in(dir.path(), "a.db");
+    let b = path_in(dir.path(), "b.db");
     demo(&a, "1", "2");
     let db = pg();
     expect_code(&repoctl(&["copy", "--from", &a, "--to", db.url()]), 0);
@@ -1176,7 +1137,7 @@ fn an_empty_string_in_every_nullable_timestamp_column_is_refused_not_made_null()
     let dir = tempfile::tempdir().unwrap();
     let src = clean_sqlite_with(dir.path(), "empty-ts.db", &updates.join("\n"));
     let db = pg();
-    for target in [db.url().to_string(), sqlite_path(dir.path(), "t.db")] {
+    for target in [db.url().to_string(), path_in(dir.path(), "t.db")] {
         let (t, r) = skip_row_copy(dir.path(), &src, &target);
         assert_eq!(r["exit_code"], 4, "{t}");
         let refusals = r["refusals"].as_array().unwrap();
