@@ -297,7 +297,7 @@ fn secrets_never_reach_errors_debug_or_logs(#[case] backend: BackendKind) {
         "statements were logged:\n{logs}"
     );
     assert!(
-        logs.contains(r#"repository="api_keys" method="verify""#),
+        logs.contains(r#"db.collection.name="api_keys" db.operation.name="verify""#),
         "spans were logged:\n{logs}"
     );
     assert!(
@@ -342,13 +342,16 @@ fn every_repository_call_has_a_span(#[case] backend: BackendKind) {
             .health()
             .unwrap_or_else(|e| panic!("healthy store: {e}"));
     });
-    let b = backend.as_str();
+    // OpenTelemetry's database attributes; the store's own calls name no table.
+    let b = backend.db_system_name();
     for expected in [
-        format!(r#"backend="{b}" repository="users" method="create""#),
-        format!(r#"backend="{b}" repository="users" method="get""#),
-        format!(r#"backend="{b}" repository="collections" method="lock_collection""#),
-        format!(r#"backend="{b}" repository="store" method="transaction""#),
-        format!(r#"backend="{b}" repository="store" method="health""#),
+        format!(r#"db.system.name="{b}" db.collection.name="users" db.operation.name="create""#),
+        format!(r#"db.system.name="{b}" db.collection.name="users" db.operation.name="get""#),
+        format!(
+            r#"db.system.name="{b}" db.collection.name="collections" db.operation.name="lock_collection""#
+        ),
+        format!(r#"db.system.name="{b}" db.operation.name="transaction""#),
+        format!(r#"db.system.name="{b}" db.operation.name="health""#),
     ] {
         assert!(logs.contains(&expected), "no span {expected}:\n{logs}");
     }
@@ -380,7 +383,7 @@ fn slow_query_log_shows_statement_inside_its_span(#[case] backend: BackendKind) 
         .unwrap_or_else(|| panic!("no slow-query line for the users query:\n{logs}"));
     assert!(line.contains("WARN"), "{line}");
     assert!(
-        line.contains("method=\"get_by_username\""),
+        line.contains("db.operation.name=\"get_by_username\""),
         "span context: {line}"
     );
     assert!(line.contains("elapsed_ms="), "{line}");
@@ -420,7 +423,7 @@ fn slow_query_log_marks_failed_statements(#[case] backend: BackendKind) {
     assert!(inserts[0].contains("failed=false"), "{}", inserts[0]);
     assert!(inserts[1].contains("failed=true"), "{}", inserts[1]);
     assert!(
-        inserts[1].contains(r#"method="create""#),
+        inserts[1].contains(r#"db.operation.name="create""#),
         "logged inside the call's span: {}",
         inserts[1]
     );

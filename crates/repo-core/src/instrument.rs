@@ -11,13 +11,14 @@
 //!
 //! Each call opens a `DEBUG` span named `repo` (target `repo_core::instrument`), so a
 //! subscriber filtering at `INFO` pays nothing for it; enable it with a filter such as
-//! `RUST_LOG=info,repo_core::instrument=debug`:
+//! `RUST_LOG=info,repo_core::instrument=debug`. The attributes follow OpenTelemetry's
+//! database conventions, so an OpenTelemetry layer exports them as they are:
 //!
 //! | field | value |
 //! |---|---|
-//! | `backend` | `sqlite` / `postgres` |
-//! | `repository` | `users`, `api_keys`, `collections`, `operations`, `documents`, `chunks`, `store` |
-//! | `method` | the trait method, e.g. `create`, `verify`, `transaction`, `health` |
+//! | `db.system.name` | `sqlite` / `postgresql` |
+//! | `db.collection.name` | the table: `users`, `api_keys`, `collections`, `collection_permissions` (grants), `operations`, `documents`, `chunks`; absent for the store's own calls |
+//! | `db.operation.name` | the method, e.g. `create`, `verify`, `lock_collection`, `transaction`, `health` |
 //! | `elapsed_us` | wall time of the call in microseconds (recorded when it returns) |
 //! | `outcome` | `ok`, or the error kind (see [`error_kind`]) |
 //!
@@ -69,40 +70,41 @@ pub fn error_kind(error: &RepoError) -> &'static str {
 }
 
 /// Runs `call` inside a `repo` span for `backend`/`repository`/`method` and records
-/// its duration and outcome; see the [module docs](self) for the fields.
+/// its duration and outcome; see the [module docs](self) for the fields. With the
+/// `metrics` feature it also records [`db.client.operation.duration`](crate::metrics).
 ///
-/// When no subscriber wants the span, this is one cached interest check and a direct
-/// call: no clock is read and nothing is allocated.
+/// When no subscriber wants the span (and without the `metrics` feature), this is one
+/// cached interest check and a direct call: no clock is read and nothing is allocated.
 pub fn traced<T>(
     backend: BackendKind,
     repository: &'static str,
     method: &'static str,
     call: impl FnOnce() -> RepoResult<T>,
 ) -> RepoResult<T> {
+    let table = crate::metrics::table_of(repository, method);
     let span = tracing::debug_span!(
         "repo",
-        backend = backend.as_str(),
-        repository,
-        method,
+        db.system.name = backend.db_system_name(),
+        db.collection.name = table,
+        db.operation.name = method,
         elapsed_us = Empty,
         outcome = Empty,
     );
-    if span.is_disabled() {
+    if span.is_disabled() && !crate::metrics::ENABLED {
         return call();
     }
     let started = Instant::now();
     let result = span.in_scope(call);
-    span.record(
-        "elapsed_us",
-        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    );
-    span.record(
-        "outcome",
-        match &result {
-            Ok(_) => "ok",
-            Err(e) => error_kind(e),
-        },
-    );
+    let elapsed = started.elapsed();
+    let outcome = crate::metrics::outcome(&result);
+    if !span.is_disabled() {
+        span.record(
+            "elapsed_us",
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
+        span.record("outcome", outcome);
+    }
+    crate::metrics::record_operation(backend, table, method, outcome, elapsed);
     result
 }
 
@@ -841,7 +843,13 @@ mod tests {
             let _ = traced(BackendKind::Postgres, "chunks", "count", || Ok(3u64));
         });
         assert!(
-            text.contains(r#"backend="sqlite" repository="users" method="get""#),
+            text.contains(
+                r#"db.system.name="sqlite" db.collection.name="users" db.operation.name="get""#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"db.system.name="postgresql" db.collection.name="chunks""#),
             "{text}"
         );
         assert!(text.contains(r#"outcome="not_found""#), "{text}");

@@ -30,6 +30,14 @@ impl BackendKind {
             Self::Postgres => "postgres",
         }
     }
+
+    /// OpenTelemetry's `db.system.name`: `"sqlite"` or `"postgresql"`.
+    pub fn db_system_name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
 }
 
 impl fmt::Display for BackendKind {

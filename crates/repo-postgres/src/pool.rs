@@ -8,6 +8,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, Po
 use diesel::sql_types::Text;
 use diesel::{Connection, RunQueryDsl};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
+use repo_core::metrics::PoolMetrics;
 use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
 use repo_core::store::{UnitOfWorkMarker, UnitOfWorkOpen};
 use repo_core::{
@@ -171,6 +172,7 @@ pub(crate) struct ConnectionPool {
     redacted_url: String,
     secrets: Vec<String>,
     watch: PoolWatch,
+    metrics: PoolMetrics,
     unit_of_work: UnitOfWorkMarker,
     errors: Arc<ConnectionErrors>,
 }
@@ -221,6 +223,11 @@ impl ConnectionPool {
             ConnectionErrors::new(BackendKind::Postgres, POOL_WARNING_INTERVAL)
                 .naming(redacted_url.clone()),
         );
+        let metrics = PoolMetrics::new(
+            BackendKind::Postgres,
+            &repo_core::metrics::pool_name(&redacted_url),
+            max_size,
+        );
         let built = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(pool.min_idle()))
@@ -235,6 +242,7 @@ impl ConnectionPool {
                 secrets: secrets.clone(),
                 errors: Arc::clone(&errors),
             }))
+            .event_handler(metrics.event_handler())
             .build_unchecked(
                 IdleCheckManager::new(ConnectionManager::new(url), pool.pre_ping_idle)
                     .presuming_dead(presumed_dead),
@@ -246,6 +254,7 @@ impl ConnectionPool {
             redacted_url,
             secrets,
             watch: PoolWatch::new(BackendKind::Postgres, POOL_WARNING_INTERVAL),
+            metrics,
             unit_of_work: UnitOfWorkMarker::new(),
             errors,
         }
@@ -255,13 +264,13 @@ impl ConnectionPool {
     /// Refused inside a unit of work of this pool on the calling thread.
     pub(crate) fn get(&self) -> RepoResult<PgPooled> {
         self.unit_of_work.check()?;
-        self.checkout(self.pool.get())
+        self.checkout(self.metrics.checkout(|| self.pool.get()))
     }
 
     /// Like [`get`](Self::get), waiting at most `timeout` for a connection.
     pub(crate) fn get_within(&self, timeout: Duration) -> RepoResult<PgPooled> {
         self.unit_of_work.check()?;
-        self.checkout(self.pool.get_timeout(timeout))
+        self.checkout(self.metrics.checkout(|| self.pool.get_timeout(timeout)))
     }
 
     fn checkout(&self, attempt: Result<PgPooled, diesel::r2d2::PoolError>) -> RepoResult<PgPooled> {

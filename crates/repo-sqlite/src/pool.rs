@@ -5,6 +5,7 @@ use crate::observe::WithSlowQueryLog;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool};
 use diesel::{Connection, SqliteConnection};
+use repo_core::metrics::PoolMetrics;
 use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
 use repo_core::{
     redact_url, ConnectionErrors, PoolConfig, RepoError, RepoResult, SqliteConfig,
@@ -134,7 +135,8 @@ impl HandleError<diesel::r2d2::Error> for RecordingErrorHandler {
     }
 }
 
-/// Builds the pool for `target`; its connection failures go to `errors`.
+/// Builds the pool for `target`; its connection failures go to `errors`, its events
+/// to `metrics`.
 pub(crate) fn build(
     target: &str,
     kind: TargetKind,
@@ -142,6 +144,7 @@ pub(crate) fn build(
     sqlite: &SqliteConfig,
     slow_query_threshold: Duration,
     errors: Arc<ConnectionErrors>,
+    metrics: &PoolMetrics,
 ) -> RepoResult<SqlitePool> {
     let pragmas = SqlitePragmas::new(kind, sqlite);
     probe(target, pragmas)?;
@@ -154,7 +157,8 @@ pub(crate) fn build(
             inner: pragmas,
             threshold: slow_query_threshold,
         })))
-        .error_handler(Box::new(RecordingErrorHandler(errors)));
+        .error_handler(Box::new(RecordingErrorHandler(errors)))
+        .event_handler(metrics.event_handler());
     let builder = match kind {
         // The one connection *is* the database: never recycle or reap it.
         TargetKind::Memory => builder

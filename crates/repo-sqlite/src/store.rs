@@ -6,6 +6,7 @@ use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
 use diesel::r2d2::PooledConnection;
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
+use repo_core::metrics::PoolMetrics;
 use repo_core::store::{health_check_within, UnitOfWorkMarker};
 use repo_core::{
     redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
@@ -39,6 +40,7 @@ pub(crate) struct PoolSource {
     target: String,
     config: StoreConfig,
     watch: PoolWatch,
+    metrics: PoolMetrics,
     unit_of_work: UnitOfWorkMarker,
     errors: Arc<ConnectionErrors>,
 }
@@ -49,8 +51,8 @@ impl PoolSource {
     pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
         self.unit_of_work.check()?;
         let conn = self
-            .pool
-            .get()
+            .metrics
+            .checkout(|| self.pool.get())
             .map_err(|e| self.errors.explain(map_pool(e, &self.pool, self.max_size)))?;
         self.watch.observe(|| self.status());
         Ok(conn)
@@ -121,6 +123,12 @@ impl SqliteStore {
             ConnectionErrors::new(BackendKind::Sqlite, POOL_WARNING_INTERVAL)
                 .naming(redact_url(target)),
         );
+        let max_size = pool::effective_max_size(kind, &config.pool);
+        let metrics = PoolMetrics::new(
+            BackendKind::Sqlite,
+            &repo_core::metrics::pool_name(&redact_url(target)),
+            max_size,
+        );
         let pool = pool::build(
             target,
             kind,
@@ -128,14 +136,16 @@ impl SqliteStore {
             &config.sqlite,
             config.slow_query_threshold,
             Arc::clone(&errors),
+            &metrics,
         )?;
         let repos = SqliteRepos(PoolSource {
             pool,
-            max_size: pool::effective_max_size(kind, &config.pool),
+            max_size,
             kind,
             target: redact_url(target),
             config: config.clone(),
             watch: PoolWatch::new(BackendKind::Sqlite, POOL_WARNING_INTERVAL),
+            metrics,
             unit_of_work: UnitOfWorkMarker::new(),
             errors,
         });
