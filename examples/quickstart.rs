@@ -11,8 +11,8 @@
 
 use serde_json::json;
 use smtk_repo::{
-    AccessLevel, CollectionStatus, Grantee, NewApiKey, NewCollection, NewOperation, NewUser,
-    OperationKind, OperationStatus, Principal, RepoError, RepoResult, Store, User,
+    AccessLevel, Attempt, CollectionStatus, Grantee, NewApiKey, NewCollection, NewOperation,
+    NewUser, OperationKind, OperationStatus, Principal, RepoError, RepoResult, State, Store, User,
 };
 
 /// A password hash as an application would produce it (argon2id, PHC format).
@@ -94,7 +94,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let op = store.transaction(|tx| {
         let locked = tx.lock_collection(collection.id)?;
         if !tx.operations().active_for_collection(locked.id)?.is_empty() {
-            return Err(RepoError::invalid_state("busy", "index"));
+            return Err(RepoError::invalid_state(
+                State::HasActiveOperation,
+                Attempt::StartOperation,
+            ));
         }
         let op = tx.operations().create(&NewOperation::new(
             locked.id,

@@ -83,7 +83,10 @@ pub use enums::{
     AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,
     SyncRunStatus,
 };
-pub use error::{BoxError, ConflictReason, RepoError, RepoResult, UnavailableReason};
+pub use error::{
+    Attempt, BoxError, ConflictReason, Entity, Field, RepoError, RepoResult, State,
+    UnavailableReason,
+};
 pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
 pub use instrument::{
     ConnectionErrors, ConnectionFailure, Instrumented, PoolStatus, PoolWatch, SlowQueryLog,
