@@ -198,7 +198,10 @@
 //!
 //! The API is synchronous, like Diesel. With the Cargo feature `tokio`,
 #![cfg_attr(feature = "tokio", doc = "[`AsyncStore`]")]
-#![cfg_attr(not(feature = "tokio"), doc = "`AsyncStore`")]
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`AsyncStore`](../repo_async/struct.AsyncStore.html)"
+)]
 //! wraps the same store for tokio applications: every repository and
 //! units of work as `async` calls, each on tokio's blocking pool and never more at
 //! once than the connection pool holds, with the caller's tracing span carried across.
@@ -261,9 +264,10 @@
 //! - [`rules`]: the rules written once for both backends: input validation, API-key
 //!   preparation, the access rule.
 //!
-//! The crates underneath are `repo_core` (types and traits), `repo_factory` (the URL
-//! to backend step), `repo_sqlite` and `repo_postgres` (the backends) and `repo_async`
-//! (the async handle); applications need only this crate.
+//! The crates underneath are [`repo_core`] (types and traits), [`repo_factory`] (the
+//! URL to backend step), `repo_sqlite` and `repo_postgres` (the backends) and
+//! `repo_async` (the async handle); `cargo doc --workspace --no-deps --open` documents
+//! them all. Applications need only this crate.
 #![forbid(unsafe_code)]
 
 // Open.
