@@ -12,7 +12,7 @@ use repo_core::{
 };
 use serde_json::json;
 
-/// A new collection has the defaults of DOMAIN.md: model, float16, 1000/200, pending, private, `{}` meta, zero counts, one-time sync, `vector_store_name = col_<id with _>`.
+/// A new collection has the defaults of docs/domain.md: model, float16, 1000/200, pending, private, `{}` meta, zero counts, one-time sync, `vector_store_name = col_<id with _>`.
 pub fn collection_create_applies_defaults(h: &dyn Harness) {
     let s = h.store();
     let owner = seed::user(&*s, "alice");

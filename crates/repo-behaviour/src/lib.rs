@@ -1,7 +1,7 @@
 //! # repo-behaviour
 //!
 //! The behaviour suite every backend of [`repo_core`] must pass. Each rule of
-//! `DOMAIN.md` and `docs/semantics.md` about users, API keys, collections (with grants
+//! `docs/domain.md` and `docs/semantics.md` about users, API keys, collections (with grants
 //! and access), operations, documents, chunks and full-text search, and the unit of
 //! work, and reliability under load, is one `pub fn` taking a
 //! [`Harness`]; it panics, naming the rule, when a backend breaks it.

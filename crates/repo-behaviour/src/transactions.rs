@@ -12,7 +12,7 @@ use repo_core::{
 use serde_json::json;
 use std::sync::Arc;
 
-/// The unit of work of DOMAIN.md: lock the collection, refuse if it has an active
+/// The unit of work of docs/domain.md: lock the collection, refuse if it has an active
 /// operation, create one, set the collection processing.
 fn start_operation(
     tx: &dyn Transaction,

@@ -147,7 +147,7 @@ fn default_sync_mode() -> SyncMode {
 }
 
 impl NewCollection {
-    /// A collection with every default of DOMAIN.md.
+    /// A collection with every default of docs/domain.md.
     pub fn new(name: impl Into<String>, owner_id: UserId) -> Self {
         Self {
             name: name.into(),
@@ -376,7 +376,7 @@ pub struct CollectionPermission {
     pub created_at: Timestamp,
 }
 
-/// The access rule of DOMAIN.md: owner ⇒ admin; superuser ⇒ admin; otherwise the
+/// The access rule of docs/domain.md: owner ⇒ admin; superuser ⇒ admin; otherwise the
 /// highest of the grant and (for public collections) read.
 pub fn effective_access(
     is_owner: bool,
