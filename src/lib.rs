@@ -270,28 +270,34 @@
 //! them all. Applications need only this crate.
 #![forbid(unsafe_code)]
 
+// The application API. Modules that hold nothing but application types are
+// re-exported whole, so that a type added to them appears here too; the others item
+// by item, leaving their plumbing to the modules below.
+
 // Open.
 pub use repo_core::{BackendKind, ReadView, Repositories, Store, StoreConfig, Transaction};
 pub use repo_factory::{open, open_from_env, DEFAULT_SQLITE_FILE};
 
-// Errors: everything of the error module, so that new error types appear here too.
+// Errors, users, operations, statuses and kinds, ids, pages, replicas: whole modules.
+pub use repo_core::enums::*;
 pub use repo_core::error::*;
+pub use repo_core::ids::*;
+pub use repo_core::operation::*;
+pub use repo_core::page::*;
+pub use repo_core::replica::*;
+pub use repo_core::user::*;
 
-// Users and API keys.
+// API keys.
 pub use repo_core::{
     ApiKey, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, KeyExpiry, NewApiKey,
     VerifiedKey,
 };
-pub use repo_core::{DeleteMode, NewUser, User, UserFilter, UserPatch, UserRepository};
 
 // Collections, grants and access.
 pub use repo_core::{
     Collection, CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats,
     Grantee, NewCollection, Principal, SyncRun, DEFAULT_EMBEDDING_MODEL,
 };
-
-// Operations.
-pub use repo_core::{NewOperation, Operation, OperationFilter, OperationRepository};
 
 // Documents, chunks and search.
 pub use repo_core::{Chunk, ChunkRepository, NewChunk, SearchHit, SearchQuery, MAX_CHUNK_BATCH};
@@ -301,17 +307,8 @@ pub use repo_core::{
     MAX_DOCUMENT_BATCH,
 };
 
-// Statuses and kinds, ids, pages, time.
-pub use repo_core::{now, Timestamp};
-pub use repo_core::{
-    AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,
-    SyncRunStatus,
-};
-pub use repo_core::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
-pub use repo_core::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
-
-// Health, pool and replicas as the store reports them.
-pub use repo_core::{NodeHealth, NodeRole, NodeStatus, PoolStatus, WritePosition};
+// Time, and the pool as the store reports it.
+pub use repo_core::{now, PoolStatus, Timestamp};
 
 /// The async handle for tokio applications (feature `tokio`): every repository from
 /// async code, calls bounded by the pool's size. See the `repo-async` crate.
