@@ -4,6 +4,7 @@
 #
 #   make quickstart          the example on the embedded SQLite default
 #   make test                the whole test suite (bash scripts/test.sh)
+#   make docs                the API docs of every crate, opened in a browser
 #   make up | down | logs    PostgreSQL from docker-compose.postgres.yml
 #   make psql                a psql shell inside the container
 #   make backup              repoctl backup --verify into $(BACKUP_DIR)/
@@ -33,7 +34,7 @@ LOAD_DB = set -eu; set -a; if [ -f '$(ENV_FILE)' ]; then . '$(abspath $(ENV_FILE
 	fi; \
 	export DATABASE_URL="$${url:-smtk.sqlite3}";
 
-.PHONY: help up down logs psql backup restore test quickstart
+.PHONY: help up down logs psql backup restore test quickstart docs
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -73,3 +74,6 @@ test:
 
 quickstart:
 	cargo run --example quickstart
+
+docs:
+	cargo doc --workspace --no-deps --open

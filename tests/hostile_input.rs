@@ -10,8 +10,8 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestCaseResult, TestRunner};
 use repo_core::{
-    AccessLevel, ApiKeyId, Collection, CollectionId, DocumentId, Grantee, NewApiKey, NewChunk,
-    NewCollection, NewDocument, NewUser, PageRequest, Principal, RepoError, RepoResult,
+    AccessLevel, ApiKeyId, Collection, CollectionId, DocumentId, Field, Grantee, NewApiKey,
+    NewChunk, NewCollection, NewDocument, NewUser, PageRequest, Principal, RepoError, RepoResult,
     SearchQuery, Store, StoreConfig, User, UserId,
 };
 use repo_postgres::testing::TempDatabase;
@@ -63,8 +63,8 @@ impl Backends {
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome<T> {
     Ok(T),
-    Validation(&'static str),
-    AlreadyExists(&'static str),
+    Validation(Field),
+    AlreadyExists(Field),
     NotFound,
     AccessDenied,
     /// Any other error: never expected, shown when the backends disagree or here.

@@ -4,7 +4,9 @@
 use crate::expect;
 use crate::seed;
 use crate::Harness;
-use repo_core::{AccessLevel, ApiKeyId, Collection, CollectionId, Grantee, PageRequest, UserId};
+use repo_core::{
+    AccessLevel, ApiKeyId, Collection, CollectionId, Entity, Grantee, PageRequest, UserId,
+};
 
 const LEVELS: [AccessLevel; 3] = [AccessLevel::Read, AccessLevel::Write, AccessLevel::Admin];
 
@@ -165,23 +167,23 @@ pub fn access_missing_is_not_found_not_denied(h: &dyn Harness) {
     expect::not_found(
         s.collections()
             .get_with_access(ghost_c, u.id.into(), AccessLevel::Read),
-        "collection",
+        Entity::Collection,
         "get_with_access of a missing collection",
     );
     expect::not_found(
         s.collections().access_level(ghost_c, u.id.into()),
-        "collection",
+        Entity::Collection,
         "access_level of a missing collection",
     );
     expect::not_found(
         s.collections()
             .get_with_access(c.id, ghost_u.into(), AccessLevel::Read),
-        "user",
+        Entity::User,
         "get_with_access by a missing user",
     );
     expect::not_found(
         s.collections().access_level(c.id, ghost_u.into()),
-        "user",
+        Entity::User,
         "access_level of a missing user",
     );
 }
@@ -262,7 +264,7 @@ pub fn grant_to_unknown_is_not_found(h: &dyn Harness) {
             Grantee::User(owner.id),
             AccessLevel::Read,
         ),
-        "collection",
+        Entity::Collection,
         "unknown collection",
     );
     expect::not_found(
@@ -271,13 +273,13 @@ pub fn grant_to_unknown_is_not_found(h: &dyn Harness) {
             Grantee::User(UserId(owner.id.0 + 1000)),
             AccessLevel::Read,
         ),
-        "user",
+        Entity::User,
         "unknown user",
     );
     expect::not_found(
         s.collections()
             .grant(c.id, Grantee::ApiKey(ApiKeyId::new()), AccessLevel::Read),
-        "api_key",
+        Entity::ApiKey,
         "unknown API key",
     );
     assert!(expect::ok(s.collections().list_grants(c.id), "grants").is_empty());

@@ -9,7 +9,8 @@ use crate::seed;
 use crate::Harness;
 use chrono::Duration;
 use repo_core::{
-    AccessLevel, ApiKeySecret, Grantee, KeyExpiry, NewApiKey, StoreConfig, UserId, UserPatch,
+    AccessLevel, ApiKeySecret, Entity, Field, Grantee, KeyExpiry, NewApiKey, StoreConfig, UserId,
+    UserPatch,
 };
 use serde_json::json;
 use std::time::Duration as StdDuration;
@@ -209,7 +210,7 @@ pub fn api_key_verify_malformed_is_validation(h: &dyn Harness) {
         no_sep,
     ];
     for bad in &cases {
-        let e = expect::validation(s.api_keys().verify(bad), "api_key", "malformed secret");
+        let e = expect::validation(s.api_keys().verify(bad), Field::ApiKey, "malformed secret");
         if bad.len() > 14 {
             let shown = format!("{e} {e:?}");
             assert!(
@@ -234,8 +235,8 @@ pub fn api_key_name_is_unique_per_user_ignoring_case(h: &dyn Harness) {
     for clash in ["Deploy", "deploy", "DEPLOY", "  deploy "] {
         expect::already_exists(
             s.api_keys().create(&NewApiKey::new(a.id, clash)),
-            "api_key",
-            "name",
+            Entity::ApiKey,
+            Field::Name,
             &format!("name {clash:?} for the same user"),
         );
     }
@@ -264,20 +265,20 @@ pub fn api_key_input_is_validated(h: &dyn Harness) {
     for (bad, what) in [("", "empty"), ("   ", "blank"), ("a\0b", "NUL")] {
         expect::validation(
             s.api_keys().create(&NewApiKey::new(u.id, bad)),
-            "name",
+            Field::Name,
             what,
         );
     }
     expect::validation(
         s.api_keys().create(&NewApiKey::new(u.id, "n".repeat(101))),
-        "name",
+        Field::Name,
         "101 characters",
     );
     let mut new = NewApiKey::new(u.id, "perm");
     new.permissions = Some(json!({"scope": "re\0ad"}));
     expect::validation(
         s.api_keys().create(&new),
-        "permissions",
+        Field::Permissions,
         "NUL in permissions",
     );
     assert!(expect::ok(s.api_keys().list_for_user(u.id), "list").is_empty());
@@ -294,7 +295,7 @@ pub fn api_key_create_for_unknown_user_is_not_found(h: &dyn Harness) {
     expect::not_found(
         s.api_keys()
             .create(&NewApiKey::new(UserId(u.id.0 + 1000), "ci")),
-        "user",
+        Entity::User,
         "unknown user",
     );
 }
@@ -322,7 +323,7 @@ pub fn api_key_active_limit_per_user(h: &dyn Harness) {
     assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 3);
     expect::validation(
         s.api_keys().create(&NewApiKey::new(u.id, "k4")),
-        "api_keys",
+        Field::ApiKeys,
         "4th active key",
     );
     expect::ok(
@@ -338,7 +339,7 @@ pub fn api_key_active_limit_per_user(h: &dyn Harness) {
     );
     expect::validation(
         s.api_keys().create(&NewApiKey::new(u.id, "k5")),
-        "api_keys",
+        Field::ApiKeys,
         "limit reached again",
     );
     expect::ok(s.api_keys().delete(keys[1].key.id), "delete");
@@ -394,10 +395,10 @@ pub fn api_key_expiry_is_bounded(h: &dyn Harness) {
     );
     expect::validation(
         with("over", KeyExpiry::Days(3651)),
-        "expires_at",
+        Field::ExpiresAt,
         "3651 days",
     );
-    expect::validation(with("zero", KeyExpiry::Days(0)), "expires_at", "0 days");
+    expect::validation(with("zero", KeyExpiry::Days(0)), Field::ExpiresAt, "0 days");
     assert_eq!(
         expect::ok(s.api_keys().list_for_user(u.id), "list").len(),
         1
@@ -459,9 +460,17 @@ pub fn api_key_revoke_is_soft_and_delete_is_hard(h: &dyn Harness) {
         vec![revoked]
     );
     expect::ok(s.api_keys().delete(k.key.id), "delete");
-    expect::not_found(s.api_keys().get(k.key.id), "api_key", "deleted key");
-    expect::not_found(s.api_keys().delete(k.key.id), "api_key", "delete twice");
-    expect::not_found(s.api_keys().revoke(k.key.id), "api_key", "revoke deleted");
+    expect::not_found(s.api_keys().get(k.key.id), Entity::ApiKey, "deleted key");
+    expect::not_found(
+        s.api_keys().delete(k.key.id),
+        Entity::ApiKey,
+        "delete twice",
+    );
+    expect::not_found(
+        s.api_keys().revoke(k.key.id),
+        Entity::ApiKey,
+        "revoke deleted",
+    );
     assert!(expect::ok(s.api_keys().list_for_user(u.id), "list").is_empty());
     assert!(expect::ok(s.api_keys().verify(k.secret.expose()), "verify").is_none());
 }
@@ -529,7 +538,7 @@ pub fn api_key_racing_creators_respect_the_limit(h: &dyn Harness) {
     let won = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(won, 3, "exactly the limit may be created: {results:?}");
     for r in results.into_iter().filter(|r| r.is_err()) {
-        expect::validation(r, "api_keys", "creator over the limit");
+        expect::validation(r, Field::ApiKeys, "creator over the limit");
     }
     assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 3);
 }
@@ -545,8 +554,8 @@ pub fn api_key_name_folding_is_unicode_aware(h: &dyn Harness) {
     for clash in ["ÄRGER", "ärger"] {
         expect::already_exists(
             s.api_keys().create(&NewApiKey::new(u.id, clash)),
-            "api_key",
-            "name",
+            Entity::ApiKey,
+            Field::Name,
             clash,
         );
     }
@@ -595,14 +604,15 @@ pub fn api_key_expired_keys_do_not_count_toward_the_limit(h: &dyn Harness) {
     };
     let s = h.open_with(config);
     let u = seed::user(&*s, "tom");
-    let a = short_lived(&*s, u.id, "a");
-    short_lived(&*s, u.id, "b");
+    short_lived(&*s, u.id, "a");
+    let b = short_lived(&*s, u.id, "b");
     expect::validation(
         s.api_keys().create(&NewApiKey::new(u.id, "c")),
-        "api_keys",
+        Field::ApiKeys,
         "third key while two are active",
     );
-    sleep_past(a.key.expires_at.expect("expiry"));
+    // `b` was created last, so it expires last: once it has, neither counts.
+    sleep_past(b.key.expires_at.expect("expiry"));
     assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 0);
     expect::ok(
         s.api_keys().create(&NewApiKey::new(u.id, "c")),
@@ -614,7 +624,7 @@ pub fn api_key_expired_keys_do_not_count_toward_the_limit(h: &dyn Harness) {
     );
     expect::validation(
         s.api_keys().create(&NewApiKey::new(u.id, "e")),
-        "api_keys",
+        Field::ApiKeys,
         "limit reached by unexpired keys",
     );
     assert_eq!(expect::ok(s.api_keys().count_active(u.id), "count"), 2);
@@ -646,7 +656,7 @@ pub fn api_key_purge_expired_deletes_exactly_the_expired(h: &dyn Harness) {
     sleep_past(latest.expect("expiry"));
     assert_eq!(expect::ok(s.api_keys().purge_expired(), "purge"), 3);
     for k in &expired {
-        expect::not_found(s.api_keys().get(k.id), "api_key", "purged key");
+        expect::not_found(s.api_keys().get(k.id), Entity::ApiKey, "purged key");
     }
     for k in &kept {
         assert_eq!(&expect::ok(s.api_keys().get(k.id), "kept key"), k);
@@ -654,7 +664,7 @@ pub fn api_key_purge_expired_deletes_exactly_the_expired(h: &dyn Harness) {
     assert_eq!(expect::ok(s.api_keys().purge_expired(), "again"), 0);
 }
 
-/// `KeyExpiry::After` must lie between one second and the policy maximum: zero or sub-second durations are `Validation { field: "expires_at" }`.
+/// `KeyExpiry::After` must lie between one second and the policy maximum: zero or sub-second durations are `Validation { field: Field::ExpiresAt }`.
 pub fn api_key_short_expiry_is_bounded(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "wes");
@@ -669,7 +679,7 @@ pub fn api_key_short_expiry_is_bounded(h: &dyn Harness) {
         ("too long", StdDuration::from_secs(3650 * 86_400 + 1)),
         ("huge", StdDuration::MAX),
     ] {
-        expect::validation(with(name, after), "expires_at", name);
+        expect::validation(with(name, after), Field::ExpiresAt, name);
     }
     let max = expect::ok(
         with("max", StdDuration::from_secs(3650 * 86_400)),

@@ -5,7 +5,8 @@ use crate::expect;
 use crate::seed;
 use crate::Harness;
 use repo_core::{
-    Chunk, CollectionId, DocumentId, NewChunk, PageRequest, SearchQuery, MAX_CHUNK_BATCH,
+    Chunk, CollectionId, DocumentId, Entity, Field, NewChunk, PageRequest, SearchQuery,
+    MAX_CHUNK_BATCH,
 };
 use serde_json::json;
 
@@ -76,7 +77,7 @@ pub fn chunk_insert_many_ten_thousand(h: &dyn Harness) {
         .collect();
     expect::validation(
         s.chunks().insert_many(c.id, &too_many),
-        "chunks",
+        Field::Chunks,
         "10,001 chunks",
     );
     assert_eq!(expect::ok(s.chunks().count(c.id), "count"), 10_000);
@@ -153,7 +154,7 @@ pub fn chunk_list_by_document_orders_by_index(h: &dyn Harness) {
     expect::not_found(
         s.chunks()
             .list_by_document(DocumentId::new(), PageRequest::default()),
-        "document",
+        Entity::Document,
         "unknown document",
     );
     let empty = seed::document(&*s, c.id, 3);
@@ -165,7 +166,7 @@ pub fn chunk_list_by_document_orders_by_index(h: &dyn Harness) {
     assert_eq!((page.items.len(), page.total), (0, 0));
 }
 
-/// `chunk_index` is unique per document: a stored or repeated (document, index) is `Validation { field: "chunk_index" }` naming the item, and nothing is written; other documents may reuse the index.
+/// `chunk_index` is unique per document: a stored or repeated (document, index) is `Validation { field: Field::ChunkIndex }` naming the item, and nothing is written; other documents may reuse the index.
 pub fn chunk_index_is_unique_per_document(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "carol");
@@ -182,7 +183,7 @@ pub fn chunk_index_is_unique_per_document(h: &dyn Harness) {
     ];
     expect::item_validation(
         s.chunks().insert_many(c.id, &stored_dup),
-        "chunk_index",
+        Field::ChunkIndex,
         3,
         "index 1 is stored",
     );
@@ -194,14 +195,14 @@ pub fn chunk_index_is_unique_per_document(h: &dyn Harness) {
     ];
     expect::item_validation(
         s.chunks().insert_many(c.id, &in_batch_dup),
-        "chunk_index",
+        Field::ChunkIndex,
         3,
         "index 7 twice",
     );
     let negative = vec![NewChunk::new(d.id, 3, "new"), NewChunk::new(d.id, -1, "x")];
     expect::item_validation(
         s.chunks().insert_many(c.id, &negative),
-        "chunk_index",
+        Field::ChunkIndex,
         1,
         "negative index",
     );
@@ -223,7 +224,7 @@ pub fn chunk_index_is_unique_per_document(h: &dyn Harness) {
     );
 }
 
-/// A chunk whose document is unknown or belongs to another collection is `Validation { field: "document_id" }` naming the item (documents are checked before chunk indexes); an unknown collection is `NotFound`; nothing is written.
+/// A chunk whose document is unknown or belongs to another collection is `Validation { field: Field::DocumentId }` naming the item (documents are checked before chunk indexes); an unknown collection is `NotFound`; nothing is written.
 pub fn chunk_document_must_belong_to_the_collection(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "dave");
@@ -241,20 +242,20 @@ pub fn chunk_document_must_belong_to_the_collection(h: &dyn Harness) {
     };
     expect::item_validation(
         s.chunks().insert_many(c.id, &batch(foreign.id)),
-        "document_id",
+        Field::DocumentId,
         2,
         "document of another collection",
     );
     expect::item_validation(
         s.chunks().insert_many(c.id, &batch(DocumentId::new())),
-        "document_id",
+        Field::DocumentId,
         2,
         "unknown document",
     );
     expect::not_found(
         s.chunks()
             .insert_many(CollectionId::new(), &[NewChunk::new(d.id, 0, "x")]),
-        "collection",
+        Entity::Collection,
         "unknown collection",
     );
     // Every document is checked before any chunk index: the foreign document at 3 is
@@ -272,7 +273,7 @@ pub fn chunk_document_must_belong_to_the_collection(h: &dyn Harness) {
     ];
     expect::item_validation(
         s.chunks().insert_many(c.id, &both),
-        "document_id",
+        Field::DocumentId,
         3,
         "documents are checked before chunk indexes",
     );
@@ -298,7 +299,7 @@ pub fn chunk_content_rules(h: &dyn Harness) {
     let big: String = words.chars().cycle().take(1_000_000).collect();
     assert!(big.len() > 1_000_000, "more bytes than characters");
     let too_big: String = words.chars().cycle().take(1_000_001).collect();
-    let bad = |i: usize, chunk: NewChunk, field: &str, what: &str| {
+    let bad = |i: usize, chunk: NewChunk, field: Field, what: &str| {
         let mut batch: Vec<NewChunk> = (0..4)
             .map(|k| NewChunk::new(d.id, 10 + k, "fine"))
             .collect();
@@ -308,23 +309,28 @@ pub fn chunk_content_rules(h: &dyn Harness) {
     bad(
         0,
         NewChunk::new(d.id, 0, too_big),
-        "content",
+        Field::Content,
         "1,000,001 characters",
     );
-    bad(2, NewChunk::new(d.id, 0, "nul\0inside"), "content", "NUL");
+    bad(
+        2,
+        NewChunk::new(d.id, 0, "nul\0inside"),
+        Field::Content,
+        "NUL",
+    );
     let mut chunk = NewChunk::new(d.id, 0, "x");
     chunk.meta = json!([1]);
-    bad(3, chunk, "meta", "array meta");
+    bad(3, chunk, Field::Meta, "array meta");
     let mut chunk = NewChunk::new(d.id, 0, "x");
     chunk.meta = json!({"k": "\0"});
-    bad(1, chunk, "meta", "NUL in meta");
+    bad(1, chunk, Field::Meta, "NUL in meta");
     let mut chunk = NewChunk::new(d.id, 0, "x");
     chunk.token_count = Some(-1);
-    bad(4, chunk, "token_count", "negative token count");
+    bad(4, chunk, Field::TokenCount, "negative token count");
     let mut chunk = NewChunk::new(d.id, 0, "x");
     chunk.start_offset = Some(10);
     chunk.end_offset = Some(9);
-    bad(1, chunk, "end_offset", "end before start");
+    bad(1, chunk, Field::EndOffset, "end before start");
     assert_eq!(expect::ok(s.chunks().count(c.id), "count"), 0);
 
     let ok = expect::ok(
@@ -484,10 +490,10 @@ pub fn chunk_collection_delete_removes_documents_and_chunks(h: &dyn Harness) {
         s.collections().delete(c.id, u.id.into()),
         "delete collection",
     );
-    expect::not_found(s.documents().get(d.id), "document", "its document");
+    expect::not_found(s.documents().get(d.id), Entity::Document, "its document");
     expect::not_found(
         s.chunks().list_by_document(d.id, PageRequest::default()),
-        "document",
+        Entity::Document,
         "its chunks",
     );
     assert_eq!(expect::ok(s.chunks().count(c.id), "its chunk count"), 0);

@@ -6,12 +6,13 @@ use crate::seed;
 use crate::Harness;
 use chrono::Duration;
 use repo_core::{
-    AccessLevel, CollectionId, CollectionPatch, CollectionStats, CollectionStatus, NewCollection,
-    OperationKind, Quantization, SyncMode, SyncRun, SyncRunStatus, UserId, DEFAULT_EMBEDDING_MODEL,
+    AccessLevel, Attempt, CollectionId, CollectionPatch, CollectionStats, CollectionStatus, Entity,
+    Field, NewCollection, OperationKind, Quantization, SyncMode, SyncRun, SyncRunStatus, UserId,
+    DEFAULT_EMBEDDING_MODEL,
 };
 use serde_json::json;
 
-/// A new collection has the defaults of DOMAIN.md: model, float16, 1000/200, pending, private, `{}` meta, zero counts, one-time sync, `vector_store_name = col_<id with _>`.
+/// A new collection has the defaults of docs/domain.md: model, float16, 1000/200, pending, private, `{}` meta, zero counts, one-time sync, `vector_store_name = col_<id with _>`.
 pub fn collection_create_applies_defaults(h: &dyn Harness) {
     let s = h.store();
     let owner = seed::user(&*s, "alice");
@@ -92,8 +93,8 @@ pub fn collection_name_is_unique(h: &dyn Harness) {
     for (owner, name) in [(&a, "shared"), (&a, "  shared "), (&b, "shared")] {
         expect::already_exists(
             s.collections().create(&NewCollection::new(name, owner.id)),
-            "collection",
-            "name",
+            Entity::Collection,
+            Field::Name,
             &format!("name {name:?}"),
         );
     }
@@ -110,7 +111,7 @@ pub fn collection_name_is_validated(h: &dyn Harness) {
     for bad in ["", "   ", "a\0b"] {
         expect::validation(
             s.collections().create(&NewCollection::new(bad, owner.id)),
-            "name",
+            Field::Name,
             &format!("name {bad:?}"),
         );
     }
@@ -124,7 +125,11 @@ pub fn collection_chunk_size_must_be_positive(h: &dyn Harness) {
         let mut new = NewCollection::new("c", owner.id);
         new.chunk_size = size;
         new.chunk_overlap = 0;
-        expect::validation(s.collections().create(&new), "chunk_size", "bad chunk_size");
+        expect::validation(
+            s.collections().create(&new),
+            Field::ChunkSize,
+            "bad chunk_size",
+        );
     }
 }
 
@@ -138,7 +143,7 @@ pub fn collection_chunk_overlap_must_be_below_chunk_size(h: &dyn Harness) {
         new.chunk_overlap = overlap;
         expect::validation(
             s.collections().create(&new),
-            "chunk_overlap",
+            Field::ChunkOverlap,
             &format!("overlap {overlap} with size 100"),
         );
     }
@@ -162,12 +167,12 @@ pub fn collection_sync_interval_is_at_least_15(h: &dyn Harness) {
     };
     expect::validation(
         with("a", SyncMode::Continuous, Some(14)),
-        "sync_interval_minutes",
+        Field::SyncIntervalMinutes,
         "continuous 14",
     );
     expect::validation(
         with("b", SyncMode::OneTime, Some(0)),
-        "sync_interval_minutes",
+        Field::SyncIntervalMinutes,
         "one-time 0",
     );
     let c = expect::ok(with("c", SyncMode::Continuous, Some(15)), "continuous 15");
@@ -182,7 +187,7 @@ pub fn collection_continuous_requires_interval(h: &dyn Harness) {
     new.sync_mode = SyncMode::Continuous;
     expect::validation(
         s.collections().create(&new),
-        "sync_interval_minutes",
+        Field::SyncIntervalMinutes,
         "continuous without interval",
     );
 }
@@ -193,33 +198,33 @@ pub fn collection_meta_and_text_are_validated(h: &dyn Harness) {
     let owner = seed::user(&*s, "jill");
     let mut new = NewCollection::new("c", owner.id);
     new.meta = json!([1, 2]);
-    expect::validation(s.collections().create(&new), "meta", "array meta");
+    expect::validation(s.collections().create(&new), Field::Meta, "array meta");
     new.meta = json!({"k": "a\u{0}b"});
-    expect::validation(s.collections().create(&new), "meta", "NUL in meta");
+    expect::validation(s.collections().create(&new), Field::Meta, "NUL in meta");
     let mut new = NewCollection::new("c", owner.id);
     new.description = Some("a\0b".into());
     expect::validation(
         s.collections().create(&new),
-        "description",
+        Field::Description,
         "NUL in description",
     );
     let mut new = NewCollection::new("c", owner.id);
     new.chunking_config = Some(json!({"sep": "\u{0}"}));
     expect::validation(
         s.collections().create(&new),
-        "chunking_config",
+        Field::ChunkingConfig,
         "NUL in chunking_config",
     );
     let mut new = NewCollection::new("c", owner.id);
     new.embedding_model = "  ".into();
     expect::validation(
         s.collections().create(&new),
-        "embedding_model",
+        Field::EmbeddingModel,
         "blank model",
     );
     expect::not_found(
         s.collections().get_by_name("c"),
-        "collection",
+        Entity::Collection,
         "nothing created",
     );
 }
@@ -231,7 +236,7 @@ pub fn collection_create_for_unknown_owner_is_not_found(h: &dyn Harness) {
     expect::not_found(
         s.collections()
             .create(&NewCollection::new("c", UserId(u.id.0 + 1000))),
-        "user",
+        Entity::User,
         "unknown owner",
     );
 }
@@ -241,11 +246,19 @@ pub fn collection_lookup_of_unknown_is_not_found(h: &dyn Harness) {
     let s = h.store();
     let owner = seed::user(&*s, "lara");
     seed::collection(&*s, &owner, "Exact");
-    expect::not_found(s.collections().get(CollectionId::new()), "collection", "id");
-    expect::not_found(s.collections().get_by_name("nope"), "collection", "name");
+    expect::not_found(
+        s.collections().get(CollectionId::new()),
+        Entity::Collection,
+        "id",
+    );
+    expect::not_found(
+        s.collections().get_by_name("nope"),
+        Entity::Collection,
+        "name",
+    );
     expect::not_found(
         s.collections().get_by_name("exact"),
-        "collection",
+        Entity::Collection,
         "other case",
     );
 }
@@ -321,35 +334,35 @@ pub fn collection_update_is_validated(h: &dyn Harness) {
     let c = seed::collection(&*s, &owner, "c");
     let cases = [
         (
-            "chunk_overlap",
+            Field::ChunkOverlap,
             CollectionPatch {
                 chunk_size: Some(150),
                 ..CollectionPatch::default()
             },
         ),
         (
-            "chunk_size",
+            Field::ChunkSize,
             CollectionPatch {
                 chunk_size: Some(0),
                 ..CollectionPatch::default()
             },
         ),
         (
-            "sync_interval_minutes",
+            Field::SyncIntervalMinutes,
             CollectionPatch {
                 sync_mode: Some(SyncMode::Continuous),
                 ..CollectionPatch::default()
             },
         ),
         (
-            "meta",
+            Field::Meta,
             CollectionPatch {
                 meta: Some(json!("text")),
                 ..CollectionPatch::default()
             },
         ),
         (
-            "description",
+            Field::Description,
             CollectionPatch {
                 description: Some(Some("\0".into())),
                 ..CollectionPatch::default()
@@ -357,13 +370,13 @@ pub fn collection_update_is_validated(h: &dyn Harness) {
         ),
     ];
     for (field, patch) in &cases {
-        expect::validation(s.collections().update(c.id, patch), field, field);
+        expect::validation(s.collections().update(c.id, patch), *field, field.as_str());
     }
     assert_eq!(expect::ok(s.collections().get(c.id), "unchanged"), c);
     expect::not_found(
         s.collections()
             .update(CollectionId::new(), &CollectionPatch::default()),
-        "collection",
+        Entity::Collection,
         "unknown id",
     );
 }
@@ -382,16 +395,20 @@ pub fn collection_rename(h: &dyn Harness) {
     );
     expect::not_found(
         s.collections().get_by_name("alpha"),
-        "collection",
+        Entity::Collection,
         "old name",
     );
     expect::already_exists(
         s.collections().rename(b.id, "gamma"),
-        "collection",
-        "name",
+        Entity::Collection,
+        Field::Name,
         "rename onto taken name",
     );
-    expect::validation(s.collections().rename(b.id, "   "), "name", "blank name");
+    expect::validation(
+        s.collections().rename(b.id, "   "),
+        Field::Name,
+        "blank name",
+    );
     assert_eq!(expect::ok(s.collections().get(b.id), "unchanged"), b);
     let same = expect::ok(
         s.collections().rename(b.id, "beta"),
@@ -400,7 +417,7 @@ pub fn collection_rename(h: &dyn Harness) {
     assert_eq!(same.name, "beta");
     expect::not_found(
         s.collections().rename(CollectionId::new(), "delta"),
-        "collection",
+        Entity::Collection,
         "rename unknown",
     );
 }
@@ -423,33 +440,37 @@ pub fn collection_update_stats(h: &dyn Harness) {
     assert_eq!(expect::ok(s.collections().get(c.id), "get"), u);
     for (field, bad) in [
         (
-            "document_count",
+            Field::DocumentCount,
             CollectionStats {
                 document_count: -1,
                 ..stats
             },
         ),
         (
-            "vector_count",
+            Field::VectorCount,
             CollectionStats {
                 vector_count: -1,
                 ..stats
             },
         ),
         (
-            "total_size_bytes",
+            Field::TotalSizeBytes,
             CollectionStats {
                 total_size_bytes: -1,
                 ..stats
             },
         ),
     ] {
-        expect::validation(s.collections().update_stats(c.id, bad), field, field);
+        expect::validation(
+            s.collections().update_stats(c.id, bad),
+            field,
+            field.as_str(),
+        );
     }
     assert_eq!(expect::ok(s.collections().get(c.id), "unchanged"), u);
     expect::not_found(
         s.collections().update_stats(CollectionId::new(), stats),
-        "collection",
+        Entity::Collection,
         "unknown",
     );
 }
@@ -494,8 +515,8 @@ pub fn collection_status_forbidden_transitions_are_invalid_state(h: &dyn Harness
         for to in targets {
             expect::invalid_state(
                 s.collections().update_status(c.id, *to, Some("x")),
-                from.as_str(),
-                to.as_str(),
+                from,
+                *to,
                 &format!("{from} -> {to}"),
             );
         }
@@ -522,7 +543,7 @@ pub fn collection_status_forbidden_transitions_are_invalid_state(h: &dyn Harness
     expect::not_found(
         s.collections()
             .update_status(CollectionId::new(), Processing, None),
-        "collection",
+        Entity::Collection,
         "unknown collection",
     );
 }
@@ -541,8 +562,12 @@ pub fn collection_delete_by_owner_cascades(h: &dyn Harness) {
         s.collections().delete(c.id, owner.id.into()),
         "delete by owner",
     );
-    expect::not_found(s.collections().get(c.id), "collection", "deleted");
-    expect::not_found(s.operations().get(op.uuid), "operation", "its operation");
+    expect::not_found(s.collections().get(c.id), Entity::Collection, "deleted");
+    expect::not_found(
+        s.operations().get(op.uuid),
+        Entity::Operation,
+        "its operation",
+    );
     let left = expect::ok(
         s.operations()
             .list_for_user(guest.id, &Default::default(), Default::default()),
@@ -576,14 +601,18 @@ pub fn collection_delete_by_admin_grant_or_superuser(h: &dyn Harness) {
         s.collections().delete(a.id, admin.id.into()),
         "delete by admin grant",
     );
-    expect::not_found(s.collections().get(a.id), "collection", "deleted by admin");
+    expect::not_found(
+        s.collections().get(a.id),
+        Entity::Collection,
+        "deleted by admin",
+    );
     expect::ok(
         s.collections().delete(b.id, root.id.into()),
         "delete by superuser",
     );
     expect::not_found(
         s.collections().get(b.id),
-        "collection",
+        Entity::Collection,
         "deleted by superuser",
     );
 }
@@ -618,7 +647,7 @@ pub fn collection_delete_unknown_is_not_found(h: &dyn Harness) {
     let u = seed::user(&*s, "amy");
     expect::not_found(
         s.collections().delete(CollectionId::new(), u.id.into()),
-        "collection",
+        Entity::Collection,
         "unknown collection",
     );
 }
@@ -696,19 +725,19 @@ pub fn collection_pause_and_resume_sync(h: &dyn Harness) {
     let once = seed::collection(&*s, &owner, "once");
     expect::invalid_state(
         s.collections().pause_sync(once.id),
-        "one_time",
-        "pause_sync",
+        SyncMode::OneTime,
+        Attempt::PauseSync,
         "pause one-time",
     );
     expect::invalid_state(
         s.collections().resume_sync(once.id, next),
-        "one_time",
-        "resume_sync",
+        SyncMode::OneTime,
+        Attempt::ResumeSync,
         "resume one-time",
     );
     expect::not_found(
         s.collections().pause_sync(CollectionId::new()),
-        "collection",
+        Entity::Collection,
         "pause unknown",
     );
 }
@@ -778,7 +807,12 @@ pub fn collection_racing_status_updates_exactly_one_wins(h: &dyn Harness) {
         "exactly one status update must win: {results:?}"
     );
     for r in results.into_iter().filter(|r| r.is_err()) {
-        expect::invalid_state(r, "processing", "processing", "losing update");
+        expect::invalid_state(
+            r,
+            CollectionStatus::Processing,
+            CollectionStatus::Processing,
+            "losing update",
+        );
     }
 }
 
@@ -799,7 +833,7 @@ pub fn collection_racing_creators_exactly_one_wins(h: &dyn Harness) {
         "exactly one creator must win: {results:?}"
     );
     for r in results.into_iter().filter(|r| r.is_err()) {
-        expect::already_exists(r, "collection", "name", "losing creator");
+        expect::already_exists(r, Entity::Collection, Field::Name, "losing creator");
     }
 }
 
@@ -924,7 +958,11 @@ pub fn collection_lookup_with_nul_is_validation(h: &dyn Harness) {
     let s = h.store();
     let owner = seed::user(&*s, "jo");
     seed::collection(&*s, &owner, "c");
-    expect::validation(s.collections().get_by_name("c\0"), "name", "get_by_name");
+    expect::validation(
+        s.collections().get_by_name("c\0"),
+        Field::Name,
+        "get_by_name",
+    );
 }
 
 /// Every collection write refuses NUL (rename, status message, sync error) and over-long text with `Validation`, changing nothing.
@@ -932,7 +970,7 @@ pub fn collection_writes_refuse_nul_and_overlong_text(h: &dyn Harness) {
     let s = h.store();
     let owner = seed::user(&*s, "kai");
     let c = seed::continuous_collection(&*s, &owner, "c", 15);
-    expect::validation(s.collections().rename(c.id, "c\0d"), "name", "rename");
+    expect::validation(s.collections().rename(c.id, "c\0d"), Field::Name, "rename");
     expect::any_validation(
         s.collections()
             .update_status(c.id, CollectionStatus::Processing, Some("a\0b")),
@@ -951,7 +989,7 @@ pub fn collection_writes_refuse_nul_and_overlong_text(h: &dyn Harness) {
     };
     expect::validation(
         s.collections().update(c.id, &long),
-        "description",
+        Field::Description,
         "1,000,001 chars",
     );
     assert_eq!(expect::ok(s.collections().get(c.id), "unchanged"), c);

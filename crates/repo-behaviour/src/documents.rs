@@ -8,7 +8,7 @@ use crate::seed;
 use crate::Harness;
 use repo_core::{
     CollectionId, Document, DocumentFilter, DocumentId, DocumentStatus, DocumentStatusUpdate,
-    ErrorCategory, NewDocument, PageRequest, RepoError, RepoResult, Store,
+    Entity, ErrorCategory, Field, NewDocument, PageRequest, RepoError, RepoResult, Store,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -161,7 +161,7 @@ pub fn document_same_hash_in_another_collection_is_new(h: &dyn Harness) {
     assert_eq!((total(&*s, c1.id), total(&*s, c2.id)), (1, 1));
 }
 
-/// A URI is unique per collection (`AlreadyExists { field: "uri" }`); documents without a URI never clash.
+/// A URI is unique per collection (`AlreadyExists { field: Field::Uri }`); documents without a URI never clash.
 pub fn document_uri_is_unique_per_collection(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "dave");
@@ -178,8 +178,8 @@ pub fn document_uri_is_unique_per_collection(h: &dyn Harness) {
     );
     expect::already_exists(
         s.documents().register(&with_uri(c.id, 2, "https://x/a")),
-        "document",
-        "uri",
+        Entity::Document,
+        Field::Uri,
         "another hash with a taken uri",
     );
     expect::ok(
@@ -200,7 +200,7 @@ pub fn document_uri_is_unique_per_collection(h: &dyn Harness) {
     assert_eq!(total(&*s, c.id), 7, "the refused document was not stored");
     expect::not_found(
         s.documents().get_by_hash(c.id, &seed::content_hash(2)),
-        "document",
+        Entity::Document,
         "the refused document",
     );
 }
@@ -211,35 +211,41 @@ pub fn document_register_is_validated(h: &dyn Harness) {
     let u = seed::user(&*s, "erin");
     let c = seed::collection(&*s, &u, "docs");
     let base = seed::new_document(c.id, 1);
-    let cases: Vec<(&str, Spoil)> = vec![
-        ("content_hash", |d| d.content_hash = "A".repeat(64)),
-        ("content_hash", |d| {
+    let cases: Vec<(Field, Spoil)> = vec![
+        (Field::ContentHash, |d| d.content_hash = "A".repeat(64)),
+        (Field::ContentHash, |d| {
             d.content_hash = d.content_hash.replace('0', "A")
         }),
-        ("content_hash", |d| d.content_hash.truncate(63)),
-        ("content_hash", |d| d.content_hash.push('0')),
-        ("content_hash", |d| d.content_hash.replace_range(0..1, "g")),
-        ("content_hash", |d| d.content_hash.replace_range(0..1, " ")),
-        ("content_hash", |d| d.content_hash.replace_range(0..2, "é")),
-        ("content_hash", |d| d.content_hash.clear()),
-        ("file_size", |d| d.file_size = -1),
-        ("file_path", |d| d.file_path = "/a\0b".into()),
-        ("file_path", |d| d.file_path = "  ".into()),
-        ("file_name", |d| d.file_name = "x\0".into()),
-        ("mime_type", |d| d.mime_type = Some("text/\0".into())),
-        ("uri", |d| d.uri = Some("s3://\0".into())),
-        ("meta", |d| d.meta = json!([1, 2])),
-        ("meta", |d| d.meta = json!("text")),
-        ("meta", |d| d.meta = Value::Null),
-        ("meta", |d| d.meta = json!({"k": "v\0"})),
-        ("meta", |d| d.meta = json!({"k\0": 1})),
+        (Field::ContentHash, |d| d.content_hash.truncate(63)),
+        (Field::ContentHash, |d| d.content_hash.push('0')),
+        (Field::ContentHash, |d| {
+            d.content_hash.replace_range(0..1, "g")
+        }),
+        (Field::ContentHash, |d| {
+            d.content_hash.replace_range(0..1, " ")
+        }),
+        (Field::ContentHash, |d| {
+            d.content_hash.replace_range(0..2, "é")
+        }),
+        (Field::ContentHash, |d| d.content_hash.clear()),
+        (Field::FileSize, |d| d.file_size = -1),
+        (Field::FilePath, |d| d.file_path = "/a\0b".into()),
+        (Field::FilePath, |d| d.file_path = "  ".into()),
+        (Field::FileName, |d| d.file_name = "x\0".into()),
+        (Field::MimeType, |d| d.mime_type = Some("text/\0".into())),
+        (Field::Uri, |d| d.uri = Some("s3://\0".into())),
+        (Field::Meta, |d| d.meta = json!([1, 2])),
+        (Field::Meta, |d| d.meta = json!("text")),
+        (Field::Meta, |d| d.meta = Value::Null),
+        (Field::Meta, |d| d.meta = json!({"k": "v\0"})),
+        (Field::Meta, |d| d.meta = json!({"k\0": 1})),
     ];
     for (i, (field, spoil)) in cases.iter().enumerate() {
         let mut new = base.clone();
         spoil(&mut new);
         let what = format!("case {i} ({field})");
-        expect::validation(s.documents().register(&new), field, &what);
-        expect::validation(s.documents().register_many(&[new]), field, &what);
+        expect::validation(s.documents().register(&new), *field, &what);
+        expect::validation(s.documents().register_many(&[new]), *field, &what);
     }
     assert_eq!(total(&*s, c.id), 0, "nothing was stored");
     let mut zero = base.clone();
@@ -247,24 +253,29 @@ pub fn document_register_is_validated(h: &dyn Harness) {
     expect::ok(s.documents().register(&zero), "an empty file is fine");
 }
 
-/// Registering (alone or in bulk, naming the first item) in an unknown collection, or its stats, is `NotFound { entity: "collection" }`; listing it is empty.
+/// Registering (alone or in bulk, naming the first item) in an unknown collection, or its stats, is `NotFound { entity: Entity::Collection }`; listing it is empty.
 pub fn document_register_in_unknown_collection_is_not_found(h: &dyn Harness) {
     let s = h.store();
     let missing = CollectionId::new();
     expect::not_found(
         s.documents().register(&seed::new_document(missing, 1)),
-        "collection",
+        Entity::Collection,
         "register",
     );
     let batch: Vec<NewDocument> = (0..3).map(|n| seed::new_document(missing, n)).collect();
     match expect::err(s.documents().register_many(&batch), "register_many") {
-        RepoError::NotFound {
-            entity: "collection",
-            key,
-        } => assert_eq!(key, format!("item 0: {missing}"), "the first item names it"),
+        e @ RepoError::NotFound {
+            entity: Entity::Collection,
+            item: Some(0),
+            ..
+        } => assert_eq!(
+            e.to_string(),
+            format!("collection not found: item 0: {missing}"),
+            "the first item names it"
+        ),
         other => panic!("register_many: expected NotFound {{ collection }}, got {other:?}"),
     }
-    expect::not_found(s.documents().stats(missing), "collection", "stats");
+    expect::not_found(s.documents().stats(missing), Entity::Collection, "stats");
     let listed = expect::ok(
         s.documents().list_by_collection(
             missing,
@@ -446,17 +457,18 @@ pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) 
                 (
                     0,
                     Err(RepoError::AlreadyExists {
-                        entity: "document",
-                        field: "uri",
+                        entity: Entity::Document,
+                        field: Field::Uri,
                     }),
                 ) => {}
                 (
                     1,
                     Err(RepoError::Validation {
-                        field: "uri",
-                        message,
+                        field: Field::Uri,
+                        item: Some(0),
+                        ..
                     }),
-                ) if message.contains("item 0: ") => {}
+                ) => {}
                 (_, Err(e)) => panic!("racer {i}, round {round}: a contested URI: {e:?}"),
             }
         }
@@ -469,13 +481,13 @@ pub fn document_racing_registrations_with_a_uri_are_idempotent(h: &dyn Harness) 
     taken.uri = Some("https://example.com/doc/0".into());
     expect::already_exists(
         s.documents().register(&taken),
-        "document",
-        "uri",
+        Entity::Document,
+        Field::Uri,
         "another hash with a URI a raced document holds",
     );
     expect::item_validation(
         s.documents().register_many(std::slice::from_ref(&taken)),
-        "uri",
+        Field::Uri,
         0,
         "another hash with a URI a raced document holds, in bulk",
     );
@@ -548,45 +560,46 @@ pub fn document_register_many_bad_item_writes_nothing(h: &dyn Harness) {
     taken.uri = Some("https://x/taken".into());
     expect::ok(s.documents().register(&taken), "stored document");
     let batch = || -> Vec<NewDocument> { (0..12).map(|n| seed::new_document(c.id, n)).collect() };
-    let check = |b: Vec<NewDocument>, field: &str, k: usize, what: &str| {
+    let check = |b: Vec<NewDocument>, field: Field, k: usize, what: &str| {
         expect::item_validation(s.documents().register_many(&b), field, k, what);
         assert_eq!(total(&*s, c.id), 1, "{what}: nothing was written");
         expect::not_found(
             s.documents().get_by_hash(c.id, &seed::content_hash(0)),
-            "document",
+            Entity::Document,
             what,
         );
     };
 
     let mut b = batch();
     b[7].content_hash = "F".repeat(64);
-    check(b, "content_hash", 7, "upper-case hash at 7");
+    check(b, Field::ContentHash, 7, "upper-case hash at 7");
     let mut b = batch();
     b[0].content_hash.pop();
-    check(b, "content_hash", 0, "short hash at 0");
+    check(b, Field::ContentHash, 0, "short hash at 0");
     let mut b = batch();
     b[11].file_name = "a\0b".into();
-    check(b, "file_name", 11, "NUL at 11");
+    check(b, Field::FileName, 11, "NUL at 11");
     let mut b = batch();
     b[5].meta = json!(["x"]);
-    check(b, "meta", 5, "array meta at 5");
+    check(b, Field::Meta, 5, "array meta at 5");
     let mut b = batch();
     b[7].uri = Some("https://x/taken".into());
-    check(b, "uri", 7, "uri of a stored document at 7");
+    check(b, Field::Uri, 7, "uri of a stored document at 7");
     let mut b = batch();
     b[3].uri = Some("https://x/twice".into());
     b[9].uri = Some("https://x/twice".into());
-    check(b, "uri", 9, "one uri for two hashes at 3 and 9");
+    check(b, Field::Uri, 9, "one uri for two hashes at 3 and 9");
 
-    // An unknown collection at k: `NotFound` whose key names the item and the id.
+    // An unknown collection at k: `NotFound` with the item's index and the id as key.
     let mut b = batch();
     let missing = CollectionId::new();
     b[7].collection_id = missing;
     match expect::err(s.documents().register_many(&b), "unknown collection at 7") {
         RepoError::NotFound {
-            entity: "collection",
+            entity: Entity::Collection,
             key,
-        } => assert_eq!(key, format!("item 7: {missing}")),
+            item: Some(7),
+        } => assert_eq!(key, missing.to_string()),
         other => panic!("unknown collection at 7: expected NotFound naming item 7, got {other:?}"),
     }
     assert_eq!(
@@ -666,25 +679,25 @@ pub fn document_lookups(h: &dyn Harness) {
     );
     let uri = "https://example.com/a b/ç?x=1";
     assert_eq!(expect::ok(docs.get_by_uri(c.id, uri), "by uri"), d);
-    expect::not_found(docs.get(DocumentId::new()), "document", "unknown id");
+    expect::not_found(docs.get(DocumentId::new()), Entity::Document, "unknown id");
     expect::not_found(
         docs.get_by_hash(c.id, &seed::content_hash(4)),
-        "document",
+        Entity::Document,
         "unknown hash",
     );
     expect::not_found(
         docs.get_by_hash(other.id, &d.content_hash),
-        "document",
+        Entity::Document,
         "hash of another collection",
     );
     expect::not_found(
         docs.get_by_uri(other.id, uri),
-        "document",
+        Entity::Document,
         "uri of another collection",
     );
     expect::not_found(
         docs.get_by_uri(c.id, "https://example.com/A B/ç?x=1"),
-        "document",
+        Entity::Document,
         "uri differing in case",
     );
     expect::any_validation(docs.get_by_uri(c.id, "a\0b"), "NUL in uri");
@@ -900,7 +913,7 @@ pub fn document_find_by_meta_matches_containment(h: &dyn Harness) {
         expect::validation(
             s.documents()
                 .find_by_meta(c.id, &bad, PageRequest::default()),
-            "meta",
+            Field::Meta,
             &format!("find_by_meta({bad})"),
         );
     }
@@ -1018,7 +1031,7 @@ pub fn document_find_by_meta_hostile_keys_and_values(h: &dyn Harness) {
         expect::validation(
             s.documents()
                 .find_by_meta(c.id, &filter, PageRequest::default()),
-            "meta",
+            Field::Meta,
             &format!("key {key:?}"),
         );
     }
@@ -1070,14 +1083,18 @@ pub fn document_update_status_single_and_many(h: &dyn Harness) {
     assert_eq!(again.chunk_count, 12, "chunk_count is kept when not given");
     expect::not_found(
         docs.update_status(DocumentId::new(), &done),
-        "document",
+        Entity::Document,
         "unknown id",
     );
     let mut bad = DocumentStatusUpdate::failed("nul\0", ErrorCategory::Unknown);
-    expect::validation(docs.update_status(d.id, &bad), "error_message", "NUL");
+    expect::validation(docs.update_status(d.id, &bad), Field::ErrorMessage, "NUL");
     bad = DocumentStatusUpdate::to(DocumentStatus::Completed);
     bad.chunk_count = Some(-1);
-    expect::validation(docs.update_status(d.id, &bad), "chunk_count", "negative");
+    expect::validation(
+        docs.update_status(d.id, &bad),
+        Field::ChunkCount,
+        "negative",
+    );
 
     let many: Vec<DocumentId> = (10..15).map(|n| seed::document(&*s, c.id, n).id).collect();
     let mut targets = many[..3].to_vec();
@@ -1104,7 +1121,7 @@ pub fn document_update_status_single_and_many(h: &dyn Harness) {
             &many,
             &DocumentStatusUpdate::failed("\0", ErrorCategory::Unknown),
         ),
-        "error_message",
+        Field::ErrorMessage,
         "NUL in many",
     );
     let stats = expect::ok(docs.stats(c.id), "stats");
@@ -1268,10 +1285,10 @@ pub fn document_delete_removes_its_chunks(h: &dyn Harness) {
     seed::chunks(&*s, c.id, kept.id, &[0, 1]);
     assert_eq!(expect::ok(s.chunks().count(c.id), "count"), 5);
     expect::ok(s.documents().delete(gone.id), "delete");
-    expect::not_found(s.documents().get(gone.id), "document", "deleted");
+    expect::not_found(s.documents().get(gone.id), Entity::Document, "deleted");
     expect::not_found(
         s.chunks().list_by_document(gone.id, PageRequest::default()),
-        "document",
+        Entity::Document,
         "chunks of a deleted document",
     );
     assert_eq!(
@@ -1296,6 +1313,10 @@ pub fn document_delete_removes_its_chunks(h: &dyn Harness) {
         hits.items.iter().all(|h| h.chunk.document_id == kept.id) && hits.total == 2,
         "search forgets the deleted chunks: {hits:?}"
     );
-    expect::not_found(s.documents().delete(gone.id), "document", "delete twice");
+    expect::not_found(
+        s.documents().delete(gone.id),
+        Entity::Document,
+        "delete twice",
+    );
     assert_eq!(total(&*s, c.id), 1);
 }

@@ -1,6 +1,6 @@
 //! Assertions on results that say what was expected and what came back.
 
-use repo_core::{ConflictReason, RepoError, RepoResult};
+use repo_core::{Attempt, ConflictReason, Entity, Field, RepoError, RepoResult, State};
 use std::fmt::Debug;
 
 /// The value of `result`, or a panic naming `what` and the error.
@@ -23,7 +23,7 @@ pub(crate) fn err<T: Debug>(result: RepoResult<T>, what: &str) -> RepoError {
 
 /// `NotFound { entity, .. }`.
 #[track_caller]
-pub(crate) fn not_found<T: Debug>(result: RepoResult<T>, entity: &str, what: &str) {
+pub(crate) fn not_found<T: Debug>(result: RepoResult<T>, entity: Entity, what: &str) {
     match err(result, what) {
         RepoError::NotFound { entity: e, .. } if e == entity => {}
         other => panic!("{what}: expected NotFound {{ entity: {entity:?} }}, got {other:?}"),
@@ -34,8 +34,8 @@ pub(crate) fn not_found<T: Debug>(result: RepoResult<T>, entity: &str, what: &st
 #[track_caller]
 pub(crate) fn already_exists<T: Debug>(
     result: RepoResult<T>,
-    entity: &str,
-    field: &str,
+    entity: Entity,
+    field: Field,
     what: &str,
 ) {
     match err(result, what) {
@@ -52,7 +52,7 @@ pub(crate) fn already_exists<T: Debug>(
 
 /// `Validation { field, .. }`; returns the error for further checks.
 #[track_caller]
-pub(crate) fn validation<T: Debug>(result: RepoResult<T>, field: &str, what: &str) -> RepoError {
+pub(crate) fn validation<T: Debug>(result: RepoResult<T>, field: Field, what: &str) -> RepoError {
     match err(result, what) {
         e @ RepoError::Validation { field: f, .. } if f == field => e,
         other => panic!("{what}: expected Validation {{ field: {field:?} }}, got {other:?}"),
@@ -72,10 +72,11 @@ pub(crate) fn any_validation<T: Debug>(result: RepoResult<T>, what: &str) -> Rep
 #[track_caller]
 pub(crate) fn invalid_state<T: Debug>(
     result: RepoResult<T>,
-    current: &str,
-    attempted: &str,
+    current: impl Into<State>,
+    attempted: impl Into<Attempt>,
     what: &str,
 ) {
+    let (current, attempted) = (current.into(), attempted.into());
     match err(result, what) {
         RepoError::InvalidState {
             current: c,
@@ -111,15 +112,21 @@ pub(crate) fn is_conflict(error: &RepoError, reason: ConflictReason) -> bool {
     matches!(error, RepoError::Conflict { reason: r, .. } if *r == reason)
 }
 
-/// `Validation { field, .. }` whose message names batch item `index` (`item N: …`).
+/// `Validation { field, item: Some(index), .. }` whose message also names the item
+/// (`item N: …`).
 #[track_caller]
 pub(crate) fn item_validation<T: Debug>(
     result: RepoResult<T>,
-    field: &str,
+    field: Field,
     index: usize,
     what: &str,
 ) -> RepoError {
     let e = validation(result, field, what);
+    assert_eq!(
+        e.item(),
+        Some(index),
+        "{what}: the error's item must be {index}: {e:?}"
+    );
     let wanted = format!("item {index}: ");
     assert!(
         e.to_string().contains(&wanted),

@@ -1,7 +1,7 @@
 //! # repo-behaviour
 //!
 //! The behaviour suite every backend of [`repo_core`] must pass. Each rule of
-//! `DOMAIN.md` and `docs/semantics.md` about users, API keys, collections (with grants
+//! `docs/domain.md` and `docs/semantics.md` about users, API keys, collections (with grants
 //! and access), operations, documents, chunks and full-text search, and the unit of
 //! work, and reliability under load, is one `pub fn` taking a
 //! [`Harness`]; it panics, naming the rule, when a backend breaks it.
@@ -238,6 +238,10 @@ macro_rules! behaviour_tests {
             errors::error_is_retryable_classification,
             errors::error_pool_exhaustion_is_unavailable_and_retryable,
             errors::store_reports_backend_and_health,
+            errors::error_already_exists_names_entity_and_field,
+            errors::error_bulk_item_index_is_a_field,
+            errors::error_invalid_state_names_the_states,
+            errors::error_codes_and_statuses_of_repository_errors,
             observability::pool_status_counts_connections_in_use,
             observability::health_reports_an_exhausted_pool_as_such,
             load::load_sixteen_collection_creators_count_exactly,

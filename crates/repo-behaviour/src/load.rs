@@ -7,9 +7,9 @@ use crate::race::{race, RACE_DEADLINE};
 use crate::seed::{self, HASH};
 use crate::Harness;
 use repo_core::{
-    Collection, NewChunk, NewCollection, NewOperation, NewUser, OperationKind, OperationStatus,
-    PageRequest, PoolConfig, RepoError, RepoResult, Store, StoreConfig, UnavailableReason, User,
-    UserFilter,
+    Attempt, Collection, Entity, Field, NewChunk, NewCollection, NewOperation, NewUser,
+    OperationKind, OperationStatus, PageRequest, PoolConfig, RepoError, RepoResult, State, Store,
+    StoreConfig, UnavailableReason, User, UserFilter,
 };
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -62,8 +62,8 @@ pub fn load_sixteen_collection_creators_count_exactly(h: &dyn Harness) {
                     matches!(
                         e,
                         RepoError::AlreadyExists {
-                            entity: "collection",
-                            field: "name"
+                            entity: Entity::Collection,
+                            field: Field::Name
                         }
                     ),
                     "a losing creator of shared-{name} must get AlreadyExists {{ name }}, got {e:?}"
@@ -149,7 +149,8 @@ pub fn load_racing_transitions_on_many_operations_one_winner_each(h: &dyn Harnes
                 if let Err(e) = r {
                     match e {
                         RepoError::InvalidState { current, attempted }
-                            if current == won.as_str() && attempted == to.as_str() => {}
+                            if *current == State::Operation(won)
+                                && *attempted == Attempt::Operation(*to) => {}
                         other => panic!(
                             "step {step}: a losing {to} must be InvalidState {{ current: {won} }}, \
                              got {other:?}"
@@ -201,7 +202,7 @@ pub fn load_rolled_back_units_of_work_leave_nothing(h: &dyn Harness) {
                         tx.users()
                             .create(&NewUser::new("owner", "x@example.com", HASH))?;
                     }
-                    Err(RepoError::validation("abort", "roll back on purpose"))
+                    Err(RepoError::validation(Field::Value, "roll back on purpose"))
                 });
                 (name, n, (i + k) % 2 == 0, duplicates(k), outcome)
             })
@@ -221,22 +222,29 @@ pub fn load_rolled_back_units_of_work_leave_nothing(h: &dyn Harness) {
             continue;
         }
         match outcome {
-            Err(RepoError::Validation { field: "abort", .. }) if !duplicate => {}
+            Err(RepoError::Validation {
+                field: Field::Value,
+                ..
+            }) if !duplicate => {}
             Err(RepoError::AlreadyExists {
-                entity: "user",
-                field: "username",
+                entity: Entity::User,
+                field: Field::Username,
             }) if duplicate => {}
             other => panic!("unit {name} must fail with its own error, got {other:?}"),
         }
-        expect::not_found(s.users().get_by_username(&name), "user", "rolled back");
+        expect::not_found(
+            s.users().get_by_username(&name),
+            Entity::User,
+            "rolled back",
+        );
         expect::not_found(
             s.collections().get_by_name(&format!("rb-{name}")),
-            "collection",
+            Entity::Collection,
             "rolled back",
         );
         expect::not_found(
             s.documents().get_by_hash(shared_id, &seed::content_hash(n)),
-            "document",
+            Entity::Document,
             "rolled back",
         );
     }

@@ -6,9 +6,9 @@ use crate::race::race;
 use crate::seed;
 use crate::Harness;
 use repo_core::{
-    AccessLevel, Collection, ConflictReason, NewOperation, Operation, OperationFilter,
-    OperationKind, OperationStatus, OperationUuid, PageRequest, RepoError, RepoResult, Store, User,
-    UserId,
+    AccessLevel, Attempt, Collection, ConflictReason, Entity, Field, NewOperation, Operation,
+    OperationFilter, OperationKind, OperationStatus, OperationUuid, PageRequest, RepoError,
+    RepoResult, State, Store, User, UserId,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -100,16 +100,16 @@ pub fn operation_config_is_validated(h: &dyn Harness) {
         expect::validation(
             s.operations()
                 .create(&NewOperation::new(c.id, u.id, OperationKind::Index, config)),
-            "config",
+            Field::Config,
             what,
         );
     }
     let mut new = NewOperation::new(c.id, u.id, OperationKind::Index, seed::config());
     new.meta = json!([]);
-    expect::validation(s.operations().create(&new), "meta", "array meta");
+    expect::validation(s.operations().create(&new), Field::Meta, "array meta");
     let mut new = NewOperation::new(c.id, u.id, OperationKind::Index, seed::config());
     new.task_id = Some("t\0".into());
-    expect::validation(s.operations().create(&new), "task_id", "NUL in task_id");
+    expect::validation(s.operations().create(&new), Field::TaskId, "NUL in task_id");
     assert!(expect::ok(s.operations().active_for_collection(c.id), "active").is_empty());
 }
 
@@ -125,7 +125,7 @@ pub fn operation_create_for_unknown_refs_is_not_found(h: &dyn Harness) {
             OperationKind::Index,
             seed::config(),
         )),
-        "collection",
+        Entity::Collection,
         "unknown collection",
     );
     expect::not_found(
@@ -135,12 +135,12 @@ pub fn operation_create_for_unknown_refs_is_not_found(h: &dyn Harness) {
             OperationKind::Index,
             seed::config(),
         )),
-        "user",
+        Entity::User,
         "unknown user",
     );
     expect::not_found(
         s.operations().get(OperationUuid::new()),
-        "operation",
+        Entity::Operation,
         "get unknown",
     );
 }
@@ -213,7 +213,7 @@ pub fn operation_transition_stores_error_message(h: &dyn Harness) {
     expect::validation(
         s.operations()
             .transition(op.uuid, Failed, Some("bad\0text")),
-        "error_message",
+        Field::ErrorMessage,
         "NUL in error_message",
     );
 }
@@ -227,8 +227,8 @@ pub fn operation_forbidden_transitions_are_invalid_state(h: &dyn Harness) {
     for to in [Pending, Completed] {
         expect::invalid_state(
             s.operations().transition(op.uuid, to, None),
-            "pending",
-            to.as_str(),
+            OperationStatus::Pending,
+            to,
             &format!("pending -> {to}"),
         );
     }
@@ -237,8 +237,8 @@ pub fn operation_forbidden_transitions_are_invalid_state(h: &dyn Harness) {
     for to in [Pending, Processing] {
         expect::invalid_state(
             s.operations().transition(op.uuid, to, None),
-            "processing",
-            to.as_str(),
+            OperationStatus::Processing,
+            to,
             &format!("processing -> {to}"),
         );
     }
@@ -255,8 +255,8 @@ pub fn operation_transition_from_terminal_is_invalid_state(h: &dyn Harness) {
         for to in OperationStatus::ALL {
             expect::invalid_state(
                 s.operations().transition(op.uuid, *to, Some("again")),
-                terminal.as_str(),
-                to.as_str(),
+                terminal,
+                *to,
                 &format!("{terminal} -> {to}"),
             );
         }
@@ -274,7 +274,7 @@ pub fn operation_transition_unknown_is_not_found(h: &dyn Harness) {
     expect::not_found(
         s.operations()
             .transition(OperationUuid::new(), Processing, None),
-        "operation",
+        Entity::Operation,
         "transition unknown",
     );
 }
@@ -411,7 +411,8 @@ pub fn operation_racing_transitions_exactly_one_wins(h: &dyn Harness) {
             if let Err(e) = r {
                 match e {
                     RepoError::InvalidState { current, attempted }
-                        if current == won.as_str() && attempted == to.as_str() => {}
+                        if *current == State::Operation(won)
+                            && *attempted == Attempt::Operation(*to) => {}
                     other => panic!(
                         "a losing {to} must be InvalidState {{ current: {won}, attempted: {to} }}, \
                          got {other:?}"
@@ -483,14 +484,14 @@ pub fn operation_cancel_terminal_is_invalid_state(h: &dyn Harness) {
         let op = op_in(&*s, &c, &u, terminal);
         expect::invalid_state(
             s.operations().cancel(op.uuid, u.id.into()),
-            terminal.as_str(),
-            "cancelled",
+            terminal,
+            OperationStatus::Cancelled,
             &format!("cancel {terminal}"),
         );
     }
     expect::not_found(
         s.operations().cancel(OperationUuid::new(), u.id.into()),
-        "operation",
+        Entity::Operation,
         "cancel unknown",
     );
 }
@@ -709,7 +710,7 @@ pub fn operation_merge_meta_is_top_level(h: &dyn Harness) {
     expect::not_found(
         s.operations()
             .merge_meta(OperationUuid::new(), &json!({"a": 1})),
-        "operation",
+        Entity::Operation,
         "merge into unknown",
     );
 }
@@ -726,7 +727,7 @@ pub fn operation_set_task_id(h: &dyn Harness) {
     assert_eq!(expect::ok(s.operations().get(op.uuid), "get"), set);
     expect::not_found(
         s.operations().set_task_id(OperationUuid::new(), "t"),
-        "operation",
+        Entity::Operation,
         "unknown",
     );
 }
@@ -771,7 +772,7 @@ pub fn operation_get_with_access(h: &dyn Harness) {
     );
     expect::not_found(
         ops.get_with_access(OperationUuid::new(), owner.id.into(), AccessLevel::Read),
-        "operation",
+        Entity::Operation,
         "unknown operation",
     );
 }
@@ -810,7 +811,7 @@ pub fn operation_writes_refuse_nul(h: &dyn Harness) {
     let op = seed::operation(&*s, &c, &u, OperationKind::Index);
     expect::validation(
         s.operations().set_task_id(op.uuid, "t\0"),
-        "task_id",
+        Field::TaskId,
         "task id",
     );
     expect::any_validation(
@@ -924,7 +925,7 @@ pub fn operation_idempotency_key_is_validated(h: &dyn Harness) {
     for bad in ["", "has space", " lead", "é", "nul\0", long.as_str()] {
         expect::validation(
             s.operations().create(&keyed(&c, &u, bad, seed::config())),
-            "idempotency_key",
+            Field::IdempotencyKey,
             &format!("key {bad:?}"),
         );
     }
@@ -989,12 +990,12 @@ pub fn operation_get_by_task_id(h: &dyn Harness) {
     );
     expect::not_found(
         s.operations().get_by_task_id("task-unknown"),
-        "operation",
+        Entity::Operation,
         "unknown task id",
     );
     expect::validation(
         s.operations().get_by_task_id("t\0"),
-        "task_id",
+        Field::TaskId,
         "NUL in task id",
     );
 }
@@ -1012,9 +1013,9 @@ pub fn operation_idempotency_key_in_unit_of_work(h: &dyn Harness) {
             .operations()
             .create(&keyed(&c, &u, "k1", json!({"n": 2})))?;
         assert_eq!(retry, first, "the retry inside the unit of work");
-        Err(RepoError::validation("abort", "roll back"))
+        Err(RepoError::validation(Field::Value, "roll back"))
     });
-    expect::validation(rolled_back, "abort", "the unit of work's own error");
+    expect::validation(rolled_back, Field::Value, "the unit of work's own error");
     let committed = expect::ok(
         s.transaction(|tx| {
             let first = tx

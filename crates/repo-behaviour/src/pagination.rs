@@ -4,8 +4,8 @@ use crate::expect;
 use crate::seed;
 use crate::Harness;
 use repo_core::{
-    Cursor, CursorPage, CursorRequest, OperationFilter, OperationKind, PageRequest, RepoResult,
-    UserFilter,
+    Cursor, CursorPage, CursorRequest, Field, OperationFilter, OperationKind, PageRequest,
+    RepoResult, UserFilter,
 };
 
 /// A page request's limit is clamped to `1..=MAX_LIMIT` even when built by hand: limit 0 returns one row.
@@ -203,19 +203,23 @@ pub fn pagination_cursor_malformed_is_validation(h: &dyn Harness) {
     let u = seed::user(&*s, "mal");
     seed::user(&*s, "other");
     for bad in ["", "garbage", "i1", "u12.34"] {
-        expect::validation(Cursor::decode(bad), "cursor", &format!("decode {bad:?}"));
+        expect::validation(
+            Cursor::decode(bad),
+            Field::Cursor,
+            &format!("decode {bad:?}"),
+        );
     }
     let c = seed::collection(&*s, &u, "c");
     let wrong = CursorRequest::after(c.cursor(), 10);
     expect::validation(
         s.users().list_by_cursor(UserFilter::default(), &wrong),
-        "cursor",
+        Field::Cursor,
         "a collection cursor on users",
     );
     let wrong = CursorRequest::after(u.cursor(), 10);
     expect::validation(
         s.collections().list_visible_by_cursor(u.id.into(), &wrong),
-        "cursor",
+        Field::Cursor,
         "a user cursor on collections",
     );
     let one = expect::ok(

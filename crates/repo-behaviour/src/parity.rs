@@ -4,7 +4,7 @@
 use crate::expect;
 use crate::seed::{self, HASH};
 use crate::Harness;
-use repo_core::{NewChunk, NewUser, PageRequest, SearchQuery, UserPatch};
+use repo_core::{Entity, Field, NewChunk, NewUser, PageRequest, SearchQuery, UserPatch};
 
 /// Creating (or renaming onto) a user whose username and email are both taken is `AlreadyExists { username }` on every backend.
 pub fn parity_taken_username_and_email_names_the_username(h: &dyn Harness) {
@@ -13,15 +13,15 @@ pub fn parity_taken_username_and_email_names_the_username(h: &dyn Harness) {
     expect::already_exists(
         s.users()
             .create(&NewUser::new("ann", "ANN@example.com", HASH)),
-        "user",
-        "username",
+        Entity::User,
+        Field::Username,
         "create onto a taken username and email",
     );
     expect::already_exists(
         s.users()
             .create(&NewUser::new("ann2", "ann@example.com", HASH)),
-        "user",
-        "email",
+        Entity::User,
+        Field::Email,
         "create onto a taken email only",
     );
     let other = seed::user(&*s, "bea");
@@ -32,8 +32,8 @@ pub fn parity_taken_username_and_email_names_the_username(h: &dyn Harness) {
     };
     expect::already_exists(
         s.users().update(other.id, &both),
-        "user",
-        "username",
+        Entity::User,
+        Field::Username,
         "rename onto a taken username and email",
     );
     let own_name = UserPatch {
@@ -43,8 +43,8 @@ pub fn parity_taken_username_and_email_names_the_username(h: &dyn Harness) {
     };
     expect::already_exists(
         s.users().update(other.id, &own_name),
-        "user",
-        "email",
+        Entity::User,
+        Field::Email,
         "keeping one's own username while taking a taken email",
     );
 }

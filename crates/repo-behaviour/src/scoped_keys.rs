@@ -8,8 +8,8 @@ use crate::expect;
 use crate::seed;
 use crate::Harness;
 use repo_core::{
-    AccessLevel, ApiKey, Collection, Grantee, NewApiKey, OperationKind, OperationStatus,
-    PageRequest, Principal, Store, User, UserPatch,
+    AccessLevel, ApiKey, Collection, Entity, Field, Grantee, NewApiKey, OperationKind,
+    OperationStatus, PageRequest, Principal, Store, User, UserPatch,
 };
 use serde_json::{json, Value};
 
@@ -140,7 +140,7 @@ pub fn scoped_key_write_grant_cannot_delete(h: &dyn Harness) {
         s.collections().delete(c.id, admin.id.into()),
         "delete with an admin grant",
     );
-    expect::not_found(s.collections().get(c.id), "collection", "deleted");
+    expect::not_found(s.collections().get(c.id), Entity::Collection, "deleted");
 }
 
 /// A key's grant above its user's own access is capped at the user's level, and a
@@ -252,7 +252,7 @@ pub fn scoped_key_losing_its_last_grant_has_no_access(h: &dyn Harness) {
 }
 
 /// A grant to a key whose permissions document is not a JSON object is
-/// `Validation { field: "permissions" }` and stores nothing.
+/// `Validation { field: Field::Permissions }` and stores nothing.
 pub fn scoped_key_grant_needs_object_permissions(h: &dyn Harness) {
     let s = h.store();
     let alice = seed::user(&*s, "alice");
@@ -261,7 +261,7 @@ pub fn scoped_key_grant_needs_object_permissions(h: &dyn Harness) {
     expect::validation(
         s.collections()
             .grant(c.id, Grantee::ApiKey(k.id), AccessLevel::Read),
-        "permissions",
+        Field::Permissions,
         "grant to a key with array permissions",
     );
     assert!(expect::ok(s.collections().list_grants(c.id), "grants").is_empty());
@@ -335,7 +335,7 @@ pub fn unusable_key_has_no_access(h: &dyn Harness) {
     assert_eq!(level(&*s, &c, alice.id.into()), Some(AccessLevel::Admin));
 }
 
-/// A deleted key is `NotFound { entity: "api_key" }` (after a missing collection,
+/// A deleted key is `NotFound { entity: Entity::ApiKey }` (after a missing collection,
 /// which is reported first), like an unknown user.
 pub fn deleted_key_is_not_found(h: &dyn Harness) {
     let s = h.store();
@@ -346,20 +346,24 @@ pub fn deleted_key_is_not_found(h: &dyn Harness) {
     let p = Principal::ApiKey(k.id);
     expect::not_found(
         s.collections().get_with_access(c.id, p, AccessLevel::Read),
-        "api_key",
+        Entity::ApiKey,
         "get_with_access",
     );
-    expect::not_found(s.collections().access_level(c.id, p), "api_key", "level");
+    expect::not_found(
+        s.collections().access_level(c.id, p),
+        Entity::ApiKey,
+        "level",
+    );
     expect::not_found(
         s.collections().list_visible(p, PageRequest::new(0, 10)),
-        "api_key",
+        Entity::ApiKey,
         "list_visible",
     );
-    expect::not_found(s.collections().delete(c.id, p), "api_key", "delete");
+    expect::not_found(s.collections().delete(c.id, p), Entity::ApiKey, "delete");
     expect::not_found(
         s.collections()
             .get_with_access(repo_core::CollectionId::new(), p, AccessLevel::Read),
-        "collection",
+        Entity::Collection,
         "missing collection first",
     );
 }

@@ -5,13 +5,14 @@ use crate::race::race;
 use crate::seed::{self, HASH};
 use crate::Harness;
 use repo_core::{
-    CollectionId, CollectionStatus, ConflictReason, NewCollection, NewOperation, NewUser,
-    Operation, OperationKind, RepoError, RepoResult, Store, Transaction, UserFilter, UserId,
+    Attempt, CollectionId, CollectionStatus, ConflictReason, Entity, Field, NewCollection,
+    NewOperation, NewUser, Operation, OperationKind, RepoError, RepoResult, State, Store,
+    Transaction, UserFilter, UserId,
 };
 use serde_json::json;
 use std::sync::Arc;
 
-/// The unit of work of DOMAIN.md: lock the collection, refuse if it has an active
+/// The unit of work of docs/domain.md: lock the collection, refuse if it has an active
 /// operation, create one, set the collection processing.
 fn start_operation(
     tx: &dyn Transaction,
@@ -21,8 +22,8 @@ fn start_operation(
     let locked = tx.lock_collection(collection)?;
     if !tx.operations().active_for_collection(locked.id)?.is_empty() {
         return Err(RepoError::invalid_state(
-            "has_active_operation",
-            "start_operation",
+            State::HasActiveOperation,
+            Attempt::StartOperation,
         ));
     }
     let op = tx.operations().create(&NewOperation::new(
@@ -59,8 +60,8 @@ pub fn unit_of_work_commits_every_write(h: &dyn Harness) {
     // A second start sees the committed operation and refuses.
     expect::invalid_state(
         s.transaction(|tx| start_operation(tx, c.id, u.id)),
-        "has_active_operation",
-        "start_operation",
+        State::HasActiveOperation,
+        Attempt::StartOperation,
         "second start",
     );
 }
@@ -79,20 +80,23 @@ pub fn unit_of_work_failing_part_way_leaves_nothing(h: &dyn Harness) {
             .create(&NewCollection::new("temp-c", nu.id))?;
         start_operation(tx, c.id, u.id)?;
         tx.collections().rename(c.id, "renamed")?;
-        Err(RepoError::validation("abort", "stop after the writes"))
+        Err(RepoError::validation(Field::Value, "stop after the writes"))
     });
     match r {
-        Err(RepoError::Validation { field: "abort", .. }) => {}
+        Err(RepoError::Validation {
+            field: Field::Value,
+            ..
+        }) => {}
         other => panic!("the unit of work must return its own error, got {other:?}"),
     }
     expect::not_found(
         s.users().get_by_username("temp"),
-        "user",
+        Entity::User,
         "user rolled back",
     );
     expect::not_found(
         s.collections().get_by_name("temp-c"),
-        "collection",
+        Entity::Collection,
         "rolled back",
     );
     assert_eq!(
@@ -116,10 +120,15 @@ pub fn unit_of_work_repository_error_rolls_back(h: &dyn Harness) {
         tx.users()
             .create(&NewUser::new("carol", "carol2@example.com", HASH))
     });
-    expect::already_exists(r, "user", "username", "duplicate inside the unit of work");
+    expect::already_exists(
+        r,
+        Entity::User,
+        Field::Username,
+        "duplicate inside the unit of work",
+    );
     expect::not_found(
         s.users().get_by_username("dave"),
-        "user",
+        Entity::User,
         "earlier write rolled back",
     );
     // The same connection(s) work afterwards.
@@ -156,7 +165,7 @@ pub fn unit_of_work_lock_unknown_is_not_found(h: &dyn Harness) {
     let s = h.store();
     expect::not_found(
         s.transaction(|tx| tx.lock_collection(CollectionId::new())),
-        "collection",
+        Entity::Collection,
         "lock unknown",
     );
 }
@@ -180,7 +189,10 @@ pub fn unit_of_work_racing_starts_exactly_one_wins(h: &dyn Harness) {
     for r in &results {
         match r {
             Ok(_) => {}
-            Err(RepoError::InvalidState { current, .. }) if current == "has_active_operation" => {}
+            Err(RepoError::InvalidState {
+                current: State::HasActiveOperation,
+                ..
+            }) => {}
             Err(e) if expect::is_conflict(e, ConflictReason::ActiveOperation) => {}
             Err(e) => panic!("a losing unit of work failed unexpectedly: {e:?}"),
         }
@@ -208,7 +220,7 @@ pub fn unit_of_work_continues_after_a_handled_error(h: &dyn Harness) {
                 .create(&NewUser::new("gil", "gil2@example.com", HASH));
             if !matches!(dup, Err(RepoError::AlreadyExists { .. })) {
                 return Err(RepoError::validation(
-                    "test",
+                    Field::Value,
                     format!("expected a duplicate: {dup:?}"),
                 ));
             }
@@ -222,7 +234,7 @@ pub fn unit_of_work_continues_after_a_handled_error(h: &dyn Harness) {
                 Err(e) if expect::is_conflict(&e, ConflictReason::ActiveOperation) => {}
                 other => {
                     return Err(RepoError::validation(
-                        "test",
+                        Field::Value,
                         format!("expected a conflict: {other:?}"),
                     ))
                 }
@@ -395,12 +407,17 @@ pub fn unit_of_work_refuses_calls_on_its_own_store(h: &dyn Harness) {
             ];
             for (i, r) in refused.into_iter().enumerate() {
                 match r {
-                    Err(RepoError::InvalidState { current, attempted }) => {
+                    Err(
+                        e @ RepoError::InvalidState {
+                            current: State::InUnitOfWork,
+                            attempted: Attempt::StoreCall,
+                        },
+                    ) => {
                         assert!(
-                            attempted.contains("tx"),
-                            "call {i}: the error points at the tx handle: {attempted}"
+                            e.to_string().contains("`tx`"),
+                            "call {i}: the error points at the tx handle: {e}"
                         );
-                        assert!(current.contains("unit of work"), "call {i}: {current}");
+                        assert!(e.to_string().contains("unit of work"), "call {i}: {e}");
                     }
                     other => {
                         panic!("call {i} on the outer store inside its unit of work: {other:?}")
@@ -419,7 +436,7 @@ pub fn unit_of_work_refuses_calls_on_its_own_store(h: &dyn Harness) {
     );
     expect::not_found(
         s.users().get_by_username("outside"),
-        "user",
+        Entity::User,
         "the refused create wrote nothing",
     );
     assert_eq!(

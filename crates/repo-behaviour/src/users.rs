@@ -4,8 +4,8 @@ use crate::expect;
 use crate::seed::{self, HASH};
 use crate::Harness;
 use repo_core::{
-    AccessLevel, DeleteMode, NewApiKey, NewUser, OperationKind, PageRequest, User, UserFilter,
-    UserId, UserPatch,
+    AccessLevel, Attempt, DeleteMode, Entity, Field, NewApiKey, NewUser, OperationKind,
+    PageRequest, State, User, UserFilter, UserId, UserPatch,
 };
 
 fn new_user(name: &str) -> NewUser {
@@ -65,8 +65,8 @@ pub fn user_username_is_unique(h: &dyn Harness) {
     expect::already_exists(
         s.users()
             .create(&NewUser::new("carol", "other@example.com", HASH)),
-        "user",
-        "username",
+        Entity::User,
+        Field::Username,
         "duplicate username",
     );
     assert_eq!(
@@ -82,8 +82,8 @@ pub fn user_email_is_unique(h: &dyn Harness) {
     expect::already_exists(
         s.users()
             .create(&NewUser::new("dave2", "dave@example.com", HASH)),
-        "user",
-        "email",
+        Entity::User,
+        Field::Email,
         "duplicate email",
     );
 }
@@ -95,8 +95,8 @@ pub fn user_email_uniqueness_ignores_case(h: &dyn Harness) {
     expect::already_exists(
         s.users()
             .create(&NewUser::new("dave2", "DAVE@Example.COM", HASH)),
-        "user",
-        "email",
+        Entity::User,
+        Field::Email,
         "duplicate email in other case",
     );
     assert_eq!(
@@ -110,19 +110,19 @@ pub fn user_username_length_is_validated(h: &dyn Harness) {
     let s = h.store();
     expect::validation(
         s.users().create(&NewUser::new("", "e@example.com", HASH)),
-        "username",
+        Field::Username,
         "empty username",
     );
     let long = "u".repeat(65);
     expect::validation(
         s.users().create(&NewUser::new(long, "e@example.com", HASH)),
-        "username",
+        Field::Username,
         "65-character username",
     );
     expect::validation(
         s.users()
             .create(&NewUser::new(" padded", "e@example.com", HASH)),
-        "username",
+        Field::Username,
         "username with surrounding whitespace",
     );
     let max = "m".repeat(64);
@@ -155,7 +155,7 @@ pub fn user_email_is_validated(h: &dyn Harness) {
     ] {
         expect::validation(
             s.users().create(&NewUser::new("erin", bad, HASH)),
-            "email",
+            Field::Email,
             &format!("email {bad:?}"),
         );
     }
@@ -172,7 +172,7 @@ pub fn user_plaintext_password_is_refused_without_echo(h: &dyn Harness) {
     let e = expect::validation(
         s.users()
             .create(&NewUser::new("frank", "frank@example.com", plain)),
-        "hashed_password",
+        Field::HashedPassword,
         "plaintext password on create",
     );
     assert!(
@@ -191,7 +191,7 @@ pub fn user_plaintext_password_is_refused_without_echo(h: &dyn Harness) {
     };
     let e = expect::validation(
         s.users().update(u.id, &patch),
-        "hashed_password",
+        Field::HashedPassword,
         "plaintext password on update",
     );
     assert!(
@@ -210,17 +210,17 @@ pub fn user_nul_in_text_is_validation(h: &dyn Harness) {
     let s = h.store();
     let mut new = new_user("gina");
     new.full_name = Some("Gi\0na".into());
-    expect::validation(s.users().create(&new), "full_name", "NUL in full_name");
+    expect::validation(s.users().create(&new), Field::FullName, "NUL in full_name");
     expect::validation(
         s.users()
             .create(&NewUser::new("gi\0na", "gina@example.com", HASH)),
-        "username",
+        Field::Username,
         "NUL in username",
     );
     expect::validation(
         s.users()
             .create(&NewUser::new("gina", "gi\0na@example.com", HASH)),
-        "email",
+        Field::Email,
         "NUL in email",
     );
     assert_eq!(
@@ -248,22 +248,22 @@ pub fn user_lookup_of_unknown_is_not_found(h: &dyn Harness) {
     let u = seed::user(&*s, "ivy");
     expect::not_found(
         s.users().get(UserId(u.id.0 + 1000)),
-        "user",
+        Entity::User,
         "get unknown id",
     );
     expect::not_found(
         s.users().get_by_username("nobody"),
-        "user",
+        Entity::User,
         "unknown username",
     );
     expect::not_found(
         s.users().get_by_username("IVY"),
-        "user",
+        Entity::User,
         "username in other case",
     );
     expect::not_found(
         s.users().get_by_email("nobody@example.com"),
-        "user",
+        Entity::User,
         "unknown email",
     );
 }
@@ -337,8 +337,8 @@ pub fn user_update_onto_taken_name_is_already_exists(h: &dyn Harness) {
                 ..UserPatch::default()
             },
         ),
-        "user",
-        "username",
+        Entity::User,
+        Field::Username,
         "rename onto taken username",
     );
     expect::already_exists(
@@ -349,8 +349,8 @@ pub fn user_update_onto_taken_name_is_already_exists(h: &dyn Harness) {
                 ..UserPatch::default()
             },
         ),
-        "user",
-        "email",
+        Entity::User,
+        Field::Email,
         "change onto taken email (other case)",
     );
     assert_eq!(expect::ok(s.users().get(mia.id), "get"), mia);
@@ -367,23 +367,23 @@ pub fn user_update_onto_taken_name_is_already_exists(h: &dyn Harness) {
 pub fn user_update_is_validated(h: &dyn Harness) {
     let s = h.store();
     let u = seed::user(&*s, "noah");
-    let cases: [(&str, UserPatch); 3] = [
+    let cases: [(Field, UserPatch); 3] = [
         (
-            "username",
+            Field::Username,
             UserPatch {
                 username: Some(String::new()),
                 ..UserPatch::default()
             },
         ),
         (
-            "email",
+            Field::Email,
             UserPatch {
                 email: Some("nope".into()),
                 ..UserPatch::default()
             },
         ),
         (
-            "full_name",
+            Field::FullName,
             UserPatch {
                 full_name: Some(Some("a\0b".into())),
                 ..UserPatch::default()
@@ -391,7 +391,7 @@ pub fn user_update_is_validated(h: &dyn Harness) {
         ),
     ];
     for (field, patch) in &cases {
-        expect::validation(s.users().update(u.id, patch), field, field);
+        expect::validation(s.users().update(u.id, patch), *field, field.as_str());
     }
     assert_eq!(expect::ok(s.users().get(u.id), "get"), u);
     let patch = UserPatch {
@@ -400,7 +400,7 @@ pub fn user_update_is_validated(h: &dyn Harness) {
     };
     expect::not_found(
         s.users().update(UserId(u.id.0 + 1000), &patch),
-        "user",
+        Entity::User,
         "update unknown user",
     );
 }
@@ -515,7 +515,7 @@ pub fn user_record_login_sets_last_login_only(h: &dyn Harness) {
     assert_eq!(expect::ok(s.users().get(u.id), "get"), logged);
     expect::not_found(
         s.users().record_login(UserId(u.id.0 + 1000)),
-        "user",
+        Entity::User,
         "record_login of unknown user",
     );
 }
@@ -527,8 +527,8 @@ pub fn user_delete_restrict_refuses_collection_owner(h: &dyn Harness) {
     let c = seed::collection(&*s, &u, "paul-docs");
     expect::invalid_state(
         s.users().delete(u.id, DeleteMode::Restrict),
-        "owns_collections",
-        "delete",
+        State::OwnsCollections,
+        Attempt::Delete,
         "restrict delete of an owner",
     );
     assert_eq!(expect::ok(s.users().get(u.id), "get user"), u);
@@ -550,10 +550,10 @@ pub fn user_delete_removes_api_keys_and_grants(h: &dyn Harness) {
         s.users().delete(guest.id, DeleteMode::Restrict),
         "delete guest",
     );
-    expect::not_found(s.users().get(guest.id), "user", "deleted user");
+    expect::not_found(s.users().get(guest.id), Entity::User, "deleted user");
     expect::not_found(
         s.api_keys().get(key.key.id),
-        "api_key",
+        Entity::ApiKey,
         "key of deleted user",
     );
     assert!(
@@ -583,30 +583,30 @@ pub fn user_delete_cascade_removes_owned_collections(h: &dyn Harness) {
         "cascade delete",
     );
 
-    expect::not_found(s.users().get(owner.id), "user", "deleted user");
+    expect::not_found(s.users().get(owner.id), Entity::User, "deleted user");
     expect::not_found(
         s.collections().get(c1.id),
-        "collection",
+        Entity::Collection,
         "owned collection 1",
     );
     expect::not_found(
         s.collections().get(c2.id),
-        "collection",
+        Entity::Collection,
         "owned collection 2",
     );
     expect::not_found(
         s.operations().get(op.uuid),
-        "operation",
+        Entity::Operation,
         "operation of owned collection",
     );
     expect::not_found(
         s.operations().get(own_op.uuid),
-        "operation",
+        Entity::Operation,
         "operation by deleted user",
     );
     expect::not_found(
         s.api_keys().get(key.key.id),
-        "api_key",
+        Entity::ApiKey,
         "key of deleted user",
     );
     assert_eq!(
@@ -630,18 +630,18 @@ pub fn user_delete_unknown_is_not_found(h: &dyn Harness) {
     let ghost = UserId(u.id.0 + 1000);
     expect::not_found(
         s.users().delete(ghost, DeleteMode::Restrict),
-        "user",
+        Entity::User,
         "restrict",
     );
     expect::not_found(
         s.users().delete(ghost, DeleteMode::Cascade),
-        "user",
+        Entity::User,
         "cascade",
     );
     expect::ok(s.users().delete(u.id, DeleteMode::Restrict), "delete");
     expect::not_found(
         s.users().delete(u.id, DeleteMode::Restrict),
-        "user",
+        Entity::User,
         "twice",
     );
 }
@@ -660,7 +660,7 @@ pub fn user_racing_creators_exactly_one_wins(h: &dyn Harness) {
     let winners = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1, "exactly one creator must win: {results:?}");
     for r in results.into_iter().filter(|r| r.is_err()) {
-        expect::already_exists(r, "user", "username", "losing creator");
+        expect::already_exists(r, Entity::User, Field::Username, "losing creator");
     }
     assert_eq!(
         expect::ok(s.users().count(UserFilter::default()), "count"),
@@ -681,7 +681,7 @@ pub fn user_unicode_rules_match(h: &dyn Harness) {
     expect::validation(
         s.users()
             .create(&NewUser::new("é".repeat(65), "x@example.com", HASH)),
-        "username",
+        Field::Username,
         "65 two-byte characters",
     );
     assert_eq!(
@@ -691,8 +691,8 @@ pub fn user_unicode_rules_match(h: &dyn Harness) {
     expect::already_exists(
         s.users()
             .create(&NewUser::new("elodie", "élodie@example.COM", HASH)),
-        "user",
-        "email",
+        Entity::User,
+        Field::Email,
         "same email, other case of a non-ASCII letter",
     );
     let emoji = expect::ok(
@@ -710,10 +710,14 @@ pub fn user_unicode_rules_match(h: &dyn Harness) {
 pub fn user_lookup_with_nul_is_validation(h: &dyn Harness) {
     let s = h.store();
     seed::user(&*s, "vic");
-    expect::validation(s.users().get_by_username("v\0ic"), "username", "username");
+    expect::validation(
+        s.users().get_by_username("v\0ic"),
+        Field::Username,
+        "username",
+    );
     expect::validation(
         s.users().get_by_email("vic\0@example.com"),
-        "email",
+        Field::Email,
         "email",
     );
 }

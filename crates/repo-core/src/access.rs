@@ -21,7 +21,7 @@
 use crate::api_key::{ApiKey, VerifiedKey};
 use crate::collection::{effective_access, Collection};
 use crate::enums::AccessLevel;
-use crate::error::{RepoError, RepoResult};
+use crate::error::{Entity, Field, RepoError, RepoResult};
 use crate::ids::{ApiKeyId, UserId};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -62,8 +62,8 @@ impl Principal {
     /// `NotFound` for a principal that does not exist (`entity` "user" or "api_key").
     pub fn not_found(&self) -> RepoError {
         match self {
-            Self::User(u) => RepoError::not_found("user", u),
-            Self::ApiKey(k) => RepoError::not_found("api_key", k),
+            Self::User(u) => RepoError::not_found(Entity::User, u),
+            Self::ApiKey(k) => RepoError::not_found(Entity::ApiKey, k),
         }
     }
 }
@@ -177,7 +177,7 @@ pub fn mark_scoped(permissions: Option<&Value>) -> RepoResult<Option<Value>> {
         Some(Value::Object(map)) => map.clone(),
         Some(_) => {
             return Err(RepoError::validation(
-                "permissions",
+                Field::Permissions,
                 "an API key whose permissions document is not a JSON object cannot be granted access to a collection",
             ))
         }

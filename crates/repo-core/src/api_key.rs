@@ -1,6 +1,6 @@
 //! API keys: secrets shown once, only their SHA-256 stored.
 
-use crate::error::{RepoError, RepoResult};
+use crate::error::{Field, RepoError, RepoResult};
 use crate::ids::{ApiKeyId, UserId};
 use crate::time::{self, Timestamp};
 use crate::user::User;
@@ -75,7 +75,7 @@ impl ApiKeySecret {
 
     /// Checks the format without touching the database; the error never echoes the value.
     pub fn parse(secret: &str) -> RepoResult<Self> {
-        let malformed = || RepoError::validation("api_key", "malformed API key");
+        let malformed = || RepoError::validation(Field::ApiKey, "malformed API key");
         if secret.len() != SECRET_LEN || !secret.starts_with(SECRET_PREFIX) {
             return Err(malformed());
         }
@@ -168,21 +168,22 @@ impl ApiKeyPolicy {
                 let max = std::time::Duration::from_secs(u64::from(self.max_expiry_days) * 86_400);
                 if duration < std::time::Duration::from_secs(1) || duration > max {
                     return Err(RepoError::validation(
-                        "expires_at",
+                        Field::ExpiresAt,
                         format!(
                             "expiry must be between 1 second and {} days",
                             self.max_expiry_days
                         ),
                     ));
                 }
-                let delta = chrono::Duration::from_std(duration)
-                    .map_err(|_| RepoError::validation("expires_at", "expiry is too far away"))?;
+                let delta = chrono::Duration::from_std(duration).map_err(|_| {
+                    RepoError::validation(Field::ExpiresAt, "expiry is too far away")
+                })?;
                 return Ok(Some(time::truncate_micros(now + delta)));
             }
         };
         if days == 0 || days > self.max_expiry_days {
             return Err(RepoError::validation(
-                "expires_at",
+                Field::ExpiresAt,
                 format!("expiry must be between 1 and {} days", self.max_expiry_days),
             ));
         }
@@ -244,7 +245,7 @@ impl NewApiKey {
     pub fn prepare(&self, policy: &ApiKeyPolicy) -> RepoResult<PreparedApiKey> {
         let name = validate::api_key_name(&self.name)?;
         if let Some(p) = &self.permissions {
-            validate::json("permissions", p)?;
+            validate::json(Field::Permissions, p)?;
         }
         let now = time::now();
         let expires_at = policy.expires_at(self.expiry, now)?;
@@ -304,7 +305,7 @@ pub struct VerifiedKey {
 pub trait ApiKeyRepository: Send + Sync {
     /// Creates a key and returns it with its secret. The user's
     /// `max_active_per_user + 1`-th active key is `Validation`; a duplicate name is
-    /// `AlreadyExists { field: "name" }`; an unknown user is `NotFound`.
+    /// `AlreadyExists { field: Field::Name }`; an unknown user is `NotFound`.
     fn create(&self, new: &NewApiKey) -> RepoResult<CreatedApiKey>;
     /// The key with this id, or `NotFound`.
     fn get(&self, id: ApiKeyId) -> RepoResult<ApiKey>;

@@ -1,6 +1,6 @@
 //! Chunks: the pieces of documents that are embedded and searched.
 
-use crate::error::{RepoError, RepoResult};
+use crate::error::{Field, RepoError, RepoResult};
 use crate::ids::{CollectionId, DocumentId};
 use crate::page::{Page, PageRequest};
 use crate::search::SearchQuery;
@@ -79,13 +79,16 @@ impl NewChunk {
 
     fn validate(&self) -> RepoResult<()> {
         if self.chunk_index < 0 {
-            return Err(RepoError::validation("chunk_index", "must not be negative"));
+            return Err(RepoError::validation(
+                Field::ChunkIndex,
+                "must not be negative",
+            ));
         }
-        validate::text("content", &self.content)?;
+        validate::text(Field::Content, &self.content)?;
         for (field, v) in [
-            ("start_offset", self.start_offset),
-            ("end_offset", self.end_offset),
-            ("token_count", self.token_count),
+            (Field::StartOffset, self.start_offset),
+            (Field::EndOffset, self.end_offset),
+            (Field::TokenCount, self.token_count),
         ] {
             if let Some(v) = v {
                 validate::non_negative(field, i64::from(v))?;
@@ -94,12 +97,12 @@ impl NewChunk {
         if let (Some(s), Some(e)) = (self.start_offset, self.end_offset) {
             if e < s {
                 return Err(RepoError::validation(
-                    "end_offset",
+                    Field::EndOffset,
                     "must not be before start_offset",
                 ));
             }
         }
-        validate::json_object("meta", &self.meta)
+        validate::json_object(Field::Meta, &self.meta)
     }
 }
 
@@ -109,7 +112,7 @@ impl NewChunk {
 pub fn prepare_batch(collection_id: CollectionId, batch: &[NewChunk]) -> RepoResult<Vec<Chunk>> {
     if batch.len() > MAX_CHUNK_BATCH {
         return Err(RepoError::validation(
-            "chunks",
+            Field::Chunks,
             format!("a batch holds at most {MAX_CHUNK_BATCH} chunks"),
         ));
     }
@@ -122,7 +125,7 @@ pub fn prepare_batch(collection_id: CollectionId, batch: &[NewChunk]) -> RepoRes
             c.validate().map_err(|e| e.for_item(i))?;
             if !seen.insert((c.document_id, c.chunk_index)) {
                 return Err(RepoError::validation(
-                    "chunk_index",
+                    Field::ChunkIndex,
                     "appears twice for the same document in this batch",
                 )
                 .for_item(i));
@@ -151,7 +154,7 @@ pub fn last_embedding_per_chunk(pairs: &[(i64, String)]) -> RepoResult<Vec<(i64,
         std::collections::HashMap::with_capacity(pairs.len());
     let mut unique: Vec<(i64, &str)> = Vec::with_capacity(pairs.len());
     for (i, (id, vector_id)) in pairs.iter().enumerate() {
-        validate::text("embedding_vector_id", vector_id).map_err(|e| e.for_item(i))?;
+        validate::text(Field::EmbeddingVectorId, vector_id).map_err(|e| e.for_item(i))?;
         match position.get(id) {
             Some(&at) => unique[at].1 = vector_id.as_str(),
             None => {

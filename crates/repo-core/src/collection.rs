@@ -2,7 +2,7 @@
 
 use crate::access::Principal;
 use crate::enums::{AccessLevel, CollectionStatus, Quantization, SyncMode, SyncRunStatus};
-use crate::error::{RepoError, RepoResult};
+use crate::error::{Field, RepoError, RepoResult};
 use crate::ids::{ApiKeyId, CollectionId, UserId};
 use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::{self, Timestamp};
@@ -147,7 +147,7 @@ fn default_sync_mode() -> SyncMode {
 }
 
 impl NewCollection {
-    /// A collection with every default of DOMAIN.md.
+    /// A collection with every default of docs/domain.md.
     pub fn new(name: impl Into<String>, owner_id: UserId) -> Self {
         Self {
             name: name.into(),
@@ -169,14 +169,14 @@ impl NewCollection {
     /// Validates the input and builds the row to insert (status `pending`, zero counts).
     pub fn prepare(&self) -> RepoResult<Collection> {
         let name = validate::collection_name(&self.name)?;
-        validate::opt_text("description", self.description.as_deref())?;
-        validate::required_text("embedding_model", &self.embedding_model, 255)?;
+        validate::opt_text(Field::Description, self.description.as_deref())?;
+        validate::required_text(Field::EmbeddingModel, &self.embedding_model, 255)?;
         validate::chunking(self.chunk_size, self.chunk_overlap)?;
-        validate::opt_text("chunking_strategy", self.chunking_strategy.as_deref())?;
+        validate::opt_text(Field::ChunkingStrategy, self.chunking_strategy.as_deref())?;
         if let Some(c) = &self.chunking_config {
-            validate::json("chunking_config", c)?;
+            validate::json(Field::ChunkingConfig, c)?;
         }
-        validate::json_object("meta", &self.meta)?;
+        validate::json_object(Field::Meta, &self.meta)?;
         validate_sync(self.sync_mode, self.sync_interval_minutes)?;
         let id = CollectionId::new();
         let now = time::now();
@@ -217,11 +217,11 @@ impl NewCollection {
 fn validate_sync(mode: SyncMode, interval: Option<i32>) -> RepoResult<()> {
     match (mode, interval) {
         (_, Some(m)) if m < MIN_SYNC_INTERVAL_MINUTES => Err(RepoError::validation(
-            "sync_interval_minutes",
+            Field::SyncIntervalMinutes,
             format!("must be at least {MIN_SYNC_INTERVAL_MINUTES}"),
         )),
         (SyncMode::Continuous, None) => Err(RepoError::validation(
-            "sync_interval_minutes",
+            Field::SyncIntervalMinutes,
             "is required for continuous sync",
         )),
         _ => Ok(()),
@@ -267,11 +267,11 @@ impl CollectionPatch {
     pub fn apply_to(&self, current: &Collection) -> RepoResult<Collection> {
         let mut next = current.clone();
         if let Some(d) = &self.description {
-            validate::opt_text("description", d.as_deref())?;
+            validate::opt_text(Field::Description, d.as_deref())?;
             next.description = d.clone();
         }
         if let Some(m) = &self.embedding_model {
-            validate::required_text("embedding_model", m, 255)?;
+            validate::required_text(Field::EmbeddingModel, m, 255)?;
             next.embedding_model = m.clone();
         }
         if let Some(q) = self.quantization {
@@ -285,12 +285,12 @@ impl CollectionPatch {
         }
         validate::chunking(next.chunk_size, next.chunk_overlap)?;
         if let Some(s) = &self.chunking_strategy {
-            validate::opt_text("chunking_strategy", s.as_deref())?;
+            validate::opt_text(Field::ChunkingStrategy, s.as_deref())?;
             next.chunking_strategy = s.clone();
         }
         if let Some(c) = &self.chunking_config {
             if let Some(v) = c {
-                validate::json("chunking_config", v)?;
+                validate::json(Field::ChunkingConfig, v)?;
             }
             next.chunking_config = c.clone();
         }
@@ -298,7 +298,7 @@ impl CollectionPatch {
             next.is_public = p;
         }
         if let Some(m) = &self.meta {
-            validate::json_object("meta", m)?;
+            validate::json_object(Field::Meta, m)?;
             next.meta = m.clone();
         }
         if let Some(mode) = self.sync_mode {
@@ -333,9 +333,9 @@ pub struct CollectionStats {
 impl CollectionStats {
     /// Checks that every count is non-negative.
     pub fn validate(&self) -> RepoResult<()> {
-        validate::non_negative("document_count", self.document_count)?;
-        validate::non_negative("vector_count", self.vector_count)?;
-        validate::non_negative("total_size_bytes", self.total_size_bytes)
+        validate::non_negative(Field::DocumentCount, self.document_count)?;
+        validate::non_negative(Field::VectorCount, self.vector_count)?;
+        validate::non_negative(Field::TotalSizeBytes, self.total_size_bytes)
     }
 }
 
@@ -376,7 +376,7 @@ pub struct CollectionPermission {
     pub created_at: Timestamp,
 }
 
-/// The access rule of DOMAIN.md: owner ⇒ admin; superuser ⇒ admin; otherwise the
+/// The access rule of docs/domain.md: owner ⇒ admin; superuser ⇒ admin; otherwise the
 /// highest of the grant and (for public collections) read.
 pub fn effective_access(
     is_owner: bool,
@@ -408,7 +408,7 @@ pub fn require_access(
 
 /// Collections, their grants and access checks.
 pub trait CollectionRepository: Send + Sync {
-    /// Creates a collection. A taken name is `AlreadyExists { field: "name" }`.
+    /// Creates a collection. A taken name is `AlreadyExists { field: Field::Name }`.
     fn create(&self, new: &NewCollection) -> RepoResult<Collection>;
     /// By id, or `NotFound`.
     fn get(&self, id: CollectionId) -> RepoResult<Collection>;
@@ -445,7 +445,7 @@ pub trait CollectionRepository: Send + Sync {
     ) -> RepoResult<CursorPage<Collection>>;
     /// Applies the patch.
     fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection>;
-    /// Renames; a taken name is `AlreadyExists { field: "name" }`.
+    /// Renames; a taken name is `AlreadyExists { field: Field::Name }`.
     fn rename(&self, id: CollectionId, new_name: &str) -> RepoResult<Collection>;
     /// Moves to `status` if the state machine allows it (atomically), else `InvalidState`.
     fn update_status(

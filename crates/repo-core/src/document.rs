@@ -1,6 +1,6 @@
 //! Documents: source files of a collection, deduplicated by content hash.
 
-use crate::error::{RepoError, RepoResult};
+use crate::error::{Field, RepoError, RepoResult};
 use crate::ids::{CollectionId, DocumentId};
 use crate::page::{Page, PageRequest};
 use crate::time::{self, Timestamp};
@@ -14,7 +14,7 @@ pub const MAX_DOCUMENT_BATCH: usize = 50_000;
 
 string_enum!(
     /// Processing state of a document.
-    DocumentStatus, "status" {
+    DocumentStatus, Status {
         /// Registered, not processed.
         Pending => "pending",
         /// Being chunked and embedded.
@@ -30,7 +30,7 @@ string_enum!(
 
 string_enum!(
     /// Kind of failure of a document.
-    ErrorCategory, "error_category" {
+    ErrorCategory, ErrorCategory {
         /// Worth retrying.
         Transient => "transient",
         /// Will fail again.
@@ -153,15 +153,15 @@ impl NewDocument {
 
     /// Validates the input and builds the row to insert (status `pending`).
     pub fn prepare(&self) -> RepoResult<Document> {
-        validate::required_text("file_path", &self.file_path, 4096)?;
-        validate::required_text("file_name", &self.file_name, 1024)?;
-        validate::non_negative("file_size", self.file_size)?;
-        validate::opt_text("mime_type", self.mime_type.as_deref())?;
+        validate::required_text(Field::FilePath, &self.file_path, 4096)?;
+        validate::required_text(Field::FileName, &self.file_name, 1024)?;
+        validate::non_negative(Field::FileSize, self.file_size)?;
+        validate::opt_text(Field::MimeType, self.mime_type.as_deref())?;
         content_hash(&self.content_hash)?;
         if let Some(uri) = &self.uri {
-            validate::required_text("uri", uri, 4096)?;
+            validate::required_text(Field::Uri, uri, 4096)?;
         }
-        validate::json_object("meta", &self.meta)?;
+        validate::json_object(Field::Meta, &self.meta)?;
         let now = time::now();
         Ok(Document {
             id: DocumentId::new(),
@@ -257,7 +257,7 @@ pub fn content_hash(value: &str) -> RepoResult<()> {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
         return Err(RepoError::validation(
-            "content_hash",
+            Field::ContentHash,
             "must be 64 lowercase hexadecimal characters (SHA-256)",
         ));
     }
@@ -269,7 +269,7 @@ pub fn content_hash(value: &str) -> RepoResult<()> {
 pub fn prepare_batch(batch: &[NewDocument]) -> RepoResult<Vec<Document>> {
     if batch.len() > MAX_DOCUMENT_BATCH {
         return Err(RepoError::validation(
-            "documents",
+            Field::Documents,
             format!("a batch holds at most {MAX_DOCUMENT_BATCH} documents"),
         ));
     }
@@ -326,9 +326,9 @@ impl DocumentStatusUpdate {
 
     /// Checks the texts.
     pub fn validate(&self) -> RepoResult<()> {
-        validate::opt_text("error_message", self.error_message.as_deref())?;
+        validate::opt_text(Field::ErrorMessage, self.error_message.as_deref())?;
         if let Some(c) = self.chunk_count {
-            validate::non_negative("chunk_count", i64::from(c))?;
+            validate::non_negative(Field::ChunkCount, i64::from(c))?;
         }
         Ok(())
     }
@@ -368,13 +368,13 @@ pub fn meta_filter(filter: &Value) -> RepoResult<()> {
     fn leaves(v: &Value) -> RepoResult<()> {
         match v {
             Value::Array(_) => Err(RepoError::validation(
-                "meta",
+                Field::Meta,
                 "filters match objects and scalar values; arrays are not supported",
             )),
             Value::Object(map) => map.iter().try_for_each(|(k, v)| {
                 if k.is_empty() || k.contains(['"', '\\']) {
                     return Err(RepoError::validation(
-                        "meta",
+                        Field::Meta,
                         "filter keys must be non-empty and contain no '\"' or '\\'",
                     ));
                 }
@@ -383,7 +383,7 @@ pub fn meta_filter(filter: &Value) -> RepoResult<()> {
             _ => Ok(()),
         }
     }
-    validate::json_object("meta", filter)?;
+    validate::json_object(Field::Meta, filter)?;
     leaves(filter)
 }
 
@@ -391,7 +391,7 @@ pub fn meta_filter(filter: &Value) -> RepoResult<()> {
 pub trait DocumentRepository: Send + Sync {
     /// Registers a document, idempotent on (collection, content_hash): an existing
     /// document comes back with `created: false`, also when callers race. A URI used
-    /// by another document of the collection is `AlreadyExists { field: "uri" }`.
+    /// by another document of the collection is `AlreadyExists { field: Field::Uri }`.
     fn register(&self, new: &NewDocument) -> RepoResult<Registered>;
     /// Registers many documents in one transaction, deduplicated within the batch and
     /// against stored rows; one result per input item, in input order. A rule broken by

@@ -4,7 +4,7 @@ use crate::error::RepoError;
 
 /// Defines a string-backed enum with `as_str`, `FromStr`, `Display`, `ALL` and serde.
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident, $field:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident, $field:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
@@ -30,7 +30,7 @@ macro_rules! string_enum {
                 match s {
                     $($text => Ok($name::$variant),)+
                     other => Err(RepoError::validation(
-                        $field,
+                        crate::error::Field::$field,
                         format!("unknown value {other:?}"),
                     )),
                 }
@@ -47,7 +47,7 @@ macro_rules! string_enum {
 
 string_enum!(
     /// Vector quantization of a collection.
-    Quantization, "quantization" {
+    Quantization, Quantization {
         /// 16-bit floats (default).
         Float16 => "float16",
         /// 32-bit floats.
@@ -59,7 +59,7 @@ string_enum!(
 
 string_enum!(
     /// Lifecycle of a collection.
-    CollectionStatus, "status" {
+    CollectionStatus, Status {
         /// Created, nothing indexed yet.
         Pending => "pending",
         /// An operation is working on it.
@@ -97,7 +97,7 @@ impl CollectionStatus {
 
 string_enum!(
     /// How a collection is kept in sync with its sources.
-    SyncMode, "sync_mode" {
+    SyncMode, SyncMode {
         /// Indexed once.
         OneTime => "one_time",
         /// Re-synced every `sync_interval_minutes`.
@@ -107,7 +107,7 @@ string_enum!(
 
 string_enum!(
     /// Outcome of the last sync run of a collection.
-    SyncRunStatus, "sync_last_run_status" {
+    SyncRunStatus, SyncLastRunStatus {
         /// Still running.
         Running => "running",
         /// Finished without errors.
@@ -121,7 +121,7 @@ string_enum!(
 
 string_enum!(
     /// Level of a collection grant; ordered `Read < Write < Admin`.
-    AccessLevel, "permission" {
+    AccessLevel, Permission {
         /// May read.
         Read => "read",
         /// May read and write.
@@ -160,7 +160,7 @@ impl Ord for AccessLevel {
 
 string_enum!(
     /// What an operation does.
-    OperationKind, "kind" {
+    OperationKind, Kind {
         /// First indexing of a collection.
         Index => "index",
         /// Add sources.
@@ -182,7 +182,7 @@ string_enum!(
 
 string_enum!(
     /// Lifecycle of an operation.
-    OperationStatus, "status" {
+    OperationStatus, Status {
         /// Created, not started.
         Pending => "pending",
         /// Running.

@@ -838,7 +838,7 @@ mod tests {
     fn spans_record_outcome_and_duration() {
         let text = captured(|| {
             let _ = traced(BackendKind::Sqlite, "users", "get", || {
-                Err::<(), _>(RepoError::not_found("user", 7))
+                Err::<(), _>(RepoError::not_found(crate::Entity::User, 7))
             });
             let _ = traced(BackendKind::Postgres, "chunks", "count", || Ok(3u64));
         });
@@ -859,7 +859,10 @@ mod tests {
 
     #[test]
     fn error_kinds_are_snake_case() {
-        assert_eq!(error_kind(&RepoError::not_found("user", 1)), "not_found");
+        assert_eq!(
+            error_kind(&RepoError::not_found(crate::Entity::User, 1)),
+            "not_found"
+        );
         assert_eq!(error_kind(&RepoError::config("x")), "config");
     }
 }

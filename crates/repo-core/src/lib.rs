@@ -1,10 +1,13 @@
 //! # repo-core
 //!
 //! The backend-agnostic half of the data layer: domain types (users, API keys,
-//! collections and their grants, operations), the repository traits every backend
-//! implements, the one error enum, and configuration. It has no database driver;
-//! `repo-sqlite` and `repo-postgres` implement the traits and `repo-factory` picks one
-//! from `DATABASE_URL`.
+//! collections and their grants, operations, documents, chunks and the search query),
+//! the repository traits every backend implements, the one error enum, and
+//! configuration. It has no database driver; `repo-sqlite` and `repo-postgres`
+//! implement the traits and `repo-factory` picks one from `DATABASE_URL`.
+//! Applications use the root crate `smtk_repo`, which re-exports the application API
+//! of this crate at its top level and the plumbing (instrumentation, schema
+//! snapshots, validation) in modules of its own.
 //!
 //! ```no_run
 //! use repo_core::{NewUser, Store, RepoResult};
@@ -84,7 +87,10 @@ pub use enums::{
     AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,
     SyncRunStatus,
 };
-pub use error::{BoxError, ConflictReason, RepoError, RepoResult, UnavailableReason};
+pub use error::{
+    Attempt, BoxError, ConflictReason, Entity, Field, RepoError, RepoResult, State,
+    UnavailableReason,
+};
 pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
 pub use instrument::{
     ConnectionErrors, ConnectionFailure, Instrumented, PoolStatus, PoolWatch, SlowQueryLog,

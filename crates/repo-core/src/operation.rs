@@ -2,7 +2,7 @@
 
 use crate::access::Principal;
 use crate::enums::{AccessLevel, OperationKind, OperationStatus};
-use crate::error::RepoResult;
+use crate::error::{Field, RepoResult};
 use crate::ids::{CollectionId, OperationUuid, UserId};
 use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::{self, Timestamp};
@@ -93,9 +93,9 @@ impl NewOperation {
 
     /// Validates the input and builds the row to insert (`id` is 0 until stored).
     pub fn prepare(&self) -> RepoResult<Operation> {
-        validate::non_empty_json_object("config", &self.config)?;
-        validate::json_object("meta", &self.meta)?;
-        validate::opt_text("task_id", self.task_id.as_deref())?;
+        validate::non_empty_json_object(Field::Config, &self.config)?;
+        validate::json_object(Field::Meta, &self.meta)?;
+        validate::opt_text(Field::TaskId, self.task_id.as_deref())?;
         if let Some(key) = &self.idempotency_key {
             validate::idempotency_key(key)?;
         }

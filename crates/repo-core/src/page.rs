@@ -1,6 +1,6 @@
 //! Pagination.
 
-use crate::error::{RepoError, RepoResult};
+use crate::error::{Field, RepoError, RepoResult};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -67,7 +67,7 @@ pub struct Page<T> {
 ///
 /// Opaque to callers: [`Cursor::encode`] gives a short URL-safe string, and
 /// [`Cursor::decode`] (or [`FromStr`]) reads it back; a string it
-/// did not write is `Validation { field: "cursor" }`.
+/// did not write is `Validation { field: Field::Cursor }`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cursor {
     created_at: Timestamp,
@@ -103,7 +103,7 @@ impl Cursor {
         self.created_at
     }
 
-    /// The integer id, or `Validation { field: "cursor" }` when the cursor came from a
+    /// The integer id, or `Validation { field: Field::Cursor }` when the cursor came from a
     /// listing keyed by UUIDs.
     pub fn int_id(&self) -> RepoResult<i64> {
         match self.id {
@@ -112,7 +112,7 @@ impl Cursor {
         }
     }
 
-    /// The UUID id, or `Validation { field: "cursor" }` when the cursor came from a
+    /// The UUID id, or `Validation { field: Field::Cursor }` when the cursor came from a
     /// listing keyed by integers.
     pub fn uuid_id(&self) -> RepoResult<Uuid> {
         match self.id {
@@ -132,7 +132,7 @@ impl Cursor {
     }
 
     /// Reads the form [`encode`](Self::encode) writes; anything else is
-    /// `Validation { field: "cursor" }`.
+    /// `Validation { field: Field::Cursor }`.
     pub fn decode(text: &str) -> RepoResult<Self> {
         let bad = || malformed("is not a cursor this library wrote");
         let (kind, rest) = text.split_at_checked(1).ok_or_else(bad)?;
@@ -153,7 +153,7 @@ impl Cursor {
 }
 
 fn malformed(why: &str) -> RepoError {
-    RepoError::validation("cursor", format!("the cursor {why}"))
+    RepoError::validation(Field::Cursor, format!("the cursor {why}"))
 }
 
 impl fmt::Display for Cursor {
@@ -269,7 +269,8 @@ mod tests {
         ] {
             match Cursor::decode(bad) {
                 Err(RepoError::Validation {
-                    field: "cursor", ..
+                    field: Field::Cursor,
+                    ..
                 }) => {}
                 other => panic!("{bad:?}: {other:?}"),
             }

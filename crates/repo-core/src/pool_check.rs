@@ -400,7 +400,10 @@ mod tests {
             "the broken connection was dropped"
         );
         let mut conn = pool.get().expect("a fresh connection");
-        let _ = finish_call(&mut conn, Err::<(), _>(RepoError::not_found("user", 1)));
+        let _ = finish_call(
+            &mut conn,
+            Err::<(), _>(RepoError::not_found(crate::Entity::User, 1)),
+        );
         drop(conn);
         assert_eq!(
             pool.state().connections,

@@ -32,7 +32,7 @@
 //! # }
 //! ```
 
-use crate::error::RepoError;
+use crate::error::{Field, RepoError};
 use crate::instrument::PoolStatus;
 use std::fmt;
 use std::str::FromStr;
@@ -76,7 +76,7 @@ impl FromStr for WritePosition {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || {
             RepoError::validation(
-                "write_position",
+                Field::WritePosition,
                 "expected two hexadecimal numbers separated by '/' (as 16/B374D848)",
             )
         };
@@ -199,7 +199,7 @@ mod tests {
                 matches!(
                     bad.parse::<WritePosition>(),
                     Err(RepoError::Validation {
-                        field: "write_position",
+                        field: Field::WritePosition,
                         ..
                     })
                 ),

@@ -4,7 +4,7 @@ use crate::api_key::ApiKeyRepository;
 use crate::chunk::ChunkRepository;
 use crate::collection::{Collection, CollectionRepository};
 use crate::document::DocumentRepository;
-use crate::error::{RepoError, RepoResult, UnavailableReason};
+use crate::error::{Attempt, RepoError, RepoResult, State, UnavailableReason};
 use crate::ids::CollectionId;
 use crate::instrument::PoolStatus;
 use crate::operation::OperationRepository;
@@ -209,13 +209,10 @@ impl UnitOfWorkMarker {
     /// the call must go through that unit of work's `tx` handle instead.
     pub fn check(&self) -> RepoResult<()> {
         if OPEN_UNITS_OF_WORK.with(|open| open.borrow().contains(&self.id)) {
-            return Err(RepoError::InvalidState {
-                current: "inside a unit of work of this store on this thread".into(),
-                attempted: "a call on the store itself; inside `store.transaction(|tx| …)` \
-                            call through `tx` (a call on the store would wait for the \
-                            transaction's lock or run outside the transaction)"
-                    .into(),
-            });
+            return Err(RepoError::invalid_state(
+                State::InUnitOfWork,
+                Attempt::StoreCall,
+            ));
         }
         Ok(())
     }

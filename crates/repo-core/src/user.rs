@@ -1,6 +1,6 @@
 //! Users.
 
-use crate::error::RepoResult;
+use crate::error::{Field, RepoResult};
 use crate::ids::UserId;
 use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::Timestamp;
@@ -132,7 +132,7 @@ impl NewUser {
     pub fn validated(&self) -> RepoResult<NewUser> {
         validate::username(&self.username)?;
         let email = validate::email(&self.email)?;
-        validate::opt_text("full_name", self.full_name.as_deref())?;
+        validate::opt_text(Field::FullName, self.full_name.as_deref())?;
         validate::hashed_password(&self.hashed_password)?;
         Ok(NewUser {
             email,
@@ -184,7 +184,7 @@ impl UserPatch {
         }
         let email = self.email.as_deref().map(validate::email).transpose()?;
         if let Some(name) = &self.full_name {
-            validate::opt_text("full_name", name.as_deref())?;
+            validate::opt_text(Field::FullName, name.as_deref())?;
         }
         if let Some(h) = &self.hashed_password {
             validate::hashed_password(h)?;

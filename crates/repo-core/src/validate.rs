@@ -1,13 +1,13 @@
 //! Input rules checked before any query, so both backends refuse the same values.
 
-use crate::error::{RepoError, RepoResult};
+use crate::error::{Field, RepoError, RepoResult};
 use serde_json::Value;
 
 /// Longest text value accepted in a free-text column (characters).
 pub const MAX_TEXT_CHARS: usize = 1_000_000;
 
 /// Refuses NUL characters (PostgreSQL text cannot hold them) and over-long values.
-pub fn text(field: &'static str, value: &str) -> RepoResult<()> {
+pub fn text(field: Field, value: &str) -> RepoResult<()> {
     if value.contains('\0') {
         return Err(RepoError::validation(field, "contains a NUL character"));
     }
@@ -21,12 +21,12 @@ pub fn text(field: &'static str, value: &str) -> RepoResult<()> {
 }
 
 /// [`text`] for an optional value.
-pub fn opt_text(field: &'static str, value: Option<&str>) -> RepoResult<()> {
+pub fn opt_text(field: Field, value: Option<&str>) -> RepoResult<()> {
     value.map_or(Ok(()), |v| text(field, v))
 }
 
 /// Text that must hold at least one non-space character and at most `max` characters.
-pub fn required_text(field: &'static str, value: &str, max: usize) -> RepoResult<()> {
+pub fn required_text(field: Field, value: &str, max: usize) -> RepoResult<()> {
     text(field, value)?;
     if value.trim().is_empty() {
         return Err(RepoError::validation(field, "must not be empty"));
@@ -50,13 +50,13 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 pub fn idempotency_key(value: &str) -> RepoResult<()> {
     if value.is_empty() {
         return Err(RepoError::validation(
-            "idempotency_key",
+            Field::IdempotencyKey,
             "must not be empty",
         ));
     }
     if value.len() > MAX_IDEMPOTENCY_KEY_CHARS {
         return Err(RepoError::validation(
-            "idempotency_key",
+            Field::IdempotencyKey,
             format!("longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
         ));
     }
@@ -65,7 +65,7 @@ pub fn idempotency_key(value: &str) -> RepoResult<()> {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
     {
         return Err(RepoError::validation(
-            "idempotency_key",
+            Field::IdempotencyKey,
             "only ASCII letters, digits and -_.: are allowed",
         ));
     }
@@ -74,16 +74,16 @@ pub fn idempotency_key(value: &str) -> RepoResult<()> {
 
 /// 1-64 characters, no control characters, no surrounding whitespace.
 pub fn username(value: &str) -> RepoResult<()> {
-    required_text("username", value, 64)?;
+    required_text(Field::Username, value, 64)?;
     if value.trim() != value {
         return Err(RepoError::validation(
-            "username",
+            Field::Username,
             "must not start or end with whitespace",
         ));
     }
     if value.chars().any(char::is_control) {
         return Err(RepoError::validation(
-            "username",
+            Field::Username,
             "must not contain control characters",
         ));
     }
@@ -95,17 +95,20 @@ pub fn username(value: &str) -> RepoResult<()> {
 /// Emails are unique case-insensitively; both backends store the lowercase form so that
 /// the rule does not depend on the database's notion of case.
 pub fn email(value: &str) -> RepoResult<String> {
-    required_text("email", value, 254)?;
+    required_text(Field::Email, value, 254)?;
     let trimmed = value.trim();
     let (local, domain) = trimmed
         .split_once('@')
-        .ok_or_else(|| RepoError::validation("email", "must contain '@'"))?;
+        .ok_or_else(|| RepoError::validation(Field::Email, "must contain '@'"))?;
     if local.is_empty()
         || domain.is_empty()
         || domain.contains('@')
         || trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(RepoError::validation("email", "is not an email address"));
+        return Err(RepoError::validation(
+            Field::Email,
+            "is not an email address",
+        ));
     }
     Ok(trimmed.to_lowercase())
 }
@@ -116,7 +119,7 @@ pub fn email(value: &str) -> RepoResult<String> {
 pub fn hashed_password(value: &str) -> RepoResult<()> {
     let refuse = || {
         RepoError::validation(
-            "hashed_password",
+            Field::HashedPassword,
             "must be a PHC-format hash such as $argon2id$v=19$…; plaintext is refused",
         )
     };
@@ -143,19 +146,19 @@ pub fn hashed_password(value: &str) -> RepoResult<()> {
 /// A collection name: trimmed, 1-255 characters. Returns the trimmed form.
 pub fn collection_name(value: &str) -> RepoResult<String> {
     let trimmed = value.trim();
-    required_text("name", trimmed, 255)?;
+    required_text(Field::Name, trimmed, 255)?;
     Ok(trimmed.to_owned())
 }
 
 /// An API key name: 1-100 characters. Returns it with surrounding whitespace removed.
 pub fn api_key_name(value: &str) -> RepoResult<String> {
     let trimmed = value.trim();
-    required_text("name", trimmed, 100)?;
+    required_text(Field::Name, trimmed, 100)?;
     Ok(trimmed.to_owned())
 }
 
 /// JSON values must not hold NUL characters anywhere (PostgreSQL `jsonb` refuses `\u0000`).
-pub fn json(field: &'static str, value: &Value) -> RepoResult<()> {
+pub fn json(field: Field, value: &Value) -> RepoResult<()> {
     match value {
         Value::String(s) => text(field, s),
         Value::Array(items) => items.iter().try_for_each(|v| json(field, v)),
@@ -168,7 +171,7 @@ pub fn json(field: &'static str, value: &Value) -> RepoResult<()> {
 }
 
 /// A JSON object (possibly empty) without NUL characters.
-pub fn json_object(field: &'static str, value: &Value) -> RepoResult<()> {
+pub fn json_object(field: Field, value: &Value) -> RepoResult<()> {
     if !value.is_object() {
         return Err(RepoError::validation(field, "must be a JSON object"));
     }
@@ -176,7 +179,7 @@ pub fn json_object(field: &'static str, value: &Value) -> RepoResult<()> {
 }
 
 /// A non-empty JSON object without NUL characters.
-pub fn non_empty_json_object(field: &'static str, value: &Value) -> RepoResult<()> {
+pub fn non_empty_json_object(field: Field, value: &Value) -> RepoResult<()> {
     json_object(field, value)?;
     if value.as_object().is_some_and(|m| m.is_empty()) {
         return Err(RepoError::validation(field, "must not be an empty object"));
@@ -188,13 +191,13 @@ pub fn non_empty_json_object(field: &'static str, value: &Value) -> RepoResult<(
 pub fn chunking(chunk_size: i32, chunk_overlap: i32) -> RepoResult<()> {
     if chunk_size <= 0 {
         return Err(RepoError::validation(
-            "chunk_size",
+            Field::ChunkSize,
             "must be greater than 0",
         ));
     }
     if chunk_overlap < 0 || chunk_overlap >= chunk_size {
         return Err(RepoError::validation(
-            "chunk_overlap",
+            Field::ChunkOverlap,
             "must be at least 0 and less than chunk_size",
         ));
     }
@@ -202,7 +205,7 @@ pub fn chunking(chunk_size: i32, chunk_overlap: i32) -> RepoResult<()> {
 }
 
 /// A non-negative counter.
-pub fn non_negative(field: &'static str, value: i64) -> RepoResult<()> {
+pub fn non_negative(field: Field, value: i64) -> RepoResult<()> {
     if value < 0 {
         return Err(RepoError::validation(field, "must not be negative"));
     }
@@ -236,7 +239,7 @@ mod tests {
 
     #[test]
     fn nul_is_refused() {
-        assert!(text("x", "a\0b").is_err());
-        assert!(json("meta", &serde_json::json!({"k": ["a\u{0}"]})).is_err());
+        assert!(text(Field::Content, "a\0b").is_err());
+        assert!(json(Field::Meta, &serde_json::json!({"k": ["a\u{0}"]})).is_err());
     }
 }

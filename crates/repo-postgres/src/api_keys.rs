@@ -6,8 +6,8 @@ use crate::users as user_repo;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use repo_core::{
-    now, ApiKey, ApiKeyId, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, NewApiKey,
-    RepoError, RepoResult, Timestamp, UserId, VerifiedKey,
+    now, ApiKey, ApiKeyId, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, Entity,
+    Field, NewApiKey, RepoError, RepoResult, Timestamp, UserId, VerifiedKey,
 };
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -84,7 +84,7 @@ fn create(
     let active = count_active_at(conn, new.user_id, now())?;
     if active >= u64::from(policy.max_active_per_user) {
         return Err(RepoError::validation(
-            "api_keys",
+            Field::ApiKeys,
             format!(
                 "a user may hold at most {} active API keys",
                 policy.max_active_per_user
@@ -122,7 +122,7 @@ fn get(conn: &mut PgConnection, id: ApiKeyId) -> RepoResult<ApiKey> {
         .optional()
         .db()?
         .map(ApiKey::from)
-        .ok_or_else(|| RepoError::not_found("api_key", id))
+        .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))
 }
 
 fn list_for_user(conn: &mut PgConnection, user_id: UserId) -> RepoResult<Vec<ApiKey>> {
@@ -182,7 +182,7 @@ fn revoke(conn: &mut PgConnection, id: ApiKeyId) -> RepoResult<ApiKey> {
         .optional()
         .db()?
         .map(ApiKey::from)
-        .ok_or_else(|| RepoError::not_found("api_key", id))
+        .ok_or_else(|| RepoError::not_found(Entity::ApiKey, id))
 }
 
 fn delete(conn: &mut PgConnection, id: ApiKeyId) -> RepoResult<()> {
@@ -190,7 +190,7 @@ fn delete(conn: &mut PgConnection, id: ApiKeyId) -> RepoResult<()> {
         .execute(conn)
         .db()?;
     if n == 0 {
-        return Err(RepoError::not_found("api_key", id));
+        return Err(RepoError::not_found(Entity::ApiKey, id));
     }
     Ok(())
 }

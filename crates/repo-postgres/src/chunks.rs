@@ -22,8 +22,8 @@ use diesel::sql_types::{Array, BigInt, Double, Int8, Text, Uuid as SqlUuid};
 use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
 use repo_core::search::index_text;
 use repo_core::{
-    Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoError,
-    RepoResult, SearchHit, SearchQuery, Timestamp,
+    Chunk, ChunkRepository, CollectionId, DocumentId, Field, NewChunk, Page, PageRequest,
+    RepoError, RepoResult, SearchHit, SearchQuery, Timestamp,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -163,14 +163,14 @@ pub(crate) fn insert_many_with(
         match owners.get(&c.document_id.0) {
             None => {
                 return Err(RepoError::validation(
-                    "document_id",
+                    Field::DocumentId,
                     format!("document {} does not exist", c.document_id),
                 )
                 .for_item(i))
             }
             Some(owner) if *owner != collection_id.0 => {
                 return Err(RepoError::validation(
-                    "document_id",
+                    Field::DocumentId,
                     format!("document {} belongs to another collection", c.document_id),
                 )
                 .for_item(i))
@@ -197,7 +197,7 @@ pub(crate) fn insert_many_with(
         .position(|c| stored.contains(&(c.document_id.0, c.chunk_index)))
     {
         return Err(RepoError::validation(
-            "chunk_index",
+            Field::ChunkIndex,
             format!(
                 "chunk {} of document {} is already stored",
                 rows[i].chunk_index, rows[i].document_id
@@ -593,8 +593,8 @@ mod tests {
                 matches!(
                     err,
                     RepoError::AlreadyExists {
-                        entity: "chunk",
-                        field: "chunk_index"
+                        entity: repo_core::Entity::Chunk,
+                        field: Field::ChunkIndex
                     }
                 ),
                 "{strategy:?}: {err:?}"

@@ -7,10 +7,10 @@ use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use repo_core::{
-    now, require_access, validate, AccessLevel, Actor, ApiKeyId, Collection, CollectionId,
+    now, require_access, validate, AccessLevel, Actor, ApiKeyId, Attempt, Collection, CollectionId,
     CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
-    CursorPage, CursorRequest, Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal,
-    PrincipalFacts, RepoError, RepoResult, SyncMode, SyncRun, Timestamp, UserId,
+    CursorPage, CursorRequest, Entity, Field, Grantee, KeyFacts, NewCollection, Page, PageRequest,
+    Principal, PrincipalFacts, RepoError, RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -163,7 +163,7 @@ struct InsertPermission<'a> {
 }
 
 fn one(row: Option<CollectionRow>, id: CollectionId) -> RepoResult<Collection> {
-    row.ok_or_else(|| RepoError::not_found("collection", id))?
+    row.ok_or_else(|| RepoError::not_found(Entity::Collection, id))?
         .into_domain()
 }
 
@@ -171,7 +171,7 @@ fn many(rows: Vec<CollectionRow>) -> RepoResult<Vec<Collection>> {
     rows.into_iter().map(CollectionRow::into_domain).collect()
 }
 
-/// The collection, or `NotFound { entity: "collection" }`.
+/// The collection, or `NotFound { entity: Entity::Collection }`.
 pub(crate) fn get(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Collection> {
     let row = collections::table
         .find(id.0)
@@ -194,7 +194,7 @@ pub(crate) fn lock(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Coll
     one(row, id)
 }
 
-/// Checks that the collection exists, or reports `NotFound { entity: "collection" }`.
+/// Checks that the collection exists, or reports `NotFound { entity: Entity::Collection }`.
 pub(crate) fn require(conn: &mut PgConnection, id: CollectionId) -> RepoResult<()> {
     let found: Option<uuid::Uuid> = collections::table
         .find(id.0)
@@ -204,7 +204,7 @@ pub(crate) fn require(conn: &mut PgConnection, id: CollectionId) -> RepoResult<(
         .db()?;
     found
         .map(|_| ())
-        .ok_or_else(|| RepoError::not_found("collection", id))
+        .ok_or_else(|| RepoError::not_found(Entity::Collection, id))
 }
 
 /// The joins that resolve a principal: `$1` is the user id (NULL for a key), `$2` the
@@ -285,7 +285,7 @@ fn parse_grant(grant: Option<String>) -> RepoResult<Option<AccessLevel>> {
 }
 
 /// How `principal` may act (`repo_core::access`), in one statement; an unknown user or
-/// key is `NotFound { entity: "user" | "api_key" }`.
+/// key is `NotFound { entity: Entity::User | Entity::ApiKey }`.
 pub(crate) fn actor(conn: &mut PgConnection, principal: Principal) -> RepoResult<Actor> {
     let row: PrincipalColumns = diesel::sql_query(format!(
         "SELECT {PRINCIPAL_COLUMNS} FROM (SELECT 1) AS one {PRINCIPAL_JOINS}"
@@ -299,8 +299,8 @@ pub(crate) fn actor(conn: &mut PgConnection, principal: Principal) -> RepoResult
 
 /// The collection, how `principal` may act, and the level it holds on the collection,
 /// in one statement (the collection row left-joined to the principal and to both
-/// grants). No row: `NotFound { entity: "collection" }`; then an unknown user or key
-/// is `NotFound { entity: "user" | "api_key" }`.
+/// grants). No row: `NotFound { entity: Entity::Collection }`; then an unknown user or key
+/// is `NotFound { entity: Entity::User | Entity::ApiKey }`.
 pub(crate) fn with_access(
     conn: &mut PgConnection,
     id: CollectionId,
@@ -319,7 +319,7 @@ pub(crate) fn with_access(
     .get_result(conn)
     .optional()
     .db()?;
-    let row = row.ok_or_else(|| RepoError::not_found("collection", id))?;
+    let row = row.ok_or_else(|| RepoError::not_found(Entity::Collection, id))?;
     let actor = row.principal.into_facts(principal)?.actor(now());
     let collection = row.collection.into_domain()?;
     let have = actor.level(
@@ -342,14 +342,14 @@ fn create(conn: &mut PgConnection, new: &NewCollection) -> RepoResult<Collection
 }
 
 fn get_by_name(conn: &mut PgConnection, name: &str) -> RepoResult<Collection> {
-    repo_core::validate::text("name", name)?;
+    repo_core::validate::text(Field::Name, name)?;
     collections::table
         .filter(collections::name.eq(name))
         .select(CollectionRow::as_select())
         .first(conn)
         .optional()
         .db()?
-        .ok_or_else(|| RepoError::not_found("collection", name))?
+        .ok_or_else(|| RepoError::not_found(Entity::Collection, name))?
         .into_domain()
 }
 
@@ -495,7 +495,7 @@ fn update_status(
     status: CollectionStatus,
     message: Option<&str>,
 ) -> RepoResult<Collection> {
-    validate::opt_text("status_message", message)?;
+    validate::opt_text(Field::StatusMessage, message)?;
     let from: Vec<&str> = CollectionStatus::predecessors(status)
         .into_iter()
         .map(CollectionStatus::as_str)
@@ -571,7 +571,10 @@ fn due_for_sync(conn: &mut PgConnection, at: Timestamp, limit: u32) -> RepoResul
 fn pause_sync(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Collection> {
     let current = lock(conn, id)?;
     if current.sync_mode == SyncMode::OneTime {
-        return Err(RepoError::invalid_state("one_time", "pause_sync"));
+        return Err(RepoError::invalid_state(
+            SyncMode::OneTime,
+            Attempt::PauseSync,
+        ));
     }
     if current.sync_paused_at.is_some() {
         return Ok(current);
@@ -594,7 +597,10 @@ fn resume_sync(
 ) -> RepoResult<Collection> {
     let current = lock(conn, id)?;
     if current.sync_mode == SyncMode::OneTime {
-        return Err(RepoError::invalid_state("one_time", "resume_sync"));
+        return Err(RepoError::invalid_state(
+            SyncMode::OneTime,
+            Attempt::ResumeSync,
+        ));
     }
     store(
         conn,
@@ -612,7 +618,7 @@ fn record_sync_run(
     id: CollectionId,
     run: &SyncRun,
 ) -> RepoResult<Collection> {
-    validate::opt_text("sync_last_error", run.error.as_deref())?;
+    validate::opt_text(Field::SyncLastError, run.error.as_deref())?;
     let current = lock(conn, id)?;
     let truncate = repo_core::time::truncate_micros;
     let completed_at = run.completed_at.map(truncate);
@@ -680,11 +686,11 @@ fn grant(
     let grantee_fkey = match grantee {
         Grantee::User(u) => (
             "collection_permissions_user_id_fkey",
-            RepoError::not_found("user", u),
+            RepoError::not_found(Entity::User, u),
         ),
         Grantee::ApiKey(k) => (
             "collection_permissions_api_key_id_fkey",
-            RepoError::not_found("api_key", k),
+            RepoError::not_found(Entity::ApiKey, k),
         ),
     };
     let stored = missing_reference(
@@ -692,7 +698,7 @@ fn grant(
         [
             (
                 "collection_permissions_collection_id_fkey",
-                RepoError::not_found("collection", id),
+                RepoError::not_found(Entity::Collection, id),
             ),
             grantee_fkey,
         ],

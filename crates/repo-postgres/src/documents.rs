@@ -10,8 +10,8 @@ use diesel::sql_types::{BigInt, Text};
 use repo_core::document::{meta_filter, prepare_batch};
 use repo_core::{
     now, validate, CollectionId, Document, DocumentFilter, DocumentId, DocumentRepository,
-    DocumentStats, DocumentStatus, DocumentStatusUpdate, NewDocument, Page, PageRequest,
-    Registered, RepoError, RepoResult, Timestamp,
+    DocumentStats, DocumentStatus, DocumentStatusUpdate, Entity, Field, NewDocument, Page,
+    PageRequest, Registered, RepoError, RepoResult, Timestamp,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -161,7 +161,7 @@ pub(crate) enum BulkStrategy {
 pub(crate) const REGISTER_STRATEGY: BulkStrategy = BulkStrategy::Copy;
 
 fn one(row: Option<DocumentRow>, key: impl std::fmt::Display) -> RepoResult<Document> {
-    row.ok_or_else(|| RepoError::not_found("document", key))?
+    row.ok_or_else(|| RepoError::not_found(Entity::Document, key))?
         .into_domain()
 }
 
@@ -169,7 +169,7 @@ fn many(rows: Vec<DocumentRow>) -> RepoResult<Vec<Document>> {
     rows.into_iter().map(DocumentRow::into_domain).collect()
 }
 
-/// The document, or `NotFound { entity: "document" }`.
+/// The document, or `NotFound { entity: Entity::Document }`.
 pub(crate) fn get(conn: &mut PgConnection, id: DocumentId) -> RepoResult<Document> {
     let row = documents::table
         .find(id.0)
@@ -180,7 +180,7 @@ pub(crate) fn get(conn: &mut PgConnection, id: DocumentId) -> RepoResult<Documen
     one(row, id)
 }
 
-/// The collection of a document, or `NotFound { entity: "document" }`.
+/// The collection of a document, or `NotFound { entity: Entity::Document }`.
 pub(crate) fn collection_of(conn: &mut PgConnection, id: DocumentId) -> RepoResult<CollectionId> {
     documents::table
         .find(id.0)
@@ -189,7 +189,7 @@ pub(crate) fn collection_of(conn: &mut PgConnection, id: DocumentId) -> RepoResu
         .optional()
         .db()?
         .map(CollectionId)
-        .ok_or_else(|| RepoError::not_found("document", id))
+        .ok_or_else(|| RepoError::not_found(Entity::Document, id))
 }
 
 fn find_by_hash(
@@ -242,8 +242,8 @@ fn register(conn: &mut PgConnection, new: &NewDocument) -> RepoResult<Registered
         if let Some(uri) = doc.uri.as_deref() {
             if uri_is_taken(conn, doc.collection_id, uri)? {
                 return Err(RepoError::AlreadyExists {
-                    entity: "document",
-                    field: "uri",
+                    entity: Entity::Document,
+                    field: Field::Uri,
                 });
             }
         }
@@ -408,13 +408,7 @@ pub(crate) fn register_many_with(
         }
     }
     for (id, i) in first_items {
-        collection_repo::require(conn, CollectionId(id)).map_err(|e| match e {
-            RepoError::NotFound { entity, key } => RepoError::NotFound {
-                entity,
-                key: format!("item {i}: {key}"),
-            },
-            other => other,
-        })?;
+        collection_repo::require(conn, CollectionId(id)).map_err(|e| e.for_item(i))?;
     }
     let stored = read_stored(conn, &per_collection)?;
 
@@ -440,14 +434,14 @@ pub(crate) fn register_many_with(
                 .is_some_and(|h| *h != d.content_hash)
             {
                 return Err(RepoError::validation(
-                    "uri",
+                    Field::Uri,
                     "is already used by another document of the collection",
                 )
                 .for_item(i));
             }
             if let Some(other) = first_of_uri.insert((c, uri), i) {
                 return Err(RepoError::validation(
-                    "uri",
+                    Field::Uri,
                     format!("is also used by item {other}, which has another content hash"),
                 )
                 .for_item(i));
@@ -510,7 +504,7 @@ pub(crate) fn register_many_with(
                     // Another transaction stored another hash with this URI meanwhile:
                     // what the check above reports when that row came first.
                     RepoError::validation(
-                        "uri",
+                        Field::Uri,
                         "is already used by another document of the collection",
                     )
                     .for_item(i)
@@ -532,7 +526,7 @@ fn get_by_hash(
     collection_id: CollectionId,
     content_hash: &str,
 ) -> RepoResult<Document> {
-    validate::text("content_hash", content_hash)?;
+    validate::text(Field::ContentHash, content_hash)?;
     let row = find_by_hash(conn, collection_id, content_hash)?;
     one(row, content_hash)
 }
@@ -542,7 +536,7 @@ fn get_by_uri(
     collection_id: CollectionId,
     uri: &str,
 ) -> RepoResult<Document> {
-    validate::text("uri", uri)?;
+    validate::text(Field::Uri, uri)?;
     let row = documents::table
         .filter(documents::collection_id.eq(collection_id.0))
         .filter(documents::uri.eq(uri))
@@ -779,7 +773,7 @@ fn delete(conn: &mut PgConnection, id: DocumentId) -> RepoResult<()> {
         .execute(conn)
         .db()?;
     if n == 0 {
-        return Err(RepoError::not_found("document", id));
+        return Err(RepoError::not_found(Entity::Document, id));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Mapping of Diesel, libpq and r2d2 failures onto [`RepoError`] (docs/semantics.md).
 
 use diesel::result::{ConnectionError, DatabaseErrorInformation, DatabaseErrorKind, Error};
-use repo_core::{BoxError, ConflictReason, RepoError, UnavailableReason};
+use repo_core::{BoxError, ConflictReason, Entity, Field, RepoError, UnavailableReason};
 
 /// Maps a Diesel error to the core error, per the table in `docs/semantics.md`.
 ///
@@ -11,7 +11,7 @@ use repo_core::{BoxError, ConflictReason, RepoError, UnavailableReason};
 /// The original error is kept as `source` where the variant has one.
 pub(crate) fn map_diesel_error(error: Error) -> RepoError {
     match error {
-        Error::NotFound => RepoError::not_found("row", "query returned no rows"),
+        Error::NotFound => RepoError::not_found(Entity::Row, "query returned no rows"),
         Error::DatabaseError(kind, info) => map_database_error(kind, info),
         Error::RollbackErrorOnCommit { commit_error, .. } => map_diesel_error(*commit_error),
         Error::BrokenTransactionManager => RepoError::Unavailable {
@@ -34,11 +34,13 @@ fn map_database_error(
             "violates a CHECK constraint",
         ),
         DatabaseErrorKind::NotNullViolation => RepoError::validation(
-            info.column_name().and_then(known_column).unwrap_or("value"),
+            info.column_name()
+                .and_then(Field::from_name)
+                .unwrap_or(Field::Value),
             "must not be null",
         ),
         DatabaseErrorKind::ForeignKeyViolation => RepoError::not_found(
-            "referenced row",
+            Entity::ReferencedRow,
             info.constraint_name().unwrap_or("foreign key"),
         ),
         DatabaseErrorKind::SerializationFailure => {
@@ -201,42 +203,42 @@ fn unique_violation(constraint: Option<&str>) -> RepoError {
                 "the collection already has an active operation",
             )
         }
-        "users_username_key" => ("user", "username"),
-        "users_email_key" => ("user", "email"),
-        "operations_collection_idempotency_key" => ("operation", "idempotency_key"),
-        "users_pkey" => ("user", "id"),
-        "api_keys_user_name_key" => ("api_key", "name"),
-        "api_keys_key_hash_key" => ("api_key", "key_hash"),
-        "api_keys_pkey" => ("api_key", "id"),
-        "collections_name_key" => ("collection", "name"),
-        "collections_vector_store_name_key" => ("collection", "vector_store_name"),
-        "collections_pkey" => ("collection", "id"),
+        "users_username_key" => (Entity::User, Field::Username),
+        "users_email_key" => (Entity::User, Field::Email),
+        "operations_collection_idempotency_key" => (Entity::Operation, Field::IdempotencyKey),
+        "users_pkey" => (Entity::User, Field::Id),
+        "api_keys_user_name_key" => (Entity::ApiKey, Field::Name),
+        "api_keys_key_hash_key" => (Entity::ApiKey, Field::KeyHash),
+        "api_keys_pkey" => (Entity::ApiKey, Field::Id),
+        "collections_name_key" => (Entity::Collection, Field::Name),
+        "collections_vector_store_name_key" => (Entity::Collection, Field::VectorStoreName),
+        "collections_pkey" => (Entity::Collection, Field::Id),
         "collection_permissions_user_key" | "collection_permissions_api_key_key" => {
-            ("collection_permission", "grantee")
+            (Entity::CollectionPermission, Field::Grantee)
         }
-        "collection_permissions_pkey" => ("collection_permission", "id"),
-        "operations_uuid_key" => ("operation", "uuid"),
-        "operations_pkey" => ("operation", "id"),
-        "documents_collection_content_hash_key" => ("document", "content_hash"),
-        "documents_collection_uri_key" => ("document", "uri"),
-        "documents_pkey" | "documents_collection_id_id_key" => ("document", "id"),
-        "chunks_document_chunk_index_key" => ("chunk", "chunk_index"),
-        "chunks_pkey" => ("chunk", "id"),
-        _ => ("row", "value"),
+        "collection_permissions_pkey" => (Entity::CollectionPermission, Field::Id),
+        "operations_uuid_key" => (Entity::Operation, Field::Uuid),
+        "operations_pkey" => (Entity::Operation, Field::Id),
+        "documents_collection_content_hash_key" => (Entity::Document, Field::ContentHash),
+        "documents_collection_uri_key" => (Entity::Document, Field::Uri),
+        "documents_pkey" | "documents_collection_id_id_key" => (Entity::Document, Field::Id),
+        "chunks_document_chunk_index_key" => (Entity::Chunk, Field::ChunkIndex),
+        "chunks_pkey" => (Entity::Chunk, Field::Id),
+        _ => (Entity::Row, Field::Value),
     };
-    RepoError::AlreadyExists { entity, field }
+    RepoError::already_exists(entity, field)
 }
 
 /// The column a CHECK constraint guards: named constraints explicitly, PostgreSQL's
 /// generated names (`<table>_<column>_check`) by stripping table and suffix.
-fn check_field(table: Option<&str>, constraint: Option<&str>) -> &'static str {
+fn check_field(table: Option<&str>, constraint: Option<&str>) -> Field {
     let Some(constraint) = constraint else {
-        return "value";
+        return Field::Value;
     };
     match constraint {
-        "collections_chunk_overlap_check" => return "chunk_overlap",
-        "collections_sync_interval_check" => return "sync_interval_minutes",
-        "collection_permissions_one_grantee" => return "grantee",
+        "collections_chunk_overlap_check" => return Field::ChunkOverlap,
+        "collections_sync_interval_check" => return Field::SyncIntervalMinutes,
+        "collection_permissions_one_grantee" => return Field::Grantee,
         _ => {}
     }
     // A partition (`chunks_p13`) reports its parent's constraint (`chunks_…_check`).
@@ -248,85 +250,7 @@ fn check_field(table: Option<&str>, constraint: Option<&str>) -> &'static str {
         .and_then(|t| constraint.strip_prefix(t))
         .and_then(|rest| rest.strip_prefix('_'))
         .and_then(|rest| rest.strip_suffix("_check"));
-    column.and_then(known_column).unwrap_or("value")
-}
-
-/// Every column name of the schema, so error fields can be `&'static str`.
-const COLUMNS: &[&str] = &[
-    "id",
-    "username",
-    "email",
-    "full_name",
-    "hashed_password",
-    "is_active",
-    "is_superuser",
-    "created_at",
-    "updated_at",
-    "last_login",
-    "user_id",
-    "name",
-    "name_folded",
-    "key_prefix",
-    "key_hash",
-    "permissions",
-    "expires_at",
-    "last_used_at",
-    "description",
-    "owner_id",
-    "vector_store_name",
-    "embedding_model",
-    "quantization",
-    "chunk_size",
-    "chunk_overlap",
-    "chunking_strategy",
-    "chunking_config",
-    "is_public",
-    "meta",
-    "status",
-    "status_message",
-    "document_count",
-    "vector_count",
-    "total_size_bytes",
-    "sync_mode",
-    "sync_interval_minutes",
-    "sync_paused_at",
-    "sync_next_run_at",
-    "sync_last_run_started_at",
-    "sync_last_run_completed_at",
-    "sync_last_run_status",
-    "sync_last_error",
-    "collection_id",
-    "api_key_id",
-    "permission",
-    "uuid",
-    "kind",
-    "task_id",
-    "config",
-    "error_message",
-    "started_at",
-    "completed_at",
-    "file_path",
-    "file_name",
-    "file_size",
-    "mime_type",
-    "content_hash",
-    "uri",
-    "error_category",
-    "retry_count",
-    "chunk_count",
-    "last_seen_at",
-    "is_stale",
-    "document_id",
-    "chunk_index",
-    "content",
-    "start_offset",
-    "end_offset",
-    "token_count",
-    "embedding_vector_id",
-];
-
-fn known_column(name: &str) -> Option<&'static str> {
-    COLUMNS.iter().copied().find(|c| *c == name)
+    column.and_then(Field::from_name).unwrap_or(Field::Value)
 }
 
 /// Maps a failure to open a connection; `redacted_url` must already be redacted.
@@ -448,27 +372,27 @@ mod tests {
     fn check_fields() {
         assert_eq!(
             check_field(Some("collections"), Some("collections_chunk_size_check")),
-            "chunk_size"
+            Field::ChunkSize
         );
         assert_eq!(
             check_field(Some("users"), Some("users_username_check")),
-            "username"
+            Field::Username
         );
         assert_eq!(
             check_field(
                 Some("collection_permissions"),
                 Some("collection_permissions_one_grantee")
             ),
-            "grantee"
+            Field::Grantee
         );
-        assert_eq!(check_field(None, Some("whatever")), "value");
+        assert_eq!(check_field(None, Some("whatever")), Field::Value);
         assert_eq!(
             check_field(Some("chunks_p13"), Some("chunks_chunk_index_check")),
-            "chunk_index"
+            Field::ChunkIndex
         );
         assert_eq!(
             check_field(Some("documents"), Some("documents_file_size_check")),
-            "file_size"
+            Field::FileSize
         );
     }
 
@@ -477,24 +401,28 @@ mod tests {
         assert!(matches!(
             unique_violation(Some("users_email_key")),
             RepoError::AlreadyExists {
-                entity: "user",
-                field: "email"
+                entity: Entity::User,
+                field: Field::Email
             }
         ));
         for (index, entity, field) in [
             (
                 "documents_collection_content_hash_key",
-                "document",
-                "content_hash",
+                Entity::Document,
+                Field::ContentHash,
             ),
-            ("documents_collection_uri_key", "document", "uri"),
-            ("chunks_document_chunk_index_key", "chunk", "chunk_index"),
+            ("documents_collection_uri_key", Entity::Document, Field::Uri),
+            (
+                "chunks_document_chunk_index_key",
+                Entity::Chunk,
+                Field::ChunkIndex,
+            ),
             (
                 "chunks_p13_collection_id_document_id_chunk_index_idx",
-                "chunk",
-                "chunk_index",
+                Entity::Chunk,
+                Field::ChunkIndex,
             ),
-            ("chunks_p00_pkey", "chunk", "id"),
+            ("chunks_p00_pkey", Entity::Chunk, Field::Id),
         ] {
             match unique_violation(Some(index)) {
                 RepoError::AlreadyExists {
@@ -509,8 +437,8 @@ mod tests {
         assert!(matches!(
             unique_violation(Some("chunks_px_pkey")),
             RepoError::AlreadyExists {
-                entity: "row",
-                field: "value"
+                entity: Entity::Row,
+                field: Field::Value
             }
         ));
         assert!(matches!(

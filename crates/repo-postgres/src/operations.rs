@@ -6,9 +6,9 @@ use crate::schema::operations;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use repo_core::{
-    now, require_access, validate, AccessLevel, CollectionId, CursorPage, CursorRequest,
-    NewOperation, Operation, OperationFilter, OperationRepository, OperationStatus, OperationUuid,
-    Page, PageRequest, Principal, RepoError, RepoResult, Timestamp, UserId,
+    now, require_access, validate, AccessLevel, CollectionId, CursorPage, CursorRequest, Entity,
+    Field, NewOperation, Operation, OperationFilter, OperationRepository, OperationStatus,
+    OperationUuid, Page, PageRequest, Principal, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -81,7 +81,7 @@ struct TransitionChanges<'a> {
 const ACTIVE: [&str; 2] = ["pending", "processing"];
 
 fn one(row: Option<OperationRow>, uuid: OperationUuid) -> RepoResult<Operation> {
-    row.ok_or_else(|| RepoError::not_found("operation", uuid))?
+    row.ok_or_else(|| RepoError::not_found(Entity::Operation, uuid))?
         .into_domain()
 }
 
@@ -151,11 +151,11 @@ fn missing_references<T>(result: QueryResult<T>, op: &Operation) -> RepoResult<T
         [
             (
                 "operations_collection_id_fkey",
-                RepoError::not_found("collection", op.collection_id),
+                RepoError::not_found(Entity::Collection, op.collection_id),
             ),
             (
                 "operations_user_id_fkey",
-                RepoError::not_found("user", op.user_id),
+                RepoError::not_found(Entity::User, op.user_id),
             ),
         ],
     )
@@ -176,7 +176,7 @@ fn by_idempotency_key(
 }
 
 fn get_by_task_id(conn: &mut PgConnection, task_id: &str) -> RepoResult<Operation> {
-    validate::text("task_id", task_id)?;
+    validate::text(Field::TaskId, task_id)?;
     operations::table
         .filter(operations::task_id.eq(task_id))
         .select(OperationRow::as_select())
@@ -184,7 +184,7 @@ fn get_by_task_id(conn: &mut PgConnection, task_id: &str) -> RepoResult<Operatio
         .first(conn)
         .optional()
         .db()?
-        .ok_or_else(|| RepoError::not_found("operation", task_id))?
+        .ok_or_else(|| RepoError::not_found(Entity::Operation, task_id))?
         .into_domain()
 }
 
@@ -208,7 +208,7 @@ fn transition(
     to: OperationStatus,
     error_message: Option<&str>,
 ) -> RepoResult<Operation> {
-    validate::opt_text("error_message", error_message)?;
+    validate::opt_text(Field::ErrorMessage, error_message)?;
     let from: Vec<&str> = OperationStatus::predecessors(to)
         .into_iter()
         .map(OperationStatus::as_str)
@@ -258,7 +258,7 @@ fn set_task_id(
     uuid: OperationUuid,
     task_id: &str,
 ) -> RepoResult<Operation> {
-    validate::text("task_id", task_id)?;
+    validate::text(Field::TaskId, task_id)?;
     let row = diesel::update(operations::table.filter(operations::uuid.eq(uuid.0)))
         .set(operations::task_id.eq(task_id))
         .returning(OperationRow::as_returning())
@@ -351,7 +351,7 @@ fn mark_failed_many(
     uuids: &[OperationUuid],
     message: &str,
 ) -> RepoResult<u64> {
-    validate::text("error_message", message)?;
+    validate::text(Field::ErrorMessage, message)?;
     if uuids.is_empty() {
         return Ok(0);
     }
@@ -378,7 +378,7 @@ fn merge_meta(
     uuid: OperationUuid,
     patch: &Value,
 ) -> RepoResult<Operation> {
-    validate::json_object("meta", patch)?;
+    validate::json_object(Field::Meta, patch)?;
     let current: Option<Value> = operations::table
         .filter(operations::uuid.eq(uuid.0))
         .select(operations::meta)
@@ -386,7 +386,7 @@ fn merge_meta(
         .first(conn)
         .optional()
         .db()?;
-    let mut meta = current.ok_or_else(|| RepoError::not_found("operation", uuid))?;
+    let mut meta = current.ok_or_else(|| RepoError::not_found(Entity::Operation, uuid))?;
     if !meta.is_object() {
         meta = Value::Object(Default::default());
     }

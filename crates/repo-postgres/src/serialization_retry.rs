@@ -95,10 +95,13 @@ fn a_serialization_failure_is_rerun_and_commits() {
         results.iter().all(|(r, _)| r.is_ok()),
         "both must commit after the re-run: {results:?}"
     );
+    // At least one side was re-run. It can take more than one re-run: on a loaded
+    // machine the loser's second attempt may read before the winner commits and meet
+    // the same conflict again.
     let attempts: u32 = results.iter().map(|(_, a)| a).sum();
-    assert_eq!(
-        attempts, 3,
-        "the loser must have been re-run once: {results:?}"
+    assert!(
+        (3..=6).contains(&attempts),
+        "the loser must have been re-run: {results:?}"
     );
     assert_eq!(on_call, 1, "the re-run saw the winner's write");
 }

@@ -5,8 +5,8 @@ use crate::schema::{collections, users};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use repo_core::{
-    now, CursorPage, CursorRequest, DeleteMode, NewUser, Page, PageRequest, RepoError, RepoResult,
-    Timestamp, User, UserFilter, UserId, UserPatch, UserRepository,
+    now, Attempt, CursorPage, CursorRequest, DeleteMode, Entity, Field, NewUser, Page, PageRequest,
+    RepoError, RepoResult, State, Timestamp, User, UserFilter, UserId, UserPatch, UserRepository,
 };
 
 /// A `users` row.
@@ -128,12 +128,12 @@ pub(crate) fn find(conn: &mut PgConnection, id: UserId) -> RepoResult<Option<Use
         .map(|r| r.map(User::from))
 }
 
-/// The user with this id, or `NotFound { entity: "user" }`.
+/// The user with this id, or `NotFound { entity: Entity::User }`.
 pub(crate) fn get(conn: &mut PgConnection, id: UserId) -> RepoResult<User> {
-    find(conn, id)?.ok_or_else(|| RepoError::not_found("user", id))
+    find(conn, id)?.ok_or_else(|| RepoError::not_found(Entity::User, id))
 }
 
-/// Locks the user row (`FOR UPDATE`) or reports `NotFound { entity: "user" }`.
+/// Locks the user row (`FOR UPDATE`) or reports `NotFound { entity: Entity::User }`.
 pub(crate) fn lock(conn: &mut PgConnection, id: UserId) -> RepoResult<()> {
     users::table
         .find(id.0)
@@ -143,10 +143,10 @@ pub(crate) fn lock(conn: &mut PgConnection, id: UserId) -> RepoResult<()> {
         .optional()
         .db()?
         .map(|_| ())
-        .ok_or_else(|| RepoError::not_found("user", id))
+        .ok_or_else(|| RepoError::not_found(Entity::User, id))
 }
 
-/// Checks that the user exists, or reports `NotFound { entity: "user" }`.
+/// Checks that the user exists, or reports `NotFound { entity: Entity::User }`.
 pub(crate) fn require(conn: &mut PgConnection, id: UserId) -> RepoResult<()> {
     let found: Option<i64> = users::table
         .find(id.0)
@@ -156,7 +156,7 @@ pub(crate) fn require(conn: &mut PgConnection, id: UserId) -> RepoResult<()> {
         .db()?;
     found
         .map(|_| ())
-        .ok_or_else(|| RepoError::not_found("user", id))
+        .ok_or_else(|| RepoError::not_found(Entity::User, id))
 }
 
 fn create(conn: &mut PgConnection, new: &NewUser) -> RepoResult<User> {
@@ -180,7 +180,7 @@ fn create(conn: &mut PgConnection, new: &NewUser) -> RepoResult<User> {
 }
 
 fn get_by_username(conn: &mut PgConnection, username: &str) -> RepoResult<User> {
-    repo_core::validate::text("username", username)?;
+    repo_core::validate::text(Field::Username, username)?;
     users::table
         .filter(users::username.eq(username))
         .select(UserRow::as_select())
@@ -188,11 +188,11 @@ fn get_by_username(conn: &mut PgConnection, username: &str) -> RepoResult<User> 
         .optional()
         .db()?
         .map(User::from)
-        .ok_or_else(|| RepoError::not_found("user", username))
+        .ok_or_else(|| RepoError::not_found(Entity::User, username))
 }
 
 fn get_by_email(conn: &mut PgConnection, email: &str) -> RepoResult<User> {
-    repo_core::validate::text("email", email)?;
+    repo_core::validate::text(Field::Email, email)?;
     // Normalised as `validate::email` stores it, so the address given at creation
     // finds its user.
     let email = email.trim().to_lowercase();
@@ -203,7 +203,7 @@ fn get_by_email(conn: &mut PgConnection, email: &str) -> RepoResult<User> {
         .optional()
         .db()?
         .map(User::from)
-        .ok_or_else(|| RepoError::not_found("user", email))
+        .ok_or_else(|| RepoError::not_found(Entity::User, email))
 }
 
 fn update(conn: &mut PgConnection, id: UserId, patch: &UserPatch) -> RepoResult<User> {
@@ -227,7 +227,7 @@ fn update(conn: &mut PgConnection, id: UserId, patch: &UserPatch) -> RepoResult<
         .optional()
         .db()?
         .map(User::from)
-        .ok_or_else(|| RepoError::not_found("user", id))
+        .ok_or_else(|| RepoError::not_found(Entity::User, id))
 }
 
 fn delete(conn: &mut PgConnection, id: UserId, mode: DeleteMode) -> RepoResult<()> {
@@ -242,7 +242,10 @@ fn delete(conn: &mut PgConnection, id: UserId, mode: DeleteMode) -> RepoResult<(
                 .get_result(conn)
                 .db()?;
             if owned > 0 {
-                return Err(RepoError::invalid_state("owns_collections", "delete"));
+                return Err(RepoError::invalid_state(
+                    State::OwnsCollections,
+                    Attempt::Delete,
+                ));
             }
         }
         DeleteMode::Cascade => {
@@ -323,7 +326,7 @@ fn record_login(conn: &mut PgConnection, id: UserId) -> RepoResult<User> {
         .optional()
         .db()?
         .map(User::from)
-        .ok_or_else(|| RepoError::not_found("user", id))
+        .ok_or_else(|| RepoError::not_found(Entity::User, id))
 }
 
 /// Users over a [`ConnectionSource`].

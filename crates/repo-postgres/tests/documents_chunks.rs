@@ -106,8 +106,8 @@ fn register_is_idempotent_and_keeps_the_first_values() {
         matches!(
             err,
             RepoError::AlreadyExists {
-                entity: "document",
-                field: "uri"
+                entity: Entity::Document,
+                field: Field::Uri
             }
         ),
         "{err:?}"
@@ -121,7 +121,7 @@ fn register_is_idempotent_and_keeps_the_first_values() {
         matches!(
             err,
             RepoError::NotFound {
-                entity: "collection",
+                entity: Entity::Collection,
                 ..
             }
         ),
@@ -252,9 +252,9 @@ fn a_bad_item_fails_the_batch_and_writes_nothing() {
     batch[1_234].file_name = "nul\0".into();
     let err = fx.store.documents().register_many(&batch).unwrap_err();
     match err {
-        RepoError::Validation { field, message } => {
-            assert_eq!(field, "file_name");
-            assert!(message.starts_with("item 1234:"), "{message}");
+        RepoError::Validation { field, item, .. } => {
+            assert_eq!(field, Field::FileName);
+            assert_eq!(item, Some(1234));
         }
         other => panic!("{other:?}"),
     }
@@ -264,7 +264,14 @@ fn a_bad_item_fails_the_batch_and_writes_nothing() {
     batch[2_500].uri = Some("file:///src/1.txt".into());
     let err = fx.store.documents().register_many(&batch).unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "uri", message } if message.starts_with("item 2500:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::Uri,
+                item: Some(2500),
+                ..
+            }
+        ),
         "{err:?}"
     );
 
@@ -273,7 +280,14 @@ fn a_bad_item_fails_the_batch_and_writes_nothing() {
     batch[7].uri = batch[3].uri.clone();
     let err = fx.store.documents().register_many(&batch).unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "uri", message } if message.starts_with("item 7:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::Uri,
+                item: Some(7),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(total(&fx), 1);
@@ -302,14 +316,28 @@ fn a_bad_item_fails_the_batch_and_writes_nothing() {
     chunks[40] = NewChunk::new(theirs, 0, "foreign");
     let err = fx.store.chunks().insert_many(c, &chunks).unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "document_id", message } if message.starts_with("item 40:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::DocumentId,
+                item: Some(40),
+                ..
+            }
+        ),
         "{err:?}"
     );
     let mut chunks: Vec<NewChunk> = (1..100).map(|i| NewChunk::new(mine, i, "text")).collect();
     chunks[60] = NewChunk::new(mine, 0, "again");
     let err = fx.store.chunks().insert_many(c, &chunks).unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "chunk_index", message } if message.starts_with("item 60:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::ChunkIndex,
+                item: Some(60),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(fx.store.chunks().count(c).unwrap(), 1);
@@ -475,7 +503,13 @@ fn listing_meta_filters_and_state_changes() {
         .documents()
         .find_by_meta(c, &json!({"tags": ["a"]}), PageRequest::first(1))
         .unwrap_err();
-    assert!(matches!(err, RepoError::Validation { field: "meta", .. }));
+    assert!(matches!(
+        err,
+        RepoError::Validation {
+            field: Field::Meta,
+            ..
+        }
+    ));
 
     let failed = fx
         .store
@@ -556,19 +590,22 @@ fn listing_meta_filters_and_state_changes() {
     );
     assert!(matches!(
         fx.store.documents().get_by_uri(c, "nul\0").unwrap_err(),
-        RepoError::Validation { field: "uri", .. }
+        RepoError::Validation {
+            field: Field::Uri,
+            ..
+        }
     ));
     assert!(matches!(
         fx.store.documents().delete(DocumentId::new()).unwrap_err(),
         RepoError::NotFound {
-            entity: "document",
+            entity: Entity::Document,
             ..
         }
     ));
     assert!(matches!(
         fx.store.documents().stats(CollectionId::new()).unwrap_err(),
         RepoError::NotFound {
-            entity: "collection",
+            entity: Entity::Collection,
             ..
         }
     ));
@@ -612,10 +649,16 @@ fn bulk_calls_inside_one_unit_of_work() {
     let err = store
         .transaction(|tx| {
             tx.documents().register_many(&[doc(c, 100)])?;
-            Err::<(), _>(RepoError::validation("test", "roll back"))
+            Err::<(), _>(RepoError::validation(Field::Value, "roll back"))
         })
         .unwrap_err();
-    assert!(matches!(err, RepoError::Validation { field: "test", .. }));
+    assert!(matches!(
+        err,
+        RepoError::Validation {
+            field: Field::Value,
+            ..
+        }
+    ));
     assert!(matches!(
         fx.store.documents().get_by_hash(c, &hash(100)).unwrap_err(),
         RepoError::NotFound { .. }

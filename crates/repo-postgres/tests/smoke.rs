@@ -167,8 +167,8 @@ fn unique_violations_name_the_field() {
         matches!(
             err,
             RepoError::AlreadyExists {
-                entity: "user",
-                field: "username"
+                entity: Entity::User,
+                field: Field::Username
             }
         ),
         "{err:?}"
@@ -181,8 +181,8 @@ fn unique_violations_name_the_field() {
         matches!(
             err,
             RepoError::AlreadyExists {
-                entity: "user",
-                field: "email"
+                entity: Entity::User,
+                field: Field::Email
             }
         ),
         "{err:?}"
@@ -200,8 +200,8 @@ fn unique_violations_name_the_field() {
         matches!(
             err,
             RepoError::AlreadyExists {
-                entity: "collection",
-                field: "name"
+                entity: Entity::Collection,
+                field: Field::Name
             }
         ),
         "{err:?}"
@@ -219,8 +219,8 @@ fn unique_violations_name_the_field() {
         matches!(
             err,
             RepoError::AlreadyExists {
-                entity: "api_key",
-                field: "name"
+                entity: Entity::ApiKey,
+                field: Field::Name
             }
         ),
         "{err:?}"
@@ -238,7 +238,7 @@ fn unit_of_work_rolls_back_and_uses_savepoints() {
     let result: RepoResult<()> = s.transaction(|tx| {
         tx.users()
             .create(&NewUser::new("bob", "bob@example.com", HASH))?;
-        Err(RepoError::validation("test", "abort"))
+        Err(RepoError::validation(Field::Value, "abort"))
     });
     assert!(result.is_err());
     assert!(matches!(
@@ -281,7 +281,7 @@ fn unit_of_work_rolls_back_and_uses_savepoints() {
     assert!(matches!(
         missing,
         Err(RepoError::NotFound {
-            entity: "collection",
+            entity: Entity::Collection,
             ..
         })
     ));

@@ -9,8 +9,8 @@ use crate::unit_of_work::{write_tx, ConnSource, SqliteRepos};
 use crate::users::{self as user_repo, UserRow};
 use diesel::prelude::*;
 use repo_core::{
-    now, ApiKey, ApiKeyId, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, NewApiKey,
-    RepoError, RepoResult, Timestamp, UserId, VerifiedKey,
+    now, ApiKey, ApiKeyId, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, Entity,
+    Field, NewApiKey, RepoError, RepoResult, Timestamp, UserId, VerifiedKey,
 };
 
 /// An `api_keys` row without `name_folded` and `key_hash`.
@@ -62,7 +62,7 @@ struct NewApiKeyRow<'a> {
 }
 
 fn not_found(id: ApiKeyId) -> RepoError {
-    RepoError::not_found("api_key", id)
+    RepoError::not_found(Entity::ApiKey, id)
 }
 
 /// `is_active AND (expires_at IS NULL OR expires_at > at)`, comparing fixed-width text.
@@ -108,7 +108,7 @@ fn create(
         let active = count_active_at(c, key.user_id, key.created_at)?;
         if active >= u64::from(policy.max_active_per_user) {
             return Err(RepoError::validation(
-                "api_keys",
+                Field::ApiKeys,
                 format!(
                     "a user may hold at most {} active API keys",
                     policy.max_active_per_user

@@ -19,8 +19,8 @@ use diesel::sqlite::Sqlite;
 use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
 use repo_core::search::index_text;
 use repo_core::{
-    Chunk, ChunkRepository, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoError,
-    RepoResult, SearchHit, SearchQuery,
+    Chunk, ChunkRepository, CollectionId, DocumentId, Entity, Field, NewChunk, Page, PageRequest,
+    RepoError, RepoResult, SearchHit, SearchQuery,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -142,7 +142,7 @@ fn insert_many(
             .position(|ch| keys.get(&ch.document_id).is_none_or(|k| !found.contains(k)))
         {
             return Err(RepoError::validation(
-                "document_id",
+                Field::DocumentId,
                 format!(
                     "document {} does not exist in collection {collection_id}",
                     prepared[i].document_id
@@ -172,7 +172,7 @@ fn insert_many(
                     .is_some_and(|k| stored.contains(&(k.clone(), ch.chunk_index)))
             }) {
                 return Err(RepoError::validation(
-                    "chunk_index",
+                    Field::ChunkIndex,
                     format!(
                         "chunk {} of document {} is already stored",
                         prepared[i].chunk_index, prepared[i].document_id
@@ -196,7 +196,7 @@ fn insert_many(
             };
             let document_id = keys
                 .get(&ch.document_id)
-                .ok_or_else(|| RepoError::not_found("document", ch.document_id))?;
+                .ok_or_else(|| RepoError::not_found(Entity::Document, ch.document_id))?;
             rows.push(NewChunkRow {
                 collection_id: &cid,
                 document_id,

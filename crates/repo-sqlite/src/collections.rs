@@ -13,10 +13,10 @@ use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::upsert::excluded;
 use repo_core::{
-    now, require_access, validate, AccessLevel, Actor, ApiKeyId, Collection, CollectionId,
+    now, require_access, validate, AccessLevel, Actor, ApiKeyId, Attempt, Collection, CollectionId,
     CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats, CollectionStatus,
-    CursorPage, CursorRequest, Grantee, KeyFacts, NewCollection, Page, PageRequest, Principal,
-    PrincipalFacts, RepoError, RepoResult, SyncMode, SyncRun, Timestamp, UserId,
+    CursorPage, CursorRequest, Entity, Field, Grantee, KeyFacts, NewCollection, Page, PageRequest,
+    Principal, PrincipalFacts, RepoError, RepoResult, SyncMode, SyncRun, Timestamp, UserId,
 };
 
 /// A `collections` row as stored.
@@ -199,7 +199,7 @@ struct NewGrantRow {
 }
 
 fn not_found(id: CollectionId) -> RepoError {
-    RepoError::not_found("collection", id)
+    RepoError::not_found(Entity::Collection, id)
 }
 
 fn one(row: Option<CollectionRow>, id: CollectionId) -> RepoResult<Collection> {
@@ -212,7 +212,7 @@ fn many(rows: Vec<CollectionRow>) -> RepoResult<Vec<Collection>> {
         .collect()
 }
 
-/// The collection with this id, or `NotFound { entity: "collection" }`.
+/// The collection with this id, or `NotFound { entity: Entity::Collection }`.
 pub(crate) fn get(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<Collection> {
     let row = collections::table
         .find(uuid(id.0))
@@ -223,7 +223,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<C
     one(row, id)
 }
 
-/// `NotFound { entity: "collection" }` unless the collection exists.
+/// `NotFound { entity: Entity::Collection }` unless the collection exists.
 pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<()> {
     let exists: bool = diesel::select(diesel::dsl::exists(collections::table.find(uuid(id.0))))
         .get_result(conn)
@@ -317,7 +317,7 @@ fn parse_grant(grant: Option<String>) -> RepoResult<Option<AccessLevel>> {
 }
 
 /// How `principal` may act (`repo_core::access`), in one statement; an unknown user or
-/// key is `NotFound { entity: "user" | "api_key" }`.
+/// key is `NotFound { entity: Entity::User | Entity::ApiKey }`.
 pub(crate) fn actor(conn: &mut SqliteConnection, principal: Principal) -> RepoResult<Actor> {
     let row: PrincipalColumns = diesel::sql_query(format!(
         "SELECT {PRINCIPAL_COLUMNS} FROM (SELECT 1) AS one {PRINCIPAL_JOINS}"
@@ -331,8 +331,8 @@ pub(crate) fn actor(conn: &mut SqliteConnection, principal: Principal) -> RepoRe
 
 /// The collection, how `principal` may act, and the level it holds on the collection,
 /// in one statement (the collection row left-joined to the principal and to both
-/// grants). No row: `NotFound { entity: "collection" }`; then an unknown user or key
-/// is `NotFound { entity: "user" | "api_key" }`.
+/// grants). No row: `NotFound { entity: Entity::Collection }`; then an unknown user or key
+/// is `NotFound { entity: Entity::User | Entity::ApiKey }`.
 pub(crate) fn access(
     conn: &mut SqliteConnection,
     id: CollectionId,
@@ -377,14 +377,14 @@ fn create(conn: &mut SqliteConnection, new: &NewCollection) -> RepoResult<Collec
 }
 
 fn get_by_name(conn: &mut SqliteConnection, name: &str) -> RepoResult<Collection> {
-    repo_core::validate::text("name", name)?;
+    repo_core::validate::text(Field::Name, name)?;
     collections::table
         .filter(collections::name.eq(name))
         .select(CollectionRow::as_select())
         .get_result(conn)
         .optional()
         .map_err(map_diesel)?
-        .ok_or_else(|| RepoError::not_found("collection", name))?
+        .ok_or_else(|| RepoError::not_found(Entity::Collection, name))?
         .into_collection()
 }
 
@@ -539,7 +539,7 @@ fn update_status(
     status: CollectionStatus,
     message: Option<&str>,
 ) -> RepoResult<Collection> {
-    validate::opt_text("status_message", message)?;
+    validate::opt_text(Field::StatusMessage, message)?;
     let from: Vec<&'static str> = CollectionStatus::predecessors(status)
         .into_iter()
         .map(CollectionStatus::as_str)
@@ -628,7 +628,10 @@ fn pause_sync(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<Colle
     write_tx(conn, |c| {
         let current = get(c, id)?;
         if current.sync_mode == SyncMode::OneTime {
-            return Err(RepoError::invalid_state(SyncMode::OneTime, "pause_sync"));
+            return Err(RepoError::invalid_state(
+                SyncMode::OneTime,
+                Attempt::PauseSync,
+            ));
         }
         if current.sync_paused_at.is_some() {
             // Pausing twice keeps the first pause time.
@@ -656,7 +659,10 @@ fn resume_sync(
     write_tx(conn, |c| {
         let current = get(c, id)?;
         if current.sync_mode == SyncMode::OneTime {
-            return Err(RepoError::invalid_state(SyncMode::OneTime, "resume_sync"));
+            return Err(RepoError::invalid_state(
+                SyncMode::OneTime,
+                Attempt::ResumeSync,
+            ));
         }
         let row = diesel::update(collections::table.find(uuid(id.0)))
             .set((
@@ -677,7 +683,7 @@ fn record_sync_run(
     id: CollectionId,
     run: &SyncRun,
 ) -> RepoResult<Collection> {
-    validate::opt_text("sync_last_error", run.error.as_deref())?;
+    validate::opt_text(Field::SyncLastError, run.error.as_deref())?;
     write_tx(conn, |c| {
         let current = get(c, id)?;
         let next_run = match (
@@ -742,7 +748,7 @@ fn grant(
                         .get_result(c)
                         .map_err(map_diesel)?;
                 if !exists {
-                    return Err(RepoError::not_found("api_key", key));
+                    return Err(RepoError::not_found(Entity::ApiKey, key));
                 }
                 diesel::insert_into(grants::table)
                     .values(NewGrantRow {

@@ -16,8 +16,8 @@ use diesel::sqlite::Sqlite;
 use repo_core::document::{meta_filter, prepare_batch};
 use repo_core::{
     now, validate, CollectionId, Document, DocumentFilter, DocumentId, DocumentRepository,
-    DocumentStats, DocumentStatus, DocumentStatusUpdate, NewDocument, Page, PageRequest,
-    Registered, RepoError, RepoResult, Timestamp,
+    DocumentStats, DocumentStatus, DocumentStatusUpdate, Entity, Field, NewDocument, Page,
+    PageRequest, Registered, RepoError, RepoResult, Timestamp,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -169,7 +169,7 @@ impl<'a> StatusChangeset<'a> {
 }
 
 fn not_found(id: DocumentId) -> RepoError {
-    RepoError::not_found("document", id)
+    RepoError::not_found(Entity::Document, id)
 }
 
 fn one(row: Option<DocumentRow>, id: DocumentId) -> RepoResult<Document> {
@@ -186,7 +186,7 @@ fn distinct<T: Copy + Eq + Hash>(items: impl Iterator<Item = T>) -> Vec<T> {
     items.filter(|v| seen.insert(*v)).collect()
 }
 
-/// The document with this id, or `NotFound { entity: "document" }`.
+/// The document with this id, or `NotFound { entity: Entity::Document }`.
 pub(crate) fn get(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<Document> {
     let row = documents::table
         .find(uuid(id.0))
@@ -197,7 +197,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<Doc
     one(row, id)
 }
 
-/// `NotFound { entity: "document" }` unless the document exists.
+/// `NotFound { entity: Entity::Document }` unless the document exists.
 pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<()> {
     let exists: bool = diesel::select(diesel::dsl::exists(documents::table.find(uuid(id.0))))
         .get_result(conn)
@@ -214,7 +214,7 @@ fn get_by_hash(
     collection_id: CollectionId,
     content_hash: &str,
 ) -> RepoResult<Document> {
-    validate::text("content_hash", content_hash)?;
+    validate::text(Field::ContentHash, content_hash)?;
     documents::table
         .filter(documents::collection_id.eq(uuid(collection_id.0)))
         .filter(documents::content_hash.eq(content_hash))
@@ -222,7 +222,7 @@ fn get_by_hash(
         .get_result(conn)
         .optional()
         .map_err(map_diesel)?
-        .ok_or_else(|| RepoError::not_found("document", content_hash))?
+        .ok_or_else(|| RepoError::not_found(Entity::Document, content_hash))?
         .into_document()
 }
 
@@ -231,7 +231,7 @@ fn get_by_uri(
     collection_id: CollectionId,
     uri: &str,
 ) -> RepoResult<Document> {
-    validate::text("uri", uri)?;
+    validate::text(Field::Uri, uri)?;
     documents::table
         .filter(documents::collection_id.eq(uuid(collection_id.0)))
         .filter(documents::uri.eq(uri))
@@ -239,7 +239,7 @@ fn get_by_uri(
         .get_result(conn)
         .optional()
         .map_err(map_diesel)?
-        .ok_or_else(|| RepoError::not_found("document", uri))?
+        .ok_or_else(|| RepoError::not_found(Entity::Document, uri))?
         .into_document()
 }
 
@@ -341,15 +341,9 @@ fn register_many(
             if let Err(e) = collections::ensure_exists(c, cid) {
                 // Name the first item of the missing collection, like every other
                 // refusal of a batch.
-                return Err(match e {
-                    RepoError::NotFound { entity, key } => RepoError::NotFound {
-                        entity,
-                        key: match docs.iter().position(|d| d.collection_id == cid) {
-                            Some(i) => format!("item {i}: {key}"),
-                            None => key,
-                        },
-                    },
-                    other => other,
+                return Err(match docs.iter().position(|d| d.collection_id == cid) {
+                    Some(i) => e.for_item(i),
+                    None => e,
                 });
             }
             let of_collection = || docs.iter().filter(move |d| d.collection_id == cid);
@@ -379,14 +373,14 @@ fn register_many(
                 let owner = uri_owners.get(&cid).and_then(|m| m.get(uri));
                 if owner.is_some_and(|h| h != hash) {
                     return Err(RepoError::validation(
-                        "uri",
+                        Field::Uri,
                         "is already used by another document of the collection",
                     )
                     .for_item(i));
                 }
                 if let Some(other) = first_of_uri.insert((cid, uri), i) {
                     return Err(RepoError::validation(
-                        "uri",
+                        Field::Uri,
                         format!("is also used by item {other}, which has another content hash"),
                     )
                     .for_item(i));
@@ -402,7 +396,7 @@ fn register_many(
             if matches!(p, Plan::New) {
                 let key = collection_keys
                     .get(&d.collection_id)
-                    .ok_or_else(|| RepoError::not_found("collection", d.collection_id))?;
+                    .ok_or_else(|| RepoError::not_found(Entity::Collection, d.collection_id))?;
                 rows.push(NewDocumentRow::new(d, key)?);
                 new_items.push(i);
             }
@@ -432,7 +426,7 @@ fn register_many(
                         .get(&d.collection_id)
                         .and_then(|m| m.get(&d.content_hash))
                         .cloned()
-                        .ok_or_else(|| RepoError::not_found("document", &d.content_hash))?,
+                        .ok_or_else(|| RepoError::not_found(Entity::Document, &d.content_hash))?,
                     created: false,
                 },
                 Plan::New if inserted => Registered {
@@ -449,7 +443,7 @@ fn register_many(
                     document: out
                         .get(first)
                         .map(|r| r.document.clone())
-                        .ok_or_else(|| RepoError::not_found("document", &d.content_hash))?,
+                        .ok_or_else(|| RepoError::not_found(Entity::Document, &d.content_hash))?,
                     created: false,
                 },
             };
@@ -574,14 +568,14 @@ fn meta_predicate(condition: MetaCondition) -> RepoResult<DocumentPredicate> {
                 Box::new(head.bind::<Double, _>(f).sql(")"))
             } else {
                 return Err(RepoError::validation(
-                    "meta",
+                    Field::Meta,
                     "unsupported number in filter",
                 ));
             }
         }
         Value::Array(_) => {
             return Err(RepoError::validation(
-                "meta",
+                Field::Meta,
                 "filters match objects and scalar values; arrays are not supported",
             ))
         }

@@ -2,7 +2,7 @@
 
 use diesel::r2d2::PoolError;
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
-use repo_core::{ConflictReason, RepoError, UnavailableReason};
+use repo_core::{ConflictReason, Entity, Field, RepoError, UnavailableReason};
 
 /// Maps a Diesel error to the core error, keeping the original as `source` where the
 /// variant has one. Constraint messages are parsed because SQLite reports unique and
@@ -25,10 +25,9 @@ pub(crate) fn map_diesel(err: DieselError) -> RepoError {
                 DatabaseErrorKind::NotNullViolation => {
                     RepoError::validation(not_null_field(&message), "must not be null")
                 }
-                DatabaseErrorKind::ForeignKeyViolation => RepoError::NotFound {
-                    entity: "referenced row",
-                    key: "foreign key".into(),
-                },
+                DatabaseErrorKind::ForeignKeyViolation => {
+                    RepoError::not_found(Entity::ReferencedRow, "foreign key")
+                }
                 DatabaseErrorKind::ClosedConnection => RepoError::Unavailable {
                     reason: UnavailableReason::ConnectionLost,
                     message,
@@ -133,66 +132,66 @@ fn unique_violation(message: &str) -> Option<RepoError> {
     let columns: Vec<&str> = detail.split(',').map(str::trim).collect();
     let has = |c: &str| columns.contains(&c);
     let (entity, field) = if has("users.username") {
-        ("user", "username")
+        (Entity::User, Field::Username)
     } else if has("users.email") {
-        ("user", "email")
+        (Entity::User, Field::Email)
     } else if has("api_keys.key_hash") {
-        ("api_key", "key_hash")
+        (Entity::ApiKey, Field::KeyHash)
     } else if has("api_keys.name_folded") {
-        ("api_key", "name")
+        (Entity::ApiKey, Field::Name)
     } else if has("api_keys.id") {
-        ("api_key", "id")
+        (Entity::ApiKey, Field::Id)
     } else if has("collections.name") {
-        ("collection", "name")
+        (Entity::Collection, Field::Name)
     } else if has("collections.vector_store_name") {
-        ("collection", "vector_store_name")
+        (Entity::Collection, Field::VectorStoreName)
     } else if has("collections.id") {
-        ("collection", "id")
+        (Entity::Collection, Field::Id)
     } else if has("operations.uuid") {
-        ("operation", "uuid")
+        (Entity::Operation, Field::Uuid)
     } else if has("operations.collection_id") {
         // The partial index `operations_one_active_per_collection`.
         return Some(active_operation());
     } else if has("collection_permissions.collection_id") {
-        ("collection_permission", "grantee")
+        (Entity::CollectionPermission, Field::Grantee)
     } else if has("documents.content_hash") {
         // Normally absorbed by `ON CONFLICT (collection_id, content_hash) DO NOTHING`.
-        ("document", "content_hash")
+        (Entity::Document, Field::ContentHash)
     } else if has("documents.uri") {
-        ("document", "uri")
+        (Entity::Document, Field::Uri)
     } else if has("documents.id") {
-        ("document", "id")
+        (Entity::Document, Field::Id)
     } else if has("chunks.chunk_index") {
-        ("chunk", "chunk_index")
+        (Entity::Chunk, Field::ChunkIndex)
     } else if has("chunks.id") {
-        ("chunk", "id")
+        (Entity::Chunk, Field::Id)
     } else if has("users.id") {
-        ("user", "id")
+        (Entity::User, Field::Id)
     } else if has("operations.id") {
-        ("operation", "id")
+        (Entity::Operation, Field::Id)
     } else {
         return None;
     };
-    Some(RepoError::AlreadyExists { entity, field })
+    Some(RepoError::already_exists(entity, field))
 }
 
 fn unique_index(index: &str) -> Option<RepoError> {
     let (entity, field) = match index {
-        "users_username_key" => ("user", "username"),
-        "users_email_key" => ("user", "email"),
-        "api_keys_user_name_key" => ("api_key", "name"),
-        "api_keys_key_hash_key" => ("api_key", "key_hash"),
-        "collections_name_key" => ("collection", "name"),
-        "collections_vector_store_name_key" => ("collection", "vector_store_name"),
-        "operations_uuid_key" => ("operation", "uuid"),
-        "operations_collection_idempotency_key" => ("operation", "idempotency_key"),
+        "users_username_key" => (Entity::User, Field::Username),
+        "users_email_key" => (Entity::User, Field::Email),
+        "api_keys_user_name_key" => (Entity::ApiKey, Field::Name),
+        "api_keys_key_hash_key" => (Entity::ApiKey, Field::KeyHash),
+        "collections_name_key" => (Entity::Collection, Field::Name),
+        "collections_vector_store_name_key" => (Entity::Collection, Field::VectorStoreName),
+        "operations_uuid_key" => (Entity::Operation, Field::Uuid),
+        "operations_collection_idempotency_key" => (Entity::Operation, Field::IdempotencyKey),
         "operations_one_active_per_collection" => return Some(active_operation()),
-        "documents_collection_content_hash_key" => ("document", "content_hash"),
-        "documents_collection_uri_key" => ("document", "uri"),
-        "chunks_document_chunk_index_key" => ("chunk", "chunk_index"),
+        "documents_collection_content_hash_key" => (Entity::Document, Field::ContentHash),
+        "documents_collection_uri_key" => (Entity::Document, Field::Uri),
+        "chunks_document_chunk_index_key" => (Entity::Chunk, Field::ChunkIndex),
         _ => return None,
     };
-    Some(RepoError::AlreadyExists { entity, field })
+    Some(RepoError::already_exists(entity, field))
 }
 
 fn active_operation() -> RepoError {
@@ -202,97 +201,32 @@ fn active_operation() -> RepoError {
     )
 }
 
-/// Every column a constraint can name, so a field can be `&'static str`.
-const COLUMNS: &[&str] = &[
-    "username",
-    "email",
-    "hashed_password",
-    "is_active",
-    "is_superuser",
-    "created_at",
-    "updated_at",
-    "user_id",
-    "name",
-    "name_folded",
-    "key_prefix",
-    "key_hash",
-    "permissions",
-    "description",
-    "owner_id",
-    "vector_store_name",
-    "embedding_model",
-    "quantization",
-    "chunk_size",
-    "chunk_overlap",
-    "chunking_strategy",
-    "chunking_config",
-    "is_public",
-    "meta",
-    "status",
-    "document_count",
-    "vector_count",
-    "total_size_bytes",
-    "sync_mode",
-    "sync_interval_minutes",
-    "sync_last_run_status",
-    "collection_id",
-    "api_key_id",
-    "permission",
-    "uuid",
-    "kind",
-    "config",
-    "file_path",
-    "file_name",
-    "file_size",
-    "mime_type",
-    "content_hash",
-    "uri",
-    "error_message",
-    "error_category",
-    "retry_count",
-    "chunk_count",
-    "last_seen_at",
-    "is_stale",
-    "document_id",
-    "chunk_index",
-    "content",
-    "start_offset",
-    "end_offset",
-    "token_count",
-    "embedding_vector_id",
-    "id",
-];
-
-fn known_column(name: &str) -> Option<&'static str> {
-    COLUMNS.iter().copied().find(|c| *c == name)
-}
-
 /// `CHECK constraint failed: <constraint name or expression>`: the named constraints
 /// are mapped explicitly, an expression names the first known column it mentions.
-fn check_field(message: &str) -> &'static str {
+fn check_field(message: &str) -> Field {
     let detail = message
         .strip_prefix("CHECK constraint failed: ")
         .unwrap_or(message)
         .trim();
     match detail {
-        "collections_chunk_overlap_check" => return "chunk_overlap",
-        "collections_sync_interval_check" => return "sync_interval_minutes",
-        "collection_permissions_one_grantee" => return "grantee",
+        "collections_chunk_overlap_check" => return Field::ChunkOverlap,
+        "collections_sync_interval_check" => return Field::SyncIntervalMinutes,
+        "collection_permissions_one_grantee" => return Field::Grantee,
         _ => {}
     }
     detail
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .find_map(known_column)
-        .unwrap_or("value")
+        .find_map(Field::from_name)
+        .unwrap_or(Field::Value)
 }
 
 /// `NOT NULL constraint failed: users.email`.
-fn not_null_field(message: &str) -> &'static str {
+fn not_null_field(message: &str) -> Field {
     message
         .rsplit('.')
         .next()
-        .and_then(|c| known_column(c.trim()))
-        .unwrap_or("value")
+        .and_then(|c| Field::from_name(c.trim()))
+        .unwrap_or(Field::Value)
 }
 
 #[cfg(test)]
@@ -305,8 +239,8 @@ mod tests {
         assert!(matches!(
             e,
             Some(RepoError::AlreadyExists {
-                entity: "user",
-                field: "email"
+                entity: Entity::User,
+                field: Field::Email
             })
         ));
         let e =
@@ -314,8 +248,8 @@ mod tests {
         assert!(matches!(
             e,
             Some(RepoError::AlreadyExists {
-                entity: "api_key",
-                field: "name"
+                entity: Entity::ApiKey,
+                field: Field::Name
             })
         ));
         let e = unique_violation("UNIQUE constraint failed: operations.collection_id");
@@ -332,8 +266,8 @@ mod tests {
         assert!(matches!(
             e,
             Some(RepoError::AlreadyExists {
-                entity: "document",
-                field: "content_hash"
+                entity: Entity::Document,
+                field: Field::ContentHash
             })
         ));
         let e =
@@ -341,8 +275,8 @@ mod tests {
         assert!(matches!(
             e,
             Some(RepoError::AlreadyExists {
-                entity: "document",
-                field: "uri"
+                entity: Entity::Document,
+                field: Field::Uri
             })
         ));
         let e = unique_violation(
@@ -351,16 +285,16 @@ mod tests {
         assert!(matches!(
             e,
             Some(RepoError::AlreadyExists {
-                entity: "chunk",
-                field: "chunk_index"
+                entity: Entity::Chunk,
+                field: Field::ChunkIndex
             })
         ));
         let e = unique_violation("UNIQUE constraint failed: index 'collections_name_key'");
         assert!(matches!(
             e,
             Some(RepoError::AlreadyExists {
-                entity: "collection",
-                field: "name"
+                entity: Entity::Collection,
+                field: Field::Name
             })
         ));
     }
@@ -369,16 +303,19 @@ mod tests {
     fn check_and_not_null_fields() {
         assert_eq!(
             check_field("CHECK constraint failed: collections_chunk_overlap_check"),
-            "chunk_overlap"
+            Field::ChunkOverlap
         );
         assert_eq!(
             check_field("CHECK constraint failed: length(username) BETWEEN 1 AND 64"),
-            "username"
+            Field::Username
         );
-        assert_eq!(check_field("CHECK constraint failed: something"), "value");
+        assert_eq!(
+            check_field("CHECK constraint failed: something"),
+            Field::Value
+        );
         assert_eq!(
             not_null_field("NOT NULL constraint failed: users.email"),
-            "email"
+            Field::Email
         );
     }
 

@@ -11,9 +11,9 @@ use crate::users as user_repo;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{
-    now, require_access, validate, AccessLevel, CollectionId, CursorPage, CursorRequest,
-    NewOperation, Operation, OperationFilter, OperationRepository, OperationStatus, OperationUuid,
-    Page, PageRequest, Principal, RepoError, RepoResult, Timestamp, UserId,
+    now, require_access, validate, AccessLevel, CollectionId, CursorPage, CursorRequest, Entity,
+    Field, NewOperation, Operation, OperationFilter, OperationRepository, OperationStatus,
+    OperationUuid, Page, PageRequest, Principal, RepoError, RepoResult, Timestamp, UserId,
 };
 use serde_json::Value;
 
@@ -92,7 +92,7 @@ struct TransitionChangeset<'a> {
 }
 
 fn not_found(id: OperationUuid) -> RepoError {
-    RepoError::not_found("operation", id)
+    RepoError::not_found(Entity::Operation, id)
 }
 
 fn one(row: Option<OperationRow>, id: OperationUuid) -> RepoResult<Operation> {
@@ -156,7 +156,7 @@ fn create(conn: &mut SqliteConnection, new: &NewOperation) -> RepoResult<Operati
 }
 
 fn get_by_task_id(conn: &mut SqliteConnection, task_id: &str) -> RepoResult<Operation> {
-    validate::text("task_id", task_id)?;
+    validate::text(Field::TaskId, task_id)?;
     operations::table
         .filter(operations::task_id.eq(task_id))
         .select(OperationRow::as_select())
@@ -164,7 +164,7 @@ fn get_by_task_id(conn: &mut SqliteConnection, task_id: &str) -> RepoResult<Oper
         .first(conn)
         .optional()
         .map_err(map_diesel)?
-        .ok_or_else(|| RepoError::not_found("operation", task_id))?
+        .ok_or_else(|| RepoError::not_found(Entity::Operation, task_id))?
         .into_operation()
 }
 
@@ -226,7 +226,7 @@ fn transition(
     to: OperationStatus,
     error_message: Option<&str>,
 ) -> RepoResult<Operation> {
-    validate::opt_text("error_message", error_message)?;
+    validate::opt_text(Field::ErrorMessage, error_message)?;
     write_tx(conn, |c| transition_in_tx(c, id, to, error_message))
 }
 
@@ -264,7 +264,7 @@ fn set_task_id(
     id: OperationUuid,
     task_id: &str,
 ) -> RepoResult<Operation> {
-    validate::text("task_id", task_id)?;
+    validate::text(Field::TaskId, task_id)?;
     let row = diesel::update(operations::table.filter(operations::uuid.eq(uuid(id.0))))
         .set(operations::task_id.eq(task_id))
         .returning(OperationRow::as_returning())
@@ -362,7 +362,7 @@ fn mark_failed_many(
     ids: &[OperationUuid],
     message: &str,
 ) -> RepoResult<u64> {
-    validate::text("error_message", message)?;
+    validate::text(Field::ErrorMessage, message)?;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -394,7 +394,7 @@ fn merge_meta(
     id: OperationUuid,
     patch: &Value,
 ) -> RepoResult<Operation> {
-    validate::json_object("meta", patch)?;
+    validate::json_object(Field::Meta, patch)?;
     write_tx(conn, |c| {
         let current = get(c, id)?;
         let mut meta = match current.meta {

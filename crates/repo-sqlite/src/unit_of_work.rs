@@ -234,7 +234,10 @@ mod tests {
             insert(c, 1)?;
             let inner = write_tx(c, |c| {
                 insert(c, 2)?;
-                Err::<(), _>(RepoError::validation("v", "undo the savepoint"))
+                Err::<(), _>(RepoError::validation(
+                    repo_core::Field::Value,
+                    "undo the savepoint",
+                ))
             });
             assert!(inner.is_err());
             assert_eq!(rows(c), 1, "only the savepoint was rolled back");
@@ -245,7 +248,10 @@ mod tests {
 
         let failed = write_tx(&mut conn, |c| {
             write_tx(c, |c| insert(c, 4))?;
-            Err::<(), _>(RepoError::validation("v", "undo everything"))
+            Err::<(), _>(RepoError::validation(
+                repo_core::Field::Value,
+                "undo everything",
+            ))
         });
         assert!(failed.is_err());
         assert_eq!(

@@ -7,8 +7,8 @@ use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{
-    now, CursorPage, CursorRequest, DeleteMode, NewUser, Page, PageRequest, RepoError, RepoResult,
-    User, UserFilter, UserId, UserPatch, UserRepository,
+    now, Attempt, CursorPage, CursorRequest, DeleteMode, Entity, Field, NewUser, Page, PageRequest,
+    RepoError, RepoResult, State, User, UserFilter, UserId, UserPatch, UserRepository,
 };
 
 /// A `users` row as stored.
@@ -71,7 +71,7 @@ struct UserChangeset<'a> {
 }
 
 fn not_found(id: UserId) -> RepoError {
-    RepoError::not_found("user", id)
+    RepoError::not_found(Entity::User, id)
 }
 
 /// Inserts a validated user.
@@ -109,8 +109,8 @@ fn username_first(
 ) -> RepoError {
     let (
         RepoError::AlreadyExists {
-            entity: "user",
-            field: "email",
+            entity: Entity::User,
+            field: Field::Email,
         },
         Some(username),
     ) = (&error, username)
@@ -124,8 +124,8 @@ fn username_first(
         .get_result::<i64>(conn);
     match taken {
         Ok(n) if n > 0 => RepoError::AlreadyExists {
-            entity: "user",
-            field: "username",
+            entity: Entity::User,
+            field: Field::Username,
         },
         _ => error,
     }
@@ -143,12 +143,12 @@ pub(crate) fn find(conn: &mut SqliteConnection, id: UserId) -> RepoResult<Option
         .transpose()
 }
 
-/// The user with this id, or `NotFound { entity: "user" }`.
+/// The user with this id, or `NotFound { entity: Entity::User }`.
 pub(crate) fn get(conn: &mut SqliteConnection, id: UserId) -> RepoResult<User> {
     find(conn, id)?.ok_or_else(|| not_found(id))
 }
 
-/// `NotFound { entity: "user" }` unless the user exists.
+/// `NotFound { entity: Entity::User }` unless the user exists.
 pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: UserId) -> RepoResult<()> {
     let exists: bool = diesel::select(diesel::dsl::exists(users::table.find(id.0)))
         .get_result(conn)
@@ -161,19 +161,19 @@ pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: UserId) -> RepoResu
 }
 
 fn get_by_username(conn: &mut SqliteConnection, username: &str) -> RepoResult<User> {
-    repo_core::validate::text("username", username)?;
+    repo_core::validate::text(Field::Username, username)?;
     users::table
         .filter(users::username.eq(username))
         .select(UserRow::as_select())
         .get_result(conn)
         .optional()
         .map_err(map_diesel)?
-        .ok_or_else(|| RepoError::not_found("user", username))?
+        .ok_or_else(|| RepoError::not_found(Entity::User, username))?
         .into_user()
 }
 
 fn get_by_email(conn: &mut SqliteConnection, email: &str) -> RepoResult<User> {
-    repo_core::validate::text("email", email)?;
+    repo_core::validate::text(Field::Email, email)?;
     // Normalised as `validate::email` stores it, so the address given at creation
     // finds its user.
     let email = email.trim().to_lowercase();
@@ -183,7 +183,7 @@ fn get_by_email(conn: &mut SqliteConnection, email: &str) -> RepoResult<User> {
         .get_result(conn)
         .optional()
         .map_err(map_diesel)?
-        .ok_or_else(|| RepoError::not_found("user", &email))?
+        .ok_or_else(|| RepoError::not_found(Entity::User, &email))?
         .into_user()
 }
 
@@ -222,7 +222,10 @@ fn delete(conn: &mut SqliteConnection, id: UserId, mode: DeleteMode) -> RepoResu
         if owned > 0 {
             match mode {
                 DeleteMode::Restrict => {
-                    return Err(RepoError::invalid_state("owns_collections", "delete"))
+                    return Err(RepoError::invalid_state(
+                        State::OwnsCollections,
+                        Attempt::Delete,
+                    ))
                 }
                 // Operations, grants (and documents) of the collections go by
                 // ON DELETE CASCADE.

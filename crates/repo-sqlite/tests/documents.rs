@@ -5,9 +5,9 @@
 use diesel::sql_types::BigInt;
 use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
 use repo_core::{
-    CollectionId, DocumentFilter, DocumentStatus, DocumentStatusUpdate, ErrorCategory, NewChunk,
-    NewCollection, NewDocument, NewUser, PageRequest, RepoError, Repositories, SearchQuery, Store,
-    StoreConfig, UserId,
+    CollectionId, DocumentFilter, DocumentStatus, DocumentStatusUpdate, Entity, ErrorCategory,
+    Field, NewChunk, NewCollection, NewDocument, NewUser, PageRequest, RepoError, Repositories,
+    SearchQuery, Store, StoreConfig, UserId,
 };
 use repo_sqlite::SqliteStore;
 use serde_json::json;
@@ -98,8 +98,8 @@ fn register_is_idempotent_and_uri_is_unique() {
     assert!(matches!(
         store.documents().register(&clash),
         Err(RepoError::AlreadyExists {
-            entity: "document",
-            field: "uri"
+            entity: Entity::Document,
+            field: Field::Uri
         })
     ));
     // A stored hash wins over a taken URI (the conflict target is checked first), as
@@ -122,7 +122,7 @@ fn register_is_idempotent_and_uri_is_unique() {
             tx.documents().get_by_hash(c, &hash(11))?.file_name,
             "11.txt"
         );
-        Err::<(), _>(RepoError::validation("test", "roll back"))
+        Err::<(), _>(RepoError::validation(Field::Value, "roll back"))
     });
     assert!(rolled_back.is_err());
     assert!(matches!(
@@ -135,7 +135,7 @@ fn register_is_idempotent_and_uri_is_unique() {
             .documents()
             .register(&doc(CollectionId(uuid::Uuid::new_v4()), 9)),
         Err(RepoError::NotFound {
-            entity: "collection",
+            entity: Entity::Collection,
             ..
         })
     ));
@@ -208,7 +208,14 @@ fn a_bad_item_fails_the_whole_batch() {
         .register_many(&batch(malformed))
         .unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "content_hash", message } if message.starts_with("item 2500:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::ContentHash,
+                item: Some(2500),
+                ..
+            }
+        ),
         "{err:?}"
     );
 
@@ -217,7 +224,14 @@ fn a_bad_item_fails_the_whole_batch() {
     taken.uri = Some("u1".into());
     let err = store.documents().register_many(&batch(taken)).unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "uri", message } if message.starts_with("item 2500:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::Uri,
+                item: Some(2500),
+                ..
+            }
+        ),
         "{err:?}"
     );
 
@@ -227,7 +241,14 @@ fn a_bad_item_fails_the_whole_batch() {
     b[20].uri = Some("twice".into());
     let err = store.documents().register_many(&b).unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "uri", message } if message.starts_with("item 20:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::Uri,
+                item: Some(20),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(scalar(&path, "SELECT count(*) AS n FROM documents"), 1);
@@ -242,14 +263,28 @@ fn a_bad_item_fails_the_whole_batch() {
     chunks.push(NewChunk::new(repo_core::DocumentId::new(), 0, "orphan"));
     let err = store.chunks().insert_many(c, &chunks).unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "document_id", message } if message.starts_with("item 499:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::DocumentId,
+                item: Some(499),
+                ..
+            }
+        ),
         "{err:?}"
     );
     chunks.pop();
     chunks.push(NewChunk::new(d, 0, "again"));
     let err = store.chunks().insert_many(c, &chunks).unwrap_err();
     assert!(
-        matches!(&err, RepoError::Validation { field: "chunk_index", message } if message.starts_with("item 499:")),
+        matches!(
+            &err,
+            RepoError::Validation {
+                field: Field::ChunkIndex,
+                item: Some(499),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(store.chunks().count(c).expect("count"), 1);
@@ -441,7 +476,10 @@ fn document_state_and_meta_filters() {
         store
             .documents()
             .find_by_meta(c, &json!({"tags": ["a"]}), PageRequest::first(5)),
-        Err(RepoError::Validation { field: "meta", .. })
+        Err(RepoError::Validation {
+            field: Field::Meta,
+            ..
+        })
     ));
 
     let failed = store
@@ -491,7 +529,7 @@ fn document_state_and_meta_filters() {
     assert!(matches!(
         store.documents().get(ids[0]),
         Err(RepoError::NotFound {
-            entity: "document",
+            entity: Entity::Document,
             ..
         })
     ));

@@ -2,8 +2,8 @@
 //! `repo-behaviour`; these check the SQLite-specific wiring.
 
 use repo_core::{
-    AccessLevel, CollectionStatus, ConflictReason, NewApiKey, NewCollection, NewOperation, NewUser,
-    OperationKind, RepoError, Repositories, Store, StoreConfig, UserId,
+    AccessLevel, CollectionStatus, ConflictReason, Entity, Field, NewApiKey, NewCollection,
+    NewOperation, NewUser, OperationKind, RepoError, Repositories, Store, StoreConfig, UserId,
 };
 use repo_sqlite::SqliteStore;
 use serde_json::json;
@@ -182,8 +182,8 @@ fn unique_violation_names_the_field() {
         matches!(
             err,
             RepoError::AlreadyExists {
-                entity: "user",
-                field: "username"
+                entity: Entity::User,
+                field: Field::Username
             }
         ),
         "{err:?}"
@@ -196,8 +196,8 @@ fn unique_violation_names_the_field() {
         matches!(
             err,
             RepoError::AlreadyExists {
-                entity: "user",
-                field: "email"
+                entity: Entity::User,
+                field: Field::Email
             }
         ),
         "{err:?}"
@@ -218,10 +218,16 @@ fn unit_of_work_rolls_back() {
             tx.lock_collection(c.id)?;
             tx.collections()
                 .update_status(c.id, CollectionStatus::Processing, None)?;
-            Err::<(), _>(RepoError::validation("test", "roll back"))
+            Err::<(), _>(RepoError::validation(Field::Value, "roll back"))
         })
         .unwrap_err();
-    assert!(matches!(err, RepoError::Validation { field: "test", .. }));
+    assert!(matches!(
+        err,
+        RepoError::Validation {
+            field: Field::Value,
+            ..
+        }
+    ));
     assert!(matches!(
         store.collections().get_by_name("doomed"),
         Err(RepoError::NotFound { .. })
@@ -236,7 +242,10 @@ fn unit_of_work_rolls_back() {
             let dup = tx.collections().create(&NewCollection::new("kept", owner));
             assert!(matches!(
                 dup,
-                Err(RepoError::AlreadyExists { field: "name", .. })
+                Err(RepoError::AlreadyExists {
+                    field: Field::Name,
+                    ..
+                })
             ));
             tx.collections()
                 .update_status(c.id, CollectionStatus::Processing, None)

@@ -9,8 +9,8 @@
 use crate::schema::{Table, TableSpec};
 use crate::value::Value;
 use repo_core::{
-    api_key, chunk, validate, CollectionId, CollectionStats, DocumentId, NewChunk, NewCollection,
-    NewDocument, NewOperation, NewUser, RepoError, UserId,
+    api_key, chunk, validate, CollectionId, CollectionStats, DocumentId, Field, NewChunk,
+    NewCollection, NewDocument, NewOperation, NewUser, RepoError, UserId,
 };
 use std::str::FromStr;
 
@@ -29,13 +29,10 @@ pub fn check(table: Table, values: &[Value]) -> Result<(), (usize, String)> {
         Table::Chunks => chunks(&row),
     };
     result.map_err(|e| match e {
-        RepoError::Validation { field, message } => (
-            spec.index_of(field).unwrap_or(spec.pk),
-            // Single-row batches: the position prefix says nothing here.
-            message
-                .strip_prefix("item 0: ")
-                .map_or(message.clone(), str::to_owned),
-        ),
+        // Single-row batches: the batch position (`item`) says nothing here.
+        RepoError::Validation { field, message, .. } => {
+            (spec.index_of(field.as_str()).unwrap_or(spec.pk), message)
+        }
         other => (spec.pk, other.to_string()),
     })
 }
@@ -109,7 +106,7 @@ impl Row<'_> {
 }
 
 /// A stored value differs from the form the repositories store for it.
-fn not_stored_form(field: &'static str, stored: &str, expected: &str, why: &str) -> RepoError {
+fn not_stored_form(field: Field, stored: &str, expected: &str, why: &str) -> RepoError {
     RepoError::validation(
         field,
         format!(
@@ -128,7 +125,7 @@ fn users(r: &Row<'_>) -> Result<(), RepoError> {
     let stored = user.validated()?;
     if stored.email != user.email {
         return Err(not_stored_form(
-            "email",
+            Field::Email,
             &user.email,
             &stored.email,
             "emails are unique regardless of case and stored in lowercase: this one may equal \
@@ -143,7 +140,7 @@ fn api_keys(r: &Row<'_>) -> Result<(), RepoError> {
     let trimmed = validate::api_key_name(&name)?;
     if trimmed != name {
         return Err(not_stored_form(
-            "name",
+            Field::Name,
             &name,
             &trimmed,
             "names are stored trimmed",
@@ -153,14 +150,14 @@ fn api_keys(r: &Row<'_>) -> Result<(), RepoError> {
     let stored_folded = r.str("name_folded");
     if stored_folded != folded {
         return Err(not_stored_form(
-            "name_folded",
+            Field::NameFolded,
             &stored_folded,
             &folded,
             "the case-folded name that makes names unique per user regardless of case",
         ));
     }
     if let Some(p) = r.opt_json("permissions") {
-        validate::json("permissions", &p)?;
+        validate::json(Field::Permissions, &p)?;
     }
     Ok(())
 }
@@ -185,7 +182,7 @@ fn collections(r: &Row<'_>) -> Result<(), RepoError> {
     let stored = input.prepare()?;
     if stored.name != input.name {
         return Err(not_stored_form(
-            "name",
+            Field::Name,
             &input.name,
             &stored.name,
             "names are stored trimmed",
@@ -194,14 +191,17 @@ fn collections(r: &Row<'_>) -> Result<(), RepoError> {
     let vector_store_name = r.str("vector_store_name");
     if vector_store_name != id.vector_store_name() {
         return Err(not_stored_form(
-            "vector_store_name",
+            Field::VectorStoreName,
             &vector_store_name,
             &id.vector_store_name(),
             "derived from the collection id",
         ));
     }
-    validate::opt_text("status_message", r.opt_str("status_message").as_deref())?;
-    validate::opt_text("sync_last_error", r.opt_str("sync_last_error").as_deref())?;
+    validate::opt_text(Field::StatusMessage, r.opt_str("status_message").as_deref())?;
+    validate::opt_text(
+        Field::SyncLastError,
+        r.opt_str("sync_last_error").as_deref(),
+    )?;
     CollectionStats {
         document_count: r.int("document_count"),
         vector_count: r.int("vector_count"),
@@ -221,7 +221,7 @@ fn operations(r: &Row<'_>) -> Result<(), RepoError> {
     input.task_id = r.opt_str("task_id");
     input.idempotency_key = r.opt_str("idempotency_key");
     input.prepare()?;
-    validate::opt_text("error_message", r.opt_str("error_message").as_deref())
+    validate::opt_text(Field::ErrorMessage, r.opt_str("error_message").as_deref())
 }
 
 fn documents(r: &Row<'_>) -> Result<(), RepoError> {
@@ -236,7 +236,7 @@ fn documents(r: &Row<'_>) -> Result<(), RepoError> {
         meta: r.json("meta"),
     };
     input.prepare()?;
-    validate::opt_text("error_message", r.opt_str("error_message").as_deref())
+    validate::opt_text(Field::ErrorMessage, r.opt_str("error_message").as_deref())
 }
 
 fn chunks(r: &Row<'_>) -> Result<(), RepoError> {
@@ -251,7 +251,7 @@ fn chunks(r: &Row<'_>) -> Result<(), RepoError> {
     };
     chunk::prepare_batch(CollectionId(r.uuid("collection_id")), &[input])?;
     validate::opt_text(
-        "embedding_vector_id",
+        Field::EmbeddingVectorId,
         r.opt_str("embedding_vector_id").as_deref(),
     )
 }

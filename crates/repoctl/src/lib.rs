@@ -1,7 +1,7 @@
 //! # repoctl
 //!
 //! Schema migrations and verified data migration between the SQLite and PostgreSQL
-//! backends of the data layer (DOMAIN.md, "Data migration").
+//! backends of the data layer (docs/domain.md, "Moving data between backends").
 //!
 //! ```text
 //! repoctl migrate up|down|status --database-url URL      (down: the newest; --all: every one)

@@ -1099,7 +1099,7 @@ fn verify_finds_one_changed_value_with_equal_counts_in_both_directions() {
 #[test]
 fn an_empty_string_in_every_nullable_timestamp_column_is_refused_not_made_null() {
     use repoctl::schema::{ColumnType, Table};
-    // Every nullable timestamp column of the schema (and at least those DOMAIN.md names).
+    // Every nullable timestamp column of the schema (and at least those docs/domain.md names).
     let columns: Vec<(Table, &str)> = Table::ALL
         .iter()
         .flat_map(|&t| {
