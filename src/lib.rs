@@ -259,7 +259,9 @@
 //! - [`observe`]: per-call spans and the slow-query log ([`observe::Instrumented`],
 //!   [`observe::SlowQueryLog`]), pool warnings ([`observe::PoolWatch`]) and the pool's
 //!   connection check. Each backend wires these up itself; [`Store::pool_status`] and
-//!   [`Store::nodes`] report what they see.
+//!   [`Store::nodes`] report what they see. With the Cargo feature `metrics`, every
+//!   call and every pool also report to the application's `metrics` recorder under
+//!   OpenTelemetry's names ([`observe::metrics`]; the list is in `docs/operations.md`).
 //! - [`schema`]: snapshots of the database schema, for comparing the two backends.
 //! - [`rules`]: the rules written once for both backends: input validation, API-key
 //!   preparation, the access rule.
@@ -331,10 +333,12 @@ pub mod config {
 /// slow-query log ([`Instrumented`](observe::Instrumented),
 /// [`SlowQueryLog`](observe::SlowQueryLog)), pool-pressure and connection-failure
 /// warnings ([`PoolWatch`](observe::PoolWatch)), and the connection check on
-/// checkout ([`pool_check`](observe::pool_check)). See `docs/operations.md` for the
-/// log lines they write.
+/// checkout ([`pool_check`](observe::pool_check)), and the metric names and pool
+/// metrics of the `metrics` feature ([`metrics`](observe::metrics)). See
+/// `docs/operations.md` for the log lines and metrics they write.
 pub mod observe {
     pub use repo_core::instrument::*;
+    pub use repo_core::metrics;
     pub use repo_core::pool_check;
 }
 

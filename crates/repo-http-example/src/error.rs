@@ -55,7 +55,7 @@ pub fn error_body(e: &RepoError) -> (StatusCode, Json<Value>) {
 // Stand-ins for `RepoError::code` and `RepoError::http_status`, which the typed-error
 // work adds to the library; `error_body` switches to them then.
 fn code(e: &RepoError) -> &'static str {
-    smtk_repo::instrument::error_kind(e)
+    smtk_repo::observe::error_kind(e)
 }
 
 fn http_status(e: &RepoError) -> u16 {
