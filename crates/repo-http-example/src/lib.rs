@@ -420,11 +420,10 @@ async fn start_operation(
     let operation = state
         .db
         .transaction(move |tx| {
-            tx.lock_collection(id)?;
+            let collection = tx.lock_collection(id)?;
             tx.collections()
                 .get_with_access(id, caller.principal, AccessLevel::Write)?;
             let operation = tx.operations().create(&new)?;
-            let collection = tx.collections().get(id)?;
             if collection.status != CollectionStatus::Processing {
                 tx.collections()
                     .update_status(id, CollectionStatus::Processing, None)?;
