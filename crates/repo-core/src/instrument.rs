@@ -52,20 +52,11 @@ use std::time::{Duration, Instant};
 use tracing::field::Empty;
 
 /// The stable name of an error's variant, as recorded in the `outcome` span field:
-/// `not_found`, `already_exists`, `access_denied`, `validation`, `invalid_state`,
-/// `conflict`, `unavailable`, `config` or `backend`.
+/// [`RepoError::code`] (`not_found`, `already_exists`, `access_denied`,
+/// `validation_failed`, `invalid_state`, `conflict`, `unavailable`, `config` or
+/// `backend`), so logs, metrics and API responses use one vocabulary.
 pub fn error_kind(error: &RepoError) -> &'static str {
-    match error {
-        RepoError::NotFound { .. } => "not_found",
-        RepoError::AlreadyExists { .. } => "already_exists",
-        RepoError::AccessDenied { .. } => "access_denied",
-        RepoError::Validation { .. } => "validation",
-        RepoError::InvalidState { .. } => "invalid_state",
-        RepoError::Conflict { .. } => "conflict",
-        RepoError::Unavailable { .. } => "unavailable",
-        RepoError::Config { .. } => "config",
-        RepoError::Backend { .. } => "backend",
-    }
+    error.code()
 }
 
 /// Runs `call` inside a `repo` span for `backend`/`repository`/`method` and records
