@@ -118,6 +118,7 @@ macro_rules! behaviour_tests {
             api_keys::api_key_create_returns_secret_once_in_format,
             api_keys::api_key_reads_never_expose_secret_or_hash,
             api_keys::api_key_verify_accepts_and_records_last_used,
+            api_keys::api_key_verify_stamps_last_used_at_per_granularity,
             api_keys::api_key_verify_rejects_revoked,
             api_keys::api_key_verify_rejects_inactive_user,
             api_keys::api_key_verify_unknown_secret_is_none,

@@ -1,6 +1,7 @@
 //! [`CollectionRepository`] on PostgreSQL: collections, grants and access checks.
 
 use crate::connection::{missing_reference, parse_column, ConnectionSource, QueryResultExt};
+use crate::prepared::CacheDsl;
 use crate::schema::{api_keys, collection_permissions as perms, collections};
 use crate::users as user_repo;
 use diesel::pg::{Pg, PgConnection};
@@ -292,6 +293,7 @@ pub(crate) fn actor(conn: &mut PgConnection, principal: Principal) -> RepoResult
     ))
     .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
     .bind::<Nullable<SqlUuid>, _>(principal.api_key_id().map(|k| k.0))
+    .cached()
     .get_result(conn)
     .db()?;
     Ok(row.into_facts(principal)?.actor(now()))
@@ -316,6 +318,7 @@ pub(crate) fn with_access(
     .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
     .bind::<Nullable<SqlUuid>, _>(principal.api_key_id().map(|k| k.0))
     .bind::<SqlUuid, _>(id.0)
+    .cached()
     .get_result(conn)
     .optional()
     .db()?;
@@ -672,12 +675,14 @@ fn grant(
             .do_update()
             .set(changes)
             .returning(PermissionRow::as_returning())
+            .cached()
             .get_result(conn),
         Grantee::ApiKey(_) => insert
             .on_conflict((perms::collection_id, perms::api_key_id))
             .do_update()
             .set(changes)
             .returning(PermissionRow::as_returning())
+            .cached()
             .get_result(conn),
     };
     // One statement: a missing collection or grantee is the foreign-key violation of
@@ -855,7 +860,12 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
         grantee: Grantee,
         level: AccessLevel,
     ) -> RepoResult<CollectionPermission> {
-        self.src.write(|c| grant(c, id, grantee, level))
+        match grantee {
+            // One statement: no transaction needed (and none sent).
+            Grantee::User(_) => self.src.run(|c| grant(c, id, grantee, level)),
+            // The grant and the key's scoped mark commit together.
+            Grantee::ApiKey(_) => self.src.write(|c| grant(c, id, grantee, level)),
+        }
     }
 
     fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {
