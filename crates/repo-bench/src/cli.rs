@@ -27,12 +27,13 @@ PROFILE:
 OPTIONS:
     --quick       CI-sized run, under 2 minutes for both backends (default)
     --full        larger samples, longer concurrency windows, larger bulk batches,
+                  the scale section at 10,000 / 100,000 / 1,000,000 chunks,
                   and the copy section (repoctl copy against psql \\copy; needs the
                   repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
     --only IDS    run only these sections (comma-separated: point, pooler, replicas,
                   async_handle,
-                  concurrency, bulk, copy)
+                  concurrency, bulk, copy, scale)
     -h, --help    print this text
 
 ENVIRONMENT:
@@ -47,6 +48,9 @@ ENVIRONMENT:
                         else TEST_PRIMARY_URL and TEST_STANDBY_URL.
     REPOCTL_BIN         repoctl binary of the copy section (full mode); default
                         the repoctl next to this binary.
+    REPO_BENCH_SCALE_SIZES
+                        sizes of the scale section instead of the mode's, e.g.
+                        10000,100000 (as many chunks again go to other collections).
 ";
 
 /// Run size.
@@ -181,6 +185,11 @@ pub(crate) struct Plan {
     /// Whether the pooler section fails without a PgBouncer URL (full mode) instead of
     /// reporting itself skipped (quick mode).
     pub(crate) pooler_required: bool,
+    /// Sizes the scale section grows its collection through; as many chunks again
+    /// sit in other collections.
+    pub(crate) scale_sizes: Vec<usize>,
+    /// Timed calls per measurement of the scale section (the p50 is reported).
+    pub(crate) scale_runs: usize,
 }
 
 fn as_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -213,6 +222,8 @@ impl Plan {
                 bulk_rounds: 1,
                 copy_chunks: None,
                 pooler_required: false,
+                scale_sizes: vec![3_000, 6_000],
+                scale_runs: 5,
             },
             Mode::Full => Plan {
                 point_warmup: 500,
@@ -228,6 +239,8 @@ impl Plan {
                 bulk_rounds: 3,
                 copy_chunks: Some(200_000),
                 pooler_required: true,
+                scale_sizes: vec![10_000, 100_000, 1_000_000],
+                scale_runs: 7,
             },
         }
     }

@@ -13,6 +13,7 @@ mod copy;
 pub(crate) mod point;
 mod pooler;
 mod replicas;
+mod scale;
 
 use crate::backend::Backend;
 use crate::cli::Plan;
@@ -45,6 +46,7 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
         Box::new(concurrency::Concurrency),
         Box::new(bulk::Bulk),
         Box::new(copy::Copy),
+        Box::new(scale::Scale),
     ]
 }
 
