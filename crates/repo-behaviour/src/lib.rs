@@ -293,6 +293,8 @@ macro_rules! behaviour_tests {
             search::search_stays_within_its_collection,
             search::search_non_ascii_tokens_match_alike,
             search::search_finds_words_in_a_million_character_chunk,
+            search::search_total_is_exact_up_to_the_cap_then_a_lower_bound,
+            search::search_cursor_pages_walk_the_ranking,
             views::view_read_after_a_position_sees_the_write,
             views::view_write_positions_only_grow,
             views::view_writes_through_a_read_view_reach_the_primary,

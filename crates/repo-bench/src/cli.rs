@@ -27,11 +27,12 @@ PROFILE:
 OPTIONS:
     --quick       CI-sized run, under 2 minutes for both backends (default)
     --full        larger samples, longer concurrency windows, larger bulk batches,
+                  the scale section at 10,000 / 100,000 / 1,000,000 chunks,
                   and the copy section (repoctl copy against psql \\copy; needs the
                   repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
     --only IDS    run only these sections (comma-separated: point, pooler, replicas,
-                  async_handle, concurrency, scenarios, bulk, copy)
+                  async_handle, concurrency, scenarios, bulk, copy, scale)
     -h, --help    print this text
 
 ENVIRONMENT:
@@ -46,6 +47,9 @@ ENVIRONMENT:
                         else TEST_PRIMARY_URL and TEST_STANDBY_URL.
     REPOCTL_BIN         repoctl binary of the copy section (full mode); default
                         the repoctl next to this binary.
+    REPO_BENCH_SCALE_SIZES
+                        sizes of the scale section instead of the mode's, e.g.
+                        10000,100000 (as many chunks again go to other collections).
 ";
 
 /// Run size.
@@ -193,6 +197,11 @@ pub(crate) struct Plan {
     /// How long the exhaustion scenario holds the pool's connection.
     #[serde(serialize_with = "as_secs")]
     pub(crate) scenario_hold: Duration,
+    /// Sizes the scale section grows its collection through; as many chunks again
+    /// sit in other collections.
+    pub(crate) scale_sizes: Vec<usize>,
+    /// Timed calls per measurement of the scale section (the p50 is reported).
+    pub(crate) scale_runs: usize,
 }
 
 fn as_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -231,6 +240,8 @@ impl Plan {
                 scenario_chunks_per_document: 2,
                 scenario_units: 10,
                 scenario_hold: Duration::from_millis(300),
+                scale_sizes: vec![3_000, 6_000],
+                scale_runs: 5,
             },
             Mode::Full => Plan {
                 point_warmup: 500,
@@ -252,6 +263,8 @@ impl Plan {
                 scenario_chunks_per_document: 4,
                 scenario_units: 200,
                 scenario_hold: Duration::from_secs(1),
+                scale_sizes: vec![10_000, 100_000, 1_000_000],
+                scale_runs: 7,
             },
         }
     }

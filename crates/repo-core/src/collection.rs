@@ -83,6 +83,21 @@ impl Collection {
     }
 }
 
+/// Merges the newest-first branches of a listing (owned, public, granted: each read
+/// from its own index, each holding at least `skip + take` rows or all of its rows)
+/// into rows `skip..skip + take` of their union, newest first (`created_at DESC,
+/// id DESC`, the order of both databases), each collection once.
+pub fn merge_newest_first(
+    branches: impl IntoIterator<Item = Vec<Collection>>,
+    skip: usize,
+    take: usize,
+) -> Vec<Collection> {
+    let mut all: Vec<Collection> = branches.into_iter().flatten().collect();
+    all.sort_by_key(|c| std::cmp::Reverse((c.created_at, c.id.0)));
+    all.dedup_by_key(|c| c.id);
+    all.into_iter().skip(skip).take(take).collect()
+}
+
 /// Input for [`CollectionRepository::create`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

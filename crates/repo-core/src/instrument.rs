@@ -27,7 +27,7 @@
 
 use crate::access::Principal;
 use crate::api_key::{ApiKey, ApiKeyRepository, CreatedApiKey, NewApiKey, VerifiedKey};
-use crate::chunk::{Chunk, ChunkRepository, NewChunk, SearchHit};
+use crate::chunk::{Chunk, ChunkRepository, NewChunk, SearchCursor, SearchPage};
 use crate::collection::{
     Collection, CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats,
     Grantee, NewCollection, SyncRun,
@@ -308,7 +308,9 @@ instrument_repository!(ChunkRepository via chunks {
     fn delete_by_collection(&self, collection_id: CollectionId) -> RepoResult<u64>;
     fn count(&self, collection_id: CollectionId) -> RepoResult<u64>;
     fn search(&self, collection_id: CollectionId, query: &SearchQuery, page: PageRequest)
-        -> RepoResult<Page<SearchHit>>;
+        -> RepoResult<SearchPage>;
+    fn search_after(&self, collection_id: CollectionId, query: &SearchQuery,
+        after: Option<SearchCursor>, limit: u32) -> RepoResult<SearchPage>;
 });
 
 /// Times the statements of one connection and logs those slower than a threshold.

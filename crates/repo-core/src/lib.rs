@@ -67,10 +67,13 @@ pub use api_key::{
     ApiKey, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, KeyExpiry, NewApiKey,
     PreparedApiKey, VerifiedKey,
 };
-pub use chunk::{Chunk, ChunkRepository, NewChunk, SearchHit, MAX_CHUNK_BATCH};
+pub use chunk::{
+    Chunk, ChunkRepository, NewChunk, SearchCursor, SearchHit, SearchPage, MAX_CHUNK_BATCH,
+    SEARCH_TOTAL_CAP,
+};
 pub use collection::{
-    effective_access, require_access, Collection, CollectionPatch, CollectionPermission,
-    CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
+    effective_access, merge_newest_first, require_access, Collection, CollectionPatch,
+    CollectionPermission, CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
     DEFAULT_EMBEDDING_MODEL,
 };
 pub use config::{

@@ -13,6 +13,7 @@ mod copy;
 pub(crate) mod point;
 mod pooler;
 mod replicas;
+mod scale;
 mod scenarios;
 
 use crate::backend::Backend;
@@ -47,6 +48,7 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
         Box::new(scenarios::Scenarios),
         Box::new(bulk::Bulk),
         Box::new(copy::Copy),
+        Box::new(scale::Scale),
     ]
 }
 

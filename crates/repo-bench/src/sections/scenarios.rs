@@ -208,7 +208,7 @@ fn new_operation(owner: UserId, collection: CollectionId) -> NewOperation {
 
 /// The marker error of a unit that is meant to roll back.
 fn planned_rollback() -> RepoError {
-    RepoError::validation("scenario", "planned rollback")
+    RepoError::validation(repo_core::Field::Value, "planned rollback")
 }
 
 fn outcome(
