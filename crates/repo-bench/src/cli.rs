@@ -27,12 +27,13 @@ PROFILE:
 OPTIONS:
     --quick       CI-sized run, under 2 minutes for both backends (default)
     --full        larger samples, longer concurrency windows, larger bulk batches,
-                  and the copy section (repoctl copy against psql \\copy; needs the
+                  the copy and live sections (repoctl copy against psql \\copy,
+                  repoctl live's write pause under writers; need the
                   repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
     --only IDS    run only these sections (comma-separated: point, pooler, replicas,
                   async_handle,
-                  concurrency, bulk, copy)
+                  concurrency, bulk, copy, live)
     -h, --help    print this text
 
 ENVIRONMENT:

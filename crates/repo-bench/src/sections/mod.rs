@@ -10,6 +10,7 @@ mod async_handle;
 mod bulk;
 mod concurrency;
 mod copy;
+mod live;
 pub(crate) mod point;
 mod pooler;
 mod replicas;
@@ -45,6 +46,7 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
         Box::new(concurrency::Concurrency),
         Box::new(bulk::Bulk),
         Box::new(copy::Copy),
+        Box::new(live::Live),
     ]
 }
 
