@@ -28,11 +28,12 @@ OPTIONS:
     --quick       CI-sized run, under 2 minutes for both backends (default)
     --full        larger samples, longer concurrency windows, larger bulk batches,
                   the scale section at 10,000 / 100,000 / 1,000,000 chunks,
-                  and the copy section (repoctl copy against psql \\copy; needs the
-                  repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
+                  and the copy and live sections (repoctl copy against psql \\copy,
+                  repoctl live's write pause under writers; need the repoctl
+                  binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
     --only IDS    run only these sections (comma-separated: point, pooler, replicas,
-                  async_handle, concurrency, scenarios, bulk, copy, scale)
+                  async_handle, concurrency, scenarios, bulk, copy, live, scale)
     -h, --help    print this text
 
 ENVIRONMENT:

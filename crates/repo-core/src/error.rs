@@ -474,6 +474,10 @@ pub enum UnavailableReason {
     /// The server does not accept connections yet or any more: starting up, shutting
     /// down, in recovery (PostgreSQL 57P03).
     CannotConnectNow,
+    /// Writes are paused for a database migration (`repoctl live cutover`, see
+    /// [`crate::maintenance`]); retry in a few seconds, against the new database once
+    /// the application has been switched to it.
+    Maintenance,
 }
 
 impl UnavailableReason {
@@ -489,6 +493,7 @@ impl UnavailableReason {
             Self::AdminShutdown => "admin shutdown",
             Self::CrashShutdown => "crash shutdown",
             Self::CannotConnectNow => "cannot connect now",
+            Self::Maintenance => "maintenance",
         }
     }
 
@@ -828,6 +833,7 @@ mod tests {
             UnavailableReason::AdminShutdown,
             UnavailableReason::CrashShutdown,
             UnavailableReason::CannotConnectNow,
+            UnavailableReason::Maintenance,
         ];
         let names: std::collections::BTreeSet<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), all.len());

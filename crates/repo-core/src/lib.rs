@@ -49,6 +49,7 @@ pub mod document;
 pub mod error;
 pub mod ids;
 pub mod instrument;
+pub mod maintenance;
 pub mod operation;
 pub mod page;
 pub mod pool_check;

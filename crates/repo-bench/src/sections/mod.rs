@@ -10,6 +10,7 @@ mod async_handle;
 pub(crate) mod bulk;
 mod concurrency;
 mod copy;
+mod live;
 pub(crate) mod point;
 mod pooler;
 mod replicas;
@@ -49,6 +50,7 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
         Box::new(bulk::Bulk),
         Box::new(copy::Copy),
         Box::new(scale::Scale),
+        Box::new(live::Live),
     ]
 }
 
