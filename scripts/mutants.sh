@@ -25,9 +25,10 @@
 # Stage 2 is `cargo mutants --iterate`: it skips what stage 1 caught or found unviable,
 # so the slow behaviour run is paid only for the mutants the crate's own tests miss.
 #
-# Each group's results go to mutants.out/GROUP/ (stage 1 in mutants.out.old when a
-# stage 2 ran); at the end the script prints, per file, the mutants caught, missed,
-# timed out and unviable, and the score: (caught + timeout) / viable mutants.
+# Each group's results go to mutants.out/GROUP/ (mutants.out/GROUP-FILES/ for a run
+# limited by MUTANTS_FILES; stage 1 in mutants.out.old when a stage 2 ran); at the end
+# the script prints, per file, the mutants caught, missed, timed out and unviable, and
+# the score: (caught + timeout) / viable mutants.
 #
 # Before any mutant, the unmutated tree must pass each stage's test command (run here
 # with the ordinary target/, timed): a failing or flaky suite would count every mutant
@@ -85,14 +86,15 @@ all_groups=(core repoctl sqlite postgres)
 # The last stage that tested a mutant decides its outcome (stage 2 re-tests what stage 1
 # missed or timed out on).
 summary() {
-    local group dir outcome dirs
+    local run dir outcome dirs
     {
-        for group in "${all_groups[@]}"; do
+        # One directory per run (a group, or a group limited by MUTANTS_FILES), oldest
+        # first, so that a later run of the same mutant decides.
+        for run in $(ls -dtr mutants.out/*/mutants.out 2>/dev/null); do
             # mutants.out.old holds stage 1 only when the newest run was a stage 2
             # (`--iterate` leaves previously_caught.txt).
-            dirs=("mutants.out/$group/mutants.out")
-            [[ -e mutants.out/$group/mutants.out/previously_caught.txt ]] &&
-                dirs=("mutants.out/$group/mutants.out.old" "${dirs[@]}")
+            dirs=("$run")
+            [[ -e $run/previously_caught.txt ]] && dirs=("$run.old" "${dirs[@]}")
             for dir in "${dirs[@]}"; do
                 for outcome in caught missed timeout unviable; do
                     [[ -s $dir/$outcome.txt ]] && sed "s/^/$outcome\t/" "$dir/$outcome.txt"
@@ -176,7 +178,7 @@ run_mutants() {
     done
     CARGO_TARGET_DIR=$target_dir cargo mutants \
         --package "${package[$group]}" "${file_args[@]}" \
-        --output "mutants.out/$group" --jobs "${MUTANTS_JOBS:-1}" \
+        --output "$out" --jobs "${MUTANTS_JOBS:-1}" \
         --baseline skip --timeout "$timeout" --colors never "${extra[@]}" "$@" ||
         true # exit status 2 = some mutants missed: the summary reports them
 }
@@ -184,6 +186,9 @@ run_mutants() {
 mkdir -p mutants.out
 for group in "${groups[@]}"; do
     started=$SECONDS
+    # A run limited by MUTANTS_FILES keeps its own directory (the group's full run stays).
+    out=mutants.out/$group
+    [[ -z ${MUTANTS_FILES:-} ]] || out=mutants.out/$group-${MUTANTS_FILES// /-}
     read -r -a own <<<"${stage1[$group]}"
     preflight "" -p "${package[$group]}" "${own[@]}"
     log "$group, stage 1: ${package[$group]}'s own tests (${stage1[$group]})"
