@@ -255,7 +255,43 @@ mod tests {
 
     #[test]
     fn access_order() {
-        assert!(AccessLevel::Admin.allows(AccessLevel::Write));
-        assert!(!AccessLevel::Read.allows(AccessLevel::Write));
+        use AccessLevel::*;
+        // Every pair: `allows` is exactly "at least as high".
+        for (i, held) in AccessLevel::ALL.iter().enumerate() {
+            for (j, needed) in AccessLevel::ALL.iter().enumerate() {
+                assert_eq!(held.allows(*needed), i >= j, "{held} allows {needed}");
+                assert_eq!(held.cmp(needed), i.cmp(&j), "{held} cmp {needed}");
+            }
+        }
+        // The operators and Option's order (None lowest) that the access rule relies on.
+        assert!(Read < Write && Write < Admin && Admin > Read);
+        assert_eq!(Some(Write).min(Some(Admin)), Some(Write));
+        assert_eq!(Some(Write).max(None), Some(Write));
+    }
+
+    #[test]
+    fn collection_machine() {
+        use CollectionStatus::*;
+        let predecessors = CollectionStatus::predecessors;
+        assert!(predecessors(Pending).is_empty());
+        assert_eq!(predecessors(Processing), vec![Pending, Ready, Error]);
+        assert_eq!(predecessors(Ready), vec![Processing]);
+        assert_eq!(predecessors(Error), vec![Processing]);
+        assert!(!Ready.can_transition_to(Pending));
+    }
+
+    #[test]
+    fn operation_terminal_and_active_states() {
+        use OperationStatus::*;
+        for s in OperationStatus::ALL {
+            let terminal = matches!(s, Completed | Failed | Cancelled);
+            assert_eq!(s.is_terminal(), terminal, "{s} terminal");
+            assert_eq!(s.is_active(), !terminal, "{s} active");
+            if terminal {
+                assert!(OperationStatus::ALL
+                    .iter()
+                    .all(|n| !s.can_transition_to(*n)));
+            }
+        }
     }
 }

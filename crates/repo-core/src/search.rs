@@ -256,6 +256,19 @@ mod tests {
     }
 
     #[test]
+    fn only_a_bare_upper_case_or_separates_alternatives() {
+        // Quoted or negated, `OR` is the word "or".
+        let q = SearchQuery::parse(r#"a "OR" b -OR or"#);
+        assert_eq!(q.any_of.len(), 1);
+        assert_eq!(
+            q.any_of[0].include,
+            vec![words(&["a"]), words(&["or"]), words(&["b"]), words(&["or"])]
+        );
+        assert_eq!(q.any_of[0].exclude, vec![words(&["or"])]);
+        assert_eq!(SearchQuery::parse("a OR b").any_of.len(), 2);
+    }
+
+    #[test]
     fn index_text_wraps_every_token_and_patterns_find_phrases() {
         assert_eq!(index_text("A b, a!"), " a  b  a ");
         assert_eq!(index_text(" ,;"), "");
