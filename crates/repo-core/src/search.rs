@@ -222,6 +222,7 @@ mod tests {
     #[test]
     fn parses_words_phrases_or_and_exclusions() {
         let q = SearchQuery::parse(r#"Rust "async runtime" -tokio OR diesel"#);
+        assert!(!q.is_empty());
         assert_eq!(q.any_of.len(), 2);
         assert_eq!(
             q.any_of[0].include,
