@@ -783,7 +783,7 @@ mod tests {
     /// the connection stays usable afterwards.
     #[test]
     fn copy_unique_violation_is_already_exists() {
-        let (db, store, c, d) = fixture();
+        let (db, _store, c, d) = fixture();
         let rows =
             prepare_batch(c, &[NewChunk::new(d, 0, "x"), NewChunk::new(d, 1, "y")]).expect("valid");
         let mut conn = PgConnection::establish(db.url()).expect("connection");
