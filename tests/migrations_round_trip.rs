@@ -120,8 +120,13 @@ fn no_migrations() -> StoreConfig {
 fn upgrade_backfills_search_tokens(backend: &str, store: &dyn Migrator) {
     assert_eq!(
         store.revert_last(),
-        "20261202000004",
+        "20261202000010",
         "{backend}: the newest migration"
+    );
+    assert_eq!(
+        store.revert_last(),
+        "20261202000004",
+        "{backend}: the operation_idempotency migration"
     );
     assert_eq!(
         store.revert_last(),
@@ -130,7 +135,11 @@ fn upgrade_backfills_search_tokens(backend: &str, store: &dyn Migrator) {
     );
     assert_eq!(
         store.run_pending(),
-        vec!["20261122000003".to_owned(), "20261202000004".to_owned()]
+        vec![
+            "20261122000003".to_owned(),
+            "20261202000004".to_owned(),
+            "20261202000010".to_owned()
+        ]
     );
     let c = store
         .repos()

@@ -138,6 +138,76 @@ pub fn api_key_verify_accepts_and_records_last_used(h: &dyn Harness) {
     assert_eq!(stored, verified.key);
 }
 
+/// `last_used_granularity` 0 moves `last_used_at` on every verify; an hour leaves it where the first verify put it; revoked and expired keys are refused either way.
+pub fn api_key_verify_stamps_last_used_at_per_granularity(h: &dyn Harness) {
+    let open = |granularity: StdDuration| {
+        h.open_with(StoreConfig {
+            api_keys: repo_core::ApiKeyPolicy {
+                last_used_granularity: granularity,
+                ..Default::default()
+            },
+            ..StoreConfig::default()
+        })
+    };
+    let used = |s: &dyn repo_core::Store, secret: &str, what: &str| {
+        expect::ok(s.api_keys().verify(secret), what)
+            .unwrap_or_else(|| panic!("{what}: a valid key must verify"))
+            .key
+            .last_used_at
+            .unwrap_or_else(|| panic!("{what}: verify must return last_used_at"))
+    };
+    let every = open(StdDuration::ZERO);
+    let u = seed::user(&*every, "gran");
+    let k = expect::ok(
+        every.api_keys().create(&NewApiKey::new(u.id, "ci")),
+        "create",
+    );
+    let first = used(&*every, k.secret.expose(), "first verify, granularity 0");
+    std::thread::sleep(StdDuration::from_millis(5));
+    let second = used(&*every, k.secret.expose(), "second verify, granularity 0");
+    assert!(
+        second > first,
+        "granularity 0 stamps every verify: {first} then {second}"
+    );
+    let stored = expect::ok(every.api_keys().get(k.key.id), "get");
+    assert_eq!(stored.last_used_at, Some(second));
+
+    let hourly = open(StdDuration::from_secs(3600));
+    let k = expect::ok(
+        hourly.api_keys().create(&NewApiKey::new(u.id, "hourly")),
+        "create",
+    );
+    let first = used(&*hourly, k.secret.expose(), "first verify, granularity 1 h");
+    std::thread::sleep(StdDuration::from_millis(5));
+    let second = used(
+        &*hourly,
+        k.secret.expose(),
+        "second verify, granularity 1 h",
+    );
+    assert_eq!(
+        second, first,
+        "a fresh stamp is not written again within the granularity"
+    );
+    let stored = expect::ok(hourly.api_keys().get(k.key.id), "get");
+    assert_eq!(stored.last_used_at, Some(first));
+    expect::ok(hourly.api_keys().revoke(k.key.id), "revoke");
+    assert!(
+        expect::ok(hourly.api_keys().verify(k.secret.expose()), "revoked").is_none(),
+        "a revoked key must not verify, fresh stamp or not"
+    );
+    let short = short_lived(&*hourly, u.id, "short");
+    used(
+        &*hourly,
+        short.secret.expose(),
+        "short-lived key before expiry",
+    );
+    sleep_past(short.key.expires_at.expect("a short-lived key expires"));
+    assert!(
+        expect::ok(hourly.api_keys().verify(short.secret.expose()), "expired").is_none(),
+        "an expired key must not verify, fresh stamp or not"
+    );
+}
+
 /// A revoked key does not verify (`Ok(None)`), but its record remains, inactive.
 pub fn api_key_verify_rejects_revoked(h: &dyn Harness) {
     let s = h.store();

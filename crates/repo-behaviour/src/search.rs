@@ -9,7 +9,10 @@
 use crate::expect;
 use crate::seed;
 use crate::Harness;
-use repo_core::{CollectionId, DocumentId, NewChunk, PageRequest, SearchHit, SearchQuery, Store};
+use repo_core::{
+    CollectionId, DocumentId, NewChunk, PageRequest, SearchCursor, SearchHit, SearchQuery, Store,
+    SEARCH_TOTAL_CAP,
+};
 use std::collections::BTreeSet;
 
 /// The corpus: `(chunk_index, content)`. Indexes below 20 belong to one document, the
@@ -282,8 +285,8 @@ fn search_all(store: &dyn Store, c: CollectionId, query: &str) -> Vec<SearchHit>
         &format!("search {query:?}"),
     );
     assert_eq!(
-        page.total,
-        page.items.len() as u64,
+        (page.total, page.total_is_exact, page.next),
+        (page.items.len() as u64, true, None),
         "total of search {query:?}"
     );
     page.items
@@ -533,6 +536,134 @@ pub fn search_finds_words_in_a_million_character_chunk(h: &dyn Harness) {
         1_000_000,
         "the whole chunk comes back"
     );
+}
+
+/// Loads `SEARCH_TOTAL_CAP + 10` chunks holding "common" (of varied lengths, so that
+/// scores differ and tie) into a new collection; every 100th also holds "rare".
+/// Returns the collection.
+#[track_caller]
+fn load_over_the_cap(store: &dyn Store, user: &str) -> CollectionId {
+    let u = seed::user(store, user);
+    let c = seed::collection(store, &u, "big").id;
+    let d = seed::document(store, c, 0).id;
+    let n = SEARCH_TOTAL_CAP as i32 + 10;
+    let batch: Vec<NewChunk> = (0..n)
+        .map(|i| {
+            let rare = if i % 100 == 0 { " rare" } else { "" };
+            let filler = "filler ".repeat(usize::try_from(i % 7).unwrap_or(0));
+            NewChunk::new(d, i, format!("common {filler}text {i}{rare}"))
+        })
+        .collect();
+    expect::ok(store.chunks().insert_many(c, &batch), "loading");
+    c
+}
+
+/// The total is exact up to SEARCH_TOTAL_CAP hits; beyond, it is a lower bound flagged by `total_is_exact = false` (at least the cap, and at least what the pages read proved), while pages still hold the right hits.
+pub fn search_total_is_exact_up_to_the_cap_then_a_lower_bound(h: &dyn Harness) {
+    let s = h.store();
+    let c = load_over_the_cap(&*s, "tess");
+    let all = SEARCH_TOTAL_CAP + 10;
+    let search = |q: &str, page: PageRequest| {
+        expect::ok(
+            s.chunks().search(c, &SearchQuery::parse(q), page),
+            &format!("search {q:?}"),
+        )
+    };
+    let rare = search("rare", PageRequest::first(5));
+    assert_eq!(
+        (rare.items.len(), rare.total, rare.total_is_exact),
+        (5, 11, true),
+        "11 hits: exact"
+    );
+    assert!(rare.next.is_some(), "more hits follow the first 5");
+    let first = search("common", PageRequest::first(10));
+    assert_eq!(
+        (first.items.len(), first.total, first.total_is_exact),
+        (10, SEARCH_TOTAL_CAP, false),
+        "over the cap: the cap, flagged as a lower bound"
+    );
+    let deep = search("common", PageRequest::new(all - 4, 10));
+    assert_eq!(
+        (deep.items.len(), deep.total, deep.total_is_exact, deep.next),
+        (4, all, false, None),
+        "a page past the cap proves the total it reached"
+    );
+    let past = search("common", PageRequest::new(all, 10));
+    assert_eq!(past.items.len(), 0);
+    assert!(!past.total_is_exact && past.total >= SEARCH_TOTAL_CAP);
+    let exact = search("common -rare", PageRequest::first(1));
+    assert_eq!(
+        (exact.total, exact.total_is_exact),
+        (SEARCH_TOTAL_CAP - 1, true),
+        "999 hits: exact"
+    );
+}
+
+/// Pages by cursor (`search_after` from each page's `next`) walk the same ranking as offset pages, without a repeat or a gap, past the counting cap; the last page has no `next`; a cursor string round-trips.
+pub fn search_cursor_pages_walk_the_ranking(h: &dyn Harness) {
+    let s = h.store();
+    let c = load_over_the_cap(&*s, "ursula");
+    let query = SearchQuery::parse("common");
+    let mut by_offset = Vec::new();
+    for offset in (0..SEARCH_TOTAL_CAP + 10).step_by(250) {
+        let page = expect::ok(
+            s.chunks().search(c, &query, PageRequest::new(offset, 250)),
+            "offset page",
+        );
+        by_offset.extend(page.items.iter().map(|h| (h.chunk.id, h.score)));
+    }
+    assert_eq!(by_offset.len() as u64, SEARCH_TOTAL_CAP + 10);
+    let mut by_cursor = Vec::new();
+    let mut after: Option<SearchCursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = expect::ok(
+            s.chunks().search_after(c, &query, after, 300),
+            "cursor page",
+        );
+        pages += 1;
+        assert!(pages <= 4, "the walk ends");
+        by_cursor.extend(page.items.iter().map(|h| (h.chunk.id, h.score)));
+        match page.next {
+            Some(next) => {
+                assert_eq!(page.items.len(), 300, "only the last page is short");
+                assert_eq!(next, page.items[page.items.len() - 1].cursor());
+                // What a client sends back is the cursor's string.
+                after = Some(expect::ok(SearchCursor::decode(&next.encode()), "decode"));
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(by_cursor, by_offset, "cursor pages walk the offset ranking");
+
+    // On the small corpus too, and a cursor's next page equals the offset page.
+    let u = seed::user(&*s, "vera");
+    let small = seed::collection(&*s, &u, "corpus").id;
+    load_corpus(&*s, small, 0);
+    let the = SearchQuery::parse("the");
+    let first = expect::ok(
+        s.chunks().search(small, &the, PageRequest::first(4)),
+        "first",
+    );
+    assert_eq!((first.total, first.total_is_exact), (13, true));
+    let next = first.next.expect("more than 4 hits");
+    let second = expect::ok(
+        s.chunks().search_after(small, &the, Some(next), 4),
+        "second",
+    );
+    let offset = expect::ok(
+        s.chunks().search(small, &the, PageRequest::new(4, 4)),
+        "offset",
+    );
+    assert_eq!(second.items, offset.items);
+    assert_eq!(second.total, 13);
+    let empty = expect::ok(
+        s.chunks()
+            .search_after(small, &SearchQuery::parse("-the"), Some(next), 4),
+        "empty query",
+    );
+    assert_eq!((empty.items.len(), empty.total, empty.next), (0, 0, None));
 }
 
 #[cfg(test)]

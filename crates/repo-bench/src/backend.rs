@@ -2,14 +2,14 @@
 //! on the same database, and the rows every section works on.
 
 use crate::machine::DatabaseInfo;
-use crate::raw::{self, RawConn};
+use crate::raw::{self, FloorConn, RawConn};
 use crate::BenchResult;
 use diesel::pg::PgConnection;
 use diesel::sql_types::Text;
 use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
 use repo_core::{
-    AccessLevel, ApiKeySecret, BackendKind, CollectionId, Grantee, NewApiKey, NewCollection,
-    NewUser, Store, StoreConfig, UserId,
+    AccessLevel, ApiKeyPolicy, ApiKeySecret, BackendKind, CollectionId, Grantee, NewApiKey,
+    NewCollection, NewUser, Store, StoreConfig, UserId,
 };
 use repo_postgres::testing::TempDatabase;
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub(crate) struct Fixtures {
     pub(crate) collections: Vec<CollectionId>,
     /// Collections reserved for operation create/transition cycles.
     pub(crate) lanes: Vec<CollectionId>,
+    /// The API-key policy of the stores (the baselines stamp `last_used_at` alike).
+    pub(crate) key_policy: ApiKeyPolicy,
 }
 
 /// Keeps the database alive for the run; dropped last.
@@ -67,6 +69,8 @@ pub(crate) struct Backend {
     pub(crate) store: Arc<dyn Store>,
     /// A connection the benchmark holds, for the raw-Diesel baselines.
     pub(crate) raw: RawConn,
+    /// Another held connection, for the floor of the point operations.
+    pub(crate) floor: FloorConn,
     /// Seeded rows.
     pub(crate) fixtures: Fixtures,
     /// The configuration `store` was opened with.
@@ -109,6 +113,11 @@ impl Backend {
         open_raw(self.kind, &self.url, &self.config)
     }
 
+    /// Opens another floor connection on the same database, set up like the pool's.
+    pub(crate) fn open_floor(&self) -> BenchResult<FloorConn> {
+        self.open_raw().map(FloorConn::new)
+    }
+
     /// Opens a SQLite database in a fresh temporary directory.
     pub(crate) fn sqlite(config: &StoreConfig) -> BenchResult<Backend> {
         let dir = tempfile::Builder::new().prefix("repo-bench.").tempdir()?;
@@ -132,12 +141,14 @@ impl Backend {
                 pool_text(config)
             ),
         };
-        let fixtures = seed(store.as_ref())?;
+        let fixtures = seed(store.as_ref(), config.api_keys)?;
+        let floor = FloorConn::new(open_raw(BackendKind::Sqlite, &url, config)?);
         Ok(Backend {
             kind: BackendKind::Sqlite,
             commit: Commit::ServerDefault,
             store,
             raw,
+            floor,
             fixtures,
             config: config.clone(),
             info,
@@ -151,7 +162,7 @@ impl Backend {
         let db = TempDatabase::create(admin_url)?;
         let url = db.url().to_owned();
         let store = repo_factory::open(&url, config)?;
-        let fixtures = seed(store.as_ref())?;
+        let fixtures = seed(store.as_ref(), config.api_keys)?;
         Self::postgres_on(
             store,
             url,
@@ -228,11 +239,13 @@ impl Backend {
             version: format!("PostgreSQL {version} at {server} (TCP)"),
             settings: format!("session: {settings}; {}", pool_text(config)),
         };
+        let floor = FloorConn::new(open_raw(BackendKind::Postgres, &url, config)?);
         Ok(Backend {
             kind: BackendKind::Postgres,
             commit,
             store,
             raw,
+            floor,
             fixtures,
             config: config.clone(),
             info,
@@ -307,7 +320,7 @@ fn open_raw(kind: BackendKind, url: &str, config: &StoreConfig) -> BenchResult<R
 }
 
 /// Seeds the fixtures through the store (the same rows on both backends).
-fn seed(store: &dyn Store) -> BenchResult<Fixtures> {
+fn seed(store: &dyn Store, key_policy: ApiKeyPolicy) -> BenchResult<Fixtures> {
     let owner = store
         .users()
         .create(&NewUser::new("bench-owner", "owner@bench.invalid", HASH))?
@@ -350,5 +363,6 @@ fn seed(store: &dyn Store) -> BenchResult<Fixtures> {
         secrets,
         collections,
         lanes,
+        key_policy,
     })
 }

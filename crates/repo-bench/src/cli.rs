@@ -22,17 +22,18 @@ PROFILE:
     BACKEND    sqlite | postgres | postgres-async
     OPERATION  get_user | collection_with_access | verify_key | create_operation |
                transition | grant_upsert
-    VARIANT    repo | repo-no-pre-ping | raw
+    VARIANT    repo | repo-no-pre-ping | raw | floor
 
 OPTIONS:
     --quick       CI-sized run, under 2 minutes for both backends (default)
     --full        larger samples, longer concurrency windows, larger bulk batches,
-                  and the copy section (repoctl copy against psql \\copy; needs the
-                  repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql)
+                  the scale section at 10,000 / 100,000 / 1,000,000 chunks,
+                  and the copy and live sections (repoctl copy against psql \\copy,
+                  repoctl live's write pause under writers; need the repoctl
+                  binary next to this one or REPOCTL_BIN, sqlite3 and psql)
     --json FILE   also write every figure as JSON to FILE
     --only IDS    run only these sections (comma-separated: point, pooler, replicas,
-                  async_handle,
-                  concurrency, bulk, copy)
+                  async_handle, concurrency, scenarios, bulk, copy, live, scale)
     -h, --help    print this text
 
 ENVIRONMENT:
@@ -47,6 +48,9 @@ ENVIRONMENT:
                         else TEST_PRIMARY_URL and TEST_STANDBY_URL.
     REPOCTL_BIN         repoctl binary of the copy section (full mode); default
                         the repoctl next to this binary.
+    REPO_BENCH_SCALE_SIZES
+                        sizes of the scale section instead of the mode's, e.g.
+                        10000,100000 (as many chunks again go to other collections).
 ";
 
 /// Run size.
@@ -77,7 +81,7 @@ pub(crate) struct ProfileArgs {
     pub(crate) backend: String,
     /// Operation id.
     pub(crate) op: String,
-    /// `repo`, `repo-no-pre-ping` or `raw`.
+    /// `repo`, `repo-no-pre-ping`, `raw` or `floor`.
     pub(crate) variant: String,
     /// Calls in the profiled loop.
     pub(crate) calls: usize,
@@ -181,6 +185,24 @@ pub(crate) struct Plan {
     /// Whether the pooler section fails without a PgBouncer URL (full mode) instead of
     /// reporting itself skipped (quick mode).
     pub(crate) pooler_required: bool,
+    /// Worker counts of the scenarios section.
+    pub(crate) scenario_levels: Vec<usize>,
+    /// Collections each worker creates (collection-creation scenario).
+    pub(crate) scenario_collections: usize,
+    /// Documents each worker registers (parallel-indexing scenario).
+    pub(crate) scenario_documents: usize,
+    /// Chunks inserted per document (parallel-indexing scenario).
+    pub(crate) scenario_chunks_per_document: usize,
+    /// Units of work each worker runs (locked-work and rollback scenarios).
+    pub(crate) scenario_units: usize,
+    /// How long the exhaustion scenario holds the pool's connection.
+    #[serde(serialize_with = "as_secs")]
+    pub(crate) scenario_hold: Duration,
+    /// Sizes the scale section grows its collection through; as many chunks again
+    /// sit in other collections.
+    pub(crate) scale_sizes: Vec<usize>,
+    /// Timed calls per measurement of the scale section (the p50 is reported).
+    pub(crate) scale_runs: usize,
 }
 
 fn as_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -213,6 +235,14 @@ impl Plan {
                 bulk_rounds: 1,
                 copy_chunks: None,
                 pooler_required: false,
+                scenario_levels: vec![1, 4, 8, 16],
+                scenario_collections: 10,
+                scenario_documents: 100,
+                scenario_chunks_per_document: 2,
+                scenario_units: 10,
+                scenario_hold: Duration::from_millis(300),
+                scale_sizes: vec![3_000, 6_000],
+                scale_runs: 5,
             },
             Mode::Full => Plan {
                 point_warmup: 500,
@@ -228,6 +258,14 @@ impl Plan {
                 bulk_rounds: 3,
                 copy_chunks: Some(200_000),
                 pooler_required: true,
+                scenario_levels: vec![1, 2, 4, 8, 16],
+                scenario_collections: 100,
+                scenario_documents: 1_000,
+                scenario_chunks_per_document: 4,
+                scenario_units: 200,
+                scenario_hold: Duration::from_secs(1),
+                scale_sizes: vec![10_000, 100_000, 1_000_000],
+                scale_runs: 7,
             },
         }
     }

@@ -119,6 +119,7 @@ fn profile(args: &cli::ProfileArgs) -> BenchResult<()> {
         "repo" => ProfileVariant::Repo,
         "repo-no-pre-ping" => ProfileVariant::RepoNoPrePing,
         "raw" => ProfileVariant::Raw,
+        "floor" => ProfileVariant::Floor,
         other => return Err(format!("unknown variant {other:?}").into()),
     };
     let config = store_config()?;

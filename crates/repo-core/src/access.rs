@@ -356,6 +356,48 @@ mod tests {
     }
 
     #[test]
+    fn principal_ids_names_and_not_found() {
+        let key_id = ApiKeyId(uuid::Uuid::from_u128(7));
+        let user = Principal::from(UserId(3));
+        let key = Principal::from(key_id);
+        assert_eq!((user.user_id(), user.api_key_id()), (Some(UserId(3)), None));
+        assert_eq!((key.user_id(), key.api_key_id()), (None, Some(key_id)));
+        assert_eq!(user.to_string(), "user 3");
+        assert_eq!(key.to_string(), format!("api_key {key_id}"));
+        assert!(matches!(
+            user.not_found(),
+            RepoError::NotFound { entity: crate::Entity::User, key, .. } if key == "3"
+        ));
+        assert!(matches!(
+            key.not_found(),
+            RepoError::NotFound { entity: crate::Entity::ApiKey, key, .. } if key == key_id.to_string()
+        ));
+    }
+
+    #[test]
+    fn key_expiry_is_exclusive_and_only_creators_of_their_own_cancel() {
+        let now = crate::now();
+        let mut f = key_facts(1, false, None, false);
+        f.key.as_mut().unwrap().expires_at = Some(now + chrono::Duration::microseconds(1));
+        let actor = f.actor(now);
+        assert!(matches!(
+            actor,
+            Actor::User {
+                user: UserId(1),
+                ..
+            }
+        ));
+        assert!(actor.require_usable().is_ok());
+        assert!(actor.is_creator_of(UserId(1)));
+        assert!(!actor.is_creator_of(UserId(2)));
+        let scoped = key_facts(1, false, None, true).actor(now);
+        assert!(!scoped.is_creator_of(UserId(1)));
+        let mut revoked = key_facts(1, false, None, false);
+        revoked.key.as_mut().unwrap().is_active = false;
+        assert_eq!(revoked.actor(now), Actor::Denied);
+    }
+
+    #[test]
     fn marking() {
         assert_eq!(mark_scoped(None).unwrap(), Some(json!({"scoped": true})));
         assert_eq!(

@@ -145,6 +145,11 @@ pub struct ApiKeyPolicy {
     pub default_expiry_days: u32,
     /// Longest expiry accepted (default 3650 days).
     pub max_expiry_days: u32,
+    /// How stale `last_used_at` may get before [`ApiKeyRepository::verify`] writes it
+    /// again (`API_KEY_LAST_USED_GRANULARITY_S`, default 60 s; zero writes it on every
+    /// call). Within it, verify is a read: `last_used_at` lags the last use by up to
+    /// this much.
+    pub last_used_granularity: std::time::Duration,
 }
 
 impl Default for ApiKeyPolicy {
@@ -153,11 +158,22 @@ impl Default for ApiKeyPolicy {
             max_active_per_user: 20,
             default_expiry_days: 365,
             max_expiry_days: 3650,
+            last_used_granularity: std::time::Duration::from_secs(60),
         }
     }
 }
 
 impl ApiKeyPolicy {
+    /// The `last_used_at` at or before which a verify at `now` stamps the key again
+    /// (`now` minus [`last_used_granularity`](Self::last_used_granularity)): a key
+    /// whose stamp is `NULL` or not after it gets `last_used_at = now`.
+    pub fn restamp_at_or_before(&self, now: Timestamp) -> Timestamp {
+        chrono::Duration::from_std(self.last_used_granularity)
+            .ok()
+            .and_then(|g| now.checked_sub_signed(g))
+            .unwrap_or(now)
+    }
+
     /// The expiry time of a key created at `now`.
     pub fn expires_at(&self, expiry: KeyExpiry, now: Timestamp) -> RepoResult<Option<Timestamp>> {
         let days = match expiry {
@@ -312,7 +328,9 @@ pub trait ApiKeyRepository: Send + Sync {
     /// The user's keys, newest first (never hashes or secrets).
     fn list_for_user(&self, user_id: UserId) -> RepoResult<Vec<ApiKey>>;
     /// Checks a secret: `Ok(Some)` only when the hash matches, the key is active and
-    /// unexpired and its user active, and then records `last_used_at`. `Ok(None)` for
+    /// unexpired and its user active, and then records `last_used_at` if the stored
+    /// stamp is older than [`ApiKeyPolicy::last_used_granularity`] (so on a busy key
+    /// verify is a read, and `last_used_at` may lag by up to that much). `Ok(None)` for
     /// any other well-formed secret; a malformed one is `Validation` before any query.
     fn verify(&self, secret: &str) -> RepoResult<Option<VerifiedKey>>;
     /// Soft revoke (`is_active = false`).

@@ -176,6 +176,169 @@ pub struct SearchHit {
     pub score: f64,
 }
 
+impl SearchHit {
+    /// The position of this hit in its ranking, for [`ChunkRepository::search_after`].
+    pub fn cursor(&self) -> SearchCursor {
+        SearchCursor {
+            score: self.score,
+            id: self.chunk.id,
+        }
+    }
+}
+
+/// The most hits a search counts: [`SearchPage::total`] is exact up to this many and a
+/// lower bound beyond ([`SearchPage::total_is_exact`] says which), so that counting
+/// costs at most this many index entries however many chunks match.
+pub const SEARCH_TOTAL_CAP: u64 = 1000;
+
+/// A position in a search ranking: the `(score, chunk id)` of the last hit a page
+/// returned. The next page holds the hits strictly after it in the order
+/// `score DESC, id ASC`, found by the database without skipping rows, so a deep page
+/// costs what the first one does.
+///
+/// Scores depend on the index statistics (SQLite's BM25 on the whole table's counts):
+/// chunks written between two pages may move hits across the position, as with any
+/// ranking that changes while it is read. Opaque to callers: [`encode`](Self::encode)
+/// gives a short URL-safe string and [`decode`](Self::decode) reads it back; a string
+/// it did not write is `Validation { field: Field::Cursor }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchCursor {
+    score: f64,
+    id: i64,
+}
+
+impl SearchCursor {
+    /// The score of the hit the cursor points after.
+    pub fn score(&self) -> f64 {
+        self.score
+    }
+
+    /// The chunk id of the hit the cursor points after.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The short string form: `s`, the score's IEEE 754 bits and the id, in hex.
+    pub fn encode(&self) -> String {
+        format!("s{:x}.{:x}", self.score.to_bits(), self.id as u64)
+    }
+
+    /// Reads the form [`encode`](Self::encode) writes; anything else (including a
+    /// score that is not a finite number) is `Validation { field: Field::Cursor }`.
+    pub fn decode(text: &str) -> RepoResult<Self> {
+        let bad = || {
+            RepoError::validation(
+                crate::Field::Cursor,
+                "the cursor is not a search cursor this library wrote",
+            )
+        };
+        let rest = text.strip_prefix('s').ok_or_else(bad)?;
+        let (score, id) = rest.split_once('.').ok_or_else(bad)?;
+        let hex =
+            |s: &str| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(score) || !hex(id) {
+            return Err(bad());
+        }
+        let score = f64::from_bits(u64::from_str_radix(score, 16).map_err(|_| bad())?);
+        let id = u64::from_str_radix(id, 16).map_err(|_| bad())? as i64;
+        if !score.is_finite() {
+            return Err(bad());
+        }
+        Ok(Self { score, id })
+    }
+}
+
+impl std::fmt::Display for SearchCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+impl std::str::FromStr for SearchCursor {
+    type Err = RepoError;
+
+    fn from_str(s: &str) -> RepoResult<Self> {
+        Self::decode(s)
+    }
+}
+
+impl Serialize for SearchCursor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.encode())
+    }
+}
+
+impl<'de> Deserialize<'de> for SearchCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::decode(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One page of search hits, best first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchPage {
+    /// The hits of this page.
+    pub items: Vec<SearchHit>,
+    /// How many chunks match: exact when [`total_is_exact`](Self::total_is_exact),
+    /// otherwise a lower bound (more than [`SEARCH_TOTAL_CAP`] match, and at least
+    /// this many).
+    pub total: u64,
+    /// Whether [`total`](Self::total) is the exact number of matching chunks (true
+    /// whenever at most [`SEARCH_TOTAL_CAP`] match).
+    pub total_is_exact: bool,
+    /// Where the next page starts ([`ChunkRepository::search_after`]); `None` on the
+    /// last page.
+    pub next: Option<SearchCursor>,
+}
+
+impl SearchPage {
+    /// No hits.
+    pub fn empty() -> Self {
+        Self {
+            items: Vec::new(),
+            total: 0,
+            total_is_exact: true,
+            next: None,
+        }
+    }
+
+    /// The page a backend read, written once for both: `rows` are up to `limit + 1`
+    /// hits in ranking order starting `skipped` hits into the ranking (the offset, or
+    /// 0 after a cursor), and `counted` is the number of matches counted with a limit
+    /// of `SEARCH_TOTAL_CAP + 1`.
+    pub fn assemble(mut rows: Vec<SearchHit>, limit: i64, skipped: u64, counted: u64) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more {
+            rows.last().map(SearchHit::cursor)
+        } else {
+            None
+        };
+        let total_is_exact = counted <= SEARCH_TOTAL_CAP;
+        let seen = skipped
+            .saturating_add(rows.len() as u64)
+            .saturating_add(u64::from(more));
+        let total = if total_is_exact {
+            counted
+        } else {
+            seen.max(SEARCH_TOTAL_CAP)
+        };
+        Self {
+            items: rows,
+            total,
+            total_is_exact,
+            next,
+        }
+    }
+
+    /// `SEARCH_TOTAL_CAP + 1` as an `i64` for the SQL `LIMIT` of the count.
+    pub fn count_limit_i64() -> i64 {
+        i64::try_from(SEARCH_TOTAL_CAP + 1).unwrap_or(i64::MAX)
+    }
+}
+
 /// Chunks of documents.
 pub trait ChunkRepository: Send + Sync {
     /// Inserts up to [`MAX_CHUNK_BATCH`] chunks of one collection in one transaction;
@@ -205,12 +368,105 @@ pub trait ChunkRepository: Send + Sync {
     fn delete_by_collection(&self, collection_id: CollectionId) -> RepoResult<u64>;
     /// Chunks in a collection.
     fn count(&self, collection_id: CollectionId) -> RepoResult<u64>;
-    /// Full-text search within a collection, best first (ties by id), with the total
-    /// number of hits. See [`SearchQuery`] for the syntax; an empty query is no hits.
+    /// Full-text search within a collection, best first (ties by id), the page at
+    /// `page.offset`. See [`SearchQuery`] for the syntax; an empty query is no hits.
+    /// The total is exact up to [`SEARCH_TOTAL_CAP`] hits and a flagged lower bound
+    /// beyond ([`SearchPage`]); the work done follows the page (offset + limit hits
+    /// ranked, content read for the page only), not the number of matches counted.
     fn search(
         &self,
         collection_id: CollectionId,
         query: &SearchQuery,
         page: PageRequest,
-    ) -> RepoResult<Page<SearchHit>>;
+    ) -> RepoResult<SearchPage>;
+    /// The same ranking as [`search`](Self::search), `limit` hits (clamped to
+    /// `1..=`[`PageRequest::MAX_LIMIT`]) after `after` (the first page when `None`),
+    /// so that deep pages cost what the first one does.
+    fn search_after(
+        &self,
+        collection_id: CollectionId,
+        query: &SearchQuery,
+        after: Option<SearchCursor>,
+        limit: u32,
+    ) -> RepoResult<SearchPage>;
+}
+
+#[cfg(test)]
+mod search_page_tests {
+    use super::*;
+
+    fn hit(id: i64, score: f64) -> SearchHit {
+        SearchHit {
+            chunk: Chunk {
+                id,
+                collection_id: CollectionId::new(),
+                document_id: DocumentId::new(),
+                chunk_index: 0,
+                content: String::new(),
+                start_offset: None,
+                end_offset: None,
+                token_count: None,
+                embedding_vector_id: None,
+                meta: Value::Null,
+                created_at: time::now(),
+            },
+            score,
+        }
+    }
+
+    #[test]
+    fn search_cursor_round_trips_and_rejects_other_text() {
+        for (score, id) in [
+            (1.5, 7),
+            (-0.25, i64::MAX),
+            (0.0, 0),
+            (f64::MIN_POSITIVE, -1),
+        ] {
+            let c = SearchCursor { score, id };
+            assert_eq!(SearchCursor::decode(&c.encode()).unwrap(), c);
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<SearchCursor>(&json).unwrap(), c);
+        }
+        let nan = format!("s{:x}.1", f64::NAN.to_bits());
+        for bad in [
+            "",
+            "s",
+            "s1",
+            "s.1",
+            "s1.",
+            "i1.1",
+            "s1.zz",
+            "s11111111111111111.1",
+            &nan,
+        ] {
+            assert!(
+                matches!(
+                    SearchCursor::decode(bad),
+                    Err(RepoError::Validation {
+                        field: crate::Field::Cursor,
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn assemble_caps_the_total_and_sets_the_cursor() {
+        let rows = vec![hit(1, 3.0), hit(2, 2.0), hit(3, 1.0)];
+        let page = SearchPage::assemble(rows.clone(), 2, 0, 3);
+        assert_eq!(page.items.len(), 2);
+        assert_eq!((page.total, page.total_is_exact), (3, true));
+        assert_eq!(page.next, Some(SearchCursor { score: 2.0, id: 2 }));
+        let last = SearchPage::assemble(rows[2..].to_vec(), 2, 2, 3);
+        assert_eq!((last.items.len(), last.next), (1, None));
+        let capped = SearchPage::assemble(rows.clone(), 2, 0, SEARCH_TOTAL_CAP + 1);
+        assert_eq!(
+            (capped.total, capped.total_is_exact),
+            (SEARCH_TOTAL_CAP, false)
+        );
+        let deep = SearchPage::assemble(rows, 2, 5_000, SEARCH_TOTAL_CAP + 1);
+        assert_eq!((deep.total, deep.total_is_exact), (5_003, false));
+    }
 }

@@ -83,6 +83,21 @@ impl Collection {
     }
 }
 
+/// Merges the newest-first branches of a listing (owned, public, granted: each read
+/// from its own index, each holding at least `skip + take` rows or all of its rows)
+/// into rows `skip..skip + take` of their union, newest first (`created_at DESC,
+/// id DESC`, the order of both databases), each collection once.
+pub fn merge_newest_first(
+    branches: impl IntoIterator<Item = Vec<Collection>>,
+    skip: usize,
+    take: usize,
+) -> Vec<Collection> {
+    let mut all: Vec<Collection> = branches.into_iter().flatten().collect();
+    all.sort_by_key(|c| std::cmp::Reverse((c.created_at, c.id.0)));
+    all.dedup_by_key(|c| c.id);
+    all.into_iter().skip(skip).take(take).collect()
+}
+
 /// Input for [`CollectionRepository::create`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -483,4 +498,147 @@ pub trait CollectionRepository: Send + Sync {
     fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool>;
     /// Every grant on the collection.
     fn list_grants(&self, id: CollectionId) -> RepoResult<Vec<CollectionPermission>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enums::AccessLevel::{Admin, Read, Write};
+
+    fn field_of(e: RepoError) -> &'static str {
+        match e {
+            RepoError::Validation { field, .. } => field.as_str(),
+            other => panic!("expected Validation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_and_deserialized_inputs_carry_the_domain_defaults() {
+        let built = NewCollection::new("c", UserId(1));
+        let read: NewCollection =
+            serde_json::from_value(serde_json::json!({"name": "c", "owner_id": 1})).unwrap();
+        for n in [built, read] {
+            assert_eq!(n.embedding_model, "Qwen/Qwen3-Embedding-0.6B");
+            assert_eq!(n.quantization, Quantization::Float16);
+            assert_eq!((n.chunk_size, n.chunk_overlap), (1000, 200));
+            assert_eq!(n.sync_mode, SyncMode::OneTime);
+            assert!(!n.is_public);
+        }
+    }
+
+    #[test]
+    fn prepare_builds_a_pending_row_and_schedules_only_continuous_sync() {
+        let c = NewCollection::new("  c ", UserId(1)).prepare().unwrap();
+        assert_eq!(c.name, "c");
+        assert_eq!(c.status, CollectionStatus::Pending);
+        assert_eq!(c.vector_store_name, c.id.vector_store_name());
+        assert_eq!(c.sync_next_run_at, None);
+        let mut n = NewCollection::new("c", UserId(1));
+        n.sync_mode = SyncMode::Continuous;
+        n.sync_interval_minutes = Some(15);
+        let c = n.prepare().unwrap();
+        assert_eq!(c.sync_next_run_at, Some(c.created_at));
+    }
+
+    #[test]
+    fn sync_interval_is_at_least_15_and_required_for_continuous() {
+        assert_eq!(
+            field_of(validate_sync(SyncMode::OneTime, Some(14)).unwrap_err()),
+            "sync_interval_minutes"
+        );
+        assert!(validate_sync(SyncMode::OneTime, Some(15)).is_ok());
+        assert!(validate_sync(SyncMode::Continuous, Some(16)).is_ok());
+        assert!(validate_sync(SyncMode::OneTime, None).is_ok());
+        assert_eq!(
+            field_of(validate_sync(SyncMode::Continuous, None).unwrap_err()),
+            "sync_interval_minutes"
+        );
+    }
+
+    #[test]
+    fn patch_applies_fields_validates_and_reschedules_sync() {
+        let current = NewCollection::new("c", UserId(1)).prepare().unwrap();
+        let next = CollectionPatch {
+            chunk_size: Some(500),
+            chunk_overlap: Some(100),
+            is_public: Some(true),
+            ..Default::default()
+        }
+        .apply_to(&current)
+        .unwrap();
+        assert_eq!(
+            (next.chunk_size, next.chunk_overlap, next.is_public),
+            (500, 100, true)
+        );
+        let too_big_overlap = CollectionPatch {
+            chunk_overlap: Some(1000),
+            ..Default::default()
+        };
+        assert!(too_big_overlap.apply_to(&current).is_err());
+        // one_time → continuous: the next run is due now; continuous → continuous: kept;
+        // → one_time: cleared.
+        let continuous = CollectionPatch {
+            sync_mode: Some(SyncMode::Continuous),
+            sync_interval_minutes: Some(Some(30)),
+            ..Default::default()
+        };
+        let mut cont = continuous.apply_to(&current).unwrap();
+        assert!(cont.sync_next_run_at.is_some());
+        let due = current.created_at;
+        cont.sync_next_run_at = Some(due);
+        assert_eq!(
+            continuous.apply_to(&cont).unwrap().sync_next_run_at,
+            Some(due)
+        );
+        let one_time = CollectionPatch {
+            sync_mode: Some(SyncMode::OneTime),
+            ..Default::default()
+        };
+        assert_eq!(one_time.apply_to(&cont).unwrap().sync_next_run_at, None);
+    }
+
+    #[test]
+    fn stats_are_non_negative() {
+        assert!(CollectionStats::default().validate().is_ok());
+        for stats in [
+            CollectionStats {
+                document_count: -1,
+                ..Default::default()
+            },
+            CollectionStats {
+                vector_count: -1,
+                ..Default::default()
+            },
+            CollectionStats {
+                total_size_bytes: -1,
+                ..Default::default()
+            },
+        ] {
+            assert!(stats.validate().is_err(), "{stats:?}");
+        }
+    }
+
+    #[test]
+    fn access_rule_and_its_check() {
+        assert_eq!(effective_access(true, false, false, None), Some(Admin));
+        assert_eq!(effective_access(false, true, false, None), Some(Admin));
+        assert_eq!(effective_access(false, false, false, None), None);
+        assert_eq!(effective_access(false, false, true, None), Some(Read));
+        assert_eq!(
+            effective_access(false, false, true, Some(Write)),
+            Some(Write)
+        );
+        assert_eq!(
+            effective_access(false, false, false, Some(Read)),
+            Some(Read)
+        );
+        let c = NewCollection::new("c", UserId(1)).prepare().unwrap();
+        assert!(require_access(&c, Some(Write), Read).is_ok());
+        assert!(require_access(&c, Some(Write), Write).is_ok());
+        assert!(matches!(
+            require_access(&c, Some(Read), Write),
+            Err(RepoError::AccessDenied { .. })
+        ));
+        assert!(require_access(&c, None, Read).is_err());
+    }
 }

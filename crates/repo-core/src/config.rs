@@ -38,6 +38,7 @@ pub struct NumericSetting {
 /// | `DB_IDLE_IN_TRANSACTION_TIMEOUT_MS` | ms | 0–2147483647 | idem |
 /// | `DB_TX_MAX_ATTEMPTS` | attempts | 1–100 | at least one try |
 /// | `API_KEY_MAX_ACTIVE_PER_USER` | keys | 1–100000 | |
+/// | `API_KEY_LAST_USED_GRANULARITY_S` | s | 0–86400 (0 = every verify) | a day |
 /// | `DB_SLOW_QUERY_MS` | ms | 0–86400000 | a day |
 /// | `DB_HEALTH_TIMEOUT_MS` | ms | 1–600000 | ten minutes |
 pub const NUMERIC_SETTINGS: &[NumericSetting] = &[
@@ -57,6 +58,7 @@ pub const NUMERIC_SETTINGS: &[NumericSetting] = &[
     ),
     setting("DB_TX_MAX_ATTEMPTS", "", 1, 100),
     setting("API_KEY_MAX_ACTIVE_PER_USER", "", 1, 100_000),
+    setting("API_KEY_LAST_USED_GRANULARITY_S", "s", 0, 86_400),
     setting("DB_SLOW_QUERY_MS", "ms", 0, 86_400_000),
     setting("DB_HEALTH_TIMEOUT_MS", "ms", 1, 600_000),
 ];
@@ -360,6 +362,10 @@ impl StoreConfig {
                 "API_KEY_MAX_ACTIVE_PER_USER",
                 u64::from(self.api_keys.max_active_per_user),
             ),
+            (
+                "API_KEY_LAST_USED_GRANULARITY_S",
+                self.api_keys.last_used_granularity.as_secs(),
+            ),
             ("DB_SLOW_QUERY_MS", ms(self.slow_query_threshold)),
             ("DB_HEALTH_TIMEOUT_MS", ms(self.health_timeout)),
         ];
@@ -402,6 +408,10 @@ impl StoreConfig {
                 max_active_per_user: env.parse(
                     "API_KEY_MAX_ACTIVE_PER_USER",
                     d.api_keys.max_active_per_user,
+                )?,
+                last_used_granularity: env.secs(
+                    "API_KEY_LAST_USED_GRANULARITY_S",
+                    d.api_keys.last_used_granularity,
                 )?,
                 ..d.api_keys
             },
@@ -535,14 +545,17 @@ mod tests {
             ("DB_SLOW_QUERY_MS", "0"),
             ("DB_HEALTH_TIMEOUT_MS", "250"),
             ("DB_POOL_PRE_PING_IDLE_MS", "250"),
+            ("API_KEY_LAST_USED_GRANULARITY_S", "0"),
         ]))
         .unwrap();
+        assert_eq!(c.api_keys.last_used_granularity, Duration::ZERO);
         assert_eq!(c.slow_query_threshold, Duration::ZERO);
         assert_eq!(c.health_timeout, Duration::from_millis(250));
         assert_eq!(c.pool.pre_ping_idle, Duration::from_millis(250));
         let d = StoreConfig::from_lookup(lookup(&[])).unwrap();
         assert_eq!(d.slow_query_threshold, Duration::from_secs(1));
         assert_eq!(d.health_timeout, Duration::from_secs(2));
+        assert_eq!(d.api_keys.last_used_granularity, Duration::from_secs(60));
         assert_eq!(c.pool.max_size(), 5);
         assert_eq!(c.pool.max_lifetime, None);
         assert!(!c.pool.pre_ping);

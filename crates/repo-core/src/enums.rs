@@ -2,11 +2,13 @@
 
 use crate::error::RepoError;
 
-/// Defines a string-backed enum with `as_str`, `FromStr`, `Display`, `ALL` and serde.
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident, $field:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+/// Defines a fieldless enum whose variants have a stable lowercase name: `ALL`,
+/// `as_str`, `from_name`, `Display` and `Serialize` (all the name). Attributes given
+/// before the name (docs, more derives, `#[non_exhaustive]`) go onto the enum.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -15,24 +17,19 @@ macro_rules! string_enum {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
-            /// The spelling stored in the database.
+            /// The stable lowercase name (for a status or kind: its spelling in both
+            /// databases).
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text),+
                 }
             }
-        }
 
-        impl std::str::FromStr for $name {
-            type Err = RepoError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(RepoError::validation(
-                        crate::error::Field::$field,
-                        format!("unknown value {other:?}"),
-                    )),
+            /// The value named `name` (the inverse of `as_str`).
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
                 }
             }
         }
@@ -40,6 +37,27 @@ macro_rules! string_enum {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// A [`named_enum!`] stored in a column: also `Deserialize`, and `FromStr` whose
+/// error is `Validation` naming `$field`.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $field:ident { $($body:tt)+ }) => {
+        named_enum!($(#[$meta])* #[derive(serde::Deserialize)] $name { $($body)+ });
+
+        impl std::str::FromStr for $name {
+            type Err = RepoError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::from_name(s).ok_or_else(|| {
+                    RepoError::validation(
+                        crate::error::Field::$field,
+                        format!("unknown value {s:?}"),
+                    )
+                })
             }
         }
     };
@@ -255,7 +273,43 @@ mod tests {
 
     #[test]
     fn access_order() {
-        assert!(AccessLevel::Admin.allows(AccessLevel::Write));
-        assert!(!AccessLevel::Read.allows(AccessLevel::Write));
+        use AccessLevel::*;
+        // Every pair: `allows` is exactly "at least as high".
+        for (i, held) in AccessLevel::ALL.iter().enumerate() {
+            for (j, needed) in AccessLevel::ALL.iter().enumerate() {
+                assert_eq!(held.allows(*needed), i >= j, "{held} allows {needed}");
+                assert_eq!(held.cmp(needed), i.cmp(&j), "{held} cmp {needed}");
+            }
+        }
+        // The operators and Option's order (None lowest) that the access rule relies on.
+        assert!(Read < Write && Write < Admin && Admin > Read);
+        assert_eq!(Some(Write).min(Some(Admin)), Some(Write));
+        assert_eq!(Some(Write).max(None), Some(Write));
+    }
+
+    #[test]
+    fn collection_machine() {
+        use CollectionStatus::*;
+        let predecessors = CollectionStatus::predecessors;
+        assert!(predecessors(Pending).is_empty());
+        assert_eq!(predecessors(Processing), vec![Pending, Ready, Error]);
+        assert_eq!(predecessors(Ready), vec![Processing]);
+        assert_eq!(predecessors(Error), vec![Processing]);
+        assert!(!Ready.can_transition_to(Pending));
+    }
+
+    #[test]
+    fn operation_terminal_and_active_states() {
+        use OperationStatus::*;
+        for s in OperationStatus::ALL {
+            let terminal = matches!(s, Completed | Failed | Cancelled);
+            assert_eq!(s.is_terminal(), terminal, "{s} terminal");
+            assert_eq!(s.is_active(), !terminal, "{s} active");
+            if terminal {
+                assert!(OperationStatus::ALL
+                    .iter()
+                    .all(|n| !s.can_transition_to(*n)));
+            }
+        }
     }
 }

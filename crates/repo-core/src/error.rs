@@ -33,48 +33,11 @@ pub type RepoResult<T> = Result<T, RepoError>;
 /// A boxed backend error kept as the `source` of a [`RepoError`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
-/// Defines a fieldless enum whose variants have a stable lowercase name: `as_str`,
-/// `ALL`, `from_name`, `Display` (the name) and `Serialize` (the name).
-macro_rules! name_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-        #[non_exhaustive]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The stable lowercase name (what `Display` and `Serialize` write).
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            /// The value named `name` (the inverse of [`as_str`](Self::as_str)).
-            pub fn from_name(name: &str) -> Option<Self> {
-                match name {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-name_enum!(
+named_enum!(
     /// The kind of record an error is about ([`RepoError::NotFound`],
     /// [`RepoError::AlreadyExists`]). The names are stable.
+    #[derive(PartialOrd, Ord)]
+    #[non_exhaustive]
     Entity {
         /// A user.
         User => "user",
@@ -99,12 +62,14 @@ name_enum!(
     }
 );
 
-name_enum!(
+named_enum!(
     /// The input field an error names ([`RepoError::Validation`],
     /// [`RepoError::AlreadyExists`]): a field of an input type, spelled like its
     /// column, or one of the few names below for what is not a column (`api_key`,
     /// `api_keys`, `documents`, `chunks`, `cursor`, `grantee`, `write_position`,
     /// `value`). The names are stable.
+    #[derive(PartialOrd, Ord)]
+    #[non_exhaustive]
     Field {
         /// An id.
         Id => "id",
@@ -474,6 +439,10 @@ pub enum UnavailableReason {
     /// The server does not accept connections yet or any more: starting up, shutting
     /// down, in recovery (PostgreSQL 57P03).
     CannotConnectNow,
+    /// Writes are paused for a database migration (`repoctl live cutover`, see
+    /// [`crate::maintenance`]); retry in a few seconds, against the new database once
+    /// the application has been switched to it.
+    Maintenance,
 }
 
 impl UnavailableReason {
@@ -489,6 +458,7 @@ impl UnavailableReason {
             Self::AdminShutdown => "admin shutdown",
             Self::CrashShutdown => "crash shutdown",
             Self::CannotConnectNow => "cannot connect now",
+            Self::Maintenance => "maintenance",
         }
     }
 
@@ -828,6 +798,7 @@ mod tests {
             UnavailableReason::AdminShutdown,
             UnavailableReason::CrashShutdown,
             UnavailableReason::CannotConnectNow,
+            UnavailableReason::Maintenance,
         ];
         let names: std::collections::BTreeSet<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), all.len());

@@ -28,7 +28,7 @@
 
 use crate::access::Principal;
 use crate::api_key::{ApiKey, ApiKeyRepository, CreatedApiKey, NewApiKey, VerifiedKey};
-use crate::chunk::{Chunk, ChunkRepository, NewChunk, SearchHit};
+use crate::chunk::{Chunk, ChunkRepository, NewChunk, SearchCursor, SearchPage};
 use crate::collection::{
     Collection, CollectionPatch, CollectionPermission, CollectionRepository, CollectionStats,
     Grantee, NewCollection, SyncRun,
@@ -53,20 +53,11 @@ use std::time::{Duration, Instant};
 use tracing::field::Empty;
 
 /// The stable name of an error's variant, as recorded in the `outcome` span field:
-/// `not_found`, `already_exists`, `access_denied`, `validation`, `invalid_state`,
-/// `conflict`, `unavailable`, `config` or `backend`.
+/// [`RepoError::code`] (`not_found`, `already_exists`, `access_denied`,
+/// `validation_failed`, `invalid_state`, `conflict`, `unavailable`, `config` or
+/// `backend`), so logs, metrics and API responses use one vocabulary.
 pub fn error_kind(error: &RepoError) -> &'static str {
-    match error {
-        RepoError::NotFound { .. } => "not_found",
-        RepoError::AlreadyExists { .. } => "already_exists",
-        RepoError::AccessDenied { .. } => "access_denied",
-        RepoError::Validation { .. } => "validation",
-        RepoError::InvalidState { .. } => "invalid_state",
-        RepoError::Conflict { .. } => "conflict",
-        RepoError::Unavailable { .. } => "unavailable",
-        RepoError::Config { .. } => "config",
-        RepoError::Backend { .. } => "backend",
-    }
+    error.code()
 }
 
 /// Runs `call` inside a `repo` span for `backend`/`repository`/`method` and records
@@ -319,7 +310,9 @@ instrument_repository!(ChunkRepository via chunks {
     fn delete_by_collection(&self, collection_id: CollectionId) -> RepoResult<u64>;
     fn count(&self, collection_id: CollectionId) -> RepoResult<u64>;
     fn search(&self, collection_id: CollectionId, query: &SearchQuery, page: PageRequest)
-        -> RepoResult<Page<SearchHit>>;
+        -> RepoResult<SearchPage>;
+    fn search_after(&self, collection_id: CollectionId, query: &SearchQuery,
+        after: Option<SearchCursor>, limit: u32) -> RepoResult<SearchPage>;
 });
 
 /// Times the statements of one connection and logs those slower than a threshold.

@@ -49,6 +49,7 @@ pub mod document;
 pub mod error;
 pub mod ids;
 pub mod instrument;
+pub mod maintenance;
 pub mod metrics;
 pub mod operation;
 pub mod page;
@@ -68,10 +69,13 @@ pub use api_key::{
     ApiKey, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, KeyExpiry, NewApiKey,
     PreparedApiKey, VerifiedKey,
 };
-pub use chunk::{Chunk, ChunkRepository, NewChunk, SearchHit, MAX_CHUNK_BATCH};
+pub use chunk::{
+    Chunk, ChunkRepository, NewChunk, SearchCursor, SearchHit, SearchPage, MAX_CHUNK_BATCH,
+    SEARCH_TOTAL_CAP,
+};
 pub use collection::{
-    effective_access, require_access, Collection, CollectionPatch, CollectionPermission,
-    CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
+    effective_access, merge_newest_first, require_access, Collection, CollectionPatch,
+    CollectionPermission, CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
     DEFAULT_EMBEDDING_MODEL,
 };
 pub use config::{

@@ -43,6 +43,26 @@ impl PageRequest {
     pub fn offset_i64(&self) -> i64 {
         i64::try_from(self.offset).unwrap_or(i64::MAX)
     }
+
+    /// This page of a listing made of two parts in a row, the first holding
+    /// `first_len` rows, as the slice of each part it covers (`None`: none of that
+    /// part). A backend reads each part in order from its own index and concatenates
+    /// the two slices, instead of sorting the whole listing (the documents listing:
+    /// failed documents first, then the others, each newest first).
+    pub fn split(&self, first_len: u64) -> (Option<PageRequest>, Option<PageRequest>) {
+        let limit = u64::from(self.limit.clamp(1, Self::MAX_LIMIT));
+        let from_first = first_len.saturating_sub(self.offset).min(limit);
+        let first = (from_first > 0).then_some(PageRequest {
+            offset: self.offset,
+            limit: u32::try_from(from_first).unwrap_or(Self::MAX_LIMIT),
+        });
+        let rest = limit - from_first;
+        let second = (rest > 0).then_some(PageRequest {
+            offset: self.offset.saturating_sub(first_len),
+            limit: u32::try_from(rest).unwrap_or(Self::MAX_LIMIT),
+        });
+        (first, second)
+    }
 }
 
 impl Default for PageRequest {
@@ -260,6 +280,17 @@ mod tests {
             let json = serde_json::to_string(&c).unwrap();
             assert_eq!(serde_json::from_str::<Cursor>(&json).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn split_covers_the_page_across_two_parts() {
+        let p = |offset, limit| PageRequest { offset, limit };
+        assert_eq!(p(0, 10).split(3), (Some(p(0, 3)), Some(p(0, 7))));
+        assert_eq!(p(2, 10).split(3), (Some(p(2, 1)), Some(p(0, 9))));
+        assert_eq!(p(5, 10).split(3), (None, Some(p(2, 10))));
+        assert_eq!(p(0, 10).split(50), (Some(p(0, 10)), None));
+        assert_eq!(p(45, 10).split(50), (Some(p(45, 5)), Some(p(0, 5))));
+        assert_eq!(p(0, 10).split(0), (None, Some(p(0, 10))));
     }
 
     #[test]

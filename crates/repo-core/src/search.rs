@@ -222,6 +222,7 @@ mod tests {
     #[test]
     fn parses_words_phrases_or_and_exclusions() {
         let q = SearchQuery::parse(r#"Rust "async runtime" -tokio OR diesel"#);
+        assert!(!q.is_empty());
         assert_eq!(q.any_of.len(), 2);
         assert_eq!(
             q.any_of[0].include,
@@ -253,6 +254,19 @@ mod tests {
             SearchQuery::parse("e-mail").any_of[0].include,
             vec![words(&["e", "mail"])]
         );
+    }
+
+    #[test]
+    fn only_a_bare_upper_case_or_separates_alternatives() {
+        // Quoted or negated, `OR` is the word "or".
+        let q = SearchQuery::parse(r#"a "OR" b -OR or"#);
+        assert_eq!(q.any_of.len(), 1);
+        assert_eq!(
+            q.any_of[0].include,
+            vec![words(&["a"]), words(&["or"]), words(&["b"]), words(&["or"])]
+        );
+        assert_eq!(q.any_of[0].exclude, vec![words(&["or"])]);
+        assert_eq!(SearchQuery::parse("a OR b").any_of.len(), 2);
     }
 
     #[test]

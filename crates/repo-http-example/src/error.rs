@@ -37,9 +37,9 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// with their cause; every other message is the error's own, which never holds a
 /// password, an API-key secret or a key hash.
 pub fn error_body(e: &RepoError) -> (StatusCode, Json<Value>) {
-    let status = StatusCode::from_u16(http_status(e)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::error!(error = %e, code = code(e), "request failed");
+        tracing::error!(error = %e, code = e.code(), "request failed");
         "internal error".to_owned()
     } else {
         e.to_string()
@@ -47,28 +47,9 @@ pub fn error_body(e: &RepoError) -> (StatusCode, Json<Value>) {
     (
         status,
         Json(json!({
-            "error": { "code": code(e), "message": message, "retryable": e.is_retryable() }
+            "error": { "code": e.code(), "message": message, "retryable": e.is_retryable() }
         })),
     )
-}
-
-// Stand-ins for `RepoError::code` and `RepoError::http_status`, which the typed-error
-// work adds to the library; `error_body` switches to them then.
-fn code(e: &RepoError) -> &'static str {
-    smtk_repo::observe::error_kind(e)
-}
-
-fn http_status(e: &RepoError) -> u16 {
-    match e {
-        RepoError::NotFound { .. } => 404,
-        RepoError::AlreadyExists { .. } => 409,
-        RepoError::AccessDenied { .. } => 403,
-        RepoError::Validation { .. } => 422,
-        RepoError::InvalidState { .. } => 409,
-        RepoError::Conflict { .. } => 409,
-        RepoError::Unavailable { .. } => 503,
-        _ => 500,
-    }
 }
 
 fn plain(status: StatusCode, code: &str, message: &str) -> (StatusCode, Json<Value>) {
@@ -81,7 +62,15 @@ fn plain(status: StatusCode, code: &str, message: &str) -> (StatusCode, Json<Val
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            Self::Repo(e) => error_body(&e).into_response(),
+            Self::Repo(e) => {
+                let mut response = error_body(&e).into_response();
+                if let Some(wait) = e.retry_after() {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
+                }
+                response
+            }
             Self::Unauthenticated => (
                 [(header::WWW_AUTHENTICATE, "Bearer")],
                 plain(

@@ -1,6 +1,7 @@
 //! [`ApiKeyRepository`] on PostgreSQL. Hashes are written and matched, never read back.
 
 use crate::connection::{ConnectionSource, QueryResultExt};
+use crate::prepared::CacheDsl;
 use crate::schema::api_keys;
 use crate::users as user_repo;
 use diesel::pg::{Pg, PgConnection};
@@ -146,25 +147,40 @@ struct VerifiedRow {
     user: user_repo::PrefixedUserRow,
 }
 
-/// Stamps `last_used_at` on the key with this hash if it is active, unexpired and its
-/// user active, and returns the key and the user: one statement instead of a
-/// transaction around an `UPDATE` and a `SELECT` (four round trips). `$1`: now, `$2`:
-/// the hash.
+/// Checks the key with this hash (active, unexpired, its user active) and returns it
+/// with its user, in one statement: `found` reads the key and the user; `stamped`
+/// writes `last_used_at` only when the stored stamp is `NULL` or not after `$3` (now
+/// minus the granularity), so a verify of a recently used key writes nothing (no row
+/// version, no WAL, no transaction id). A racing verify that stamped first makes the
+/// update's re-check fail, so one stamp per granularity window. `$1`: now, `$2`: the
+/// hash, `$3`: [`ApiKeyPolicy::restamp_at_or_before`].
 static VERIFY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE api_keys AS k SET last_used_at = $1 FROM users AS u \
-         WHERE u.id = k.user_id AND u.is_active AND k.key_hash = $2 AND k.is_active \
-         AND (k.expires_at IS NULL OR k.expires_at > $1) \
-         RETURNING k.id, k.user_id, k.name, k.key_prefix, k.permissions, k.is_active, \
-         k.expires_at, k.last_used_at, k.created_at, {}",
+        "WITH found AS (SELECT k.id, k.user_id, k.name, k.key_prefix, k.permissions, \
+         k.is_active, k.expires_at, k.last_used_at AS stored_last_used_at, k.created_at, {} \
+         FROM api_keys AS k JOIN users AS u ON u.id = k.user_id \
+         WHERE k.key_hash = $2 AND k.is_active AND u.is_active \
+         AND (k.expires_at IS NULL OR k.expires_at > $1)), \
+         stamped AS (UPDATE api_keys AS s SET last_used_at = $1 FROM found \
+         WHERE s.id = found.id AND s.is_active \
+         AND (s.last_used_at IS NULL OR s.last_used_at <= $3) RETURNING s.id, s.last_used_at) \
+         SELECT found.*, COALESCE(stamped.last_used_at, found.stored_last_used_at) AS last_used_at \
+         FROM found LEFT JOIN stamped ON stamped.id = found.id",
         user_repo::PREFIXED_USER_COLUMNS
     )
 });
 
-fn verify(conn: &mut PgConnection, secret: &ApiKeySecret) -> RepoResult<Option<VerifiedKey>> {
+fn verify(
+    conn: &mut PgConnection,
+    secret: &ApiKeySecret,
+    policy: &ApiKeyPolicy,
+) -> RepoResult<Option<VerifiedKey>> {
+    let at = now();
     let row: Option<VerifiedRow> = diesel::sql_query(VERIFY.as_str())
-        .bind::<diesel::sql_types::Timestamptz, _>(now())
+        .bind::<diesel::sql_types::Timestamptz, _>(at)
         .bind::<diesel::sql_types::Text, _>(secret.hash())
+        .bind::<diesel::sql_types::Timestamptz, _>(policy.restamp_at_or_before(at))
+        .cached()
         .get_result(conn)
         .optional()
         .db()?;
@@ -223,7 +239,8 @@ impl<S: ConnectionSource> ApiKeyRepository for PgApiKeys<S> {
 
     fn verify(&self, secret: &str) -> RepoResult<Option<VerifiedKey>> {
         let secret = ApiKeySecret::parse(secret)?;
-        self.src.run(|c| verify(c, &secret))
+        let policy = *self.src.api_key_policy();
+        self.src.run(|c| verify(c, &secret, &policy))
     }
 
     fn revoke(&self, id: ApiKeyId) -> RepoResult<ApiKey> {

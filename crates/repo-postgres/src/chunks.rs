@@ -4,9 +4,14 @@
 //! Every write stores [`index_text`] of the content in `search_tokens` (tokens
 //! computed in Rust, as on SQLite). Search decides each phrase by a substring test
 //! of its [`Phrase::pattern`](repo_core::search::Phrase::pattern) on that text, after
-//! a prefilter through the GIN index on the generated `search_tsv` vector; chunks too
-//! large for a vector (NULL `search_tsv`) skip the prefilter and are read through the
-//! partial index `chunks_search_unindexed_idx`.
+//! a prefilter through the GIN index on `(collection_id, search_tsv)` (btree_gin), the
+//! generated vector of the tokens; chunks too large for a vector (NULL `search_tsv`)
+//! skip the prefilter and are read through the partial index
+//! `chunks_search_unindexed_idx`, in a second `UNION ALL` branch. The page's hits are
+//! ranked on `(score, id)` alone and joined back to `chunks` for the page's rows
+//! only; the total is counted up to `SEARCH_TOTAL_CAP + 1` matches. A bulk
+//! `insert_many` flushes the GIN pending list and refreshes the partition's
+//! statistics ([`after_bulk_write`]).
 //!
 //! `chunks` is hash-partitioned by `collection_id`, and its indexes all lead with
 //! that column, so every query here names the collection: PostgreSQL then touches one
@@ -18,12 +23,12 @@ use crate::documents::{self as document_repo, BulkStrategy, PG_MAX_BINDS};
 use crate::schema::{chunks, documents};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Double, Int8, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Double, Int8, Nullable, Text, Uuid as SqlUuid};
 use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
 use repo_core::search::index_text;
 use repo_core::{
     Chunk, ChunkRepository, CollectionId, DocumentId, Field, NewChunk, Page, PageRequest,
-    RepoError, RepoResult, SearchHit, SearchQuery, Timestamp,
+    RepoError, RepoResult, SearchCursor, SearchHit, SearchPage, SearchQuery, Timestamp,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -205,7 +210,82 @@ pub(crate) fn insert_many_with(
         )
         .for_item(i));
     }
-    write_chunks(conn, &rows, strategy)
+    let written = write_chunks(conn, &rows, strategy)?;
+    after_bulk_write(conn, collection_id, written)?;
+    Ok(written)
+}
+
+/// A call writing at least this many chunks maintains its partition's search index
+/// and statistics ([`after_bulk_write`]).
+pub(crate) const BULK_MAINTENANCE_MIN_ROWS: u64 = 1_000;
+
+/// Keeps plans independent of luck after a bulk write of at least
+/// [`BULK_MAINTENANCE_MIN_ROWS`] chunks, on the partition holding `collection_id`:
+///
+/// - moves the GIN index's pending list (`fastupdate`, where `COPY` puts new entries)
+///   into the index with `gin_clean_pending_list`: every search would otherwise read
+///   the whole list, and the planner, costing it, prefers a B-tree or a sequential
+///   scan of the collection to the full-text index;
+/// - `ANALYZE`s the partition when it was never analyzed or grew by a tenth or more
+///   since (`reltuples`: PostgreSQL's own autoanalyze rule, applied at once instead
+///   of up to a minute later), so that the planner knows how the collection and the
+///   words are distributed.
+///
+/// Both run in the caller's transaction (ANALYZE counts the rows it wrote), only on
+/// objects the current role owns (a runtime role that does not own the tables leaves
+/// this to autovacuum), and ANALYZE with `SKIP_LOCKED`, so it never waits for an
+/// ANALYZE or VACUUM already running. The partition's name comes from the catalog
+/// (`regclass`, quoted by PostgreSQL), never from input.
+fn after_bulk_write(
+    conn: &mut PgConnection,
+    collection_id: CollectionId,
+    written: u64,
+) -> RepoResult<()> {
+    #[derive(QueryableByName)]
+    struct Partition {
+        #[diesel(sql_type = BigInt)]
+        oid: i64,
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Double)]
+        reltuples: f64,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        owned: bool,
+    }
+    if written < BULK_MAINTENANCE_MIN_ROWS {
+        return Ok(());
+    }
+    let partition: Option<Partition> = diesel::sql_query(
+        "SELECT p.oid::int8 AS oid, p.oid::regclass::text AS name, \
+                p.reltuples::float8 AS reltuples, pg_has_role(p.relowner, 'USAGE') AS owned \
+         FROM pg_class AS p \
+         WHERE p.oid = (SELECT tableoid FROM chunks WHERE collection_id = $1 LIMIT 1)",
+    )
+    .bind::<SqlUuid, _>(collection_id.0)
+    .get_result(conn)
+    .optional()
+    .db()?;
+    let Some(partition) = partition else {
+        return Ok(());
+    };
+    diesel::sql_query(
+        "SELECT gin_clean_pending_list(i.indexrelid) \
+         FROM pg_index AS i \
+         JOIN pg_class AS ic ON ic.oid = i.indexrelid \
+         JOIN pg_am AS am ON am.oid = ic.relam \
+         WHERE i.indrelid = $1::int8::oid AND am.amname = 'gin' \
+           AND pg_has_role(ic.relowner, 'USAGE')",
+    )
+    .bind::<BigInt, _>(partition.oid)
+    .execute(conn)
+    .db()?;
+    let stale = partition.reltuples < 0.0 || written as f64 >= partition.reltuples / 10.0;
+    if partition.owned && stale {
+        diesel::sql_query(format!("ANALYZE (SKIP_LOCKED) {}", partition.name))
+            .execute(conn)
+            .db()?;
+    }
+    Ok(())
 }
 
 fn list_by_document(
@@ -321,10 +401,9 @@ struct Total {
     total: i64,
 }
 
-/// The WHERE clause of a search (after the collection), built from the query's
-/// structure only: `$1` is the text[] of phrase patterns, `$5` the prefilter tsquery
-/// when there is one. Returns the clause and the patterns to bind as `$1`.
-fn search_filter(query: &SearchQuery, prefilter: bool) -> (String, Vec<String>) {
+/// The exact test of a search, built from the query's structure only: `$1` is the
+/// text[] of phrase patterns. Returns the clause and the patterns to bind as `$1`.
+fn search_filter(query: &SearchQuery) -> (String, Vec<String>) {
     let mut patterns: Vec<String> = Vec::new();
     let mut slot = |pattern: String| {
         let i = patterns
@@ -354,14 +433,7 @@ fn search_filter(query: &SearchQuery, prefilter: bool) -> (String, Vec<String>) 
         }
         alternatives.push(format!("({})", tests.join(" AND ")));
     }
-    let mut clause = format!("({})", alternatives.join(" OR "));
-    if prefilter {
-        clause.push_str(
-            " AND (c.search_tsv @@ $5::tsquery \
-             OR (c.search_tsv IS NULL AND c.search_tokens IS NOT NULL))",
-        );
-    }
-    (clause, patterns)
+    (format!("({})", alternatives.join(" OR ")), patterns)
 }
 
 /// The score: occurrences of the included phrases (non-overlapping, counted by
@@ -391,64 +463,174 @@ fn search_score(query: &SearchQuery, patterns: &[String]) -> String {
     )
 }
 
+/// The matching chunks of a search as `SELECT {columns} FROM chunks AS c WHERE …`
+/// branches joined by `UNION ALL`, each served by its own index: the chunks with a
+/// vector through the GIN index on `(collection_id, search_tsv)` (`$4` is the
+/// prefilter tsquery), and the chunks without one through the partial index
+/// `chunks_search_unindexed_idx`. Two branches instead of an `OR`, so that the plan
+/// uses the full-text index whether or not the partition has statistics. Without a
+/// prefilter (a query with an alternative made only of over-long tokens) every chunk
+/// of the collection is tested.
+fn search_branches(columns: &str, filter: &str, prefilter: bool) -> String {
+    if prefilter {
+        format!(
+            "SELECT {columns} FROM chunks AS c \
+             WHERE c.collection_id = $2 AND c.search_tsv @@ $4::tsquery AND {filter} \
+             UNION ALL \
+             SELECT {columns} FROM chunks AS c \
+             WHERE c.collection_id = $2 AND c.search_tsv IS NULL \
+               AND c.search_tokens IS NOT NULL AND {filter}"
+        )
+    } else {
+        format!(
+            "SELECT {columns} FROM chunks AS c \
+             WHERE c.collection_id = $2 AND c.search_tokens IS NOT NULL AND {filter}"
+        )
+    }
+}
+
+/// Where a search page starts.
+#[derive(Debug, Clone, Copy)]
+enum SearchStart {
+    /// After this many hits (`$5`).
+    Offset(i64),
+    /// After this position (`$5` score, `$6` id).
+    After(SearchCursor),
+}
+
+/// The search statements of one query, with every value to bind.
+struct SearchStatements {
+    /// `$1`: the phrase patterns.
+    patterns: Vec<String>,
+    /// `$4`: the prefilter tsquery, when there is one.
+    prefilter: Option<String>,
+    /// The page: `(score, id)` of the page's hits ranked on the index alone, limited
+    /// to `$3` rows, then joined to `chunks` for the page's rows only.
+    page_sql: String,
+    /// The matches counted up to `$3`.
+    count_sql: String,
+}
+
+impl SearchStatements {
+    fn new(query: &SearchQuery, start: SearchStart) -> Self {
+        // Only the shape of the SQL (how many phrases, in which alternatives) comes
+        // from the query; every token is bound, as text[] `$1` and tsquery text `$4`.
+        let prefilter = query.prefilter_tsquery();
+        let (filter, patterns) = search_filter(query);
+        let score = search_score(query, &patterns);
+        let ranked = search_branches(
+            &format!("c.id, {score} AS score"),
+            &filter,
+            prefilter.is_some(),
+        );
+        let window = match start {
+            SearchStart::Offset(_) => "ORDER BY score DESC, id LIMIT $3 OFFSET $5",
+            SearchStart::After(_) => {
+                "WHERE score < $5 OR (score = $5 AND id > $6) \
+                 ORDER BY score DESC, id LIMIT $3"
+            }
+        };
+        let page_sql = format!(
+            "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, c.content, \
+                    c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
+                    c.meta, c.created_at, r.score \
+             FROM (SELECT id, score FROM ({ranked}) AS m {window}) AS r \
+             JOIN chunks AS c ON c.collection_id = $2 AND c.id = r.id \
+             ORDER BY r.score DESC, r.id"
+        );
+        let count_sql = format!(
+            "SELECT count(*) AS total FROM ({} LIMIT $3) AS m",
+            search_branches("1", &filter, prefilter.is_some())
+        );
+        Self {
+            patterns,
+            prefilter,
+            page_sql,
+            count_sql,
+        }
+    }
+
+    /// `sql` (prefixed with `prefix`, e.g. `EXPLAIN`) with `$1` to `$4` bound.
+    fn bind_common(
+        &self,
+        prefix: &str,
+        sql: &str,
+        collection_id: CollectionId,
+        limit: i64,
+    ) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
+        diesel::sql_query(format!("{prefix}{sql}"))
+            .into_boxed::<Pg>()
+            .bind::<Array<Text>, _>(self.patterns.clone())
+            .bind::<SqlUuid, _>(collection_id.0)
+            .bind::<BigInt, _>(limit)
+            .bind::<Nullable<Text>, _>(self.prefilter.clone())
+    }
+
+    /// The page statement, fetching `limit` rows.
+    fn page(
+        &self,
+        prefix: &str,
+        collection_id: CollectionId,
+        start: SearchStart,
+        limit: i64,
+    ) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
+        let query = self.bind_common(prefix, &self.page_sql, collection_id, limit);
+        match start {
+            SearchStart::Offset(offset) => query.bind::<BigInt, _>(offset),
+            SearchStart::After(after) => query
+                .bind::<Double, _>(after.score())
+                .bind::<BigInt, _>(after.id()),
+        }
+    }
+
+    /// The count statement.
+    fn count(
+        &self,
+        collection_id: CollectionId,
+    ) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
+        self.bind_common(
+            "",
+            &self.count_sql,
+            collection_id,
+            SearchPage::count_limit_i64(),
+        )
+    }
+}
+
 fn search(
     conn: &mut PgConnection,
     collection_id: CollectionId,
     query: &SearchQuery,
-    page: PageRequest,
-) -> RepoResult<Page<SearchHit>> {
+    start: SearchStart,
+    limit: i64,
+) -> RepoResult<SearchPage> {
     if query.is_empty() {
-        return Ok(Page {
-            items: Vec::new(),
-            total: 0,
-        });
+        return Ok(SearchPage::empty());
     }
-    // Only the shape of the SQL (how many phrases, in which alternatives) comes from
-    // the query; every token is bound, as text[] `$1` and tsquery text `$5`.
-    let prefilter = query.prefilter_tsquery();
-    let (filter, patterns) = search_filter(query, prefilter.is_some());
-    let score = search_score(query, &patterns);
-    let mut rows_query = diesel::sql_query(format!(
-        "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, c.content, \
-                c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
-                c.meta, c.created_at, {score} AS score \
-         FROM chunks AS c \
-         WHERE c.collection_id = $2 AND {filter} \
-         ORDER BY score DESC, c.id \
-         LIMIT $3 OFFSET $4"
+    let statements = SearchStatements::new(query, start);
+    // One row more than the page tells whether a next page exists.
+    let rows: Vec<HitRow> = statements
+        .page("", collection_id, start, limit + 1)
+        .load(conn)
+        .db()?;
+    let counted: Total = statements.count(collection_id).get_result(conn).db()?;
+    let hits = rows
+        .into_iter()
+        .map(|r| SearchHit {
+            chunk: r.chunk.into_domain(),
+            score: r.score,
+        })
+        .collect();
+    let skipped = match start {
+        SearchStart::Offset(offset) => u64::try_from(offset).unwrap_or(0),
+        SearchStart::After(_) => 0,
+    };
+    Ok(SearchPage::assemble(
+        hits,
+        limit,
+        skipped,
+        u64::try_from(counted.total).unwrap_or(0),
     ))
-    .into_boxed::<Pg>()
-    .bind::<Array<Text>, _>(&patterns)
-    .bind::<SqlUuid, _>(collection_id.0)
-    .bind::<BigInt, _>(page.limit_i64())
-    .bind::<BigInt, _>(page.offset_i64());
-    // The count names $3 and $4 too, so that one parameter list serves both.
-    let mut total_query = diesel::sql_query(format!(
-        "SELECT count(*) AS total FROM chunks AS c \
-         WHERE c.collection_id = $2 AND $3::int8 IS NOT NULL AND $4::int8 IS NOT NULL \
-           AND {filter}"
-    ))
-    .into_boxed::<Pg>()
-    .bind::<Array<Text>, _>(&patterns)
-    .bind::<SqlUuid, _>(collection_id.0)
-    .bind::<BigInt, _>(page.limit_i64())
-    .bind::<BigInt, _>(page.offset_i64());
-    if let Some(tsquery) = &prefilter {
-        rows_query = rows_query.bind::<Text, _>(tsquery.clone());
-        total_query = total_query.bind::<Text, _>(tsquery.clone());
-    }
-    let rows: Vec<HitRow> = rows_query.load(conn).db()?;
-    let total: Total = total_query.get_result(conn).db()?;
-    Ok(Page {
-        items: rows
-            .into_iter()
-            .map(|r| SearchHit {
-                chunk: r.chunk.into_domain(),
-                score: r.score,
-            })
-            .collect(),
-        total: u64::try_from(total.total).unwrap_or(0),
-    })
 }
 
 /// Rows filled per statement by [`backfill_search_tokens`].
@@ -539,8 +721,23 @@ impl<S: ConnectionSource> ChunkRepository for PgChunks<S> {
         collection_id: CollectionId,
         query: &SearchQuery,
         page: PageRequest,
-    ) -> RepoResult<Page<SearchHit>> {
-        self.src.read(|c| search(c, collection_id, query, page))
+    ) -> RepoResult<SearchPage> {
+        let start = SearchStart::Offset(page.offset_i64());
+        self.src
+            .read(|c| search(c, collection_id, query, start, page.limit_i64()))
+    }
+
+    fn search_after(
+        &self,
+        collection_id: CollectionId,
+        query: &SearchQuery,
+        after: Option<SearchCursor>,
+        limit: u32,
+    ) -> RepoResult<SearchPage> {
+        let start = after.map_or(SearchStart::Offset(0), SearchStart::After);
+        let limit = PageRequest::first(limit).limit_i64();
+        self.src
+            .read(|c| search(c, collection_id, query, start, limit))
     }
 }
 
@@ -552,10 +749,9 @@ mod tests {
     use diesel::Connection;
     use repo_core::{NewCollection, NewDocument, NewUser, Repositories, StoreConfig};
 
-    /// A unique violation raised inside `COPY` maps like one raised by `INSERT`, and
-    /// the connection stays usable afterwards.
-    #[test]
-    fn copy_unique_violation_is_already_exists() {
+    /// A temporary database and a store on it, with one collection holding one
+    /// document.
+    fn fixture() -> (TempDatabase, crate::PostgresStore, CollectionId, DocumentId) {
         let admin = std::env::var("TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let db = TempDatabase::create(&admin).expect("temp database");
@@ -580,6 +776,14 @@ mod tests {
             .expect("document")
             .document
             .id;
+        (db, store, c, d)
+    }
+
+    /// A unique violation raised inside `COPY` maps like one raised by `INSERT`, and
+    /// the connection stays usable afterwards.
+    #[test]
+    fn copy_unique_violation_is_already_exists() {
+        let (db, _store, c, d) = fixture();
         let rows =
             prepare_batch(c, &[NewChunk::new(d, 0, "x"), NewChunk::new(d, 1, "y")]).expect("valid");
         let mut conn = PgConnection::establish(db.url()).expect("connection");
@@ -601,5 +805,127 @@ mod tests {
             );
             assert_eq!(count(&mut conn, c).unwrap(), 1, "{strategy:?}");
         }
+    }
+
+    #[derive(QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        plan: String,
+    }
+
+    /// Every `(node type, relation or index name)` of a JSON plan.
+    fn plan_nodes(node: &Value, out: &mut Vec<(String, String)>) {
+        match node {
+            Value::Object(map) => {
+                if let Some(Value::String(kind)) = map.get("Node Type") {
+                    let name = map
+                        .get("Index Name")
+                        .or_else(|| map.get("Relation Name"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    out.push((kind.clone(), name.to_owned()));
+                }
+                map.values().for_each(|v| plan_nodes(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| plan_nodes(v, out)),
+            _ => {}
+        }
+    }
+
+    /// `reltuples` of the partition holding the collection's chunks (-1: never
+    /// analyzed or vacuumed).
+    fn partition_reltuples(conn: &mut PgConnection, c: CollectionId) -> f64 {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Double)]
+            reltuples: f64,
+        }
+        diesel::sql_query(
+            "SELECT reltuples::float8 AS reltuples FROM pg_class \
+             WHERE oid = (SELECT tableoid FROM chunks WHERE collection_id = $1 LIMIT 1)",
+        )
+        .bind::<SqlUuid, _>(c.0)
+        .get_result::<Row>(conn)
+        .expect("reltuples")
+        .reltuples
+    }
+
+    /// A bulk `insert_many` analyzes its partition; and a rare word in a freshly loaded
+    /// collection whose partition has no statistics is still searched through the
+    /// full-text index (`EXPLAIN (FORMAT JSON)` of the search statement: a bitmap scan
+    /// of the GIN index on `(collection_id, search_tsv)`, no sequential scan), and
+    /// finds its chunks.
+    #[test]
+    fn rare_word_search_uses_the_full_text_index_without_statistics() {
+        let (db, store, c, d) = fixture();
+        let mut conn = PgConnection::establish(db.url()).expect("connection");
+        // No autovacuum may analyze a partition while the test looks at its plans.
+        diesel::sql_query(
+            "DO $$ DECLARE p regclass; BEGIN \
+               FOR p IN SELECT inhrelid::regclass FROM pg_inherits \
+                        WHERE inhparent = 'chunks'::regclass LOOP \
+                 EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = false)', p); \
+               END LOOP; END $$",
+        )
+        .execute(&mut conn)
+        .expect("autovacuum off");
+        // 20,000 chunks in two bulk calls; the rare word is in 5 of them.
+        for part in 0..2 {
+            let batch: Vec<NewChunk> = (0..10_000)
+                .map(|i| {
+                    let n = part * 10_000 + i;
+                    let rare = if n % 4_000 == 7 { " zyzzyva" } else { "" };
+                    NewChunk::new(
+                        d,
+                        n,
+                        format!("common filler text number {n} with words{rare}"),
+                    )
+                })
+                .collect();
+            store.chunks().insert_many(c, &batch).expect("load");
+        }
+        assert!(
+            partition_reltuples(&mut conn, c) >= 20_000.0,
+            "insert_many analyzed the partition"
+        );
+        // Then the statistics are taken away: the partition is as a bulk load leaves
+        // it before any ANALYZE (by another tool, or with statistics reset).
+        diesel::sql_query(
+            "WITH p AS (SELECT tableoid AS oid FROM chunks WHERE collection_id = $1 LIMIT 1), \
+                  gone AS (DELETE FROM pg_statistic WHERE starelid = (SELECT oid FROM p)) \
+             UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = (SELECT oid FROM p)",
+        )
+        .bind::<SqlUuid, _>(c.0)
+        .execute(&mut conn)
+        .expect("statistics removed");
+        assert!(
+            partition_reltuples(&mut conn, c) < 0.0,
+            "the premise: the partition has no statistics"
+        );
+        let query = SearchQuery::parse("zyzzyva");
+        let start = SearchStart::Offset(0);
+        let statements = SearchStatements::new(&query, start);
+        let plan: Plan = statements
+            .page("EXPLAIN (FORMAT JSON) ", c, start, 21)
+            .get_result(&mut conn)
+            .expect("explain");
+        let plan: Value = serde_json::from_str(&plan.plan).expect("plan JSON");
+        let mut nodes = Vec::new();
+        plan_nodes(&plan, &mut nodes);
+        assert!(
+            nodes
+                .iter()
+                .any(|(kind, name)| kind == "Bitmap Index Scan" && name.contains("search_tsv")),
+            "the full-text index is in the plan: {nodes:?}"
+        );
+        assert!(
+            !nodes.iter().any(|(kind, _)| kind == "Seq Scan"),
+            "no sequential scan: {nodes:?}"
+        );
+        let page = store
+            .chunks()
+            .search(c, &query, PageRequest::first(20))
+            .expect("search");
+        assert_eq!((page.items.len(), page.total), (5, 5));
     }
 }

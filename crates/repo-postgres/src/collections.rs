@@ -1,6 +1,7 @@
 //! [`CollectionRepository`] on PostgreSQL: collections, grants and access checks.
 
 use crate::connection::{missing_reference, parse_column, ConnectionSource, QueryResultExt};
+use crate::prepared::CacheDsl;
 use crate::schema::{api_keys, collection_permissions as perms, collections};
 use crate::users as user_repo;
 use diesel::pg::{Pg, PgConnection};
@@ -292,6 +293,7 @@ pub(crate) fn actor(conn: &mut PgConnection, principal: Principal) -> RepoResult
     ))
     .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
     .bind::<Nullable<SqlUuid>, _>(principal.api_key_id().map(|k| k.0))
+    .cached()
     .get_result(conn)
     .db()?;
     Ok(row.into_facts(principal)?.actor(now()))
@@ -316,6 +318,7 @@ pub(crate) fn with_access(
     .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
     .bind::<Nullable<SqlUuid>, _>(principal.api_key_id().map(|k| k.0))
     .bind::<SqlUuid, _>(id.0)
+    .cached()
     .get_result(conn)
     .optional()
     .db()?;
@@ -408,6 +411,95 @@ fn visible_to(actor: Actor, principal: Principal) -> CollectionQuery {
     }
 }
 
+/// A user's reach as indexed branches (`Actor::User`): owned
+/// (`collections_owner_id_idx`), public (`collections_public_created_at_idx`) and
+/// granted (`collection_permissions_user_id_idx`, then the primary key), each read
+/// newest first, instead of one `OR` that scans every collection. Other actors
+/// (scoped API keys) keep one query.
+fn visible_branches(actor: Actor, principal: Principal) -> Vec<CollectionQuery> {
+    match actor {
+        Actor::User { user, .. } => {
+            let granted = perms::table
+                .filter(perms::user_id.eq(user.0))
+                .select(perms::collection_id);
+            vec![
+                collections::table
+                    .filter(collections::owner_id.eq(user.0))
+                    .into_boxed(),
+                collections::table
+                    .filter(collections::is_public.eq(true))
+                    .into_boxed(),
+                collections::table
+                    .filter(collections::id.eq_any(granted))
+                    .into_boxed(),
+            ]
+        }
+        _ => vec![visible_to(actor, principal)],
+    }
+}
+
+/// Rows `skip..skip + take` of the newest-first listing of what `actor` sees, after
+/// the cursor position `after` when given: `skip + take` rows of each branch, merged.
+fn visible_rows(
+    conn: &mut PgConnection,
+    actor: Actor,
+    principal: Principal,
+    after: Option<&repo_core::Cursor>,
+    skip: i64,
+    take: i64,
+) -> RepoResult<Vec<Collection>> {
+    let mut branches = Vec::new();
+    for mut q in visible_branches(actor, principal) {
+        if let Some(after) = after {
+            let (at, id) = (after.created_at(), after.uuid_id()?);
+            q = q.filter(
+                collections::created_at
+                    .lt(at)
+                    .or(collections::created_at.eq(at).and(collections::id.lt(id))),
+            );
+        }
+        let rows = q
+            .select(CollectionRow::as_select())
+            .order((collections::created_at.desc(), collections::id.desc()))
+            .limit(skip.saturating_add(take))
+            .load(conn)
+            .db()?;
+        branches.push(many(rows)?);
+    }
+    let index = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    Ok(repo_core::merge_newest_first(
+        branches,
+        index(skip),
+        index(take),
+    ))
+}
+
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// How many collections `actor` sees: for a user, the union of the branches' ids.
+fn visible_count(conn: &mut PgConnection, actor: Actor, principal: Principal) -> RepoResult<u64> {
+    let n = match actor {
+        Actor::User { user, .. } => {
+            diesel::sql_query(
+                "SELECT count(*) AS n FROM ( \
+                   SELECT id FROM collections WHERE owner_id = $1 \
+                   UNION SELECT id FROM collections WHERE is_public \
+                   UNION SELECT collection_id FROM collection_permissions WHERE user_id = $1) AS v",
+            )
+            .bind::<BigInt, _>(user.0)
+            .get_result::<Counted>(conn)
+            .db()?
+            .n
+        }
+        _ => visible_to(actor, principal).count().get_result(conn).db()?,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 fn list_visible_by_cursor(
     conn: &mut PgConnection,
     principal: Principal,
@@ -415,22 +507,15 @@ fn list_visible_by_cursor(
 ) -> RepoResult<CursorPage<Collection>> {
     let actor = actor(conn, principal)?;
     actor.require_usable()?;
-    let mut q = visible_to(actor, principal);
-    if let Some(after) = &page.after {
-        let (at, id) = (after.created_at(), after.uuid_id()?);
-        q = q.filter(
-            collections::created_at
-                .lt(at)
-                .or(collections::created_at.eq(at).and(collections::id.lt(id))),
-        );
-    }
-    let rows = q
-        .select(CollectionRow::as_select())
-        .order((collections::created_at.desc(), collections::id.desc()))
-        .limit(page.fetch_i64())
-        .load(conn)
-        .db()?;
-    Ok(page.page(many(rows)?, Collection::cursor))
+    let rows = visible_rows(
+        conn,
+        actor,
+        principal,
+        page.after.as_ref(),
+        0,
+        page.fetch_i64(),
+    )?;
+    Ok(page.page(rows, Collection::cursor))
 }
 
 fn list_visible(
@@ -440,18 +525,16 @@ fn list_visible(
 ) -> RepoResult<Page<Collection>> {
     let actor = actor(conn, principal)?;
     actor.require_usable()?;
-    let rows = visible_to(actor, principal)
-        .select(CollectionRow::as_select())
-        .order((collections::created_at.desc(), collections::id.desc()))
-        .limit(page.limit_i64())
-        .offset(page.offset_i64())
-        .load(conn)
-        .db()?;
-    let total: i64 = visible_to(actor, principal).count().get_result(conn).db()?;
-    Ok(Page {
-        items: many(rows)?,
-        total: u64::try_from(total).unwrap_or(0),
-    })
+    let items = visible_rows(
+        conn,
+        actor,
+        principal,
+        None,
+        page.offset_i64(),
+        page.limit_i64(),
+    )?;
+    let total = visible_count(conn, actor, principal)?;
+    Ok(Page { items, total })
 }
 
 /// Writes every column of `next` (read under `FOR UPDATE` by the caller).
@@ -672,12 +755,14 @@ fn grant(
             .do_update()
             .set(changes)
             .returning(PermissionRow::as_returning())
+            .cached()
             .get_result(conn),
         Grantee::ApiKey(_) => insert
             .on_conflict((perms::collection_id, perms::api_key_id))
             .do_update()
             .set(changes)
             .returning(PermissionRow::as_returning())
+            .cached()
             .get_result(conn),
     };
     // One statement: a missing collection or grantee is the foreign-key violation of
@@ -855,7 +940,12 @@ impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
         grantee: Grantee,
         level: AccessLevel,
     ) -> RepoResult<CollectionPermission> {
-        self.src.write(|c| grant(c, id, grantee, level))
+        match grantee {
+            // One statement: no transaction needed (and none sent).
+            Grantee::User(_) => self.src.run(|c| grant(c, id, grantee, level)),
+            // The grant and the key's scoped mark commit together.
+            Grantee::ApiKey(_) => self.src.write(|c| grant(c, id, grantee, level)),
+        }
     }
 
     fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {

@@ -564,30 +564,45 @@ fn filtered(
     q
 }
 
+/// The documents listing, failed first, then newest: two parts read in order from
+/// their indexes (`documents_collection_status_idx` for the failed documents,
+/// `documents_collection_created_at_idx` for the others), so a page reads its own
+/// rows instead of sorting the collection.
 fn list_by_collection(
     conn: &mut PgConnection,
     collection_id: CollectionId,
     filter: &DocumentFilter,
     page: PageRequest,
 ) -> RepoResult<Page<Document>> {
-    let rows = filtered(collection_id, filter)
-        .select(DocumentRow::as_select())
-        .order((
-            documents::status.eq(DocumentStatus::Failed.as_str()).desc(),
-            documents::created_at.desc(),
-            documents::id.desc(),
-        ))
-        .limit(page.limit_i64())
-        .offset(page.offset_i64())
-        .load(conn)
-        .db()?;
-    let total: i64 = filtered(collection_id, filter)
-        .count()
-        .get_result(conn)
-        .db()?;
+    let failed = DocumentStatus::Failed.as_str();
+    let part = |is_failed: bool| {
+        let query = filtered(collection_id, filter);
+        if is_failed {
+            query.filter(documents::status.eq(failed))
+        } else {
+            query.filter(documents::status.ne(failed))
+        }
+    };
+    let failed_total: i64 = part(true).count().get_result(conn).db()?;
+    let others_total: i64 = part(false).count().get_result(conn).db()?;
+    let failed_total = u64::try_from(failed_total).unwrap_or(0);
+    let (first, second) = page.split(failed_total);
+    let mut rows = Vec::new();
+    for (is_failed, slice) in [(true, first), (false, second)] {
+        let Some(slice) = slice else { continue };
+        rows.extend(
+            part(is_failed)
+                .select(DocumentRow::as_select())
+                .order((documents::created_at.desc(), documents::id.desc()))
+                .limit(slice.limit_i64())
+                .offset(slice.offset_i64())
+                .load(conn)
+                .db()?,
+        );
+    }
     Ok(Page {
         items: many(rows)?,
-        total: u64::try_from(total).unwrap_or(0),
+        total: failed_total + u64::try_from(others_total).unwrap_or(0),
     })
 }
 

@@ -60,6 +60,9 @@ fn classify_by_message(
 ) -> RepoError {
     let message = info.message().to_owned();
     let lower = message.to_ascii_lowercase();
+    if repo_core::maintenance::is_maintenance_message(&message) {
+        return unavailable(UnavailableReason::Maintenance, kind, info);
+    }
     // Checked before the connection-loss texts: 57P01 also says "terminating
     // connection", and libpq then reports the connection closed.
     if let Some(reason) = shutdown_reason(&lower) {

@@ -50,6 +50,7 @@ mod migrations;
 mod observe;
 mod operations;
 mod pool;
+pub mod prepared;
 mod replica;
 /// Diesel table definitions, public so that tooling (benchmark baselines, data
 /// copies) writes its queries against the very tables the repositories use.

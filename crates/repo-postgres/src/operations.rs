@@ -2,6 +2,7 @@
 
 use crate::collections as collection_repo;
 use crate::connection::{missing_reference, parse_column, ConnectionSource, QueryResultExt};
+use crate::prepared::CacheDsl;
 use crate::schema::operations;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
@@ -124,6 +125,7 @@ fn create(conn: &mut PgConnection, new: &NewOperation) -> RepoResult<Operation> 
             .values(&row)
             .on_conflict_do_nothing()
             .returning(OperationRow::as_returning())
+            .cached()
             .get_result(conn)
             .optional();
         if let Some(row) = missing_references(inserted, &op)? {
@@ -140,6 +142,7 @@ fn create(conn: &mut PgConnection, new: &NewOperation) -> RepoResult<Operation> 
     let inserted = diesel::insert_into(operations::table)
         .values(&row)
         .returning(OperationRow::as_returning())
+        .cached()
         .get_result(conn);
     missing_references(inserted, &op)?.into_domain()
 }
@@ -227,6 +230,7 @@ fn transition(
     )
     .set(changes)
     .returning(OperationRow::as_returning())
+    .cached()
     .get_result(conn)
     .optional()
     .db()?;

@@ -348,7 +348,7 @@ fn through_the_pooler_the_timeouts_hold_per_statement_and_do_not_leak() {
 fn all_migrations_applied(store: &PostgresStore) {
     let pending = store.pending_migrations().expect("pending");
     assert!(pending.is_empty(), "pending: {pending:?}");
-    assert_eq!(store.applied_migrations().expect("applied").len(), 4);
+    assert_eq!(store.applied_migrations().expect("applied").len(), 5);
 }
 
 /// Migrating through the pooler (mode on) and directly leaves no advisory lock.
@@ -365,8 +365,8 @@ fn migrating_leaves_no_advisory_lock() {
     );
     // Revert and re-apply, directly this time.
     let direct = open(db.url(), &config(false));
-    assert_eq!(direct.revert_all_migrations().expect("revert").len(), 4);
-    assert_eq!(direct.run_pending_migrations().expect("migrate").len(), 4);
+    assert_eq!(direct.revert_all_migrations().expect("revert").len(), 5);
+    assert_eq!(direct.run_pending_migrations().expect("migrate").len(), 5);
     assert_eq!(advisory_locks(&mut admin, db.name()), 0, "directly");
     // And through the pooler again, after a revert through it.
     assert!(pooled.revert_last_migration().is_ok());

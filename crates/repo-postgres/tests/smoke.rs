@@ -95,7 +95,7 @@ fn migrations_round_trip_down_up_down() {
 fn connect_for_migrations_leaves_them_pending() {
     let db = temp_db();
     let store = PostgresStore::connect_for_migrations(db.url(), &config()).expect("connect");
-    assert_eq!(store.pending_migrations().unwrap().len(), 4);
+    assert_eq!(store.pending_migrations().unwrap().len(), 5);
     store.health().unwrap();
     assert_eq!(store.backend(), BackendKind::Postgres);
 }

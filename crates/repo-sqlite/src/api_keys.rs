@@ -163,40 +163,65 @@ fn list_for_user(conn: &mut SqliteConnection, user: UserId) -> RepoResult<Vec<Ap
         .collect()
 }
 
-fn verify(conn: &mut SqliteConnection, secret: &ApiKeySecret) -> RepoResult<Option<VerifiedKey>> {
+/// One read of the key and its user (active, unexpired, user active); then, only when
+/// the stored `last_used_at` is `NULL` or not after `policy.restamp_at_or_before(now)`,
+/// one conditional `UPDATE` in autocommit (the condition repeated, so that of racing
+/// verifies one stamps). A verify of a recently used key takes no write lock.
+fn verify(
+    conn: &mut SqliteConnection,
+    secret: &ApiKeySecret,
+    policy: &ApiKeyPolicy,
+) -> RepoResult<Option<VerifiedKey>> {
     let hash = secret.hash();
-    let at = ts(now());
-    write_tx(conn, |c| {
-        // One conditional update: the key must be usable and its owner active.
-        let key = diesel::update(
+    let now = now();
+    let at = ts(now);
+    let found: Option<(ApiKeyRow, UserRow)> = api_keys::table
+        .inner_join(users::table)
+        .filter(api_keys::key_hash.eq(&hash))
+        .filter(
+            api_keys::is_active.eq(true).and(
+                api_keys::expires_at
+                    .is_null()
+                    .or(api_keys::expires_at.gt(&at))
+                    .assume_not_null(),
+            ),
+        )
+        .filter(users::is_active.eq(true))
+        .select((ApiKeyRow::as_select(), UserRow::as_select()))
+        .get_result(conn)
+        .optional()
+        .map_err(map_diesel)?;
+    let Some((mut key, user)) = found else {
+        return Ok(None);
+    };
+    let restamp = ts(policy.restamp_at_or_before(now));
+    if key
+        .last_used_at
+        .as_deref()
+        .is_none_or(|used| *used <= *restamp)
+    {
+        let stamped = diesel::update(
             api_keys::table
-                .filter(api_keys::key_hash.eq(&hash))
-                .filter(usable_at(&at))
+                .filter(api_keys::id.eq(&key.id))
+                .filter(api_keys::is_active.eq(true))
                 .filter(
-                    api_keys::user_id.eq_any(
-                        users::table
-                            .filter(users::is_active.eq(true))
-                            .select(users::id),
-                    ),
+                    api_keys::last_used_at
+                        .is_null()
+                        .or(api_keys::last_used_at.le(&restamp))
+                        .assume_not_null(),
                 ),
         )
         .set(api_keys::last_used_at.eq(&at))
-        .returning(ApiKeyRow::as_returning())
-        .get_result(c)
-        .optional()
+        .execute(conn)
         .map_err(map_diesel)?;
-        let Some(key) = key else {
-            return Ok(None);
-        };
-        let key = key.into_key()?;
-        let user = users::table
-            .find(key.user_id.0)
-            .select(UserRow::as_select())
-            .get_result(c)
-            .map_err(map_diesel)?
-            .into_user()?;
-        Ok(Some(VerifiedKey { key, user }))
-    })
+        if stamped == 1 {
+            key.last_used_at = Some(at);
+        }
+    }
+    Ok(Some(VerifiedKey {
+        key: key.into_key()?,
+        user: user.into_user()?,
+    }))
 }
 
 fn revoke(conn: &mut SqliteConnection, id: ApiKeyId) -> RepoResult<ApiKey> {
@@ -249,7 +274,8 @@ impl<S: ConnSource> ApiKeyRepository for SqliteRepos<S> {
     fn verify(&self, secret: &str) -> RepoResult<Option<VerifiedKey>> {
         // Malformed secrets are refused before any query.
         let secret = ApiKeySecret::parse(secret)?;
-        self.run(|c| verify(c, &secret))
+        let policy = self.config().api_keys;
+        self.run(|c| verify(c, &secret, &policy))
     }
 
     fn revoke(&self, id: ApiKeyId) -> RepoResult<ApiKey> {

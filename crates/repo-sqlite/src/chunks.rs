@@ -1,10 +1,14 @@
 //! Chunks: bulk insert, embedding bookkeeping and FTS5 full-text search.
 //!
-//! `chunks_fts` is an external-content FTS5 table (`ascii` tokenizer) over
-//! `chunks.search_tokens` (rowid = `chunks.id`), the tokens computed in Rust by
+//! `chunks_fts` is an external-content FTS5 table (`ascii` tokenizer) over the view
+//! `chunks_fts_content` (rowid = `chunks.id`): the collection id as one token
+//! (`collection_token`) and `chunks.search_tokens`, the tokens computed in Rust by
 //! [`repo_core::search::index_text`] when a chunk is written. The triggers of the
-//! migration keep it in step, so inserts, deletes and cascades need no code here. Diesel has no DSL for virtual tables: search runs
-//! as raw SQL whose every value is a bound parameter.
+//! migrations keep it in step, so inserts, deletes and cascades need no code here.
+//! A search matches the collection's token AND the query, so FTS5 reads the
+//! intersection of their posting lists, ranks on the FTS5 table alone and joins only
+//! the page's rows to `chunks`. Diesel has no DSL for virtual tables: search runs as
+//! raw SQL whose every value is a bound parameter.
 
 use crate::bulk::{in_list_len, rows_per_statement};
 use crate::codec::{affected, count, json, read_json, read_ts, read_uuid, ts, uuid};
@@ -20,7 +24,7 @@ use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
 use repo_core::search::index_text;
 use repo_core::{
     Chunk, ChunkRepository, CollectionId, DocumentId, Entity, Field, NewChunk, Page, PageRequest,
-    RepoError, RepoResult, SearchHit, SearchQuery,
+    RepoError, RepoResult, SearchCursor, SearchHit, SearchPage, SearchQuery,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -380,46 +384,82 @@ fn count_chunks(conn: &mut SqliteConnection, collection_id: CollectionId) -> Rep
     Ok(count(n))
 }
 
+/// The page of a search: the ranking is computed on the FTS5 table alone (rowid and
+/// score), limited to the page, and only the page's rows are joined to `chunks` for
+/// their content. `-bm25(chunks_fts, 0.0, 1.0)`: the collection column weighs
+/// nothing, so the score is BM25 over `search_tokens` only.
 const SEARCH_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, \
      c.content, c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
-     c.meta, c.created_at, -bm25(chunks_fts) AS score \
-     FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid \
-     WHERE chunks_fts MATCH ? AND c.collection_id = ? \
-     ORDER BY score DESC, c.id LIMIT ? OFFSET ?";
+     c.meta, c.created_at, r.score AS score \
+     FROM (SELECT rowid AS id, -bm25(chunks_fts, 0.0, 1.0) AS score \
+           FROM chunks_fts WHERE chunks_fts MATCH ?1 \
+           ORDER BY score DESC, rowid LIMIT ?2 OFFSET ?3) AS r \
+     JOIN chunks c ON c.id = r.id \
+     ORDER BY r.score DESC, r.id";
 
+/// [`SEARCH_SQL`] after a cursor: the hits ranked strictly after `(?3, ?4)`.
+const SEARCH_AFTER_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, \
+     c.content, c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
+     c.meta, c.created_at, r.score AS score \
+     FROM (SELECT id, score FROM \
+             (SELECT rowid AS id, -bm25(chunks_fts, 0.0, 1.0) AS score \
+              FROM chunks_fts WHERE chunks_fts MATCH ?1) \
+           WHERE score < ?3 OR (score = ?3 AND id > ?4) \
+           ORDER BY score DESC, id LIMIT ?2) AS r \
+     JOIN chunks c ON c.id = r.id \
+     ORDER BY r.score DESC, r.id";
+
+/// The matches counted up to a limit (`SEARCH_TOTAL_CAP + 1`), on the FTS5 table
+/// alone.
 const SEARCH_COUNT_SQL: &str = "SELECT COUNT(*) AS n \
-     FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid \
-     WHERE chunks_fts MATCH ? AND c.collection_id = ?";
+     FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)";
+
+/// The FTS5 expression of `query` within one collection: the collection's token in
+/// `collection_token` AND the query over `search_tokens` only, so that FTS5 intersects
+/// the posting lists and a user's words never match the collection column.
+fn collection_match(collection_id: CollectionId, query: &SearchQuery) -> Option<String> {
+    let expression = query.to_fts5()?;
+    Some(format!(
+        "collection_token : \"{}\" AND search_tokens : ({expression})",
+        collection_id.0.simple()
+    ))
+}
 
 fn search(
     conn: &mut SqliteConnection,
     collection_id: CollectionId,
     query: &SearchQuery,
-    page: PageRequest,
-) -> RepoResult<Page<SearchHit>> {
-    // `to_fts5` builds the expression from alphanumeric tokens only; it is bound all
-    // the same.
-    let Some(expression) = query.to_fts5() else {
-        return Ok(Page {
-            items: Vec::new(),
-            total: 0,
-        });
+    offset: i64,
+    after: Option<SearchCursor>,
+    limit: i64,
+) -> RepoResult<SearchPage> {
+    // `to_fts5` builds the expression from alphanumeric tokens only and the
+    // collection token is hex; it is bound all the same.
+    let Some(expression) = collection_match(collection_id, query) else {
+        return Ok(SearchPage::empty());
     };
-    let cid = uuid(collection_id.0);
     read_tx(conn, |c| {
-        let rows: Vec<HitRow> = diesel::sql_query(SEARCH_SQL)
+        // One row more than the page tells whether a next page exists.
+        let rows: Vec<HitRow> = match after {
+            None => diesel::sql_query(SEARCH_SQL)
+                .bind::<Text, _>(&expression)
+                .bind::<BigInt, _>(limit + 1)
+                .bind::<BigInt, _>(offset)
+                .load(c),
+            Some(after) => diesel::sql_query(SEARCH_AFTER_SQL)
+                .bind::<Text, _>(&expression)
+                .bind::<BigInt, _>(limit + 1)
+                .bind::<Double, _>(after.score())
+                .bind::<BigInt, _>(after.id())
+                .load(c),
+        }
+        .map_err(map_diesel)?;
+        let counted: Total = diesel::sql_query(SEARCH_COUNT_SQL)
             .bind::<Text, _>(&expression)
-            .bind::<Text, _>(&cid)
-            .bind::<BigInt, _>(page.limit_i64())
-            .bind::<BigInt, _>(page.offset_i64())
-            .load(c)
-            .map_err(map_diesel)?;
-        let total: Total = diesel::sql_query(SEARCH_COUNT_SQL)
-            .bind::<Text, _>(&expression)
-            .bind::<Text, _>(&cid)
+            .bind::<BigInt, _>(SearchPage::count_limit_i64())
             .get_result(c)
             .map_err(map_diesel)?;
-        let items = rows
+        let hits = rows
             .into_iter()
             .map(|r| {
                 Ok(SearchHit {
@@ -428,10 +468,12 @@ fn search(
                 })
             })
             .collect::<RepoResult<Vec<_>>>()?;
-        Ok(Page {
-            items,
-            total: count(total.n),
-        })
+        Ok(SearchPage::assemble(
+            hits,
+            limit,
+            u64::try_from(offset).unwrap_or(0),
+            count(counted.n),
+        ))
     })
 }
 
@@ -477,7 +519,27 @@ impl<S: ConnSource> ChunkRepository for SqliteRepos<S> {
         collection_id: CollectionId,
         query: &SearchQuery,
         page: PageRequest,
-    ) -> RepoResult<Page<SearchHit>> {
-        self.run(|c| search(c, collection_id, query, page))
+    ) -> RepoResult<SearchPage> {
+        self.run(|c| {
+            search(
+                c,
+                collection_id,
+                query,
+                page.offset_i64(),
+                None,
+                page.limit_i64(),
+            )
+        })
+    }
+
+    fn search_after(
+        &self,
+        collection_id: CollectionId,
+        query: &SearchQuery,
+        after: Option<SearchCursor>,
+        limit: u32,
+    ) -> RepoResult<SearchPage> {
+        let limit = PageRequest::first(limit).limit_i64();
+        self.run(|c| search(c, collection_id, query, 0, after, limit))
     }
 }

@@ -434,6 +434,98 @@ fn visible_to(actor: Actor, principal: Principal) -> CollectionQuery {
     }
 }
 
+/// A user's reach as indexed branches (`Actor::User`): owned
+/// (`collections_owner_id_idx`), public (`collections_public_created_at_idx`) and
+/// granted (`collection_permissions_user_id_idx`, then the primary key), each read
+/// newest first, instead of one `OR` that scans every collection. Other actors
+/// (scoped API keys) keep one query.
+fn visible_branches(actor: Actor, principal: Principal) -> Vec<CollectionQuery> {
+    match actor {
+        Actor::User { user, .. } => {
+            let granted = grants::table
+                .filter(grants::user_id.eq(user.0))
+                .select(grants::collection_id);
+            vec![
+                collections::table
+                    .filter(collections::owner_id.eq(user.0))
+                    .into_boxed(),
+                collections::table
+                    .filter(collections::is_public.eq(true))
+                    .into_boxed(),
+                collections::table
+                    .filter(collections::id.eq_any(granted))
+                    .into_boxed(),
+            ]
+        }
+        _ => vec![visible_to(actor, principal)],
+    }
+}
+
+/// Rows `skip..skip + take` of the newest-first listing of what `actor` sees, after
+/// the cursor position `after` when given: `skip + take` rows of each branch, merged.
+fn visible_rows(
+    c: &mut SqliteConnection,
+    actor: Actor,
+    principal: Principal,
+    after: Option<&repo_core::Cursor>,
+    skip: i64,
+    take: i64,
+) -> RepoResult<Vec<Collection>> {
+    let mut branches = Vec::new();
+    for mut query in visible_branches(actor, principal) {
+        if let Some(after) = after {
+            let (at, id) = (ts(after.created_at()), uuid(after.uuid_id()?));
+            query = query.filter(
+                collections::created_at
+                    .lt(at.clone())
+                    .or(collections::created_at.eq(at).and(collections::id.lt(id))),
+            );
+        }
+        let rows = query
+            .select(CollectionRow::as_select())
+            .order((collections::created_at.desc(), collections::id.desc()))
+            .limit(skip.saturating_add(take))
+            .load(c)
+            .map_err(map_diesel)?;
+        branches.push(many(rows)?);
+    }
+    let index = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    Ok(repo_core::merge_newest_first(
+        branches,
+        index(skip),
+        index(take),
+    ))
+}
+
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// How many collections `actor` sees: for a user, the union of the branches' ids.
+fn visible_count(c: &mut SqliteConnection, actor: Actor, principal: Principal) -> RepoResult<u64> {
+    let n = match actor {
+        Actor::User { user, .. } => {
+            diesel::sql_query(
+                "SELECT count(*) AS n FROM ( \
+                   SELECT id FROM collections WHERE owner_id = ?1 \
+                   UNION SELECT id FROM collections WHERE is_public = 1 \
+                   UNION SELECT collection_id FROM collection_permissions WHERE user_id = ?1)",
+            )
+            .bind::<BigInt, _>(user.0)
+            .get_result::<Counted>(c)
+            .map_err(map_diesel)?
+            .n
+        }
+        _ => visible_to(actor, principal)
+            .count()
+            .get_result(c)
+            .map_err(map_diesel)?,
+    };
+    Ok(count(n))
+}
+
 fn list_visible(
     conn: &mut SqliteConnection,
     principal: Principal,
@@ -442,21 +534,16 @@ fn list_visible(
     read_tx(conn, |c| {
         let actor = actor(c, principal)?;
         actor.require_usable()?;
-        let rows = visible_to(actor, principal)
-            .select(CollectionRow::as_select())
-            .order((collections::created_at.desc(), collections::id.desc()))
-            .limit(page.limit_i64())
-            .offset(page.offset_i64())
-            .load(c)
-            .map_err(map_diesel)?;
-        let total: i64 = visible_to(actor, principal)
-            .count()
-            .get_result(c)
-            .map_err(map_diesel)?;
-        Ok(Page {
-            items: many(rows)?,
-            total: count(total),
-        })
+        let items = visible_rows(
+            c,
+            actor,
+            principal,
+            None,
+            page.offset_i64(),
+            page.limit_i64(),
+        )?;
+        let total = visible_count(c, actor, principal)?;
+        Ok(Page { items, total })
     })
 }
 
@@ -468,22 +555,15 @@ fn list_visible_by_cursor(
     read_tx(conn, |c| {
         let actor = actor(c, principal)?;
         actor.require_usable()?;
-        let mut query = visible_to(actor, principal);
-        if let Some(after) = &page.after {
-            let (at, id) = (ts(after.created_at()), uuid(after.uuid_id()?));
-            query = query.filter(
-                collections::created_at
-                    .lt(at.clone())
-                    .or(collections::created_at.eq(at).and(collections::id.lt(id))),
-            );
-        }
-        let rows = query
-            .select(CollectionRow::as_select())
-            .order((collections::created_at.desc(), collections::id.desc()))
-            .limit(page.fetch_i64())
-            .load(c)
-            .map_err(map_diesel)?;
-        Ok(page.page(many(rows)?, Collection::cursor))
+        let rows = visible_rows(
+            c,
+            actor,
+            principal,
+            page.after.as_ref(),
+            0,
+            page.fetch_i64(),
+        )?;
+        Ok(page.page(rows, Collection::cursor))
     })
 }
 

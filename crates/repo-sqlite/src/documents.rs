@@ -470,6 +470,10 @@ fn by_collection(
     query
 }
 
+/// The documents listing, failed first, then newest: two parts read in order from
+/// their indexes (`documents_collection_status_idx` for the failed documents,
+/// `documents_collection_created_at_idx` for the others), so a page reads its own
+/// rows instead of sorting the collection.
 fn list_by_collection(
     conn: &mut SqliteConnection,
     collection_id: CollectionId,
@@ -477,25 +481,35 @@ fn list_by_collection(
     page: PageRequest,
 ) -> RepoResult<Page<Document>> {
     let id = uuid(collection_id.0);
+    let failed = DocumentStatus::Failed.as_str();
+    let part = |is_failed: bool| {
+        let query = by_collection(&id, filter);
+        if is_failed {
+            query.filter(documents::status.eq(failed))
+        } else {
+            query.filter(documents::status.ne(failed))
+        }
+    };
     read_tx(conn, |c| {
-        let rows = by_collection(&id, filter)
-            .select(DocumentRow::as_select())
-            .order((
-                documents::status.eq(DocumentStatus::Failed.as_str()).desc(),
-                documents::created_at.desc(),
-                documents::id.desc(),
-            ))
-            .limit(page.limit_i64())
-            .offset(page.offset_i64())
-            .load(c)
-            .map_err(map_diesel)?;
-        let total: i64 = by_collection(&id, filter)
-            .count()
-            .get_result(c)
-            .map_err(map_diesel)?;
+        let failed_total: i64 = part(true).count().get_result(c).map_err(map_diesel)?;
+        let others_total: i64 = part(false).count().get_result(c).map_err(map_diesel)?;
+        let (first, second) = page.split(count(failed_total));
+        let mut rows = Vec::new();
+        for (is_failed, slice) in [(true, first), (false, second)] {
+            let Some(slice) = slice else { continue };
+            rows.extend(
+                part(is_failed)
+                    .select(DocumentRow::as_select())
+                    .order((documents::created_at.desc(), documents::id.desc()))
+                    .limit(slice.limit_i64())
+                    .offset(slice.offset_i64())
+                    .load(c)
+                    .map_err(map_diesel)?,
+            );
+        }
         Ok(Page {
             items: many(rows)?,
-            total: count(total),
+            total: count(failed_total) + count(others_total),
         })
     })
 }

@@ -15,6 +15,13 @@ pub(crate) fn map_diesel(err: DieselError) -> RepoError {
     match err {
         DieselError::DatabaseError(kind, info) => {
             let message = info.message().to_owned();
+            if repo_core::maintenance::is_maintenance_message(&message) {
+                return RepoError::Unavailable {
+                    reason: UnavailableReason::Maintenance,
+                    message,
+                    source: Some(Box::new(DieselError::DatabaseError(kind, info))),
+                };
+            }
             match kind {
                 DatabaseErrorKind::UniqueViolation => unique_violation(&message)
                     .unwrap_or_else(|| backend(message, DieselError::DatabaseError(kind, info))),

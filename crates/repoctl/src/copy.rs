@@ -63,14 +63,14 @@ pub struct CopyOptions {
 }
 
 /// Refusals keyed by the row's position in its page.
-type Refusals = Vec<(usize, Refusal)>;
+pub(crate) type Refusals = Vec<(usize, Refusal)>;
 
 /// Rows of one page after conversion.
-struct Good {
-    key: String,
-    values: Vec<Value>,
-    conversions: Vec<(usize, ConversionKind, String)>,
-    row: usize,
+pub(crate) struct Good {
+    pub(crate) key: String,
+    pub(crate) values: Vec<Value>,
+    pub(crate) conversions: Vec<(usize, ConversionKind, String)>,
+    pub(crate) row: usize,
 }
 
 /// Schema state of one side.
@@ -111,7 +111,7 @@ fn schema_state(
     Ok(SchemaState { versions, problem })
 }
 
-fn same_database(a: &Endpoint, b: &Endpoint) -> bool {
+pub(crate) fn same_database(a: &Endpoint, b: &Endpoint) -> bool {
     match (a, b) {
         (Endpoint::Postgres(x), Endpoint::Postgres(y)) => x == y,
         (Endpoint::Sqlite(_), Endpoint::Sqlite(_)) => match (a.sqlite_path(), b.sqlite_path()) {
@@ -711,7 +711,7 @@ fn read_all(
 }
 
 /// Converts a page: valid rows, and refusals keyed by row position.
-fn convert_page(
+pub(crate) fn convert_page(
     spec: &TableSpec,
     table: Table,
     origin: Origin,

@@ -12,6 +12,7 @@
 //! repoctl demo-data --database-url URL --scale N [--chunks-per-document N] [--seed S]
 //! repoctl backup --database-url URL --out PATH [--verify]
 //! repoctl restore --from PATH --database-url URL
+//! repoctl live start|sync|status|cutover|abort --from URL [--to URL] …   (see [`live`])
 //! ```
 //!
 //! URLs are those of `DATABASE_URL` (`sqlite://path`, `path.db`, `postgres://…`).
@@ -68,6 +69,7 @@ pub mod domain;
 pub mod error;
 pub mod json;
 pub mod libpq_url;
+pub mod live;
 pub mod migrate;
 pub mod progress;
 pub mod report;
@@ -116,6 +118,12 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into an empty database (SQLite: a new file; PostgreSQL: `pg_restore`).
     Restore(RestoreArgs),
+    /// Online migration while the application keeps writing: start, sync, cutover, abort.
+    Live {
+        /// What to do.
+        #[command(subcommand)]
+        action: live::LiveAction,
+    },
 }
 
 /// `backup` arguments.
@@ -364,6 +372,7 @@ pub fn run(cli: Cli, secrets: &mut Secrets) -> Result<u8, Failure> {
             let target = Endpoint::parse(&a.database_url, secrets)?;
             backup::run_restore(&a.from, &target, secrets)
         }
+        Command::Live { action } => live::run(action, secrets),
     }
 }
 

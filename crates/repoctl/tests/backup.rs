@@ -19,18 +19,7 @@ use support::{expect_code, path_in, pg, repoctl, text, BIN};
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
 
 fn demo(url: &str) {
-    expect_code(
-        &repoctl(&[
-            "demo-data",
-            "--database-url",
-            url,
-            "--scale",
-            "1",
-            "--chunks-per-document",
-            "3",
-        ]),
-        0,
-    );
+    support::demo(url, "1", "3");
 }
 
 #[derive(QueryableByName)]

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{code, expect_code, path_in, pg, repoctl, text, BIN};
+use support::{code, demo, expect_code, path_in, pg, repoctl, text, BIN};
 
 #[derive(QueryableByName)]
 struct N {
@@ -39,19 +39,6 @@ fn verified_equal(r: &Value) -> bool {
 
 fn report(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("report")).expect("json")
-}
-
-fn demo(url: &str, scale: &str, chunks: &str) {
-    let out = repoctl(&[
-        "demo-data",
-        "--database-url",
-        url,
-        "--scale",
-        scale,
-        "--chunks-per-document",
-        chunks,
-    ]);
-    expect_code(&out, 0);
 }
 
 #[test]

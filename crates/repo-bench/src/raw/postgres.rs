@@ -2,14 +2,15 @@
 //! each point operation, written with the Diesel DSL on a connection the benchmark
 //! holds, loaded into plain structs of the native column types.
 
-use super::PointBaseline;
+use super::{Floor, PointBaseline};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use repo_core::{
-    effective_access, now, AccessLevel, ApiKeySecret, CollectionId, OperationStatus, OperationUuid,
-    PostgresConfig, Timestamp, UserId,
+    effective_access, now, AccessLevel, ApiKeyPolicy, ApiKeySecret, CollectionId, OperationStatus,
+    OperationUuid, PostgresConfig, Timestamp, UserId,
 };
+use repo_postgres::prepared::CacheDsl;
 use repo_postgres::schema::{
     api_keys, collection_permissions as perms, collections, operations, users,
 };
@@ -81,15 +82,22 @@ struct VerifiedRow {
     user: PrefixedUserRow,
 }
 
-/// `repo-postgres`'s verify statement (the statement audit checks the text matches).
-const VERIFY: &str = "UPDATE api_keys AS k SET last_used_at = $1 FROM users AS u \
-    WHERE u.id = k.user_id AND u.is_active AND k.key_hash = $2 AND k.is_active \
-    AND (k.expires_at IS NULL OR k.expires_at > $1) \
-    RETURNING k.id, k.user_id, k.name, k.key_prefix, k.permissions, k.is_active, \
-    k.expires_at, k.last_used_at, k.created_at, u.id AS u_id, u.username AS u_username, \
+/// `repo-postgres`'s verify statement (the statement audit checks the text matches):
+/// `$1` now, `$2` the hash, `$3` the stamp at or before which `last_used_at` is written.
+const VERIFY: &str = "WITH found AS (SELECT k.id, k.user_id, k.name, k.key_prefix, k.permissions, \
+    k.is_active, k.expires_at, k.last_used_at AS stored_last_used_at, k.created_at, \
+    u.id AS u_id, u.username AS u_username, \
     u.email AS u_email, u.full_name AS u_full_name, u.hashed_password AS u_hashed_password, \
     u.is_active AS u_is_active, u.is_superuser AS u_is_superuser, \
-    u.created_at AS u_created_at, u.updated_at AS u_updated_at, u.last_login AS u_last_login";
+    u.created_at AS u_created_at, u.updated_at AS u_updated_at, u.last_login AS u_last_login \
+    FROM api_keys AS k JOIN users AS u ON u.id = k.user_id \
+    WHERE k.key_hash = $2 AND k.is_active AND u.is_active \
+    AND (k.expires_at IS NULL OR k.expires_at > $1)), \
+    stamped AS (UPDATE api_keys AS s SET last_used_at = $1 FROM found \
+    WHERE s.id = found.id AND s.is_active \
+    AND (s.last_used_at IS NULL OR s.last_used_at <= $3) RETURNING s.id, s.last_used_at) \
+    SELECT found.*, COALESCE(stamped.last_used_at, found.stored_last_used_at) AS last_used_at \
+    FROM found LEFT JOIN stamped ON stamped.id = found.id";
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = collections, check_for_backend(Pg))]
@@ -157,6 +165,7 @@ struct OperationRow {
     kind: String,
     status: String,
     task_id: Option<String>,
+    idempotency_key: Option<String>,
     config: Value,
     error_message: Option<String>,
     meta: Value,
@@ -174,6 +183,7 @@ struct InsertOperation<'a> {
     kind: &'a str,
     status: &'a str,
     task_id: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
     config: &'a Value,
     meta: &'a Value,
     created_at: Timestamp,
@@ -254,16 +264,63 @@ impl PointBaseline for PgConnection {
         Ok(level.is_some_and(|l| l.allows(AccessLevel::Read)))
     }
 
-    fn verify_key(&mut self, secret: &ApiKeySecret) -> QueryResult<bool> {
+    fn verify_key(&mut self, secret: &ApiKeySecret, policy: &ApiKeyPolicy) -> QueryResult<bool> {
         // One statement in autocommit, as repo-postgres.
+        let at = now();
         let row: Option<VerifiedRow> = diesel::sql_query(VERIFY)
-            .bind::<diesel::sql_types::Timestamptz, _>(now())
+            .bind::<diesel::sql_types::Timestamptz, _>(at)
             .bind::<Text, _>(secret.hash())
+            .bind::<diesel::sql_types::Timestamptz, _>(policy.restamp_at_or_before(at))
             .get_result(self)
             .optional()?;
         Ok(black_box(row.map(|r| (r.key, r.user))).is_some())
     }
 
+    fn create_operation(
+        &mut self,
+        collection: CollectionId,
+        user: UserId,
+        config: &Value,
+    ) -> QueryResult<OperationUuid> {
+        Writes {
+            conn: self,
+            prepared: false,
+        }
+        .create_operation(collection, user, config)
+    }
+
+    fn transition(&mut self, id: OperationUuid, to: OperationStatus) -> QueryResult<()> {
+        Writes {
+            conn: self,
+            prepared: false,
+        }
+        .transition(id, to)
+    }
+
+    fn grant(
+        &mut self,
+        collection: CollectionId,
+        user: UserId,
+        level: AccessLevel,
+    ) -> QueryResult<()> {
+        Writes {
+            conn: self,
+            prepared: false,
+        }
+        .grant(collection, user, level)
+    }
+}
+
+/// The writes of the baseline (`prepared: false`: as Diesel sends them, re-prepared
+/// on every call, because Diesel 2.3 never caches an `UPDATE`, an `ON CONFLICT … DO
+/// UPDATE` or an `INSERT` with an optional column) and of the floor (`prepared: true`:
+/// the same statements kept by the statement cache).
+struct Writes<'a> {
+    conn: &'a mut PgConnection,
+    prepared: bool,
+}
+
+impl Writes<'_> {
     fn create_operation(
         &mut self,
         collection: CollectionId,
@@ -282,12 +339,17 @@ impl PointBaseline for PgConnection {
                 kind: "index",
                 status: "pending",
                 task_id: None,
+                idempotency_key: None,
                 config,
                 meta: &meta,
                 created_at: now(),
             })
-            .returning(OperationRow::as_returning())
-            .get_result(self)?;
+            .returning(OperationRow::as_returning());
+        let stored = if self.prepared {
+            stored.cached().get_result(self.conn)?
+        } else {
+            stored.get_result(self.conn)?
+        };
         black_box(stored);
         Ok(uuid)
     }
@@ -310,8 +372,12 @@ impl PointBaseline for PgConnection {
             completed_at: to.is_terminal().then_some(at),
             error_message: None,
         })
-        .returning(OperationRow::as_returning())
-        .get_result(self)?;
+        .returning(OperationRow::as_returning());
+        let row = if self.prepared {
+            row.cached().get_result(self.conn)?
+        } else {
+            row.get_result(self.conn)?
+        };
         black_box(row);
         Ok(())
     }
@@ -335,9 +401,105 @@ impl PointBaseline for PgConnection {
             .on_conflict((perms::collection_id, perms::user_id))
             .do_update()
             .set(perms::permission.eq(diesel::upsert::excluded(perms::permission)))
-            .returning(PermissionRow::as_returning())
-            .get_result(self)?;
+            .returning(PermissionRow::as_returning());
+        let stored = if self.prepared {
+            stored.cached().get_result(self.conn)?
+        } else {
+            stored.get_result(self.conn)?
+        };
         black_box(stored);
         Ok(())
+    }
+}
+
+/// The floor on PostgreSQL. The repository's create, transition, grant and access
+/// check already are one statement each, as an expert writes them, so the floor runs
+/// the baseline's statements for them, prepared once ([`Writes`] with `prepared`); it differs on the get (no bound
+/// `LIMIT`) and on verify: a plain `SELECT` of the key and its user, then an `UPDATE`
+/// only when the stamp is stale (never in the steady state of the benchmark), where
+/// the repository sends one statement with a data-modifying CTE.
+impl PointBaseline for Floor<PgConnection> {
+    fn get_user(&mut self, id: UserId) -> QueryResult<()> {
+        let row: UserRow = users::table
+            .find(id.0)
+            .select(UserRow::as_select())
+            .get_result(&mut self.0)?;
+        black_box(row);
+        Ok(())
+    }
+
+    fn collection_with_access(&mut self, id: CollectionId, user: UserId) -> QueryResult<bool> {
+        self.0.collection_with_access(id, user)
+    }
+
+    fn verify_key(&mut self, secret: &ApiKeySecret, policy: &ApiKeyPolicy) -> QueryResult<bool> {
+        let at = now();
+        let found: Option<(ApiKeyRow, UserRow)> = api_keys::table
+            .inner_join(users::table)
+            .filter(api_keys::key_hash.eq(secret.hash()))
+            .filter(api_keys::is_active)
+            .filter(users::is_active)
+            .filter(
+                api_keys::expires_at
+                    .is_null()
+                    .or(api_keys::expires_at.gt(at)),
+            )
+            .select((ApiKeyRow::as_select(), UserRow::as_select()))
+            .get_result(&mut self.0)
+            .optional()?;
+        let Some((key, user)) = found else {
+            return Ok(false);
+        };
+        let restamp = policy.restamp_at_or_before(at);
+        if key.last_used_at.is_none_or(|used| used <= restamp) {
+            diesel::update(
+                api_keys::table
+                    .filter(api_keys::id.eq(key.id))
+                    .filter(api_keys::is_active)
+                    .filter(
+                        api_keys::last_used_at
+                            .is_null()
+                            .or(api_keys::last_used_at.le(restamp)),
+                    ),
+            )
+            .set(api_keys::last_used_at.eq(at))
+            .execute(&mut self.0)?;
+        }
+        black_box((key, user));
+        Ok(true)
+    }
+
+    fn create_operation(
+        &mut self,
+        collection: CollectionId,
+        user: UserId,
+        config: &Value,
+    ) -> QueryResult<OperationUuid> {
+        Writes {
+            conn: &mut self.0,
+            prepared: true,
+        }
+        .create_operation(collection, user, config)
+    }
+
+    fn transition(&mut self, id: OperationUuid, to: OperationStatus) -> QueryResult<()> {
+        Writes {
+            conn: &mut self.0,
+            prepared: true,
+        }
+        .transition(id, to)
+    }
+
+    fn grant(
+        &mut self,
+        collection: CollectionId,
+        user: UserId,
+        level: AccessLevel,
+    ) -> QueryResult<()> {
+        Writes {
+            conn: &mut self.0,
+            prepared: true,
+        }
+        .grant(collection, user, level)
     }
 }

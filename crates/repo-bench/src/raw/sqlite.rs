@@ -4,15 +4,15 @@
 //! and JSON): what a hand-written Diesel application reads, without the layer's
 //! conversion into domain types.
 
-use super::PointBaseline;
+use super::{Floor, PointBaseline};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use diesel::upsert::excluded;
 use repo_core::time::to_text;
 use repo_core::{
-    effective_access, now, AccessLevel, ApiKeySecret, CollectionId, OperationStatus, OperationUuid,
-    SqliteConfig, UserId,
+    effective_access, now, AccessLevel, ApiKeyPolicy, ApiKeySecret, CollectionId, OperationStatus,
+    OperationUuid, SqliteConfig, UserId,
 };
 use repo_sqlite::schema::{
     api_keys, collection_permissions as grants, collections, operations, users,
@@ -116,6 +116,7 @@ struct OperationRow {
     kind: String,
     status: String,
     task_id: Option<String>,
+    idempotency_key: Option<String>,
     config: String,
     error_message: Option<String>,
     meta: String,
@@ -133,6 +134,7 @@ struct NewOperationRow<'a> {
     kind: &'static str,
     status: &'static str,
     task_id: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
     config: String,
     error_message: Option<&'a str>,
     meta: String,
@@ -217,40 +219,52 @@ impl PointBaseline for SqliteConnection {
         })
     }
 
-    fn verify_key(&mut self, secret: &ApiKeySecret) -> QueryResult<bool> {
+    fn verify_key(&mut self, secret: &ApiKeySecret, policy: &ApiKeyPolicy) -> QueryResult<bool> {
+        // One read in autocommit; the conditional stamp only when it is stale, as
+        // repo-sqlite.
         let hash = secret.hash();
-        let at = to_text(now());
-        self.immediate_transaction(|c| {
-            let key: Option<ApiKeyRow> = diesel::update(
+        let now = now();
+        let at = to_text(now);
+        let found: Option<(ApiKeyRow, UserRow)> = api_keys::table
+            .inner_join(users::table)
+            .filter(api_keys::key_hash.eq(&hash))
+            .filter(
+                api_keys::is_active.eq(true).and(
+                    api_keys::expires_at
+                        .is_null()
+                        .or(api_keys::expires_at.gt(&at))
+                        .assume_not_null(),
+                ),
+            )
+            .filter(users::is_active.eq(true))
+            .select((ApiKeyRow::as_select(), UserRow::as_select()))
+            .get_result(self)
+            .optional()?;
+        let Some((key, user)) = found else {
+            return Ok(false);
+        };
+        let restamp = to_text(policy.restamp_at_or_before(now));
+        if key
+            .last_used_at
+            .as_deref()
+            .is_none_or(|used| *used <= *restamp)
+        {
+            diesel::update(
                 api_keys::table
-                    .filter(api_keys::key_hash.eq(&hash))
+                    .filter(api_keys::id.eq(&key.id))
+                    .filter(api_keys::is_active.eq(true))
                     .filter(
-                        api_keys::is_active.eq(true).and(
-                            api_keys::expires_at
-                                .is_null()
-                                .or(api_keys::expires_at.gt(&at))
-                                .assume_not_null(),
-                        ),
-                    )
-                    .filter(
-                        api_keys::user_id.eq_any(
-                            users::table
-                                .filter(users::is_active.eq(true))
-                                .select(users::id),
-                        ),
+                        api_keys::last_used_at
+                            .is_null()
+                            .or(api_keys::last_used_at.le(&restamp))
+                            .assume_not_null(),
                     ),
             )
             .set(api_keys::last_used_at.eq(&at))
-            .returning(ApiKeyRow::as_returning())
-            .get_result(c)
-            .optional()?;
-            let Some(key) = key else {
-                return Ok(false);
-            };
-            let user = get_user(c, key.user_id)?;
-            black_box((&key, &user));
-            Ok(true)
-        })
+            .execute(self)?;
+        }
+        black_box((&key, &user));
+        Ok(true)
     }
 
     fn create_operation(
@@ -267,6 +281,7 @@ impl PointBaseline for SqliteConnection {
             kind: "index",
             status: "pending",
             task_id: None,
+            idempotency_key: None,
             config: config.to_string(),
             error_message: None,
             meta: "{}".to_owned(),
@@ -339,5 +354,123 @@ impl PointBaseline for SqliteConnection {
             black_box(stored);
             Ok(())
         })
+    }
+}
+
+/// The floor on SQLite: every write is one statement in autocommit (SQLite makes a
+/// single statement atomic; the foreign keys, `PRAGMA foreign_keys = ON`, refuse a
+/// missing collection or user, which an expert would then look up only on that error
+/// path), and the access check is one `LEFT JOIN` read. The get and verify run the
+/// raw baseline's statements, which already are the floor.
+impl PointBaseline for Floor<SqliteConnection> {
+    fn get_user(&mut self, id: UserId) -> QueryResult<()> {
+        self.0.get_user(id)
+    }
+
+    fn collection_with_access(&mut self, id: CollectionId, user: UserId) -> QueryResult<bool> {
+        let (collection, is_superuser, grant): (CollectionRow, Option<bool>, Option<String>) =
+            collections::table
+                .left_join(users::table.on(users::id.eq(user.0)))
+                .left_join(
+                    grants::table.on(grants::collection_id
+                        .eq(collections::id)
+                        .and(grants::user_id.eq(user.0))),
+                )
+                .filter(collections::id.eq(uuid_text(id.0)))
+                .select((
+                    CollectionRow::as_select(),
+                    users::is_superuser.nullable(),
+                    grants::permission.nullable(),
+                ))
+                .get_result(&mut self.0)?;
+        let is_superuser = is_superuser.ok_or_else(missing)?;
+        let grant = grant.and_then(|g| g.parse::<AccessLevel>().ok());
+        let level = effective_access(
+            collection.owner_id == user.0,
+            is_superuser,
+            collection.is_public,
+            grant,
+        );
+        black_box(&collection);
+        Ok(level.is_some_and(|l| l.allows(AccessLevel::Read)))
+    }
+
+    fn verify_key(&mut self, secret: &ApiKeySecret, policy: &ApiKeyPolicy) -> QueryResult<bool> {
+        self.0.verify_key(secret, policy)
+    }
+
+    fn create_operation(
+        &mut self,
+        collection: CollectionId,
+        user: UserId,
+        config: &serde_json::Value,
+    ) -> QueryResult<OperationUuid> {
+        let uuid = OperationUuid::new();
+        let stored = diesel::insert_into(operations::table)
+            .values(NewOperationRow {
+                uuid: uuid_text(uuid.0),
+                collection_id: uuid_text(collection.0),
+                user_id: user.0,
+                kind: "index",
+                status: "pending",
+                task_id: None,
+                idempotency_key: None,
+                config: config.to_string(),
+                error_message: None,
+                meta: "{}".to_owned(),
+                created_at: to_text(now()),
+                started_at: None,
+                completed_at: None,
+            })
+            .returning(OperationRow::as_returning())
+            .get_result(&mut self.0)?;
+        black_box(stored);
+        Ok(uuid)
+    }
+
+    fn transition(&mut self, id: OperationUuid, to: OperationStatus) -> QueryResult<()> {
+        let from: Vec<&'static str> = OperationStatus::predecessors(to)
+            .into_iter()
+            .map(OperationStatus::as_str)
+            .collect();
+        let at = to_text(now());
+        let row = diesel::update(
+            operations::table
+                .filter(operations::uuid.eq(uuid_text(id.0)))
+                .filter(operations::status.eq_any(&from)),
+        )
+        .set(TransitionChangeset {
+            status: to.as_str(),
+            started_at: (to == OperationStatus::Processing).then(|| at.clone()),
+            completed_at: to.is_terminal().then(|| at.clone()),
+            error_message: None,
+        })
+        .returning(OperationRow::as_returning())
+        .get_result(&mut self.0)?;
+        black_box(row);
+        Ok(())
+    }
+
+    fn grant(
+        &mut self,
+        collection: CollectionId,
+        user: UserId,
+        level: AccessLevel,
+    ) -> QueryResult<()> {
+        let stored = diesel::insert_into(grants::table)
+            .values(NewGrantRow {
+                collection_id: uuid_text(collection.0),
+                user_id: Some(user.0),
+                api_key_id: None,
+                permission: level.as_str(),
+                created_at: to_text(now()),
+            })
+            .on_conflict((grants::collection_id, grants::user_id))
+            .do_update()
+            .set(grants::permission.eq(excluded(grants::permission)))
+            .returning(GrantRow::as_returning())
+            .get_result(&mut self.0)?;
+        black_box(stored);
+        Ok(())
     }
 }

@@ -86,7 +86,8 @@ impl Collections<'_> {
     }
 }
 
-fn documents(collection: CollectionId, n: usize) -> Vec<NewDocument> {
+/// `n` new documents of `collection`, with distinct hashes and URIs.
+pub(crate) fn documents(collection: CollectionId, n: usize) -> Vec<NewDocument> {
     (0..n as u64)
         .map(|i| {
             let mut d = NewDocument::new(
@@ -132,7 +133,8 @@ fn chunk_text(i: u64) -> String {
     text
 }
 
-fn chunks(docs: &[DocumentId], n: usize) -> Vec<NewChunk> {
+/// `n` chunks of about 500 bytes spread over `docs`.
+pub(crate) fn chunks(docs: &[DocumentId], n: usize) -> Vec<NewChunk> {
     (0..n)
         .map(|i| {
             let index = (i / docs.len()) as i32;

@@ -429,7 +429,8 @@ fn report(plan: &crate::cli::Plan, results: &[MixResult]) -> SectionReport {
              per call over all threads. Keys, users and collections are drawn at random \
              from {} of each; each thread runs the create → processing → completed cycle \
              of operations on its own collection (one active operation per collection is \
-             the rule). `verify API key` stamps `last_used_at`, so it writes too. \
+             the rule). `verify API key` writes `last_used_at` only when it is older than \
+             `API_KEY_LAST_USED_GRANULARITY_S` (60 s by default), so it is a read here. \
              \"{}\" is the same database through connections with \
              `synchronous_commit=off`, the durability SQLite's `synchronous=NORMAL` (WAL) \
              gives: the last commits may be lost if the machine crashes.",

@@ -17,9 +17,9 @@ use std::time::Instant;
 pub(crate) struct Copy;
 
 /// `repoctl demo-data` makes this many documents per unit of `--scale`.
-const DOCUMENTS_PER_SCALE: usize = 20;
+pub(super) const DOCUMENTS_PER_SCALE: usize = 20;
 /// `--chunks-per-document` of the generated source.
-const CHUNKS_PER_DOCUMENT: usize = 500;
+pub(super) const CHUNKS_PER_DOCUMENT: usize = 500;
 /// Issue 6: `repoctl copy` (verification included) at most this multiple of `\copy`.
 const RATIO_TARGET: f64 = 1.2;
 /// Issue 6: peak resident memory of `repoctl copy` below this many MiB.
@@ -44,7 +44,7 @@ struct CopyResult {
 }
 
 /// Runs `cmd`, failing with its stderr when it fails; returns its stdout.
-fn run(cmd: &mut Command) -> BenchResult<String> {
+pub(super) fn run(cmd: &mut Command) -> BenchResult<String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
@@ -60,7 +60,7 @@ fn run(cmd: &mut Command) -> BenchResult<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn repoctl_bin() -> BenchResult<PathBuf> {
+pub(super) fn repoctl_bin() -> BenchResult<PathBuf> {
     let bin = match std::env::var_os("REPOCTL_BIN") {
         Some(bin) => PathBuf::from(bin),
         None => std::env::current_exe()?.with_file_name("repoctl"),

@@ -7,12 +7,15 @@
 //! The report, the JSON output and the target summary pick it up from there.
 
 mod async_handle;
-mod bulk;
+pub(crate) mod bulk;
 mod concurrency;
 mod copy;
+mod live;
 pub(crate) mod point;
 mod pooler;
 mod replicas;
+mod scale;
+mod scenarios;
 
 use crate::backend::Backend;
 use crate::cli::Plan;
@@ -43,8 +46,11 @@ pub(crate) fn all() -> Vec<Box<dyn Section>> {
         Box::new(replicas::Replicas),
         Box::new(async_handle::AsyncHandle),
         Box::new(concurrency::Concurrency),
+        Box::new(scenarios::Scenarios),
         Box::new(bulk::Bulk),
         Box::new(copy::Copy),
+        Box::new(scale::Scale),
+        Box::new(live::Live),
     ]
 }
 

@@ -37,6 +37,22 @@ pub fn expect_code(out: &Output, expected: i32) {
     assert_eq!(code(out), expected, "{}", text(out));
 }
 
+/// Fills `url` with `repoctl demo-data` (`--scale`, `--chunks-per-document`).
+pub fn demo(url: &str, scale: &str, chunks: &str) {
+    expect_code(
+        &repoctl(&[
+            "demo-data",
+            "--database-url",
+            url,
+            "--scale",
+            scale,
+            "--chunks-per-document",
+            chunks,
+        ]),
+        0,
+    );
+}
+
 /// A throwaway PostgreSQL database on `TEST_DATABASE_URL`'s server.
 pub fn pg() -> TempDatabase {
     TempDatabase::from_env().expect("TEST_DATABASE_URL must point at a PostgreSQL server")
