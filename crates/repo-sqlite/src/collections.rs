@@ -5,6 +5,7 @@ use crate::codec::{
     read_ts, read_uuid, ts, uuid,
 };
 use crate::error::map_diesel;
+use crate::prepared::CacheDsl;
 use crate::schema::{api_keys, collection_permissions as grants, collections};
 use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
 use crate::users as user_repo;
@@ -324,6 +325,7 @@ pub(crate) fn actor(conn: &mut SqliteConnection, principal: Principal) -> RepoRe
     ))
     .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
     .bind::<Nullable<Text>, _>(principal.api_key_id().map(|k| uuid(k.0)))
+    .cached()
     .get_result(conn)
     .map_err(map_diesel)?;
     Ok(row.into_facts(principal)?.actor(now()))
@@ -348,6 +350,7 @@ pub(crate) fn access(
     .bind::<Nullable<BigInt>, _>(principal.user_id().map(|u| u.0))
     .bind::<Nullable<Text>, _>(principal.api_key_id().map(|k| uuid(k.0)))
     .bind::<Text, _>(uuid(id.0))
+    .cached()
     .get_result(conn)
     .optional()
     .map_err(map_diesel)?;

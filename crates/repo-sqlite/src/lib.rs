@@ -49,6 +49,7 @@ mod migrations;
 mod observe;
 mod operations;
 mod pool;
+pub mod prepared;
 /// Diesel table definitions, public so that tooling (benchmark baselines, data
 /// copies) writes its queries against the very tables the repositories use.
 #[allow(missing_docs)]

@@ -159,33 +159,44 @@ impl Record {
 }
 
 /// Runs `work(worker)` on `workers` threads that start together; returns the records
-/// and the wall time from the start to the last worker's end.
+/// and the wall time from the first worker's start to the last worker's end (each
+/// worker reads the clock itself, so a descheduled coordinator cannot shorten it).
 fn run_workers(
     workers: usize,
     work: impl Fn(usize, &mut Record) -> BenchResult<()> + Sync,
 ) -> BenchResult<(Vec<Record>, Duration)> {
-    let barrier = Barrier::new(workers + 1);
-    let (records, wall) = std::thread::scope(|scope| {
+    let barrier = Barrier::new(workers);
+    let outcomes: Vec<BenchResult<(Record, Instant, Instant)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let (barrier, work) = (&barrier, &work);
-                scope.spawn(move || -> BenchResult<Record> {
+                scope.spawn(move || -> BenchResult<(Record, Instant, Instant)> {
                     let mut record = Record::default();
                     barrier.wait();
+                    let start = Instant::now();
                     work(w, &mut record)?;
-                    Ok(record)
+                    Ok((record, start, Instant::now()))
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let records: Vec<BenchResult<Record>> = handles
+        handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err("a worker panicked".into())))
-            .collect();
-        (records, start.elapsed())
+            .collect()
     });
-    Ok((records.into_iter().collect::<BenchResult<Vec<_>>>()?, wall))
+    let mut records = Vec::with_capacity(workers);
+    let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
+    for outcome in outcomes {
+        let (record, start, end) = outcome?;
+        first = Some(first.map_or(start, |f| f.min(start)));
+        last = Some(last.map_or(end, |l| l.max(end)));
+        records.push(record);
+    }
+    let wall = match (first, last) {
+        (Some(f), Some(l)) => l - f,
+        _ => Duration::ZERO,
+    };
+    Ok((records, wall))
 }
 
 /// Unique names across levels and backends of one run.
