@@ -43,7 +43,7 @@ fn migrations_round_trip_down_up_down() {
     let db = temp_db();
     let store = open(&db, &config());
     let applied = store.applied_migrations().unwrap();
-    assert_eq!(applied.len(), 4);
+    assert_eq!(applied.len(), 5);
     assert!(store.pending_migrations().unwrap().is_empty());
     assert!(store.run_pending_migrations().unwrap().is_empty());
 
@@ -561,7 +561,7 @@ fn concurrent_connects_migrate_once() {
             .expect("thread")
             .expect("connect")
             .expect("applied");
-        assert_eq!(applied.len(), 4);
+        assert_eq!(applied.len(), 5);
     }
 }
 

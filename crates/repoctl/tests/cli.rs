@@ -619,11 +619,11 @@ fn migrate_up_down_status_on_both_backends() {
     for url in [a.as_str(), db.url()] {
         let out = repoctl(&["migrate", "up", "--database-url", url]);
         expect_code(&out, 0);
-        assert_eq!(text(&out).matches("applied ").count(), 4, "{}", text(&out));
+        assert_eq!(text(&out).matches("applied ").count(), 5, "{}", text(&out));
         let out = repoctl(&["migrate", "down", "--database-url", url]);
         expect_code(&out, 0);
         assert!(
-            text(&out).contains("reverted 20261202000004"),
+            text(&out).contains("reverted 20261202000010"),
             "{}",
             text(&out)
         );
@@ -631,13 +631,13 @@ fn migrate_up_down_status_on_both_backends() {
         expect_code(&out, 0);
         let t = text(&out);
         assert!(
-            t.contains("applied  20261122000003") && t.contains("pending  20261202000004"),
+            t.contains("applied  20261202000004") && t.contains("pending  20261202000010"),
             "{t}"
         );
         expect_code(&repoctl(&["migrate", "up", "--database-url", url]), 0);
         let out = repoctl(&["migrate", "down", "--all", "--database-url", url]);
         expect_code(&out, 0);
-        assert_eq!(text(&out).matches("reverted ").count(), 4, "{}", text(&out));
+        assert_eq!(text(&out).matches("reverted ").count(), 5, "{}", text(&out));
     }
 }
 
