@@ -123,8 +123,11 @@ provision_standby() {
     dir=$(new_cluster_dir standby)
     CLUSTER_DIRS+=("$dir")
     log "starting a streaming standby of port $primary_port on port $port"
+    # A physical replication slot (-C -S): the primary keeps the WAL the standby has not
+    # received yet, so a standby that a test stopped for a while (or that fell behind
+    # on a loaded machine) catches up instead of asking for removed WAL forever.
     if ! as_cluster_user "$basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres \
-        -D "$dir/data" -R -X stream --no-sync >"$dir/basebackup.log" 2>&1; then
+        -D "$dir/data" -R -X stream -C -S smtk_standby --no-sync >"$dir/basebackup.log" 2>&1; then
         cat "$dir/basebackup.log" >&2
         die "pg_basebackup failed"
     fi
