@@ -87,19 +87,22 @@ fn psql(url: &str, command: &str) -> BenchResult<String> {
     run(Command::new("psql").args(["-q", "-X", "-v", "ON_ERROR_STOP=1", url, "-c", command]))
 }
 
-fn measure(chunk_rows: usize) -> BenchResult<CopyResult> {
-    let repoctl = repoctl_bin()?;
-    let admin = crate::admin_url()?;
-    let dir = tempfile::Builder::new()
-        .prefix("repo-bench-copy.")
-        .tempdir()?;
-    let source = dir.path().join("source.sqlite3");
+/// Generates the SQLite source of about `chunk_rows` chunks with `repoctl demo-data`
+/// in `dir` (progress lines prefixed with `section`); returns its path and its chunk
+/// count.
+pub(super) fn demo_source(
+    repoctl: &Path,
+    dir: &Path,
+    chunk_rows: usize,
+    section: &str,
+) -> BenchResult<(String, usize)> {
+    let source = dir.join("source.sqlite3");
     let source = source.to_str().ok_or("temporary path is not UTF-8")?;
     let scale = (chunk_rows / (DOCUMENTS_PER_SCALE * CHUNKS_PER_DOCUMENT)).max(1);
     progress(format!(
-        "copy: generating the SQLite source (scale {scale})"
+        "{section}: generating the SQLite source (scale {scale})"
     ));
-    run(Command::new(&repoctl).args([
+    run(Command::new(repoctl).args([
         "demo-data",
         "--database-url",
         source,
@@ -111,6 +114,17 @@ fn measure(chunk_rows: usize) -> BenchResult<CopyResult> {
     let rows: usize = run(Command::new("sqlite3").args([source, "SELECT count(*) FROM chunks"]))?
         .trim()
         .parse()?;
+    Ok((source.to_owned(), rows))
+}
+
+fn measure(chunk_rows: usize) -> BenchResult<CopyResult> {
+    let repoctl = repoctl_bin()?;
+    let admin = crate::admin_url()?;
+    let dir = tempfile::Builder::new()
+        .prefix("repo-bench-copy.")
+        .tempdir()?;
+    let (source, rows) = demo_source(&repoctl, dir.path(), chunk_rows, "copy")?;
+    let source = source.as_str();
 
     // Baseline: every table but chunks loaded untimed, chunks exported to CSV
     // untimed, then the timed `\copy`.

@@ -3,7 +3,7 @@
 //! of `repoctl live sync`, against the offline `repoctl copy` of the same source (the
 //! time writes must stop on the offline path) in the same run. Full mode only.
 
-use super::copy::{repoctl_bin, run, CHUNKS_PER_DOCUMENT, DOCUMENTS_PER_SCALE};
+use super::copy::{demo_source, repoctl_bin, run, CHUNKS_PER_DOCUMENT};
 use super::{progress, Env, Section};
 use crate::report::{SectionReport, Table, TargetResult};
 use crate::BenchResult;
@@ -150,24 +150,8 @@ fn measure(chunk_rows: usize) -> BenchResult<LiveResult> {
     let dir = tempfile::Builder::new()
         .prefix("repo-bench-live.")
         .tempdir()?;
-    let source = dir.path().join("source.sqlite3");
-    let source = source.to_str().ok_or("temporary path is not UTF-8")?;
-    let scale = (chunk_rows / (DOCUMENTS_PER_SCALE * CHUNKS_PER_DOCUMENT)).max(1);
-    progress(format!(
-        "live: generating the SQLite source (scale {scale})"
-    ));
-    run(Command::new(&repoctl).args([
-        "demo-data",
-        "--database-url",
-        source,
-        "--scale",
-        &scale.to_string(),
-        "--chunks-per-document",
-        &CHUNKS_PER_DOCUMENT.to_string(),
-    ]))?;
-    let rows: usize = run(Command::new("sqlite3").args([source, "SELECT count(*) FROM chunks"]))?
-        .trim()
-        .parse()?;
+    let (source, rows) = demo_source(&repoctl, dir.path(), chunk_rows, "live")?;
+    let source = source.as_str();
 
     // Baseline: the offline copy, during which the application may not write.
     progress("live: offline repoctl copy (baseline)");
