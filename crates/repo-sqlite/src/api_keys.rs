@@ -3,9 +3,9 @@
 use crate::codec::{
     affected, count, opt_json, opt_ts, read_opt_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
 };
-use crate::error::map_diesel;
+use crate::error::map_diesel_error;
 use crate::schema::{api_keys, users};
-use crate::unit_of_work::{write_tx, ConnSource, SqliteRepos};
+use crate::unit_of_work::{write_tx, ConnectionSource, SqliteRepos};
 use crate::users::{self as user_repo, UserRow};
 use diesel::prelude::*;
 use repo_core::{
@@ -29,7 +29,7 @@ struct ApiKeyRow {
 }
 
 impl ApiKeyRow {
-    fn into_key(self) -> RepoResult<ApiKey> {
+    fn into_domain(self) -> RepoResult<ApiKey> {
         const T: &str = "api_keys";
         Ok(ApiKey {
             id: ApiKeyId(read_uuid(T, "id", &self.id)?),
@@ -47,7 +47,7 @@ impl ApiKeyRow {
 
 #[derive(Insertable)]
 #[diesel(table_name = api_keys, treat_none_as_default_value = false)]
-struct NewApiKeyRow<'a> {
+struct InsertApiKey<'a> {
     id: String,
     user_id: i64,
     name: &'a str,
@@ -93,7 +93,7 @@ fn count_active_at(conn: &mut SqliteConnection, user: UserId, at: Timestamp) -> 
         .count()
         .get_result::<i64>(conn)
         .map(count)
-        .map_err(map_diesel)
+        .map_err(map_diesel_error)
 }
 
 fn create(
@@ -116,7 +116,7 @@ fn create(
             ));
         }
         diesel::insert_into(api_keys::table)
-            .values(NewApiKeyRow {
+            .values(InsertApiKey {
                 id: uuid(key.id.0),
                 user_id: key.user_id.0,
                 name: &key.name,
@@ -131,8 +131,8 @@ fn create(
             })
             .returning(ApiKeyRow::as_returning())
             .get_result(c)
-            .map_err(map_diesel)?
-            .into_key()
+            .map_err(map_diesel_error)?
+            .into_domain()
     })?;
     Ok(CreatedApiKey {
         key: stored,
@@ -146,9 +146,9 @@ fn get(conn: &mut SqliteConnection, id: ApiKeyId) -> RepoResult<ApiKey> {
         .select(ApiKeyRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| not_found(id))?
-        .into_key()
+        .into_domain()
 }
 
 fn list_for_user(conn: &mut SqliteConnection, user: UserId) -> RepoResult<Vec<ApiKey>> {
@@ -157,9 +157,9 @@ fn list_for_user(conn: &mut SqliteConnection, user: UserId) -> RepoResult<Vec<Ap
         .select(ApiKeyRow::as_select())
         .order((api_keys::created_at.desc(), api_keys::id.desc()))
         .load(conn)
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .into_iter()
-        .map(ApiKeyRow::into_key)
+        .map(ApiKeyRow::into_domain)
         .collect()
 }
 
@@ -190,7 +190,7 @@ fn verify(
         .select((ApiKeyRow::as_select(), UserRow::as_select()))
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     let Some((mut key, user)) = found else {
         return Ok(None);
     };
@@ -213,14 +213,14 @@ fn verify(
         )
         .set(api_keys::last_used_at.eq(&at))
         .execute(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
         if stamped == 1 {
             key.last_used_at = Some(at);
         }
     }
     Ok(Some(VerifiedKey {
-        key: key.into_key()?,
-        user: user.into_user()?,
+        key: key.into_domain()?,
+        user: user.into_domain()?,
     }))
 }
 
@@ -230,15 +230,15 @@ fn revoke(conn: &mut SqliteConnection, id: ApiKeyId) -> RepoResult<ApiKey> {
         .returning(ApiKeyRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| not_found(id))?
-        .into_key()
+        .into_domain()
 }
 
 fn delete(conn: &mut SqliteConnection, id: ApiKeyId) -> RepoResult<()> {
     let n = diesel::delete(api_keys::table.find(uuid(id.0)))
         .execute(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     if n == 0 {
         return Err(not_found(id));
     }
@@ -254,10 +254,10 @@ fn purge_expired(conn: &mut SqliteConnection) -> RepoResult<u64> {
     )
     .execute(conn)
     .map(affected)
-    .map_err(map_diesel)
+    .map_err(map_diesel_error)
 }
 
-impl<S: ConnSource> ApiKeyRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> ApiKeyRepository for SqliteRepos<S> {
     fn create(&self, new: &NewApiKey) -> RepoResult<CreatedApiKey> {
         let policy = self.config().api_keys;
         self.run(|c| create(c, new, &policy))

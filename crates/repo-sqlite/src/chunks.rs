@@ -14,9 +14,9 @@ use crate::bulk::{in_list_len, rows_per_statement};
 use crate::codec::{affected, count, json, read_json, read_ts, read_uuid, ts, uuid};
 use crate::collections;
 use crate::documents;
-use crate::error::map_diesel;
+use crate::error::map_diesel_error;
 use crate::schema::{chunks, documents as documents_table};
-use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
+use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text};
 use diesel::sqlite::Sqlite;
@@ -46,7 +46,7 @@ struct ChunkRow {
 }
 
 impl ChunkRow {
-    fn into_chunk(self) -> RepoResult<Chunk> {
+    fn into_domain(self) -> RepoResult<Chunk> {
         const T: &str = "chunks";
         Ok(Chunk {
             id: self.id,
@@ -65,16 +65,16 @@ impl ChunkRow {
 }
 
 fn many(rows: Vec<ChunkRow>) -> RepoResult<Vec<Chunk>> {
-    rows.into_iter().map(ChunkRow::into_chunk).collect()
+    rows.into_iter().map(ChunkRow::into_domain).collect()
 }
 
-/// Bound columns of [`NewChunkRow`], for sizing multi-row inserts.
+/// Bound columns of [`InsertChunk`], for sizing multi-row inserts.
 const INSERT_COLUMNS: usize = 11;
 
 /// A chunk to insert; every column bound so that a slice is one multi-row `INSERT`.
 #[derive(Insertable)]
 #[diesel(table_name = chunks, treat_none_as_default_value = false)]
-struct NewChunkRow<'a> {
+struct InsertChunk<'a> {
     collection_id: &'a str,
     document_id: &'a str,
     chunk_index: i32,
@@ -138,7 +138,7 @@ fn insert_many(
                 .filter(documents_table::id.eq_any(part))
                 .select(documents_table::id)
                 .load(c)
-                .map_err(map_diesel)?;
+                .map_err(map_diesel_error)?;
             found.extend(ids);
         }
         if let Some(i) = prepared
@@ -167,7 +167,7 @@ fn insert_many(
                 .filter(chunks::chunk_index.between(lo, hi))
                 .select((chunks::document_id, chunks::chunk_index))
                 .load(c)
-                .map_err(map_diesel)?;
+                .map_err(map_diesel_error)?;
             stored.extend(pairs);
         }
         if !stored.is_empty() {
@@ -201,7 +201,7 @@ fn insert_many(
             let document_id = keys
                 .get(&ch.document_id)
                 .ok_or_else(|| RepoError::not_found(Entity::Document, ch.document_id))?;
-            rows.push(NewChunkRow {
+            rows.push(InsertChunk {
                 collection_id: &cid,
                 document_id,
                 chunk_index: ch.chunk_index,
@@ -220,7 +220,7 @@ fn insert_many(
             let n = diesel::insert_into(chunks::table)
                 .values(part)
                 .execute(c)
-                .map_err(map_diesel)?;
+                .map_err(map_diesel_error)?;
             inserted += affected(n);
         }
         Ok(inserted)
@@ -248,7 +248,7 @@ pub(crate) fn backfill_search_tokens(conn: &mut SqliteConnection) -> RepoResult<
             .order(chunks::id.asc())
             .limit(BACKFILL_BATCH)
             .load(conn)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         if rows.is_empty() {
             return Ok(filled);
         }
@@ -267,7 +267,7 @@ pub(crate) fn backfill_search_tokens(conn: &mut SqliteConnection) -> RepoResult<
                 )
                 .set(chunks::search_tokens.eq(tokens))
                 .execute(c)
-                .map_err(map_diesel)?;
+                .map_err(map_diesel_error)?;
             }
             Ok(affected(n))
         })?;
@@ -289,12 +289,12 @@ fn list_by_document(
             .limit(page.limit_i64())
             .offset(page.offset_i64())
             .load(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         let total: i64 = chunks::table
             .filter(chunks::document_id.eq(&key))
             .count()
             .get_result(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         Ok(Page {
             items: many(rows)?,
             total: count(total),
@@ -314,7 +314,7 @@ fn without_embedding(
         .order(chunks::id.asc())
         .limit(i64::from(limit))
         .load(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     many(rows)
 }
 
@@ -352,7 +352,7 @@ fn set_embedding_ids(
                 query = query.bind::<BigInt, _>(*id).bind::<Text, _>(*vector_id);
             }
             query = query.bind::<Text, _>(&collection);
-            changed += affected(query.execute(c).map_err(map_diesel)?);
+            changed += affected(query.execute(c).map_err(map_diesel_error)?);
         }
         Ok(changed)
     })
@@ -361,7 +361,7 @@ fn set_embedding_ids(
 fn delete_by_document(conn: &mut SqliteConnection, document_id: DocumentId) -> RepoResult<u64> {
     let n = diesel::delete(chunks::table.filter(chunks::document_id.eq(uuid(document_id.0))))
         .execute(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     Ok(affected(n))
 }
 
@@ -371,7 +371,7 @@ fn delete_by_collection(
 ) -> RepoResult<u64> {
     let n = diesel::delete(chunks::table.filter(chunks::collection_id.eq(uuid(collection_id.0))))
         .execute(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     Ok(affected(n))
 }
 
@@ -380,7 +380,7 @@ fn count_chunks(conn: &mut SqliteConnection, collection_id: CollectionId) -> Rep
         .filter(chunks::collection_id.eq(uuid(collection_id.0)))
         .count()
         .get_result(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     Ok(count(n))
 }
 
@@ -453,17 +453,17 @@ fn search(
                 .bind::<BigInt, _>(after.id())
                 .load(c),
         }
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
         let counted: Total = diesel::sql_query(SEARCH_COUNT_SQL)
             .bind::<Text, _>(&expression)
             .bind::<BigInt, _>(SearchPage::count_limit_i64())
             .get_result(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         let hits = rows
             .into_iter()
             .map(|r| {
                 Ok(SearchHit {
-                    chunk: r.chunk.into_chunk()?,
+                    chunk: r.chunk.into_domain()?,
                     score: r.score,
                 })
             })
@@ -477,7 +477,7 @@ fn search(
     })
 }
 
-impl<S: ConnSource> ChunkRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> ChunkRepository for SqliteRepos<S> {
     fn insert_many(&self, collection_id: CollectionId, batch: &[NewChunk]) -> RepoResult<u64> {
         self.run(|c| insert_many(c, collection_id, batch))
     }

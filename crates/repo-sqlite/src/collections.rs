@@ -4,10 +4,10 @@ use crate::codec::{
     affected, count, json, opt_json, opt_ts, read_enum, read_json, read_opt_json, read_opt_ts,
     read_ts, read_uuid, ts, uuid,
 };
-use crate::error::map_diesel;
+use crate::error::map_diesel_error;
 use crate::prepared::CacheDsl;
 use crate::schema::{api_keys, collection_permissions as grants, collections};
-use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
+use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use crate::users as user_repo;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
@@ -88,7 +88,7 @@ impl CollectionRow {
         })
     }
 
-    pub(crate) fn into_collection(self) -> RepoResult<Collection> {
+    pub(crate) fn into_domain(self) -> RepoResult<Collection> {
         const T: &str = "collections";
         Ok(Collection {
             id: CollectionId(read_uuid(T, "id", &self.id)?),
@@ -139,7 +139,7 @@ impl CollectionRow {
 /// counters and sync runs).
 #[derive(AsChangeset)]
 #[diesel(table_name = collections, treat_none_as_null = true)]
-struct PatchChangeset {
+struct PatchChanges {
     description: Option<String>,
     embedding_model: String,
     quantization: String,
@@ -158,7 +158,7 @@ struct PatchChangeset {
 /// A `collection_permissions` row as stored.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = grants, check_for_backend(Sqlite))]
-struct GrantRow {
+struct PermissionRow {
     collection_id: String,
     user_id: Option<i64>,
     api_key_id: Option<String>,
@@ -166,8 +166,8 @@ struct GrantRow {
     created_at: String,
 }
 
-impl GrantRow {
-    fn into_permission(self) -> RepoResult<CollectionPermission> {
+impl PermissionRow {
+    fn into_domain(self) -> RepoResult<CollectionPermission> {
         const T: &str = "collection_permissions";
         let grantee = match (self.user_id, self.api_key_id.as_deref()) {
             (Some(user), None) => Grantee::User(UserId(user)),
@@ -191,7 +191,7 @@ impl GrantRow {
 
 #[derive(Insertable)]
 #[diesel(table_name = grants, treat_none_as_default_value = false)]
-struct NewGrantRow {
+struct InsertPermission {
     collection_id: String,
     user_id: Option<i64>,
     api_key_id: Option<String>,
@@ -204,13 +204,11 @@ fn not_found(id: CollectionId) -> RepoError {
 }
 
 fn one(row: Option<CollectionRow>, id: CollectionId) -> RepoResult<Collection> {
-    row.ok_or_else(|| not_found(id))?.into_collection()
+    row.ok_or_else(|| not_found(id))?.into_domain()
 }
 
 fn many(rows: Vec<CollectionRow>) -> RepoResult<Vec<Collection>> {
-    rows.into_iter()
-        .map(CollectionRow::into_collection)
-        .collect()
+    rows.into_iter().map(CollectionRow::into_domain).collect()
 }
 
 /// The collection with this id, or `NotFound { entity: Entity::Collection }`.
@@ -220,7 +218,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<C
         .select(CollectionRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     one(row, id)
 }
 
@@ -228,7 +226,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<C
 pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<()> {
     let exists: bool = diesel::select(diesel::dsl::exists(collections::table.find(uuid(id.0))))
         .get_result(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     if exists {
         Ok(())
     } else {
@@ -327,7 +325,7 @@ pub(crate) fn actor(conn: &mut SqliteConnection, principal: Principal) -> RepoRe
     .bind::<Nullable<Text>, _>(principal.api_key_id().map(|k| uuid(k.0)))
     .cached()
     .get_result(conn)
-    .map_err(map_diesel)?;
+    .map_err(map_diesel_error)?;
     Ok(row.into_facts(principal)?.actor(now()))
 }
 
@@ -353,10 +351,10 @@ pub(crate) fn access(
     .cached()
     .get_result(conn)
     .optional()
-    .map_err(map_diesel)?;
+    .map_err(map_diesel_error)?;
     let row = row.ok_or_else(|| not_found(id))?;
     let actor = row.principal.into_facts(principal)?.actor(now());
-    let collection = row.collection.into_collection()?;
+    let collection = row.collection.into_domain()?;
     let level = actor.level(
         &collection,
         parse_grant(row.user_grant)?,
@@ -374,8 +372,8 @@ fn create(conn: &mut SqliteConnection, new: &NewCollection) -> RepoResult<Collec
             .values(&row)
             .returning(CollectionRow::as_returning())
             .get_result(c)
-            .map_err(map_diesel)?
-            .into_collection()
+            .map_err(map_diesel_error)?
+            .into_domain()
     })
 }
 
@@ -386,9 +384,9 @@ fn get_by_name(conn: &mut SqliteConnection, name: &str) -> RepoResult<Collection
         .select(CollectionRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| RepoError::not_found(Entity::Collection, name))?
-        .into_collection()
+        .into_domain()
 }
 
 type CollectionQuery = collections::BoxedQuery<'static, Sqlite>;
@@ -489,7 +487,7 @@ fn visible_rows(
             .order((collections::created_at.desc(), collections::id.desc()))
             .limit(skip.saturating_add(take))
             .load(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         branches.push(many(rows)?);
     }
     let index = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
@@ -518,13 +516,13 @@ fn visible_count(c: &mut SqliteConnection, actor: Actor, principal: Principal) -
             )
             .bind::<BigInt, _>(user.0)
             .get_result::<Counted>(c)
-            .map_err(map_diesel)?
+            .map_err(map_diesel_error)?
             .n
         }
         _ => visible_to(actor, principal)
             .count()
             .get_result(c)
-            .map_err(map_diesel)?,
+            .map_err(map_diesel_error)?,
     };
     Ok(count(n))
 }
@@ -579,7 +577,7 @@ fn update(
         let current = get(c, id)?;
         let next = patch.apply_to(&current)?;
         let row = diesel::update(collections::table.find(uuid(id.0)))
-            .set(PatchChangeset {
+            .set(PatchChanges {
                 description: next.description.clone(),
                 embedding_model: next.embedding_model.clone(),
                 quantization: next.quantization.as_str().to_owned(),
@@ -597,7 +595,7 @@ fn update(
             .returning(CollectionRow::as_returning())
             .get_result(c)
             .optional()
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         one(row, id)
     })
 }
@@ -612,7 +610,7 @@ fn rename(conn: &mut SqliteConnection, id: CollectionId, new_name: &str) -> Repo
         .returning(CollectionRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     one(row, id)
 }
 
@@ -644,10 +642,10 @@ fn update_status(
             .returning(CollectionRow::as_returning())
             .get_result(c)
             .optional()
-            .map_err(map_diesel)?
+            .map_err(map_diesel_error)?
         };
         match row {
-            Some(row) => row.into_collection(),
+            Some(row) => row.into_domain(),
             // No row changed: missing, or in a state that does not lead to `status`.
             None => {
                 let current = get(c, id)?;
@@ -673,7 +671,7 @@ fn update_stats(
         .returning(CollectionRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     one(row, id)
 }
 
@@ -684,7 +682,7 @@ fn delete(conn: &mut SqliteConnection, id: CollectionId, actor: Principal) -> Re
         // Operations and grants (and documents, chunks) go by ON DELETE CASCADE.
         diesel::delete(collections::table.find(uuid(id.0)))
             .execute(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         Ok(())
     })
 }
@@ -703,7 +701,7 @@ fn due_for_sync(
         .order((collections::sync_next_run_at.asc(), collections::id.asc()))
         .limit(i64::from(limit))
         .load(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     many(rows)
 }
 
@@ -729,7 +727,7 @@ fn pause_sync(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<Colle
             .returning(CollectionRow::as_returning())
             .get_result(c)
             .optional()
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         one(row, id)
     })
 }
@@ -756,7 +754,7 @@ fn resume_sync(
             .returning(CollectionRow::as_returning())
             .get_result(c)
             .optional()
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         one(row, id)
     })
 }
@@ -791,7 +789,7 @@ fn record_sync_run(
             .returning(CollectionRow::as_returning())
             .get_result(c)
             .optional()
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         one(row, id)
     })
 }
@@ -804,7 +802,7 @@ fn grant(
 ) -> RepoResult<CollectionPermission> {
     write_tx(conn, |c| {
         ensure_exists(c, id)?;
-        let row = NewGrantRow {
+        let row = InsertPermission {
             collection_id: uuid(id.0),
             user_id: None,
             api_key_id: None,
@@ -815,37 +813,37 @@ fn grant(
             Grantee::User(user) => {
                 user_repo::ensure_exists(c, user)?;
                 diesel::insert_into(grants::table)
-                    .values(NewGrantRow {
+                    .values(InsertPermission {
                         user_id: Some(user.0),
                         ..row
                     })
                     .on_conflict((grants::collection_id, grants::user_id))
                     .do_update()
                     .set(grants::permission.eq(excluded(grants::permission)))
-                    .returning(GrantRow::as_returning())
+                    .returning(PermissionRow::as_returning())
                     .get_result(c)
             }
             Grantee::ApiKey(key) => {
                 let exists: bool =
                     diesel::select(diesel::dsl::exists(api_keys::table.find(uuid(key.0))))
                         .get_result(c)
-                        .map_err(map_diesel)?;
+                        .map_err(map_diesel_error)?;
                 if !exists {
                     return Err(RepoError::not_found(Entity::ApiKey, key));
                 }
                 diesel::insert_into(grants::table)
-                    .values(NewGrantRow {
+                    .values(InsertPermission {
                         api_key_id: Some(uuid(key.0)),
                         ..row
                     })
                     .on_conflict((grants::collection_id, grants::api_key_id))
                     .do_update()
                     .set(grants::permission.eq(excluded(grants::permission)))
-                    .returning(GrantRow::as_returning())
+                    .returning(PermissionRow::as_returning())
                     .get_result(c)
             }
         };
-        let stored = stored.map_err(map_diesel)?.into_permission()?;
+        let stored = stored.map_err(map_diesel_error)?.into_domain()?;
         if let Grantee::ApiKey(key) = grantee {
             mark_key_scoped(c, key)?;
         }
@@ -860,13 +858,13 @@ fn mark_key_scoped(conn: &mut SqliteConnection, key: ApiKeyId) -> RepoResult<()>
         .find(uuid(key.0))
         .select(api_keys::permissions)
         .get_result(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     let current = read_opt_json("api_keys", "permissions", current.as_deref())?;
     if let Some(next) = repo_core::access::mark_scoped(current.as_ref())? {
         diesel::update(api_keys::table.find(uuid(key.0)))
             .set(api_keys::permissions.eq(json(&next)?))
             .execute(conn)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
     }
     Ok(())
 }
@@ -885,7 +883,7 @@ fn revoke_grant(
             diesel::delete(target.filter(grants::api_key_id.eq(uuid(key.0)))).execute(conn)
         }
     }
-    .map_err(map_diesel)?;
+    .map_err(map_diesel_error)?;
     Ok(affected(n) > 0)
 }
 
@@ -897,17 +895,17 @@ fn list_grants(
         ensure_exists(c, id)?;
         grants::table
             .filter(grants::collection_id.eq(uuid(id.0)))
-            .select(GrantRow::as_select())
+            .select(PermissionRow::as_select())
             .order((grants::created_at.desc(), grants::id.desc()))
             .load(c)
-            .map_err(map_diesel)?
+            .map_err(map_diesel_error)?
             .into_iter()
-            .map(GrantRow::into_permission)
+            .map(PermissionRow::into_domain)
             .collect()
     })
 }
 
-impl<S: ConnSource> CollectionRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> CollectionRepository for SqliteRepos<S> {
     fn create(&self, new: &NewCollection) -> RepoResult<Collection> {
         self.run(|c| create(c, new))
     }

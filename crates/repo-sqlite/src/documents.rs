@@ -6,9 +6,9 @@ use crate::codec::{
     affected, count, json, read_enum, read_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
 };
 use crate::collections;
-use crate::error::map_diesel;
+use crate::error::map_diesel_error;
 use crate::schema::documents;
-use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
+use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Text};
@@ -48,7 +48,7 @@ pub(crate) struct DocumentRow {
 }
 
 impl DocumentRow {
-    pub(crate) fn into_document(self) -> RepoResult<Document> {
+    pub(crate) fn into_domain(self) -> RepoResult<Document> {
         const T: &str = "documents";
         Ok(Document {
             id: DocumentId(read_uuid(T, "id", &self.id)?),
@@ -77,14 +77,14 @@ impl DocumentRow {
     }
 }
 
-/// Bound columns of [`NewDocumentRow`], for sizing multi-row inserts.
+/// Bound columns of [`InsertDocument`], for sizing multi-row inserts.
 const INSERT_COLUMNS: usize = 18;
 
 /// A document to insert. Every column is bound (`treat_none_as_default_value = false`),
 /// so a slice of rows becomes one multi-row `INSERT` instead of one per row.
 #[derive(Insertable)]
 #[diesel(table_name = documents, treat_none_as_default_value = false)]
-struct NewDocumentRow<'a> {
+struct InsertDocument<'a> {
     id: String,
     collection_id: &'a str,
     file_path: &'a str,
@@ -105,7 +105,7 @@ struct NewDocumentRow<'a> {
     updated_at: String,
 }
 
-impl<'a> NewDocumentRow<'a> {
+impl<'a> InsertDocument<'a> {
     /// The row of `d`; `collection_id` is the stored form of `d.collection_id`.
     fn new(d: &'a Document, collection_id: &'a str) -> RepoResult<Self> {
         // A prepared document carries one instant three times: format it once.
@@ -144,7 +144,7 @@ impl<'a> NewDocumentRow<'a> {
 /// written (`Some(None)` clears them), `chunk_count` only when given.
 #[derive(AsChangeset)]
 #[diesel(table_name = documents)]
-struct StatusChangeset<'a> {
+struct StatusChanges<'a> {
     status: &'static str,
     error_message: Option<Option<&'a str>>,
     error_category: Option<Option<&'static str>>,
@@ -152,7 +152,7 @@ struct StatusChangeset<'a> {
     updated_at: String,
 }
 
-impl<'a> StatusChangeset<'a> {
+impl<'a> StatusChanges<'a> {
     /// Bind parameters of the `SET` clause at most.
     const BINDS: usize = 5;
 
@@ -173,11 +173,11 @@ fn not_found(id: DocumentId) -> RepoError {
 }
 
 fn one(row: Option<DocumentRow>, id: DocumentId) -> RepoResult<Document> {
-    row.ok_or_else(|| not_found(id))?.into_document()
+    row.ok_or_else(|| not_found(id))?.into_domain()
 }
 
 fn many(rows: Vec<DocumentRow>) -> RepoResult<Vec<Document>> {
-    rows.into_iter().map(DocumentRow::into_document).collect()
+    rows.into_iter().map(DocumentRow::into_domain).collect()
 }
 
 /// The distinct values of `items`, in order of first appearance.
@@ -193,7 +193,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<Doc
         .select(DocumentRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     one(row, id)
 }
 
@@ -201,7 +201,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<Doc
 pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<()> {
     let exists: bool = diesel::select(diesel::dsl::exists(documents::table.find(uuid(id.0))))
         .get_result(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     if exists {
         Ok(())
     } else {
@@ -221,9 +221,9 @@ fn get_by_hash(
         .select(DocumentRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| RepoError::not_found(Entity::Document, content_hash))?
-        .into_document()
+        .into_domain()
 }
 
 fn get_by_uri(
@@ -238,15 +238,15 @@ fn get_by_uri(
         .select(DocumentRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| RepoError::not_found(Entity::Document, uri))?
-        .into_document()
+        .into_domain()
 }
 
 fn register(conn: &mut SqliteConnection, new: &NewDocument) -> RepoResult<Registered> {
     let doc = new.prepare()?;
     let collection_key = uuid(doc.collection_id.0);
-    let row = NewDocumentRow::new(&doc, &collection_key)?;
+    let row = InsertDocument::new(&doc, &collection_key)?;
     write_tx(conn, |c| {
         collections::ensure_exists(c, doc.collection_id)?;
         // SQLite checks the conflict target first: an existing hash is DO NOTHING even
@@ -259,10 +259,10 @@ fn register(conn: &mut SqliteConnection, new: &NewDocument) -> RepoResult<Regist
             .returning(DocumentRow::as_returning())
             .get_result(c)
             .optional()
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         match inserted {
             Some(row) => Ok(Registered {
-                document: row.into_document()?,
+                document: row.into_domain()?,
                 created: true,
             }),
             None => Ok(Registered {
@@ -296,9 +296,9 @@ fn stored_by_hash(
             .filter(documents::content_hash.eq_any(part))
             .select(DocumentRow::as_select())
             .load(conn)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         for row in rows {
-            let doc = row.into_document()?;
+            let doc = row.into_domain()?;
             out.insert(doc.content_hash.clone(), doc);
         }
     }
@@ -318,7 +318,7 @@ fn stored_uri_owners(
             .filter(documents::uri.eq_any(part))
             .select((documents::uri, documents::content_hash))
             .load(conn)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         out.extend(rows.into_iter().filter_map(|(u, h)| Some((u?, h))));
     }
     Ok(out)
@@ -397,7 +397,7 @@ fn register_many(
                 let key = collection_keys
                     .get(&d.collection_id)
                     .ok_or_else(|| RepoError::not_found(Entity::Collection, d.collection_id))?;
-                rows.push(NewDocumentRow::new(d, key)?);
+                rows.push(InsertDocument::new(d, key)?);
                 new_items.push(i);
             }
         }
@@ -409,7 +409,7 @@ fn register_many(
                 .do_nothing()
                 .returning(documents::id)
                 .get_results(c)
-                .map_err(map_diesel)?;
+                .map_err(map_diesel_error)?;
             created.extend(ids);
         }
         let mut inserted = vec![false; docs.len()];
@@ -491,8 +491,11 @@ fn list_by_collection(
         }
     };
     read_tx(conn, |c| {
-        let failed_total: i64 = part(true).count().get_result(c).map_err(map_diesel)?;
-        let others_total: i64 = part(false).count().get_result(c).map_err(map_diesel)?;
+        let failed_total: i64 = part(true).count().get_result(c).map_err(map_diesel_error)?;
+        let others_total: i64 = part(false)
+            .count()
+            .get_result(c)
+            .map_err(map_diesel_error)?;
         let (first, second) = page.split(count(failed_total));
         let mut rows = Vec::new();
         for (is_failed, slice) in [(true, first), (false, second)] {
@@ -504,7 +507,7 @@ fn list_by_collection(
                     .limit(slice.limit_i64())
                     .offset(slice.offset_i64())
                     .load(c)
-                    .map_err(map_diesel)?,
+                    .map_err(map_diesel_error)?,
             );
         }
         Ok(Page {
@@ -620,8 +623,8 @@ fn find_by_meta(
             .limit(page.limit_i64())
             .offset(page.offset_i64())
             .load(c)
-            .map_err(map_diesel)?;
-        let total: i64 = base()?.count().get_result(c).map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
+        let total: i64 = base()?.count().get_result(c).map_err(map_diesel_error)?;
         Ok(Page {
             items: many(rows)?,
             total: count(total),
@@ -634,13 +637,13 @@ fn update_status(
     id: DocumentId,
     update: &DocumentStatusUpdate,
 ) -> RepoResult<Document> {
-    let changes = StatusChangeset::new(update)?;
+    let changes = StatusChanges::new(update)?;
     let row = diesel::update(documents::table.find(uuid(id.0)))
         .set(&changes)
         .returning(DocumentRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     one(row, id)
 }
 
@@ -649,18 +652,18 @@ fn update_status_many(
     ids: &[DocumentId],
     update: &DocumentStatusUpdate,
 ) -> RepoResult<u64> {
-    let changes = StatusChangeset::new(update)?;
+    let changes = StatusChanges::new(update)?;
     if ids.is_empty() {
         return Ok(0);
     }
     write_tx(conn, |c| {
         let mut changed = 0;
-        for part in ids.chunks(in_list_len(StatusChangeset::BINDS)) {
+        for part in ids.chunks(in_list_len(StatusChanges::BINDS)) {
             let keys: Vec<String> = part.iter().map(|id| uuid(id.0)).collect();
             let n = diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
                 .set(&changes)
                 .execute(c)
-                .map_err(map_diesel)?;
+                .map_err(map_diesel_error)?;
             changed += affected(n);
         }
         Ok(changed)
@@ -684,7 +687,7 @@ fn reset_failed_for_retry(
         documents::updated_at.eq(ts(now())),
     ))
     .execute(conn)
-    .map_err(map_diesel)?;
+    .map_err(map_diesel_error)?;
     Ok(affected(n))
 }
 
@@ -703,7 +706,7 @@ fn mark_seen(conn: &mut SqliteConnection, ids: &[DocumentId], at: Timestamp) -> 
                     documents::is_stale.eq(false),
                 ))
                 .execute(c)
-                .map_err(map_diesel)?;
+                .map_err(map_diesel_error)?;
             changed += affected(n);
         }
         Ok(changed)
@@ -728,7 +731,7 @@ fn mark_unseen_stale(
     )
     .set(documents::is_stale.eq(true))
     .execute(conn)
-    .map_err(map_diesel)?;
+    .map_err(map_diesel_error)?;
     Ok(affected(n))
 }
 
@@ -754,7 +757,7 @@ fn stats(conn: &mut SqliteConnection, collection_id: CollectionId) -> RepoResult
         )
         .bind::<Text, _>(uuid(collection_id.0))
         .load(c)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
         let mut stats = DocumentStats::default();
         for row in rows {
             let n = count(row.documents);
@@ -771,7 +774,7 @@ fn delete(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<()> {
     // Chunks (and their FTS rows, by trigger) go by ON DELETE CASCADE.
     let n = diesel::delete(documents::table.find(uuid(id.0)))
         .execute(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     if n == 0 {
         Err(not_found(id))
     } else {
@@ -779,7 +782,7 @@ fn delete(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<()> {
     }
 }
 
-impl<S: ConnSource> DocumentRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> DocumentRepository for SqliteRepos<S> {
     fn register(&self, new: &NewDocument) -> RepoResult<Registered> {
         self.run(|c| register(c, new))
     }

@@ -8,7 +8,7 @@ use repo_core::{ConflictReason, Entity, Field, RepoError, UnavailableReason};
 /// variant has one. Constraint messages are parsed because SQLite reports unique and
 /// NOT NULL failures as `UNIQUE constraint failed: table.column` and busy errors only
 /// by their text.
-pub(crate) fn map_diesel(err: DieselError) -> RepoError {
+pub(crate) fn map_diesel_error(err: DieselError) -> RepoError {
     if matches!(err, DieselError::DatabaseError(..)) {
         crate::observe::statement_failed();
     }
@@ -44,7 +44,7 @@ pub(crate) fn map_diesel(err: DieselError) -> RepoError {
                 _ => backend(message, DieselError::DatabaseError(kind, info)),
             }
         }
-        DieselError::RollbackErrorOnCommit { commit_error, .. } => map_diesel(*commit_error),
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => map_diesel_error(*commit_error),
         DieselError::BrokenTransactionManager => RepoError::Unavailable {
             reason: UnavailableReason::ConnectionLost,
             message: "the connection's transaction state is broken".into(),
@@ -55,7 +55,7 @@ pub(crate) fn map_diesel(err: DieselError) -> RepoError {
 }
 
 /// Maps a failure to open a connection.
-pub(crate) fn map_connection(err: ConnectionError, target: &str) -> RepoError {
+pub(crate) fn map_connection_error(err: ConnectionError, target: &str) -> RepoError {
     RepoError::Unavailable {
         reason: UnavailableReason::ConnectionFailed,
         message: format!("cannot open SQLite database {target}: {err}"),
@@ -65,7 +65,11 @@ pub(crate) fn map_connection(err: ConnectionError, target: &str) -> RepoError {
 
 /// Maps a failed pool checkout: exhausted when every connection is in use, otherwise
 /// the connections could not be opened.
-pub(crate) fn map_pool(err: PoolError, pool: &crate::pool::SqlitePool, max_size: u32) -> RepoError {
+pub(crate) fn map_checkout_error(
+    err: PoolError,
+    pool: &crate::pool::SqlitePool,
+    max_size: u32,
+) -> RepoError {
     let state = pool.state();
     let (reason, message) = if state.connections >= max_size && state.idle_connections == 0 {
         (
@@ -92,9 +96,9 @@ pub(crate) fn map_pool(err: PoolError, pool: &crate::pool::SqlitePool, max_size:
 }
 
 /// Maps an error of the migration harness.
-pub(crate) fn map_migration(err: Box<dyn std::error::Error + Send + Sync>) -> RepoError {
+pub(crate) fn map_migration_error(err: Box<dyn std::error::Error + Send + Sync>) -> RepoError {
     match err.downcast::<DieselError>() {
-        Ok(diesel_err) => map_diesel(*diesel_err),
+        Ok(diesel_err) => map_diesel_error(*diesel_err),
         Err(other) => RepoError::Backend {
             message: format!("migration failed: {other}"),
             source: Some(other),
@@ -328,7 +332,7 @@ mod tests {
 
     #[test]
     fn busy_is_a_transient_conflict() {
-        let e = map_diesel(DieselError::DatabaseError(
+        let e = map_diesel_error(DieselError::DatabaseError(
             DatabaseErrorKind::Unknown,
             Box::new("database is locked".to_owned()),
         ));

@@ -2,7 +2,7 @@
 //! checks with PostgreSQL.
 
 use crate::chunks;
-use crate::error::{map_diesel, map_migration};
+use crate::error::{map_diesel_error, map_migration_error};
 use crate::store::SqliteStore;
 use crate::unit_of_work::write_tx;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
@@ -28,7 +28,7 @@ impl SqliteStore {
         let applied = write_tx(&mut conn, |c| {
             let applied = c
                 .run_pending_migrations(MIGRATIONS)
-                .map_err(map_migration)?;
+                .map_err(map_migration_error)?;
             Ok(applied.iter().map(ToString::to_string).collect())
         })?;
         chunks::backfill_search_tokens(&mut conn)?;
@@ -47,7 +47,9 @@ impl SqliteStore {
     pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
         write_tx(&mut conn, |c| {
-            let reverted = c.revert_all_migrations(MIGRATIONS).map_err(map_migration)?;
+            let reverted = c
+                .revert_all_migrations(MIGRATIONS)
+                .map_err(map_migration_error)?;
             Ok(reverted.iter().map(ToString::to_string).collect())
         })
     }
@@ -58,7 +60,7 @@ impl SqliteStore {
         write_tx(&mut conn, |c| {
             c.revert_last_migration(MIGRATIONS)
                 .map(|v| v.to_string())
-                .map_err(map_migration)
+                .map_err(map_migration_error)
         })
     }
 
@@ -67,7 +69,7 @@ impl SqliteStore {
         let mut conn = self.source().checkout()?;
         let mut applied: Vec<String> = conn
             .applied_migrations()
-            .map_err(map_migration)?
+            .map_err(map_migration_error)?
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -92,7 +94,7 @@ impl SqliteStore {
         }
         let embedded: Vec<(String, String)> =
             MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
-                .map_err(map_migration)?
+                .map_err(map_migration_error)?
                 .iter()
                 .map(|m| (m.name().version().to_string(), m.name().to_string()))
                 .collect();
@@ -102,12 +104,12 @@ impl SqliteStore {
              WHERE type = 'table' AND name = '__diesel_schema_migrations'",
         )
         .get_result::<Count>(&mut **conn)
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .n > 0;
         let applied: Vec<String> = if present {
             diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
                 .load::<Version>(&mut **conn)
-                .map_err(map_diesel)?
+                .map_err(map_diesel_error)?
                 .into_iter()
                 .map(|v| v.version)
                 .collect()
@@ -120,7 +122,9 @@ impl SqliteStore {
     /// Versions of the embedded migrations not applied yet, oldest first.
     pub fn pending_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
-        let pending = conn.pending_migrations(MIGRATIONS).map_err(map_migration)?;
+        let pending = conn
+            .pending_migrations(MIGRATIONS)
+            .map_err(map_migration_error)?;
         Ok(pending
             .iter()
             .map(|m| m.name().version().to_string())
@@ -193,7 +197,7 @@ fn snapshot(conn: &mut SqliteConnection) -> RepoResult<SchemaSnapshot> {
          ORDER BY t.name",
     )
     .load(conn)
-    .map_err(map_diesel)?;
+    .map_err(map_diesel_error)?;
 
     let mut snapshot = SchemaSnapshot::default();
     for table in tables {
@@ -203,7 +207,7 @@ fn snapshot(conn: &mut SqliteConnection) -> RepoResult<SchemaSnapshot> {
         )
         .bind::<Text, _>(&table.name)
         .load(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
         let pk_columns = columns.iter().filter(|c| c.pk > 0).count();
         for col in &columns {
             let rowid_alias =
@@ -222,13 +226,13 @@ fn snapshot(conn: &mut SqliteConnection) -> RepoResult<SchemaSnapshot> {
         )
         .bind::<Text, _>(&table.name)
         .load(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
         for index in indexes {
             let cols: Vec<IndexColumnRow> =
                 diesel::sql_query("SELECT cid, name FROM pragma_index_info(?) ORDER BY seqno")
                     .bind::<Text, _>(&index.name)
                     .load(conn)
-                    .map_err(map_diesel)?;
+                    .map_err(map_diesel_error)?;
             let columns = cols
                 .into_iter()
                 .map(|c| match c.name {

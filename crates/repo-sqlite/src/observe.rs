@@ -23,7 +23,7 @@ thread_local! {
     /// event. Diesel's SQLite connection reports a statement that returns rows
     /// (`INSERT … RETURNING`, `SELECT`) as finished without the error that stopped
     /// it, which only reaches the caller: so the statement is logged once the outcome
-    /// is known, failed when [`crate::error::map_diesel`] sees a database error
+    /// is known, failed when [`crate::error::map_diesel_error`] sees a database error
     /// ([`statement_failed`]), not failed at the next statement or at the end of the
     /// repository call ([`call_finished`]).
     static UNLOGGED: RefCell<Option<SlowStatement>> = const { RefCell::new(None) };

@@ -4,9 +4,9 @@ use crate::codec::{
     affected, count, json, read_enum, read_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
 };
 use crate::collections;
-use crate::error::map_diesel;
+use crate::error::map_diesel_error;
 use crate::schema::operations;
-use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
+use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use crate::users as user_repo;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
@@ -42,7 +42,7 @@ struct OperationRow {
 }
 
 impl OperationRow {
-    fn into_operation(self) -> RepoResult<Operation> {
+    fn into_domain(self) -> RepoResult<Operation> {
         const T: &str = "operations";
         Ok(Operation {
             id: self.id,
@@ -65,7 +65,7 @@ impl OperationRow {
 
 #[derive(Insertable)]
 #[diesel(table_name = operations, treat_none_as_default_value = false)]
-struct NewOperationRow<'a> {
+struct InsertOperation<'a> {
     uuid: String,
     collection_id: String,
     user_id: i64,
@@ -84,7 +84,7 @@ struct NewOperationRow<'a> {
 /// The columns a transition sets; `None` leaves a column as it is.
 #[derive(AsChangeset)]
 #[diesel(table_name = operations)]
-struct TransitionChangeset<'a> {
+struct TransitionChanges<'a> {
     status: &'static str,
     started_at: Option<String>,
     completed_at: Option<String>,
@@ -96,11 +96,11 @@ fn not_found(id: OperationUuid) -> RepoError {
 }
 
 fn one(row: Option<OperationRow>, id: OperationUuid) -> RepoResult<Operation> {
-    row.ok_or_else(|| not_found(id))?.into_operation()
+    row.ok_or_else(|| not_found(id))?.into_domain()
 }
 
 fn many(rows: Vec<OperationRow>) -> RepoResult<Vec<Operation>> {
-    rows.into_iter().map(OperationRow::into_operation).collect()
+    rows.into_iter().map(OperationRow::into_domain).collect()
 }
 
 fn active_statuses() -> [&'static str; 2] {
@@ -112,7 +112,7 @@ fn active_statuses() -> [&'static str; 2] {
 
 fn create(conn: &mut SqliteConnection, new: &NewOperation) -> RepoResult<Operation> {
     let op = new.prepare()?;
-    let row = NewOperationRow {
+    let row = InsertOperation {
         uuid: uuid(op.uuid.0),
         collection_id: uuid(op.collection_id.0),
         user_id: op.user_id.0,
@@ -139,9 +139,9 @@ fn create(conn: &mut SqliteConnection, new: &NewOperation) -> RepoResult<Operati
                 .select(OperationRow::as_select())
                 .first(c)
                 .optional()
-                .map_err(map_diesel)?;
+                .map_err(map_diesel_error)?;
             if let Some(existing) = existing {
-                return existing.into_operation();
+                return existing.into_domain();
             }
         }
         // A second active operation on the collection fails on the partial unique
@@ -150,8 +150,8 @@ fn create(conn: &mut SqliteConnection, new: &NewOperation) -> RepoResult<Operati
             .values(&row)
             .returning(OperationRow::as_returning())
             .get_result(c)
-            .map_err(map_diesel)?
-            .into_operation()
+            .map_err(map_diesel_error)?
+            .into_domain()
     })
 }
 
@@ -163,9 +163,9 @@ fn get_by_task_id(conn: &mut SqliteConnection, task_id: &str) -> RepoResult<Oper
         .order((operations::created_at.desc(), operations::id.desc()))
         .first(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| RepoError::not_found(Entity::Operation, task_id))?
-        .into_operation()
+        .into_domain()
 }
 
 fn get(conn: &mut SqliteConnection, id: OperationUuid) -> RepoResult<Operation> {
@@ -174,7 +174,7 @@ fn get(conn: &mut SqliteConnection, id: OperationUuid) -> RepoResult<Operation> 
         .select(OperationRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     one(row, id)
 }
 
@@ -200,7 +200,7 @@ fn transition_in_tx(
                 .filter(operations::uuid.eq(uuid(id.0)))
                 .filter(operations::status.eq_any(&from)),
         )
-        .set(TransitionChangeset {
+        .set(TransitionChanges {
             status: to.as_str(),
             started_at: (to == OperationStatus::Processing).then(|| at.clone()),
             completed_at: to.is_terminal().then_some(at),
@@ -209,10 +209,10 @@ fn transition_in_tx(
         .returning(OperationRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
     };
     match row {
-        Some(row) => row.into_operation(),
+        Some(row) => row.into_domain(),
         None => {
             let current = get(conn, id)?;
             Err(RepoError::invalid_state(current.status, to))
@@ -270,7 +270,7 @@ fn set_task_id(
         .returning(OperationRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     one(row, id)
 }
 
@@ -306,7 +306,7 @@ fn cursor_page_of(
         .order((operations::created_at.desc(), operations::id.desc()))
         .limit(page.fetch_i64())
         .load(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     Ok(page.page(many(rows)?, Operation::cursor))
 }
 
@@ -323,8 +323,8 @@ fn page_of(
             .limit(page.limit_i64())
             .offset(page.offset_i64())
             .load(c)
-            .map_err(map_diesel)?;
-        let total: i64 = base().count().get_result(c).map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
+        let total: i64 = base().count().get_result(c).map_err(map_diesel_error)?;
         Ok(Page {
             items: many(rows)?,
             total: count(total),
@@ -342,7 +342,7 @@ fn active_for_collection(
         .select(OperationRow::as_select())
         .order((operations::created_at.desc(), operations::id.desc()))
         .load(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     many(rows)
 }
 
@@ -353,7 +353,7 @@ fn stuck(conn: &mut SqliteConnection, older_than: Timestamp) -> RepoResult<Vec<O
         .select(OperationRow::as_select())
         .order((operations::created_at.asc(), operations::id.asc()))
         .load(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     many(rows)
 }
 
@@ -382,7 +382,7 @@ fn mark_failed_many(
                 operations::error_message.eq(message),
             ))
             .execute(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
             moved += affected(n);
         }
         Ok(moved)
@@ -411,12 +411,12 @@ fn merge_meta(
             .returning(OperationRow::as_returning())
             .get_result(c)
             .optional()
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         one(row, id)
     })
 }
 
-impl<S: ConnSource> OperationRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> OperationRepository for SqliteRepos<S> {
     fn create(&self, new: &NewOperation) -> RepoResult<Operation> {
         self.run(|c| create(c, new))
     }

@@ -1,6 +1,6 @@
 //! The r2d2 pool: per-connection PRAGMAs and pool settings from [`PoolConfig`].
 
-use crate::error::{map_connection, map_diesel};
+use crate::error::{map_connection_error, map_diesel_error};
 use crate::observe::WithSlowQueryLog;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool};
@@ -109,19 +109,21 @@ pub(crate) fn effective_max_size(kind: TargetKind, pool: &PoolConfig) -> u32 {
 /// WAL mode before several pooled connections race to do it, and reports an unusable
 /// target precisely (r2d2 would only time out).
 pub(crate) fn probe(target: &str, pragmas: SqlitePragmas) -> RepoResult<()> {
-    let mut conn =
-        SqliteConnection::establish(target).map_err(|e| map_connection(e, &redact_url(target)))?;
-    pragmas.apply(&mut conn).map_err(|e| match map_diesel(e) {
-        RepoError::Backend { message, source } => RepoError::Unavailable {
-            reason: UnavailableReason::ConnectionFailed,
-            message: format!(
-                "cannot prepare SQLite database {}: {message}",
-                redact_url(target)
-            ),
-            source,
-        },
-        other => other,
-    })
+    let mut conn = SqliteConnection::establish(target)
+        .map_err(|e| map_connection_error(e, &redact_url(target)))?;
+    pragmas
+        .apply(&mut conn)
+        .map_err(|e| match map_diesel_error(e) {
+            RepoError::Backend { message, source } => RepoError::Unavailable {
+                reason: UnavailableReason::ConnectionFailed,
+                message: format!(
+                    "cannot prepare SQLite database {}: {message}",
+                    redact_url(target)
+                ),
+                source,
+            },
+            other => other,
+        })
 }
 
 /// Records the pool's background connection failures (the last one explains later

@@ -1,8 +1,8 @@
 //! [`SqliteStore`]: the pool-backed handle implementing [`Store`].
 
-use crate::error::{map_diesel, map_pool};
+use crate::error::{map_checkout_error, map_diesel_error};
 use crate::pool::{self, SqlitePool, TargetKind};
-use crate::unit_of_work::{run_unit_of_work, ConnSource, SqliteRepos};
+use crate::unit_of_work::{run_unit_of_work, ConnectionSource, SqliteRepos};
 use diesel::r2d2::PooledConnection;
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
@@ -50,10 +50,10 @@ impl PoolSource {
     /// Refused inside a unit of work of this store on the calling thread.
     pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
         self.unit_of_work.check()?;
-        let conn = self
-            .metrics
-            .checkout(|| self.pool.get())
-            .map_err(|e| self.errors.explain(map_pool(e, &self.pool, self.max_size)))?;
+        let conn = self.metrics.checkout(|| self.pool.get()).map_err(|e| {
+            self.errors
+                .explain(map_checkout_error(e, &self.pool, self.max_size))
+        })?;
         self.watch.observe(|| self.status());
         Ok(conn)
     }
@@ -65,15 +65,12 @@ impl PoolSource {
     }
 }
 
-impl ConnSource for PoolSource {
+impl ConnectionSource for PoolSource {
     fn config(&self) -> &StoreConfig {
         &self.config
     }
 
-    fn with_conn<T>(
-        &self,
-        mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
-    ) -> RepoResult<T> {
+    fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
         // Each call is its own transaction, so a busy database is retried like a
         // unit of work.
         let result = self.config.retry.run(|| {
@@ -248,7 +245,7 @@ impl Store for SqliteStore {
                     diesel::sql_query("SELECT 1")
                         .execute(&mut **conn)
                         .map(|_| ())
-                        .map_err(map_diesel)
+                        .map_err(map_diesel_error)
                 },
             )
         })

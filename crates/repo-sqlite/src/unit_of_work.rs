@@ -8,7 +8,7 @@
 //! pool of one (in-memory databases) would otherwise deadlock.
 
 use crate::collections;
-use crate::error::map_diesel;
+use crate::error::map_diesel_error;
 use diesel::result::Error as DieselError;
 use diesel::{Connection, SqliteConnection};
 use repo_core::{
@@ -19,35 +19,35 @@ use repo_core::{
 use std::sync::Mutex;
 
 /// Lends a connection to repository code.
-pub(crate) trait ConnSource: Send + Sync {
+pub(crate) trait ConnectionSource: Send + Sync {
     /// Store settings (API-key policy, retry policy).
     fn config(&self) -> &StoreConfig;
 
     /// Runs `f` on a connection. The pool-backed source may run it again after a
     /// transient conflict; `f` must therefore leave nothing behind when it fails,
     /// which holds because every multi-statement write is one transaction.
-    fn with_conn<T>(&self, f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T>;
+    fn run<T>(&self, f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T>;
 }
 
 /// The repositories over one connection source; implements every repository trait.
 pub(crate) struct SqliteRepos<S>(pub(crate) S);
 
-impl<S: ConnSource> SqliteRepos<S> {
-    /// See [`ConnSource::with_conn`].
+impl<S: ConnectionSource> SqliteRepos<S> {
+    /// See [`ConnectionSource::run`].
     pub(crate) fn run<T>(
         &self,
         f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
     ) -> RepoResult<T> {
-        self.0.with_conn(f)
+        self.0.run(f)
     }
 
-    /// See [`ConnSource::config`].
+    /// See [`ConnectionSource::config`].
     pub(crate) fn config(&self) -> &StoreConfig {
         self.0.config()
     }
 }
 
-impl<S: ConnSource> Repositories for SqliteRepos<S> {
+impl<S: ConnectionSource> Repositories for SqliteRepos<S> {
     fn users(&self) -> &dyn UserRepository {
         self
     }
@@ -90,15 +90,12 @@ impl<'c> TxSource<'c> {
     }
 }
 
-impl ConnSource for TxSource<'_> {
+impl ConnectionSource for TxSource<'_> {
     fn config(&self) -> &StoreConfig {
         self.config
     }
 
-    fn with_conn<T>(
-        &self,
-        mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
-    ) -> RepoResult<T> {
+    fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut guard = self.conn.lock().map_err(|_| RepoError::Backend {
             message: "a previous call in this unit of work panicked".into(),
             source: None,
@@ -131,7 +128,7 @@ impl TxError {
     fn into_repo(self) -> RepoError {
         match self {
             Self::Repo(e) => e,
-            Self::Db(e) => map_diesel(e),
+            Self::Db(e) => map_diesel_error(e),
         }
     }
 }
@@ -214,7 +211,7 @@ mod tests {
             .bind::<BigInt, _>(v)
             .execute(conn)
             .map(|_| ())
-            .map_err(map_diesel)
+            .map_err(map_diesel_error)
     }
 
     #[test]

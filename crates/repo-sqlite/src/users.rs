@@ -1,9 +1,9 @@
 //! Users.
 
 use crate::codec::{count, read_opt_ts, read_ts, ts};
-use crate::error::map_diesel;
+use crate::error::map_diesel_error;
 use crate::schema::{collections, users};
-use crate::unit_of_work::{read_tx, write_tx, ConnSource, SqliteRepos};
+use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{
@@ -28,7 +28,7 @@ pub(crate) struct UserRow {
 }
 
 impl UserRow {
-    pub(crate) fn into_user(self) -> RepoResult<User> {
+    pub(crate) fn into_domain(self) -> RepoResult<User> {
         Ok(User {
             id: UserId(self.id),
             created_at: read_ts("users", "created_at", &self.created_at)?,
@@ -46,7 +46,7 @@ impl UserRow {
 
 #[derive(Insertable)]
 #[diesel(table_name = users, treat_none_as_default_value = false)]
-struct NewUserRow<'a> {
+struct InsertUser<'a> {
     username: &'a str,
     email: &'a str,
     full_name: Option<&'a str>,
@@ -60,7 +60,7 @@ struct NewUserRow<'a> {
 
 #[derive(AsChangeset)]
 #[diesel(table_name = users)]
-struct UserChangeset<'a> {
+struct UserChanges<'a> {
     username: Option<&'a str>,
     email: Option<&'a str>,
     full_name: Option<Option<&'a str>>,
@@ -79,7 +79,7 @@ pub(crate) fn create(conn: &mut SqliteConnection, new: &NewUser) -> RepoResult<U
     let new = new.validated()?;
     let at = ts(now());
     diesel::insert_into(users::table)
-        .values(NewUserRow {
+        .values(InsertUser {
             username: &new.username,
             email: &new.email,
             full_name: new.full_name.as_deref(),
@@ -92,9 +92,9 @@ pub(crate) fn create(conn: &mut SqliteConnection, new: &NewUser) -> RepoResult<U
         })
         .returning(UserRow::as_returning())
         .get_result(conn)
-        .map_err(map_diesel)
+        .map_err(map_diesel_error)
         .map_err(|e| username_first(conn, e, Some(&new.username), None))?
-        .into_user()
+        .into_domain()
 }
 
 /// When both the username and the email are taken, SQLite reports the email (it
@@ -138,8 +138,8 @@ pub(crate) fn find(conn: &mut SqliteConnection, id: UserId) -> RepoResult<Option
         .select(UserRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
-        .map(UserRow::into_user)
+        .map_err(map_diesel_error)?
+        .map(UserRow::into_domain)
         .transpose()
 }
 
@@ -152,7 +152,7 @@ pub(crate) fn get(conn: &mut SqliteConnection, id: UserId) -> RepoResult<User> {
 pub(crate) fn ensure_exists(conn: &mut SqliteConnection, id: UserId) -> RepoResult<()> {
     let exists: bool = diesel::select(diesel::dsl::exists(users::table.find(id.0)))
         .get_result(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     if exists {
         Ok(())
     } else {
@@ -167,9 +167,9 @@ fn get_by_username(conn: &mut SqliteConnection, username: &str) -> RepoResult<Us
         .select(UserRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| RepoError::not_found(Entity::User, username))?
-        .into_user()
+        .into_domain()
 }
 
 fn get_by_email(conn: &mut SqliteConnection, email: &str) -> RepoResult<User> {
@@ -182,9 +182,9 @@ fn get_by_email(conn: &mut SqliteConnection, email: &str) -> RepoResult<User> {
         .select(UserRow::as_select())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| RepoError::not_found(Entity::User, &email))?
-        .into_user()
+        .into_domain()
 }
 
 fn update(conn: &mut SqliteConnection, id: UserId, patch: &UserPatch) -> RepoResult<User> {
@@ -193,7 +193,7 @@ fn update(conn: &mut SqliteConnection, id: UserId, patch: &UserPatch) -> RepoRes
         return get(conn, id);
     }
     diesel::update(users::table.find(id.0))
-        .set(UserChangeset {
+        .set(UserChanges {
             username: patch.username.as_deref(),
             email: patch.email.as_deref(),
             full_name: patch.full_name.as_ref().map(|n| n.as_deref()),
@@ -205,10 +205,10 @@ fn update(conn: &mut SqliteConnection, id: UserId, patch: &UserPatch) -> RepoRes
         .returning(UserRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)
+        .map_err(map_diesel_error)
         .map_err(|e| username_first(conn, e, patch.username.as_deref(), Some(id)))?
         .ok_or_else(|| not_found(id))?
-        .into_user()
+        .into_domain()
 }
 
 fn delete(conn: &mut SqliteConnection, id: UserId, mode: DeleteMode) -> RepoResult<()> {
@@ -218,7 +218,7 @@ fn delete(conn: &mut SqliteConnection, id: UserId, mode: DeleteMode) -> RepoResu
             .filter(collections::owner_id.eq(id.0))
             .count()
             .get_result(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         if owned > 0 {
             match mode {
                 DeleteMode::Restrict => {
@@ -232,14 +232,14 @@ fn delete(conn: &mut SqliteConnection, id: UserId, mode: DeleteMode) -> RepoResu
                 DeleteMode::Cascade => {
                     diesel::delete(collections::table.filter(collections::owner_id.eq(id.0)))
                         .execute(c)
-                        .map_err(map_diesel)?;
+                        .map_err(map_diesel_error)?;
                 }
             }
         }
         // API keys, grants and the user's operations go by ON DELETE CASCADE.
         diesel::delete(users::table.find(id.0))
             .execute(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         Ok(())
     })
 }
@@ -260,7 +260,7 @@ fn count_users(conn: &mut SqliteConnection, filter: UserFilter) -> RepoResult<u6
         .count()
         .get_result::<i64>(conn)
         .map(count)
-        .map_err(map_diesel)
+        .map_err(map_diesel_error)
 }
 
 fn list(
@@ -275,10 +275,10 @@ fn list(
             .limit(page.limit_i64())
             .offset(page.offset_i64())
             .load(c)
-            .map_err(map_diesel)?;
+            .map_err(map_diesel_error)?;
         let items = rows
             .into_iter()
-            .map(UserRow::into_user)
+            .map(UserRow::into_domain)
             .collect::<RepoResult<_>>()?;
         Ok(Page {
             items,
@@ -306,10 +306,10 @@ fn list_by_cursor(
         .order((users::created_at.desc(), users::id.desc()))
         .limit(page.fetch_i64())
         .load(conn)
-        .map_err(map_diesel)?;
+        .map_err(map_diesel_error)?;
     let items = rows
         .into_iter()
-        .map(UserRow::into_user)
+        .map(UserRow::into_domain)
         .collect::<RepoResult<_>>()?;
     Ok(page.page(items, User::cursor))
 }
@@ -320,12 +320,12 @@ fn record_login(conn: &mut SqliteConnection, id: UserId) -> RepoResult<User> {
         .returning(UserRow::as_returning())
         .get_result(conn)
         .optional()
-        .map_err(map_diesel)?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| not_found(id))?
-        .into_user()
+        .into_domain()
 }
 
-impl<S: ConnSource> UserRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> UserRepository for SqliteRepos<S> {
     fn create(&self, new: &NewUser) -> RepoResult<User> {
         self.run(|c| create(c, new))
     }

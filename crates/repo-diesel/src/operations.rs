@@ -1,0 +1,1 @@
+//! What both backends share for the `operations` repository.
