@@ -339,7 +339,7 @@ pub mod config {
 pub mod observe {
     pub use repo_core::instrument::*;
     pub use repo_core::metrics;
-    pub use repo_core::pool_check;
+    pub use repo_diesel::pool_check;
 }
 
 /// Schema snapshots: the tables, columns, indexes and checks of a database as both

@@ -125,7 +125,7 @@ pub struct PoolConfig {
     /// With `pre_ping`, test only connections that sat idle in the pool at least this
     /// long, or whose last call failed; a connection reused sooner is handed out
     /// untested, which saves a round trip per call on a busy pool. Zero tests every
-    /// checkout. See [`crate::pool_check`].
+    /// checkout. See `repo_diesel::pool_check`.
     pub pre_ping_idle: Duration,
 }
 

@@ -40,6 +40,7 @@
 
 pub mod access;
 pub mod api_key;
+pub mod backend;
 pub mod chunk;
 pub mod collection;
 pub mod config;
@@ -53,13 +54,16 @@ pub mod maintenance;
 pub mod metrics;
 pub mod operation;
 pub mod page;
-pub mod pool_check;
+pub mod pool_watch;
 pub mod postgres_url;
 pub mod replica;
 pub mod schema;
 pub mod search;
 mod serde_fields;
+pub mod slow_query;
 pub mod store;
+#[cfg(test)]
+mod test_log;
 pub mod time;
 pub mod user;
 pub mod validate;
@@ -69,6 +73,7 @@ pub use api_key::{
     ApiKey, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, KeyExpiry, NewApiKey,
     PreparedApiKey, VerifiedKey,
 };
+pub use backend::BackendKind;
 pub use chunk::{
     Chunk, ChunkRepository, NewChunk, SearchCursor, SearchHit, SearchPage, MAX_CHUNK_BATCH,
     SEARCH_TOTAL_CAP,
@@ -96,17 +101,17 @@ pub use error::{
     UnavailableReason,
 };
 pub use ids::{ApiKeyId, CollectionId, DocumentId, OperationUuid, UserId};
-pub use instrument::{
-    ConnectionErrors, ConnectionFailure, Instrumented, PoolStatus, PoolWatch, SlowQueryLog,
-};
+pub use instrument::Instrumented;
 pub use operation::{NewOperation, Operation, OperationFilter, OperationRepository};
 pub use page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
+pub use pool_watch::{ConnectionErrors, ConnectionFailure, PoolStatus, PoolWatch};
 pub use postgres_url::{redact_url, PgHost, PostgresUrl};
 pub use replica::{NodeHealth, NodeRole, NodeStatus, WritePosition};
 pub use schema::{
     normalize_sql_expression, normalized_check_terms, IndexSnapshot, SchemaSnapshot, TableSnapshot,
 };
 pub use search::SearchQuery;
-pub use store::{BackendKind, ReadView, Repositories, RetryPolicy, Store, Transaction};
+pub use slow_query::SlowQueryLog;
+pub use store::{ReadView, Repositories, RetryPolicy, Store, Transaction};
 pub use time::{now, Timestamp};
 pub use user::{DeleteMode, NewUser, User, UserFilter, UserPatch, UserRepository};

@@ -30,8 +30,8 @@
 //! increments from the pool's events, so a recorder installed later misses the
 //! connections opened before it.
 
+use crate::backend::BackendKind;
 use crate::error::RepoError;
-use crate::store::BackendKind;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +71,7 @@ pub const ENABLED: bool = cfg!(feature = "metrics");
 pub fn outcome<T>(result: &Result<T, RepoError>) -> &'static str {
     match result {
         Ok(_) => "ok",
-        Err(e) => crate::instrument::error_kind(e),
+        Err(e) => e.code(),
     }
 }
 
@@ -143,10 +143,14 @@ pub fn record_operation(
 /// The connection metrics of one pool: the gauges of open (`idle`/`used`), maximum
 /// and pending connections, the timeout counter, and the wait and use times.
 ///
-/// A backend builds one per r2d2 pool, installs [`event_handler`](Self::event_handler)
-/// on the pool (r2d2 reports acquire, checkout, checkin, release and timeout), and
+/// A backend builds one per pool, reports the pool's events to it
+/// ([`acquired`](Self::acquired), [`checked_out`](Self::checked_out),
+/// [`checked_in`](Self::checked_in), [`released`](Self::released),
+/// [`timed_out`](Self::timed_out); for r2d2, `repo_diesel::pool_events` does), and
 /// wraps each checkout in [`checkout`](Self::checkout) (r2d2 has no event for a caller
-/// starting to wait). When the pool is gone its gauges go back down. Cheap to clone.
+/// starting to wait). A connection is idle from its acquisition until its checkout
+/// and again from its checkin, used in between. When the pool is gone its gauges go
+/// back down. Cheap to clone.
 #[derive(Clone)]
 pub struct PoolMetrics {
     inner: Arc<PoolGauges>,
@@ -216,13 +220,59 @@ impl PoolMetrics {
         get()
     }
 
-    /// The r2d2 event handler that keeps the connection gauges, the timeout counter
-    /// and the wait/use histograms of this pool.
-    pub fn event_handler(&self) -> Box<dyn r2d2::HandleEvent> {
+    /// A connection was opened: one more idle connection.
+    pub fn acquired(&self) {
         #[cfg(feature = "metrics")]
-        return Box::new(PoolEvents(self.clone()));
+        self.inner.shift("idle", 1);
+    }
+
+    /// A connection that was back in the pool was closed (reaped, failed its test,
+    /// or broken): one idle connection less.
+    pub fn released(&self) {
+        #[cfg(feature = "metrics")]
+        self.inner.shift("idle", -1);
+    }
+
+    /// A caller got a connection after waiting `wait`: it moves from idle to used.
+    pub fn checked_out(&self, wait: Duration) {
+        #[cfg(feature = "metrics")]
+        {
+            let gauges = &self.inner;
+            gauges.shift("idle", -1);
+            gauges.shift("used", 1);
+            gauges
+                .histogram(CONNECTION_WAIT_TIME)
+                .record(wait.as_secs_f64());
+        }
         #[cfg(not(feature = "metrics"))]
-        Box::new(r2d2::NopEventHandler)
+        let _ = wait;
+    }
+
+    /// A connection went back to the pool after being used for `used`.
+    pub fn checked_in(&self, used: Duration) {
+        #[cfg(feature = "metrics")]
+        {
+            let gauges = &self.inner;
+            gauges.shift("used", -1);
+            gauges.shift("idle", 1);
+            gauges
+                .histogram(CONNECTION_USE_TIME)
+                .record(used.as_secs_f64());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = used;
+    }
+
+    /// A checkout found no connection within the pool's timeout. Touches nothing but
+    /// the counter (r2d2 reports it with the pool's lock held).
+    pub fn timed_out(&self) {
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!(
+            CONNECTION_TIMEOUTS,
+            SYSTEM_NAME => self.inner.system,
+            POOL_NAME => Arc::clone(&self.inner.pool),
+        )
+        .increment(1);
     }
 }
 
@@ -271,53 +321,6 @@ impl Drop for PoolGauges {
                 }
             }
         }
-    }
-}
-
-/// r2d2's view of the pool, turned into the gauges of [`PoolMetrics`]: a connection
-/// is idle from its acquisition until its checkout and again from its checkin, used
-/// in between, and leaves the idle count when released (r2d2 releases only
-/// connections that are back in the pool: reaped, failed their test, or broken).
-#[cfg(feature = "metrics")]
-#[derive(Debug)]
-struct PoolEvents(PoolMetrics);
-
-#[cfg(feature = "metrics")]
-impl r2d2::HandleEvent for PoolEvents {
-    fn handle_acquire(&self, _: r2d2::event::AcquireEvent) {
-        self.0.inner.shift("idle", 1);
-    }
-
-    fn handle_release(&self, _: r2d2::event::ReleaseEvent) {
-        self.0.inner.shift("idle", -1);
-    }
-
-    fn handle_checkout(&self, event: r2d2::event::CheckoutEvent) {
-        let gauges = &self.0.inner;
-        gauges.shift("idle", -1);
-        gauges.shift("used", 1);
-        gauges
-            .histogram(CONNECTION_WAIT_TIME)
-            .record(event.duration().as_secs_f64());
-    }
-
-    fn handle_checkin(&self, event: r2d2::event::CheckinEvent) {
-        let gauges = &self.0.inner;
-        gauges.shift("used", -1);
-        gauges.shift("idle", 1);
-        gauges
-            .histogram(CONNECTION_USE_TIME)
-            .record(event.duration().as_secs_f64());
-    }
-
-    fn handle_timeout(&self, _: r2d2::event::TimeoutEvent) {
-        // Called with the pool's lock held: touch nothing of the pool here.
-        ::metrics::counter!(
-            CONNECTION_TIMEOUTS,
-            SYSTEM_NAME => self.0.inner.system,
-            POOL_NAME => Arc::clone(&self.0.inner.pool),
-        )
-        .increment(1);
     }
 }
 

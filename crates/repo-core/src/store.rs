@@ -1,50 +1,17 @@
 //! The backend-agnostic handle and the unit of work that spans repositories.
 
 use crate::api_key::ApiKeyRepository;
+pub use crate::backend::BackendKind;
 use crate::chunk::ChunkRepository;
 use crate::collection::{Collection, CollectionRepository};
 use crate::document::DocumentRepository;
 use crate::error::{Attempt, RepoError, RepoResult, State, UnavailableReason};
 use crate::ids::CollectionId;
-use crate::instrument::PoolStatus;
 use crate::operation::OperationRepository;
+use crate::pool_watch::{ConnectionErrors, PoolStatus};
 use crate::replica::{NodeStatus, WritePosition};
 use crate::user::UserRepository;
-use std::fmt;
 use std::time::Duration;
-
-/// Which database a store talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BackendKind {
-    /// Embedded SQLite.
-    Sqlite,
-    /// PostgreSQL server.
-    Postgres,
-}
-
-impl BackendKind {
-    /// `"sqlite"` or `"postgres"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-        }
-    }
-
-    /// OpenTelemetry's `db.system.name`: `"sqlite"` or `"postgresql"`.
-    pub fn db_system_name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgresql",
-        }
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Access to every repository; implemented by the store and by a transaction.
 pub trait Repositories {
@@ -248,7 +215,7 @@ impl Drop for UnitOfWorkOpen {
 pub fn health_check_within(
     backend: BackendKind,
     timeout: Duration,
-    errors: &crate::instrument::ConnectionErrors,
+    errors: &ConnectionErrors,
     check: impl FnOnce() -> RepoResult<()> + Send + 'static,
 ) -> RepoResult<()> {
     /// How often the connection errors are looked at while waiting.
@@ -354,8 +321,8 @@ mod tests {
     use super::*;
     use crate::error::ConflictReason;
 
-    fn no_errors() -> crate::instrument::ConnectionErrors {
-        crate::instrument::ConnectionErrors::new(BackendKind::Postgres, Duration::from_secs(1))
+    fn no_errors() -> ConnectionErrors {
+        ConnectionErrors::new(BackendKind::Postgres, Duration::from_secs(1))
     }
 
     /// A connection error recorded while the check waits is the answer at once.

@@ -5,8 +5,8 @@ use crate::error::map_diesel_error;
 use crate::pool::ConnectionPool;
 use diesel::pg::PgConnection;
 use diesel::Connection;
-use repo_core::pool_check::finish_call;
 use repo_core::{ApiKeyPolicy, RepoError, RepoResult};
+use repo_diesel::pool_check::finish_call;
 use std::sync::{Arc, Mutex};
 
 /// A source of connections for the repository functions.

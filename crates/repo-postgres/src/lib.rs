@@ -47,10 +47,9 @@ mod connection;
 mod documents;
 mod error;
 mod migrations;
-mod observe;
 mod operations;
 mod pool;
-pub mod prepared;
+pub use repo_diesel::prepared;
 mod replica;
 /// Diesel table definitions, public so that tooling (benchmark baselines, data
 /// copies) writes its queries against the very tables the repositories use.

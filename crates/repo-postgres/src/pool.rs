@@ -1,7 +1,6 @@
 //! The r2d2 pool: per-connection session settings, sizing, and checkout errors.
 
 use crate::error::{map_checkout_error, map_connection_error, map_diesel_error, scrub_error};
-use crate::observe::WithSlowQueryLog;
 use diesel::connection::CacheSize;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, PooledConnection};
@@ -9,12 +8,13 @@ use diesel::sql_types::Text;
 use diesel::{Connection, RunQueryDsl};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::metrics::PoolMetrics;
-use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
 use repo_core::store::{UnitOfWorkMarker, UnitOfWorkOpen};
 use repo_core::{
     BackendKind, ConnectionErrors, PoolConfig, PoolStatus, PoolWatch, PostgresConfig, RepoError,
     RepoResult,
 };
+use repo_diesel::observe::WithSlowQueryLog;
+use repo_diesel::pool_check::{finish_call, CustomizeChecked, IdleCheckManager};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -234,15 +234,16 @@ impl ConnectionPool {
             .connection_timeout(pool.connection_timeout)
             .max_lifetime(max_lifetime)
             .test_on_check_out(pool.pre_ping)
-            .connection_customizer(Box::new(CustomizeChecked(WithSlowQueryLog {
-                inner: settings.clone(),
-                threshold: slow_query_threshold,
-            })))
+            .connection_customizer(Box::new(CustomizeChecked(WithSlowQueryLog::new(
+                settings.clone(),
+                BackendKind::Postgres,
+                slow_query_threshold,
+            ))))
             .error_handler(Box::new(RedactingErrorHandler {
                 secrets: secrets.clone(),
                 errors: Arc::clone(&errors),
             }))
-            .event_handler(metrics.event_handler())
+            .event_handler(repo_diesel::pool_events::event_handler(&metrics))
             .build_unchecked(
                 IdleCheckManager::new(ConnectionManager::new(url), pool.pre_ping_idle)
                     .presuming_dead(presumed_dead),
@@ -315,7 +316,7 @@ impl ConnectionPool {
     /// Runs one call `f` on `conn`, checked out of this pool: in pooler mode in a
     /// transaction that carries the settings (see
     /// [`SessionSettings::pooled_transaction`]); marks the connection by the outcome
-    /// ([`finish_call`](repo_core::pool_check::finish_call)) and scrubs the error.
+    /// ([`finish_call`]) and scrubs the error.
     pub(crate) fn call<T>(
         &self,
         conn: &mut PgPooled,
@@ -326,7 +327,7 @@ impl ConnectionPool {
         } else {
             f(conn)
         };
-        repo_core::pool_check::finish_call(conn, result).map_err(|e| self.scrub(e))
+        finish_call(conn, result).map_err(|e| self.scrub(e))
     }
 
     /// Runs `f` in a top-level `READ COMMITTED` transaction of `conn`, which carries

@@ -12,7 +12,6 @@ use crate::pool::{ConnectionPool, SessionSettings};
 use crate::replica::{ReadSource, ReplicaSet};
 use crate::users::PgUsers;
 use diesel::pg::PgConnection;
-use repo_core::pool_check::finish_call;
 use repo_core::store::health_check_within;
 use repo_core::{
     ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection, CollectionId,
@@ -20,6 +19,7 @@ use repo_core::{
     OperationRepository, PoolStatus, PostgresUrl, ReadView, RepoResult, Repositories, RetryPolicy,
     SchemaSnapshot, Store, Transaction, UserRepository, WritePosition,
 };
+use repo_diesel::pool_check::finish_call;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 

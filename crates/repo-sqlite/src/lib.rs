@@ -49,7 +49,7 @@ mod migrations;
 mod observe;
 mod operations;
 mod pool;
-pub mod prepared;
+pub use repo_diesel::prepared;
 /// Diesel table definitions, public so that tooling (benchmark baselines, data
 /// copies) writes its queries against the very tables the repositories use.
 #[allow(missing_docs)]

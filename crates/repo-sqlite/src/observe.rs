@@ -1,94 +1,10 @@
-//! Diesel connection instrumentation: feeds every statement of a pooled connection to
-//! the backend-agnostic [`SlowQueryLog`] of `repo-core`.
+//! The slow-query log of SQLite connections is `repo_diesel::observe`'s, with the
+//! outcome of a statement that returns rows taken from the caller (see
+//! `WithSlowQueryLog::outcome_from_caller`): [`crate::error::map_diesel_error`] calls
+//! [`statement_failed`] on a database error, and every pooled call ends with
+//! [`call_finished`].
 
-use diesel::connection::{get_default_instrumentation, Instrumentation, InstrumentationEvent};
-use diesel::r2d2::CustomizeConnection;
-use diesel::{Connection, SqliteConnection};
-use repo_core::instrument::SlowStatement;
-use repo_core::{BackendKind, SlowQueryLog};
-use std::cell::RefCell;
-use std::time::Duration;
-
-/// Times each statement of one connection (Diesel calls it on the connection's thread),
-/// and passes every event on to the instrumentation the application installed with
-/// `diesel::connection::set_default_instrumentation`, which a connection carries from
-/// birth and which `set_instrumentation` would otherwise replace.
-struct SlowQueries {
-    log: SlowQueryLog,
-    application: Option<Box<dyn Instrumentation>>,
-}
-
-thread_local! {
-    /// The slow statement that last finished on this thread without an error in its
-    /// event. Diesel's SQLite connection reports a statement that returns rows
-    /// (`INSERT … RETURNING`, `SELECT`) as finished without the error that stopped
-    /// it, which only reaches the caller: so the statement is logged once the outcome
-    /// is known, failed when [`crate::error::map_diesel_error`] sees a database error
-    /// ([`statement_failed`]), not failed at the next statement or at the end of the
-    /// repository call ([`call_finished`]).
-    static UNLOGGED: RefCell<Option<SlowStatement>> = const { RefCell::new(None) };
-}
-
-fn log_unlogged(failed: bool) {
-    if let Some(slow) = UNLOGGED.with(RefCell::take) {
-        slow.log(failed);
-    }
-}
-
-/// The last statement on this thread failed with a database error.
-pub(crate) fn statement_failed() {
-    log_unlogged(true);
-}
-
-/// A repository call ends: its last statement, if not logged yet, succeeded.
-pub(crate) fn call_finished() {
-    log_unlogged(false);
-}
-
-impl Instrumentation for SlowQueries {
-    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        match &event {
-            InstrumentationEvent::StartQuery { .. } => {
-                log_unlogged(false);
-                self.log.start();
-            }
-            InstrumentationEvent::FinishQuery { query, error, .. } => {
-                log_unlogged(false);
-                if error.is_some() {
-                    self.log.finish(query, true);
-                } else if let Some(slow) = self.log.finish_unlogged(query) {
-                    UNLOGGED.with(|u| *u.borrow_mut() = Some(slow));
-                }
-            }
-            _ => {}
-        }
-        if let Some(application) = &mut self.application {
-            application.on_connection_event(event);
-        }
-    }
-}
-
-/// Wraps the pool's connection customizer so every connection it opens (pooled calls
-/// and units of work alike) also gets the slow-query log.
-#[derive(Debug)]
-pub(crate) struct WithSlowQueryLog<C> {
-    pub(crate) inner: C,
-    pub(crate) threshold: Duration,
-}
-
-impl<C> CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for WithSlowQueryLog<C>
-where
-    C: CustomizeConnection<SqliteConnection, diesel::r2d2::Error>,
-{
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // Installed first, so the connection's own PRAGMAs are timed too.
-        conn.set_instrumentation(SlowQueries {
-            log: SlowQueryLog::new(BackendKind::Sqlite, self.threshold),
-            application: get_default_instrumentation(),
-        });
-        self.inner.on_acquire(conn)
-    }
-}
+pub(crate) use repo_diesel::observe::{call_finished, statement_failed};
 
 #[cfg(test)]
 mod tests {

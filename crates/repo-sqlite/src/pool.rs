@@ -1,16 +1,16 @@
 //! The r2d2 pool: per-connection PRAGMAs and pool settings from [`PoolConfig`].
 
 use crate::error::{map_connection_error, map_diesel_error};
-use crate::observe::WithSlowQueryLog;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool};
 use diesel::{Connection, SqliteConnection};
 use repo_core::metrics::PoolMetrics;
-use repo_core::pool_check::{CustomizeChecked, IdleCheckManager};
 use repo_core::{
-    redact_url, ConnectionErrors, PoolConfig, RepoError, RepoResult, SqliteConfig,
+    redact_url, BackendKind, ConnectionErrors, PoolConfig, RepoError, RepoResult, SqliteConfig,
     UnavailableReason,
 };
+use repo_diesel::observe::WithSlowQueryLog;
+use repo_diesel::pool_check::{CustomizeChecked, IdleCheckManager};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,12 +155,12 @@ pub(crate) fn build(
         .max_size(max_size)
         .connection_timeout(nonzero(pool.connection_timeout))
         .test_on_check_out(pool.pre_ping)
-        .connection_customizer(Box::new(CustomizeChecked(WithSlowQueryLog {
-            inner: pragmas,
-            threshold: slow_query_threshold,
-        })))
+        .connection_customizer(Box::new(CustomizeChecked(
+            WithSlowQueryLog::new(pragmas, BackendKind::Sqlite, slow_query_threshold)
+                .outcome_from_caller(),
+        )))
         .error_handler(Box::new(RecordingErrorHandler(errors)))
-        .event_handler(metrics.event_handler());
+        .event_handler(repo_diesel::pool_events::event_handler(metrics));
     let builder = match kind {
         // The one connection *is* the database: never recycle or reap it.
         TargetKind::Memory => builder

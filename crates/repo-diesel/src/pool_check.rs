@@ -14,7 +14,7 @@
 //! A failed test also condemns every connection that went back to the pool before
 //! the test started ([`IdleCheckManager::presuming_dead`]): when the network to the
 //! server is cut, each test of a dead connection waits for the TCP deadlines (15 s
-//! with the defaults of [`crate::postgres_url::DEADLINE_DEFAULTS`]), and testing the
+//! with the defaults of [`repo_core::postgres_url::DEADLINE_DEFAULTS`]), and testing the
 //! idle connections one after the other would multiply that wait by their number.
 //!
 //! Both backends wrap Diesel's `ConnectionManager` in [`IdleCheckManager`] and their
@@ -22,8 +22,8 @@
 //! `&mut PgConnection` / `&mut SqliteConnection` through [`CheckedConnection`]'s
 //! `DerefMut`.
 
-use crate::error::RepoError;
 use r2d2::{CustomizeConnection, ManageConnection};
+use repo_core::RepoError;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ pub fn casts_doubt(error: &RepoError) -> bool {
 }
 
 /// Whether `error` shows that the connection it came from is unusable: see
-/// [`UnavailableReason::breaks_connection`](crate::UnavailableReason::breaks_connection).
+/// [`UnavailableReason::breaks_connection`](repo_core::UnavailableReason::breaks_connection).
 pub fn breaks_connection(error: &RepoError) -> bool {
     match error {
         RepoError::Unavailable { reason, .. } => reason.breaks_connection(),
@@ -388,7 +388,7 @@ mod tests {
         let (pool, _probe) = pool(Duration::from_secs(3600));
         let mut conn = pool.get().expect("checkout");
         let read_only = RepoError::Unavailable {
-            reason: crate::UnavailableReason::ReadOnly,
+            reason: repo_core::UnavailableReason::ReadOnly,
             message: "cannot execute INSERT in a read-only transaction".into(),
             source: None,
         };
@@ -402,7 +402,7 @@ mod tests {
         let mut conn = pool.get().expect("a fresh connection");
         let _ = finish_call(
             &mut conn,
-            Err::<(), _>(RepoError::not_found(crate::Entity::User, 1)),
+            Err::<(), _>(RepoError::not_found(repo_core::Entity::User, 1)),
         );
         drop(conn);
         assert_eq!(
