@@ -33,7 +33,7 @@
 //! ```
 
 use crate::error::{Field, RepoError};
-use crate::instrument::PoolStatus;
+use crate::pool_watch::PoolStatus;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;

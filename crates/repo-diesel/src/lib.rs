@@ -11,6 +11,7 @@
 pub mod api_keys;
 pub mod chunks;
 pub mod collections;
+pub mod connection;
 pub mod documents;
 pub mod observe;
 pub mod operations;

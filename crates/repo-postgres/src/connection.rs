@@ -4,62 +4,26 @@
 use crate::error::map_diesel_error;
 use crate::pool::ConnectionPool;
 use diesel::pg::PgConnection;
-use diesel::Connection;
 use repo_core::{ApiKeyPolicy, RepoError, RepoResult};
+use repo_diesel::connection::{ConnectionSource as Source, TxError};
 use repo_diesel::pool_check::finish_call;
 use std::sync::{Arc, Mutex};
 
-/// A source of connections for the repository functions.
-pub(crate) trait ConnectionSource: Send + Sync {
-    /// Runs `f` on a connection. Inside a unit of work `f` runs in a savepoint, so a
-    /// failed statement does not poison the rest of the transaction.
-    fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T>;
+/// The connection source of the repository types: `repo_diesel`'s
+/// [`ConnectionSource`](repo_diesel::connection::ConnectionSource) over
+/// [`PgConnection`], implemented by [`PoolSource`], [`TxSource`] and
+/// `crate::replica::ReadSource`. (Call its methods on a concrete source with
+/// `repo_diesel::connection::ConnectionSource` in scope.)
+pub(crate) trait ConnectionSource: Source<PgConnection> {}
 
-    /// Runs `f` in one write transaction (`READ COMMITTED`), or in a savepoint of the
-    /// unit of work.
-    fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T>;
-
-    /// Runs `f`, which only reads, like [`run`](Self::run). A replica view
-    /// (`crate::replica`) may send it to a replica instead, and re-run it on the
-    /// primary when the replica fails: hence `Fn`.
-    fn read<T>(&self, f: impl Fn(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
-        self.run(f)
-    }
-
-    /// API-key limits of the store.
-    fn api_key_policy(&self) -> &ApiKeyPolicy;
-}
-
-/// Error type for Diesel's transaction closures, which need `From<diesel::Error>`.
-pub(crate) enum TxError {
-    /// Returned by our own code.
-    Repo(RepoError),
-    /// Raised by Diesel (BEGIN, COMMIT, ROLLBACK, SAVEPOINT).
-    Diesel(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for TxError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Diesel(e)
-    }
-}
-
-impl TxError {
-    pub(crate) fn into_repo(self) -> RepoError {
-        match self {
-            Self::Repo(e) => e,
-            Self::Diesel(e) => map_diesel_error(e),
-        }
-    }
-}
+impl<S: Source<PgConnection>> ConnectionSource for S {}
 
 /// Runs `f` in a transaction, or in a savepoint when one is already open.
 pub(crate) fn nested<T>(
     conn: &mut PgConnection,
     f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
 ) -> RepoResult<T> {
-    conn.transaction::<T, TxError, _>(|c| f(c).map_err(TxError::Repo))
-        .map_err(TxError::into_repo)
+    repo_diesel::connection::transaction(conn, map_diesel_error, f)
 }
 
 /// Runs `f` in a top-level `READ COMMITTED` transaction.
@@ -70,7 +34,7 @@ pub(crate) fn read_committed<T>(
     conn.build_transaction()
         .read_committed()
         .run::<T, TxError, _>(|c| f(c).map_err(TxError::Repo))
-        .map_err(TxError::into_repo)
+        .map_err(|e| e.into_repo(map_diesel_error))
 }
 
 /// Outside a unit of work: every call checks a connection out of the pool.
@@ -80,15 +44,15 @@ pub(crate) struct PoolSource {
     pub(crate) policy: ApiKeyPolicy,
 }
 
-impl ConnectionSource for PoolSource {
+impl Source<PgConnection> for PoolSource {
     /// Pooler mode: in a transaction that carries the settings (see
     /// [`SessionSettings::pooled_transaction`](crate::pool::SessionSettings::pooled_transaction)).
-    fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+    fn run<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut conn = self.pool.get()?;
         self.pool.call(&mut conn, f)
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+    fn write<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut conn = self.pool.get()?;
         let result = self.pool.read_committed(&mut conn, f);
         finish_call(&mut conn, result).map_err(|e| self.pool.scrub(e))
@@ -106,12 +70,12 @@ pub(crate) struct TxSource<'a, 'c> {
     pub(crate) policy: ApiKeyPolicy,
 }
 
-impl ConnectionSource for TxSource<'_, '_> {
-    fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+impl Source<PgConnection> for TxSource<'_, '_> {
+    fn run<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         self.write(f)
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+    fn write<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         // A panic in another repository call poisons the mutex; the connection is
         // still consistent (Diesel rolled the savepoint back), so carry on.
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());

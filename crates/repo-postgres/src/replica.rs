@@ -15,7 +15,7 @@
 //! ([`BACKOFF_MIN`] doubling up to [`BACKOFF_MAX`]) ends; the read is re-run on the
 //! primary, so a read never fails because a replica is down while the primary is up.
 
-use crate::connection::{ConnectionSource, PoolSource, QueryResultExt};
+use crate::connection::{PoolSource, QueryResultExt};
 use crate::pool::ConnectionPool;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
@@ -24,6 +24,7 @@ use repo_core::{
     ApiKeyPolicy, ConflictReason, NodeHealth, NodeRole, NodeStatus, RepoError, RepoResult,
     WritePosition,
 };
+use repo_diesel::connection::ConnectionSource;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -340,12 +341,12 @@ pub(crate) struct ReadSource {
     pub(crate) after: Option<WritePosition>,
 }
 
-impl ConnectionSource for ReadSource {
-    fn run<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+impl ConnectionSource<PgConnection> for ReadSource {
+    fn run<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         self.primary.run(f)
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+    fn write<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         self.primary.write(f)
     }
 

@@ -4,12 +4,12 @@
 //! COMMITTED`, where PostgreSQL raises no 40001, so this is where the rule that a
 //! serialization failure is re-run (`ConflictReason::is_transient`) meets the server.
 
-use crate::connection::TxError;
 use crate::testing::TempDatabase;
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use repo_core::{ConflictReason, RepoError, RepoResult, RetryPolicy};
+use repo_diesel::connection::TxError;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -68,7 +68,7 @@ fn write_skew(max_attempts: u32) -> (Vec<(RepoResult<()>, u32)>, i64) {
                             }
                             Ok(())
                         })
-                        .map_err(TxError::into_repo)
+                        .map_err(|e| e.into_repo(crate::error::map_diesel_error))
                 });
                 (result, attempts)
             })

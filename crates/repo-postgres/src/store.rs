@@ -4,7 +4,7 @@
 use crate::api_keys::PgApiKeys;
 use crate::chunks::PgChunks;
 use crate::collections::{self as collection_repo, PgCollections};
-use crate::connection::{ConnectionSource, PoolSource, TxSource};
+use crate::connection::{PoolSource, TxSource};
 use crate::documents::PgDocuments;
 use crate::migrations;
 use crate::operations::PgOperations;
@@ -19,6 +19,7 @@ use repo_core::{
     OperationRepository, PoolStatus, PostgresUrl, ReadView, RepoResult, Repositories, RetryPolicy,
     SchemaSnapshot, Store, Transaction, UserRepository, WritePosition,
 };
+use repo_diesel::connection::ConnectionSource;
 use repo_diesel::pool_check::finish_call;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -170,10 +171,7 @@ impl PostgresStore {
         Ok(store)
     }
 
-    fn on_connection<T>(
-        &self,
-        f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
-    ) -> RepoResult<T> {
+    fn on_connection<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
         self.inner.users.src.run(f)
     }
 

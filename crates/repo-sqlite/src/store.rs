@@ -2,18 +2,19 @@
 
 use crate::error::{map_checkout_error, map_diesel_error};
 use crate::pool::{self, SqlitePool, TargetKind};
-use crate::unit_of_work::{run_unit_of_work, ConnectionSource, SqliteRepos};
+use crate::unit_of_work::{run_unit_of_work, write_tx, ConnectionSource, SqliteRepos};
 use diesel::r2d2::PooledConnection;
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::metrics::PoolMetrics;
 use repo_core::store::{health_check_within, UnitOfWorkMarker};
 use repo_core::{
-    redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
+    redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
     ConnectionErrors, DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus,
     OperationRepository, PoolStatus, PoolWatch, ReadView, RepoResult, Repositories, Store,
     StoreConfig, Transaction, UserRepository, WritePosition,
 };
+use repo_diesel::connection::ConnectionSource as Source;
 use std::fmt;
 use std::sync::Arc;
 
@@ -68,6 +69,16 @@ impl PoolSource {
 impl ConnectionSource for PoolSource {
     fn config(&self) -> &StoreConfig {
         &self.config
+    }
+}
+
+impl Source<SqliteConnection> for PoolSource {
+    fn api_key_policy(&self) -> &ApiKeyPolicy {
+        &self.config.api_keys
+    }
+
+    fn write<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(|c| write_tx(c, &mut f))
     }
 
     fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {

@@ -12,21 +12,21 @@ use crate::error::map_diesel_error;
 use diesel::result::Error as DieselError;
 use diesel::{Connection, SqliteConnection};
 use repo_core::{
-    ApiKeyRepository, BackendKind, ChunkRepository, Collection, CollectionId, CollectionRepository,
-    DocumentRepository, Instrumented, OperationRepository, RepoError, RepoResult, Repositories,
-    StoreConfig, Transaction, UserRepository,
+    ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection, CollectionId,
+    CollectionRepository, DocumentRepository, Instrumented, OperationRepository, RepoError,
+    RepoResult, Repositories, StoreConfig, Transaction, UserRepository,
 };
+use repo_diesel::connection::{ConnectionSource as Source, TxError};
 use std::sync::Mutex;
 
-/// Lends a connection to repository code.
-pub(crate) trait ConnectionSource: Send + Sync {
+/// The connection source of the repository code: `repo_diesel`'s
+/// [`ConnectionSource`](Source) over [`SqliteConnection`] (whose `run` the pool-backed
+/// source may run again after a transient conflict; `f` must therefore leave nothing
+/// behind when it fails, which holds because every multi-statement write is one
+/// transaction), plus the store's settings.
+pub(crate) trait ConnectionSource: Source<SqliteConnection> {
     /// Store settings (API-key policy, retry policy).
     fn config(&self) -> &StoreConfig;
-
-    /// Runs `f` on a connection. The pool-backed source may run it again after a
-    /// transient conflict; `f` must therefore leave nothing behind when it fails,
-    /// which holds because every multi-statement write is one transaction.
-    fn run<T>(&self, f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T>;
 }
 
 /// The repositories over one connection source; implements every repository trait.
@@ -94,6 +94,16 @@ impl ConnectionSource for TxSource<'_> {
     fn config(&self) -> &StoreConfig {
         self.config
     }
+}
+
+impl Source<SqliteConnection> for TxSource<'_> {
+    fn api_key_policy(&self) -> &ApiKeyPolicy {
+        &self.config.api_keys
+    }
+
+    fn write<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(|c| write_tx(c, &mut f))
+    }
 
     fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut guard = self.conn.lock().map_err(|_| RepoError::Backend {
@@ -109,27 +119,6 @@ impl Transaction for SqliteRepos<TxSource<'_>> {
         // BEGIN IMMEDIATE already holds SQLite's database-wide write lock, so loading
         // the row is all that is needed.
         self.run(|c| collections::get(c, id))
-    }
-}
-
-/// A repository error or a Diesel error raised by the transaction itself.
-enum TxError {
-    Repo(RepoError),
-    Db(DieselError),
-}
-
-impl From<DieselError> for TxError {
-    fn from(e: DieselError) -> Self {
-        Self::Db(e)
-    }
-}
-
-impl TxError {
-    fn into_repo(self) -> RepoError {
-        match self {
-            Self::Repo(e) => e,
-            Self::Db(e) => map_diesel_error(e),
-        }
     }
 }
 
@@ -156,10 +145,10 @@ pub(crate) fn write_tx<T>(
         f(c).map_err(TxError::Repo)
     };
     match conn.immediate_transaction(&mut run) {
-        Err(TxError::Db(DieselError::AlreadyInTransaction)) => {
-            conn.transaction(&mut run).map_err(TxError::into_repo)
-        }
-        other => other.map_err(TxError::into_repo),
+        Err(TxError::Diesel(DieselError::AlreadyInTransaction)) => conn
+            .transaction(&mut run)
+            .map_err(|e| e.into_repo(map_diesel_error)),
+        other => other.map_err(|e| e.into_repo(map_diesel_error)),
     }
 }
 
@@ -169,8 +158,7 @@ pub(crate) fn read_tx<T>(
     conn: &mut SqliteConnection,
     f: impl FnOnce(&mut SqliteConnection) -> RepoResult<T>,
 ) -> RepoResult<T> {
-    conn.transaction(|c| f(c).map_err(TxError::Repo))
-        .map_err(TxError::into_repo)
+    repo_diesel::connection::transaction(conn, map_diesel_error, f)
 }
 
 /// Runs a unit of work on `conn` in `BEGIN IMMEDIATE`, committing on `Ok`.
@@ -183,7 +171,7 @@ pub(crate) fn run_unit_of_work(
         let tx = Instrumented::new(BackendKind::Sqlite, SqliteRepos(TxSource::new(c, config)));
         work(&tx).map_err(TxError::Repo)
     })
-    .map_err(TxError::into_repo)
+    .map_err(|e| e.into_repo(map_diesel_error))
 }
 
 #[cfg(test)]
