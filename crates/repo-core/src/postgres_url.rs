@@ -552,41 +552,32 @@ pub fn percent_decode(text: &str) -> Result<String, String> {
     if trimmed.contains(' ') {
         return Err("unexpected space (percent-encode it as %20)".into());
     }
+    // What libpq refuses and `percent_encoding` would let through as it is.
     let bytes = trimmed.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let byte = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("invalid percent-encoded token")?;
-            if byte == 0 {
-                return Err("forbidden %00 in a percent-encoded value".into());
-            }
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+    for (at, _) in trimmed.match_indices('%') {
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .ok_or("invalid percent-encoded token")?;
+        if hex == b"00" {
+            return Err("forbidden %00 in a percent-encoded value".into());
         }
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(percent_encoding::percent_decode_str(trimmed)
+        .decode_utf8_lossy()
+        .into_owned())
 }
+
+/// Everything but RFC 3986's unreserved characters (letters, digits, `-._~`).
+const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
 }
 
 fn is_password_key(key: &str) -> bool {
@@ -878,6 +869,18 @@ mod tests {
         assert_eq!(redact_url("data.db"), "data.db");
         let secrets = url_secrets("postgres://u:p@s?s@h/db");
         assert!(secrets.contains(&"p@s?s".to_owned()), "{secrets:?}");
+    }
+
+    #[test]
+    fn percent_coding_follows_libpq() {
+        assert_eq!(percent_decode(" a%2Fb+c%C3%A9 ").as_deref(), Ok("a/b+cé"));
+        assert_eq!(percent_decode("%ff").as_deref(), Ok("\u{FFFD}"));
+        for bad in ["a b", "%", "%4", "%4g", "%%41", "a%00b"] {
+            assert!(percent_decode(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(percent_encode("a-._~Z9 /@:é"), "a-._~Z9%20%2F%40%3A%C3%A9");
+        let text = "p@ss/wörd?#%";
+        assert_eq!(percent_decode(&percent_encode(text)).as_deref(), Ok(text));
     }
 
     mod properties {
