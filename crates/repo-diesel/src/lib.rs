@@ -13,4 +13,5 @@ pub mod chunks;
 pub mod collections;
 pub mod documents;
 pub mod operations;
+pub mod repositories;
 pub mod users;

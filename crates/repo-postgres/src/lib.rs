@@ -59,6 +59,7 @@ pub mod schema;
 #[cfg(test)]
 mod serialization_retry;
 mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod users;
 

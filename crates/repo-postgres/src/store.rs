@@ -15,10 +15,9 @@ use diesel::pg::PgConnection;
 use repo_core::pool_check::finish_call;
 use repo_core::store::health_check_within;
 use repo_core::{
-    ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection, CollectionId,
-    CollectionRepository, DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus,
-    OperationRepository, PoolStatus, PostgresUrl, ReadView, RepoResult, Repositories, RetryPolicy,
-    SchemaSnapshot, Store, Transaction, UserRepository, WritePosition,
+    ApiKeyPolicy, BackendKind, Collection, CollectionId, Instrumented, NodeHealth, NodeRole,
+    NodeStatus, PoolStatus, PostgresUrl, ReadView, RepoResult, RetryPolicy, SchemaSnapshot, Store,
+    Transaction, WritePosition,
 };
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -250,67 +249,11 @@ impl PostgresStore {
     }
 }
 
-/// Implements [`Repositories`] for a struct whose fields `users`, `api_keys`,
-/// `collections`, `operations`, `documents` and `chunks` are the repositories.
-macro_rules! repositories_of_fields {
-    ($type:ty) => {
-        impl Repositories for $type {
-            fn users(&self) -> &dyn UserRepository {
-                &self.users
-            }
+repo_diesel::repositories_of_fields!(Inner);
 
-            fn api_keys(&self) -> &dyn ApiKeyRepository {
-                &self.api_keys
-            }
-
-            fn collections(&self) -> &dyn CollectionRepository {
-                &self.collections
-            }
-
-            fn operations(&self) -> &dyn OperationRepository {
-                &self.operations
-            }
-
-            fn documents(&self) -> &dyn DocumentRepository {
-                &self.documents
-            }
-
-            fn chunks(&self) -> &dyn ChunkRepository {
-                &self.chunks
-            }
-        }
-    };
-}
-
-repositories_of_fields!(Inner);
-
-/// Every call goes through the [`Instrumented`] wrapper, which opens its span and
-/// forwards to the store's own repositories.
-impl Repositories for PostgresStore {
-    fn users(&self) -> &dyn UserRepository {
-        self.inner.users()
-    }
-
-    fn api_keys(&self) -> &dyn ApiKeyRepository {
-        self.inner.api_keys()
-    }
-
-    fn collections(&self) -> &dyn CollectionRepository {
-        self.inner.collections()
-    }
-
-    fn operations(&self) -> &dyn OperationRepository {
-        self.inner.operations()
-    }
-
-    fn documents(&self) -> &dyn DocumentRepository {
-        self.inner.documents()
-    }
-
-    fn chunks(&self) -> &dyn ChunkRepository {
-        self.inner.chunks()
-    }
-}
+// Every call goes through the `Instrumented` wrapper, which opens its span and
+// forwards to the store's own repositories.
+repo_diesel::repositories_of_fields!(PostgresStore => inner);
 
 impl Store for PostgresStore {
     fn backend(&self) -> BackendKind {
@@ -458,7 +401,7 @@ struct PgView {
     chunks: PgChunks<ReadSource>,
 }
 
-repositories_of_fields!(PgView);
+repo_diesel::repositories_of_fields!(PgView);
 
 /// Every repository bound to the one connection of an open transaction.
 struct PgTransaction<'a, 'c> {
@@ -484,7 +427,7 @@ impl<'a, 'c> PgTransaction<'a, 'c> {
     }
 }
 
-repositories_of_fields!(PgTransaction<'_, '_>);
+repo_diesel::repositories_of_fields!(PgTransaction<'_, '_>);
 
 impl Transaction for PgTransaction<'_, '_> {
     fn lock_collection(&self, id: CollectionId) -> RepoResult<Collection> {
@@ -495,6 +438,7 @@ impl Transaction for PgTransaction<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use repo_core::Repositories;
 
     #[derive(diesel::QueryableByName)]
     struct Setting {

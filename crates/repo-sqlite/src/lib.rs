@@ -43,6 +43,7 @@ mod bulk;
 mod chunks;
 mod codec;
 mod collections;
+mod connection;
 mod documents;
 mod error;
 mod migrations;

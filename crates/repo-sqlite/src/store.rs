@@ -1,18 +1,21 @@
-//! [`SqliteStore`]: the pool-backed handle implementing [`Store`].
+//! [`SqliteStore`]: the pool-backed handle implementing [`Store`], and its
+//! connection source.
 
+use crate::connection::{
+    ConnectionSource, SqliteApiKeys, SqliteChunks, SqliteCollections, SqliteDocuments,
+    SqliteOperations, SqliteUsers,
+};
 use crate::error::{map_checkout_error, map_diesel_error};
 use crate::pool::{self, SqlitePool, TargetKind};
-use crate::unit_of_work::{run_unit_of_work, ConnectionSource, SqliteRepos};
+use crate::unit_of_work::run_unit_of_work;
 use diesel::r2d2::PooledConnection;
 use diesel::{RunQueryDsl, SqliteConnection};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::metrics::PoolMetrics;
 use repo_core::store::{health_check_within, UnitOfWorkMarker};
 use repo_core::{
-    redact_url, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
-    ConnectionErrors, DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus,
-    OperationRepository, PoolStatus, PoolWatch, ReadView, RepoResult, Repositories, Store,
-    StoreConfig, Transaction, UserRepository, WritePosition,
+    redact_url, BackendKind, ConnectionErrors, Instrumented, NodeHealth, NodeRole, NodeStatus,
+    PoolStatus, PoolWatch, ReadView, RepoResult, Store, StoreConfig, Transaction, WritePosition,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -29,8 +32,21 @@ pub(crate) type PooledConn = PooledConnection<pool::SqliteManager>;
 /// then wait for that connection (up to `config.pool.connection_timeout`).
 #[derive(Clone)]
 pub struct SqliteStore {
-    inner: Arc<Instrumented<SqliteRepos<PoolSource>>>,
+    inner: Arc<Instrumented<Inner>>,
 }
+
+/// The pool and every repository over it.
+struct Inner {
+    source: Arc<PoolSource>,
+    users: SqliteUsers<Arc<PoolSource>>,
+    api_keys: SqliteApiKeys<Arc<PoolSource>>,
+    collections: SqliteCollections<Arc<PoolSource>>,
+    operations: SqliteOperations<Arc<PoolSource>>,
+    documents: SqliteDocuments<Arc<PoolSource>>,
+    chunks: SqliteChunks<Arc<PoolSource>>,
+}
+
+repo_diesel::repositories_of_fields!(Inner);
 
 /// The pool-backed connection source: each call checks a connection out.
 pub(crate) struct PoolSource {
@@ -135,7 +151,7 @@ impl SqliteStore {
             Arc::clone(&errors),
             &metrics,
         )?;
-        let repos = SqliteRepos(PoolSource {
+        let source = Arc::new(PoolSource {
             pool,
             max_size,
             kind,
@@ -146,8 +162,29 @@ impl SqliteStore {
             unit_of_work: UnitOfWorkMarker::new(),
             errors,
         });
+        let inner = Inner {
+            users: SqliteUsers {
+                src: Arc::clone(&source),
+            },
+            api_keys: SqliteApiKeys {
+                src: Arc::clone(&source),
+            },
+            collections: SqliteCollections {
+                src: Arc::clone(&source),
+            },
+            operations: SqliteOperations {
+                src: Arc::clone(&source),
+            },
+            documents: SqliteDocuments {
+                src: Arc::clone(&source),
+            },
+            chunks: SqliteChunks {
+                src: Arc::clone(&source),
+            },
+            source,
+        };
         let store = Self {
-            inner: Arc::new(Instrumented::new(BackendKind::Sqlite, repos)),
+            inner: Arc::new(Instrumented::new(BackendKind::Sqlite, inner)),
         };
         if config.run_migrations {
             store.run_pending_migrations()?;
@@ -168,7 +205,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn source(&self) -> &PoolSource {
-        &self.inner.0
+        &self.inner.source
     }
 }
 
@@ -186,31 +223,9 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-impl Repositories for SqliteStore {
-    fn users(&self) -> &dyn UserRepository {
-        self.inner.users()
-    }
-
-    fn api_keys(&self) -> &dyn ApiKeyRepository {
-        self.inner.api_keys()
-    }
-
-    fn collections(&self) -> &dyn CollectionRepository {
-        self.inner.collections()
-    }
-
-    fn operations(&self) -> &dyn OperationRepository {
-        self.inner.operations()
-    }
-
-    fn documents(&self) -> &dyn DocumentRepository {
-        self.inner.documents()
-    }
-
-    fn chunks(&self) -> &dyn ChunkRepository {
-        self.inner.chunks()
-    }
-}
+// Every call goes through the `Instrumented` wrapper, which opens its span and
+// forwards to the store's own repositories.
+repo_diesel::repositories_of_fields!(SqliteStore => inner);
 
 impl Store for SqliteStore {
     fn backend(&self) -> BackendKind {

@@ -1,0 +1,237 @@
+//! How a repository reaches a connection: a checkout from the pool for each call
+//! ([`crate::store::PoolSource`]), or the one connection of an open unit of work
+//! ([`TxSource`], which never touches the pool: a pool of one, for an in-memory
+//! database, would otherwise deadlock). Also the repository types, one per
+//! repository, and the write transactions that nest as savepoints.
+//!
+//! Every repository method is written once, as a function over `&mut
+//! SqliteConnection`; the repository types run those functions on their source.
+
+use crate::error::map_diesel_error;
+use diesel::result::Error as DieselError;
+use diesel::{Connection, SqliteConnection};
+use repo_core::{RepoError, RepoResult, StoreConfig};
+use std::sync::{Arc, Mutex};
+
+/// Lends a connection to repository code.
+pub(crate) trait ConnectionSource: Send + Sync {
+    /// Store settings (API-key policy, retry policy).
+    fn config(&self) -> &StoreConfig;
+
+    /// Runs `f` on a connection. The pool-backed source may run it again after a
+    /// transient conflict; `f` must therefore leave nothing behind when it fails,
+    /// which holds because every multi-statement write is one transaction.
+    fn run<T>(&self, f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T>;
+}
+
+/// A shared source is a source: the store's repositories share one pool.
+impl<S: ConnectionSource> ConnectionSource for Arc<S> {
+    fn config(&self) -> &StoreConfig {
+        S::config(self)
+    }
+
+    fn run<T>(&self, f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        S::run(self, f)
+    }
+}
+
+/// Declares one repository type per name, holding its connection source in `src`,
+/// with `run` and `config` forwarded to the source (the repository impls call
+/// `self.run(..)` and `self.config()`).
+macro_rules! repository_types {
+    ($($(#[$doc:meta])* $name:ident,)+) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name<S> {
+            /// Where the repository gets its connection.
+            pub(crate) src: S,
+        }
+
+        impl<S: ConnectionSource> $name<S> {
+            /// See [`ConnectionSource::run`].
+            pub(crate) fn run<T>(
+                &self,
+                f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
+            ) -> RepoResult<T> {
+                self.src.run(f)
+            }
+
+            /// See [`ConnectionSource::config`].
+            #[allow(dead_code, reason = "not every repository reads the settings")]
+            pub(crate) fn config(&self) -> &StoreConfig {
+                self.src.config()
+            }
+        }
+    )+};
+}
+
+repository_types! {
+    /// The [`UserRepository`](repo_core::UserRepository) (`crate::users`).
+    SqliteUsers,
+    /// The [`ApiKeyRepository`](repo_core::ApiKeyRepository) (`crate::api_keys`).
+    SqliteApiKeys,
+    /// The [`CollectionRepository`](repo_core::CollectionRepository) (`crate::collections`).
+    SqliteCollections,
+    /// The [`OperationRepository`](repo_core::OperationRepository) (`crate::operations`).
+    SqliteOperations,
+    /// The [`DocumentRepository`](repo_core::DocumentRepository) (`crate::documents`).
+    SqliteDocuments,
+    /// The [`ChunkRepository`](repo_core::ChunkRepository) (`crate::chunks`).
+    SqliteChunks,
+}
+
+/// Inside a unit of work: the transaction's own connection, shared by every
+/// repository of the [`Transaction`](repo_core::Transaction) handle. The traits are
+/// `Send + Sync`, hence the mutex; calls inside one unit of work are sequential, so
+/// it is never contended.
+pub(crate) struct TxSource<'a, 'c> {
+    pub(crate) conn: &'a Mutex<&'c mut SqliteConnection>,
+    pub(crate) config: &'a StoreConfig,
+}
+
+impl ConnectionSource for TxSource<'_, '_> {
+    fn config(&self) -> &StoreConfig {
+        self.config
+    }
+
+    fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        let mut guard = self.conn.lock().map_err(|_| RepoError::Backend {
+            message: "a previous call in this unit of work panicked".into(),
+            source: None,
+        })?;
+        f(&mut guard)
+    }
+}
+
+/// A repository error or a Diesel error raised by the transaction itself.
+pub(crate) enum TxError {
+    Repo(RepoError),
+    Db(DieselError),
+}
+
+impl From<DieselError> for TxError {
+    fn from(e: DieselError) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl TxError {
+    pub(crate) fn into_repo(self) -> RepoError {
+        match self {
+            Self::Repo(e) => e,
+            Self::Db(e) => map_diesel_error(e),
+        }
+    }
+}
+
+/// Runs `f` in a write transaction: `BEGIN IMMEDIATE` at top level (a deferred
+/// transaction that later writes gets `SQLITE_BUSY` without waiting), a savepoint when
+/// the connection is already inside a transaction (a unit of work).
+///
+/// Diesel's `immediate_transaction` refuses to nest (`AlreadyInTransaction`, raised
+/// before any SQL runs and before `f` is called); `transaction` nests as
+/// `SAVEPOINT diesel_savepoint_N`. Diesel does not expose the transaction depth, so
+/// the first is tried and the second used when it refuses.
+pub(crate) fn write_tx<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    let mut body = Some(f);
+    let mut run = |c: &mut SqliteConnection| -> Result<T, TxError> {
+        let f = body.take().ok_or_else(|| {
+            TxError::Repo(RepoError::Backend {
+                message: "transaction body ran twice".into(),
+                source: None,
+            })
+        })?;
+        f(c).map_err(TxError::Repo)
+    };
+    match conn.immediate_transaction(&mut run) {
+        Err(TxError::Db(DieselError::AlreadyInTransaction)) => {
+            conn.transaction(&mut run).map_err(TxError::into_repo)
+        }
+        other => other.map_err(TxError::into_repo),
+    }
+}
+
+/// Runs `f` in a read transaction (one consistent snapshot, e.g. a page and its
+/// total), or as part of the enclosing transaction.
+pub(crate) fn read_tx<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    conn.transaction(|c| f(c).map_err(TxError::Repo))
+        .map_err(TxError::into_repo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::connection::SimpleConnection;
+    use diesel::sql_types::BigInt;
+    use diesel::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    fn rows(conn: &mut SqliteConnection) -> i64 {
+        diesel::sql_query("SELECT count(*) AS n FROM t")
+            .get_result::<N>(conn)
+            .map(|r| r.n)
+            .unwrap_or(-1)
+    }
+
+    fn insert(conn: &mut SqliteConnection, v: i64) -> RepoResult<()> {
+        diesel::sql_query("INSERT INTO t (v) VALUES (?)")
+            .bind::<BigInt, _>(v)
+            .execute(conn)
+            .map(|_| ())
+            .map_err(map_diesel_error)
+    }
+
+    #[test]
+    fn diesel_refuses_nested_immediate_transactions() {
+        let mut conn = SqliteConnection::establish(":memory:").expect("open");
+        let nested =
+            conn.immediate_transaction(|c| c.immediate_transaction(|_| Ok::<(), DieselError>(())));
+        assert!(matches!(nested, Err(DieselError::AlreadyInTransaction)));
+    }
+
+    #[test]
+    fn write_tx_nests_as_a_savepoint() {
+        let mut conn = SqliteConnection::establish(":memory:").expect("open");
+        conn.batch_execute("CREATE TABLE t (v INTEGER)")
+            .expect("table");
+        let outer = write_tx(&mut conn, |c| {
+            insert(c, 1)?;
+            let inner = write_tx(c, |c| {
+                insert(c, 2)?;
+                Err::<(), _>(RepoError::validation(
+                    repo_core::Field::Value,
+                    "undo the savepoint",
+                ))
+            });
+            assert!(inner.is_err());
+            assert_eq!(rows(c), 1, "only the savepoint was rolled back");
+            write_tx(c, |c| insert(c, 3))
+        });
+        assert!(outer.is_ok());
+        assert_eq!(rows(&mut conn), 2);
+
+        let failed = write_tx(&mut conn, |c| {
+            write_tx(c, |c| insert(c, 4))?;
+            Err::<(), _>(RepoError::validation(
+                repo_core::Field::Value,
+                "undo everything",
+            ))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            rows(&mut conn),
+            2,
+            "the released savepoint went with the outer rollback"
+        );
+    }
+}
