@@ -68,7 +68,7 @@ impl PoolSource {
         self.unit_of_work.check()?;
         let conn = self.metrics.checkout(|| self.pool.get()).map_err(|e| {
             self.errors
-                .explain(map_checkout_error(e, &self.pool, self.max_size))
+                .explain(map_checkout_error(e, self.pool.state(), self.max_size))
         })?;
         self.watch.observe(|| self.status());
         Ok(conn)
