@@ -1,5 +1,6 @@
-//! [`repositories_of_fields!`]: the [`Repositories`](repo_core::Repositories) impl of
-//! a backend's bundle of repositories, written once for both backends.
+//! [`repositories_of_fields!`](crate::repositories_of_fields): the
+//! [`Repositories`](repo_core::Repositories) impl of a backend's bundle of
+//! repositories, written once for both backends.
 
 /// Implements [`Repositories`](repo_core::Repositories) for a type whose fields
 /// `users`, `api_keys`, `collections`, `operations`, `documents` and `chunks` are

@@ -1,5 +1,5 @@
 //! How a repository reaches a connection: a checkout from the pool for each call
-//! ([`crate::store::PoolSource`]), or the one connection of an open unit of work
+//! ([`PoolSource`]), or the one connection of an open unit of work
 //! ([`TxSource`], which never touches the pool: a pool of one, for an in-memory
 //! database, would otherwise deadlock). Also the repository types, one per
 //! repository, and the write transactions that nest as savepoints.
@@ -7,10 +7,14 @@
 //! Every repository method is written once, as a function over `&mut
 //! SqliteConnection`; the repository types run those functions on their source.
 
-use crate::error::map_diesel_error;
+use crate::error::{map_checkout_error, map_diesel_error};
+use crate::pool::{self, SqlitePool, TargetKind};
+use diesel::r2d2::PooledConnection;
 use diesel::result::Error as DieselError;
 use diesel::{Connection, SqliteConnection};
-use repo_core::{RepoError, RepoResult, StoreConfig};
+use repo_core::metrics::PoolMetrics;
+use repo_core::store::UnitOfWorkMarker;
+use repo_core::{ConnectionErrors, PoolStatus, PoolWatch, RepoError, RepoResult, StoreConfig};
 use std::sync::{Arc, Mutex};
 
 /// Lends a connection to repository code.
@@ -77,6 +81,59 @@ repository_types! {
     SqliteDocuments,
     /// The [`ChunkRepository`](repo_core::ChunkRepository) (`crate::chunks`).
     SqliteChunks,
+}
+
+/// A pooled connection.
+pub(crate) type PooledConn = PooledConnection<pool::SqliteManager>;
+
+/// The pool-backed connection source: each call checks a connection out.
+pub(crate) struct PoolSource {
+    pub(crate) pool: SqlitePool,
+    pub(crate) max_size: u32,
+    pub(crate) kind: TargetKind,
+    pub(crate) target: String,
+    pub(crate) config: StoreConfig,
+    pub(crate) watch: PoolWatch,
+    pub(crate) metrics: PoolMetrics,
+    pub(crate) unit_of_work: UnitOfWorkMarker,
+    pub(crate) errors: Arc<ConnectionErrors>,
+}
+
+impl PoolSource {
+    /// Checks a connection out, telling an exhausted pool from a failing database.
+    /// Refused inside a unit of work of this store on the calling thread.
+    pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
+        self.unit_of_work.check()?;
+        let conn = self.metrics.checkout(|| self.pool.get()).map_err(|e| {
+            self.errors
+                .explain(map_checkout_error(e, self.pool.state(), self.max_size))
+        })?;
+        self.watch.observe(|| self.status());
+        Ok(conn)
+    }
+
+    /// The pool's connection counts now.
+    pub(crate) fn status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus::from_counts(self.max_size, state.connections, state.idle_connections)
+    }
+}
+
+impl ConnectionSource for PoolSource {
+    fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        // Each call is its own transaction, so a busy database is retried like a
+        // unit of work.
+        let result = self.config.retry.run(|| {
+            let mut conn = self.checkout()?;
+            f(&mut conn)
+        });
+        crate::observe::call_finished();
+        result
+    }
 }
 
 /// Inside a unit of work: the transaction's own connection, shared by every

@@ -1,15 +1,13 @@
-//! [`SqliteStore`]: the pool-backed handle implementing [`Store`], and its
-//! connection source.
+//! [`SqliteStore`]: the pool-backed handle implementing [`Store`].
 
 use crate::connection::{
-    ConnectionSource, SqliteApiKeys, SqliteChunks, SqliteCollections, SqliteDocuments,
-    SqliteOperations, SqliteUsers,
+    PoolSource, SqliteApiKeys, SqliteChunks, SqliteCollections, SqliteDocuments, SqliteOperations,
+    SqliteUsers,
 };
-use crate::error::{map_checkout_error, map_diesel_error};
-use crate::pool::{self, SqlitePool, TargetKind};
+use crate::error::map_diesel_error;
+use crate::pool::{self, TargetKind};
 use crate::unit_of_work::run_unit_of_work;
-use diesel::r2d2::PooledConnection;
-use diesel::{RunQueryDsl, SqliteConnection};
+use diesel::RunQueryDsl;
 use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::metrics::PoolMetrics;
 use repo_core::store::{health_check_within, UnitOfWorkMarker};
@@ -19,9 +17,6 @@ use repo_core::{
 };
 use std::fmt;
 use std::sync::Arc;
-
-/// A pooled connection.
-pub(crate) type PooledConn = PooledConnection<pool::SqliteManager>;
 
 /// A SQLite database behind an r2d2 pool; cheap to clone (an `Arc` inside).
 ///
@@ -47,56 +42,6 @@ struct Inner {
 }
 
 repo_diesel::repositories_of_fields!(Inner);
-
-/// The pool-backed connection source: each call checks a connection out.
-pub(crate) struct PoolSource {
-    pool: SqlitePool,
-    max_size: u32,
-    kind: TargetKind,
-    target: String,
-    config: StoreConfig,
-    watch: PoolWatch,
-    metrics: PoolMetrics,
-    unit_of_work: UnitOfWorkMarker,
-    errors: Arc<ConnectionErrors>,
-}
-
-impl PoolSource {
-    /// Checks a connection out, telling an exhausted pool from a failing database.
-    /// Refused inside a unit of work of this store on the calling thread.
-    pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
-        self.unit_of_work.check()?;
-        let conn = self.metrics.checkout(|| self.pool.get()).map_err(|e| {
-            self.errors
-                .explain(map_checkout_error(e, self.pool.state(), self.max_size))
-        })?;
-        self.watch.observe(|| self.status());
-        Ok(conn)
-    }
-
-    /// The pool's connection counts now.
-    fn status(&self) -> PoolStatus {
-        let state = self.pool.state();
-        PoolStatus::from_counts(self.max_size, state.connections, state.idle_connections)
-    }
-}
-
-impl ConnectionSource for PoolSource {
-    fn config(&self) -> &StoreConfig {
-        &self.config
-    }
-
-    fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
-        // Each call is its own transaction, so a busy database is retried like a
-        // unit of work.
-        let result = self.config.retry.run(|| {
-            let mut conn = self.checkout()?;
-            f(&mut conn)
-        });
-        crate::observe::call_finished();
-        result
-    }
-}
 
 impl SqliteStore {
     /// Opens `target` (a filesystem path, `:memory:`, or a `file:` URI: what SQLite's
