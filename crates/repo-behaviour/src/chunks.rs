@@ -10,6 +10,26 @@ use repo_core::{
 };
 use serde_json::json;
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __chunks_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            chunks::chunk_insert_many_ten_thousand,
+            chunks::chunk_list_by_document_orders_by_index,
+            chunks::chunk_index_is_unique_per_document,
+            chunks::chunk_document_must_belong_to_the_collection,
+            chunks::chunk_content_rules,
+            chunks::chunk_without_embedding_and_set_embedding_ids,
+            chunks::chunk_delete_by_document_and_collection_counts,
+            chunks::chunk_collection_delete_removes_documents_and_chunks,
+        }
+    };
+}
+
 /// Every chunk of a document (at most 1,000), by `chunk_index`.
 #[track_caller]
 fn all_chunks(store: &dyn repo_core::Store, doc: DocumentId) -> Vec<Chunk> {

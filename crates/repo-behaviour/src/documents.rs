@@ -14,6 +14,39 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __documents_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            documents::document_register_applies_defaults,
+            documents::document_register_is_idempotent_on_hash,
+            documents::document_same_hash_in_another_collection_is_new,
+            documents::document_uri_is_unique_per_collection,
+            documents::document_register_is_validated,
+            documents::document_register_in_unknown_collection_is_not_found,
+            documents::document_racing_registrations_create_each_hash_once,
+            documents::document_racing_registrations_with_a_uri_are_idempotent,
+            documents::document_register_many_dedupes_in_input_order,
+            documents::document_register_many_bad_item_writes_nothing,
+            documents::document_repeated_hash_ignores_its_new_uri,
+            documents::document_lookups,
+            documents::document_list_is_failed_first_then_newest,
+            documents::document_find_by_meta_matches_containment,
+            documents::document_find_by_meta_stays_in_its_collection,
+            documents::document_find_by_meta_hostile_keys_and_values,
+            documents::document_update_status_single_and_many,
+            documents::document_reset_failed_for_retry,
+            documents::document_mark_seen_and_unseen_stale,
+            documents::document_stats_by_status_bytes_and_chunks,
+            documents::document_delete_removes_its_chunks,
+        }
+    };
+}
+
 /// Makes one field of a valid document invalid.
 type Spoil = fn(&mut NewDocument);
 
