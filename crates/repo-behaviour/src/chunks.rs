@@ -26,6 +26,7 @@ macro_rules! __chunks_behaviours {
             chunks::chunk_without_embedding_and_set_embedding_ids,
             chunks::chunk_delete_by_document_and_collection_counts,
             chunks::chunk_collection_delete_removes_documents_and_chunks,
+            chunks::chunk_bad_item_deep_in_a_large_batch_writes_nothing,
         }
     };
 }
@@ -528,4 +529,43 @@ pub fn chunk_collection_delete_removes_documents_and_chunks(h: &dyn Harness) {
         "search",
     );
     assert_eq!(hits.total, 2);
+}
+
+/// A bad chunk deep in a large batch (an unknown document, another collection's document, a stored index) fails the batch naming it, and nothing of the batch is written.
+pub fn chunk_bad_item_deep_in_a_large_batch_writes_nothing(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "deep");
+    let c = seed::collection(&*s, &u, "deep");
+    let other = seed::collection(&*s, &u, "other");
+    let mine = seed::document(&*s, c.id, 1);
+    let theirs = seed::document(&*s, other.id, 1);
+    seed::chunks(&*s, c.id, mine.id, &[0]);
+    let batch = || -> Vec<NewChunk> {
+        (1..3_000)
+            .map(|i| NewChunk::new(mine.id, i, "text"))
+            .collect()
+    };
+    let check = |b: Vec<NewChunk>, field: Field, k: usize, what: &str| {
+        expect::item_validation(s.chunks().insert_many(c.id, &b), field, k, what);
+        assert_eq!(
+            expect::ok(s.chunks().count(c.id), "chunk count"),
+            1,
+            "{what}: nothing was written"
+        );
+    };
+
+    let mut b = batch();
+    b[2_500] = NewChunk::new(DocumentId::new(), 0, "orphan");
+    check(b, Field::DocumentId, 2_500, "unknown document at 2500");
+    let mut b = batch();
+    b[40] = NewChunk::new(theirs.id, 0, "foreign");
+    check(
+        b,
+        Field::DocumentId,
+        40,
+        "another collection's document at 40",
+    );
+    let mut b = batch();
+    b[2_600] = NewChunk::new(mine.id, 0, "again");
+    check(b, Field::ChunkIndex, 2_600, "stored chunk index at 2600");
 }
