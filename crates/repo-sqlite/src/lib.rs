@@ -80,6 +80,8 @@ pub mod prepared;
 #[allow(missing_docs)]
 pub mod schema;
 mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod unit_of_work;
 mod users;
 

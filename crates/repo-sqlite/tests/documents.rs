@@ -9,20 +9,16 @@ use repo_core::{
     CollectionId, NewChunk, NewCollection, NewDocument, NewUser, PageRequest, Repositories,
     SearchQuery, Store, StoreConfig, UserId,
 };
+use repo_sqlite::testing::TempDatabase;
 use repo_sqlite::SqliteStore;
 
 const HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA";
 
-fn file_store() -> (tempfile::TempDir, String, SqliteStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir
-        .path()
-        .join("documents.db")
-        .to_str()
-        .expect("utf-8 path")
-        .to_owned();
+fn file_store() -> (TempDatabase, String, SqliteStore) {
+    let db = TempDatabase::create("documents.db").expect("temporary database");
+    let path = db.url().to_owned();
     let store = SqliteStore::connect(&path, &StoreConfig::default()).expect("connect");
-    (dir, path, store)
+    (db, path, store)
 }
 
 fn owner(store: &dyn Store) -> UserId {
@@ -75,7 +71,7 @@ fn scalar(path: &str, sql: &str) -> i64 {
 /// the schema snapshot. What search finds is the behaviour suite's.
 #[test]
 fn fts_index_follows_bulk_inserts_and_cascading_deletes() {
-    let (_dir, path, store) = file_store();
+    let (_db, path, store) = file_store();
     let owner = owner(&store);
     let c = collection(&store, owner, "fts");
     let other = collection(&store, owner, "other");
@@ -143,7 +139,7 @@ fn fts_index_follows_bulk_inserts_and_cascading_deletes() {
 /// reopening the store runs; the backfill is idempotent and keeps FTS5 consistent.
 #[test]
 fn reopening_backfills_missing_search_tokens() {
-    let (_dir, path, store) = file_store();
+    let (_db, path, store) = file_store();
     let c = collection(&store, owner(&store), "backfill");
     let d = store
         .documents()

@@ -3,18 +3,17 @@
 //! alike is in the behaviour suite (`repo-behaviour`).
 
 use repo_core::{ConflictReason, NewUser, RepoError, Repositories, Store, StoreConfig, UserId};
+use repo_sqlite::testing::TempDatabase;
 use repo_sqlite::SqliteStore;
 use std::sync::Arc;
 use std::thread;
 
 const HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA";
 
-fn file_store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("smoke.db");
-    let store = SqliteStore::connect(path.to_str().expect("utf-8 path"), &StoreConfig::default())
-        .expect("connect");
-    (dir, store)
+fn file_store() -> (TempDatabase, SqliteStore) {
+    let db = TempDatabase::create("smoke.db").expect("temporary database");
+    let store = SqliteStore::connect(db.url(), &StoreConfig::default()).expect("connect");
+    (db, store)
 }
 
 fn user(store: &dyn Store, name: &str) -> UserId {
@@ -27,7 +26,7 @@ fn user(store: &dyn Store, name: &str) -> UserId {
 
 #[test]
 fn connects_to_a_file_and_to_memory() {
-    let (_dir, store) = file_store();
+    let (_db, store) = file_store();
     assert_eq!(store.backend(), repo_core::BackendKind::Sqlite);
     store.health().expect("health");
     assert!(!store.is_in_memory());
@@ -79,10 +78,8 @@ fn migrations_round_trip() {
         run_migrations: false,
         ..StoreConfig::default()
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("migrations.db");
-    let store = SqliteStore::connect_for_migrations(path.to_str().expect("utf-8"), &config)
-        .expect("connect");
+    let db = TempDatabase::create("migrations.db").expect("temporary database");
+    let store = SqliteStore::connect_for_migrations(db.url(), &config).expect("connect");
     let all = store.pending_migrations().expect("pending");
     assert!(!all.is_empty());
     assert_eq!(store.run_pending_migrations().expect("up"), all);
