@@ -1,58 +1,128 @@
-//! [`repositories_of_fields!`](crate::repositories_of_fields): the
-//! [`Repositories`](repo_core::Repositories) impl of a backend's bundle of
-//! repositories, written once for both backends.
+//! The bundle of a backend's six repositories and its
+//! [`Repositories`](repo_core::Repositories) impls, written once for both backends:
+//! [`repository_set!`](crate::repository_set) declares the bundle,
+//! [`forward_repositories!`](crate::forward_repositories) lets a handle forward to
+//! one.
 
-/// Implements [`Repositories`](repo_core::Repositories) for a type whose fields
-/// `users`, `api_keys`, `collections`, `operations`, `documents` and `chunks` are
-/// the repositories (`repositories_of_fields!(Inner)`), or for a type that forwards
-/// every call to its field `$via`, itself a `Repositories`
-/// (`repositories_of_fields!(SqliteStore => inner)`; `&*` derefs the field).
+/// Declares `$name<S>`: one repository of each kind over the connection source `S`,
+/// in the fields `users`, `api_keys`, `collections`, `operations`, `documents` and
+/// `chunks`, with `new` (every repository over a source made by `src()`) and the
+/// [`Repositories`](repo_core::Repositories) impl. The six names are the backend's
+/// repository types, each a struct with its source in the field `src`.
+///
+/// ```ignore
+/// repo_diesel::repository_set! {
+///     /// Every repository over one connection source.
+///     pub(crate) struct PgRepositories {
+///         PgUsers, PgApiKeys, PgCollections, PgOperations, PgDocuments, PgChunks
+///     }
+/// }
+/// let tx = PgRepositories::new(|| TxSource { conn, policy });
+/// ```
 #[macro_export]
-macro_rules! repositories_of_fields {
-    ($type:ty) => {
-        $crate::repositories_of_fields!(@impl $type, |s| &s.users, &s.api_keys,
-            &s.collections, &s.operations, &s.documents, &s.chunks);
-    };
-    ($type:ty => $via:ident) => {
-        $crate::repositories_of_fields!(@impl $type, |s|
-            ::repo_core::Repositories::users(&*s.$via),
-            ::repo_core::Repositories::api_keys(&*s.$via),
-            ::repo_core::Repositories::collections(&*s.$via),
-            ::repo_core::Repositories::operations(&*s.$via),
-            ::repo_core::Repositories::documents(&*s.$via),
-            ::repo_core::Repositories::chunks(&*s.$via));
-    };
-    (@impl $type:ty, |$s:ident| $users:expr, $api_keys:expr, $collections:expr,
-        $operations:expr, $documents:expr, $chunks:expr) => {
-        impl ::repo_core::Repositories for $type {
+macro_rules! repository_set {
+    (
+        $(#[$doc:meta])*
+        $vis:vis struct $name:ident {
+            $users:ident, $api_keys:ident, $collections:ident,
+            $operations:ident, $documents:ident, $chunks:ident $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        $vis struct $name<S> {
+            pub(crate) users: $users<S>,
+            pub(crate) api_keys: $api_keys<S>,
+            pub(crate) collections: $collections<S>,
+            pub(crate) operations: $operations<S>,
+            pub(crate) documents: $documents<S>,
+            pub(crate) chunks: $chunks<S>,
+        }
+
+        impl<S> $name<S> {
+            /// Every repository, each over its own source made by `src`.
+            pub(crate) fn new(src: impl Fn() -> S) -> Self {
+                Self {
+                    users: $users { src: src() },
+                    api_keys: $api_keys { src: src() },
+                    collections: $collections { src: src() },
+                    operations: $operations { src: src() },
+                    documents: $documents { src: src() },
+                    chunks: $chunks { src: src() },
+                }
+            }
+        }
+
+        impl<S> ::repo_core::Repositories for $name<S>
+        where
+            $users<S>: ::repo_core::UserRepository,
+            $api_keys<S>: ::repo_core::ApiKeyRepository,
+            $collections<S>: ::repo_core::CollectionRepository,
+            $operations<S>: ::repo_core::OperationRepository,
+            $documents<S>: ::repo_core::DocumentRepository,
+            $chunks<S>: ::repo_core::ChunkRepository,
+        {
             fn users(&self) -> &dyn ::repo_core::UserRepository {
-                let $s = self;
-                $users
+                &self.users
             }
 
             fn api_keys(&self) -> &dyn ::repo_core::ApiKeyRepository {
-                let $s = self;
-                $api_keys
+                &self.api_keys
             }
 
             fn collections(&self) -> &dyn ::repo_core::CollectionRepository {
-                let $s = self;
-                $collections
+                &self.collections
             }
 
             fn operations(&self) -> &dyn ::repo_core::OperationRepository {
-                let $s = self;
-                $operations
+                &self.operations
             }
 
             fn documents(&self) -> &dyn ::repo_core::DocumentRepository {
-                let $s = self;
-                $documents
+                &self.documents
             }
 
             fn chunks(&self) -> &dyn ::repo_core::ChunkRepository {
-                let $s = self;
-                $chunks
+                &self.chunks
+            }
+        }
+    };
+}
+
+/// Implements [`Repositories`](repo_core::Repositories) for `$type` by forwarding
+/// every call to its field `$field`, itself a `Repositories` or a pointer to one
+/// (the call auto-derefs): `forward_repositories!(PostgresStore => inner)`.
+#[macro_export]
+macro_rules! forward_repositories {
+    ($type:ty => $field:ident) => {
+        impl ::repo_core::Repositories for $type {
+            fn users(&self) -> &dyn ::repo_core::UserRepository {
+                use ::repo_core::Repositories as _;
+                self.$field.users()
+            }
+
+            fn api_keys(&self) -> &dyn ::repo_core::ApiKeyRepository {
+                use ::repo_core::Repositories as _;
+                self.$field.api_keys()
+            }
+
+            fn collections(&self) -> &dyn ::repo_core::CollectionRepository {
+                use ::repo_core::Repositories as _;
+                self.$field.collections()
+            }
+
+            fn operations(&self) -> &dyn ::repo_core::OperationRepository {
+                use ::repo_core::Repositories as _;
+                self.$field.operations()
+            }
+
+            fn documents(&self) -> &dyn ::repo_core::DocumentRepository {
+                use ::repo_core::Repositories as _;
+                self.$field.documents()
+            }
+
+            fn chunks(&self) -> &dyn ::repo_core::ChunkRepository {
+                use ::repo_core::Repositories as _;
+                self.$field.chunks()
             }
         }
     };

@@ -83,6 +83,15 @@ repository_types! {
     SqliteChunks,
 }
 
+repo_diesel::repository_set! {
+    /// Every repository over one connection source: the store's over the pool, a unit
+    /// of work's over its transaction.
+    pub(crate) struct SqliteRepositories {
+        SqliteUsers, SqliteApiKeys, SqliteCollections, SqliteOperations, SqliteDocuments,
+        SqliteChunks,
+    }
+}
+
 /// A pooled connection.
 pub(crate) type PooledConn = PooledConnection<pool::SqliteManager>;
 

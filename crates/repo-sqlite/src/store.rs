@@ -1,9 +1,6 @@
 //! [`SqliteStore`]: the pool-backed handle implementing [`Store`].
 
-use crate::connection::{
-    PoolSource, SqliteApiKeys, SqliteChunks, SqliteCollections, SqliteDocuments, SqliteOperations,
-    SqliteUsers,
-};
+use crate::connection::{PoolSource, SqliteRepositories};
 use crate::error::map_diesel_error;
 use crate::pool::{self, TargetKind};
 use crate::unit_of_work::run_unit_of_work;
@@ -33,15 +30,10 @@ pub struct SqliteStore {
 /// The pool and every repository over it.
 struct Inner {
     source: Arc<PoolSource>,
-    users: SqliteUsers<Arc<PoolSource>>,
-    api_keys: SqliteApiKeys<Arc<PoolSource>>,
-    collections: SqliteCollections<Arc<PoolSource>>,
-    operations: SqliteOperations<Arc<PoolSource>>,
-    documents: SqliteDocuments<Arc<PoolSource>>,
-    chunks: SqliteChunks<Arc<PoolSource>>,
+    repos: SqliteRepositories<Arc<PoolSource>>,
 }
 
-repo_diesel::repositories_of_fields!(Inner);
+repo_diesel::forward_repositories!(Inner => repos);
 
 impl SqliteStore {
     /// Opens `target` (a filesystem path, `:memory:`, or a `file:` URI: what SQLite's
@@ -108,24 +100,7 @@ impl SqliteStore {
             errors,
         });
         let inner = Inner {
-            users: SqliteUsers {
-                src: Arc::clone(&source),
-            },
-            api_keys: SqliteApiKeys {
-                src: Arc::clone(&source),
-            },
-            collections: SqliteCollections {
-                src: Arc::clone(&source),
-            },
-            operations: SqliteOperations {
-                src: Arc::clone(&source),
-            },
-            documents: SqliteDocuments {
-                src: Arc::clone(&source),
-            },
-            chunks: SqliteChunks {
-                src: Arc::clone(&source),
-            },
+            repos: SqliteRepositories::new(|| Arc::clone(&source)),
             source,
         };
         let store = Self {
@@ -170,7 +145,7 @@ impl fmt::Debug for SqliteStore {
 
 // Every call goes through the `Instrumented` wrapper, which opens its span and
 // forwards to the store's own repositories.
-repo_diesel::repositories_of_fields!(SqliteStore => inner);
+repo_diesel::forward_repositories!(SqliteStore => inner);
 
 impl Store for SqliteStore {
     fn backend(&self) -> BackendKind {
