@@ -46,8 +46,9 @@
 //!   `TxSource` of a unit of work, and the transaction plumbing.
 //! - One repository type per repository trait, `Sqlite<Repo>` / `Pg<Repo>`
 //!   (`SqliteUsers`, `PgUsers`, …, `SqliteChunks`, `PgChunks`), holding its source in
-//!   the field `src`. The store holds one of each over the pool; a unit of work holds
-//!   one of each over its transaction's connection.
+//!   the field `src`. One of each over one source is a `SqliteRepositories` /
+//!   `PgRepositories` (`repo_diesel::repository_set!`): the store holds one over the
+//!   pool, a unit of work one over its transaction's connection.
 //! - One file per repository (`users.rs`, `api_keys.rs`, `collections.rs`,
 //!   `operations.rs`, `documents.rs`, `chunks.rs`): its SQL and row types.
 //! - Row types: `<Entity>Row` (read), `Insert<Entity>` (insert), `<What>Changes` (an
