@@ -8,6 +8,7 @@
 mod sqlite {
     use repo_behaviour::Harness;
     use repo_core::{BackendKind, Store, StoreConfig};
+    use repo_sqlite::testing::TempDatabase;
     use repo_sqlite::SqliteStore;
     use std::sync::Arc;
 
@@ -15,8 +16,7 @@ mod sqlite {
     /// as the harness (fields drop in order: the store before the directory).
     pub struct SqliteHarness {
         store: Arc<dyn Store>,
-        path: String,
-        _dir: tempfile::TempDir,
+        db: TempDatabase,
     }
 
     impl Harness for SqliteHarness {
@@ -25,7 +25,7 @@ mod sqlite {
         }
 
         fn open_with(&self, config: StoreConfig) -> Arc<dyn Store> {
-            match SqliteStore::connect(&self.path, &config) {
+            match SqliteStore::connect(self.db.url(), &config) {
                 Ok(store) => Arc::new(store),
                 Err(e) => panic!("reopening the SQLite test database failed: {e}"),
             }
@@ -38,18 +38,12 @@ mod sqlite {
 
     #[rstest::fixture]
     fn harness() -> SqliteHarness {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
-        let path = dir
-            .path()
-            .join("behaviour.db")
-            .to_string_lossy()
-            .into_owned();
-        let store = SqliteStore::connect(&path, &StoreConfig::default())
+        let db = TempDatabase::create("behaviour.db").unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::connect(db.url(), &StoreConfig::default())
             .unwrap_or_else(|e| panic!("opening the SQLite test database failed: {e}"));
         SqliteHarness {
             store: Arc::new(store),
-            path,
-            _dir: dir,
+            db,
         }
     }
 

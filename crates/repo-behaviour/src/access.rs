@@ -8,6 +8,31 @@ use repo_core::{
     AccessLevel, ApiKeyId, Collection, CollectionId, Entity, Grantee, PageRequest, UserId,
 };
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __access_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            access::access_owner_holds_admin,
+            access::access_public_collection_is_read_only_for_others,
+            access::access_private_collection_is_denied_to_strangers,
+            access::access_grant_levels,
+            access::access_is_highest_of_public_and_grant,
+            access::access_superuser_holds_admin,
+            access::access_missing_is_not_found_not_denied,
+            access::grant_twice_changes_level,
+            access::grant_revoke_removes_access,
+            access::grant_to_unknown_is_not_found,
+            access::list_visible_is_owned_public_and_granted,
+            access::list_visible_paginates,
+            access::grant_racing_upserts_keep_one_row,
+        }
+    };
+}
+
 const LEVELS: [AccessLevel; 3] = [AccessLevel::Read, AccessLevel::Write, AccessLevel::Admin];
 
 /// The owner holds admin access and passes every `get_with_access` check.

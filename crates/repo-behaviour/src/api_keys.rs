@@ -15,6 +15,43 @@ use repo_core::{
 use serde_json::json;
 use std::time::Duration as StdDuration;
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __api_keys_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            api_keys::api_key_create_returns_secret_once_in_format,
+            api_keys::api_key_reads_never_expose_secret_or_hash,
+            api_keys::api_key_verify_accepts_and_records_last_used,
+            api_keys::api_key_verify_stamps_last_used_at_per_granularity,
+            api_keys::api_key_verify_rejects_revoked,
+            api_keys::api_key_verify_rejects_inactive_user,
+            api_keys::api_key_verify_unknown_secret_is_none,
+            api_keys::api_key_verify_malformed_is_validation,
+            api_keys::api_key_name_is_unique_per_user_ignoring_case,
+            api_keys::api_key_input_is_validated,
+            api_keys::api_key_create_for_unknown_user_is_not_found,
+            api_keys::api_key_active_limit_per_user,
+            api_keys::api_key_expiry_defaults_to_365_days,
+            api_keys::api_key_expiry_is_bounded,
+            api_keys::api_key_never_expiry_is_none,
+            api_keys::api_key_purge_expired_keeps_unexpired_keys,
+            api_keys::api_key_revoke_is_soft_and_delete_is_hard,
+            api_keys::api_key_list_is_per_user_newest_first,
+            api_keys::api_key_grant_goes_with_the_key,
+            api_keys::api_key_racing_creators_respect_the_limit,
+            api_keys::api_key_name_folding_is_unicode_aware,
+            api_keys::api_key_short_expiry_verifies_then_expires,
+            api_keys::api_key_expired_keys_do_not_count_toward_the_limit,
+            api_keys::api_key_purge_expired_deletes_exactly_the_expired,
+            api_keys::api_key_short_expiry_is_bounded,
+        }
+    };
+}
+
 /// The expiry of the short-lived keys below.
 const SHORT_EXPIRY: StdDuration = StdDuration::from_secs(1);
 /// The longest a behaviour sleeps waiting for a short-lived key to expire.

@@ -10,6 +10,27 @@ use repo_core::{
 };
 use serde_json::json;
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __chunks_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            chunks::chunk_insert_many_ten_thousand,
+            chunks::chunk_list_by_document_orders_by_index,
+            chunks::chunk_index_is_unique_per_document,
+            chunks::chunk_document_must_belong_to_the_collection,
+            chunks::chunk_content_rules,
+            chunks::chunk_without_embedding_and_set_embedding_ids,
+            chunks::chunk_delete_by_document_and_collection_counts,
+            chunks::chunk_collection_delete_removes_documents_and_chunks,
+            chunks::chunk_bad_item_deep_in_a_large_batch_writes_nothing,
+        }
+    };
+}
+
 /// Every chunk of a document (at most 1,000), by `chunk_index`.
 #[track_caller]
 fn all_chunks(store: &dyn repo_core::Store, doc: DocumentId) -> Vec<Chunk> {
@@ -508,4 +529,43 @@ pub fn chunk_collection_delete_removes_documents_and_chunks(h: &dyn Harness) {
         "search",
     );
     assert_eq!(hits.total, 2);
+}
+
+/// A bad chunk deep in a large batch (an unknown document, another collection's document, a stored index) fails the batch naming it, and nothing of the batch is written.
+pub fn chunk_bad_item_deep_in_a_large_batch_writes_nothing(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "deep");
+    let c = seed::collection(&*s, &u, "deep");
+    let other = seed::collection(&*s, &u, "other");
+    let mine = seed::document(&*s, c.id, 1);
+    let theirs = seed::document(&*s, other.id, 1);
+    seed::chunks(&*s, c.id, mine.id, &[0]);
+    let batch = || -> Vec<NewChunk> {
+        (1..3_000)
+            .map(|i| NewChunk::new(mine.id, i, "text"))
+            .collect()
+    };
+    let check = |b: Vec<NewChunk>, field: Field, k: usize, what: &str| {
+        expect::item_validation(s.chunks().insert_many(c.id, &b), field, k, what);
+        assert_eq!(
+            expect::ok(s.chunks().count(c.id), "chunk count"),
+            1,
+            "{what}: nothing was written"
+        );
+    };
+
+    let mut b = batch();
+    b[2_500] = NewChunk::new(DocumentId::new(), 0, "orphan");
+    check(b, Field::DocumentId, 2_500, "unknown document at 2500");
+    let mut b = batch();
+    b[40] = NewChunk::new(theirs.id, 0, "foreign");
+    check(
+        b,
+        Field::DocumentId,
+        40,
+        "another collection's document at 40",
+    );
+    let mut b = batch();
+    b[2_600] = NewChunk::new(mine.id, 0, "again");
+    check(b, Field::ChunkIndex, 2_600, "stored chunk index at 2600");
 }

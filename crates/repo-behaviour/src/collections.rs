@@ -12,6 +12,49 @@ use repo_core::{
 };
 use serde_json::json;
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __collections_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            collections::collection_create_applies_defaults,
+            collections::collection_reads_back_equal,
+            collections::collection_name_is_unique,
+            collections::collection_name_is_validated,
+            collections::collection_chunk_size_must_be_positive,
+            collections::collection_chunk_overlap_must_be_below_chunk_size,
+            collections::collection_sync_interval_is_at_least_15,
+            collections::collection_continuous_requires_interval,
+            collections::collection_meta_and_text_are_validated,
+            collections::collection_create_for_unknown_owner_is_not_found,
+            collections::collection_lookup_of_unknown_is_not_found,
+            collections::collection_update_applies_patch,
+            collections::collection_update_is_validated,
+            collections::collection_rename,
+            collections::collection_update_stats,
+            collections::collection_status_allowed_transitions,
+            collections::collection_status_forbidden_transitions_are_invalid_state,
+            collections::collection_delete_by_owner_cascades,
+            collections::collection_delete_by_admin_grant_or_superuser,
+            collections::collection_delete_without_admin_is_access_denied,
+            collections::collection_delete_unknown_is_not_found,
+            collections::collection_due_for_sync,
+            collections::collection_pause_and_resume_sync,
+            collections::collection_record_sync_run_schedules_next_run,
+            collections::collection_racing_status_updates_exactly_one_wins,
+            collections::collection_racing_creators_exactly_one_wins,
+            collections::collection_due_for_sync_ties_break_by_id,
+            collections::collection_timestamps_round_trip_exactly,
+            collections::collection_json_round_trips_exactly,
+            collections::collection_lookup_with_nul_is_validation,
+            collections::collection_writes_refuse_nul_and_overlong_text,
+        }
+    };
+}
+
 /// A new collection has the defaults of docs/domain.md: model, float16, 1000/200, pending, private, `{}` meta, zero counts, one-time sync, `vector_store_name = col_<id with _>`.
 pub fn collection_create_applies_defaults(h: &dyn Harness) {
     let s = h.store();

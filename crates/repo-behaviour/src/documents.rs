@@ -8,11 +8,46 @@ use crate::seed;
 use crate::Harness;
 use repo_core::{
     CollectionId, Document, DocumentFilter, DocumentId, DocumentStatus, DocumentStatusUpdate,
-    Entity, ErrorCategory, Field, NewDocument, PageRequest, RepoError, RepoResult, Store,
+    Entity, ErrorCategory, Field, NewChunk, NewDocument, PageRequest, RepoError, RepoResult, Store,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __documents_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            documents::document_register_applies_defaults,
+            documents::document_register_is_idempotent_on_hash,
+            documents::document_same_hash_in_another_collection_is_new,
+            documents::document_uri_is_unique_per_collection,
+            documents::document_register_is_validated,
+            documents::document_register_in_unknown_collection_is_not_found,
+            documents::document_racing_registrations_create_each_hash_once,
+            documents::document_racing_registrations_with_a_uri_are_idempotent,
+            documents::document_register_many_dedupes_in_input_order,
+            documents::document_register_many_bad_item_writes_nothing,
+            documents::document_repeated_hash_ignores_its_new_uri,
+            documents::document_lookups,
+            documents::document_list_is_failed_first_then_newest,
+            documents::document_find_by_meta_matches_containment,
+            documents::document_find_by_meta_stays_in_its_collection,
+            documents::document_find_by_meta_hostile_keys_and_values,
+            documents::document_update_status_single_and_many,
+            documents::document_reset_failed_for_retry,
+            documents::document_mark_seen_and_unseen_stale,
+            documents::document_stats_by_status_bytes_and_chunks,
+            documents::document_delete_removes_its_chunks,
+            documents::document_register_many_bad_item_deep_in_a_large_batch_writes_nothing,
+            documents::document_bulk_calls_in_a_unit_of_work,
+        }
+    };
+}
 
 /// Makes one field of a valid document invalid.
 type Spoil = fn(&mut NewDocument);
@@ -1319,4 +1354,97 @@ pub fn document_delete_removes_its_chunks(h: &dyn Harness) {
         "delete twice",
     );
     assert_eq!(total(&*s, c.id), 1);
+}
+
+/// A bad item deep in a large batch (past the first statement of a batch split by the bind-parameter limit) fails the batch naming it, and nothing of the batch is written.
+pub fn document_register_many_bad_item_deep_in_a_large_batch_writes_nothing(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "deep");
+    let c = seed::collection(&*s, &u, "deep");
+    let mut taken = seed::new_document(c.id, 1_000_000);
+    taken.uri = Some("https://x/taken".into());
+    expect::ok(s.documents().register(&taken), "stored document");
+    let batch =
+        || -> Vec<NewDocument> { (0..3_000).map(|n| seed::new_document(c.id, n)).collect() };
+    let check = |b: Vec<NewDocument>, field: Field, k: usize, what: &str| {
+        expect::item_validation(s.documents().register_many(&b), field, k, what);
+        assert_eq!(total(&*s, c.id), 1, "{what}: nothing was written");
+    };
+
+    let mut b = batch();
+    b[2_500].content_hash = "not-a-hash".into();
+    check(b, Field::ContentHash, 2_500, "malformed hash at 2500");
+    let mut b = batch();
+    b[1_234].file_name = "nul\0".into();
+    check(b, Field::FileName, 1_234, "NUL at 1234");
+    let mut b = batch();
+    b[2_500].uri = Some("https://x/taken".into());
+    check(b, Field::Uri, 2_500, "uri of a stored document at 2500");
+    let mut b = batch();
+    b[10].uri = Some("https://x/twice".into());
+    b[2_900].uri = Some("https://x/twice".into());
+    check(
+        b,
+        Field::Uri,
+        2_900,
+        "one uri for two hashes at 10 and 2900",
+    );
+}
+
+/// Inside a unit of work, bulk registrations and chunk inserts see the unit's own writes; a failed bulk call is undone alone and the unit of work goes on and commits; a unit of work that fails undoes its bulk writes.
+pub fn document_bulk_calls_in_a_unit_of_work(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "bulk");
+    let c = seed::collection(&*s, &u, "bulk");
+    let docs = |range: std::ops::Range<u64>| -> Vec<NewDocument> {
+        range.map(|n| seed::new_document(c.id, n)).collect()
+    };
+    let committed = s.transaction(|tx| {
+        let a = tx.documents().register_many(&docs(0..50))?;
+        assert_eq!(
+            tx.documents()
+                .get_by_hash(c.id, &seed::content_hash(11))?
+                .id,
+            a[11].document.id,
+            "the unit of work reads its own registration"
+        );
+        // A bulk call that fails (one URI under two hashes) is undone alone.
+        let mut bad = docs(60..62);
+        bad[0].uri = Some("https://x/once".into());
+        bad[1].uri = Some("https://x/once".into());
+        expect::item_validation(
+            tx.documents().register_many(&bad),
+            Field::Uri,
+            1,
+            "one uri for two hashes inside the unit of work",
+        );
+        let b = tx.documents().register_many(&docs(40..80))?;
+        let n = tx.chunks().insert_many(
+            c.id,
+            &[
+                NewChunk::new(a[0].document.id, 0, "one"),
+                NewChunk::new(b[39].document.id, 0, "two"),
+            ],
+        )?;
+        Ok((a.len(), b.iter().filter(|r| r.created).count(), n))
+    });
+    assert_eq!(
+        expect::ok(committed, "unit of work with bulk calls"),
+        (50, 30, 2),
+        "50 registered, then 30 of 40 new (60 and 61 were undone), then 2 chunks"
+    );
+    assert_eq!(total(&*s, c.id), 80);
+    assert_eq!(expect::ok(s.chunks().count(c.id), "chunk count"), 2);
+
+    let failed = s.transaction(|tx| {
+        tx.documents().register_many(&docs(100..110))?;
+        Err::<(), _>(RepoError::validation(Field::Value, "roll back"))
+    });
+    expect::validation(failed, Field::Value, "the unit of work's own error");
+    expect::not_found(
+        s.documents().get_by_hash(c.id, &seed::content_hash(100)),
+        Entity::Document,
+        "a bulk registration of a failed unit of work",
+    );
+    assert_eq!(total(&*s, c.id), 80);
 }

@@ -10,6 +10,25 @@ use repo_core::{
 };
 use std::time::{Duration, Instant};
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __errors_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            errors::error_is_retryable_classification,
+            errors::error_pool_exhaustion_is_unavailable_and_retryable,
+            errors::store_reports_backend_and_health,
+            errors::error_already_exists_names_entity_and_field,
+            errors::error_bulk_item_index_is_a_field,
+            errors::error_invalid_state_names_the_states,
+            errors::error_codes_and_statuses_of_repository_errors,
+        }
+    };
+}
+
 /// Errors the repositories return are classified by `is_retryable`: `Conflict { ActiveOperation }`, `NotFound`, `AlreadyExists`, `Validation`, `InvalidState` are not retryable.
 pub fn error_is_retryable_classification(h: &dyn Harness) {
     let s = h.store();

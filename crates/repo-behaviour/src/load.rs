@@ -17,6 +17,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __load_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            load::load_sixteen_collection_creators_count_exactly,
+            load::load_racing_transitions_on_many_operations_one_winner_each,
+            load::load_rolled_back_units_of_work_leave_nothing,
+            load::load_eight_writers_on_separate_pools_lose_nothing,
+            load::load_callers_beyond_the_pool_get_pool_exhausted_then_recover,
+        }
+    };
+}
+
 /// Sixteen threads create collections at once: each thread's own name succeeds, each name contested by four owners has exactly one winner and `AlreadyExists { name }` for the rest, and the counts are exact.
 pub fn load_sixteen_collection_creators_count_exactly(h: &dyn Harness) {
     const THREADS: usize = 16;

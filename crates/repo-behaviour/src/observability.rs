@@ -5,6 +5,20 @@ use crate::Harness;
 use repo_core::{PoolConfig, RepoError, StoreConfig, UnavailableReason, UserFilter};
 use std::time::{Duration, Instant};
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __observability_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            observability::pool_status_counts_connections_in_use,
+            observability::health_reports_an_exhausted_pool_as_such,
+        }
+    };
+}
+
 /// `pool_status` reports the configured maximum and counts a connection held by a unit of work as in use, and as idle again afterwards.
 pub fn pool_status_counts_connections_in_use(h: &dyn Harness) {
     let store = h.open_with(StoreConfig {

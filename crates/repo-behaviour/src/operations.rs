@@ -15,6 +15,49 @@ use std::sync::Arc;
 
 use OperationStatus::{Cancelled, Completed, Failed, Pending, Processing};
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __operations_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            operations::operation_create_is_pending,
+            operations::operation_every_kind_round_trips,
+            operations::operation_config_is_validated,
+            operations::operation_create_for_unknown_refs_is_not_found,
+            operations::operation_allowed_transitions_set_timestamps,
+            operations::operation_transition_stores_error_message,
+            operations::operation_forbidden_transitions_are_invalid_state,
+            operations::operation_transition_from_terminal_is_invalid_state,
+            operations::operation_transition_unknown_is_not_found,
+            operations::operation_one_active_per_collection,
+            operations::operation_new_allowed_after_previous_terminal,
+            operations::operation_racing_creators_exactly_one_wins,
+            operations::operation_racing_transitions_exactly_one_wins,
+            operations::operation_cancel_rights,
+            operations::operation_cancel_terminal_is_invalid_state,
+            operations::operation_list_for_collection_filters,
+            operations::operation_list_for_user_filters,
+            operations::operation_active_for_collection,
+            operations::operation_stuck_lists_old_active_oldest_first,
+            operations::operation_mark_failed_many_counts_only_active,
+            operations::operation_merge_meta_is_top_level,
+            operations::operation_set_task_id,
+            operations::operation_get_with_access,
+            operations::operation_concurrent_merge_meta_loses_no_key,
+            operations::operation_writes_refuse_nul,
+            operations::operation_mark_failed_many_accepts_any_number_of_ids,
+            operations::operation_idempotency_key_returns_existing,
+            operations::operation_idempotency_key_is_validated,
+            operations::operation_racing_creators_same_key_get_one,
+            operations::operation_get_by_task_id,
+            operations::operation_idempotency_key_in_unit_of_work,
+        }
+    };
+}
+
 fn transition(s: &dyn Store, op: &Operation, to: OperationStatus) -> Operation {
     expect::ok(
         s.operations().transition(op.uuid, to, None),

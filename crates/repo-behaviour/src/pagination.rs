@@ -8,6 +8,22 @@ use repo_core::{
     RepoResult, UserFilter,
 };
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pagination_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            pagination::pagination_limit_is_clamped,
+            pagination::pagination_offset_past_end_is_empty_with_total,
+            pagination::pagination_cursor_is_stable_under_inserts,
+            pagination::pagination_cursor_malformed_is_validation,
+        }
+    };
+}
+
 /// A page request's limit is clamped to `1..=MAX_LIMIT` even when built by hand: limit 0 returns one row.
 pub fn pagination_limit_is_clamped(h: &dyn Harness) {
     let s = h.store();

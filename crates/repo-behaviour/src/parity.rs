@@ -6,6 +6,21 @@ use crate::seed::{self, HASH};
 use crate::Harness;
 use repo_core::{Entity, Field, NewChunk, NewUser, PageRequest, SearchQuery, UserPatch};
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __parity_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            parity::parity_taken_username_and_email_names_the_username,
+            parity::parity_email_lookup_normalises_like_create,
+            parity::parity_word_final_capital_sigma_is_found,
+        }
+    };
+}
+
 /// Creating (or renaming onto) a user whose username and email are both taken is `AlreadyExists { username }` on every backend.
 pub fn parity_taken_username_and_email_names_the_username(h: &dyn Harness) {
     let s = h.store();

@@ -13,6 +13,29 @@ use repo_core::{
 };
 use serde_json::{json, Value};
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scoped_keys_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            scoped_keys::key_without_grants_acts_as_its_user,
+            scoped_keys::scoped_key_reads_its_collection_and_is_denied_elsewhere,
+            scoped_keys::scoped_key_write_grant_cannot_delete,
+            scoped_keys::scoped_key_grant_is_capped_by_its_user,
+            scoped_keys::scoped_key_of_superuser_is_still_scoped,
+            scoped_keys::scoped_key_reads_public_collections_only_when_allowed,
+            scoped_keys::scoped_key_losing_its_last_grant_has_no_access,
+            scoped_keys::scoped_key_grant_needs_object_permissions,
+            scoped_keys::unusable_key_has_no_access,
+            scoped_keys::deleted_key_is_not_found,
+            scoped_keys::scoped_key_operations_follow_its_scope,
+        }
+    };
+}
+
 /// A key of `user` named `name` with `permissions`.
 #[track_caller]
 fn key(store: &dyn Store, user: &User, name: &str, permissions: Option<Value>) -> ApiKey {

@@ -15,6 +15,27 @@ use repo_core::{
 };
 use std::collections::BTreeSet;
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __search_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            search::search_hit_sets_match_the_query_table,
+            search::search_hostile_input_is_plain_words,
+            search::search_empty_and_exclusion_only_queries_have_no_hits,
+            search::search_is_ranked_and_paginated,
+            search::search_stays_within_its_collection,
+            search::search_non_ascii_tokens_match_alike,
+            search::search_finds_words_in_a_million_character_chunk,
+            search::search_total_is_exact_up_to_the_cap_then_a_lower_bound,
+            search::search_cursor_pages_walk_the_ranking,
+        }
+    };
+}
+
 /// The corpus: `(chunk_index, content)`. Indexes below 20 belong to one document, the
 /// rest to another.
 pub(crate) const CORPUS: [(i32, &str); 30] = [

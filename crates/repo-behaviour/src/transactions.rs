@@ -12,6 +12,28 @@ use repo_core::{
 use serde_json::json;
 use std::sync::Arc;
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __transactions_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            transactions::unit_of_work_commits_every_write,
+            transactions::unit_of_work_failing_part_way_leaves_nothing,
+            transactions::unit_of_work_repository_error_rolls_back,
+            transactions::unit_of_work_returns_its_value,
+            transactions::unit_of_work_lock_unknown_is_not_found,
+            transactions::unit_of_work_racing_starts_exactly_one_wins,
+            transactions::unit_of_work_continues_after_a_handled_error,
+            transactions::unit_of_work_deadlock_or_busy_is_rerun_and_commits,
+            transactions::unit_of_work_conflict_surfaces_when_attempts_run_out,
+            transactions::unit_of_work_refuses_calls_on_its_own_store,
+        }
+    };
+}
+
 /// The unit of work of docs/domain.md: lock the collection, refuse if it has an active
 /// operation, create one, set the collection processing.
 fn start_operation(

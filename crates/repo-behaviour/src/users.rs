@@ -8,6 +8,43 @@ use repo_core::{
     PageRequest, State, User, UserFilter, UserId, UserPatch,
 };
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __users_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            users::user_create_applies_defaults,
+            users::user_reads_back_equal,
+            users::user_username_is_unique,
+            users::user_email_is_unique,
+            users::user_email_uniqueness_ignores_case,
+            users::user_username_length_is_validated,
+            users::user_email_is_validated,
+            users::user_plaintext_password_is_refused_without_echo,
+            users::user_nul_in_text_is_validation,
+            users::user_get_by_email_ignores_case,
+            users::user_lookup_of_unknown_is_not_found,
+            users::user_update_changes_only_patched_fields,
+            users::user_empty_patch_changes_nothing,
+            users::user_update_onto_taken_name_is_already_exists,
+            users::user_update_is_validated,
+            users::user_list_is_newest_first_and_paginated,
+            users::user_list_and_count_filter,
+            users::user_record_login_sets_last_login_only,
+            users::user_delete_restrict_refuses_collection_owner,
+            users::user_delete_removes_api_keys_and_grants,
+            users::user_delete_cascade_removes_owned_collections,
+            users::user_delete_unknown_is_not_found,
+            users::user_racing_creators_exactly_one_wins,
+            users::user_unicode_rules_match,
+            users::user_lookup_with_nul_is_validation,
+        }
+    };
+}
+
 fn new_user(name: &str) -> NewUser {
     NewUser::new(name, format!("{name}@example.com"), HASH)
 }

@@ -7,6 +7,22 @@ use crate::seed;
 use crate::Harness;
 use repo_core::{NodeRole, UserPatch, WritePosition};
 
+/// This module's behaviours, one a line: [`behaviour_tests!`](crate::behaviour_tests)
+/// runs each on every topology. A `pub fn` of this module missing here fails
+/// `every_behaviour_is_listed`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __views_behaviours {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
+            views::view_read_after_a_position_sees_the_write,
+            views::view_write_positions_only_grow,
+            views::view_writes_through_a_read_view_reach_the_primary,
+            views::view_nodes_list_the_primary_first,
+        }
+    };
+}
+
 /// A read through `read_after` with a position taken after a write sees that write, for every repository read tried.
 pub fn view_read_after_a_position_sees_the_write(h: &dyn Harness) {
     let s = h.store();

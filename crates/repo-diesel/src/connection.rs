@@ -81,3 +81,22 @@ pub fn transaction<C: Connection, T>(
     conn.transaction(|c| f(c).map_err(TxError::Repo))
         .map_err(|e| e.into_repo(map_diesel_error))
 }
+
+/// A shared source is a source (a store's repositories share one pool).
+impl<C, S: ConnectionSource<C> + ?Sized> ConnectionSource<C> for std::sync::Arc<S> {
+    fn run<T>(&self, f: impl FnMut(&mut C) -> RepoResult<T>) -> RepoResult<T> {
+        S::run(self, f)
+    }
+
+    fn write<T>(&self, f: impl FnMut(&mut C) -> RepoResult<T>) -> RepoResult<T> {
+        S::write(self, f)
+    }
+
+    fn read<T>(&self, f: impl Fn(&mut C) -> RepoResult<T>) -> RepoResult<T> {
+        S::read(self, f)
+    }
+
+    fn api_key_policy(&self) -> &ApiKeyPolicy {
+        S::api_key_policy(self)
+    }
+}

@@ -18,4 +18,5 @@ pub mod operations;
 pub mod pool_check;
 pub mod pool_events;
 pub mod prepared;
+pub mod repositories;
 pub mod users;

@@ -35,6 +35,31 @@
 //! # let _ = user;
 //! # Ok::<(), repo_core::RepoError>(())
 //! ```
+//!
+//! ## Naming (the same note is in `repo-sqlite` and `repo-postgres`)
+//!
+//! What one backend calls a thing, the other calls it too:
+//!
+//! - `connection.rs`: the connection source trait `ConnectionSource` (`run`: a call
+//!   on a connection; `write`: a write transaction, a savepoint inside a unit of work;
+//!   `read`: reads, which a replica may serve), its pool-backed `PoolSource` and the
+//!   `TxSource` of a unit of work, and the transaction plumbing.
+//! - One repository type per repository trait, `Sqlite<Repo>` / `Pg<Repo>`
+//!   (`SqliteUsers`, `PgUsers`, …, `SqliteChunks`, `PgChunks`), holding its source in
+//!   the field `src`. One of each over one source is a `SqliteRepositories` /
+//!   `PgRepositories` (`repo_diesel::repository_set!`): the store holds one over the
+//!   pool, a unit of work one over its transaction's connection.
+//! - One file per repository (`users.rs`, `api_keys.rs`, `collections.rs`,
+//!   `operations.rs`, `documents.rs`, `chunks.rs`): its SQL and row types.
+//! - Row types: `<Entity>Row` (read), `Insert<Entity>` (insert), `<What>Changes` (an
+//!   `AsChangeset`); a row becomes the core type by `into_domain()`, and is built from
+//!   one by `from_domain(..)`.
+//! - Errors (`error.rs`): `map_diesel_error`, `map_checkout_error`,
+//!   `map_connection_error`, `map_migration_error`; each keeps the original as
+//!   `source`.
+//! - Rules live in `repo-core`: a backend fetches the facts a rule needs and runs the
+//!   SQL of the plan the core made; it decides nothing the domain decides. Code both
+//!   backends run identically over Diesel lives in `repo-diesel`.
 
 #![forbid(unsafe_code)]
 
@@ -58,6 +83,7 @@ pub mod schema;
 #[cfg(test)]
 mod serialization_retry;
 mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod users;
 

@@ -14,10 +14,9 @@ use crate::users::PgUsers;
 use diesel::pg::PgConnection;
 use repo_core::store::health_check_within;
 use repo_core::{
-    ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, Collection, CollectionId,
-    CollectionRepository, DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus,
-    OperationRepository, PoolStatus, PostgresUrl, ReadView, RepoResult, Repositories, RetryPolicy,
-    SchemaSnapshot, Store, Transaction, UserRepository, WritePosition,
+    ApiKeyPolicy, BackendKind, Collection, CollectionId, Instrumented, NodeHealth, NodeRole,
+    NodeStatus, PoolStatus, PostgresUrl, ReadView, RepoResult, RetryPolicy, SchemaSnapshot, Store,
+    Transaction, WritePosition,
 };
 use repo_diesel::connection::ConnectionSource;
 use repo_diesel::pool_check::finish_call;
@@ -38,12 +37,7 @@ struct Inner {
     pool: Arc<ConnectionPool>,
     retry: RetryPolicy,
     policy: ApiKeyPolicy,
-    users: PgUsers<PoolSource>,
-    api_keys: PgApiKeys<PoolSource>,
-    collections: PgCollections<PoolSource>,
-    operations: PgOperations<PoolSource>,
-    documents: PgDocuments<PoolSource>,
-    chunks: PgChunks<PoolSource>,
+    repos: PgRepositories<PoolSource>,
     health_timeout: std::time::Duration,
     replicas: Arc<ReplicaSet>,
     /// `StoreConfig::migration_url`, parsed: migrations run over a direct connection
@@ -139,22 +133,7 @@ impl PostgresStore {
                     pool,
                     retry: config.retry,
                     policy: config.api_keys,
-                    users: PgUsers {
-                        src: source.clone(),
-                    },
-                    api_keys: PgApiKeys {
-                        src: source.clone(),
-                    },
-                    collections: PgCollections {
-                        src: source.clone(),
-                    },
-                    operations: PgOperations {
-                        src: source.clone(),
-                    },
-                    documents: PgDocuments {
-                        src: source.clone(),
-                    },
-                    chunks: PgChunks { src: source },
+                    repos: PgRepositories::new(|| source.clone()),
                     health_timeout: config.health_timeout,
                     replicas,
                     migration_url,
@@ -172,7 +151,7 @@ impl PostgresStore {
     }
 
     fn on_connection<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
-        self.inner.users.src.run(f)
+        self.inner.repos.users.src.run(f)
     }
 
     /// Runs a migration step on its own connection: one direct connection to
@@ -248,67 +227,19 @@ impl PostgresStore {
     }
 }
 
-/// Implements [`Repositories`] for a struct whose fields `users`, `api_keys`,
-/// `collections`, `operations`, `documents` and `chunks` are the repositories.
-macro_rules! repositories_of_fields {
-    ($type:ty) => {
-        impl Repositories for $type {
-            fn users(&self) -> &dyn UserRepository {
-                &self.users
-            }
-
-            fn api_keys(&self) -> &dyn ApiKeyRepository {
-                &self.api_keys
-            }
-
-            fn collections(&self) -> &dyn CollectionRepository {
-                &self.collections
-            }
-
-            fn operations(&self) -> &dyn OperationRepository {
-                &self.operations
-            }
-
-            fn documents(&self) -> &dyn DocumentRepository {
-                &self.documents
-            }
-
-            fn chunks(&self) -> &dyn ChunkRepository {
-                &self.chunks
-            }
-        }
-    };
-}
-
-repositories_of_fields!(Inner);
-
-/// Every call goes through the [`Instrumented`] wrapper, which opens its span and
-/// forwards to the store's own repositories.
-impl Repositories for PostgresStore {
-    fn users(&self) -> &dyn UserRepository {
-        self.inner.users()
-    }
-
-    fn api_keys(&self) -> &dyn ApiKeyRepository {
-        self.inner.api_keys()
-    }
-
-    fn collections(&self) -> &dyn CollectionRepository {
-        self.inner.collections()
-    }
-
-    fn operations(&self) -> &dyn OperationRepository {
-        self.inner.operations()
-    }
-
-    fn documents(&self) -> &dyn DocumentRepository {
-        self.inner.documents()
-    }
-
-    fn chunks(&self) -> &dyn ChunkRepository {
-        self.inner.chunks()
+repo_diesel::repository_set! {
+    /// Every repository over one connection source: the store's over the pool, a read
+    /// view's over its routing source, a unit of work's over its transaction.
+    struct PgRepositories {
+        PgUsers, PgApiKeys, PgCollections, PgOperations, PgDocuments, PgChunks
     }
 }
+
+repo_diesel::forward_repositories!(Inner => repos);
+
+// Every call goes through the `Instrumented` wrapper, which opens its span and
+// forwards to the store's own repositories.
+repo_diesel::forward_repositories!(PostgresStore => inner);
 
 impl Store for PostgresStore {
     fn backend(&self) -> BackendKind {
@@ -327,7 +258,10 @@ impl Store for PostgresStore {
             let result = self.inner.retry.run(|| {
                 pool.read_committed(&mut conn, |c| {
                     let cell = Mutex::new(c);
-                    let tx = PgTransaction::new(&cell, policy);
+                    let tx = PgRepositories::new(|| TxSource {
+                        conn: &cell,
+                        policy,
+                    });
                     work(&Instrumented::new(BackendKind::Postgres, tx))
                 })
             });
@@ -394,20 +328,13 @@ impl PostgresStore {
             return Box::new(self.clone());
         }
         let src = ReadSource {
-            primary: self.inner.users.src.clone(),
+            primary: self.inner.repos.users.src.clone(),
             replicas: Arc::clone(&self.inner.replicas),
             after,
         };
         Box::new(Instrumented::new(
             BackendKind::Postgres,
-            PgView {
-                users: PgUsers { src: src.clone() },
-                api_keys: PgApiKeys { src: src.clone() },
-                collections: PgCollections { src: src.clone() },
-                operations: PgOperations { src: src.clone() },
-                documents: PgDocuments { src: src.clone() },
-                chunks: PgChunks { src },
-            },
+            PgRepositories::new(|| src.clone()),
         ))
     }
 }
@@ -446,45 +373,9 @@ fn open_replicas(config: &repo_core::StoreConfig) -> RepoResult<ReplicaSet> {
     ReplicaSet::open(pools, config.replicas.max_lag)
 }
 
-/// The repositories of a read view: reads routed by its [`ReadSource`].
-struct PgView {
-    users: PgUsers<ReadSource>,
-    api_keys: PgApiKeys<ReadSource>,
-    collections: PgCollections<ReadSource>,
-    operations: PgOperations<ReadSource>,
-    documents: PgDocuments<ReadSource>,
-    chunks: PgChunks<ReadSource>,
-}
-
-repositories_of_fields!(PgView);
-
-/// Every repository bound to the one connection of an open transaction.
-struct PgTransaction<'a, 'c> {
-    users: PgUsers<TxSource<'a, 'c>>,
-    api_keys: PgApiKeys<TxSource<'a, 'c>>,
-    collections: PgCollections<TxSource<'a, 'c>>,
-    operations: PgOperations<TxSource<'a, 'c>>,
-    documents: PgDocuments<TxSource<'a, 'c>>,
-    chunks: PgChunks<TxSource<'a, 'c>>,
-}
-
-impl<'a, 'c> PgTransaction<'a, 'c> {
-    fn new(conn: &'a Mutex<&'c mut PgConnection>, policy: ApiKeyPolicy) -> Self {
-        let src = || TxSource { conn, policy };
-        Self {
-            users: PgUsers { src: src() },
-            api_keys: PgApiKeys { src: src() },
-            collections: PgCollections { src: src() },
-            operations: PgOperations { src: src() },
-            documents: PgDocuments { src: src() },
-            chunks: PgChunks { src: src() },
-        }
-    }
-}
-
-repositories_of_fields!(PgTransaction<'_, '_>);
-
-impl Transaction for PgTransaction<'_, '_> {
+/// The repositories of a unit of work, bound to the one connection of its
+/// transaction.
+impl Transaction for PgRepositories<TxSource<'_, '_>> {
     fn lock_collection(&self, id: CollectionId) -> RepoResult<Collection> {
         self.collections.src.run(|c| collection_repo::lock(c, id))
     }
@@ -493,6 +384,7 @@ impl Transaction for PgTransaction<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use repo_core::Repositories;
 
     #[derive(diesel::QueryableByName)]
     struct Setting {

@@ -3,9 +3,9 @@
 use crate::codec::{
     affected, count, opt_json, opt_ts, read_opt_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
 };
+use crate::connection::{write_tx, ConnectionSource, SqliteApiKeys};
 use crate::error::map_diesel_error;
 use crate::schema::{api_keys, users};
-use crate::unit_of_work::{write_tx, ConnectionSource, SqliteRepos};
 use crate::users::{self as user_repo, UserRow};
 use diesel::prelude::*;
 use repo_core::{
@@ -257,7 +257,7 @@ fn purge_expired(conn: &mut SqliteConnection) -> RepoResult<u64> {
     .map_err(map_diesel_error)
 }
 
-impl<S: ConnectionSource> ApiKeyRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> ApiKeyRepository for SqliteApiKeys<S> {
     fn create(&self, new: &NewApiKey) -> RepoResult<CreatedApiKey> {
         let policy = self.config().api_keys;
         self.run(|c| create(c, new, &policy))

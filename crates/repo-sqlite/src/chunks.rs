@@ -13,10 +13,10 @@
 use crate::bulk::{in_list_len, rows_per_statement};
 use crate::codec::{affected, count, json, read_json, read_ts, read_uuid, ts, uuid};
 use crate::collections;
+use crate::connection::{read_tx, write_tx, ConnectionSource, SqliteChunks};
 use crate::documents;
 use crate::error::map_diesel_error;
 use crate::schema::{chunks, documents as documents_table};
-use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text};
 use diesel::sqlite::Sqlite;
@@ -477,7 +477,7 @@ fn search(
     })
 }
 
-impl<S: ConnectionSource> ChunkRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> ChunkRepository for SqliteChunks<S> {
     fn insert_many(&self, collection_id: CollectionId, batch: &[NewChunk]) -> RepoResult<u64> {
         self.run(|c| insert_many(c, collection_id, batch))
     }

@@ -4,10 +4,10 @@ use crate::codec::{
     affected, count, json, opt_json, opt_ts, read_enum, read_json, read_opt_json, read_opt_ts,
     read_ts, read_uuid, ts, uuid,
 };
+use crate::connection::{read_tx, write_tx, ConnectionSource, SqliteCollections};
 use crate::error::map_diesel_error;
 use crate::prepared::CacheDsl;
 use crate::schema::{api_keys, collection_permissions as grants, collections};
-use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use crate::users as user_repo;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
@@ -905,7 +905,7 @@ fn list_grants(
     })
 }
 
-impl<S: ConnectionSource> CollectionRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> CollectionRepository for SqliteCollections<S> {
     fn create(&self, new: &NewCollection) -> RepoResult<Collection> {
         self.run(|c| create(c, new))
     }

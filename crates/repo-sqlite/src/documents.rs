@@ -6,9 +6,9 @@ use crate::codec::{
     affected, count, json, read_enum, read_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
 };
 use crate::collections;
+use crate::connection::{read_tx, write_tx, ConnectionSource, SqliteDocuments};
 use crate::error::map_diesel_error;
 use crate::schema::documents;
-use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Text};
@@ -782,7 +782,7 @@ fn delete(conn: &mut SqliteConnection, id: DocumentId) -> RepoResult<()> {
     }
 }
 
-impl<S: ConnectionSource> DocumentRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> DocumentRepository for SqliteDocuments<S> {
     fn register(&self, new: &NewDocument) -> RepoResult<Registered> {
         self.run(|c| register(c, new))
     }

@@ -63,14 +63,13 @@ pub(crate) fn map_connection_error(err: ConnectionError, target: &str) -> RepoEr
     }
 }
 
-/// Maps a failed pool checkout: exhausted when every connection is in use, otherwise
-/// the connections could not be opened.
+/// Maps a failed pool checkout, given the pool's `state` after it: exhausted when
+/// every connection is in use, otherwise the connections could not be opened.
 pub(crate) fn map_checkout_error(
     err: PoolError,
-    pool: &crate::pool::SqlitePool,
+    state: diesel::r2d2::State,
     max_size: u32,
 ) -> RepoError {
-    let state = pool.state();
     let (reason, message) = if state.connections >= max_size && state.idle_connections == 0 {
         (
             UnavailableReason::PoolExhausted,

@@ -2,9 +2,9 @@
 //! checks with PostgreSQL.
 
 use crate::chunks;
+use crate::connection::write_tx;
 use crate::error::{map_diesel_error, map_migration_error};
 use crate::store::SqliteStore;
-use crate::unit_of_work::write_tx;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};

@@ -4,9 +4,9 @@ use crate::codec::{
     affected, count, json, read_enum, read_json, read_opt_ts, read_ts, read_uuid, ts, uuid,
 };
 use crate::collections;
+use crate::connection::{read_tx, write_tx, ConnectionSource, SqliteOperations};
 use crate::error::map_diesel_error;
 use crate::schema::operations;
-use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use crate::users as user_repo;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
@@ -416,7 +416,7 @@ fn merge_meta(
     })
 }
 
-impl<S: ConnectionSource> OperationRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> OperationRepository for SqliteOperations<S> {
     fn create(&self, new: &NewOperation) -> RepoResult<Operation> {
         self.run(|c| create(c, new))
     }

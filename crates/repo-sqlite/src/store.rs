@@ -1,25 +1,19 @@
 //! [`SqliteStore`]: the pool-backed handle implementing [`Store`].
 
-use crate::error::{map_checkout_error, map_diesel_error};
-use crate::pool::{self, SqlitePool, TargetKind};
-use crate::unit_of_work::{run_unit_of_work, write_tx, ConnectionSource, SqliteRepos};
-use diesel::r2d2::PooledConnection;
-use diesel::{RunQueryDsl, SqliteConnection};
+use crate::connection::{PoolSource, SqliteRepositories};
+use crate::error::map_diesel_error;
+use crate::pool::{self, TargetKind};
+use crate::unit_of_work::run_unit_of_work;
+use diesel::RunQueryDsl;
 use repo_core::instrument::POOL_WARNING_INTERVAL;
 use repo_core::metrics::PoolMetrics;
 use repo_core::store::{health_check_within, UnitOfWorkMarker};
 use repo_core::{
-    redact_url, ApiKeyPolicy, ApiKeyRepository, BackendKind, ChunkRepository, CollectionRepository,
-    ConnectionErrors, DocumentRepository, Instrumented, NodeHealth, NodeRole, NodeStatus,
-    OperationRepository, PoolStatus, PoolWatch, ReadView, RepoResult, Repositories, Store,
-    StoreConfig, Transaction, UserRepository, WritePosition,
+    redact_url, BackendKind, ConnectionErrors, Instrumented, NodeHealth, NodeRole, NodeStatus,
+    PoolStatus, PoolWatch, ReadView, RepoResult, Store, StoreConfig, Transaction, WritePosition,
 };
-use repo_diesel::connection::ConnectionSource as Source;
 use std::fmt;
 use std::sync::Arc;
-
-/// A pooled connection.
-pub(crate) type PooledConn = PooledConnection<pool::SqliteManager>;
 
 /// A SQLite database behind an r2d2 pool; cheap to clone (an `Arc` inside).
 ///
@@ -30,68 +24,16 @@ pub(crate) type PooledConn = PooledConnection<pool::SqliteManager>;
 /// then wait for that connection (up to `config.pool.connection_timeout`).
 #[derive(Clone)]
 pub struct SqliteStore {
-    inner: Arc<Instrumented<SqliteRepos<PoolSource>>>,
+    inner: Arc<Instrumented<Inner>>,
 }
 
-/// The pool-backed connection source: each call checks a connection out.
-pub(crate) struct PoolSource {
-    pool: SqlitePool,
-    max_size: u32,
-    kind: TargetKind,
-    target: String,
-    config: StoreConfig,
-    watch: PoolWatch,
-    metrics: PoolMetrics,
-    unit_of_work: UnitOfWorkMarker,
-    errors: Arc<ConnectionErrors>,
+/// The pool and every repository over it.
+struct Inner {
+    source: Arc<PoolSource>,
+    repos: SqliteRepositories<Arc<PoolSource>>,
 }
 
-impl PoolSource {
-    /// Checks a connection out, telling an exhausted pool from a failing database.
-    /// Refused inside a unit of work of this store on the calling thread.
-    pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
-        self.unit_of_work.check()?;
-        let conn = self.metrics.checkout(|| self.pool.get()).map_err(|e| {
-            self.errors
-                .explain(map_checkout_error(e, &self.pool, self.max_size))
-        })?;
-        self.watch.observe(|| self.status());
-        Ok(conn)
-    }
-
-    /// The pool's connection counts now.
-    fn status(&self) -> PoolStatus {
-        let state = self.pool.state();
-        PoolStatus::from_counts(self.max_size, state.connections, state.idle_connections)
-    }
-}
-
-impl ConnectionSource for PoolSource {
-    fn config(&self) -> &StoreConfig {
-        &self.config
-    }
-}
-
-impl Source<SqliteConnection> for PoolSource {
-    fn api_key_policy(&self) -> &ApiKeyPolicy {
-        &self.config.api_keys
-    }
-
-    fn write<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
-        self.run(|c| write_tx(c, &mut f))
-    }
-
-    fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
-        // Each call is its own transaction, so a busy database is retried like a
-        // unit of work.
-        let result = self.config.retry.run(|| {
-            let mut conn = self.checkout()?;
-            f(&mut conn)
-        });
-        crate::observe::call_finished();
-        result
-    }
-}
+repo_diesel::forward_repositories!(Inner => repos);
 
 impl SqliteStore {
     /// Opens `target` (a filesystem path, `:memory:`, or a `file:` URI: what SQLite's
@@ -146,7 +88,7 @@ impl SqliteStore {
             Arc::clone(&errors),
             &metrics,
         )?;
-        let repos = SqliteRepos(PoolSource {
+        let source = Arc::new(PoolSource {
             pool,
             max_size,
             kind,
@@ -157,8 +99,12 @@ impl SqliteStore {
             unit_of_work: UnitOfWorkMarker::new(),
             errors,
         });
+        let inner = Inner {
+            repos: SqliteRepositories::new(|| Arc::clone(&source)),
+            source,
+        };
         let store = Self {
-            inner: Arc::new(Instrumented::new(BackendKind::Sqlite, repos)),
+            inner: Arc::new(Instrumented::new(BackendKind::Sqlite, inner)),
         };
         if config.run_migrations {
             store.run_pending_migrations()?;
@@ -179,7 +125,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn source(&self) -> &PoolSource {
-        &self.inner.0
+        &self.inner.source
     }
 }
 
@@ -197,31 +143,9 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-impl Repositories for SqliteStore {
-    fn users(&self) -> &dyn UserRepository {
-        self.inner.users()
-    }
-
-    fn api_keys(&self) -> &dyn ApiKeyRepository {
-        self.inner.api_keys()
-    }
-
-    fn collections(&self) -> &dyn CollectionRepository {
-        self.inner.collections()
-    }
-
-    fn operations(&self) -> &dyn OperationRepository {
-        self.inner.operations()
-    }
-
-    fn documents(&self) -> &dyn DocumentRepository {
-        self.inner.documents()
-    }
-
-    fn chunks(&self) -> &dyn ChunkRepository {
-        self.inner.chunks()
-    }
-}
+// Every call goes through the `Instrumented` wrapper, which opens its span and
+// forwards to the store's own repositories.
+repo_diesel::forward_repositories!(SqliteStore => inner);
 
 impl Store for SqliteStore {
     fn backend(&self) -> BackendKind {

@@ -1,9 +1,9 @@
 //! Users.
 
 use crate::codec::{count, read_opt_ts, read_ts, ts};
+use crate::connection::{read_tx, write_tx, ConnectionSource, SqliteUsers};
 use crate::error::map_diesel_error;
 use crate::schema::{collections, users};
-use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{
@@ -325,7 +325,7 @@ fn record_login(conn: &mut SqliteConnection, id: UserId) -> RepoResult<User> {
         .into_domain()
 }
 
-impl<S: ConnectionSource> UserRepository for SqliteRepos<S> {
+impl<S: ConnectionSource> UserRepository for SqliteUsers<S> {
     fn create(&self, new: &NewUser) -> RepoResult<User> {
         self.run(|c| create(c, new))
     }

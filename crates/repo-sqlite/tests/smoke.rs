@@ -1,23 +1,19 @@
-//! Smoke tests of the SQLite store. The cross-backend behaviour suite lives in
-//! `repo-behaviour`; these check the SQLite-specific wiring.
+//! The SQLite store's own wiring: targets (files, `:memory:`, URIs), migrations, and
+//! how pool, open and lock failures are classified. Everything both backends must do
+//! alike is in the behaviour suite (`repo-behaviour`).
 
-use repo_core::{
-    AccessLevel, CollectionStatus, ConflictReason, Entity, Field, NewApiKey, NewCollection,
-    NewOperation, NewUser, OperationKind, RepoError, Repositories, Store, StoreConfig, UserId,
-};
+use repo_core::{ConflictReason, NewUser, RepoError, Repositories, Store, StoreConfig, UserId};
+use repo_sqlite::testing::TempDatabase;
 use repo_sqlite::SqliteStore;
-use serde_json::json;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 
 const HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA";
 
-fn file_store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("smoke.db");
-    let store = SqliteStore::connect(path.to_str().expect("utf-8 path"), &StoreConfig::default())
-        .expect("connect");
-    (dir, store)
+fn file_store() -> (TempDatabase, SqliteStore) {
+    let db = TempDatabase::create("smoke.db").expect("temporary database");
+    let store = SqliteStore::connect(db.url(), &StoreConfig::default()).expect("connect");
+    (db, store)
 }
 
 fn user(store: &dyn Store, name: &str) -> UserId {
@@ -30,7 +26,7 @@ fn user(store: &dyn Store, name: &str) -> UserId {
 
 #[test]
 fn connects_to_a_file_and_to_memory() {
-    let (_dir, store) = file_store();
+    let (_db, store) = file_store();
     assert_eq!(store.backend(), repo_core::BackendKind::Sqlite);
     store.health().expect("health");
     assert!(!store.is_in_memory());
@@ -82,10 +78,8 @@ fn migrations_round_trip() {
         run_migrations: false,
         ..StoreConfig::default()
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("migrations.db");
-    let store = SqliteStore::connect_for_migrations(path.to_str().expect("utf-8"), &config)
-        .expect("connect");
+    let db = TempDatabase::create("migrations.db").expect("temporary database");
+    let store = SqliteStore::connect_for_migrations(db.url(), &config).expect("connect");
     let all = store.pending_migrations().expect("pending");
     assert!(!all.is_empty());
     assert_eq!(store.run_pending_migrations().expect("up"), all);
@@ -108,227 +102,6 @@ fn migrations_round_trip() {
     assert_eq!(store.schema_snapshot().expect("snapshot"), snapshot);
     store.revert_all_migrations().expect("down again");
     assert!(store.applied_migrations().expect("applied").is_empty());
-}
-
-#[test]
-fn one_create_and_get_per_repository() {
-    let (_dir, store) = file_store();
-    let owner = user(&store, "owner");
-    assert_eq!(
-        store
-            .users()
-            .get_by_email("OWNER@example.com")
-            .expect("by email")
-            .id,
-        owner
-    );
-
-    let created = store
-        .api_keys()
-        .create(&NewApiKey::new(owner, "ci"))
-        .expect("api key");
-    assert_eq!(
-        store.api_keys().get(created.key.id).expect("get key"),
-        created.key
-    );
-    let verified = store
-        .api_keys()
-        .verify(created.secret.expose())
-        .expect("verify")
-        .expect("valid key");
-    assert_eq!(verified.user.id, owner);
-    assert!(verified.key.last_used_at.is_some());
-
-    let collection = store
-        .collections()
-        .create(&NewCollection::new("docs", owner))
-        .expect("collection");
-    assert_eq!(
-        store
-            .collections()
-            .get(collection.id)
-            .expect("get collection"),
-        collection
-    );
-    assert_eq!(
-        store
-            .collections()
-            .access_level(collection.id, owner.into())
-            .expect("access"),
-        Some(AccessLevel::Admin)
-    );
-
-    let op = store
-        .operations()
-        .create(&NewOperation::new(
-            collection.id,
-            owner,
-            OperationKind::Index,
-            json!({"source": "/docs"}),
-        ))
-        .expect("operation");
-    assert_eq!(store.operations().get(op.uuid).expect("get op"), op);
-}
-
-#[test]
-fn unique_violation_names_the_field() {
-    let (_dir, store) = file_store();
-    user(&store, "dup");
-    let err = store
-        .users()
-        .create(&NewUser::new("dup", "other@example.com", HASH))
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RepoError::AlreadyExists {
-                entity: Entity::User,
-                field: Field::Username
-            }
-        ),
-        "{err:?}"
-    );
-    let err = store
-        .users()
-        .create(&NewUser::new("other", "DUP@example.com", HASH))
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RepoError::AlreadyExists {
-                entity: Entity::User,
-                field: Field::Email
-            }
-        ),
-        "{err:?}"
-    );
-}
-
-#[test]
-fn unit_of_work_rolls_back() {
-    let (_dir, store) = file_store();
-    let store: &dyn Store = &store;
-    let owner = user(store, "owner");
-    let err = store
-        .transaction(|tx| {
-            // A multi-statement write inside the unit of work becomes a savepoint.
-            let c = tx
-                .collections()
-                .create(&NewCollection::new("doomed", owner))?;
-            tx.lock_collection(c.id)?;
-            tx.collections()
-                .update_status(c.id, CollectionStatus::Processing, None)?;
-            Err::<(), _>(RepoError::validation(Field::Value, "roll back"))
-        })
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        RepoError::Validation {
-            field: Field::Value,
-            ..
-        }
-    ));
-    assert!(matches!(
-        store.collections().get_by_name("doomed"),
-        Err(RepoError::NotFound { .. })
-    ));
-
-    let kept = store
-        .transaction(|tx| {
-            let c = tx
-                .collections()
-                .create(&NewCollection::new("kept", owner))?;
-            // A failing call inside the unit of work rolls back only its savepoint.
-            let dup = tx.collections().create(&NewCollection::new("kept", owner));
-            assert!(matches!(
-                dup,
-                Err(RepoError::AlreadyExists {
-                    field: Field::Name,
-                    ..
-                })
-            ));
-            tx.collections()
-                .update_status(c.id, CollectionStatus::Processing, None)
-        })
-        .expect("commit");
-    assert_eq!(
-        store.collections().get(kept.id).expect("get").status,
-        CollectionStatus::Processing
-    );
-}
-
-#[test]
-fn concurrent_user_creation_on_one_file_is_never_locked() {
-    let (_dir, store) = file_store();
-    let store = Arc::new(store);
-    let barrier = Arc::new(Barrier::new(8));
-    let handles: Vec<_> = (0..8)
-        .map(|t| {
-            let store = Arc::clone(&store);
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                for i in 0..25 {
-                    let name = format!("u{t}_{i}");
-                    store
-                        .users()
-                        .create(&NewUser::new(&name, format!("{name}@example.com"), HASH))
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok::<(), String>(())
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().expect("thread").expect("no busy error");
-    }
-    assert_eq!(store.users().count(Default::default()).expect("count"), 200);
-}
-
-#[test]
-fn racing_operation_creators_get_one_success() {
-    let (_dir, store) = file_store();
-    let owner = user(&store, "owner");
-    let collection = store
-        .collections()
-        .create(&NewCollection::new("race", owner))
-        .expect("collection")
-        .id;
-    let store = Arc::new(store);
-    let barrier = Arc::new(Barrier::new(16));
-    let handles: Vec<_> = (0..16)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                store.operations().create(&NewOperation::new(
-                    collection,
-                    owner,
-                    OperationKind::Index,
-                    json!({"n": 1}),
-                ))
-            })
-        })
-        .collect();
-    let results: Vec<_> = handles
-        .into_iter()
-        .map(|h| h.join().expect("thread"))
-        .collect();
-    let ok = results.iter().filter(|r| r.is_ok()).count();
-    let conflicts = results
-        .iter()
-        .filter(|r| {
-            matches!(
-                r,
-                Err(RepoError::Conflict {
-                    reason: ConflictReason::ActiveOperation,
-                    ..
-                })
-            )
-        })
-        .count();
-    assert_eq!((ok, conflicts), (1, 15), "{results:?}");
 }
 
 #[test]
