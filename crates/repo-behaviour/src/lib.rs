@@ -121,6 +121,7 @@ macro_rules! behaviour_tests {
             api_keys::api_key_verify_stamps_last_used_at_per_granularity,
             api_keys::api_key_verify_rejects_revoked,
             api_keys::api_key_verify_rejects_inactive_user,
+            api_keys::api_key_refused_verify_records_no_use,
             api_keys::api_key_verify_unknown_secret_is_none,
             api_keys::api_key_verify_malformed_is_validation,
             api_keys::api_key_name_is_unique_per_user_ignoring_case,

@@ -1,7 +1,7 @@
-//! What both backends share for the `api_keys` repository: [`api_key_repository!`]
-//! writes the row types, every query both backends run alike and the
-//! `ApiKeyRepository` impl once; each backend expands it in its `api_keys.rs` over its
-//! own `schema::api_keys`, connection type and
+//! What both backends share for the `api_keys` repository:
+//! [`api_key_repository!`](crate::api_key_repository) writes the row types, every query
+//! both backends run alike and the `ApiKeyRepository` impl once; each backend expands
+//! it in its `api_keys.rs` over its own `schema::api_keys`, connection type and
 //! [`ColumnCodec`](crate::codec::ColumnCodec).
 //!
 //! The rules are repo-core's (`repo_core::api_key`): the usable-key rule
@@ -53,8 +53,8 @@ macro_rules! api_key_repository {
         atomic: $atomic:path,
         lock_user: $lock_user:path $(,)?
     ) => {
-        use $crate::codec::ColumnCodec as _;
         use ::diesel::prelude::*;
+        use $crate::codec::ColumnCodec as _;
 
         type StoredUuid = <$codec as $crate::codec::ColumnCodec>::Uuid;
         type StoredTs = <$codec as $crate::codec::ColumnCodec>::Ts;
@@ -112,7 +112,9 @@ macro_rules! api_key_repository {
         }
 
         impl<'a> InsertApiKey<'a> {
-            fn from_domain(prepared: &'a ::repo_core::api_key::PreparedApiKey) -> ::repo_core::RepoResult<Self> {
+            fn from_domain(
+                prepared: &'a ::repo_core::api_key::PreparedApiKey,
+            ) -> ::repo_core::RepoResult<Self> {
                 let key = &prepared.key;
                 Ok(Self {
                     id: $codec::uuid(key.id.0),
@@ -161,7 +163,9 @@ macro_rules! api_key_repository {
                     }
                 })
                 .reduce(|all, next| Box::new(all.and(next)))
-                .unwrap_or_else(|| Box::new(::diesel::dsl::sql::<::diesel::sql_types::Bool>("1 = 1")))
+                .unwrap_or_else(|| {
+                    Box::new(::diesel::dsl::sql::<::diesel::sql_types::Bool>("1 = 1"))
+                })
         }
 
         fn not_found(id: ::repo_core::ApiKeyId) -> ::repo_core::RepoError {
@@ -320,8 +324,9 @@ macro_rules! api_key_repository {
             }
 
             fn count_active(&self, user_id: ::repo_core::UserId) -> ::repo_core::RepoResult<u64> {
-                let ($rs, $rf) =
-                    (self, |c: &mut $conn| count_active_at(c, user_id, ::repo_core::now()));
+                let ($rs, $rf) = (self, |c: &mut $conn| {
+                    count_active_at(c, user_id, ::repo_core::now())
+                });
                 $read
             }
         }

@@ -1,14 +1,14 @@
-//! What both backends share for the `operations` repository: [`operation_repository!`]
-//! writes the row types, every query both backends run alike and the
-//! `OperationRepository` impl once; each backend expands it in its `operations.rs`
-//! over its own `schema::operations`, connection type and
-//! [`ColumnCodec`](crate::codec::ColumnCodec).
+//! What both backends share for the `operations` repository:
+//! [`operation_repository!`](crate::operation_repository) writes the row types, every
+//! query both backends run alike and the `OperationRepository` impl once; each backend
+//! expands it in its `operations.rs` over its own `schema::operations`, connection type
+//! and [`ColumnCodec`](crate::codec::ColumnCodec).
 //!
 //! The rules are repo-core's (`repo_core::operation`): the status machine and what a
-//! transition writes (`TransitionPlan`), cancel rights (`Operation::check_cancel`),
-//! the meta merge. What differs stays in the backend: `create` (SQLite reads the
-//! idempotency key inside `BEGIN IMMEDIATE`; PostgreSQL arbitrates with `ON CONFLICT
-//! DO NOTHING` and maps foreign-key violations) and `locked_meta` (PostgreSQL's `FOR
+//! transition writes (`TransitionPlan`), cancel rights (`Operation::check_cancel`), the
+//! meta merge. What differs stays in the backend: `create` (SQLite reads the
+//! idempotency key inside `BEGIN IMMEDIATE`; PostgreSQL arbitrates with `ON CONFLICT DO
+//! NOTHING` and maps foreign-key violations) and `locked_meta` (PostgreSQL's `FOR
 //! UPDATE`).
 
 /// Writes, in the module that expands it, the `operations` row types
