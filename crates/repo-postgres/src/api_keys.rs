@@ -3,7 +3,7 @@
 //! rules (usable key, verify decision, restamp, key limit) from `repo_core::api_key`.
 //! Only verify, the hot path, is written here: one statement.
 
-use crate::connection::{ConnectionSource, PgCodec, QueryResultExt};
+use crate::connection::{ConnectionSource, PgCodec};
 use crate::error::map_diesel_error;
 use crate::prepared::CacheDsl;
 use crate::schema::api_keys;
@@ -99,7 +99,7 @@ fn verify(
         .cached()
         .get_result(conn)
         .optional()
-        .db()?;
+        .map_err(map_diesel_error)?;
     match found {
         Some(row) => Ok(VerifiedKey::decide(
             row.key.into_domain()?,

@@ -5,7 +5,7 @@
 //! is here.
 
 use crate::collections as collection_repo;
-use crate::connection::{missing_reference, ConnectionSource, PgCodec, QueryResultExt};
+use crate::connection::{missing_reference, ConnectionSource, PgCodec};
 use crate::error::map_diesel_error;
 use crate::prepared::CacheDsl;
 use crate::schema::operations;
@@ -93,6 +93,6 @@ fn locked_meta(conn: &mut PgConnection, id: OperationUuid) -> RepoResult<serde_j
         .for_update()
         .first(conn)
         .optional()
-        .db()?
+        .map_err(map_diesel_error)?
         .ok_or_else(|| RepoError::not_found(Entity::Operation, id))
 }
