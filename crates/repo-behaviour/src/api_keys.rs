@@ -26,6 +26,7 @@ macro_rules! __api_keys_behaviours {
             api_keys::api_key_create_returns_secret_once_in_format,
             api_keys::api_key_reads_never_expose_secret_or_hash,
             api_keys::api_key_verify_accepts_and_records_last_used,
+            api_keys::api_key_refused_verify_records_no_use,
             api_keys::api_key_verify_stamps_last_used_at_per_granularity,
             api_keys::api_key_verify_rejects_revoked,
             api_keys::api_key_verify_rejects_inactive_user,
@@ -281,6 +282,52 @@ pub fn api_key_verify_rejects_inactive_user(h: &dyn Harness) {
     };
     expect::ok(s.users().update(u.id, &activate), "reactivate");
     assert!(expect::ok(s.api_keys().verify(created.secret.expose()), "verify").is_some());
+}
+
+/// A refused verify records no use, even with `last_used_granularity` 0 (every verify due a stamp): the stamp of a key whose user is inactive or which has expired stays where the last accepted verify put it.
+pub fn api_key_refused_verify_records_no_use(h: &dyn Harness) {
+    let s = h.open_with(StoreConfig {
+        api_keys: repo_core::ApiKeyPolicy {
+            last_used_granularity: StdDuration::ZERO,
+            ..Default::default()
+        },
+        ..StoreConfig::default()
+    });
+    let u = seed::user(&*s, "nour");
+    let accepted = |secret: &str, what: &str| {
+        expect::ok(s.api_keys().verify(secret), what)
+            .unwrap_or_else(|| panic!("{what}: a usable key must verify"))
+            .key
+            .last_used_at
+    };
+    let key = expect::ok(s.api_keys().create(&NewApiKey::new(u.id, "ci")), "create");
+    let short = short_lived(&*s, u.id, "short");
+    let stamped = accepted(key.secret.expose(), "before deactivation");
+    let short_stamped = accepted(short.secret.expose(), "short-lived, before expiry");
+    let set_active = |is_active: bool| UserPatch {
+        is_active: Some(is_active),
+        ..UserPatch::default()
+    };
+    expect::ok(s.users().update(u.id, &set_active(false)), "deactivate");
+    std::thread::sleep(StdDuration::from_millis(5));
+    assert!(
+        expect::ok(s.api_keys().verify(key.secret.expose()), "inactive user").is_none(),
+        "a key of an inactive user must not verify"
+    );
+    let stored = expect::ok(s.api_keys().get(key.key.id), "get");
+    assert_eq!(stored.last_used_at, stamped, "inactive user: no stamp");
+    expect::ok(s.users().update(u.id, &set_active(true)), "reactivate");
+    sleep_past(short.key.expires_at.expect("a short-lived key expires"));
+    assert!(
+        expect::ok(s.api_keys().verify(short.secret.expose()), "expired").is_none(),
+        "an expired key must not verify"
+    );
+    let stored = expect::ok(s.api_keys().get(short.key.id), "get");
+    assert_eq!(stored.last_used_at, short_stamped, "expired: no stamp");
+    assert!(
+        accepted(key.secret.expose(), "reactivated") > stamped,
+        "an accepted verify stamps again"
+    );
 }
 
 /// A well-formed secret that matches no key is `Ok(None)`, not an error.

@@ -195,9 +195,12 @@ impl PrincipalFacts {
                 is_superuser: self.is_superuser,
             };
         };
-        let usable =
-            key.is_active && key.expires_at.is_none_or(|exp| exp > now) && self.user_is_active;
-        if !usable {
+        let usable = crate::api_key::KeyUseFacts {
+            key_is_active: key.is_active,
+            expires_at: key.expires_at,
+            user_is_active: self.user_is_active,
+        };
+        if !usable.is_usable_at(now) {
             return Actor::Denied;
         }
         if key_is_scoped(key.permissions.as_ref(), key.has_grants) {

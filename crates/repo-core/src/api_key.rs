@@ -1,4 +1,8 @@
-//! API keys: secrets shown once, only their SHA-256 stored.
+//! API keys: secrets shown once, only their SHA-256 stored; and their rules, decided
+//! here for both backends: when a key is usable ([`UsableKeyCondition`],
+//! [`KeyUseFacts::is_usable_at`]), what verify returns ([`VerifiedKey::decide`]), when
+//! verify stamps `last_used_at` again ([`ApiKeyPolicy::restamp_due`]) and the limit of
+//! active keys per user ([`ApiKeyPolicy::check_active_limit`]).
 
 use crate::error::{Field, RepoError, RepoResult};
 use crate::ids::{ApiKeyId, UserId};
@@ -43,9 +47,83 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    /// Whether the key is active and not expired at `at`.
+    /// Whether the key itself is usable at `at`: the conditions of the usable-key rule
+    /// that read only the key ([`UsableKeyCondition::reads_only_the_key`]), i.e.
+    /// active and not expired. This is what counts toward the per-user limit.
     pub fn is_usable_at(&self, at: Timestamp) -> bool {
-        self.is_active && self.expires_at.is_none_or(|exp| exp > at)
+        self.use_facts(true).holds_key_conditions(at)
+    }
+
+    /// The facts of the usable-key rule for this key, whose user is active or not.
+    pub fn use_facts(&self, user_is_active: bool) -> KeyUseFacts {
+        KeyUseFacts {
+            key_is_active: self.is_active,
+            expires_at: self.expires_at,
+            user_is_active,
+        }
+    }
+}
+
+/// One condition of the usable-key rule: a key is usable (it verifies, and acts for its
+/// user) when every condition of [`UsableKeyCondition::ALL`] holds.
+///
+/// The rule is data so that a backend that must apply it inside a statement (the
+/// count of active keys; PostgreSQL's verify, which stamps `last_used_at` in the same
+/// statement as its read) writes its SQL from this list, with an exhaustive `match`:
+/// a condition added here fails to compile there until it has its SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsableKeyCondition {
+    /// The key is not revoked (`api_keys.is_active`).
+    KeyActive,
+    /// The key never expires, or expires after the time of the check
+    /// (`api_keys.expires_at IS NULL OR api_keys.expires_at > now`).
+    KeyUnexpired,
+    /// The key's user is active (`users.is_active`).
+    UserActive,
+}
+
+impl UsableKeyCondition {
+    /// Every condition of the rule.
+    pub const ALL: [UsableKeyCondition; 3] =
+        [Self::KeyActive, Self::KeyUnexpired, Self::UserActive];
+
+    /// Whether the condition reads only the key's own row (not its user's).
+    pub fn reads_only_the_key(self) -> bool {
+        !matches!(self, Self::UserActive)
+    }
+
+    /// Whether the condition holds for `facts` at `at`.
+    pub fn holds(self, facts: &KeyUseFacts, at: Timestamp) -> bool {
+        match self {
+            Self::KeyActive => facts.key_is_active,
+            Self::KeyUnexpired => facts.expires_at.is_none_or(|exp| exp > at),
+            Self::UserActive => facts.user_is_active,
+        }
+    }
+}
+
+/// What the usable-key rule reads about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyUseFacts {
+    /// `api_keys.is_active`.
+    pub key_is_active: bool,
+    /// `api_keys.expires_at`.
+    pub expires_at: Option<Timestamp>,
+    /// `users.is_active` of the key's user.
+    pub user_is_active: bool,
+}
+
+impl KeyUseFacts {
+    /// The usable-key rule: every [`UsableKeyCondition`] holds at `at`.
+    pub fn is_usable_at(&self, at: Timestamp) -> bool {
+        UsableKeyCondition::ALL.iter().all(|c| c.holds(self, at))
+    }
+
+    fn holds_key_conditions(&self, at: Timestamp) -> bool {
+        UsableKeyCondition::ALL
+            .iter()
+            .filter(|c| c.reads_only_the_key())
+            .all(|c| c.holds(self, at))
     }
 }
 
@@ -164,6 +242,30 @@ impl Default for ApiKeyPolicy {
 }
 
 impl ApiKeyPolicy {
+    /// Whether a verify at `now` of a key last stamped at `last_used_at` writes
+    /// `last_used_at = now` again: never stamped, or stamped at or before
+    /// [`restamp_at_or_before`](Self::restamp_at_or_before).
+    pub fn restamp_due(&self, last_used_at: Option<Timestamp>, now: Timestamp) -> bool {
+        let before = self.restamp_at_or_before(now);
+        last_used_at.is_none_or(|used| used <= before)
+    }
+
+    /// The per-user limit: with `active` usable keys already, a new key is
+    /// `Validation { api_keys }` once `active` reaches
+    /// [`max_active_per_user`](Self::max_active_per_user).
+    pub fn check_active_limit(&self, active: u64) -> RepoResult<()> {
+        if active >= u64::from(self.max_active_per_user) {
+            return Err(RepoError::validation(
+                Field::ApiKeys,
+                format!(
+                    "a user may hold at most {} active API keys",
+                    self.max_active_per_user
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The `last_used_at` at or before which a verify at `now` stamps the key again
     /// (`now` minus [`last_used_granularity`](Self::last_used_granularity)): a key
     /// whose stamp is `NULL` or not after it gets `last_used_at = now`.
@@ -317,6 +419,16 @@ pub struct VerifiedKey {
     pub user: User,
 }
 
+impl VerifiedKey {
+    /// The verify decision on the key a secret's hash found and its user: `Some` when
+    /// the usable-key rule holds at `at` ([`KeyUseFacts::is_usable_at`]).
+    pub fn decide(key: ApiKey, user: User, at: Timestamp) -> Option<VerifiedKey> {
+        key.use_facts(user.is_active)
+            .is_usable_at(at)
+            .then_some(VerifiedKey { key, user })
+    }
+}
+
 /// API keys.
 pub trait ApiKeyRepository: Send + Sync {
     /// Creates a key and returns it with its secret. The user's
@@ -358,6 +470,37 @@ mod tests {
         let mut bad = s.expose().to_owned();
         bad.replace_range(5..6, "Z");
         assert!(ApiKeySecret::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn usable_key_rule() {
+        let now = time::now();
+        let facts = |key_is_active, expires_at, user_is_active| KeyUseFacts {
+            key_is_active,
+            expires_at,
+            user_is_active,
+        };
+        let later = Some(now + chrono::Duration::microseconds(1));
+        assert!(facts(true, None, true).is_usable_at(now));
+        assert!(facts(true, later, true).is_usable_at(now));
+        assert!(
+            !facts(true, Some(now), true).is_usable_at(now),
+            "expires at now"
+        );
+        assert!(!facts(false, None, true).is_usable_at(now), "revoked");
+        assert!(!facts(true, None, false).is_usable_at(now), "inactive user");
+        assert!(facts(true, None, false).holds_key_conditions(now));
+    }
+
+    #[test]
+    fn restamp_and_limit() {
+        let p = ApiKeyPolicy::default();
+        let now = time::now();
+        assert!(p.restamp_due(None, now));
+        assert!(p.restamp_due(Some(now - chrono::Duration::seconds(60)), now));
+        assert!(!p.restamp_due(Some(now - chrono::Duration::seconds(59)), now));
+        assert!(p.check_active_limit(19).is_ok());
+        assert!(p.check_active_limit(20).is_err());
     }
 
     #[test]

@@ -199,7 +199,9 @@ string_enum!(
 );
 
 string_enum!(
-    /// Lifecycle of an operation.
+    /// Lifecycle of an operation. Its state machine (allowed transitions, terminal and
+    /// active states, what a transition writes) is in [`crate::operation`], next to the
+    /// operation and its repository trait.
     OperationStatus, Status {
         /// Created, not started.
         Pending => "pending",
@@ -214,37 +216,6 @@ string_enum!(
     }
 );
 
-impl OperationStatus {
-    /// Whether no transition leaves this state.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-
-    /// Whether the operation counts as active (at most one per collection).
-    pub fn is_active(self) -> bool {
-        matches!(self, Self::Pending | Self::Processing)
-    }
-
-    /// Whether `self → next` is an allowed transition.
-    pub fn can_transition_to(self, next: OperationStatus) -> bool {
-        use OperationStatus::*;
-        matches!(
-            (self, next),
-            (Pending, Processing | Failed | Cancelled)
-                | (Processing, Completed | Failed | Cancelled)
-        )
-    }
-
-    /// The states from which `next` may be entered.
-    pub fn predecessors(next: OperationStatus) -> Vec<OperationStatus> {
-        Self::ALL
-            .iter()
-            .copied()
-            .filter(|s| s.can_transition_to(next))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,19 +227,6 @@ mod tests {
             assert_eq!(OperationKind::from_str(k.as_str()).unwrap(), *k);
         }
         assert!(OperationStatus::from_str("done").is_err());
-    }
-
-    #[test]
-    fn operation_machine() {
-        use OperationStatus::*;
-        assert_eq!(predecessors_of(Processing), vec![Pending]);
-        assert_eq!(predecessors_of(Completed), vec![Processing]);
-        assert_eq!(predecessors_of(Cancelled), vec![Pending, Processing]);
-        assert!(predecessors_of(Pending).is_empty());
-    }
-
-    fn predecessors_of(s: OperationStatus) -> Vec<OperationStatus> {
-        OperationStatus::predecessors(s)
     }
 
     #[test]
@@ -296,20 +254,5 @@ mod tests {
         assert_eq!(predecessors(Ready), vec![Processing]);
         assert_eq!(predecessors(Error), vec![Processing]);
         assert!(!Ready.can_transition_to(Pending));
-    }
-
-    #[test]
-    fn operation_terminal_and_active_states() {
-        use OperationStatus::*;
-        for s in OperationStatus::ALL {
-            let terminal = matches!(s, Completed | Failed | Cancelled);
-            assert_eq!(s.is_terminal(), terminal, "{s} terminal");
-            assert_eq!(s.is_active(), !terminal, "{s} active");
-            if terminal {
-                assert!(OperationStatus::ALL
-                    .iter()
-                    .all(|n| !s.can_transition_to(*n)));
-            }
-        }
     }
 }

@@ -1,8 +1,23 @@
-//! Background operations on collections.
+//! Background operations on collections, and their rules in one place:
+//!
+//! - the status machine ([`OperationStatus::can_transition_to`]): `pending` →
+//!   `processing` | `failed` | `cancelled`; `processing` → `completed` | `failed` |
+//!   `cancelled`; terminal states never change;
+//! - what a transition writes ([`TransitionPlan`]): `started_at` on entering
+//!   `processing`, `completed_at` on entering a terminal state, the error message when
+//!   given. A backend turns the plan into one conditional `UPDATE … WHERE status IN
+//!   (plan.from)`, and a refused plan into [`TransitionPlan::refused`];
+//! - who may cancel ([`Operation::check_cancel`]);
+//! - how `meta` is merged ([`merge_meta`]).
+//!
+//! The repository trait is [`OperationRepository`]; both backends implement it in their
+//! `operations.rs` (the Diesel code they share is in `repo-diesel`'s `operations.rs`),
+//! and the behaviour suite tests it in `repo-behaviour`'s `operations.rs`.
 
-use crate::access::Principal;
+use crate::access::{Actor, Principal};
+use crate::collection::{require_access, Collection};
 use crate::enums::{AccessLevel, OperationKind, OperationStatus};
-use crate::error::{Field, RepoResult};
+use crate::error::{Field, RepoError, RepoResult};
 use crate::ids::{CollectionId, OperationUuid, UserId};
 use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::{self, Timestamp};
@@ -123,6 +138,131 @@ impl Operation {
     pub fn cursor(&self) -> Cursor {
         Cursor::after_int(self.created_at, self.id)
     }
+
+    /// The cancel-rights rule: `actor` may cancel this operation if it created it (a
+    /// user, or an unscoped key of that user: [`Actor::is_creator_of`]), or holds write
+    /// on its collection (`level`, the actor's level on `collection`: owner, write
+    /// grant, superuser; for a scoped key, its capped grant). Else `AccessDenied`.
+    pub fn check_cancel(
+        &self,
+        actor: &Actor,
+        collection: &Collection,
+        level: Option<AccessLevel>,
+    ) -> RepoResult<()> {
+        if actor.is_creator_of(self.user_id) {
+            return Ok(());
+        }
+        require_access(collection, level, AccessLevel::Write)
+    }
+}
+
+impl OperationStatus {
+    /// Whether no transition leaves this state.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// Whether the operation counts as active (at most one per collection).
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Pending | Self::Processing)
+    }
+
+    /// The active states (see [`is_active`](Self::is_active)), in declaration order.
+    pub fn active() -> Vec<OperationStatus> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.is_active())
+            .collect()
+    }
+
+    /// Whether `self → next` is an allowed transition.
+    pub fn can_transition_to(self, next: OperationStatus) -> bool {
+        use OperationStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Processing | Failed | Cancelled)
+                | (Processing, Completed | Failed | Cancelled)
+        )
+    }
+
+    /// The states from which `next` may be entered.
+    pub fn predecessors(next: OperationStatus) -> Vec<OperationStatus> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.can_transition_to(next))
+            .collect()
+    }
+}
+
+/// What a transition to [`to`](Self::to) writes, decided here for both backends: a
+/// backend runs it as one atomic conditional update, `SET status = to, started_at =
+/// …, completed_at = …, error_message = … WHERE uuid = ? AND status IN (from)`, where a
+/// `None` column is left as it is. When no row changes, a re-read tells `NotFound`
+/// from [`refused`](Self::refused).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransitionPlan<'a> {
+    /// The state entered.
+    pub to: OperationStatus,
+    /// The states it may be entered from ([`OperationStatus::predecessors`]); empty
+    /// when no transition enters `to` (then no update runs).
+    pub from: Vec<OperationStatus>,
+    /// `Some(at)` on entering `processing`.
+    pub started_at: Option<Timestamp>,
+    /// `Some(at)` on entering a terminal state.
+    pub completed_at: Option<Timestamp>,
+    /// The error message to store, when given.
+    pub error_message: Option<&'a str>,
+}
+
+impl<'a> TransitionPlan<'a> {
+    /// The plan of a transition to `to` at `at`; an `error_message` with a NUL or too
+    /// long is `Validation { error_message }`.
+    pub fn new(
+        to: OperationStatus,
+        error_message: Option<&'a str>,
+        at: Timestamp,
+    ) -> RepoResult<Self> {
+        validate::opt_text(Field::ErrorMessage, error_message)?;
+        Ok(Self {
+            to,
+            from: OperationStatus::predecessors(to),
+            started_at: (to == OperationStatus::Processing).then_some(at),
+            completed_at: to.is_terminal().then_some(at),
+            error_message,
+        })
+    }
+
+    /// Whether any state may enter `to` (else the update is skipped).
+    pub fn is_possible(&self) -> bool {
+        !self.from.is_empty()
+    }
+
+    /// The names of [`from`](Self::from), as stored in the `status` column.
+    pub fn from_names(&self) -> Vec<&'static str> {
+        self.from.iter().map(|s| s.as_str()).collect()
+    }
+
+    /// The error of a plan the row's `current` state refused.
+    pub fn refused(&self, current: OperationStatus) -> RepoError {
+        RepoError::invalid_state(current, self.to)
+    }
+}
+
+/// `current` with the top-level keys of `patch` (a JSON object) set; a `current` that
+/// is not an object counts as `{}`.
+pub fn merge_meta(current: Value, patch: &Value) -> Value {
+    let mut meta = match current {
+        Value::Object(map) => map,
+        _ => Default::default(),
+    };
+    if let Value::Object(extra) = patch {
+        for (key, value) in extra {
+            meta.insert(key.clone(), value.clone());
+        }
+    }
+    Value::Object(meta)
 }
 
 /// Filters for operation listings.
@@ -213,4 +353,110 @@ pub trait OperationRepository: Send + Sync {
     fn mark_failed_many(&self, uuids: &[OperationUuid], message: &str) -> RepoResult<u64>;
     /// Merges the keys of `patch` (a JSON object) into `meta`, top level.
     fn merge_meta(&self, uuid: OperationUuid, patch: &Value) -> RepoResult<Operation>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collection::NewCollection;
+    use serde_json::json;
+    use OperationStatus::*;
+
+    #[test]
+    fn operation_machine() {
+        let predecessors = OperationStatus::predecessors;
+        assert_eq!(predecessors(Processing), vec![Pending]);
+        assert_eq!(predecessors(Completed), vec![Processing]);
+        assert_eq!(predecessors(Cancelled), vec![Pending, Processing]);
+        assert!(predecessors(Pending).is_empty());
+        assert_eq!(OperationStatus::active(), vec![Pending, Processing]);
+    }
+
+    #[test]
+    fn operation_terminal_and_active_states() {
+        for s in OperationStatus::ALL {
+            let terminal = matches!(s, Completed | Failed | Cancelled);
+            assert_eq!(s.is_terminal(), terminal, "{s} terminal");
+            assert_eq!(s.is_active(), !terminal, "{s} active");
+            if terminal {
+                assert!(OperationStatus::ALL
+                    .iter()
+                    .all(|n| !s.can_transition_to(*n)));
+            }
+        }
+    }
+
+    #[test]
+    fn transition_plan_sets_the_timestamps_of_the_state_entered() {
+        let at = crate::now();
+        for to in OperationStatus::ALL {
+            let plan = TransitionPlan::new(*to, Some("why"), at).unwrap();
+            assert_eq!(plan.from, OperationStatus::predecessors(*to));
+            assert_eq!(plan.is_possible(), *to != Pending);
+            assert_eq!(plan.started_at, (*to == Processing).then_some(at));
+            assert_eq!(plan.completed_at, to.is_terminal().then_some(at));
+            assert_eq!(plan.error_message, Some("why"));
+        }
+        assert!(TransitionPlan::new(Failed, Some("a\0b"), at).is_err());
+        let refused = TransitionPlan::new(Processing, None, at)
+            .unwrap()
+            .refused(Completed);
+        assert!(
+            matches!(refused, RepoError::InvalidState { .. }),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn cancel_rights() {
+        let op = NewOperation::new(
+            CollectionId::new(),
+            UserId(1),
+            OperationKind::Index,
+            json!({"a": 1}),
+        )
+        .prepare()
+        .unwrap();
+        let c = NewCollection::new("c", UserId(2)).prepare().unwrap();
+        let user = |id| Actor::User {
+            user: UserId(id),
+            is_superuser: false,
+        };
+        assert!(op.check_cancel(&user(1), &c, None).is_ok(), "creator");
+        assert!(
+            op.check_cancel(&user(3), &c, Some(AccessLevel::Write))
+                .is_ok(),
+            "writer"
+        );
+        assert!(
+            op.check_cancel(&user(3), &c, Some(AccessLevel::Read))
+                .is_err(),
+            "reader"
+        );
+        let scoped = Actor::Scoped {
+            user: UserId(1),
+            is_superuser: false,
+            read_public: false,
+        };
+        assert!(
+            op.check_cancel(&scoped, &c, Some(AccessLevel::Read))
+                .is_err(),
+            "scoped creator key"
+        );
+        assert!(
+            op.check_cancel(&scoped, &c, Some(AccessLevel::Write))
+                .is_ok(),
+            "scoped writer key"
+        );
+        assert!(op.check_cancel(&Actor::Denied, &c, None).is_err(), "denied");
+    }
+
+    #[test]
+    fn meta_merges_top_level_keys() {
+        assert_eq!(
+            merge_meta(json!({"a": 1, "b": {"x": 1}}), &json!({"b": 2, "c": 3})),
+            json!({"a": 1, "b": 2, "c": 3})
+        );
+        assert_eq!(merge_meta(json!([1]), &json!({"c": 3})), json!({"c": 3}));
+    }
 }

@@ -132,3 +132,44 @@ pub(crate) fn parse_column<T: std::str::FromStr>(
         source: None,
     })
 }
+
+/// PostgreSQL's column codec for the row types and queries `repo_diesel` writes once
+/// for both backends: native UUID, `timestamptz` and `jsonb` columns, read as they are.
+pub(crate) struct PgCodec;
+
+impl repo_diesel::codec::ColumnCodec for PgCodec {
+    type Uuid = uuid::Uuid;
+    type Ts = repo_core::Timestamp;
+    type Json = serde_json::Value;
+
+    fn uuid(value: uuid::Uuid) -> uuid::Uuid {
+        value
+    }
+
+    fn ts(value: repo_core::Timestamp) -> repo_core::Timestamp {
+        value
+    }
+
+    fn json(value: &serde_json::Value) -> RepoResult<serde_json::Value> {
+        Ok(value.clone())
+    }
+
+    fn read_uuid(_: &str, _: &str, stored: uuid::Uuid) -> RepoResult<uuid::Uuid> {
+        Ok(stored)
+    }
+
+    fn read_ts(_: &str, _: &str, stored: repo_core::Timestamp) -> RepoResult<repo_core::Timestamp> {
+        Ok(stored)
+    }
+
+    fn read_json(_: &str, _: &str, stored: serde_json::Value) -> RepoResult<serde_json::Value> {
+        Ok(stored)
+    }
+
+    fn read_enum<E: std::str::FromStr>(_: &str, column: &str, stored: &str) -> RepoResult<E> {
+        stored.parse().map_err(|_| RepoError::Backend {
+            message: format!("unexpected value {stored:?} in column {column}"),
+            source: None,
+        })
+    }
+}

@@ -106,6 +106,44 @@ pub(crate) fn affected(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
+/// These codecs for the row types and queries `repo_diesel` writes once for both
+/// backends.
+pub(crate) struct SqliteCodec;
+
+impl repo_diesel::codec::ColumnCodec for SqliteCodec {
+    type Uuid = String;
+    type Ts = String;
+    type Json = String;
+
+    fn uuid(value: Uuid) -> String {
+        uuid(value)
+    }
+
+    fn ts(value: Timestamp) -> String {
+        ts(value)
+    }
+
+    fn json(value: &Value) -> RepoResult<String> {
+        json(value)
+    }
+
+    fn read_uuid(table: &str, column: &str, stored: String) -> RepoResult<Uuid> {
+        read_uuid(table, column, &stored)
+    }
+
+    fn read_ts(table: &str, column: &str, stored: String) -> RepoResult<Timestamp> {
+        read_ts(table, column, &stored)
+    }
+
+    fn read_json(table: &str, column: &str, stored: String) -> RepoResult<Value> {
+        read_json(table, column, &stored)
+    }
+
+    fn read_enum<E: FromStr>(table: &str, column: &str, stored: &str) -> RepoResult<E> {
+        read_enum(table, column, stored)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
