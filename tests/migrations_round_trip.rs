@@ -3,8 +3,8 @@
 //! collections, documents, chunks and full-text search).
 
 use repo_core::{
-    NewChunk, NewCollection, NewDocument, NewUser, PageRequest, Repositories, SchemaSnapshot,
-    SearchQuery, StoreConfig, UserId,
+    BackendKind, NewChunk, NewCollection, NewDocument, NewUser, PageRequest, RepoResult,
+    Repositories, SchemaAdmin, SearchQuery, StoreConfig, UserId,
 };
 use repo_postgres::testing::TempDatabase;
 use repo_postgres::PostgresStore;
@@ -25,7 +25,7 @@ const TABLES: [&str; 7] = [
 
 /// Stores a collection of `owner` with one document and one chunk, and finds the
 /// chunk by full-text search: the second migration's tables and FTS index work.
-fn use_documents_and_chunks(backend: &str, repos: &dyn Repositories, owner: UserId) {
+fn use_documents_and_chunks<R: Repositories + ?Sized>(backend: &str, repos: &R, owner: UserId) {
     let fail = |what: &str, e: repo_core::RepoError| -> ! {
         panic!("{backend}: {what} on the migrated schema failed: {e}")
     };
@@ -59,53 +59,15 @@ fn use_documents_and_chunks(backend: &str, repos: &dyn Repositories, owner: User
     assert_eq!(hits.total, 1, "{backend}: the full-text index works");
 }
 
-/// What the round trip needs from a backend's store.
-trait Migrator {
-    fn run_pending(&self) -> Vec<String>;
-    fn revert_all(&self) -> Vec<String>;
-    fn revert_last(&self) -> String;
-    fn applied(&self) -> Vec<String>;
-    fn pending(&self) -> Vec<String>;
-    fn snapshot(&self) -> SchemaSnapshot;
-    fn repos(&self) -> &dyn Repositories;
-}
+/// A backend's store, administered through the trait both stores implement.
+trait Migrated: SchemaAdmin + Repositories {}
 
-macro_rules! migrator {
-    ($store:ty) => {
-        impl Migrator for $store {
-            fn run_pending(&self) -> Vec<String> {
-                self.run_pending_migrations()
-                    .unwrap_or_else(|e| panic!("running migrations failed: {e}"))
-            }
-            fn revert_all(&self) -> Vec<String> {
-                self.revert_all_migrations()
-                    .unwrap_or_else(|e| panic!("reverting migrations failed: {e}"))
-            }
-            fn revert_last(&self) -> String {
-                self.revert_last_migration()
-                    .unwrap_or_else(|e| panic!("revert last: {e}"))
-            }
-            fn applied(&self) -> Vec<String> {
-                self.applied_migrations()
-                    .unwrap_or_else(|e| panic!("listing applied migrations failed: {e}"))
-            }
-            fn pending(&self) -> Vec<String> {
-                self.pending_migrations()
-                    .unwrap_or_else(|e| panic!("listing pending migrations failed: {e}"))
-            }
-            fn snapshot(&self) -> SchemaSnapshot {
-                self.schema_snapshot()
-                    .unwrap_or_else(|e| panic!("schema snapshot failed: {e}"))
-            }
-            fn repos(&self) -> &dyn Repositories {
-                self
-            }
-        }
-    };
-}
+impl<S: SchemaAdmin + Repositories> Migrated for S {}
 
-migrator!(SqliteStore);
-migrator!(PostgresStore);
+/// `result`'s value, or a panic naming the backend and the step.
+fn ok<T>(backend: &str, what: &str, result: RepoResult<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{backend}: {what} failed: {e}"))
+}
 
 fn no_migrations() -> StoreConfig {
     StoreConfig {
@@ -117,24 +79,28 @@ fn no_migrations() -> StoreConfig {
 /// Reverting the `search_tokens` migration with chunks stored (its down.sql on a
 /// non-empty table) and applying it again (the upgrade of a database holding chunks)
 /// leaves every chunk searchable: the store backfills the tokens after migrating.
-fn upgrade_backfills_search_tokens(backend: &str, store: &dyn Migrator) {
+fn upgrade_backfills_search_tokens(backend: &str, store: &dyn Migrated) {
     assert_eq!(
-        store.revert_last(),
+        ok(backend, "revert last", store.revert_last_migration()),
         "20261202000010",
         "{backend}: the newest migration"
     );
     assert_eq!(
-        store.revert_last(),
+        ok(backend, "revert last", store.revert_last_migration()),
         "20261202000004",
         "{backend}: the operation_idempotency migration"
     );
     assert_eq!(
-        store.revert_last(),
+        ok(backend, "revert last", store.revert_last_migration()),
         "20261122000003",
         "{backend}: the search_tokens migration"
     );
     assert_eq!(
-        store.run_pending(),
+        ok(
+            backend,
+            "running migrations",
+            store.run_pending_migrations()
+        ),
         vec![
             "20261122000003".to_owned(),
             "20261202000004".to_owned(),
@@ -142,12 +108,10 @@ fn upgrade_backfills_search_tokens(backend: &str, store: &dyn Migrator) {
         ]
     );
     let c = store
-        .repos()
         .collections()
         .get_by_name("docs")
         .unwrap_or_else(|e| panic!("{backend}: collection after the upgrade: {e}"));
     let hits = store
-        .repos()
         .chunks()
         .search(
             c.id,
@@ -158,60 +122,123 @@ fn upgrade_backfills_search_tokens(backend: &str, store: &dyn Migrator) {
     assert_eq!(hits.total, 1, "{backend}: the stored chunk is found again");
 }
 
-fn round_trip(backend: &str, store: &dyn Migrator) {
+fn round_trip(backend: &str, store: &dyn Migrated) {
     assert!(
-        store.applied().is_empty(),
+        ok(
+            backend,
+            "listing applied migrations",
+            store.applied_migrations()
+        )
+        .is_empty(),
         "{backend}: fresh database has migrations"
     );
-    let all = store.pending();
+    let all = ok(
+        backend,
+        "listing pending migrations",
+        store.pending_migrations(),
+    );
     assert!(!all.is_empty(), "{backend}: no migrations are embedded");
     assert!(
-        store.snapshot().tables.is_empty(),
+        ok(backend, "schema snapshot", store.schema_snapshot())
+            .tables
+            .is_empty(),
         "{backend}: fresh database has tables"
     );
 
     assert_eq!(
-        store.run_pending(),
+        ok(
+            backend,
+            "running migrations",
+            store.run_pending_migrations()
+        ),
         all,
         "{backend}: first run applies every migration"
     );
-    assert_eq!(store.applied(), all, "{backend}: applied after up");
-    assert!(store.pending().is_empty(), "{backend}: pending after up");
-    let migrated = store.snapshot();
+    assert_eq!(
+        ok(
+            backend,
+            "listing applied migrations",
+            store.applied_migrations()
+        ),
+        all,
+        "{backend}: applied after up"
+    );
+    assert!(
+        ok(
+            backend,
+            "listing pending migrations",
+            store.pending_migrations()
+        )
+        .is_empty(),
+        "{backend}: pending after up"
+    );
+    let migrated = ok(backend, "schema snapshot", store.schema_snapshot());
     let names: Vec<&str> = migrated.tables.keys().map(String::as_str).collect();
     assert_eq!(names, TABLES, "{backend}: tables after up");
     assert!(
-        store.run_pending().is_empty(),
+        ok(
+            backend,
+            "running migrations",
+            store.run_pending_migrations()
+        )
+        .is_empty(),
         "{backend}: a second run applies nothing"
     );
 
     let user = store
-        .repos()
         .users()
         .create(&NewUser::new("alice", "alice@example.com", HASH))
         .unwrap_or_else(|e| panic!("{backend}: the migrated schema is unusable: {e}"));
-    use_documents_and_chunks(backend, store.repos(), user.id);
+    use_documents_and_chunks(backend, store, user.id);
     upgrade_backfills_search_tokens(backend, store);
 
-    let mut reverted = store.revert_all();
+    let mut reverted = ok(
+        backend,
+        "reverting migrations",
+        store.revert_all_migrations(),
+    );
     reverted.reverse();
     assert_eq!(reverted, all, "{backend}: down reverts every migration");
-    assert!(store.applied().is_empty(), "{backend}: applied after down");
-    assert_eq!(store.pending(), all, "{backend}: pending after down");
-    let left = store.snapshot();
+    assert!(
+        ok(
+            backend,
+            "listing applied migrations",
+            store.applied_migrations()
+        )
+        .is_empty(),
+        "{backend}: applied after down"
+    );
+    assert_eq!(
+        ok(
+            backend,
+            "listing pending migrations",
+            store.pending_migrations()
+        ),
+        all,
+        "{backend}: pending after down"
+    );
+    let left = ok(backend, "schema snapshot", store.schema_snapshot());
     assert!(
         left.tables.is_empty(),
         "{backend}: tables left after down: {:?}",
         left.tables.keys()
     );
 
-    assert_eq!(store.run_pending(), all, "{backend}: up again");
     assert_eq!(
-        store.snapshot(),
+        ok(
+            backend,
+            "running migrations",
+            store.run_pending_migrations()
+        ),
+        all,
+        "{backend}: up again"
+    );
+    assert_eq!(
+        ok(backend, "schema snapshot", store.schema_snapshot()),
         migrated,
         "{backend}: the schema after up, down, up"
     );
-    let users = store.repos().users();
+    let users = store.users();
     assert!(
         users.get(user.id).is_err(),
         "{backend}: data survived a full down migration"
@@ -219,7 +246,7 @@ fn round_trip(backend: &str, store: &dyn Migrator) {
     let user = users
         .create(&NewUser::new("alice", "alice@example.com", HASH))
         .unwrap_or_else(|e| panic!("{backend}: the re-migrated schema is unusable: {e}"));
-    use_documents_and_chunks(backend, store.repos(), user.id);
+    use_documents_and_chunks(backend, store, user.id);
 }
 
 #[test]
@@ -237,4 +264,41 @@ fn postgres_migrations_round_trip() {
     let store = PostgresStore::connect_for_migrations(db.url(), &no_migrations())
         .unwrap_or_else(|e| panic!("opening PostgreSQL failed: {e}"));
     round_trip("postgres", &store);
+}
+
+/// The factory opens either backend for administration from a URL, on a database
+/// without a schema (a store opened with migrations off would refuse it), and lists
+/// what each build embeds.
+#[test]
+fn the_factory_opens_an_admin_for_either_url() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+    let sqlite_url = format!("sqlite://{}", dir.path().join("admin.db").display());
+    let db = TempDatabase::from_env().unwrap_or_else(|e| panic!("{e}"));
+    for (backend, kind, url) in [
+        ("sqlite", BackendKind::Sqlite, sqlite_url.as_str()),
+        ("postgres", BackendKind::Postgres, db.url()),
+    ] {
+        let embedded: Vec<String> = ok(
+            backend,
+            "listing embedded migrations",
+            repo_factory::embedded_migrations(kind),
+        )
+        .into_iter()
+        .map(|(version, _)| version)
+        .collect();
+        let admin = ok(
+            backend,
+            "opening for administration",
+            repo_factory::open_admin(url, &no_migrations()),
+        );
+        let pending = ok(backend, "listing pending", admin.pending_migrations());
+        assert_eq!(pending, embedded, "{backend}: pending on a fresh database");
+        let applied = ok(backend, "migrating", admin.run_pending_migrations());
+        assert_eq!(applied, embedded, "{backend}: applied");
+        let names: Vec<String> = ok(backend, "snapshot", admin.schema_snapshot())
+            .tables
+            .into_keys()
+            .collect();
+        assert_eq!(names, TABLES, "{backend}: tables");
+    }
 }

@@ -104,7 +104,8 @@ pub use page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 pub use postgres_url::{redact_url, PgHost, PostgresUrl};
 pub use replica::{NodeHealth, NodeRole, NodeStatus, WritePosition};
 pub use schema::{
-    normalize_sql_expression, normalized_check_terms, IndexSnapshot, SchemaSnapshot, TableSnapshot,
+    normalize_sql_expression, normalized_check_terms, IndexSnapshot, SchemaAdmin, SchemaSnapshot,
+    TableSnapshot,
 };
 pub use search::SearchQuery;
 pub use store::{BackendKind, ReadView, Repositories, RetryPolicy, Store, Transaction};

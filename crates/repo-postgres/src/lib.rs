@@ -62,4 +62,5 @@ mod store;
 pub mod testing;
 mod users;
 
+pub use migrations::embedded_migrations;
 pub use store::PostgresStore;

@@ -1,18 +1,19 @@
 //! Embedded migrations (`migrations/postgres`), run in one transaction under a
-//! transaction-scoped advisory lock, and the
-//! schema snapshot used by the parity checks.
+//! transaction-scoped advisory lock, and the schema snapshot used by the parity
+//! checks: the PostgreSQL store's [`SchemaAdmin`].
 
 use crate::connection::QueryResultExt;
 use crate::error::map_diesel_error;
 use crate::pool::{in_recovery, standby_error, transaction_with};
+use crate::store::PostgresStore;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use repo_core::{IndexSnapshot, RepoError, RepoResult, SchemaSnapshot};
+use repo_core::{IndexSnapshot, RepoError, RepoResult, SchemaAdmin, SchemaSnapshot};
 
 /// Every PostgreSQL migration, embedded at build time.
-pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// Key of the transaction advisory lock that serialises migrations across processes
 /// (the bytes of `"smtkmigr"`).
@@ -59,8 +60,56 @@ fn with_migration_lock<T>(
     })
 }
 
+/// Version and name of every embedded PostgreSQL migration, oldest first (e.g.
+/// `("20261121000001", "2026-11-21-000001_initial")`).
+pub fn embedded_migrations() -> RepoResult<Vec<(String, String)>> {
+    use diesel::migration::MigrationSource;
+    let mut embedded: Vec<(String, String)> =
+        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+            .map_err(map_migration_error)?
+            .iter()
+            .map(|m| (m.name().version().to_string(), m.name().to_string()))
+            .collect();
+    embedded.sort();
+    Ok(embedded)
+}
+
+/// Migration steps run on their own connection ([`StoreConfig::migration_url`] when
+/// set) under the migration lock; reads on a pooled connection.
+///
+/// [`StoreConfig::migration_url`]: repo_core::StoreConfig::migration_url
+impl SchemaAdmin for PostgresStore {
+    /// Then fills the search tokens of chunks that have none
+    /// ([`PostgresStore::backfill_search_tokens`]).
+    fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
+        let applied = self.on_migration_connection(run_pending)?;
+        self.backfill_search_tokens()?;
+        Ok(applied)
+    }
+
+    fn revert_last_migration(&self) -> RepoResult<String> {
+        self.on_migration_connection(revert_last)
+    }
+
+    fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_migration_connection(revert_all)
+    }
+
+    fn applied_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(applied)
+    }
+
+    fn pending_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(pending)
+    }
+
+    fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
+        self.on_connection(schema_snapshot)
+    }
+}
+
 /// Applies pending migrations; returns the versions applied now.
-pub(crate) fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
+fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
     with_migration_lock(conn, redacted_url, |c| {
         c.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -69,7 +118,7 @@ pub(crate) fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoRe
 }
 
 /// Reverts every applied migration; returns the versions reverted.
-pub(crate) fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
+fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
     with_migration_lock(conn, redacted_url, |c| {
         c.revert_all_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -78,7 +127,7 @@ pub(crate) fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoRes
 }
 
 /// Reverts the newest applied migration; returns its version.
-pub(crate) fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String> {
+fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String> {
     with_migration_lock(conn, redacted_url, |c| {
         c.revert_last_migration(MIGRATIONS)
             .map(|version| version.to_string())
@@ -87,7 +136,7 @@ pub(crate) fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoRe
 }
 
 /// Versions recorded as applied, oldest first.
-pub(crate) fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
     let mut versions: Vec<String> = conn
         .applied_migrations()
         .map_err(map_migration_error)?
@@ -99,7 +148,7 @@ pub(crate) fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
 }
 
 /// Versions embedded but not applied, oldest first.
-pub(crate) fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
     let mut versions: Vec<String> = conn
         .pending_migrations(MIGRATIONS)
         .map_err(map_migration_error)?
@@ -114,18 +163,12 @@ pub(crate) fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
 /// ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's harness it
 /// does not create the bookkeeping table, which the role may not be allowed to do.
 pub(crate) fn require_migrated(conn: &mut PgConnection) -> RepoResult<()> {
-    use diesel::migration::MigrationSource;
     #[derive(QueryableByName)]
     struct Version {
         #[diesel(sql_type = Text)]
         version: String,
     }
-    let embedded: Vec<(String, String)> =
-        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
-            .map_err(map_migration_error)?
-            .iter()
-            .map(|m| (m.name().version().to_string(), m.name().to_string()))
-            .collect();
+    let embedded = embedded_migrations()?;
     #[derive(QueryableByName)]
     struct Present {
         #[diesel(sql_type = Bool)]
@@ -239,7 +282,7 @@ ORDER BY t.relname, c.conname";
 
 /// Tables, columns (with nullability), named indexes (with their predicates) and CHECK
 /// constraints of the current schema.
-pub(crate) fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnapshot> {
+fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnapshot> {
     let mut snapshot = SchemaSnapshot::default();
     let columns: Vec<ColumnInfo> = diesel::sql_query(COLUMNS_SQL).load(conn).db()?;
     for c in columns {

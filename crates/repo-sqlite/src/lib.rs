@@ -58,5 +58,5 @@ mod store;
 mod unit_of_work;
 mod users;
 
-pub use migrations::MIGRATIONS;
+pub use migrations::embedded_migrations;
 pub use store::SqliteStore;

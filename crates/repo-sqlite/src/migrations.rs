@@ -1,5 +1,5 @@
 //! Embedded migrations (`migrations/sqlite`) and the schema snapshot used for parity
-//! checks with PostgreSQL.
+//! checks with PostgreSQL: the SQLite store's [`SchemaAdmin`].
 
 use crate::chunks;
 use crate::error::{map_diesel_error, map_migration_error};
@@ -9,32 +9,28 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use repo_core::{
-    normalize_sql_expression, normalized_check_terms, IndexSnapshot, RepoResult, SchemaSnapshot,
-    TableSnapshot,
+    normalize_sql_expression, normalized_check_terms, IndexSnapshot, RepoResult, SchemaAdmin,
+    SchemaSnapshot, TableSnapshot,
 };
 
 /// The SQLite migrations, embedded at build time.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// Version and name of every embedded SQLite migration, oldest first (e.g.
+/// `("20261121000001", "2026-11-21-000001_initial")`).
+pub fn embedded_migrations() -> RepoResult<Vec<(String, String)>> {
+    use diesel::migration::MigrationSource;
+    let mut embedded: Vec<(String, String)> =
+        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
+            .map_err(map_migration_error)?
+            .iter()
+            .map(|m| (m.name().version().to_string(), m.name().to_string()))
+            .collect();
+    embedded.sort();
+    Ok(embedded)
+}
 
 impl SqliteStore {
-    /// Applies every pending migration (in one `BEGIN IMMEDIATE` transaction, so
-    /// concurrent callers on one file serialise) and returns the versions applied now.
-    ///
-    /// Then fills the search tokens of chunks that have none
-    /// ([`SqliteStore::backfill_search_tokens`]), also when no migration was pending,
-    /// so rows written without them become searchable.
-    pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
-        let mut conn = self.source().checkout()?;
-        let applied = write_tx(&mut conn, |c| {
-            let applied = c
-                .run_pending_migrations(MIGRATIONS)
-                .map_err(map_migration_error)?;
-            Ok(applied.iter().map(ToString::to_string).collect())
-        })?;
-        chunks::backfill_search_tokens(&mut conn)?;
-        Ok(applied)
-    }
-
     /// Computes `chunks.search_tokens` (in Rust, [`repo_core::search::index_text`])
     /// for every chunk where it is NULL, in short batches; the FTS5 triggers index
     /// them. Idempotent; returns the number of rows filled.
@@ -43,45 +39,10 @@ impl SqliteStore {
         chunks::backfill_search_tokens(&mut conn)
     }
 
-    /// Reverts every applied migration, newest first, and returns the versions reverted.
-    pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
-        let mut conn = self.source().checkout()?;
-        write_tx(&mut conn, |c| {
-            let reverted = c
-                .revert_all_migrations(MIGRATIONS)
-                .map_err(map_migration_error)?;
-            Ok(reverted.iter().map(ToString::to_string).collect())
-        })
-    }
-
-    /// Reverts the newest applied migration and returns its version.
-    pub fn revert_last_migration(&self) -> RepoResult<String> {
-        let mut conn = self.source().checkout()?;
-        write_tx(&mut conn, |c| {
-            c.revert_last_migration(MIGRATIONS)
-                .map(|v| v.to_string())
-                .map_err(map_migration_error)
-        })
-    }
-
-    /// Versions of the applied migrations, oldest first.
-    pub fn applied_migrations(&self) -> RepoResult<Vec<String>> {
-        let mut conn = self.source().checkout()?;
-        let mut applied: Vec<String> = conn
-            .applied_migrations()
-            .map_err(map_migration_error)?
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        applied.sort();
-        Ok(applied)
-    }
-
     /// With migrations turned off: `Config` unless every embedded migration is
     /// applied ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's
     /// harness it does not create the bookkeeping table.
     pub(crate) fn require_migrated(&self) -> RepoResult<()> {
-        use diesel::migration::MigrationSource;
         #[derive(QueryableByName)]
         struct Version {
             #[diesel(sql_type = Text)]
@@ -92,12 +53,7 @@ impl SqliteStore {
             #[diesel(sql_type = BigInt)]
             n: i64,
         }
-        let embedded: Vec<(String, String)> =
-            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
-                .map_err(map_migration_error)?
-                .iter()
-                .map(|m| (m.name().version().to_string(), m.name().to_string()))
-                .collect();
+        let embedded = embedded_migrations()?;
         let mut conn = self.source().checkout()?;
         let present = diesel::sql_query(
             "SELECT count(*) AS n FROM sqlite_master \
@@ -118,9 +74,57 @@ impl SqliteStore {
         };
         repo_core::schema::require_migrated(repo_core::BackendKind::Sqlite, &embedded, &applied)
     }
+}
 
-    /// Versions of the embedded migrations not applied yet, oldest first.
-    pub fn pending_migrations(&self) -> RepoResult<Vec<String>> {
+/// Migrations run in `BEGIN IMMEDIATE` transactions (concurrent callers on one file
+/// serialise); reads need no transaction.
+impl SchemaAdmin for SqliteStore {
+    /// Applies the pending migrations in one transaction, then fills missing search
+    /// tokens ([`SqliteStore::backfill_search_tokens`]).
+    fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
+        let mut conn = self.source().checkout()?;
+        let applied = write_tx(&mut conn, |c| {
+            let applied = c
+                .run_pending_migrations(MIGRATIONS)
+                .map_err(map_migration_error)?;
+            Ok(applied.iter().map(ToString::to_string).collect())
+        })?;
+        chunks::backfill_search_tokens(&mut conn)?;
+        Ok(applied)
+    }
+
+    fn revert_last_migration(&self) -> RepoResult<String> {
+        let mut conn = self.source().checkout()?;
+        write_tx(&mut conn, |c| {
+            c.revert_last_migration(MIGRATIONS)
+                .map(|v| v.to_string())
+                .map_err(map_migration_error)
+        })
+    }
+
+    fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
+        let mut conn = self.source().checkout()?;
+        write_tx(&mut conn, |c| {
+            let reverted = c
+                .revert_all_migrations(MIGRATIONS)
+                .map_err(map_migration_error)?;
+            Ok(reverted.iter().map(ToString::to_string).collect())
+        })
+    }
+
+    fn applied_migrations(&self) -> RepoResult<Vec<String>> {
+        let mut conn = self.source().checkout()?;
+        let mut applied: Vec<String> = conn
+            .applied_migrations()
+            .map_err(map_migration_error)?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        applied.sort();
+        Ok(applied)
+    }
+
+    fn pending_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
         let pending = conn
             .pending_migrations(MIGRATIONS)
@@ -131,14 +135,12 @@ impl SqliteStore {
             .collect())
     }
 
-    /// Tables, columns (with nullability) and named indexes of the migrated schema.
-    ///
     /// Excludes SQLite's own tables, Diesel's migration table, virtual tables and
     /// their shadow tables, primary keys and automatic (constraint) indexes. An
     /// `INTEGER PRIMARY KEY` column is reported as not nullable (it is the rowid,
     /// although `PRAGMA table_info` says `notnull = 0`); an expression in an index
     /// is reported as `"<expr>"`.
-    pub fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
+    fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
         let mut conn = self.source().checkout()?;
         snapshot(&mut conn)
     }

@@ -4,6 +4,7 @@
 
 use diesel::sql_types::BigInt;
 use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+use repo_core::SchemaAdmin;
 use repo_core::{
     CollectionId, DocumentFilter, DocumentStatus, DocumentStatusUpdate, Entity, ErrorCategory,
     Field, NewChunk, NewCollection, NewDocument, NewUser, PageRequest, RepoError, Repositories,

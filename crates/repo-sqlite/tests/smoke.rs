@@ -1,6 +1,7 @@
 //! Smoke tests of the SQLite store. The cross-backend behaviour suite lives in
 //! `repo-behaviour`; these check the SQLite-specific wiring.
 
+use repo_core::SchemaAdmin;
 use repo_core::{
     AccessLevel, CollectionStatus, ConflictReason, Entity, Field, NewApiKey, NewCollection,
     NewOperation, NewUser, OperationKind, RepoError, Repositories, Store, StoreConfig, UserId,
