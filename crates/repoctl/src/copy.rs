@@ -671,7 +671,7 @@ fn read_all(
                 if table == Table::Chunks {
                     collections.push(g.values[1].key_text());
                 }
-                let derived = table.derived_values(&g.values);
+                let derived = crate::value::derived_values(table, &g.values);
                 g.values.extend(derived);
                 keys.push(g.key);
                 match copy_text.as_mut() {

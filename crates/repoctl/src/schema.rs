@@ -3,7 +3,6 @@
 //! identity sequences. One description serves both backends (the migrations keep the
 //! same tables, columns and nullability on SQLite and PostgreSQL).
 
-use crate::value::Value;
 use serde::Serialize;
 use std::fmt;
 
@@ -62,26 +61,11 @@ impl Table {
     /// source, written after [`TableSpec::columns`]: `chunks.search_tokens` (the
     /// full-text tokens, derived from `content` in Rust). They are never read,
     /// checked or checksummed, so a source row whose tokens are stale or missing is
-    /// copied with fresh ones.
+    /// copied with fresh ones (their values: `derived_values` of the value module).
     pub fn derived_columns(self) -> &'static [&'static str] {
         match self {
             Table::Chunks => &["search_tokens"],
             _ => &[],
-        }
-    }
-
-    /// The values of [`Table::derived_columns`] for a converted row (`values` in the
-    /// order of [`TableSpec::columns`]).
-    pub fn derived_values(self, values: &[Value]) -> Vec<Value> {
-        match self {
-            Table::Chunks => {
-                let content = match CHUNKS.index_of("content").and_then(|i| values.get(i)) {
-                    Some(Value::Str(text)) => text.as_str(),
-                    _ => "",
-                };
-                vec![Value::Str(repo_core::search::index_text(content))]
-            }
-            _ => Vec::new(),
         }
     }
 
@@ -149,12 +133,12 @@ pub enum ColumnType {
 }
 
 /// A CHECK rule of the target schema, applied to one column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Check {
     /// No rule.
     None,
-    /// One of these values.
-    OneOf(&'static [&'static str]),
+    /// One of the names of a `repo_core` enum (see [`one_of!`]).
+    OneOf(Names),
     /// Character length within the bounds.
     CharLen {
         /// Smallest length.
@@ -168,6 +152,32 @@ pub enum Check {
     AtLeast(i64),
     /// A JSON object.
     JsonObject,
+}
+
+/// The values a text column accepts: the names (`as_str`) of a `repo_core` enum,
+/// whose spelling in both databases they are.
+#[derive(Clone, Copy)]
+pub struct Names {
+    /// Whether a value is one of them (`from_name`).
+    pub accepts: fn(&str) -> bool,
+    /// Every one, in declaration order (`ALL`).
+    pub all: fn() -> Vec<&'static str>,
+}
+
+impl fmt::Debug for Names {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries((self.all)()).finish()
+    }
+}
+
+/// [`Check::OneOf`] the names of the `repo_core` enum `$enum`.
+macro_rules! one_of {
+    ($enum:ident) => {
+        Check::OneOf(Names {
+            accepts: |s| repo_core::$enum::from_name(s).is_some(),
+            all: || repo_core::$enum::ALL.iter().map(|v| v.as_str()).collect(),
+        })
+    };
 }
 
 /// A column.
@@ -256,27 +266,8 @@ impl TableSpec {
     }
 }
 
-use Check::{AtLeast, CharLen, JsonObject, NotBlank, OneOf};
+use Check::{AtLeast, CharLen, JsonObject, NotBlank};
 use ColumnType::{Bool, Int32, Int64, Json, Text, Timestamp, Uuid};
-
-/// Collection statuses.
-pub const COLLECTION_STATUSES: &[&str] = &["pending", "processing", "ready", "error"];
-/// Operation statuses.
-pub const OPERATION_STATUSES: &[&str] =
-    &["pending", "processing", "completed", "failed", "cancelled"];
-/// Operation kinds.
-pub const OPERATION_KINDS: &[&str] = &[
-    "index",
-    "append",
-    "reindex",
-    "remove_source",
-    "delete",
-    "projection_build",
-    "retry_documents",
-    "benchmark",
-];
-/// Document statuses.
-pub const DOCUMENT_STATUSES: &[&str] = &["pending", "processing", "completed", "failed", "deleted"];
 
 static USERS: TableSpec = TableSpec {
     name: "users",
@@ -338,19 +329,19 @@ static COLLECTIONS: TableSpec = TableSpec {
         col("owner_id", Int64),
         col("vector_store_name", Text),
         col("embedding_model", Text),
-        col("quantization", Text).check(OneOf(&["float16", "float32", "int8"])),
+        col("quantization", Text).check(one_of!(Quantization)),
         col("chunk_size", Int32).check(AtLeast(1)),
         col("chunk_overlap", Int32),
         col("chunking_strategy", Text).null(),
         col("chunking_config", Json).null(),
         col("is_public", Bool),
         col("meta", Json),
-        col("status", Text).check(OneOf(COLLECTION_STATUSES)),
+        col("status", Text).check(one_of!(CollectionStatus)),
         col("status_message", Text).null(),
         col("document_count", Int64).check(AtLeast(0)),
         col("vector_count", Int64).check(AtLeast(0)),
         col("total_size_bytes", Int64).check(AtLeast(0)),
-        col("sync_mode", Text).check(OneOf(&["one_time", "continuous"])),
+        col("sync_mode", Text).check(one_of!(SyncMode)),
         col("sync_interval_minutes", Int32)
             .null()
             .check(AtLeast(15)),
@@ -360,7 +351,7 @@ static COLLECTIONS: TableSpec = TableSpec {
         col("sync_last_run_completed_at", Timestamp).null(),
         col("sync_last_run_status", Text)
             .null()
-            .check(OneOf(&["running", "success", "failed", "partial"])),
+            .check(one_of!(SyncRunStatus)),
         col("sync_last_error", Text).null(),
         col("created_at", Timestamp),
         col("updated_at", Timestamp),
@@ -381,7 +372,7 @@ static COLLECTION_PERMISSIONS: TableSpec = TableSpec {
         col("collection_id", Uuid),
         col("user_id", Int64).null(),
         col("api_key_id", Uuid).null(),
-        col("permission", Text).check(OneOf(&["read", "write", "admin"])),
+        col("permission", Text).check(one_of!(AccessLevel)),
         col("created_at", Timestamp),
     ],
     pk: 0,
@@ -412,8 +403,8 @@ static OPERATIONS: TableSpec = TableSpec {
         col("uuid", Uuid),
         col("collection_id", Uuid),
         col("user_id", Int64),
-        col("kind", Text).check(OneOf(OPERATION_KINDS)),
-        col("status", Text).check(OneOf(OPERATION_STATUSES)),
+        col("kind", Text).check(one_of!(OperationKind)),
+        col("status", Text).check(one_of!(OperationStatus)),
         col("task_id", Text).null(),
         col("config", Json).check(JsonObject),
         col("error_message", Text).null(),
@@ -450,11 +441,11 @@ static DOCUMENTS: TableSpec = TableSpec {
         col("mime_type", Text).null(),
         col("content_hash", Text).check(CharLen { min: 64, max: 64 }),
         col("uri", Text).null(),
-        col("status", Text).check(OneOf(DOCUMENT_STATUSES)),
+        col("status", Text).check(one_of!(DocumentStatus)),
         col("error_message", Text).null(),
         col("error_category", Text)
             .null()
-            .check(OneOf(&["transient", "permanent", "unknown"])),
+            .check(one_of!(ErrorCategory)),
         col("retry_count", Int32).check(AtLeast(0)),
         col("chunk_count", Int32).check(AtLeast(0)),
         col("meta", Json),
@@ -535,18 +526,11 @@ mod tests {
     }
 
     #[test]
-    fn chunks_derive_their_search_tokens_from_content() {
-        let mut row = vec![Value::Null; CHUNKS.columns.len()];
-        row[CHUNKS.index_of("content").unwrap()] = Value::Str("Ωmega, İ ½".into());
-        assert_eq!(
-            Table::Chunks.derived_values(&row),
-            vec![Value::Str(repo_core::search::index_text("Ωmega, İ ½"))]
-        );
+    fn chunks_write_their_derived_search_tokens_last() {
         assert!(Table::Chunks
             .write_column_list()
             .ends_with(", search_tokens"));
         assert_eq!(Table::Users.write_column_list(), USERS.column_list());
-        assert!(Table::Users.derived_values(&[]).is_empty());
     }
 
     #[test]
@@ -562,5 +546,151 @@ mod tests {
                 assert!(fk.column < spec.columns.len());
             }
         }
+    }
+
+    /// Columns a backend's schema has that the copy neither reads nor writes.
+    const NOT_COPIED: [(&str, &str, &str); 1] = [(
+        "postgres",
+        "chunks.search_tsv",
+        "generated by PostgreSQL from search_tokens",
+    )];
+
+    /// The normalized CHECK terms a column's [`Check`] stands for: each inner list
+    /// holds the spellings of one term, one of which the schema must have.
+    fn check_terms(col: &Column) -> Vec<Vec<String>> {
+        let n = |sql: String| repo_core::normalize_sql_expression(&sql);
+        let c = col.name;
+        let at_least = |expr: String, min: i64| {
+            vec![
+                n(format!("{expr} >= {min}")),
+                n(format!("{expr} > {}", min - 1)),
+            ]
+        };
+        match col.check {
+            Check::None => Vec::new(),
+            Check::OneOf(names) => {
+                let list: Vec<String> = (names.all)().iter().map(|v| format!("'{v}'")).collect();
+                vec![vec![n(format!("{c} IN ({})", list.join(", ")))]]
+            }
+            Check::CharLen { min, max } if min == max => {
+                vec![vec![n(format!("length({c}) = {min}"))]]
+            }
+            Check::CharLen { min, max } => {
+                let min = i64::try_from(min).unwrap_or(i64::MAX);
+                let mut terms = vec![at_least(format!("length({c})"), min)];
+                if max != usize::MAX {
+                    terms.push(vec![n(format!("length({c}) <= {max}"))]);
+                }
+                terms
+            }
+            Check::NotBlank => vec![vec![n(format!("length(trim({c})) > 0"))]],
+            Check::AtLeast(min) => vec![at_least(c.to_owned(), min)],
+            Check::JsonObject => vec![vec![n(format!("json_type({c}) = 'object'"))]],
+        }
+    }
+
+    /// Differences between the specs (with their enum names from `repo_core`) and a
+    /// backend's migrated schema: columns, nullability, and the CHECK terms of every
+    /// rule; also an enum CHECK of the schema that no spec knows.
+    fn spec_diff(backend: &str, snapshot: &repo_core::SchemaSnapshot) -> Vec<String> {
+        let mut diff = Vec::new();
+        for t in Table::ALL {
+            let Some(table) = snapshot.tables.get(t.name()) else {
+                diff.push(format!("{backend}: no table {t}"));
+                continue;
+            };
+            let spec = t.spec();
+            let mut expected: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
+            expected.extend(t.derived_columns());
+            expected.extend(NOT_COPIED.iter().filter_map(|(b, col, _)| {
+                (*b == backend).then(|| col.strip_prefix(&format!("{t}.")))?
+            }));
+            expected.sort_unstable();
+            let actual: Vec<&str> = table.columns.keys().map(String::as_str).collect();
+            if actual != expected {
+                diff.push(format!(
+                    "{backend}: {t} has columns {actual:?}, specs {expected:?}"
+                ));
+            }
+            for col in spec.columns {
+                if table.columns.get(col.name) != Some(&col.nullable) {
+                    diff.push(format!("{backend}: {t}.{} nullability differs", col.name));
+                }
+                let term_in = |alternatives: &Vec<String>| {
+                    table
+                        .checks
+                        .iter()
+                        .any(|term| alternatives.iter().any(|a| term.contains(a.as_str())))
+                };
+                for alternatives in check_terms(col) {
+                    if !term_in(&alternatives) {
+                        diff.push(format!(
+                            "{backend}: {t}.{} has no CHECK {alternatives:?} (has {:?})",
+                            col.name, table.checks
+                        ));
+                    }
+                }
+            }
+            for term in &table.checks {
+                let Some((column, _)) = term.split_once(" in ( '") else {
+                    continue;
+                };
+                let column = column.rsplit(' ').next().unwrap_or(column);
+                let known = spec
+                    .columns
+                    .iter()
+                    .any(|c| c.name == column && matches!(c.check, Check::OneOf(_)));
+                if !known {
+                    diff.push(format!(
+                        "{backend}: {t}.{column} has {term} and no enum spec"
+                    ));
+                }
+            }
+        }
+        diff
+    }
+
+    fn migrated_snapshot(url: &str) -> repo_core::SchemaSnapshot {
+        let admin = repo_factory::open_admin(url, &repo_core::StoreConfig::default())
+            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+        admin
+            .run_pending_migrations()
+            .unwrap_or_else(|e| panic!("migrating: {e}"));
+        admin
+            .schema_snapshot()
+            .unwrap_or_else(|e| panic!("snapshot: {e}"))
+    }
+
+    #[test]
+    fn specs_match_both_backends_schema_snapshots() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let sqlite = migrated_snapshot(&dir.path().join("specs.db").to_string_lossy());
+        let db = repo_postgres::testing::TempDatabase::from_env()
+            .expect("TEST_DATABASE_URL must point at a PostgreSQL server");
+        let postgres = migrated_snapshot(db.url());
+        let mut diff = spec_diff("sqlite", &sqlite);
+        diff.extend(spec_diff("postgres", &postgres));
+        assert!(diff.is_empty(), "{}", diff.join("\n"));
+    }
+
+    #[test]
+    fn a_spec_check_the_schema_lacks_is_found() {
+        let mut snapshot = repo_core::SchemaSnapshot::default();
+        let mut users = repo_core::TableSnapshot::default();
+        for c in USERS.columns {
+            users.columns.insert(c.name.to_owned(), c.nullable);
+        }
+        users
+            .checks
+            .insert(repo_core::normalize_sql_expression("length(username) >= 1"));
+        users.checks.insert(repo_core::normalize_sql_expression(
+            "status IN ('on', 'off')",
+        ));
+        snapshot.tables.insert("users".into(), users);
+        let diff = spec_diff("test", &snapshot).join("\n");
+        assert!(diff.contains("users.username has no CHECK"), "{diff}");
+        assert!(diff.contains("users.email has no CHECK"), "{diff}");
+        assert!(diff.contains("users.status has status in"), "{diff}");
+        assert!(diff.contains("no table collections"), "{diff}");
     }
 }
