@@ -58,9 +58,11 @@ mod replica;
 pub mod schema;
 #[cfg(test)]
 mod serialization_retry;
+mod standalone;
 mod store;
 pub mod testing;
 mod users;
 
 pub use migrations::embedded_migrations;
+pub use standalone::connect_standalone;
 pub use store::PostgresStore;

@@ -54,9 +54,11 @@ pub mod prepared;
 /// copies) writes its queries against the very tables the repositories use.
 #[allow(missing_docs)]
 pub mod schema;
+mod standalone;
 mod store;
 mod unit_of_work;
 mod users;
 
 pub use migrations::embedded_migrations;
+pub use standalone::connect_standalone;
 pub use store::SqliteStore;
