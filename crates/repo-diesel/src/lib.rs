@@ -12,5 +12,6 @@ pub mod api_keys;
 pub mod chunks;
 pub mod collections;
 pub mod documents;
+pub mod migrations;
 pub mod operations;
 pub mod users;

@@ -63,15 +63,7 @@ fn with_migration_lock<T>(
 /// Version and name of every embedded PostgreSQL migration, oldest first (e.g.
 /// `("20261121000001", "2026-11-21-000001_initial")`).
 pub fn embedded_migrations() -> RepoResult<Vec<(String, String)>> {
-    use diesel::migration::MigrationSource;
-    let mut embedded: Vec<(String, String)> =
-        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
-            .map_err(map_migration_error)?
-            .iter()
-            .map(|m| (m.name().version().to_string(), m.name().to_string()))
-            .collect();
-    embedded.sort();
-    Ok(embedded)
+    repo_diesel::migrations::embedded::<diesel::pg::Pg>(&MIGRATIONS).map_err(map_migration_error)
 }
 
 /// Migration steps run on their own connection ([`StoreConfig::migration_url`] when
@@ -137,26 +129,18 @@ fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String
 
 /// Versions recorded as applied, oldest first.
 fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
-    let mut versions: Vec<String> = conn
-        .applied_migrations()
-        .map_err(map_migration_error)?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    versions.sort();
-    Ok(versions)
+    let versions = conn.applied_migrations().map_err(map_migration_error)?;
+    Ok(repo_diesel::migrations::sorted(versions))
 }
 
 /// Versions embedded but not applied, oldest first.
 fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
-    let mut versions: Vec<String> = conn
+    let steps = conn
         .pending_migrations(MIGRATIONS)
-        .map_err(map_migration_error)?
-        .iter()
-        .map(|m| m.name().version().to_string())
-        .collect();
-    versions.sort();
-    Ok(versions)
+        .map_err(map_migration_error)?;
+    Ok(repo_diesel::migrations::sorted(
+        steps.iter().map(|m| m.name().version()),
+    ))
 }
 
 /// With migrations turned off: `Config` unless every embedded migration is applied

@@ -19,15 +19,8 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlit
 /// Version and name of every embedded SQLite migration, oldest first (e.g.
 /// `("20261121000001", "2026-11-21-000001_initial")`).
 pub fn embedded_migrations() -> RepoResult<Vec<(String, String)>> {
-    use diesel::migration::MigrationSource;
-    let mut embedded: Vec<(String, String)> =
-        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
-            .map_err(map_migration_error)?
-            .iter()
-            .map(|m| (m.name().version().to_string(), m.name().to_string()))
-            .collect();
-    embedded.sort();
-    Ok(embedded)
+    repo_diesel::migrations::embedded::<diesel::sqlite::Sqlite>(&MIGRATIONS)
+        .map_err(map_migration_error)
 }
 
 impl SqliteStore {
@@ -114,14 +107,8 @@ impl SchemaAdmin for SqliteStore {
 
     fn applied_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
-        let mut applied: Vec<String> = conn
-            .applied_migrations()
-            .map_err(map_migration_error)?
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        applied.sort();
-        Ok(applied)
+        let applied = conn.applied_migrations().map_err(map_migration_error)?;
+        Ok(repo_diesel::migrations::sorted(applied))
     }
 
     fn pending_migrations(&self) -> RepoResult<Vec<String>> {
@@ -129,10 +116,9 @@ impl SchemaAdmin for SqliteStore {
         let pending = conn
             .pending_migrations(MIGRATIONS)
             .map_err(map_migration_error)?;
-        Ok(pending
-            .iter()
-            .map(|m| m.name().version().to_string())
-            .collect())
+        Ok(repo_diesel::migrations::sorted(
+            pending.iter().map(|m| m.name().version()),
+        ))
     }
 
     /// Excludes SQLite's own tables, Diesel's migration table, virtual tables and
