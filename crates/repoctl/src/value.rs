@@ -397,9 +397,9 @@ pub fn derived_values(table: crate::schema::Table, values: &[Value]) -> Vec<Valu
     }
 }
 
-/// Rules spanning several columns that are CHECK constraints and not domain rules of
-/// [`crate::domain`], given the converted values of a row: the offending column index
-/// and reason.
+/// Rules spanning several columns that are CHECK constraints and not domain rules
+/// (those are the domain module's), given the converted values of a row: the
+/// offending column index and reason.
 pub fn row_rules(table: crate::schema::Table, values: &[Value]) -> Result<(), (usize, String)> {
     use crate::schema::Table;
     let spec = table.spec();
