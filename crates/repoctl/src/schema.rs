@@ -2,6 +2,13 @@
 //! nullability and the CHECK rules of the target schema, primary keys, foreign keys and
 //! identity sequences. One description serves both backends (the migrations keep the
 //! same tables, columns and nullability on SQLite and PostgreSQL).
+//!
+//! Nothing here is a second copy of a backend fact: each column is named by
+//! repo-postgres's Diesel table definitions (`col!(users.email)`: its name, type and
+//! nullability come from there), the values of an enum column by `repo_core`'s enum
+//! (`one_of!`), and a test compares every table with the `schema_snapshot()` of both
+//! backends' migrated schemas (columns, nullability, every CHECK rule, and no enum
+//! CHECK left without its rule).
 
 use serde::Serialize;
 use std::fmt;
@@ -137,7 +144,7 @@ pub enum ColumnType {
 pub enum Check {
     /// No rule.
     None,
-    /// One of the names of a `repo_core` enum (see [`one_of!`]).
+    /// One of the names of a `repo_core` enum (`one_of!` in this module).
     OneOf(Names),
     /// Character length within the bounds.
     CharLen {
@@ -195,22 +202,62 @@ pub struct Column {
     pub sensitive: bool,
 }
 
-const fn col(name: &'static str, ty: ColumnType) -> Column {
+/// What a Diesel SQL type of repo-postgres's table definitions says about a column:
+/// its portable type and whether it is nullable.
+pub trait SqlTypeFacts {
+    /// The portable type.
+    const TY: ColumnType;
+    /// Whether NULL is allowed (`Nullable<…>`).
+    const NULLABLE: bool = false;
+}
+
+macro_rules! sql_type_facts {
+    ($($sql:ident => $ty:ident),+ $(,)?) => {
+        $(impl SqlTypeFacts for diesel::sql_types::$sql {
+            const TY: ColumnType = ColumnType::$ty;
+        })+
+    };
+}
+
+sql_type_facts!(
+    BigInt => Int64,
+    Integer => Int32,
+    Bool => Bool,
+    Text => Text,
+    Uuid => Uuid,
+    Jsonb => Json,
+    Timestamptz => Timestamp,
+);
+
+impl<T: SqlTypeFacts> SqlTypeFacts for diesel::sql_types::Nullable<T> {
+    const TY: ColumnType = T::TY;
+    const NULLABLE: bool = true;
+}
+
+/// The column `C` of repo-postgres's table definitions ([`pg`]): its name, portable
+/// type and nullability come from there; no CHECK rule, not sensitive.
+const fn column<C>() -> Column
+where
+    C: diesel::Column,
+    C::SqlType: SqlTypeFacts,
+{
     Column {
-        name,
-        ty,
-        nullable: false,
+        name: C::NAME,
+        ty: <C::SqlType as SqlTypeFacts>::TY,
+        nullable: <C::SqlType as SqlTypeFacts>::NULLABLE,
         check: Check::None,
         sensitive: false,
     }
 }
 
-impl Column {
-    const fn null(mut self) -> Self {
-        self.nullable = true;
-        self
-    }
+/// `col!(table.column)`: [`column`] of `pg::table::column`.
+macro_rules! col {
+    ($table:ident . $column:ident) => {
+        column::<pg::$table::$column>()
+    };
+}
 
+impl Column {
     const fn check(mut self, check: Check) -> Self {
         self.check = check;
         self
@@ -267,24 +314,23 @@ impl TableSpec {
 }
 
 use Check::{AtLeast, CharLen, JsonObject, NotBlank};
-use ColumnType::{Bool, Int32, Int64, Json, Text, Timestamp, Uuid};
 
 static USERS: TableSpec = TableSpec {
     name: "users",
     columns: &[
-        col("id", Int64),
-        col("username", Text).check(CharLen { min: 1, max: 64 }),
-        col("email", Text).check(CharLen {
+        col!(users.id),
+        col!(users.username).check(CharLen { min: 1, max: 64 }),
+        col!(users.email).check(CharLen {
             min: 1,
             max: usize::MAX,
         }),
-        col("full_name", Text).null(),
-        col("hashed_password", Text).secret(),
-        col("is_active", Bool),
-        col("is_superuser", Bool),
-        col("created_at", Timestamp),
-        col("updated_at", Timestamp),
-        col("last_login", Timestamp).null(),
+        col!(users.full_name),
+        col!(users.hashed_password).secret(),
+        col!(users.is_active),
+        col!(users.is_superuser),
+        col!(users.created_at),
+        col!(users.updated_at),
+        col!(users.last_login),
     ],
     pk: 0,
     foreign_keys: &[],
@@ -294,22 +340,22 @@ static USERS: TableSpec = TableSpec {
 static API_KEYS: TableSpec = TableSpec {
     name: "api_keys",
     columns: &[
-        col("id", Uuid),
-        col("user_id", Int64),
-        col("name", Text).check(CharLen {
+        col!(api_keys.id),
+        col!(api_keys.user_id),
+        col!(api_keys.name).check(CharLen {
             min: 1,
             max: usize::MAX,
         }),
-        col("name_folded", Text),
-        col("key_prefix", Text),
-        col("key_hash", Text)
+        col!(api_keys.name_folded),
+        col!(api_keys.key_prefix),
+        col!(api_keys.key_hash)
             .check(CharLen { min: 64, max: 64 })
             .secret(),
-        col("permissions", Json).null(),
-        col("is_active", Bool),
-        col("expires_at", Timestamp).null(),
-        col("last_used_at", Timestamp).null(),
-        col("created_at", Timestamp),
+        col!(api_keys.permissions),
+        col!(api_keys.is_active),
+        col!(api_keys.expires_at),
+        col!(api_keys.last_used_at),
+        col!(api_keys.created_at),
     ],
     pk: 0,
     foreign_keys: &[ForeignKey {
@@ -323,38 +369,34 @@ static API_KEYS: TableSpec = TableSpec {
 static COLLECTIONS: TableSpec = TableSpec {
     name: "collections",
     columns: &[
-        col("id", Uuid),
-        col("name", Text).check(NotBlank),
-        col("description", Text).null(),
-        col("owner_id", Int64),
-        col("vector_store_name", Text),
-        col("embedding_model", Text),
-        col("quantization", Text).check(one_of!(Quantization)),
-        col("chunk_size", Int32).check(AtLeast(1)),
-        col("chunk_overlap", Int32),
-        col("chunking_strategy", Text).null(),
-        col("chunking_config", Json).null(),
-        col("is_public", Bool),
-        col("meta", Json),
-        col("status", Text).check(one_of!(CollectionStatus)),
-        col("status_message", Text).null(),
-        col("document_count", Int64).check(AtLeast(0)),
-        col("vector_count", Int64).check(AtLeast(0)),
-        col("total_size_bytes", Int64).check(AtLeast(0)),
-        col("sync_mode", Text).check(one_of!(SyncMode)),
-        col("sync_interval_minutes", Int32)
-            .null()
-            .check(AtLeast(15)),
-        col("sync_paused_at", Timestamp).null(),
-        col("sync_next_run_at", Timestamp).null(),
-        col("sync_last_run_started_at", Timestamp).null(),
-        col("sync_last_run_completed_at", Timestamp).null(),
-        col("sync_last_run_status", Text)
-            .null()
-            .check(one_of!(SyncRunStatus)),
-        col("sync_last_error", Text).null(),
-        col("created_at", Timestamp),
-        col("updated_at", Timestamp),
+        col!(collections.id),
+        col!(collections.name).check(NotBlank),
+        col!(collections.description),
+        col!(collections.owner_id),
+        col!(collections.vector_store_name),
+        col!(collections.embedding_model),
+        col!(collections.quantization).check(one_of!(Quantization)),
+        col!(collections.chunk_size).check(AtLeast(1)),
+        col!(collections.chunk_overlap),
+        col!(collections.chunking_strategy),
+        col!(collections.chunking_config),
+        col!(collections.is_public),
+        col!(collections.meta),
+        col!(collections.status).check(one_of!(CollectionStatus)),
+        col!(collections.status_message),
+        col!(collections.document_count).check(AtLeast(0)),
+        col!(collections.vector_count).check(AtLeast(0)),
+        col!(collections.total_size_bytes).check(AtLeast(0)),
+        col!(collections.sync_mode).check(one_of!(SyncMode)),
+        col!(collections.sync_interval_minutes).check(AtLeast(15)),
+        col!(collections.sync_paused_at),
+        col!(collections.sync_next_run_at),
+        col!(collections.sync_last_run_started_at),
+        col!(collections.sync_last_run_completed_at),
+        col!(collections.sync_last_run_status).check(one_of!(SyncRunStatus)),
+        col!(collections.sync_last_error),
+        col!(collections.created_at),
+        col!(collections.updated_at),
     ],
     pk: 0,
     foreign_keys: &[ForeignKey {
@@ -368,12 +410,12 @@ static COLLECTIONS: TableSpec = TableSpec {
 static COLLECTION_PERMISSIONS: TableSpec = TableSpec {
     name: "collection_permissions",
     columns: &[
-        col("id", Int64),
-        col("collection_id", Uuid),
-        col("user_id", Int64).null(),
-        col("api_key_id", Uuid).null(),
-        col("permission", Text).check(one_of!(AccessLevel)),
-        col("created_at", Timestamp),
+        col!(collection_permissions.id),
+        col!(collection_permissions.collection_id),
+        col!(collection_permissions.user_id),
+        col!(collection_permissions.api_key_id),
+        col!(collection_permissions.permission).check(one_of!(AccessLevel)),
+        col!(collection_permissions.created_at),
     ],
     pk: 0,
     foreign_keys: &[
@@ -399,20 +441,20 @@ static COLLECTION_PERMISSIONS: TableSpec = TableSpec {
 static OPERATIONS: TableSpec = TableSpec {
     name: "operations",
     columns: &[
-        col("id", Int64),
-        col("uuid", Uuid),
-        col("collection_id", Uuid),
-        col("user_id", Int64),
-        col("kind", Text).check(one_of!(OperationKind)),
-        col("status", Text).check(one_of!(OperationStatus)),
-        col("task_id", Text).null(),
-        col("config", Json).check(JsonObject),
-        col("error_message", Text).null(),
-        col("meta", Json),
-        col("created_at", Timestamp),
-        col("started_at", Timestamp).null(),
-        col("completed_at", Timestamp).null(),
-        col("idempotency_key", Text).null(),
+        col!(operations.id),
+        col!(operations.uuid),
+        col!(operations.collection_id),
+        col!(operations.user_id),
+        col!(operations.kind).check(one_of!(OperationKind)),
+        col!(operations.status).check(one_of!(OperationStatus)),
+        col!(operations.task_id),
+        col!(operations.config).check(JsonObject),
+        col!(operations.error_message),
+        col!(operations.meta),
+        col!(operations.created_at),
+        col!(operations.started_at),
+        col!(operations.completed_at),
+        col!(operations.idempotency_key),
     ],
     pk: 0,
     foreign_keys: &[
@@ -433,26 +475,24 @@ static OPERATIONS: TableSpec = TableSpec {
 static DOCUMENTS: TableSpec = TableSpec {
     name: "documents",
     columns: &[
-        col("id", Uuid),
-        col("collection_id", Uuid),
-        col("file_path", Text),
-        col("file_name", Text),
-        col("file_size", Int64).check(AtLeast(0)),
-        col("mime_type", Text).null(),
-        col("content_hash", Text).check(CharLen { min: 64, max: 64 }),
-        col("uri", Text).null(),
-        col("status", Text).check(one_of!(DocumentStatus)),
-        col("error_message", Text).null(),
-        col("error_category", Text)
-            .null()
-            .check(one_of!(ErrorCategory)),
-        col("retry_count", Int32).check(AtLeast(0)),
-        col("chunk_count", Int32).check(AtLeast(0)),
-        col("meta", Json),
-        col("last_seen_at", Timestamp).null(),
-        col("is_stale", Bool),
-        col("created_at", Timestamp),
-        col("updated_at", Timestamp),
+        col!(documents.id),
+        col!(documents.collection_id),
+        col!(documents.file_path),
+        col!(documents.file_name),
+        col!(documents.file_size).check(AtLeast(0)),
+        col!(documents.mime_type),
+        col!(documents.content_hash).check(CharLen { min: 64, max: 64 }),
+        col!(documents.uri),
+        col!(documents.status).check(one_of!(DocumentStatus)),
+        col!(documents.error_message),
+        col!(documents.error_category).check(one_of!(ErrorCategory)),
+        col!(documents.retry_count).check(AtLeast(0)),
+        col!(documents.chunk_count).check(AtLeast(0)),
+        col!(documents.meta),
+        col!(documents.last_seen_at),
+        col!(documents.is_stale),
+        col!(documents.created_at),
+        col!(documents.updated_at),
     ],
     pk: 0,
     foreign_keys: &[ForeignKey {
@@ -466,17 +506,17 @@ static DOCUMENTS: TableSpec = TableSpec {
 static CHUNKS: TableSpec = TableSpec {
     name: "chunks",
     columns: &[
-        col("id", Int64),
-        col("collection_id", Uuid),
-        col("document_id", Uuid),
-        col("chunk_index", Int32).check(AtLeast(0)),
-        col("content", Text),
-        col("start_offset", Int32).null(),
-        col("end_offset", Int32).null(),
-        col("token_count", Int32).null(),
-        col("embedding_vector_id", Text).null(),
-        col("meta", Json),
-        col("created_at", Timestamp),
+        col!(chunks.id),
+        col!(chunks.collection_id),
+        col!(chunks.document_id),
+        col!(chunks.chunk_index).check(AtLeast(0)),
+        col!(chunks.content),
+        col!(chunks.start_offset),
+        col!(chunks.end_offset),
+        col!(chunks.token_count),
+        col!(chunks.embedding_vector_id),
+        col!(chunks.meta),
+        col!(chunks.created_at),
     ],
     pk: 0,
     foreign_keys: &[
