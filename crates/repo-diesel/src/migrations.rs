@@ -24,3 +24,19 @@ pub fn sorted<'a>(versions: impl IntoIterator<Item = MigrationVersion<'a>>) -> V
     out.sort();
     out
 }
+
+/// A row of Diesel's bookkeeping table (`__diesel_schema_migrations`), read by the
+/// backends' read-only look at what is applied (`recorded_migrations`).
+#[derive(diesel::QueryableByName)]
+pub struct VersionRow {
+    /// The migration's version.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub version: String,
+}
+
+/// The versions of `rows`, oldest first.
+pub fn recorded(rows: Vec<VersionRow>) -> Vec<String> {
+    let mut out: Vec<String> = rows.into_iter().map(|r| r.version).collect();
+    out.sort();
+    out
+}

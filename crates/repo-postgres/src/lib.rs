@@ -63,6 +63,6 @@ mod store;
 pub mod testing;
 mod users;
 
-pub use migrations::embedded_migrations;
+pub use migrations::{embedded_migrations, recorded_migrations};
 pub use standalone::connect_standalone;
 pub use store::PostgresStore;

@@ -147,34 +147,33 @@ fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
 /// ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's harness it
 /// does not create the bookkeeping table, which the role may not be allowed to do.
 pub(crate) fn require_migrated(conn: &mut PgConnection) -> RepoResult<()> {
-    #[derive(QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = Text)]
-        version: String,
-    }
     let embedded = embedded_migrations()?;
+    let applied = recorded_migrations(conn)?;
+    repo_core::schema::require_migrated(repo_core::BackendKind::Postgres, &embedded, &applied)
+}
+
+/// Versions recorded as applied in Diesel's bookkeeping table of the current schema,
+/// oldest first; none when it does not exist. Read-only: unlike Diesel's harness it
+/// never creates the table, which the role may not be allowed to do (checks before
+/// migrating, and tools reading a source database).
+pub fn recorded_migrations(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
     #[derive(QueryableByName)]
     struct Present {
         #[diesel(sql_type = Bool)]
         present: bool,
     }
-    let present = diesel::sql_query(
+    let bookkeeping = diesel::sql_query(
         "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present",
     )
     .get_result::<Present>(conn)
-    .db()?
-    .present;
-    let applied: Vec<String> = if present {
-        diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
-            .load::<Version>(conn)
-            .db()?
-            .into_iter()
-            .map(|v| v.version)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    repo_core::schema::require_migrated(repo_core::BackendKind::Postgres, &embedded, &applied)
+    .db()?;
+    if !bookkeeping.present {
+        return Ok(Vec::new());
+    }
+    diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
+        .load(conn)
+        .map(repo_diesel::migrations::recorded)
+        .db()
 }
 
 #[derive(QueryableByName)]

@@ -59,6 +59,6 @@ mod store;
 mod unit_of_work;
 mod users;
 
-pub use migrations::embedded_migrations;
+pub use migrations::{embedded_migrations, recorded_migrations};
 pub use standalone::connect_standalone;
 pub use store::SqliteStore;

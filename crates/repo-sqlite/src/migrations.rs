@@ -23,6 +23,30 @@ pub fn embedded_migrations() -> RepoResult<Vec<(String, String)>> {
         .map_err(map_migration_error)
 }
 
+/// Versions recorded as applied in Diesel's bookkeeping table, oldest first; none
+/// when the table does not exist. Read-only: unlike Diesel's harness it never creates
+/// the table (for checks before migrating, and tools reading a source database).
+pub fn recorded_migrations(conn: &mut SqliteConnection) -> RepoResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let tables = diesel::sql_query(
+        "SELECT count(*) AS n FROM sqlite_master \
+         WHERE type = 'table' AND name = '__diesel_schema_migrations'",
+    )
+    .get_result::<Count>(conn)
+    .map_err(map_diesel_error)?;
+    if tables.n == 0 {
+        return Ok(Vec::new());
+    }
+    diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+        .load(conn)
+        .map(repo_diesel::migrations::recorded)
+        .map_err(map_diesel_error)
+}
+
 impl SqliteStore {
     /// Computes `chunks.search_tokens` (in Rust, [`repo_core::search::index_text`])
     /// for every chunk where it is NULL, in short batches; the FTS5 triggers index
@@ -36,35 +60,9 @@ impl SqliteStore {
     /// applied ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's
     /// harness it does not create the bookkeeping table.
     pub(crate) fn require_migrated(&self) -> RepoResult<()> {
-        #[derive(QueryableByName)]
-        struct Version {
-            #[diesel(sql_type = Text)]
-            version: String,
-        }
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
         let embedded = embedded_migrations()?;
         let mut conn = self.source().checkout()?;
-        let present = diesel::sql_query(
-            "SELECT count(*) AS n FROM sqlite_master \
-             WHERE type = 'table' AND name = '__diesel_schema_migrations'",
-        )
-        .get_result::<Count>(&mut **conn)
-        .map_err(map_diesel_error)?
-        .n > 0;
-        let applied: Vec<String> = if present {
-            diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
-                .load::<Version>(&mut **conn)
-                .map_err(map_diesel_error)?
-                .into_iter()
-                .map(|v| v.version)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let applied = recorded_migrations(&mut conn)?;
         repo_core::schema::require_migrated(repo_core::BackendKind::Sqlite, &embedded, &applied)
     }
 }

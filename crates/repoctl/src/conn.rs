@@ -233,17 +233,13 @@ impl DbConn {
         Ok(rows.first().is_some_and(|r| r.n > 0))
     }
 
-    /// Applied migration versions, sorted (empty when there is no migration table).
+    /// Applied migration versions, sorted (empty when there is no migration table):
+    /// the backends' read-only look at their bookkeeping (`recorded_migrations`).
     pub fn applied_versions(&mut self) -> Result<Vec<String>, Failure> {
-        if !self.has_table("__diesel_schema_migrations")? {
-            return Ok(Vec::new());
-        }
-        let sql = "SELECT version AS name FROM __diesel_schema_migrations ORDER BY version";
-        let rows: Vec<NameRow> = match self {
-            DbConn::Sqlite(c) => diesel::sql_query(sql).load(c)?,
-            DbConn::Pg(c) => diesel::sql_query(sql).load(c)?,
-        };
-        Ok(rows.into_iter().map(|r| r.name).collect())
+        Ok(match self {
+            DbConn::Sqlite(c) => repo_sqlite::recorded_migrations(c)?,
+            DbConn::Pg(c) => repo_postgres::recorded_migrations(c)?,
+        })
     }
 
     /// Column names of `table`.
