@@ -28,6 +28,17 @@
 //! Schema tools open the same URLs with [`open_admin`]: a [`SchemaAdmin`] of the
 //! backend (migrations run, reverted and listed on request, never on open), and
 //! [`embedded_migrations`] lists what a backend's build embeds without a database.
+//!
+//! ```no_run
+//! use repo_core::StoreConfig;
+//!
+//! let admin = repo_factory::open_admin("sqlite://app.db", &StoreConfig::default())?;
+//! for version in admin.run_pending_migrations()? {
+//!     println!("applied {version}");
+//! }
+//! assert!(admin.pending_migrations()?.is_empty());
+//! # Ok::<(), repo_core::RepoError>(())
+//! ```
 
 #![forbid(unsafe_code)]
 
