@@ -71,7 +71,7 @@ impl Table {
     /// copied with fresh ones (their values: `derived_values` of the value module).
     pub fn derived_columns(self) -> &'static [&'static str] {
         match self {
-            Table::Chunks => &["search_tokens"],
+            Table::Chunks => &[<pg::chunks::search_tokens as diesel::Column>::NAME],
             _ => &[],
         }
     }
