@@ -219,3 +219,15 @@ fn the_factory_opens_an_admin_for_either_url() {
         check().unwrap_or_else(|e| panic!("{kind}: {e}"));
     }
 }
+
+/// Both backends embed migrations of the same versions (one directory per version
+/// under `migrations/sqlite` and `migrations/postgres`, with the same names).
+#[test]
+fn both_backends_embed_the_same_migrations() {
+    let sqlite = repo_factory::embedded_migrations(BackendKind::Sqlite)
+        .unwrap_or_else(|e| panic!("sqlite: {e}"));
+    let postgres = repo_factory::embedded_migrations(BackendKind::Postgres)
+        .unwrap_or_else(|e| panic!("postgres: {e}"));
+    assert!(!sqlite.is_empty(), "no migrations are embedded");
+    assert_eq!(sqlite, postgres);
+}
