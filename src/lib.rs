@@ -342,10 +342,14 @@ pub mod observe {
     pub use repo_diesel::pool_check;
 }
 
-/// Schema snapshots: the tables, columns, indexes and checks of a database as both
-/// backends report them, normalized so that the two can be compared.
+/// Schema administration and snapshots: a database's migrations through
+/// [`SchemaAdmin`](schema::SchemaAdmin) (opened for a URL by
+/// [`open_admin`](schema::open_admin)), and the tables, columns, indexes and checks of
+/// a database as both backends report them, normalized so that the two can be
+/// compared.
 pub mod schema {
     pub use repo_core::schema::*;
+    pub use repo_factory::{embedded_migrations, open_admin, open_admin_target};
 }
 
 /// The rules written once for both backends: input validation

@@ -7,7 +7,7 @@
 //! SQLite's FTS5 table `chunks_fts` (and its shadow tables) is not part of the
 //! snapshot: it is a virtual table, the SQLite side of the same full-text feature.
 
-use repo_core::{SchemaSnapshot, StoreConfig, TableSnapshot};
+use repo_core::{SchemaAdmin, SchemaSnapshot, StoreConfig, TableSnapshot};
 use repo_postgres::testing::TempDatabase;
 use repo_postgres::PostgresStore;
 use repo_sqlite::SqliteStore;

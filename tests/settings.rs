@@ -3,6 +3,7 @@
 //! silent fallback or a failure at the first call. PostgreSQL runs on the server of
 //! `TEST_DATABASE_URL` (set by `scripts/test.sh`), one throwaway database per test.
 
+use repo_core::SchemaAdmin;
 use repo_core::{BackendKind, PoolConfig, RepoError, RepoResult, Store, StoreConfig};
 use repo_postgres::testing::TempDatabase;
 use repo_postgres::PostgresStore;

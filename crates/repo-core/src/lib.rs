@@ -108,7 +108,8 @@ pub use pool_watch::{ConnectionErrors, ConnectionFailure, PoolStatus, PoolWatch}
 pub use postgres_url::{redact_url, PgHost, PostgresUrl};
 pub use replica::{NodeHealth, NodeRole, NodeStatus, WritePosition};
 pub use schema::{
-    normalize_sql_expression, normalized_check_terms, IndexSnapshot, SchemaSnapshot, TableSnapshot,
+    normalize_sql_expression, normalized_check_terms, IndexSnapshot, SchemaAdmin, SchemaSnapshot,
+    TableSnapshot,
 };
 pub use search::SearchQuery;
 pub use slow_query::SlowQueryLog;

@@ -4,6 +4,9 @@
 //! [`normalize_sql_expression`], so that SQLite's text as written and PostgreSQL's
 //! deparsed form (`pg_get_expr`, `pg_get_constraintdef`) compare equal when they mean
 //! the same.
+//!
+//! [`SchemaAdmin`] is what both stores offer for their schema: the embedded migrations
+//! (run, revert, list) and the snapshot of the migrated schema.
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +42,37 @@ pub struct IndexSnapshot {
     pub partial: bool,
     /// The WHERE clause of a partial index, normalized by [`normalize_sql_expression`].
     pub predicate: Option<String>,
+}
+
+/// Schema administration of one database: its backend's embedded migrations and a
+/// snapshot of the schema they produce. Both stores implement it (`SqliteStore`,
+/// `PostgresStore`); `repo_factory::open_admin` opens one for a URL without running
+/// migrations. Versions are the migration directories' version prefixes
+/// (`"20261121000001"`).
+pub trait SchemaAdmin: Send + Sync {
+    /// Applies every pending migration and returns the versions applied now, oldest
+    /// first. Concurrent callers serialise (SQLite: one `BEGIN IMMEDIATE`
+    /// transaction; PostgreSQL: a transaction-scoped advisory lock). Then fills the
+    /// derived full-text tokens of rows written without them, also when no migration
+    /// was pending.
+    fn run_pending_migrations(&self) -> crate::RepoResult<Vec<String>>;
+
+    /// Reverts the newest applied migration and returns its version.
+    fn revert_last_migration(&self) -> crate::RepoResult<String>;
+
+    /// Reverts every applied migration (dropping every table) and returns the
+    /// versions reverted, newest first.
+    fn revert_all_migrations(&self) -> crate::RepoResult<Vec<String>>;
+
+    /// Versions recorded as applied, oldest first.
+    fn applied_migrations(&self) -> crate::RepoResult<Vec<String>>;
+
+    /// Versions embedded in this build and not applied yet, oldest first.
+    fn pending_migrations(&self) -> crate::RepoResult<Vec<String>>;
+
+    /// Tables, columns (with nullability), named indexes and CHECK constraints of the
+    /// application schema (migration bookkeeping and full-text shadow tables left out).
+    fn schema_snapshot(&self) -> crate::RepoResult<SchemaSnapshot>;
 }
 
 /// One token of an SQL expression.

@@ -14,6 +14,7 @@ pub mod codec;
 pub mod collections;
 pub mod connection;
 pub mod documents;
+pub mod migrations;
 pub mod observe;
 pub mod operations;
 pub mod pool_check;

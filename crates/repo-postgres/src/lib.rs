@@ -82,9 +82,12 @@ mod replica;
 pub mod schema;
 #[cfg(test)]
 mod serialization_retry;
+mod standalone;
 mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod users;
 
+pub use migrations::{embedded_migrations, recorded_migrations};
+pub use standalone::connect_standalone;
 pub use store::PostgresStore;

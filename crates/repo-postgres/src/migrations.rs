@@ -1,18 +1,19 @@
 //! Embedded migrations (`migrations/postgres`), run in one transaction under a
-//! transaction-scoped advisory lock, and the
-//! schema snapshot used by the parity checks.
+//! transaction-scoped advisory lock, and the schema snapshot used by the parity
+//! checks: the PostgreSQL store's [`SchemaAdmin`].
 
 use crate::connection::QueryResultExt;
 use crate::error::map_diesel_error;
 use crate::pool::{in_recovery, standby_error, transaction_with};
+use crate::store::PostgresStore;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use repo_core::{IndexSnapshot, RepoError, RepoResult, SchemaSnapshot};
+use repo_core::{IndexSnapshot, RepoError, RepoResult, SchemaAdmin, SchemaSnapshot};
 
 /// Every PostgreSQL migration, embedded at build time.
-pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// Key of the transaction advisory lock that serialises migrations across processes
 /// (the bytes of `"smtkmigr"`).
@@ -59,8 +60,48 @@ fn with_migration_lock<T>(
     })
 }
 
+/// Version and name of every embedded PostgreSQL migration, oldest first (e.g.
+/// `("20261121000001", "2026-11-21-000001_initial")`).
+pub fn embedded_migrations() -> RepoResult<Vec<(String, String)>> {
+    repo_diesel::migrations::embedded::<diesel::pg::Pg>(&MIGRATIONS).map_err(map_migration_error)
+}
+
+/// Migration steps run on their own connection ([`StoreConfig::migration_url`] when
+/// set) under the migration lock; reads on a pooled connection.
+///
+/// [`StoreConfig::migration_url`]: repo_core::StoreConfig::migration_url
+impl SchemaAdmin for PostgresStore {
+    /// Then fills the search tokens of chunks that have none
+    /// ([`PostgresStore::backfill_search_tokens`]).
+    fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
+        let applied = self.on_migration_connection(run_pending)?;
+        self.backfill_search_tokens()?;
+        Ok(applied)
+    }
+
+    fn revert_last_migration(&self) -> RepoResult<String> {
+        self.on_migration_connection(revert_last)
+    }
+
+    fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_migration_connection(revert_all)
+    }
+
+    fn applied_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(applied)
+    }
+
+    fn pending_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(pending)
+    }
+
+    fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
+        self.on_connection(schema_snapshot)
+    }
+}
+
 /// Applies pending migrations; returns the versions applied now.
-pub(crate) fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
+fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
     with_migration_lock(conn, redacted_url, |c| {
         c.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -69,7 +110,7 @@ pub(crate) fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoRe
 }
 
 /// Reverts every applied migration; returns the versions reverted.
-pub(crate) fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
+fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
     with_migration_lock(conn, redacted_url, |c| {
         c.revert_all_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -78,7 +119,7 @@ pub(crate) fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoRes
 }
 
 /// Reverts the newest applied migration; returns its version.
-pub(crate) fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String> {
+fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String> {
     with_migration_lock(conn, redacted_url, |c| {
         c.revert_last_migration(MIGRATIONS)
             .map(|version| version.to_string())
@@ -87,67 +128,52 @@ pub(crate) fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoRe
 }
 
 /// Versions recorded as applied, oldest first.
-pub(crate) fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
-    let mut versions: Vec<String> = conn
-        .applied_migrations()
-        .map_err(map_migration_error)?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    versions.sort();
-    Ok(versions)
+fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+    let versions = conn.applied_migrations().map_err(map_migration_error)?;
+    Ok(repo_diesel::migrations::sorted(versions))
 }
 
 /// Versions embedded but not applied, oldest first.
-pub(crate) fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
-    let mut versions: Vec<String> = conn
+fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+    let steps = conn
         .pending_migrations(MIGRATIONS)
-        .map_err(map_migration_error)?
-        .iter()
-        .map(|m| m.name().version().to_string())
-        .collect();
-    versions.sort();
-    Ok(versions)
+        .map_err(map_migration_error)?;
+    Ok(repo_diesel::migrations::sorted(
+        steps.iter().map(|m| m.name().version()),
+    ))
 }
 
 /// With migrations turned off: `Config` unless every embedded migration is applied
 /// ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's harness it
 /// does not create the bookkeeping table, which the role may not be allowed to do.
 pub(crate) fn require_migrated(conn: &mut PgConnection) -> RepoResult<()> {
-    use diesel::migration::MigrationSource;
-    #[derive(QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = Text)]
-        version: String,
-    }
-    let embedded: Vec<(String, String)> =
-        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
-            .map_err(map_migration_error)?
-            .iter()
-            .map(|m| (m.name().version().to_string(), m.name().to_string()))
-            .collect();
+    let embedded = embedded_migrations()?;
+    let applied = recorded_migrations(conn)?;
+    repo_core::schema::require_migrated(repo_core::BackendKind::Postgres, &embedded, &applied)
+}
+
+/// Versions recorded as applied in Diesel's bookkeeping table of the current schema,
+/// oldest first; none when it does not exist. Read-only: unlike Diesel's harness it
+/// never creates the table, which the role may not be allowed to do (checks before
+/// migrating, and tools reading a source database).
+pub fn recorded_migrations(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
     #[derive(QueryableByName)]
     struct Present {
         #[diesel(sql_type = Bool)]
         present: bool,
     }
-    let present = diesel::sql_query(
+    let bookkeeping = diesel::sql_query(
         "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present",
     )
     .get_result::<Present>(conn)
-    .db()?
-    .present;
-    let applied: Vec<String> = if present {
-        diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
-            .load::<Version>(conn)
-            .db()?
-            .into_iter()
-            .map(|v| v.version)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    repo_core::schema::require_migrated(repo_core::BackendKind::Postgres, &embedded, &applied)
+    .db()?;
+    if !bookkeeping.present {
+        return Ok(Vec::new());
+    }
+    diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
+        .load(conn)
+        .map(repo_diesel::migrations::recorded)
+        .db()
 }
 
 #[derive(QueryableByName)]
@@ -239,7 +265,7 @@ ORDER BY t.relname, c.conname";
 
 /// Tables, columns (with nullability), named indexes (with their predicates) and CHECK
 /// constraints of the current schema.
-pub(crate) fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnapshot> {
+fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnapshot> {
     let mut snapshot = SchemaSnapshot::default();
     let columns: Vec<ColumnInfo> = diesel::sql_query(COLUMNS_SQL).load(conn).db()?;
     for c in columns {

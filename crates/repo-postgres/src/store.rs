@@ -15,8 +15,8 @@ use diesel::pg::PgConnection;
 use repo_core::store::health_check_within;
 use repo_core::{
     ApiKeyPolicy, BackendKind, Collection, CollectionId, Instrumented, NodeHealth, NodeRole,
-    NodeStatus, PoolStatus, PostgresUrl, ReadView, RepoResult, RetryPolicy, SchemaSnapshot, Store,
-    Transaction, WritePosition,
+    NodeStatus, PoolStatus, PostgresUrl, ReadView, RepoResult, RetryPolicy, Store, Transaction,
+    WritePosition,
 };
 use repo_diesel::connection::ConnectionSource;
 use repo_diesel::pool_check::finish_call;
@@ -82,8 +82,8 @@ impl PostgresStore {
 
     /// Opens a pool on `url` without running or checking migrations, whatever
     /// `config.run_migrations` says: for tools that manage the schema themselves
-    /// (`repoctl migrate`), through [`run_pending_migrations`](Self::run_pending_migrations)
-    /// and its siblings.
+    /// (`repoctl migrate`), through its [`SchemaAdmin`](repo_core::SchemaAdmin)
+    /// methods.
     pub fn connect_for_migrations(url: &str, config: &repo_core::StoreConfig) -> RepoResult<Self> {
         let config = repo_core::StoreConfig {
             run_migrations: false,
@@ -143,21 +143,24 @@ impl PostgresStore {
         let max_size = store.inner.pool.max_size();
         store.on_connection(|c| crate::pool::warn_if_larger_than_server(c, max_size))?;
         if config.run_migrations {
-            store.run_pending_migrations()?;
+            repo_core::SchemaAdmin::run_pending_migrations(&store)?;
         } else if check_schema {
             store.on_connection(migrations::require_migrated)?;
         }
         Ok(store)
     }
 
-    fn on_connection<T>(&self, f: impl FnMut(&mut PgConnection) -> RepoResult<T>) -> RepoResult<T> {
+    pub(crate) fn on_connection<T>(
+        &self,
+        f: impl FnMut(&mut PgConnection) -> RepoResult<T>,
+    ) -> RepoResult<T> {
         self.inner.repos.users.src.run(f)
     }
 
     /// Runs a migration step on its own connection: one direct connection to
     /// `StoreConfig::migration_url` when set (closed afterwards), else a pooled one.
     /// `f` gets the connection and its URL, redacted, for messages.
-    fn on_migration_connection<T>(
+    pub(crate) fn on_migration_connection<T>(
         &self,
         f: impl FnOnce(&mut PgConnection, &str) -> RepoResult<T>,
     ) -> RepoResult<T> {
@@ -181,49 +184,11 @@ impl PostgresStore {
         }
     }
 
-    /// Applies every pending migration; returns the versions applied now.
-    ///
-    /// Then fills the search tokens of chunks that have none
-    /// ([`PostgresStore::backfill_search_tokens`]), also when no migration was
-    /// pending, so rows written without them become searchable.
-    pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
-        let applied = self.on_migration_connection(migrations::run_pending)?;
-        self.backfill_search_tokens()?;
-        Ok(applied)
-    }
-
     /// Computes `chunks.search_tokens` (in Rust, [`repo_core::search::index_text`])
     /// for every chunk where it is NULL, in batches of 500 rows. Idempotent; returns
     /// the number of rows filled.
     pub fn backfill_search_tokens(&self) -> RepoResult<u64> {
         self.on_connection(crate::chunks::backfill_search_tokens)
-    }
-
-    /// Reverts every applied migration (drops every table); returns the versions
-    /// reverted, newest first.
-    pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_migration_connection(migrations::revert_all)
-    }
-
-    /// Reverts the newest applied migration; returns its version.
-    pub fn revert_last_migration(&self) -> RepoResult<String> {
-        self.on_migration_connection(migrations::revert_last)
-    }
-
-    /// Versions of the applied migrations, oldest first.
-    pub fn applied_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(migrations::applied)
-    }
-
-    /// Versions of the embedded migrations not applied yet, oldest first.
-    pub fn pending_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(migrations::pending)
-    }
-
-    /// Tables, columns and named indexes of the current schema, for parity checks
-    /// against SQLite.
-    pub fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
-        self.on_connection(migrations::schema_snapshot)
     }
 }
 

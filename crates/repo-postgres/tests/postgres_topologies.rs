@@ -10,6 +10,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{BigInt, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
+use repo_core::SchemaAdmin;
 use repo_core::{
     NewUser, PoolConfig, PostgresConfig, RepoError, Repositories, Store, StoreConfig,
     UnavailableReason, UserFilter,

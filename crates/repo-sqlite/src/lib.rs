@@ -80,11 +80,13 @@ pub use repo_diesel::prepared;
 /// copies) writes its queries against the very tables the repositories use.
 #[allow(missing_docs)]
 pub mod schema;
+mod standalone;
 mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod unit_of_work;
 mod users;
 
-pub use migrations::MIGRATIONS;
+pub use migrations::{embedded_migrations, recorded_migrations};
+pub use standalone::connect_standalone;
 pub use store::SqliteStore;

@@ -1,5 +1,5 @@
 //! Embedded migrations (`migrations/sqlite`) and the schema snapshot used for parity
-//! checks with PostgreSQL.
+//! checks with PostgreSQL: the SQLite store's [`SchemaAdmin`].
 
 use crate::chunks;
 use crate::connection::write_tx;
@@ -9,21 +9,70 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use repo_core::{
-    normalize_sql_expression, normalized_check_terms, IndexSnapshot, RepoResult, SchemaSnapshot,
-    TableSnapshot,
+    normalize_sql_expression, normalized_check_terms, IndexSnapshot, RepoResult, SchemaAdmin,
+    SchemaSnapshot, TableSnapshot,
 };
 
 /// The SQLite migrations, embedded at build time.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// Version and name of every embedded SQLite migration, oldest first (e.g.
+/// `("20261121000001", "2026-11-21-000001_initial")`).
+pub fn embedded_migrations() -> RepoResult<Vec<(String, String)>> {
+    repo_diesel::migrations::embedded::<diesel::sqlite::Sqlite>(&MIGRATIONS)
+        .map_err(map_migration_error)
+}
+
+/// Versions recorded as applied in Diesel's bookkeeping table, oldest first; none
+/// when the table does not exist. Read-only: unlike Diesel's harness it never creates
+/// the table (for checks before migrating, and tools reading a source database).
+pub fn recorded_migrations(conn: &mut SqliteConnection) -> RepoResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let tables = diesel::sql_query(
+        "SELECT count(*) AS n FROM sqlite_master \
+         WHERE type = 'table' AND name = '__diesel_schema_migrations'",
+    )
+    .get_result::<Count>(conn)
+    .map_err(map_diesel_error)?;
+    if tables.n == 0 {
+        return Ok(Vec::new());
+    }
+    diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+        .load(conn)
+        .map(repo_diesel::migrations::recorded)
+        .map_err(map_diesel_error)
+}
 
 impl SqliteStore {
-    /// Applies every pending migration (in one `BEGIN IMMEDIATE` transaction, so
-    /// concurrent callers on one file serialise) and returns the versions applied now.
-    ///
-    /// Then fills the search tokens of chunks that have none
-    /// ([`SqliteStore::backfill_search_tokens`]), also when no migration was pending,
-    /// so rows written without them become searchable.
-    pub fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
+    /// Computes `chunks.search_tokens` (in Rust, [`repo_core::search::index_text`])
+    /// for every chunk where it is NULL, in short batches; the FTS5 triggers index
+    /// them. Idempotent; returns the number of rows filled.
+    pub fn backfill_search_tokens(&self) -> RepoResult<u64> {
+        let mut conn = self.source().checkout()?;
+        chunks::backfill_search_tokens(&mut conn)
+    }
+
+    /// With migrations turned off: `Config` unless every embedded migration is
+    /// applied ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's
+    /// harness it does not create the bookkeeping table.
+    pub(crate) fn require_migrated(&self) -> RepoResult<()> {
+        let embedded = embedded_migrations()?;
+        let mut conn = self.source().checkout()?;
+        let applied = recorded_migrations(&mut conn)?;
+        repo_core::schema::require_migrated(repo_core::BackendKind::Sqlite, &embedded, &applied)
+    }
+}
+
+/// Migrations run in `BEGIN IMMEDIATE` transactions (concurrent callers on one file
+/// serialise); reads need no transaction.
+impl SchemaAdmin for SqliteStore {
+    /// Applies the pending migrations in one transaction, then fills missing search
+    /// tokens ([`SqliteStore::backfill_search_tokens`]).
+    fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
         let applied = write_tx(&mut conn, |c| {
             let applied = c
@@ -35,16 +84,16 @@ impl SqliteStore {
         Ok(applied)
     }
 
-    /// Computes `chunks.search_tokens` (in Rust, [`repo_core::search::index_text`])
-    /// for every chunk where it is NULL, in short batches; the FTS5 triggers index
-    /// them. Idempotent; returns the number of rows filled.
-    pub fn backfill_search_tokens(&self) -> RepoResult<u64> {
+    fn revert_last_migration(&self) -> RepoResult<String> {
         let mut conn = self.source().checkout()?;
-        chunks::backfill_search_tokens(&mut conn)
+        write_tx(&mut conn, |c| {
+            c.revert_last_migration(MIGRATIONS)
+                .map(|v| v.to_string())
+                .map_err(map_migration_error)
+        })
     }
 
-    /// Reverts every applied migration, newest first, and returns the versions reverted.
-    pub fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
+    fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
         write_tx(&mut conn, |c| {
             let reverted = c
@@ -54,91 +103,28 @@ impl SqliteStore {
         })
     }
 
-    /// Reverts the newest applied migration and returns its version.
-    pub fn revert_last_migration(&self) -> RepoResult<String> {
+    fn applied_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
-        write_tx(&mut conn, |c| {
-            c.revert_last_migration(MIGRATIONS)
-                .map(|v| v.to_string())
-                .map_err(map_migration_error)
-        })
+        let applied = conn.applied_migrations().map_err(map_migration_error)?;
+        Ok(repo_diesel::migrations::sorted(applied))
     }
 
-    /// Versions of the applied migrations, oldest first.
-    pub fn applied_migrations(&self) -> RepoResult<Vec<String>> {
-        let mut conn = self.source().checkout()?;
-        let mut applied: Vec<String> = conn
-            .applied_migrations()
-            .map_err(map_migration_error)?
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        applied.sort();
-        Ok(applied)
-    }
-
-    /// With migrations turned off: `Config` unless every embedded migration is
-    /// applied ([`repo_core::schema::require_migrated`]). Read-only: unlike Diesel's
-    /// harness it does not create the bookkeeping table.
-    pub(crate) fn require_migrated(&self) -> RepoResult<()> {
-        use diesel::migration::MigrationSource;
-        #[derive(QueryableByName)]
-        struct Version {
-            #[diesel(sql_type = Text)]
-            version: String,
-        }
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let embedded: Vec<(String, String)> =
-            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
-                .map_err(map_migration_error)?
-                .iter()
-                .map(|m| (m.name().version().to_string(), m.name().to_string()))
-                .collect();
-        let mut conn = self.source().checkout()?;
-        let present = diesel::sql_query(
-            "SELECT count(*) AS n FROM sqlite_master \
-             WHERE type = 'table' AND name = '__diesel_schema_migrations'",
-        )
-        .get_result::<Count>(&mut **conn)
-        .map_err(map_diesel_error)?
-        .n > 0;
-        let applied: Vec<String> = if present {
-            diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
-                .load::<Version>(&mut **conn)
-                .map_err(map_diesel_error)?
-                .into_iter()
-                .map(|v| v.version)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        repo_core::schema::require_migrated(repo_core::BackendKind::Sqlite, &embedded, &applied)
-    }
-
-    /// Versions of the embedded migrations not applied yet, oldest first.
-    pub fn pending_migrations(&self) -> RepoResult<Vec<String>> {
+    fn pending_migrations(&self) -> RepoResult<Vec<String>> {
         let mut conn = self.source().checkout()?;
         let pending = conn
             .pending_migrations(MIGRATIONS)
             .map_err(map_migration_error)?;
-        Ok(pending
-            .iter()
-            .map(|m| m.name().version().to_string())
-            .collect())
+        Ok(repo_diesel::migrations::sorted(
+            pending.iter().map(|m| m.name().version()),
+        ))
     }
 
-    /// Tables, columns (with nullability) and named indexes of the migrated schema.
-    ///
     /// Excludes SQLite's own tables, Diesel's migration table, virtual tables and
     /// their shadow tables, primary keys and automatic (constraint) indexes. An
     /// `INTEGER PRIMARY KEY` column is reported as not nullable (it is the rowid,
     /// although `PRAGMA table_info` says `notnull = 0`); an expression in an index
     /// is reported as `"<expr>"`.
-    pub fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
+    fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
         let mut conn = self.source().checkout()?;
         snapshot(&mut conn)
     }

@@ -76,6 +76,12 @@ impl SqlitePragmas {
         }
     }
 
+    /// The same PRAGMAs for a connection that only reads: the journal mode stays as
+    /// the file has it (switching to WAL writes the file).
+    pub(crate) fn for_reading(self) -> Self {
+        Self { wal: false, ..self }
+    }
+
     /// Applies the PRAGMAs to `conn`.
     pub(crate) fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         // PRAGMAs take no bind parameters; the value is an integer from the typed
@@ -107,12 +113,14 @@ pub(crate) fn effective_max_size(kind: TargetKind, pool: &PoolConfig) -> u32 {
 
 /// Opens one connection outside the pool with the PRAGMAs applied: turns a file into
 /// WAL mode before several pooled connections race to do it, and reports an unusable
-/// target precisely (r2d2 would only time out).
-pub(crate) fn probe(target: &str, pragmas: SqlitePragmas) -> RepoResult<()> {
+/// target precisely (r2d2 would only time out). Also the connection of
+/// [`crate::connect_standalone`].
+pub(crate) fn probe(target: &str, pragmas: SqlitePragmas) -> RepoResult<SqliteConnection> {
     let mut conn = SqliteConnection::establish(target)
         .map_err(|e| map_connection_error(e, &redact_url(target)))?;
     pragmas
         .apply(&mut conn)
+        .map(|()| conn)
         .map_err(|e| match map_diesel_error(e) {
             RepoError::Backend { message, source } => RepoError::Unavailable {
                 reason: UnavailableReason::ConnectionFailed,

@@ -50,8 +50,8 @@ impl SqliteStore {
 
     /// Opens `target` without running or checking migrations, whatever
     /// `config.run_migrations` says: for tools that manage the schema themselves
-    /// (`repoctl migrate`), through [`run_pending_migrations`](Self::run_pending_migrations)
-    /// and its siblings.
+    /// (`repoctl migrate`), through its [`SchemaAdmin`](repo_core::SchemaAdmin)
+    /// methods.
     pub fn connect_for_migrations(target: &str, config: &StoreConfig) -> RepoResult<Self> {
         let config = StoreConfig {
             run_migrations: false,
@@ -107,7 +107,7 @@ impl SqliteStore {
             inner: Arc::new(Instrumented::new(BackendKind::Sqlite, inner)),
         };
         if config.run_migrations {
-            store.run_pending_migrations()?;
+            repo_core::SchemaAdmin::run_pending_migrations(&store)?;
         } else if check_schema {
             store.require_migrated()?;
         }

@@ -5,6 +5,7 @@
 
 use diesel::sql_types::BigInt;
 use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+use repo_core::SchemaAdmin;
 use repo_core::{
     CollectionId, NewChunk, NewCollection, NewDocument, NewUser, PageRequest, Repositories,
     SearchQuery, Store, StoreConfig, UserId,

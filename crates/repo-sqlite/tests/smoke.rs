@@ -2,6 +2,7 @@
 //! how pool, open and lock failures are classified. Everything both backends must do
 //! alike is in the behaviour suite (`repo-behaviour`).
 
+use repo_core::SchemaAdmin;
 use repo_core::{ConflictReason, NewUser, RepoError, Repositories, Store, StoreConfig, UserId};
 use repo_sqlite::testing::TempDatabase;
 use repo_sqlite::SqliteStore;

@@ -10,7 +10,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
-use diesel::{Connection, QueryableByName, RunQueryDsl};
+use diesel::{QueryableByName, RunQueryDsl};
 use repo_core::{redact_url, BackendKind, PostgresUrl};
 use repo_factory::DatabaseTarget;
 use std::collections::HashMap;
@@ -157,9 +157,17 @@ struct FlagRow {
 }
 
 impl DbConn {
-    /// Opens `endpoint`. A SQLite source that does not exist is an error (SQLite would
-    /// create an empty file); readers get `PRAGMA query_only`.
+    /// Opens `endpoint` through its backend's own connection setup
+    /// (`repo_sqlite::connect_standalone`, `repo_postgres::connect_standalone`): the
+    /// store's PRAGMAs, read-only (`query_only`) for readers; the store's session
+    /// settings with every timeout off and `application_name = 'repoctl'`. A SQLite
+    /// source that does not exist is an error (SQLite would create an empty file).
     pub fn open(endpoint: &Endpoint, role: Role, secrets: &Secrets) -> Result<Self, Failure> {
+        let scrubbed = |e: repo_core::RepoError| {
+            let mut f = Failure::from(e);
+            f.message = secrets.scrub(&f.message);
+            f
+        };
         match endpoint {
             Endpoint::Sqlite(target) => {
                 if role == Role::Read && !endpoint.exists() {
@@ -168,41 +176,22 @@ impl DbConn {
                         endpoint.display()
                     )));
                 }
-                let mut conn = SqliteConnection::establish(target).map_err(|e| {
-                    Failure::connection(
-                        secrets.scrub(&format!("cannot open {}: {e}", endpoint.display())),
-                    )
-                })?;
-                let setup = |c: &mut SqliteConnection| -> diesel::QueryResult<()> {
-                    c.batch_execute("PRAGMA busy_timeout = 5000")?;
-                    c.batch_execute("PRAGMA foreign_keys = ON")?;
-                    if role == Role::Write {
-                        c.batch_execute("PRAGMA journal_mode = WAL")?;
-                        c.batch_execute("PRAGMA synchronous = NORMAL")?;
-                    } else {
-                        c.batch_execute("PRAGMA query_only = ON")?;
-                    }
-                    Ok(())
-                };
-                setup(&mut conn).map_err(|e| {
-                    Failure::connection(format!("cannot prepare {}: {e}", endpoint.display()))
-                })?;
-                Ok(DbConn::Sqlite(conn))
+                let config = repo_core::SqliteConfig::default();
+                repo_sqlite::connect_standalone(target, &config, role == Role::Read)
+                    .map(DbConn::Sqlite)
+                    .map_err(scrubbed)
             }
-            Endpoint::Postgres(_) => {
-                let mut conn = PgConnection::establish(&endpoint.libpq_url()?).map_err(|e| {
-                    Failure::connection(
-                        secrets.scrub(&format!("cannot connect to {}: {e}", endpoint.display())),
-                    )
-                })?;
-                conn.batch_execute(
-                    "SET TimeZone = 'UTC'; SET statement_timeout = 0; SET lock_timeout = 0; \
-                     SET idle_in_transaction_session_timeout = 0; SET application_name = 'repoctl'",
-                )
-                .map_err(|e| {
-                    Failure::connection(format!("cannot prepare {}: {e}", endpoint.display()))
-                })?;
-                Ok(DbConn::Pg(conn))
+            Endpoint::Postgres(url) => {
+                let config = repo_core::PostgresConfig {
+                    statement_timeout: std::time::Duration::ZERO,
+                    lock_timeout: std::time::Duration::ZERO,
+                    idle_in_transaction_timeout: std::time::Duration::ZERO,
+                    application_name: "repoctl".into(),
+                    pgbouncer: false,
+                };
+                repo_postgres::connect_standalone(url, &config)
+                    .map(DbConn::Pg)
+                    .map_err(scrubbed)
             }
         }
     }
@@ -244,17 +233,13 @@ impl DbConn {
         Ok(rows.first().is_some_and(|r| r.n > 0))
     }
 
-    /// Applied migration versions, sorted (empty when there is no migration table).
+    /// Applied migration versions, sorted (empty when there is no migration table):
+    /// the backends' read-only look at their bookkeeping (`recorded_migrations`).
     pub fn applied_versions(&mut self) -> Result<Vec<String>, Failure> {
-        if !self.has_table("__diesel_schema_migrations")? {
-            return Ok(Vec::new());
-        }
-        let sql = "SELECT version AS name FROM __diesel_schema_migrations ORDER BY version";
-        let rows: Vec<NameRow> = match self {
-            DbConn::Sqlite(c) => diesel::sql_query(sql).load(c)?,
-            DbConn::Pg(c) => diesel::sql_query(sql).load(c)?,
-        };
-        Ok(rows.into_iter().map(|r| r.name).collect())
+        Ok(match self {
+            DbConn::Sqlite(c) => repo_sqlite::recorded_migrations(c)?,
+            DbConn::Pg(c) => repo_postgres::recorded_migrations(c)?,
+        })
     }
 
     /// Column names of `table`.

@@ -585,6 +585,29 @@ pub fn refused_rows(
     Ok(refused)
 }
 
+/// When `to` differs from `from` only by the rows a copy refuses (what `copy
+/// --on-error skip-row` leaves out), their number per table; `None` otherwise.
+pub fn explained_by_refusals(
+    from: &Endpoint,
+    to: &Endpoint,
+    secrets: &Secrets,
+    tables: &[Table],
+    batch: usize,
+    progress: &Progress,
+) -> Result<Option<Vec<(Table, u64)>>, Failure> {
+    let refused = refused_rows(from, secrets, tables, batch)?;
+    if refused.values().all(HashSet::is_empty) {
+        return Ok(None);
+    }
+    let rows = verify::verify(from, to, secrets, tables, batch, &refused, progress)?;
+    Ok(rows.iter().all(|r| r.equal).then(|| {
+        rows.iter()
+            .filter(|r| r.excluded_refused > 0)
+            .map(|r| (r.table, r.excluded_refused))
+            .collect()
+    }))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn read_all(
     opts: &CopyOptions,
@@ -671,7 +694,7 @@ fn read_all(
                 if table == Table::Chunks {
                     collections.push(g.values[1].key_text());
                 }
-                let derived = table.derived_values(&g.values);
+                let derived = crate::value::derived_values(table, &g.values);
                 g.values.extend(derived);
                 keys.push(g.key);
                 match copy_text.as_mut() {

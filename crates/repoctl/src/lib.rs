@@ -330,7 +330,7 @@ pub fn run(cli: Cli, secrets: &mut Secrets) -> Result<u8, Failure> {
             let explained = if equal {
                 None
             } else {
-                verify::explained_by_refusals(&from, &to, secrets, &tables, 5000, &progress)?
+                copy::explained_by_refusals(&from, &to, secrets, &tables, 5000, &progress)?
             };
             drop(progress);
             println!("{header}\n");

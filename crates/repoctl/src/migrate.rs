@@ -1,50 +1,23 @@
 //! `repoctl migrate up|down|status`: the embedded schema migrations of either backend,
-//! through the stores' migration API (opened with `connect_for_migrations`).
-//!
-//! Reverting one step is not part of the stores' API (they revert all), so `down`
-//! without `--all` uses Diesel's harness directly: with `repo_sqlite::MIGRATIONS` on
-//! SQLite (in `BEGIN IMMEDIATE`), and on PostgreSQL with this crate's own embedding of
-//! `migrations/postgres` (the store keeps its constant private) under the same
-//! advisory lock the store takes.
+//! through the backend's [`SchemaAdmin`] (opened by `repo_factory::open_admin_target`,
+//! migrations neither run nor checked on open). The migrations, their locking and
+//! their transactions are the backends' own: this crate embeds none.
 
 use crate::conn::Endpoint;
 use crate::error::{Failure, Secrets};
-use diesel::migration::MigrationSource;
-use diesel::pg::Pg;
-use diesel::sqlite::Sqlite;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use repo_core::{BackendKind, PoolConfig, StoreConfig};
-use repo_postgres::PostgresStore;
-use repo_sqlite::SqliteStore;
+use repo_core::{BackendKind, PoolConfig, SchemaAdmin, StoreConfig};
+use repo_factory::DatabaseTarget;
 use std::time::Duration;
-
-/// The PostgreSQL migrations (the same files `repo-postgres` embeds).
-pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// Migration versions this build knows for `backend`, oldest first.
 pub fn known_versions(backend: BackendKind) -> Result<Vec<String>, Failure> {
-    let mut versions: Vec<String> = match backend {
-        BackendKind::Sqlite => MigrationSource::<Sqlite>::migrations(&repo_sqlite::MIGRATIONS)
-            .map_err(|e| Failure::other(e.to_string()))?
-            .iter()
-            .map(|m| m.name().version().to_string())
-            .collect(),
-        BackendKind::Postgres => MigrationSource::<Pg>::migrations(&PG_MIGRATIONS)
-            .map_err(|e| Failure::other(e.to_string()))?
-            .iter()
-            .map(|m| m.name().version().to_string())
-            .collect(),
-    };
-    versions.sort();
-    Ok(versions)
+    Ok(repo_factory::embedded_migrations(backend)?
+        .into_iter()
+        .map(|(version, _)| version)
+        .collect())
 }
 
-/// A store handle for migrations only: one connection, migrations not run on connect.
-enum MigrationStore {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
-
+/// Settings of a store opened for migrations only: one connection.
 fn store_config() -> StoreConfig {
     StoreConfig {
         run_migrations: false,
@@ -60,64 +33,34 @@ fn store_config() -> StoreConfig {
     }
 }
 
-impl MigrationStore {
-    fn open(endpoint: &Endpoint, secrets: &Secrets, create: bool) -> Result<Self, Failure> {
-        let scrub = |e: repo_core::RepoError| {
-            let mut f = Failure::from(e);
-            f.message = secrets.scrub(&f.message);
-            f
-        };
-        match endpoint {
-            Endpoint::Sqlite(path) => {
-                if !create && !endpoint.exists() {
-                    return Err(Failure::connection(format!(
-                        "SQLite database {} does not exist",
-                        endpoint.display()
-                    )));
-                }
-                Ok(Self::Sqlite(
-                    SqliteStore::connect_for_migrations(path, &store_config()).map_err(scrub)?,
-                ))
-            }
-            Endpoint::Postgres(url) => Ok(Self::Postgres(
-                PostgresStore::connect_for_migrations(url, &store_config()).map_err(scrub)?,
-            )),
-        }
+/// Opens `endpoint` for administration; unless `create`, a SQLite file that does not
+/// exist is a connection error (SQLite would create an empty one).
+fn open(
+    endpoint: &Endpoint,
+    secrets: &Secrets,
+    create: bool,
+) -> Result<Box<dyn SchemaAdmin>, Failure> {
+    if !create && !endpoint.exists() {
+        return Err(Failure::connection(format!(
+            "SQLite database {} does not exist",
+            endpoint.display()
+        )));
     }
-
-    fn run_pending(&self) -> Result<Vec<String>, Failure> {
-        Ok(match self {
-            Self::Sqlite(s) => s.run_pending_migrations()?,
-            Self::Postgres(s) => s.run_pending_migrations()?,
-        })
-    }
-
-    fn revert_all(&self) -> Result<Vec<String>, Failure> {
-        Ok(match self {
-            Self::Sqlite(s) => s.revert_all_migrations()?,
-            Self::Postgres(s) => s.revert_all_migrations()?,
-        })
-    }
-
-    fn applied(&self) -> Result<Vec<String>, Failure> {
-        Ok(match self {
-            Self::Sqlite(s) => s.applied_migrations()?,
-            Self::Postgres(s) => s.applied_migrations()?,
-        })
-    }
-
-    fn pending(&self) -> Result<Vec<String>, Failure> {
-        Ok(match self {
-            Self::Sqlite(s) => s.pending_migrations()?,
-            Self::Postgres(s) => s.pending_migrations()?,
-        })
-    }
+    let target = match endpoint {
+        Endpoint::Sqlite(path) => DatabaseTarget::Sqlite(path.clone()),
+        Endpoint::Postgres(url) => DatabaseTarget::Postgres(url.clone()),
+    };
+    repo_factory::open_admin_target(&target, &store_config()).map_err(|e| {
+        let mut f = Failure::from(e);
+        f.message = secrets.scrub(&f.message);
+        f
+    })
 }
 
 /// Applies every pending migration (creating a SQLite file if needed); returns the
 /// versions applied now.
 pub fn up(endpoint: &Endpoint, secrets: &Secrets) -> Result<Vec<String>, Failure> {
-    MigrationStore::open(endpoint, secrets, true)?.run_pending()
+    Ok(open(endpoint, secrets, true)?.run_pending_migrations()?)
 }
 
 /// Applied and pending versions.
@@ -125,25 +68,20 @@ pub fn status(
     endpoint: &Endpoint,
     secrets: &Secrets,
 ) -> Result<(Vec<String>, Vec<String>), Failure> {
-    let store = MigrationStore::open(endpoint, secrets, false)?;
-    Ok((store.applied()?, store.pending()?))
+    let admin = open(endpoint, secrets, false)?;
+    Ok((admin.applied_migrations()?, admin.pending_migrations()?))
 }
 
 /// Reverts every applied migration.
 pub fn down_all(endpoint: &Endpoint, secrets: &Secrets) -> Result<Vec<String>, Failure> {
-    MigrationStore::open(endpoint, secrets, false)?.revert_all()
+    Ok(open(endpoint, secrets, false)?.revert_all_migrations()?)
 }
 
 /// Reverts the newest applied migration; `None` when nothing is applied.
 pub fn down_one(endpoint: &Endpoint, secrets: &Secrets) -> Result<Option<String>, Failure> {
-    let store = MigrationStore::open(endpoint, secrets, false)?;
-    if store.applied()?.is_empty() {
+    let admin = open(endpoint, secrets, false)?;
+    if admin.applied_migrations()?.is_empty() {
         return Ok(None);
     }
-    // The stores' own revert: on PostgreSQL one transaction under the
-    // transaction-scoped migration lock, leaving no session state behind.
-    Ok(Some(match store {
-        MigrationStore::Sqlite(s) => s.revert_last_migration()?,
-        MigrationStore::Postgres(s) => s.revert_last_migration()?,
-    }))
+    Ok(Some(admin.revert_last_migration()?))
 }

@@ -296,7 +296,7 @@ fn convert_type(col: &Column, origin: Origin, row: &RawRow, idx: usize, cell: Ce
             Cell::Text(..) => {
                 let s = text_of(row, idx)?;
                 let top = json::validate(s)?;
-                if col.check == Check::JsonObject && top != json::TopLevel::Object {
+                if matches!(col.check, Check::JsonObject) && top != json::TopLevel::Object {
                     return Err("JSON is not an object".into());
                 }
                 Ok((Value::Str(s.to_owned()), None))
@@ -349,10 +349,10 @@ pub fn is_canonical_uuid(s: &str) -> bool {
 
 fn check(col: &Column, value: &Value) -> Result<(), String> {
     match (col.check, value) {
-        (Check::OneOf(allowed), Value::Str(s)) if !allowed.contains(&s.as_str()) => Err(format!(
+        (Check::OneOf(names), Value::Str(s)) if !(names.accepts)(s) => Err(format!(
             "{} is not one of {}",
             timestamp::preview(s),
-            allowed.join(", ")
+            (names.all)().join(", ")
         )),
         (Check::CharLen { min, max }, Value::Str(s)) => {
             let n = s.chars().count();
@@ -378,9 +378,28 @@ fn check(col: &Column, value: &Value) -> Result<(), String> {
     }
 }
 
-/// Rules spanning several columns that are CHECK constraints and not domain rules of
-/// [`crate::domain`], given the converted values of a row: the offending column index
-/// and reason.
+/// The values of [`Table::derived_columns`] for a converted row of `table` (`values`
+/// in the order of its columns).
+///
+/// [`Table::derived_columns`]: crate::schema::Table::derived_columns
+pub fn derived_values(table: crate::schema::Table, values: &[Value]) -> Vec<Value> {
+    use crate::schema::Table;
+    match table {
+        Table::Chunks => {
+            let spec = table.spec();
+            let content = match spec.index_of("content").and_then(|i| values.get(i)) {
+                Some(Value::Str(text)) => text.as_str(),
+                _ => "",
+            };
+            vec![Value::Str(repo_core::search::index_text(content))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Rules spanning several columns that are CHECK constraints and not domain rules
+/// (those are the domain module's), given the converted values of a row: the
+/// offending column index and reason.
 pub fn row_rules(table: crate::schema::Table, values: &[Value]) -> Result<(), (usize, String)> {
     use crate::schema::Table;
     let spec = table.spec();
@@ -540,6 +559,18 @@ mod tests {
             .contains("minimum"));
         let status = column(Table::Operations, "status");
         assert!(convert(status, Origin::Sqlite, &text_row(&[Some("done")]), 0).is_err());
+    }
+
+    #[test]
+    fn chunks_derive_their_search_tokens_from_content() {
+        let spec = Table::Chunks.spec();
+        let mut row = vec![Value::Null; spec.columns.len()];
+        row[spec.index_of("content").unwrap()] = Value::Str("Ωmega, İ ½".into());
+        assert_eq!(
+            derived_values(Table::Chunks, &row),
+            vec![Value::Str(repo_core::search::index_text("Ωmega, İ ½"))]
+        );
+        assert!(derived_values(Table::Users, &[]).is_empty());
     }
 
     #[test]

@@ -186,29 +186,6 @@ pub fn verify_rows(tables: &[Table], source: &[TableSum], target: &[TableSum]) -
         .collect()
 }
 
-/// When `to` differs from `from` only by the rows a copy refuses (what `copy
-/// --on-error skip-row` leaves out), their number per table; `None` otherwise.
-pub fn explained_by_refusals(
-    from: &Endpoint,
-    to: &Endpoint,
-    secrets: &Secrets,
-    tables: &[Table],
-    batch: usize,
-    progress: &Progress,
-) -> Result<Option<Vec<(Table, u64)>>, Failure> {
-    let refused = crate::copy::refused_rows(from, secrets, tables, batch)?;
-    if refused.values().all(HashSet::is_empty) {
-        return Ok(None);
-    }
-    let rows = verify(from, to, secrets, tables, batch, &refused, progress)?;
-    Ok(rows.iter().all(|r| r.equal).then(|| {
-        rows.iter()
-            .filter(|r| r.excluded_refused > 0)
-            .map(|r| (r.table, r.excluded_refused))
-            .collect()
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -298,7 +298,7 @@ fn read_source(src: &mut DbConn, origin: Origin, limit: usize) -> Result<SourceR
                 _ => None,
             };
             present.insert(g.key.clone(), coll);
-            let derived = table.derived_values(&g.values);
+            let derived = crate::value::derived_values(table, &g.values);
             g.values.extend(derived);
             upserts.push(g.values);
         }
