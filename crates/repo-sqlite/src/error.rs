@@ -2,7 +2,7 @@
 
 use diesel::r2d2::PoolError;
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
-use repo_core::{ConflictReason, Entity, Field, RepoError, UnavailableReason};
+use repo_core::{ConflictReason, Entity, Field, PoolStatus, RepoError, UnavailableReason};
 
 /// Maps a Diesel error to the core error, keeping the original as `source` where the
 /// variant has one. Constraint messages are parsed because SQLite reports unique and
@@ -65,13 +65,9 @@ pub(crate) fn map_connection_error(err: ConnectionError, target: &str) -> RepoEr
 
 /// Maps a failed pool checkout: exhausted when every connection is in use, otherwise
 /// the connections could not be opened.
-pub(crate) fn map_checkout_error(
-    err: PoolError,
-    pool: &crate::pool::SqlitePool,
-    max_size: u32,
-) -> RepoError {
-    let state = pool.state();
-    let (reason, message) = if state.connections >= max_size && state.idle_connections == 0 {
+pub(crate) fn map_checkout_error(err: PoolError, pool: PoolStatus) -> RepoError {
+    let max_size = pool.max;
+    let (reason, message) = if pool.is_exhausted() {
         (
             UnavailableReason::PoolExhausted,
             format!(
@@ -84,7 +80,7 @@ pub(crate) fn map_checkout_error(
             format!(
                 "no connection could be opened before the checkout timeout \
                  ({} of {max_size} open): {err}",
-                state.connections
+                pool.open
             ),
         )
     };
