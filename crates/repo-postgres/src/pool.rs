@@ -13,6 +13,7 @@ use repo_core::{
     BackendKind, ConnectionErrors, PoolConfig, PoolStatus, PoolWatch, PostgresConfig, RepoError,
     RepoResult,
 };
+use repo_diesel::connection::TxError;
 use repo_diesel::observe::WithSlowQueryLog;
 use repo_diesel::pool_check::{finish_call, CustomizeChecked, IdleCheckManager};
 use repo_diesel::pool_events::RecordErrors;
@@ -94,6 +95,17 @@ impl SessionSettings {
         .execute(conn)
         .map(|_| ())
     }
+}
+
+/// Runs `f` in a top-level `READ COMMITTED` transaction.
+pub(crate) fn read_committed<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    conn.build_transaction()
+        .read_committed()
+        .run::<T, TxError, _>(|c| f(c).map_err(TxError::Repo))
+        .map_err(|e| e.into_repo(map_diesel_error))
 }
 
 /// Runs `f` in a top-level transaction whose `BEGIN` carries `begin_sql` (one round
@@ -319,7 +331,7 @@ impl ConnectionPool {
         if self.settings.pooler() {
             self.settings.pooled_transaction(conn, f)
         } else {
-            crate::connection::read_committed(conn, f)
+            read_committed(conn, f)
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! Every repository method is written once, as a function over `&mut
 //! SqliteConnection`. [`SqliteRepos`] runs those functions either on a connection
-//! checked out of the pool for the call ([`crate::store::PoolSource`]) or on the
+//! checked out of the pool for the call (the store's `PoolSource`) or on the
 //! connection of an open unit of work ([`TxSource`]), which never touches the pool: a
 //! pool of one (in-memory databases) would otherwise deadlock.
 
