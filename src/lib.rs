@@ -339,6 +339,7 @@ pub mod config {
 pub mod observe {
     pub use repo_core::instrument::*;
     pub use repo_core::metrics;
+    pub use repo_diesel::observe::sql_without_binds;
     pub use repo_diesel::pool_check;
 }
 

@@ -235,32 +235,25 @@ impl PoolMetrics {
 
     /// A caller got a connection after waiting `wait`: it moves from idle to used.
     pub fn checked_out(&self, wait: Duration) {
-        #[cfg(feature = "metrics")]
-        {
-            let gauges = &self.inner;
-            gauges.shift("idle", -1);
-            gauges.shift("used", 1);
-            gauges
-                .histogram(CONNECTION_WAIT_TIME)
-                .record(wait.as_secs_f64());
-        }
-        #[cfg(not(feature = "metrics"))]
-        let _ = wait;
+        self.moved("idle", "used", CONNECTION_WAIT_TIME, wait);
     }
 
     /// A connection went back to the pool after being used for `used`.
     pub fn checked_in(&self, used: Duration) {
+        self.moved("used", "idle", CONNECTION_USE_TIME, used);
+    }
+
+    /// A connection moved from state `from` to `to`; `histogram` records `took`.
+    fn moved(&self, from: &'static str, to: &'static str, histogram: &'static str, took: Duration) {
         #[cfg(feature = "metrics")]
         {
             let gauges = &self.inner;
-            gauges.shift("used", -1);
-            gauges.shift("idle", 1);
-            gauges
-                .histogram(CONNECTION_USE_TIME)
-                .record(used.as_secs_f64());
+            gauges.shift(from, -1);
+            gauges.shift(to, 1);
+            gauges.histogram(histogram).record(took.as_secs_f64());
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = used;
+        let _ = (from, to, histogram, took);
     }
 
     /// A checkout found no connection within the pool's timeout. Touches nothing but

@@ -38,6 +38,13 @@ impl PoolStatus {
         // in_use / max > 0.9, in integers.
         u64::from(self.in_use) * 10 > u64::from(self.max) * 9
     }
+
+    /// Whether every connection the pool may open is open and checked out: a checkout
+    /// that timed out then met a pool too small (`PoolExhausted`), not connections
+    /// that could not be opened (`ConnectionFailed`).
+    pub fn is_exhausted(&self) -> bool {
+        self.open >= self.max && self.idle == 0
+    }
 }
 
 /// Shortest time between two pool-pressure warnings of one store.
@@ -318,6 +325,9 @@ mod tests {
         assert!(!PoolStatus::from_counts(20, 18, 0).is_under_pressure());
         assert!(PoolStatus::from_counts(20, 19, 0).is_under_pressure());
         assert_eq!(PoolStatus::from_counts(4, 2, 3).in_use, 0);
+        assert!(PoolStatus::from_counts(4, 4, 0).is_exhausted());
+        assert!(!PoolStatus::from_counts(4, 4, 1).is_exhausted());
+        assert!(!PoolStatus::from_counts(4, 3, 0).is_exhausted());
     }
 
     #[test]

@@ -580,6 +580,19 @@ pub fn percent_encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
 }
 
+/// `text` with every one of `secrets` (as [`url_secrets`] lists them) replaced by
+/// `***`: defence in depth for driver messages, which should not carry passwords but
+/// must never show one.
+pub fn scrub_secrets(text: String, secrets: &[String]) -> String {
+    secrets.iter().filter(|s| !s.is_empty()).fold(text, |t, s| {
+        if t.contains(s.as_str()) {
+            t.replace(s.as_str(), "***")
+        } else {
+            t
+        }
+    })
+}
+
 fn is_password_key(key: &str) -> bool {
     key.eq_ignore_ascii_case("password")
 }
@@ -869,6 +882,17 @@ mod tests {
         assert_eq!(redact_url("data.db"), "data.db");
         let secrets = url_secrets("postgres://u:p@s?s@h/db");
         assert!(secrets.contains(&"p@s?s".to_owned()), "{secrets:?}");
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_text() {
+        let secrets = url_secrets("postgres://u:p%40ss@h/db");
+        assert_eq!(
+            scrub_secrets("auth failed for p@ss (p%40ss)".into(), &secrets),
+            "auth failed for *** (***)"
+        );
+        assert_eq!(scrub_secrets("a b".into(), &[]), "a b");
+        assert_eq!(scrub_secrets("a b".into(), &[String::new()]), "a b");
     }
 
     #[test]

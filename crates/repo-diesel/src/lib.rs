@@ -4,7 +4,25 @@
 //! both run identically over Diesel and r2d2 is written here once, generic over the
 //! connection type; the backends keep only what differs (SQL dialect, type codecs,
 //! pool and session setup). Domain rules stay in `repo-core`, which knows nothing of
-//! Diesel.
+//! Diesel or r2d2.
+//!
+//! The plumbing:
+//!
+//! - [`connection`]: [`ConnectionSource`](connection::ConnectionSource), how
+//!   repository code gets a connection (`run`, `write`, `read`), and the transaction
+//!   helpers with repository errors ([`TxError`](connection::TxError),
+//!   [`transaction`](connection::transaction)).
+//! - [`pool_check`]: the r2d2 manager that pre-pings only idle or suspect
+//!   connections, and [`finish_call`](pool_check::finish_call), which marks a
+//!   connection by the outcome of a call.
+//! - [`pool_events`]: r2d2's events and connection errors passed on to `repo-core`'s
+//!   pool metrics and connection-error record.
+//! - [`observe`]: the slow-query log on every pooled connection
+//!   ([`WithSlowQueryLog`](observe::WithSlowQueryLog)), with Diesel's SQL text cut
+//!   before its bound values.
+//! - [`prepared`]: `.cached()`, statements the prepared-statement cache keeps.
+//!
+//! The other modules hold what both backends share per repository.
 
 #![forbid(unsafe_code)]
 

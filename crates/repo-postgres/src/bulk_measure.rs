@@ -13,8 +13,8 @@
 //! the commits. `BULK_ROUNDS` sets the number of rounds (default 7).
 
 use crate::chunks;
-use crate::connection::read_committed;
 use crate::documents::{self, BulkStrategy};
+use crate::pool::read_committed;
 use crate::testing::TempDatabase;
 use crate::PostgresStore;
 use diesel::pg::PgConnection;

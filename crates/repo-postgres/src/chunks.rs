@@ -744,7 +744,7 @@ impl<S: ConnectionSource> ChunkRepository for PgChunks<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::read_committed;
+    use crate::pool::read_committed;
     use crate::testing::TempDatabase;
     use diesel::Connection;
     use repo_core::{NewCollection, NewDocument, NewUser, Repositories, StoreConfig};

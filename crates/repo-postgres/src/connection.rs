@@ -5,14 +5,14 @@ use crate::error::map_diesel_error;
 use crate::pool::ConnectionPool;
 use diesel::pg::PgConnection;
 use repo_core::{ApiKeyPolicy, RepoError, RepoResult};
-use repo_diesel::connection::{ConnectionSource as Source, TxError};
+use repo_diesel::connection::ConnectionSource as Source;
 use repo_diesel::pool_check::finish_call;
 use std::sync::{Arc, Mutex};
 
 /// The connection source of the repository types: `repo_diesel`'s
 /// [`ConnectionSource`](repo_diesel::connection::ConnectionSource) over
 /// [`PgConnection`], implemented by [`PoolSource`], [`TxSource`] and
-/// `crate::replica::ReadSource`. (Call its methods on a concrete source with
+/// the replica module's `ReadSource`. (Call its methods on a concrete source with
 /// `repo_diesel::connection::ConnectionSource` in scope.)
 pub(crate) trait ConnectionSource: Source<PgConnection> {}
 
@@ -24,17 +24,6 @@ pub(crate) fn nested<T>(
     f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
 ) -> RepoResult<T> {
     repo_diesel::connection::transaction(conn, map_diesel_error, f)
-}
-
-/// Runs `f` in a top-level `READ COMMITTED` transaction.
-pub(crate) fn read_committed<T>(
-    conn: &mut PgConnection,
-    f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
-) -> RepoResult<T> {
-    conn.build_transaction()
-        .read_committed()
-        .run::<T, TxError, _>(|c| f(c).map_err(TxError::Repo))
-        .map_err(|e| e.into_repo(map_diesel_error))
 }
 
 /// Outside a unit of work: every call checks a connection out of the pool.

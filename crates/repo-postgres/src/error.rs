@@ -1,6 +1,7 @@
 //! Mapping of Diesel, libpq and r2d2 failures onto [`RepoError`] (docs/semantics.md).
 
 use diesel::result::{ConnectionError, DatabaseErrorInformation, DatabaseErrorKind, Error};
+use repo_core::postgres_url::scrub_secrets;
 use repo_core::{BoxError, ConflictReason, Entity, Field, RepoError, UnavailableReason};
 
 /// Maps a Diesel error to the core error, per the table in `docs/semantics.md`.
@@ -309,18 +310,6 @@ pub(crate) fn map_checkout_error(
     }
 }
 
-/// Removes every secret from `text` (defence in depth: libpq messages should not
-/// carry passwords, but a message must never show one).
-pub(crate) fn scrub(text: String, secrets: &[String]) -> String {
-    secrets.iter().filter(|s| !s.is_empty()).fold(text, |t, s| {
-        if t.contains(s.as_str()) {
-            t.replace(s.as_str(), "***")
-        } else {
-            t
-        }
-    })
-}
-
 fn leaks(source: Option<&BoxError>, secrets: &[String]) -> bool {
     source.is_some_and(|s| {
         let text = s.to_string();
@@ -345,23 +334,23 @@ pub(crate) fn scrub_error(error: RepoError, secrets: &[String]) -> RepoError {
             let leaked = leaks(source.as_ref(), secrets);
             RepoError::Unavailable {
                 reason,
-                message: scrub(message, secrets),
+                message: scrub_secrets(message, secrets),
                 source: if leaked { None } else { source },
             }
         }
         RepoError::Backend { message, source } => {
             let leaked = leaks(source.as_ref(), secrets);
             RepoError::Backend {
-                message: scrub(message, secrets),
+                message: scrub_secrets(message, secrets),
                 source: if leaked { None } else { source },
             }
         }
         RepoError::Config { message } => RepoError::Config {
-            message: scrub(message, secrets),
+            message: scrub_secrets(message, secrets),
         },
         RepoError::Conflict { reason, message } => RepoError::Conflict {
             reason,
-            message: scrub(message, secrets),
+            message: scrub_secrets(message, secrets),
         },
         other => other,
     }
@@ -582,11 +571,5 @@ mod tests {
             ),
             "{admin:?}"
         );
-    }
-
-    #[test]
-    fn scrubs_secret() {
-        assert_eq!(scrub("a hunter2 b".into(), &["hunter2".into()]), "a *** b");
-        assert_eq!(scrub("a b".into(), &[]), "a b");
     }
 }

@@ -3,7 +3,7 @@
 use crate::error::{map_checkout_error, map_connection_error, map_diesel_error, scrub_error};
 use diesel::connection::CacheSize;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sql_types::Text;
 use diesel::{Connection, RunQueryDsl};
 use repo_core::instrument::POOL_WARNING_INTERVAL;
@@ -13,8 +13,10 @@ use repo_core::{
     BackendKind, ConnectionErrors, PoolConfig, PoolStatus, PoolWatch, PostgresConfig, RepoError,
     RepoResult,
 };
+use repo_diesel::connection::TxError;
 use repo_diesel::observe::WithSlowQueryLog;
 use repo_diesel::pool_check::{finish_call, CustomizeChecked, IdleCheckManager};
+use repo_diesel::pool_events::RecordErrors;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -95,6 +97,17 @@ impl SessionSettings {
     }
 }
 
+/// Runs `f` in a top-level `READ COMMITTED` transaction.
+pub(crate) fn read_committed<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    conn.build_transaction()
+        .read_committed()
+        .run::<T, TxError, _>(|c| f(c).map_err(TxError::Repo))
+        .map_err(|e| e.into_repo(map_diesel_error))
+}
+
 /// Runs `f` in a top-level transaction whose `BEGIN` carries `begin_sql` (one round
 /// trip), then commits, or rolls back when `f` fails. Diesel's transaction manager
 /// keeps track, so transactions that `f` opens become savepoints.
@@ -140,27 +153,6 @@ impl SessionSettings {
 impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
         self.apply(conn).map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
-/// Records background connection failures of the pool with the password scrubbed
-/// (the last one explains later checkout errors; the log is rate-limited).
-#[derive(Clone)]
-struct RedactingErrorHandler {
-    secrets: Vec<String>,
-    errors: Arc<ConnectionErrors>,
-}
-
-impl std::fmt::Debug for RedactingErrorHandler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RedactingErrorHandler")
-    }
-}
-
-impl HandleError<diesel::r2d2::Error> for RedactingErrorHandler {
-    fn handle_error(&self, error: diesel::r2d2::Error) {
-        self.errors
-            .record(&crate::error::scrub(error.to_string(), &self.secrets));
     }
 }
 
@@ -239,10 +231,10 @@ impl ConnectionPool {
                 BackendKind::Postgres,
                 slow_query_threshold,
             ))))
-            .error_handler(Box::new(RedactingErrorHandler {
-                secrets: secrets.clone(),
-                errors: Arc::clone(&errors),
-            }))
+            .error_handler(Box::new(RecordErrors::new(
+                Arc::clone(&errors),
+                secrets.clone(),
+            )))
             .event_handler(repo_diesel::pool_events::event_handler(&metrics))
             .build_unchecked(
                 IdleCheckManager::new(ConnectionManager::new(url), pool.pre_ping_idle)
@@ -276,8 +268,7 @@ impl ConnectionPool {
 
     fn checkout(&self, attempt: Result<PgPooled, diesel::r2d2::PoolError>) -> RepoResult<PgPooled> {
         let conn = attempt.map_err(|error| {
-            let state = self.pool.state();
-            let exhausted = state.connections >= self.max_size && state.idle_connections == 0;
+            let exhausted = self.status().is_exhausted();
             self.errors.explain(scrub_error(
                 map_checkout_error(error, exhausted, self.max_size, &self.redacted_url),
                 &self.secrets,
@@ -340,7 +331,7 @@ impl ConnectionPool {
         if self.settings.pooler() {
             self.settings.pooled_transaction(conn, f)
         } else {
-            crate::connection::read_committed(conn, f)
+            read_committed(conn, f)
         }
     }
 

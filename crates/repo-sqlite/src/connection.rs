@@ -112,10 +112,10 @@ impl PoolSource {
     /// Refused inside a unit of work of this store on the calling thread.
     pub(crate) fn checkout(&self) -> RepoResult<PooledConn> {
         self.unit_of_work.check()?;
-        let conn = self.metrics.checkout(|| self.pool.get()).map_err(|e| {
-            self.errors
-                .explain(map_checkout_error(e, self.pool.state(), self.max_size))
-        })?;
+        let conn = self
+            .metrics
+            .checkout(|| self.pool.get())
+            .map_err(|e| self.errors.explain(map_checkout_error(e, self.status())))?;
         self.watch.observe(|| self.status());
         Ok(conn)
     }

@@ -2,7 +2,7 @@
 
 use diesel::r2d2::PoolError;
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
-use repo_core::{ConflictReason, Entity, Field, RepoError, UnavailableReason};
+use repo_core::{ConflictReason, Entity, Field, PoolStatus, RepoError, UnavailableReason};
 
 /// Maps a Diesel error to the core error, keeping the original as `source` where the
 /// variant has one. Constraint messages are parsed because SQLite reports unique and
@@ -63,14 +63,11 @@ pub(crate) fn map_connection_error(err: ConnectionError, target: &str) -> RepoEr
     }
 }
 
-/// Maps a failed pool checkout, given the pool's `state` after it: exhausted when
-/// every connection is in use, otherwise the connections could not be opened.
-pub(crate) fn map_checkout_error(
-    err: PoolError,
-    state: diesel::r2d2::State,
-    max_size: u32,
-) -> RepoError {
-    let (reason, message) = if state.connections >= max_size && state.idle_connections == 0 {
+/// Maps a failed pool checkout: exhausted when every connection is in use, otherwise
+/// the connections could not be opened.
+pub(crate) fn map_checkout_error(err: PoolError, pool: PoolStatus) -> RepoError {
+    let max_size = pool.max;
+    let (reason, message) = if pool.is_exhausted() {
         (
             UnavailableReason::PoolExhausted,
             format!(
@@ -83,7 +80,7 @@ pub(crate) fn map_checkout_error(
             format!(
                 "no connection could be opened before the checkout timeout \
                  ({} of {max_size} open): {err}",
-                state.connections
+                pool.open
             ),
         )
     };

@@ -1,6 +1,6 @@
 //! The slow-query log of SQLite connections is `repo_diesel::observe`'s, with the
 //! outcome of a statement that returns rows taken from the caller (see
-//! `WithSlowQueryLog::outcome_from_caller`): [`crate::error::map_diesel_error`] calls
+//! `WithSlowQueryLog::outcome_from_caller`): the error mapping (`map_diesel_error`) calls
 //! [`statement_failed`] on a database error, and every pooled call ends with
 //! [`call_finished`].
 

@@ -2,7 +2,7 @@
 
 use crate::error::{map_connection_error, map_diesel_error};
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::{Connection, SqliteConnection};
 use repo_core::metrics::PoolMetrics;
 use repo_core::{
@@ -11,6 +11,7 @@ use repo_core::{
 };
 use repo_diesel::observe::WithSlowQueryLog;
 use repo_diesel::pool_check::{CustomizeChecked, IdleCheckManager};
+use repo_diesel::pool_events::RecordErrors;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,17 +135,6 @@ pub(crate) fn probe(target: &str, pragmas: SqlitePragmas) -> RepoResult<SqliteCo
         })
 }
 
-/// Records the pool's background connection failures (the last one explains later
-/// checkout errors; the log is rate-limited), as repo-postgres does.
-#[derive(Debug)]
-struct RecordingErrorHandler(Arc<ConnectionErrors>);
-
-impl HandleError<diesel::r2d2::Error> for RecordingErrorHandler {
-    fn handle_error(&self, error: diesel::r2d2::Error) {
-        self.0.record(&error.to_string());
-    }
-}
-
 /// Builds the pool for `target`; its connection failures go to `errors`, its events
 /// to `metrics`.
 pub(crate) fn build(
@@ -167,7 +157,7 @@ pub(crate) fn build(
             WithSlowQueryLog::new(pragmas, BackendKind::Sqlite, slow_query_threshold)
                 .outcome_from_caller(),
         )))
-        .error_handler(Box::new(RecordingErrorHandler(errors)))
+        .error_handler(Box::new(RecordErrors::new(errors, Vec::new())))
         .event_handler(repo_diesel::pool_events::event_handler(metrics));
     let builder = match kind {
         // The one connection *is* the database: never recycle or reap it.
