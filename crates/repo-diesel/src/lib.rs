@@ -10,6 +10,7 @@
 
 pub mod api_keys;
 pub mod chunks;
+pub mod codec;
 pub mod collections;
 pub mod documents;
 pub mod operations;

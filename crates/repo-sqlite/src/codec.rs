@@ -106,6 +106,44 @@ pub(crate) fn affected(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
+/// The SQLite [`repo_diesel::codec::Codec`]: UUIDs, timestamps and JSON as the text
+/// the functions above write and read.
+pub(crate) struct SqliteCodec;
+
+impl repo_diesel::codec::Codec for SqliteCodec {
+    type Uuid = String;
+    type Timestamp = String;
+    type Json = String;
+
+    fn uuid(value: Uuid) -> String {
+        uuid(value)
+    }
+
+    fn timestamp(value: Timestamp) -> String {
+        ts(value)
+    }
+
+    fn json(value: &Value) -> RepoResult<String> {
+        json(value)
+    }
+
+    fn read_uuid(table: &str, column: &str, stored: String) -> RepoResult<Uuid> {
+        read_uuid(table, column, &stored)
+    }
+
+    fn read_timestamp(table: &str, column: &str, stored: String) -> RepoResult<Timestamp> {
+        read_ts(table, column, &stored)
+    }
+
+    fn read_json(table: &str, column: &str, stored: String) -> RepoResult<Value> {
+        read_json(table, column, &stored)
+    }
+
+    fn corrupt(table: &str, column: &str, detail: String) -> repo_core::RepoError {
+        corrupt(table, column, detail)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
