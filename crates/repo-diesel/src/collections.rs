@@ -666,13 +666,15 @@ macro_rules! visible_collections {
 /// (the caller picks the transaction): `get`, `ensure_exists`, `get_by_name`,
 /// `create`, `store` (whole-row write), `update`, `rename`, `update_status`,
 /// `update_stats`, `delete`, `due_for_sync`, `pause_sync`, `resume_sync`,
-/// `record_sync_run`, `revoke_grant` and `list_grants`. Each write that needs the
+/// `record_sync_run`, `upsert_grant`, `mark_key_scoped`, `revoke_grant` and
+/// `list_grants`. Each write that needs the
 /// current row reads it with the backend's own `lock` (`FOR UPDATE` where the database
 /// has it) and asks `repo-core` for the next row.
 ///
 /// `conn` is the connection type; `codec` the codec. Expects
 /// [`collection_access!`](crate::collection_access) expanded beside it, `lock` defined
-/// beside it, and the users module in scope as `user_repo` (for `ensure_exists`).
+/// and `key_permissions` (an API key's stored permissions) defined beside it, and the
+/// users module in scope as `user_repo` (for `ensure_exists`).
 #[macro_export]
 macro_rules! collection_queries {
     (conn: $conn:ty, codec: $codec:ident $(,)?) => {
@@ -917,6 +919,63 @@ macro_rules! collection_queries {
             store(conn, &current.with_sync_run(run, ::repo_core::now())?)
         }
 
+        /// The one statement of a grant: inserts it, or changes the level of the
+        /// grantee's grant (`created_at` keeps the first grant). Diesel's result, so
+        /// that the backend maps a missing collection or grantee its own way.
+        fn upsert_grant(
+            conn: &mut $conn,
+            id: ::repo_core::CollectionId,
+            grantee: ::repo_core::Grantee,
+            level: ::repo_core::AccessLevel,
+        ) -> ::diesel::QueryResult<PermissionRow> {
+            let insert = ::diesel::insert_into(collection_permissions::table)
+                .values(InsertPermission::from_domain(id, grantee, level));
+            let changes = collection_permissions::permission.eq(::diesel::upsert::excluded(
+                collection_permissions::permission,
+            ));
+            match grantee {
+                ::repo_core::Grantee::User(_) => insert
+                    .on_conflict((
+                        collection_permissions::collection_id,
+                        collection_permissions::user_id,
+                    ))
+                    .do_update()
+                    .set(changes)
+                    .returning(PermissionRow::as_returning())
+                    .cached()
+                    .get_result(conn),
+                ::repo_core::Grantee::ApiKey(_) => insert
+                    .on_conflict((
+                        collection_permissions::collection_id,
+                        collection_permissions::api_key_id,
+                    ))
+                    .do_update()
+                    .set(changes)
+                    .returning(PermissionRow::as_returning())
+                    .cached()
+                    .get_result(conn),
+            }
+        }
+
+        /// Marks a key scoped once it holds a grant (`repo_core::access::mark_scoped`),
+        /// so that revoking its last grant does not hand it back all of its user's
+        /// rights. Reads the key with the backend's `key_permissions` (locked where
+        /// the database can).
+        fn mark_key_scoped(
+            conn: &mut $conn,
+            key: ::repo_core::ApiKeyId,
+        ) -> ::repo_core::RepoResult<()> {
+            let stored = key_permissions(conn, key).map_err(map_diesel_error)?;
+            let current = $codec::read_opt_json("api_keys", "permissions", stored)?;
+            if let Some(next) = ::repo_core::access::mark_scoped(current.as_ref())? {
+                ::diesel::update(api_keys::table.find($codec::uuid(key.0)))
+                    .set(api_keys::permissions.eq($codec::json(&next)?))
+                    .execute(conn)
+                    .map_err(map_diesel_error)?;
+            }
+            Ok(())
+        }
+
         /// Removes a grant; `true` if one existed.
         fn revoke_grant(
             conn: &mut $conn,
@@ -958,6 +1017,191 @@ macro_rules! collection_queries {
                 .into_iter()
                 .map(PermissionRow::into_domain)
                 .collect()
+        }
+    };
+}
+
+/// Writes `impl CollectionRepository for $repo<S>` over the functions of the macros
+/// above. Each method runs its function through the source in field `$field` of the
+/// repository, by the source method (`run`, `read`, `write`) the backend names for the
+/// kind of call it is:
+/// - `lookup`: one statement that reads (`get`, `get_by_name`, `get_with_access`,
+///   `access_level`, `due_for_sync`);
+/// - `listing`: reads that must agree with each other (a page and its total:
+///   `list_visible`, `list_visible_by_cursor`, `list_grants`);
+/// - `statement`: one statement that writes (`rename`, `update_stats`, `revoke_grant`);
+/// - `transaction`: a read and the write that depends on it (`create`, `update`,
+///   `delete`, `pause_sync`, `resume_sync`, `record_sync_run`);
+/// - `transition`: `update_status`, one conditional update, then a read when it
+///   changed nothing;
+/// - `grant`: `grant`, whose statements differ per backend.
+#[macro_export]
+macro_rules! collection_repository {
+    (
+        $repo:ident<S: $bound:path>.$field:tt {
+            lookup: $lookup:ident,
+            listing: $listing:ident,
+            statement: $statement:ident,
+            transaction: $transaction:ident,
+            transition: $transition:ident,
+            grant: $grant:ident $(,)?
+        }
+    ) => {
+        impl<S: $bound> ::repo_core::CollectionRepository for $repo<S> {
+            fn create(
+                &self,
+                new: &::repo_core::NewCollection,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$transaction(|c| create(c, new))
+            }
+
+            fn get(
+                &self,
+                id: ::repo_core::CollectionId,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$lookup(|c| get(c, id))
+            }
+
+            fn get_by_name(&self, name: &str) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$lookup(|c| get_by_name(c, name))
+            }
+
+            fn get_with_access(
+                &self,
+                id: ::repo_core::CollectionId,
+                principal: ::repo_core::Principal,
+                needed: ::repo_core::AccessLevel,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$lookup(|c| {
+                    let (collection, _, level) = access(c, id, principal)?;
+                    ::repo_core::require_access(&collection, level, needed)?;
+                    Ok(collection)
+                })
+            }
+
+            fn access_level(
+                &self,
+                id: ::repo_core::CollectionId,
+                principal: ::repo_core::Principal,
+            ) -> ::repo_core::RepoResult<Option<::repo_core::AccessLevel>> {
+                self.$field
+                    .$lookup(|c| access(c, id, principal).map(|(_, _, level)| level))
+            }
+
+            fn list_visible(
+                &self,
+                principal: ::repo_core::Principal,
+                page: ::repo_core::PageRequest,
+            ) -> ::repo_core::RepoResult<::repo_core::Page<::repo_core::Collection>> {
+                self.$field.$listing(|c| list_visible(c, principal, page))
+            }
+
+            fn list_visible_by_cursor(
+                &self,
+                principal: ::repo_core::Principal,
+                page: &::repo_core::CursorRequest,
+            ) -> ::repo_core::RepoResult<::repo_core::CursorPage<::repo_core::Collection>> {
+                self.$field
+                    .$listing(|c| list_visible_by_cursor(c, principal, page))
+            }
+
+            fn update(
+                &self,
+                id: ::repo_core::CollectionId,
+                patch: &::repo_core::CollectionPatch,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$transaction(|c| update(c, id, patch))
+            }
+
+            fn rename(
+                &self,
+                id: ::repo_core::CollectionId,
+                new_name: &str,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$statement(|c| rename(c, id, new_name))
+            }
+
+            fn update_status(
+                &self,
+                id: ::repo_core::CollectionId,
+                status: ::repo_core::CollectionStatus,
+                message: Option<&str>,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field
+                    .$transition(|c| update_status(c, id, status, message))
+            }
+
+            fn update_stats(
+                &self,
+                id: ::repo_core::CollectionId,
+                stats: ::repo_core::CollectionStats,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$statement(|c| update_stats(c, id, stats))
+            }
+
+            fn delete(
+                &self,
+                id: ::repo_core::CollectionId,
+                actor: ::repo_core::Principal,
+            ) -> ::repo_core::RepoResult<()> {
+                self.$field.$transaction(|c| delete(c, id, actor))
+            }
+
+            fn due_for_sync(
+                &self,
+                now: ::repo_core::Timestamp,
+                limit: u32,
+            ) -> ::repo_core::RepoResult<Vec<::repo_core::Collection>> {
+                self.$field.$lookup(|c| due_for_sync(c, now, limit))
+            }
+
+            fn pause_sync(
+                &self,
+                id: ::repo_core::CollectionId,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$transaction(|c| pause_sync(c, id))
+            }
+
+            fn resume_sync(
+                &self,
+                id: ::repo_core::CollectionId,
+                next_run_at: ::repo_core::Timestamp,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field
+                    .$transaction(|c| resume_sync(c, id, next_run_at))
+            }
+
+            fn record_sync_run(
+                &self,
+                id: ::repo_core::CollectionId,
+                run: &::repo_core::SyncRun,
+            ) -> ::repo_core::RepoResult<::repo_core::Collection> {
+                self.$field.$transaction(|c| record_sync_run(c, id, run))
+            }
+
+            fn grant(
+                &self,
+                id: ::repo_core::CollectionId,
+                grantee: ::repo_core::Grantee,
+                level: ::repo_core::AccessLevel,
+            ) -> ::repo_core::RepoResult<::repo_core::CollectionPermission> {
+                self.$field.$grant(|c| grant(c, id, grantee, level))
+            }
+
+            fn revoke_grant(
+                &self,
+                id: ::repo_core::CollectionId,
+                grantee: ::repo_core::Grantee,
+            ) -> ::repo_core::RepoResult<bool> {
+                self.$field.$statement(|c| revoke_grant(c, id, grantee))
+            }
+
+            fn list_grants(
+                &self,
+                id: ::repo_core::CollectionId,
+            ) -> ::repo_core::RepoResult<Vec<::repo_core::CollectionPermission>> {
+                self.$field.$listing(|c| list_grants(c, id))
+            }
         }
     };
 }

@@ -334,3 +334,92 @@ macro_rules! user_queries {
         }
     };
 }
+
+/// Writes `impl UserRepository for $repo<S>` over the functions of
+/// [`user_queries!`](crate::user_queries). Each method runs its function through the
+/// source in field `$field` of the repository, by the source method (`run`, `read`,
+/// `write`) the backend names for the kind of call it is:
+/// - `lookup`: one statement that reads (`get`, `get_by_username`, `get_by_email`,
+///   `list_by_cursor`, `count`);
+/// - `listing`: reads that must agree with each other (`list`: a page and its total);
+/// - `statement`: one statement that writes (`create`, `update`, `record_login`; a
+///   unique violation may add a read on the error path);
+/// - `transaction`: a read and the writes that depend on it (`delete`).
+#[macro_export]
+macro_rules! user_repository {
+    (
+        $repo:ident<S: $bound:path>.$field:tt {
+            lookup: $lookup:ident,
+            listing: $listing:ident,
+            statement: $statement:ident,
+            transaction: $transaction:ident $(,)?
+        }
+    ) => {
+        impl<S: $bound> ::repo_core::UserRepository for $repo<S> {
+            fn create(
+                &self,
+                new: &::repo_core::NewUser,
+            ) -> ::repo_core::RepoResult<::repo_core::User> {
+                self.$field.$statement(|c| create(c, new))
+            }
+
+            fn get(&self, id: ::repo_core::UserId) -> ::repo_core::RepoResult<::repo_core::User> {
+                self.$field.$lookup(|c| get(c, id))
+            }
+
+            fn get_by_username(
+                &self,
+                username: &str,
+            ) -> ::repo_core::RepoResult<::repo_core::User> {
+                self.$field.$lookup(|c| get_by_username(c, username))
+            }
+
+            fn get_by_email(&self, email: &str) -> ::repo_core::RepoResult<::repo_core::User> {
+                self.$field.$lookup(|c| get_by_email(c, email))
+            }
+
+            fn update(
+                &self,
+                id: ::repo_core::UserId,
+                patch: &::repo_core::UserPatch,
+            ) -> ::repo_core::RepoResult<::repo_core::User> {
+                self.$field.$statement(|c| update(c, id, patch))
+            }
+
+            fn delete(
+                &self,
+                id: ::repo_core::UserId,
+                mode: ::repo_core::DeleteMode,
+            ) -> ::repo_core::RepoResult<()> {
+                self.$field.$transaction(|c| delete(c, id, mode))
+            }
+
+            fn list(
+                &self,
+                filter: ::repo_core::UserFilter,
+                page: ::repo_core::PageRequest,
+            ) -> ::repo_core::RepoResult<::repo_core::Page<::repo_core::User>> {
+                self.$field.$listing(|c| list(c, filter, page))
+            }
+
+            fn list_by_cursor(
+                &self,
+                filter: ::repo_core::UserFilter,
+                page: &::repo_core::CursorRequest,
+            ) -> ::repo_core::RepoResult<::repo_core::CursorPage<::repo_core::User>> {
+                self.$field.$lookup(|c| list_by_cursor(c, filter, page))
+            }
+
+            fn count(&self, filter: ::repo_core::UserFilter) -> ::repo_core::RepoResult<u64> {
+                self.$field.$lookup(|c| count_users(c, filter))
+            }
+
+            fn record_login(
+                &self,
+                id: ::repo_core::UserId,
+            ) -> ::repo_core::RepoResult<::repo_core::User> {
+                self.$field.$statement(|c| record_login(c, id))
+            }
+        }
+    };
+}

@@ -3,7 +3,7 @@
 //! this file adds PostgreSQL's row lock and its one-statement grant.
 
 use crate::codec::PgCodec;
-use crate::connection::{missing_reference, ConnectionSource};
+use crate::connection::{missing_reference, nested, ConnectionSource};
 use crate::error::map_diesel_error;
 use crate::prepared::CacheDsl;
 use crate::schema::{api_keys, collection_permissions, collections};
@@ -12,10 +12,8 @@ use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{Jsonb, Timestamptz, Uuid as SqlUuid};
 use repo_core::{
-    AccessLevel, ApiKeyId, Collection, CollectionId, CollectionPatch, CollectionPermission,
-    CollectionRepository, CollectionStats, CollectionStatus, CursorPage, CursorRequest, Entity,
-    Grantee, NewCollection, Page, PageRequest, Principal, RepoError, RepoResult, SyncRun,
-    Timestamp,
+    AccessLevel, ApiKeyId, Collection, CollectionId, CollectionPermission, Entity, Grantee,
+    RepoError, RepoResult, Timestamp,
 };
 use repo_diesel::codec::Codec as _;
 use serde_json::Value;
@@ -49,43 +47,33 @@ pub(crate) fn lock(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Coll
 pub(crate) use self::access as with_access;
 pub(crate) use self::ensure_exists as require;
 
-/// Grants in one statement: a missing collection or grantee is the foreign-key
-/// violation of the insert (checked in this order, as the columns are declared); an
-/// existing grant takes the update path, where the referenced rows exist by
-/// construction. Per docs/semantics.md only the level changes; `created_at` keeps the
-/// first grant.
+/// Grants. For a user, one statement: a missing collection or grantee is the
+/// foreign-key violation of the upsert (checked in this order, as the columns are
+/// declared); an existing grant takes the update path, where the referenced rows exist
+/// by construction. A grant to a key also marks the key scoped, in one transaction (a
+/// savepoint inside a unit of work).
 fn grant(
     conn: &mut PgConnection,
     id: CollectionId,
     grantee: Grantee,
     level: AccessLevel,
 ) -> RepoResult<CollectionPermission> {
-    let insert = diesel::insert_into(collection_permissions::table)
-        .values(InsertPermission::from_domain(id, grantee, level));
-    let changes = collection_permissions::permission
-        .eq(diesel::upsert::excluded(collection_permissions::permission));
-    let stored = match grantee {
-        Grantee::User(_) => insert
-            .on_conflict((
-                collection_permissions::collection_id,
-                collection_permissions::user_id,
-            ))
-            .do_update()
-            .set(changes)
-            .returning(PermissionRow::as_returning())
-            .cached()
-            .get_result(conn),
-        Grantee::ApiKey(_) => insert
-            .on_conflict((
-                collection_permissions::collection_id,
-                collection_permissions::api_key_id,
-            ))
-            .do_update()
-            .set(changes)
-            .returning(PermissionRow::as_returning())
-            .cached()
-            .get_result(conn),
+    let upsert = |c: &mut PgConnection| {
+        missing_reference(upsert_grant(c, id, grantee, level), references(id, grantee))?
+            .into_domain()
     };
+    match grantee {
+        Grantee::User(_) => upsert(conn),
+        Grantee::ApiKey(key) => nested(conn, |c| {
+            let stored = upsert(c)?;
+            mark_key_scoped(c, key)?;
+            Ok(stored)
+        }),
+    }
+}
+
+/// The `NotFound` of each row a grant references, by the name of its foreign key.
+fn references(id: CollectionId, grantee: Grantee) -> [(&'static str, RepoError); 2] {
     let grantee_fkey = match grantee {
         Grantee::User(u) => (
             "collection_permissions_user_id_fkey",
@@ -96,39 +84,23 @@ fn grant(
             RepoError::not_found(Entity::ApiKey, k),
         ),
     };
-    let stored = missing_reference(
-        stored,
-        [
-            (
-                "collection_permissions_collection_id_fkey",
-                RepoError::not_found(Entity::Collection, id),
-            ),
-            grantee_fkey,
-        ],
-    )?
-    .into_domain()?;
-    if let Grantee::ApiKey(key) = grantee {
-        mark_key_scoped(conn, key)?;
-    }
-    Ok(stored)
+    [
+        (
+            "collection_permissions_collection_id_fkey",
+            RepoError::not_found(Entity::Collection, id),
+        ),
+        grantee_fkey,
+    ]
 }
 
-/// Marks a key scoped once it holds a grant (`repo_core::access::mark_scoped`), so
-/// that revoking its last grant does not hand it back all of its user's rights.
-fn mark_key_scoped(conn: &mut PgConnection, key: ApiKeyId) -> RepoResult<()> {
-    let current: Option<Value> = api_keys::table
+/// A key's stored permissions, the row locked (`FOR UPDATE`) so that concurrent grants
+/// to the key merge their marks.
+fn key_permissions(conn: &mut PgConnection, key: ApiKeyId) -> QueryResult<Option<Value>> {
+    api_keys::table
         .find(key.0)
         .select(api_keys::permissions)
         .for_update()
         .first(conn)
-        .map_err(map_diesel_error)?;
-    if let Some(next) = repo_core::access::mark_scoped(current.as_ref())? {
-        diesel::update(api_keys::table.find(key.0))
-            .set(api_keys::permissions.eq(next))
-            .execute(conn)
-            .map_err(map_diesel_error)?;
-    }
-    Ok(())
 }
 
 /// Collections over a [`ConnectionSource`].
@@ -136,118 +108,13 @@ pub(crate) struct PgCollections<S> {
     pub(crate) src: S,
 }
 
-impl<S: ConnectionSource> CollectionRepository for PgCollections<S> {
-    fn create(&self, new: &NewCollection) -> RepoResult<Collection> {
-        self.src.write(|c| create(c, new))
-    }
-
-    fn get(&self, id: CollectionId) -> RepoResult<Collection> {
-        self.src.read(|c| get(c, id))
-    }
-
-    fn get_by_name(&self, name: &str) -> RepoResult<Collection> {
-        self.src.read(|c| get_by_name(c, name))
-    }
-
-    fn get_with_access(
-        &self,
-        id: CollectionId,
-        principal: Principal,
-        needed: AccessLevel,
-    ) -> RepoResult<Collection> {
-        self.src.read(|c| {
-            let (collection, _, level) = access(c, id, principal)?;
-            repo_core::require_access(&collection, level, needed)?;
-            Ok(collection)
-        })
-    }
-
-    fn access_level(
-        &self,
-        id: CollectionId,
-        principal: Principal,
-    ) -> RepoResult<Option<AccessLevel>> {
-        self.src
-            .read(|c| access(c, id, principal).map(|(_, _, level)| level))
-    }
-
-    fn list_visible(
-        &self,
-        principal: Principal,
-        page: PageRequest,
-    ) -> RepoResult<Page<Collection>> {
-        self.src.read(|c| list_visible(c, principal, page))
-    }
-
-    fn list_visible_by_cursor(
-        &self,
-        principal: Principal,
-        page: &CursorRequest,
-    ) -> RepoResult<CursorPage<Collection>> {
-        self.src
-            .read(|c| list_visible_by_cursor(c, principal, page))
-    }
-
-    fn update(&self, id: CollectionId, patch: &CollectionPatch) -> RepoResult<Collection> {
-        self.src.write(|c| update(c, id, patch))
-    }
-
-    fn rename(&self, id: CollectionId, new_name: &str) -> RepoResult<Collection> {
-        self.src.run(|c| rename(c, id, new_name))
-    }
-
-    fn update_status(
-        &self,
-        id: CollectionId,
-        status: CollectionStatus,
-        message: Option<&str>,
-    ) -> RepoResult<Collection> {
-        self.src.run(|c| update_status(c, id, status, message))
-    }
-
-    fn update_stats(&self, id: CollectionId, stats: CollectionStats) -> RepoResult<Collection> {
-        self.src.run(|c| update_stats(c, id, stats))
-    }
-
-    fn delete(&self, id: CollectionId, actor: Principal) -> RepoResult<()> {
-        self.src.write(|c| delete(c, id, actor))
-    }
-
-    fn due_for_sync(&self, now: Timestamp, limit: u32) -> RepoResult<Vec<Collection>> {
-        self.src.read(|c| due_for_sync(c, now, limit))
-    }
-
-    fn pause_sync(&self, id: CollectionId) -> RepoResult<Collection> {
-        self.src.write(|c| pause_sync(c, id))
-    }
-
-    fn resume_sync(&self, id: CollectionId, next_run_at: Timestamp) -> RepoResult<Collection> {
-        self.src.write(|c| resume_sync(c, id, next_run_at))
-    }
-
-    fn record_sync_run(&self, id: CollectionId, run: &SyncRun) -> RepoResult<Collection> {
-        self.src.write(|c| record_sync_run(c, id, run))
-    }
-
-    fn grant(
-        &self,
-        id: CollectionId,
-        grantee: Grantee,
-        level: AccessLevel,
-    ) -> RepoResult<CollectionPermission> {
-        match grantee {
-            // One statement: no transaction needed (and none sent).
-            Grantee::User(_) => self.src.run(|c| grant(c, id, grantee, level)),
-            // The grant and the key's scoped mark commit together.
-            Grantee::ApiKey(_) => self.src.write(|c| grant(c, id, grantee, level)),
-        }
-    }
-
-    fn revoke_grant(&self, id: CollectionId, grantee: Grantee) -> RepoResult<bool> {
-        self.src.run(|c| revoke_grant(c, id, grantee))
-    }
-
-    fn list_grants(&self, id: CollectionId) -> RepoResult<Vec<CollectionPermission>> {
-        self.src.read(|c| list_grants(c, id))
-    }
-}
+// A grant to a user is one statement (no transaction sent); a key's grant and its
+// scoped mark commit together in `grant`'s own transaction.
+repo_diesel::collection_repository!(PgCollections<S: ConnectionSource>.src {
+    lookup: read,
+    listing: read,
+    statement: run,
+    transaction: write,
+    transition: run,
+    grant: run,
+});

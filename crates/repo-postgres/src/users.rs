@@ -9,10 +9,7 @@ use crate::schema::{collections, users};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
-use repo_core::{
-    CursorPage, CursorRequest, DeleteMode, NewUser, Page, PageRequest, RepoError, RepoResult,
-    Timestamp, User, UserFilter, UserId, UserPatch, UserRepository,
-};
+use repo_core::{RepoError, RepoResult, Timestamp, User, UserId};
 use repo_diesel::codec::Codec as _;
 
 repo_diesel::user_queries!(backend: Pg, conn: PgConnection, codec: PgCodec, timestamp: Timestamp);
@@ -97,48 +94,9 @@ pub(crate) struct PgUsers<S> {
     pub(crate) src: S,
 }
 
-impl<S: ConnectionSource> UserRepository for PgUsers<S> {
-    fn create(&self, new: &NewUser) -> RepoResult<User> {
-        self.src.run(|c| create(c, new))
-    }
-
-    fn get(&self, id: UserId) -> RepoResult<User> {
-        self.src.read(|c| get(c, id))
-    }
-
-    fn get_by_username(&self, username: &str) -> RepoResult<User> {
-        self.src.read(|c| get_by_username(c, username))
-    }
-
-    fn get_by_email(&self, email: &str) -> RepoResult<User> {
-        self.src.read(|c| get_by_email(c, email))
-    }
-
-    fn update(&self, id: UserId, patch: &UserPatch) -> RepoResult<User> {
-        self.src.run(|c| update(c, id, patch))
-    }
-
-    fn delete(&self, id: UserId, mode: DeleteMode) -> RepoResult<()> {
-        self.src.write(|c| delete(c, id, mode))
-    }
-
-    fn list(&self, filter: UserFilter, page: PageRequest) -> RepoResult<Page<User>> {
-        self.src.read(|c| list(c, filter, page))
-    }
-
-    fn list_by_cursor(
-        &self,
-        filter: UserFilter,
-        page: &CursorRequest,
-    ) -> RepoResult<CursorPage<User>> {
-        self.src.read(|c| list_by_cursor(c, filter, page))
-    }
-
-    fn count(&self, filter: UserFilter) -> RepoResult<u64> {
-        self.src.read(|c| count_users(c, filter))
-    }
-
-    fn record_login(&self, id: UserId) -> RepoResult<User> {
-        self.src.run(|c| record_login(c, id))
-    }
-}
+repo_diesel::user_repository!(PgUsers<S: ConnectionSource>.src {
+    lookup: read,
+    listing: read,
+    statement: run,
+    transaction: write,
+});

@@ -8,10 +8,7 @@ use crate::schema::{collections, users};
 use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
-use repo_core::{
-    CursorPage, CursorRequest, DeleteMode, Entity, Field, NewUser, Page, PageRequest, RepoError,
-    RepoResult, User, UserFilter, UserId, UserPatch, UserRepository,
-};
+use repo_core::{Entity, Field, RepoError, RepoResult, UserId};
 use repo_diesel::codec::Codec as _;
 
 repo_diesel::user_queries!(backend: Sqlite, conn: SqliteConnection, codec: SqliteCodec, timestamp: String);
@@ -56,48 +53,25 @@ fn username_first(
     }
 }
 
-impl<S: ConnectionSource> UserRepository for SqliteRepos<S> {
-    fn create(&self, new: &NewUser) -> RepoResult<User> {
-        self.run(|c| create(c, new))
+/// Read and write transactions of a [`ConnectionSource`] (`read_tx`, `write_tx`),
+/// under the names PostgreSQL's source gives them, for the repository macros.
+pub(crate) trait Transactions: ConnectionSource {
+    /// Runs `f` in a read transaction (one consistent snapshot).
+    fn read<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(|c| read_tx(c, &f))
     }
 
-    fn get(&self, id: UserId) -> RepoResult<User> {
-        self.run(|c| get(c, id))
-    }
-
-    fn get_by_username(&self, username: &str) -> RepoResult<User> {
-        self.run(|c| get_by_username(c, username))
-    }
-
-    fn get_by_email(&self, email: &str) -> RepoResult<User> {
-        self.run(|c| get_by_email(c, email))
-    }
-
-    fn update(&self, id: UserId, patch: &UserPatch) -> RepoResult<User> {
-        self.run(|c| update(c, id, patch))
-    }
-
-    fn delete(&self, id: UserId, mode: DeleteMode) -> RepoResult<()> {
-        self.run(|c| write_tx(c, |c| delete(c, id, mode)))
-    }
-
-    fn list(&self, filter: UserFilter, page: PageRequest) -> RepoResult<Page<User>> {
-        self.run(|c| read_tx(c, |c| list(c, filter, page)))
-    }
-
-    fn list_by_cursor(
-        &self,
-        filter: UserFilter,
-        page: &CursorRequest,
-    ) -> RepoResult<CursorPage<User>> {
-        self.run(|c| list_by_cursor(c, filter, page))
-    }
-
-    fn count(&self, filter: UserFilter) -> RepoResult<u64> {
-        self.run(|c| count_users(c, filter))
-    }
-
-    fn record_login(&self, id: UserId) -> RepoResult<User> {
-        self.run(|c| record_login(c, id))
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`, or a savepoint).
+    fn write<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(|c| write_tx(c, &f))
     }
 }
+
+impl<S: ConnectionSource> Transactions for S {}
+
+repo_diesel::user_repository!(SqliteRepos<S: ConnectionSource>.0 {
+    lookup: run,
+    listing: read,
+    statement: run,
+    transaction: write,
+});
