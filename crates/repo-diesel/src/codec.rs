@@ -18,6 +18,12 @@ pub trait Codec {
     type Timestamp;
     /// A JSON document as stored.
     type Json;
+    /// The SQL type of a stored UUID (for statements written as SQL text).
+    type UuidSql;
+    /// The SQL type of a stored timestamp.
+    type TimestampSql;
+    /// The SQL type of a stored JSON document.
+    type JsonSql;
 
     /// A UUID as stored.
     fn uuid(value: Uuid) -> Self::Uuid;

@@ -5,9 +5,10 @@
 //!
 //! The macros expect, in scope where they are expanded: the backend's table modules
 //! `collections`, `collection_permissions` and `api_keys` (from its `schema`), its
-//! `map_diesel_error`, its `CacheDsl` (for `.cached()`), `diesel::prelude::*`, and
-//! `repo_diesel::codec::Codec` (for the codec's functions). Every rule they apply is
-//! `repo-core`'s; they only run SQL.
+//! `map_diesel_error` and `diesel::prelude::*`; and in the backend crate the modules
+//! both backends name alike: `crate::prepared::CacheDsl` (for `.cached()`) and
+//! `crate::users::ensure_exists`. Every rule they apply is `repo-core`'s; they only run
+//! SQL.
 
 /// The columns of a principal (the `PrincipalColumns` row of
 /// [`collection_access!`](crate::collection_access)), over [`principal_joins`]. The
@@ -69,16 +70,16 @@ pub fn visible_count_sql(sigil: char) -> String {
 /// read), `InsertPermission`, and the helpers `one` and `many`.
 ///
 /// `backend` is the Diesel backend type (`Sqlite`, `Pg`) in scope; `codec` the
-/// backend's codec; `uuid`, `timestamp`, `json` the Rust types its codec stores.
+/// backend's codec, whose types the columns have.
 #[macro_export]
 macro_rules! collection_rows {
-    (backend: $backend:ident, codec: $codec:ident, uuid: $uuid:ty, timestamp: $ts:ty, json: $json:ty) => {
+    (backend: $backend:ident, codec: $codec:ident $(,)?) => {
         /// A whole `collections` row; also the insert and whole-row update shape.
         #[derive(Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
         #[diesel(table_name = collections, check_for_backend($backend))]
         #[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
         pub(crate) struct CollectionRow {
-            id: $uuid,
+            id: <$codec as $crate::codec::Codec>::Uuid,
             name: String,
             description: Option<String>,
             owner_id: i64,
@@ -88,9 +89,9 @@ macro_rules! collection_rows {
             chunk_size: i32,
             chunk_overlap: i32,
             chunking_strategy: Option<String>,
-            chunking_config: Option<$json>,
+            chunking_config: Option<<$codec as $crate::codec::Codec>::Json>,
             is_public: bool,
-            meta: $json,
+            meta: <$codec as $crate::codec::Codec>::Json,
             status: String,
             status_message: Option<String>,
             document_count: i64,
@@ -98,21 +99,21 @@ macro_rules! collection_rows {
             total_size_bytes: i64,
             sync_mode: String,
             sync_interval_minutes: Option<i32>,
-            sync_paused_at: Option<$ts>,
-            sync_next_run_at: Option<$ts>,
-            sync_last_run_started_at: Option<$ts>,
-            sync_last_run_completed_at: Option<$ts>,
+            sync_paused_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
+            sync_next_run_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
+            sync_last_run_started_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
+            sync_last_run_completed_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
             sync_last_run_status: Option<String>,
             sync_last_error: Option<String>,
-            created_at: $ts,
-            updated_at: $ts,
+            created_at: <$codec as $crate::codec::Codec>::Timestamp,
+            updated_at: <$codec as $crate::codec::Codec>::Timestamp,
         }
 
         impl CollectionRow {
             /// The row that stores `c`.
             fn from_domain(c: &::repo_core::Collection) -> ::repo_core::RepoResult<Self> {
                 Ok(Self {
-                    id: $codec::uuid(c.id.0),
+                    id: <$codec as $crate::codec::Codec>::uuid(c.id.0),
                     name: c.name.clone(),
                     description: c.description.clone(),
                     owner_id: c.owner_id.0,
@@ -122,9 +123,11 @@ macro_rules! collection_rows {
                     chunk_size: c.chunk_size,
                     chunk_overlap: c.chunk_overlap,
                     chunking_strategy: c.chunking_strategy.clone(),
-                    chunking_config: $codec::opt_json(c.chunking_config.as_ref())?,
+                    chunking_config: <$codec as $crate::codec::Codec>::opt_json(
+                        c.chunking_config.as_ref(),
+                    )?,
                     is_public: c.is_public,
-                    meta: $codec::json(&c.meta)?,
+                    meta: <$codec as $crate::codec::Codec>::json(&c.meta)?,
                     status: c.status.as_str().to_owned(),
                     status_message: c.status_message.clone(),
                     document_count: c.document_count,
@@ -132,14 +135,22 @@ macro_rules! collection_rows {
                     total_size_bytes: c.total_size_bytes,
                     sync_mode: c.sync_mode.as_str().to_owned(),
                     sync_interval_minutes: c.sync_interval_minutes,
-                    sync_paused_at: $codec::opt_timestamp(c.sync_paused_at),
-                    sync_next_run_at: $codec::opt_timestamp(c.sync_next_run_at),
-                    sync_last_run_started_at: $codec::opt_timestamp(c.sync_last_run_started_at),
-                    sync_last_run_completed_at: $codec::opt_timestamp(c.sync_last_run_completed_at),
+                    sync_paused_at: <$codec as $crate::codec::Codec>::opt_timestamp(
+                        c.sync_paused_at,
+                    ),
+                    sync_next_run_at: <$codec as $crate::codec::Codec>::opt_timestamp(
+                        c.sync_next_run_at,
+                    ),
+                    sync_last_run_started_at: <$codec as $crate::codec::Codec>::opt_timestamp(
+                        c.sync_last_run_started_at,
+                    ),
+                    sync_last_run_completed_at: <$codec as $crate::codec::Codec>::opt_timestamp(
+                        c.sync_last_run_completed_at,
+                    ),
                     sync_last_run_status: c.sync_last_run_status.map(|s| s.as_str().to_owned()),
                     sync_last_error: c.sync_last_error.clone(),
-                    created_at: $codec::timestamp(c.created_at),
-                    updated_at: $codec::timestamp(c.updated_at),
+                    created_at: <$codec as $crate::codec::Codec>::timestamp(c.created_at),
+                    updated_at: <$codec as $crate::codec::Codec>::timestamp(c.updated_at),
                 })
             }
 
@@ -147,58 +158,77 @@ macro_rules! collection_rows {
             pub(crate) fn into_domain(self) -> ::repo_core::RepoResult<::repo_core::Collection> {
                 const T: &str = "collections";
                 Ok(::repo_core::Collection {
-                    id: ::repo_core::CollectionId($codec::read_uuid(T, "id", self.id)?),
+                    id: ::repo_core::CollectionId(<$codec as $crate::codec::Codec>::read_uuid(
+                        T, "id", self.id,
+                    )?),
                     name: self.name,
                     description: self.description,
                     owner_id: ::repo_core::UserId(self.owner_id),
                     vector_store_name: self.vector_store_name,
                     embedding_model: self.embedding_model,
-                    quantization: $codec::read_enum(T, "quantization", &self.quantization)?,
+                    quantization: <$codec as $crate::codec::Codec>::read_enum(
+                        T,
+                        "quantization",
+                        &self.quantization,
+                    )?,
                     chunk_size: self.chunk_size,
                     chunk_overlap: self.chunk_overlap,
                     chunking_strategy: self.chunking_strategy,
-                    chunking_config: $codec::read_opt_json(
+                    chunking_config: <$codec as $crate::codec::Codec>::read_opt_json(
                         T,
                         "chunking_config",
                         self.chunking_config,
                     )?,
                     is_public: self.is_public,
-                    meta: $codec::read_json(T, "meta", self.meta)?,
-                    status: $codec::read_enum(T, "status", &self.status)?,
+                    meta: <$codec as $crate::codec::Codec>::read_json(T, "meta", self.meta)?,
+                    status: <$codec as $crate::codec::Codec>::read_enum(T, "status", &self.status)?,
                     status_message: self.status_message,
                     document_count: self.document_count,
                     vector_count: self.vector_count,
                     total_size_bytes: self.total_size_bytes,
-                    sync_mode: $codec::read_enum(T, "sync_mode", &self.sync_mode)?,
+                    sync_mode: <$codec as $crate::codec::Codec>::read_enum(
+                        T,
+                        "sync_mode",
+                        &self.sync_mode,
+                    )?,
                     sync_interval_minutes: self.sync_interval_minutes,
-                    sync_paused_at: $codec::read_opt_timestamp(
+                    sync_paused_at: <$codec as $crate::codec::Codec>::read_opt_timestamp(
                         T,
                         "sync_paused_at",
                         self.sync_paused_at,
                     )?,
-                    sync_next_run_at: $codec::read_opt_timestamp(
+                    sync_next_run_at: <$codec as $crate::codec::Codec>::read_opt_timestamp(
                         T,
                         "sync_next_run_at",
                         self.sync_next_run_at,
                     )?,
-                    sync_last_run_started_at: $codec::read_opt_timestamp(
+                    sync_last_run_started_at: <$codec as $crate::codec::Codec>::read_opt_timestamp(
                         T,
                         "sync_last_run_started_at",
                         self.sync_last_run_started_at,
                     )?,
-                    sync_last_run_completed_at: $codec::read_opt_timestamp(
-                        T,
-                        "sync_last_run_completed_at",
-                        self.sync_last_run_completed_at,
-                    )?,
-                    sync_last_run_status: $codec::read_opt_enum(
+                    sync_last_run_completed_at:
+                        <$codec as $crate::codec::Codec>::read_opt_timestamp(
+                            T,
+                            "sync_last_run_completed_at",
+                            self.sync_last_run_completed_at,
+                        )?,
+                    sync_last_run_status: <$codec as $crate::codec::Codec>::read_opt_enum(
                         T,
                         "sync_last_run_status",
                         self.sync_last_run_status.as_deref(),
                     )?,
                     sync_last_error: self.sync_last_error,
-                    created_at: $codec::read_timestamp(T, "created_at", self.created_at)?,
-                    updated_at: $codec::read_timestamp(T, "updated_at", self.updated_at)?,
+                    created_at: <$codec as $crate::codec::Codec>::read_timestamp(
+                        T,
+                        "created_at",
+                        self.created_at,
+                    )?,
+                    updated_at: <$codec as $crate::codec::Codec>::read_timestamp(
+                        T,
+                        "updated_at",
+                        self.updated_at,
+                    )?,
                 })
             }
         }
@@ -223,11 +253,11 @@ macro_rules! collection_rows {
         #[derive(Queryable, Selectable)]
         #[diesel(table_name = collection_permissions, check_for_backend($backend))]
         struct PermissionRow {
-            collection_id: $uuid,
+            collection_id: <$codec as $crate::codec::Codec>::Uuid,
             user_id: Option<i64>,
-            api_key_id: Option<$uuid>,
+            api_key_id: Option<<$codec as $crate::codec::Codec>::Uuid>,
             permission: String,
-            created_at: $ts,
+            created_at: <$codec as $crate::codec::Codec>::Timestamp,
         }
 
         impl PermissionRow {
@@ -237,10 +267,10 @@ macro_rules! collection_rows {
                 let grantee = match (self.user_id, self.api_key_id) {
                     (Some(user), None) => ::repo_core::Grantee::User(::repo_core::UserId(user)),
                     (None, Some(key)) => ::repo_core::Grantee::ApiKey(::repo_core::ApiKeyId(
-                        $codec::read_uuid(T, "api_key_id", key)?,
+                        <$codec as $crate::codec::Codec>::read_uuid(T, "api_key_id", key)?,
                     )),
                     _ => {
-                        return Err($codec::corrupt(
+                        return Err(<$codec as $crate::codec::Codec>::corrupt(
                             T,
                             "user_id",
                             "a grant must name exactly one grantee".to_owned(),
@@ -248,14 +278,24 @@ macro_rules! collection_rows {
                     }
                 };
                 Ok(::repo_core::CollectionPermission {
-                    collection_id: ::repo_core::CollectionId($codec::read_uuid(
-                        T,
-                        "collection_id",
-                        self.collection_id,
-                    )?),
+                    collection_id: ::repo_core::CollectionId(
+                        <$codec as $crate::codec::Codec>::read_uuid(
+                            T,
+                            "collection_id",
+                            self.collection_id,
+                        )?,
+                    ),
                     grantee,
-                    permission: $codec::read_enum(T, "permission", &self.permission)?,
-                    created_at: $codec::read_timestamp(T, "created_at", self.created_at)?,
+                    permission: <$codec as $crate::codec::Codec>::read_enum(
+                        T,
+                        "permission",
+                        &self.permission,
+                    )?,
+                    created_at: <$codec as $crate::codec::Codec>::read_timestamp(
+                        T,
+                        "created_at",
+                        self.created_at,
+                    )?,
                 })
             }
         }
@@ -264,11 +304,11 @@ macro_rules! collection_rows {
         #[derive(Insertable)]
         #[diesel(table_name = collection_permissions, treat_none_as_default_value = false)]
         struct InsertPermission {
-            collection_id: $uuid,
+            collection_id: <$codec as $crate::codec::Codec>::Uuid,
             user_id: Option<i64>,
-            api_key_id: Option<$uuid>,
+            api_key_id: Option<<$codec as $crate::codec::Codec>::Uuid>,
             permission: &'static str,
-            created_at: $ts,
+            created_at: <$codec as $crate::codec::Codec>::Timestamp,
         }
 
         impl InsertPermission {
@@ -280,14 +320,16 @@ macro_rules! collection_rows {
             ) -> Self {
                 let (user_id, api_key_id) = match grantee {
                     ::repo_core::Grantee::User(user) => (Some(user.0), None),
-                    ::repo_core::Grantee::ApiKey(key) => (None, Some($codec::uuid(key.0))),
+                    ::repo_core::Grantee::ApiKey(key) => {
+                        (None, Some(<$codec as $crate::codec::Codec>::uuid(key.0)))
+                    }
                 };
                 Self {
-                    collection_id: $codec::uuid(id.0),
+                    collection_id: <$codec as $crate::codec::Codec>::uuid(id.0),
                     user_id,
                     api_key_id,
                     permission: level.as_str(),
-                    created_at: $codec::timestamp(::repo_core::now()),
+                    created_at: <$codec as $crate::codec::Codec>::timestamp(::repo_core::now()),
                 }
             }
         }
@@ -299,22 +341,16 @@ macro_rules! collection_rows {
 /// principal may act, `repo_core::access`) and `access` (a collection, its actor and
 /// the level it holds, in one statement).
 ///
-/// `conn` is the backend's connection type; `codec` its codec; `sigil` the start of a
-/// numbered parameter (`'$'` or `'?'`); `uuid_sql`, `timestamp_sql`, `json_sql` the
-/// SQL types, and `timestamp`, `json` the Rust types, of key ids, `expires_at` and
-/// `permissions`. Expects [`collection_rows!`](crate::collection_rows) expanded beside it.
+/// `conn` is the backend's connection type; `codec` its codec (whose types key ids,
+/// `expires_at` and `permissions` have); `sigil` the start of a numbered parameter
+/// (`'$'` or `'?'`). Expects [`collection_rows!`](crate::collection_rows) expanded
+/// beside it.
+// `crate::` names the backend that expands the macro, on purpose: both backends
+// spell these modules alike.
+#[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! collection_access {
-    (
-        conn: $conn:ty,
-        codec: $codec:ident,
-        sigil: $sigil:literal,
-        uuid_sql: $uuid_sql:ty,
-        timestamp_sql: $ts_sql:ty,
-        json_sql: $json_sql:ty,
-        timestamp: $ts:ty,
-        json: $json:ty $(,)?
-    ) => {
+    (conn: $conn:ty, codec: $codec:ident, sigil: $sigil:literal $(,)?) => {
         /// What one access statement reads about the principal.
         #[derive(QueryableByName)]
         struct PrincipalColumns {
@@ -326,10 +362,10 @@ macro_rules! collection_access {
             principal_is_superuser: Option<bool>,
             #[diesel(sql_type = ::diesel::sql_types::Nullable<::diesel::sql_types::Bool>)]
             key_is_active: Option<bool>,
-            #[diesel(sql_type = ::diesel::sql_types::Nullable<$ts_sql>)]
-            key_expires_at: Option<$ts>,
-            #[diesel(sql_type = ::diesel::sql_types::Nullable<$json_sql>)]
-            key_permissions: Option<$json>,
+            #[diesel(sql_type = ::diesel::sql_types::Nullable<<$codec as $crate::codec::Codec>::TimestampSql>)]
+            key_expires_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
+            #[diesel(sql_type = ::diesel::sql_types::Nullable<<$codec as $crate::codec::Codec>::JsonSql>)]
+            key_permissions: Option<<$codec as $crate::codec::Codec>::Json>,
             #[diesel(sql_type = ::diesel::sql_types::Bool)]
             key_has_grants: bool,
         }
@@ -348,12 +384,12 @@ macro_rules! collection_access {
                     None => None,
                     Some(_) => Some(::repo_core::KeyFacts {
                         is_active: self.key_is_active.unwrap_or(false),
-                        expires_at: $codec::read_opt_timestamp(
+                        expires_at: <$codec as $crate::codec::Codec>::read_opt_timestamp(
                             T,
                             "expires_at",
                             self.key_expires_at,
                         )?,
-                        permissions: $codec::read_opt_json(T, "permissions", self.key_permissions)?,
+                        permissions: <$codec as $crate::codec::Codec>::read_opt_json(T, "permissions", self.key_permissions)?,
                         has_grants: self.key_has_grants,
                     }),
                 };
@@ -383,7 +419,7 @@ macro_rules! collection_access {
         fn parse_grant(
             grant: Option<String>,
         ) -> ::repo_core::RepoResult<Option<::repo_core::AccessLevel>> {
-            $codec::read_opt_enum("collection_permissions", "permission", grant.as_deref())
+            <$codec as $crate::codec::Codec>::read_opt_enum("collection_permissions", "permission", grant.as_deref())
         }
 
         /// How `principal` may act (`repo_core::access`), in one statement; an unknown
@@ -392,14 +428,15 @@ macro_rules! collection_access {
             conn: &mut $conn,
             principal: ::repo_core::Principal,
         ) -> ::repo_core::RepoResult<::repo_core::Actor> {
+            use crate::prepared::CacheDsl as _;
             static SQL: ::std::sync::LazyLock<String> =
                 ::std::sync::LazyLock::new(|| $crate::collections::actor_sql($sigil));
             let row: PrincipalColumns = ::diesel::sql_query(SQL.as_str())
                 .bind::<::diesel::sql_types::Nullable<::diesel::sql_types::BigInt>, _>(
                     principal.user_id().map(|u| u.0),
                 )
-                .bind::<::diesel::sql_types::Nullable<$uuid_sql>, _>(
-                    principal.api_key_id().map(|k| $codec::uuid(k.0)),
+                .bind::<::diesel::sql_types::Nullable<<$codec as $crate::codec::Codec>::UuidSql>, _>(
+                    principal.api_key_id().map(|k| <$codec as $crate::codec::Codec>::uuid(k.0)),
                 )
                 .cached()
                 .get_result(conn)
@@ -420,16 +457,17 @@ macro_rules! collection_access {
             ::repo_core::Actor,
             Option<::repo_core::AccessLevel>,
         )> {
+            use crate::prepared::CacheDsl as _;
             static SQL: ::std::sync::LazyLock<String> =
                 ::std::sync::LazyLock::new(|| $crate::collections::access_sql($sigil));
             let row: Option<AccessColumns> = ::diesel::sql_query(SQL.as_str())
                 .bind::<::diesel::sql_types::Nullable<::diesel::sql_types::BigInt>, _>(
                     principal.user_id().map(|u| u.0),
                 )
-                .bind::<::diesel::sql_types::Nullable<$uuid_sql>, _>(
-                    principal.api_key_id().map(|k| $codec::uuid(k.0)),
+                .bind::<::diesel::sql_types::Nullable<<$codec as $crate::codec::Codec>::UuidSql>, _>(
+                    principal.api_key_id().map(|k| <$codec as $crate::codec::Codec>::uuid(k.0)),
                 )
-                .bind::<$uuid_sql, _>($codec::uuid(id.0))
+                .bind::<<$codec as $crate::codec::Codec>::UuidSql, _>(<$codec as $crate::codec::Codec>::uuid(id.0))
                 .cached()
                 .get_result(conn)
                 .optional()
@@ -504,8 +542,9 @@ macro_rules! visible_collections {
                 } => {
                     let key_granted = collection_permissions::table
                         .filter(
-                            collection_permissions::api_key_id
-                                .eq(principal.api_key_id().map(|k| $codec::uuid(k.0))),
+                            collection_permissions::api_key_id.eq(principal
+                                .api_key_id()
+                                .map(|k| <$codec as $crate::codec::Codec>::uuid(k.0))),
                         )
                         .select(collection_permissions::collection_id);
                     let scoped = if is_superuser {
@@ -566,8 +605,8 @@ macro_rules! visible_collections {
             let mut branches = Vec::new();
             for mut query in visible_branches(actor, principal) {
                 if let Some(after) = after {
-                    let at = $codec::timestamp(after.created_at());
-                    let id = $codec::uuid(after.uuid_id()?);
+                    let at = <$codec as $crate::codec::Codec>::timestamp(after.created_at());
+                    let id = <$codec as $crate::codec::Codec>::uuid(after.uuid_id()?);
                     query = query.filter(
                         collections::created_at
                             .lt(at.clone())
@@ -673,8 +712,10 @@ macro_rules! visible_collections {
 ///
 /// `conn` is the connection type; `codec` the codec. Expects
 /// [`collection_access!`](crate::collection_access) expanded beside it, `lock` defined
-/// and `key_permissions` (an API key's stored permissions) defined beside it, and the
-/// users module in scope as `user_repo` (for `ensure_exists`).
+/// and `key_permissions` (an API key's stored permissions) defined beside it.
+// `crate::` names the backend that expands the macro, on purpose: both backends
+// spell these modules alike.
+#[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! collection_queries {
     (conn: $conn:ty, codec: $codec:ident $(,)?) => {
@@ -684,7 +725,7 @@ macro_rules! collection_queries {
             id: ::repo_core::CollectionId,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
             let row = collections::table
-                .find($codec::uuid(id.0))
+                .find(<$codec as $crate::codec::Codec>::uuid(id.0))
                 .select(CollectionRow::as_select())
                 .get_result(conn)
                 .optional()
@@ -698,7 +739,7 @@ macro_rules! collection_queries {
             id: ::repo_core::CollectionId,
         ) -> ::repo_core::RepoResult<()> {
             let exists: bool = ::diesel::select(::diesel::dsl::exists(
-                collections::table.find($codec::uuid(id.0)),
+                collections::table.find(<$codec as $crate::codec::Codec>::uuid(id.0)),
             ))
             .get_result(conn)
             .map_err(map_diesel_error)?;
@@ -736,7 +777,7 @@ macro_rules! collection_queries {
             new: &::repo_core::NewCollection,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
             let collection = new.prepare()?;
-            user_repo::ensure_exists(conn, collection.owner_id)?;
+            crate::users::ensure_exists(conn, collection.owner_id)?;
             ::diesel::insert_into(collections::table)
                 .values(CollectionRow::from_domain(&collection)?)
                 .returning(CollectionRow::as_returning())
@@ -750,12 +791,14 @@ macro_rules! collection_queries {
             conn: &mut $conn,
             next: &::repo_core::Collection,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
-            let row = ::diesel::update(collections::table.find($codec::uuid(next.id.0)))
-                .set(CollectionRow::from_domain(next)?)
-                .returning(CollectionRow::as_returning())
-                .get_result(conn)
-                .optional()
-                .map_err(map_diesel_error)?;
+            let row = ::diesel::update(
+                collections::table.find(<$codec as $crate::codec::Codec>::uuid(next.id.0)),
+            )
+            .set(CollectionRow::from_domain(next)?)
+            .returning(CollectionRow::as_returning())
+            .get_result(conn)
+            .optional()
+            .map_err(map_diesel_error)?;
             one(row, next.id)
         }
 
@@ -776,15 +819,19 @@ macro_rules! collection_queries {
             new_name: &str,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
             let name = ::repo_core::validate::collection_name(new_name)?;
-            let row = ::diesel::update(collections::table.find($codec::uuid(id.0)))
-                .set((
-                    collections::name.eq(name),
-                    collections::updated_at.eq($codec::timestamp(::repo_core::now())),
-                ))
-                .returning(CollectionRow::as_returning())
-                .get_result(conn)
-                .optional()
-                .map_err(map_diesel_error)?;
+            let row = ::diesel::update(
+                collections::table.find(<$codec as $crate::codec::Codec>::uuid(id.0)),
+            )
+            .set((
+                collections::name.eq(name),
+                collections::updated_at.eq(<$codec as $crate::codec::Codec>::timestamp(
+                    ::repo_core::now(),
+                )),
+            ))
+            .returning(CollectionRow::as_returning())
+            .get_result(conn)
+            .optional()
+            .map_err(map_diesel_error)?;
             one(row, id)
         }
 
@@ -802,13 +849,15 @@ macro_rules! collection_queries {
             } else {
                 ::diesel::update(
                     collections::table
-                        .find($codec::uuid(id.0))
+                        .find(<$codec as $crate::codec::Codec>::uuid(id.0))
                         .filter(collections::status.eq_any(from)),
                 )
                 .set((
                     collections::status.eq(status.as_str()),
                     collections::status_message.eq(message),
-                    collections::updated_at.eq($codec::timestamp(::repo_core::now())),
+                    collections::updated_at.eq(<$codec as $crate::codec::Codec>::timestamp(
+                        ::repo_core::now(),
+                    )),
                 ))
                 .returning(CollectionRow::as_returning())
                 .get_result(conn)
@@ -834,17 +883,21 @@ macro_rules! collection_queries {
             stats: ::repo_core::CollectionStats,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
             stats.validate()?;
-            let row = ::diesel::update(collections::table.find($codec::uuid(id.0)))
-                .set((
-                    collections::document_count.eq(stats.document_count),
-                    collections::vector_count.eq(stats.vector_count),
-                    collections::total_size_bytes.eq(stats.total_size_bytes),
-                    collections::updated_at.eq($codec::timestamp(::repo_core::now())),
-                ))
-                .returning(CollectionRow::as_returning())
-                .get_result(conn)
-                .optional()
-                .map_err(map_diesel_error)?;
+            let row = ::diesel::update(
+                collections::table.find(<$codec as $crate::codec::Codec>::uuid(id.0)),
+            )
+            .set((
+                collections::document_count.eq(stats.document_count),
+                collections::vector_count.eq(stats.vector_count),
+                collections::total_size_bytes.eq(stats.total_size_bytes),
+                collections::updated_at.eq(<$codec as $crate::codec::Codec>::timestamp(
+                    ::repo_core::now(),
+                )),
+            ))
+            .returning(CollectionRow::as_returning())
+            .get_result(conn)
+            .optional()
+            .map_err(map_diesel_error)?;
             one(row, id)
         }
 
@@ -858,7 +911,7 @@ macro_rules! collection_queries {
             let (collection, _, level) = access(conn, id, principal)?;
             collection.require_delete_rights(level)?;
             // Operations, grants, documents and chunks go by ON DELETE CASCADE.
-            ::diesel::delete(collections::table.find($codec::uuid(id.0)))
+            ::diesel::delete(collections::table.find(<$codec as $crate::codec::Codec>::uuid(id.0)))
                 .execute(conn)
                 .map_err(map_diesel_error)?;
             Ok(())
@@ -873,7 +926,10 @@ macro_rules! collection_queries {
             let rows = collections::table
                 .filter(collections::sync_mode.eq(::repo_core::SyncMode::Continuous.as_str()))
                 .filter(collections::sync_paused_at.is_null())
-                .filter(collections::sync_next_run_at.le($codec::timestamp(at)))
+                .filter(
+                    collections::sync_next_run_at
+                        .le(<$codec as $crate::codec::Codec>::timestamp(at)),
+                )
                 .filter(collections::status.eq(::repo_core::CollectionStatus::Ready.as_str()))
                 .select(CollectionRow::as_select())
                 .order((collections::sync_next_run_at.asc(), collections::id.asc()))
@@ -928,6 +984,7 @@ macro_rules! collection_queries {
             grantee: ::repo_core::Grantee,
             level: ::repo_core::AccessLevel,
         ) -> ::diesel::QueryResult<PermissionRow> {
+            use crate::prepared::CacheDsl as _;
             let insert = ::diesel::insert_into(collection_permissions::table)
                 .values(InsertPermission::from_domain(id, grantee, level));
             let changes = collection_permissions::permission.eq(::diesel::upsert::excluded(
@@ -966,12 +1023,15 @@ macro_rules! collection_queries {
             key: ::repo_core::ApiKeyId,
         ) -> ::repo_core::RepoResult<()> {
             let stored = key_permissions(conn, key).map_err(map_diesel_error)?;
-            let current = $codec::read_opt_json("api_keys", "permissions", stored)?;
+            let current =
+                <$codec as $crate::codec::Codec>::read_opt_json("api_keys", "permissions", stored)?;
             if let Some(next) = ::repo_core::access::mark_scoped(current.as_ref())? {
-                ::diesel::update(api_keys::table.find($codec::uuid(key.0)))
-                    .set(api_keys::permissions.eq($codec::json(&next)?))
-                    .execute(conn)
-                    .map_err(map_diesel_error)?;
+                ::diesel::update(
+                    api_keys::table.find(<$codec as $crate::codec::Codec>::uuid(key.0)),
+                )
+                .set(api_keys::permissions.eq(<$codec as $crate::codec::Codec>::json(&next)?))
+                .execute(conn)
+                .map_err(map_diesel_error)?;
             }
             Ok(())
         }
@@ -982,16 +1042,20 @@ macro_rules! collection_queries {
             id: ::repo_core::CollectionId,
             grantee: ::repo_core::Grantee,
         ) -> ::repo_core::RepoResult<bool> {
-            let of_collection = collection_permissions::table
-                .filter(collection_permissions::collection_id.eq($codec::uuid(id.0)));
+            let of_collection = collection_permissions::table.filter(
+                collection_permissions::collection_id
+                    .eq(<$codec as $crate::codec::Codec>::uuid(id.0)),
+            );
             let n = match grantee {
                 ::repo_core::Grantee::User(user) => ::diesel::delete(
                     of_collection.filter(collection_permissions::user_id.eq(user.0)),
                 )
                 .execute(conn),
                 ::repo_core::Grantee::ApiKey(key) => ::diesel::delete(
-                    of_collection
-                        .filter(collection_permissions::api_key_id.eq($codec::uuid(key.0))),
+                    of_collection.filter(
+                        collection_permissions::api_key_id
+                            .eq(<$codec as $crate::codec::Codec>::uuid(key.0)),
+                    ),
                 )
                 .execute(conn),
             }
@@ -1006,7 +1070,10 @@ macro_rules! collection_queries {
         ) -> ::repo_core::RepoResult<Vec<::repo_core::CollectionPermission>> {
             ensure_exists(conn, id)?;
             collection_permissions::table
-                .filter(collection_permissions::collection_id.eq($codec::uuid(id.0)))
+                .filter(
+                    collection_permissions::collection_id
+                        .eq(<$codec as $crate::codec::Codec>::uuid(id.0)),
+                )
                 .select(PermissionRow::as_select())
                 .order((
                     collection_permissions::created_at.desc(),

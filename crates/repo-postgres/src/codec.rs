@@ -12,6 +12,9 @@ impl Codec for PgCodec {
     type Uuid = uuid::Uuid;
     type Timestamp = Timestamp;
     type Json = Value;
+    type UuidSql = diesel::sql_types::Uuid;
+    type TimestampSql = diesel::sql_types::Timestamptz;
+    type JsonSql = diesel::sql_types::Jsonb;
 
     fn uuid(value: uuid::Uuid) -> uuid::Uuid {
         value

@@ -5,30 +5,17 @@
 use crate::codec::PgCodec;
 use crate::connection::{missing_reference, nested, ConnectionSource};
 use crate::error::map_diesel_error;
-use crate::prepared::CacheDsl;
 use crate::schema::{api_keys, collection_permissions, collections};
-use crate::users as user_repo;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use diesel::sql_types::{Jsonb, Timestamptz, Uuid as SqlUuid};
 use repo_core::{
     AccessLevel, ApiKeyId, Collection, CollectionId, CollectionPermission, Entity, Grantee,
-    RepoError, RepoResult, Timestamp,
+    RepoError, RepoResult,
 };
-use repo_diesel::codec::Codec as _;
 use serde_json::Value;
 
-repo_diesel::collection_rows!(backend: Pg, codec: PgCodec, uuid: uuid::Uuid, timestamp: Timestamp, json: Value);
-repo_diesel::collection_access!(
-    conn: PgConnection,
-    codec: PgCodec,
-    sigil: '$',
-    uuid_sql: SqlUuid,
-    timestamp_sql: Timestamptz,
-    json_sql: Jsonb,
-    timestamp: Timestamp,
-    json: Value,
-);
+repo_diesel::collection_rows!(backend: Pg, codec: PgCodec);
+repo_diesel::collection_access!(conn: PgConnection, codec: PgCodec, sigil: '$');
 repo_diesel::visible_collections!(backend: Pg, conn: PgConnection, codec: PgCodec, sigil: '$');
 repo_diesel::collection_queries!(conn: PgConnection, codec: PgCodec);
 

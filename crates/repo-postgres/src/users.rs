@@ -10,9 +10,8 @@ use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use repo_core::{RepoError, RepoResult, Timestamp, User, UserId};
-use repo_diesel::codec::Codec as _;
 
-repo_diesel::user_queries!(backend: Pg, conn: PgConnection, codec: PgCodec, timestamp: Timestamp);
+repo_diesel::user_queries!(backend: Pg, conn: PgConnection, codec: PgCodec);
 
 /// Locks the user row (`FOR UPDATE`) or reports `NotFound { entity: Entity::User }`.
 /// Locking the row blocks concurrent inserts that reference it (they take

@@ -114,6 +114,9 @@ impl repo_diesel::codec::Codec for SqliteCodec {
     type Uuid = String;
     type Timestamp = String;
     type Json = String;
+    type UuidSql = diesel::sql_types::Text;
+    type TimestampSql = diesel::sql_types::Text;
+    type JsonSql = diesel::sql_types::Text;
 
     fn uuid(value: Uuid) -> String {
         uuid(value)

@@ -5,13 +5,11 @@
 
 use crate::codec::SqliteCodec;
 use crate::error::map_diesel_error;
-use crate::prepared::CacheDsl;
 use crate::schema::{api_keys, collection_permissions, collections};
 use crate::unit_of_work::{ConnectionSource, SqliteRepos};
 use crate::users as user_repo;
 use crate::users::Transactions as _;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 use diesel::sqlite::Sqlite;
 use repo_core::{
     AccessLevel, ApiKeyId, Collection, CollectionId, CollectionPermission, Entity, Grantee,
@@ -19,17 +17,8 @@ use repo_core::{
 };
 use repo_diesel::codec::Codec as _;
 
-repo_diesel::collection_rows!(backend: Sqlite, codec: SqliteCodec, uuid: String, timestamp: String, json: String);
-repo_diesel::collection_access!(
-    conn: SqliteConnection,
-    codec: SqliteCodec,
-    sigil: '?',
-    uuid_sql: Text,
-    timestamp_sql: Text,
-    json_sql: Text,
-    timestamp: String,
-    json: String,
-);
+repo_diesel::collection_rows!(backend: Sqlite, codec: SqliteCodec);
+repo_diesel::collection_access!(conn: SqliteConnection, codec: SqliteCodec, sigil: '?');
 repo_diesel::visible_collections!(backend: Sqlite, conn: SqliteConnection, codec: SqliteCodec, sigil: '?');
 repo_diesel::collection_queries!(conn: SqliteConnection, codec: SqliteCodec);
 

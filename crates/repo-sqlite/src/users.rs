@@ -9,9 +9,8 @@ use crate::unit_of_work::{read_tx, write_tx, ConnectionSource, SqliteRepos};
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use repo_core::{Entity, Field, RepoError, RepoResult, UserId};
-use repo_diesel::codec::Codec as _;
 
-repo_diesel::user_queries!(backend: Sqlite, conn: SqliteConnection, codec: SqliteCodec, timestamp: String);
+repo_diesel::user_queries!(backend: Sqlite, conn: SqliteConnection, codec: SqliteCodec);
 
 /// The user row for a write: SQLite has no row locks (the write transaction holds
 /// the database), so this only checks that the user exists.
