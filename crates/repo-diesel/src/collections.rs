@@ -705,14 +705,15 @@ macro_rules! visible_collections {
 /// (the caller picks the transaction): `get`, `ensure_exists`, `get_by_name`,
 /// `create`, `store` (whole-row write), `update`, `rename`, `update_status`,
 /// `update_stats`, `delete`, `due_for_sync`, `pause_sync`, `resume_sync`,
-/// `record_sync_run`, `upsert_grant`, `mark_key_scoped`, `revoke_grant` and
-/// `list_grants`. Each write that needs the
+/// `record_sync_run`, `upsert_grant`, `grant`, `mark_key_scoped`, `revoke_grant`
+/// and `list_grants`. Each write that needs the
 /// current row reads it with the backend's own `lock` (`FOR UPDATE` where the database
 /// has it) and asks `repo-core` for the next row.
 ///
 /// `conn` is the connection type; `codec` the codec. Expects
 /// [`collection_access!`](crate::collection_access) expanded beside it, `lock` defined
-/// and `key_permissions` (an API key's stored permissions) defined beside it.
+/// `key_permissions` (an API key's stored permissions), `grant_references` and
+/// `key_grant_transaction` defined beside it.
 // `crate::` names the backend that expands the macro, on purpose: both backends
 // spell these modules alike.
 #[allow(clippy::crate_in_macro_def)]
@@ -1011,6 +1012,30 @@ macro_rules! collection_queries {
                     .returning(PermissionRow::as_returning())
                     .cached()
                     .get_result(conn),
+            }
+        }
+
+        /// Grants (or changes) access by [`upsert_grant`], through the backend's
+        /// `grant_references` (which checks the collection and the grantee before the
+        /// upsert, or maps the foreign-key violation after it). A grant to an API key
+        /// also marks the key scoped, in the backend's `key_grant_transaction`.
+        fn grant(
+            conn: &mut $conn,
+            id: ::repo_core::CollectionId,
+            grantee: ::repo_core::Grantee,
+            level: ::repo_core::AccessLevel,
+        ) -> ::repo_core::RepoResult<::repo_core::CollectionPermission> {
+            let upsert = |c: &mut $conn| {
+                grant_references(c, id, grantee, |c| upsert_grant(c, id, grantee, level))?
+                    .into_domain()
+            };
+            match grantee {
+                ::repo_core::Grantee::User(_) => upsert(conn),
+                ::repo_core::Grantee::ApiKey(key) => key_grant_transaction(conn, |c| {
+                    let stored = upsert(c)?;
+                    mark_key_scoped(c, key)?;
+                    Ok(stored)
+                }),
             }
         }
 

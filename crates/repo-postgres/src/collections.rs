@@ -8,10 +8,7 @@ use crate::error::map_diesel_error;
 use crate::schema::{api_keys, collection_permissions, collections};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use repo_core::{
-    AccessLevel, ApiKeyId, Collection, CollectionId, CollectionPermission, Entity, Grantee,
-    RepoError, RepoResult,
-};
+use repo_core::{ApiKeyId, Collection, CollectionId, Entity, Grantee, RepoError, RepoResult};
 use serde_json::Value;
 
 repo_diesel::collection_rows!(backend: Pg, codec: PgCodec);
@@ -34,29 +31,26 @@ pub(crate) fn lock(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Coll
 pub(crate) use self::access as with_access;
 pub(crate) use self::ensure_exists as require;
 
-/// Grants. For a user, one statement: a missing collection or grantee is the
-/// foreign-key violation of the upsert (checked in this order, as the columns are
+/// Runs the grant's `upsert` alone: a missing collection or grantee is the
+/// foreign-key violation of the insert (checked in this order, as the columns are
 /// declared); an existing grant takes the update path, where the referenced rows exist
-/// by construction. A grant to a key also marks the key scoped, in one transaction (a
-/// savepoint inside a unit of work).
-fn grant(
+/// by construction. So a grant to a user is one statement, without a transaction.
+fn grant_references(
     conn: &mut PgConnection,
     id: CollectionId,
     grantee: Grantee,
-    level: AccessLevel,
-) -> RepoResult<CollectionPermission> {
-    let upsert = |c: &mut PgConnection| {
-        missing_reference(upsert_grant(c, id, grantee, level), references(id, grantee))?
-            .into_domain()
-    };
-    match grantee {
-        Grantee::User(_) => upsert(conn),
-        Grantee::ApiKey(key) => nested(conn, |c| {
-            let stored = upsert(c)?;
-            mark_key_scoped(c, key)?;
-            Ok(stored)
-        }),
-    }
+    upsert: impl FnOnce(&mut PgConnection) -> QueryResult<PermissionRow>,
+) -> RepoResult<PermissionRow> {
+    missing_reference(upsert(conn), references(id, grantee))
+}
+
+/// A key's grant and its scoped mark commit together: one transaction, or a
+/// savepoint inside a unit of work.
+fn key_grant_transaction<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    nested(conn, f)
 }
 
 /// The `NotFound` of each row a grant references, by the name of its foreign key.

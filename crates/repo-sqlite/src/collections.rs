@@ -11,10 +11,7 @@ use crate::users as user_repo;
 use crate::users::Transactions as _;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
-use repo_core::{
-    AccessLevel, ApiKeyId, Collection, CollectionId, CollectionPermission, Entity, Grantee,
-    RepoError, RepoResult,
-};
+use repo_core::{ApiKeyId, Collection, CollectionId, Entity, Grantee, RepoError, RepoResult};
 use repo_diesel::codec::Codec as _;
 
 repo_diesel::collection_rows!(backend: Sqlite, codec: SqliteCodec);
@@ -28,14 +25,13 @@ fn lock(conn: &mut SqliteConnection, id: CollectionId) -> RepoResult<Collection>
     get(conn, id)
 }
 
-/// Grants: checks the collection and the grantee, then upserts; a grant to a key also
-/// marks the key scoped (the caller's write transaction holds both).
-fn grant(
+/// Checks the collection and the grantee, then runs the grant's `upsert`.
+fn grant_references(
     conn: &mut SqliteConnection,
     id: CollectionId,
     grantee: Grantee,
-    level: AccessLevel,
-) -> RepoResult<CollectionPermission> {
+    upsert: impl FnOnce(&mut SqliteConnection) -> QueryResult<PermissionRow>,
+) -> RepoResult<PermissionRow> {
     ensure_exists(conn, id)?;
     match grantee {
         Grantee::User(user) => user_repo::ensure_exists(conn, user)?,
@@ -49,13 +45,15 @@ fn grant(
             }
         }
     }
-    let stored = upsert_grant(conn, id, grantee, level)
-        .map_err(map_diesel_error)?
-        .into_domain()?;
-    if let Grantee::ApiKey(key) = grantee {
-        mark_key_scoped(conn, key)?;
-    }
-    Ok(stored)
+    upsert(conn).map_err(map_diesel_error)
+}
+
+/// A key's grant and its scoped mark: the caller's write transaction holds both.
+fn key_grant_transaction<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> RepoResult<T>,
+) -> RepoResult<T> {
+    f(conn)
 }
 
 /// A key's stored permissions (no row lock: the write transaction holds the database).
