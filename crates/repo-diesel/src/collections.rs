@@ -74,12 +74,21 @@ pub fn visible_count_sql(sigil: char) -> String {
 #[macro_export]
 macro_rules! collection_rows {
     (backend: $backend:ident, codec: $codec:ident $(,)?) => {
+        // The codec's functions, called as `$codec::uuid(…)`.
+        use $crate::codec::Codec as _;
+        /// How this backend's codec stores a UUID (for the row types below).
+        type StoredUuid = <$codec as $crate::codec::Codec>::Uuid;
+        /// How this backend's codec stores a timestamp.
+        type StoredTimestamp = <$codec as $crate::codec::Codec>::Timestamp;
+        /// How this backend's codec stores a JSON document.
+        type StoredJson = <$codec as $crate::codec::Codec>::Json;
+
         /// A whole `collections` row; also the insert and whole-row update shape.
         #[derive(Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
         #[diesel(table_name = collections, check_for_backend($backend))]
         #[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
         pub(crate) struct CollectionRow {
-            id: <$codec as $crate::codec::Codec>::Uuid,
+            id: StoredUuid,
             name: String,
             description: Option<String>,
             owner_id: i64,
@@ -89,9 +98,9 @@ macro_rules! collection_rows {
             chunk_size: i32,
             chunk_overlap: i32,
             chunking_strategy: Option<String>,
-            chunking_config: Option<<$codec as $crate::codec::Codec>::Json>,
+            chunking_config: Option<StoredJson>,
             is_public: bool,
-            meta: <$codec as $crate::codec::Codec>::Json,
+            meta: StoredJson,
             status: String,
             status_message: Option<String>,
             document_count: i64,
@@ -99,21 +108,21 @@ macro_rules! collection_rows {
             total_size_bytes: i64,
             sync_mode: String,
             sync_interval_minutes: Option<i32>,
-            sync_paused_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
-            sync_next_run_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
-            sync_last_run_started_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
-            sync_last_run_completed_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
+            sync_paused_at: Option<StoredTimestamp>,
+            sync_next_run_at: Option<StoredTimestamp>,
+            sync_last_run_started_at: Option<StoredTimestamp>,
+            sync_last_run_completed_at: Option<StoredTimestamp>,
             sync_last_run_status: Option<String>,
             sync_last_error: Option<String>,
-            created_at: <$codec as $crate::codec::Codec>::Timestamp,
-            updated_at: <$codec as $crate::codec::Codec>::Timestamp,
+            created_at: StoredTimestamp,
+            updated_at: StoredTimestamp,
         }
 
         impl CollectionRow {
             /// The row that stores `c`.
             fn from_domain(c: &::repo_core::Collection) -> ::repo_core::RepoResult<Self> {
                 Ok(Self {
-                    id: <$codec as $crate::codec::Codec>::uuid(c.id.0),
+                    id: $codec::uuid(c.id.0),
                     name: c.name.clone(),
                     description: c.description.clone(),
                     owner_id: c.owner_id.0,
@@ -123,11 +132,9 @@ macro_rules! collection_rows {
                     chunk_size: c.chunk_size,
                     chunk_overlap: c.chunk_overlap,
                     chunking_strategy: c.chunking_strategy.clone(),
-                    chunking_config: <$codec as $crate::codec::Codec>::opt_json(
-                        c.chunking_config.as_ref(),
-                    )?,
+                    chunking_config: $codec::opt_json(c.chunking_config.as_ref())?,
                     is_public: c.is_public,
-                    meta: <$codec as $crate::codec::Codec>::json(&c.meta)?,
+                    meta: $codec::json(&c.meta)?,
                     status: c.status.as_str().to_owned(),
                     status_message: c.status_message.clone(),
                     document_count: c.document_count,
@@ -135,22 +142,14 @@ macro_rules! collection_rows {
                     total_size_bytes: c.total_size_bytes,
                     sync_mode: c.sync_mode.as_str().to_owned(),
                     sync_interval_minutes: c.sync_interval_minutes,
-                    sync_paused_at: <$codec as $crate::codec::Codec>::opt_timestamp(
-                        c.sync_paused_at,
-                    ),
-                    sync_next_run_at: <$codec as $crate::codec::Codec>::opt_timestamp(
-                        c.sync_next_run_at,
-                    ),
-                    sync_last_run_started_at: <$codec as $crate::codec::Codec>::opt_timestamp(
-                        c.sync_last_run_started_at,
-                    ),
-                    sync_last_run_completed_at: <$codec as $crate::codec::Codec>::opt_timestamp(
-                        c.sync_last_run_completed_at,
-                    ),
+                    sync_paused_at: $codec::opt_timestamp(c.sync_paused_at),
+                    sync_next_run_at: $codec::opt_timestamp(c.sync_next_run_at),
+                    sync_last_run_started_at: $codec::opt_timestamp(c.sync_last_run_started_at),
+                    sync_last_run_completed_at: $codec::opt_timestamp(c.sync_last_run_completed_at),
                     sync_last_run_status: c.sync_last_run_status.map(|s| s.as_str().to_owned()),
                     sync_last_error: c.sync_last_error.clone(),
-                    created_at: <$codec as $crate::codec::Codec>::timestamp(c.created_at),
-                    updated_at: <$codec as $crate::codec::Codec>::timestamp(c.updated_at),
+                    created_at: $codec::timestamp(c.created_at),
+                    updated_at: $codec::timestamp(c.updated_at),
                 })
             }
 
@@ -158,77 +157,58 @@ macro_rules! collection_rows {
             pub(crate) fn into_domain(self) -> ::repo_core::RepoResult<::repo_core::Collection> {
                 const T: &str = "collections";
                 Ok(::repo_core::Collection {
-                    id: ::repo_core::CollectionId(<$codec as $crate::codec::Codec>::read_uuid(
-                        T, "id", self.id,
-                    )?),
+                    id: ::repo_core::CollectionId($codec::read_uuid(T, "id", self.id)?),
                     name: self.name,
                     description: self.description,
                     owner_id: ::repo_core::UserId(self.owner_id),
                     vector_store_name: self.vector_store_name,
                     embedding_model: self.embedding_model,
-                    quantization: <$codec as $crate::codec::Codec>::read_enum(
-                        T,
-                        "quantization",
-                        &self.quantization,
-                    )?,
+                    quantization: $codec::read_enum(T, "quantization", &self.quantization)?,
                     chunk_size: self.chunk_size,
                     chunk_overlap: self.chunk_overlap,
                     chunking_strategy: self.chunking_strategy,
-                    chunking_config: <$codec as $crate::codec::Codec>::read_opt_json(
+                    chunking_config: $codec::read_opt_json(
                         T,
                         "chunking_config",
                         self.chunking_config,
                     )?,
                     is_public: self.is_public,
-                    meta: <$codec as $crate::codec::Codec>::read_json(T, "meta", self.meta)?,
-                    status: <$codec as $crate::codec::Codec>::read_enum(T, "status", &self.status)?,
+                    meta: $codec::read_json(T, "meta", self.meta)?,
+                    status: $codec::read_enum(T, "status", &self.status)?,
                     status_message: self.status_message,
                     document_count: self.document_count,
                     vector_count: self.vector_count,
                     total_size_bytes: self.total_size_bytes,
-                    sync_mode: <$codec as $crate::codec::Codec>::read_enum(
-                        T,
-                        "sync_mode",
-                        &self.sync_mode,
-                    )?,
+                    sync_mode: $codec::read_enum(T, "sync_mode", &self.sync_mode)?,
                     sync_interval_minutes: self.sync_interval_minutes,
-                    sync_paused_at: <$codec as $crate::codec::Codec>::read_opt_timestamp(
+                    sync_paused_at: $codec::read_opt_timestamp(
                         T,
                         "sync_paused_at",
                         self.sync_paused_at,
                     )?,
-                    sync_next_run_at: <$codec as $crate::codec::Codec>::read_opt_timestamp(
+                    sync_next_run_at: $codec::read_opt_timestamp(
                         T,
                         "sync_next_run_at",
                         self.sync_next_run_at,
                     )?,
-                    sync_last_run_started_at: <$codec as $crate::codec::Codec>::read_opt_timestamp(
+                    sync_last_run_started_at: $codec::read_opt_timestamp(
                         T,
                         "sync_last_run_started_at",
                         self.sync_last_run_started_at,
                     )?,
-                    sync_last_run_completed_at:
-                        <$codec as $crate::codec::Codec>::read_opt_timestamp(
-                            T,
-                            "sync_last_run_completed_at",
-                            self.sync_last_run_completed_at,
-                        )?,
-                    sync_last_run_status: <$codec as $crate::codec::Codec>::read_opt_enum(
+                    sync_last_run_completed_at: $codec::read_opt_timestamp(
+                        T,
+                        "sync_last_run_completed_at",
+                        self.sync_last_run_completed_at,
+                    )?,
+                    sync_last_run_status: $codec::read_opt_enum(
                         T,
                         "sync_last_run_status",
                         self.sync_last_run_status.as_deref(),
                     )?,
                     sync_last_error: self.sync_last_error,
-                    created_at: <$codec as $crate::codec::Codec>::read_timestamp(
-                        T,
-                        "created_at",
-                        self.created_at,
-                    )?,
-                    updated_at: <$codec as $crate::codec::Codec>::read_timestamp(
-                        T,
-                        "updated_at",
-                        self.updated_at,
-                    )?,
+                    created_at: $codec::read_timestamp(T, "created_at", self.created_at)?,
+                    updated_at: $codec::read_timestamp(T, "updated_at", self.updated_at)?,
                 })
             }
         }
@@ -253,11 +233,11 @@ macro_rules! collection_rows {
         #[derive(Queryable, Selectable)]
         #[diesel(table_name = collection_permissions, check_for_backend($backend))]
         struct PermissionRow {
-            collection_id: <$codec as $crate::codec::Codec>::Uuid,
+            collection_id: StoredUuid,
             user_id: Option<i64>,
-            api_key_id: Option<<$codec as $crate::codec::Codec>::Uuid>,
+            api_key_id: Option<StoredUuid>,
             permission: String,
-            created_at: <$codec as $crate::codec::Codec>::Timestamp,
+            created_at: StoredTimestamp,
         }
 
         impl PermissionRow {
@@ -267,10 +247,10 @@ macro_rules! collection_rows {
                 let grantee = match (self.user_id, self.api_key_id) {
                     (Some(user), None) => ::repo_core::Grantee::User(::repo_core::UserId(user)),
                     (None, Some(key)) => ::repo_core::Grantee::ApiKey(::repo_core::ApiKeyId(
-                        <$codec as $crate::codec::Codec>::read_uuid(T, "api_key_id", key)?,
+                        $codec::read_uuid(T, "api_key_id", key)?,
                     )),
                     _ => {
-                        return Err(<$codec as $crate::codec::Codec>::corrupt(
+                        return Err($codec::corrupt(
                             T,
                             "user_id",
                             "a grant must name exactly one grantee".to_owned(),
@@ -278,24 +258,14 @@ macro_rules! collection_rows {
                     }
                 };
                 Ok(::repo_core::CollectionPermission {
-                    collection_id: ::repo_core::CollectionId(
-                        <$codec as $crate::codec::Codec>::read_uuid(
-                            T,
-                            "collection_id",
-                            self.collection_id,
-                        )?,
-                    ),
+                    collection_id: ::repo_core::CollectionId($codec::read_uuid(
+                        T,
+                        "collection_id",
+                        self.collection_id,
+                    )?),
                     grantee,
-                    permission: <$codec as $crate::codec::Codec>::read_enum(
-                        T,
-                        "permission",
-                        &self.permission,
-                    )?,
-                    created_at: <$codec as $crate::codec::Codec>::read_timestamp(
-                        T,
-                        "created_at",
-                        self.created_at,
-                    )?,
+                    permission: $codec::read_enum(T, "permission", &self.permission)?,
+                    created_at: $codec::read_timestamp(T, "created_at", self.created_at)?,
                 })
             }
         }
@@ -304,11 +274,11 @@ macro_rules! collection_rows {
         #[derive(Insertable)]
         #[diesel(table_name = collection_permissions, treat_none_as_default_value = false)]
         struct InsertPermission {
-            collection_id: <$codec as $crate::codec::Codec>::Uuid,
+            collection_id: StoredUuid,
             user_id: Option<i64>,
-            api_key_id: Option<<$codec as $crate::codec::Codec>::Uuid>,
+            api_key_id: Option<StoredUuid>,
             permission: &'static str,
-            created_at: <$codec as $crate::codec::Codec>::Timestamp,
+            created_at: StoredTimestamp,
         }
 
         impl InsertPermission {
@@ -320,16 +290,14 @@ macro_rules! collection_rows {
             ) -> Self {
                 let (user_id, api_key_id) = match grantee {
                     ::repo_core::Grantee::User(user) => (Some(user.0), None),
-                    ::repo_core::Grantee::ApiKey(key) => {
-                        (None, Some(<$codec as $crate::codec::Codec>::uuid(key.0)))
-                    }
+                    ::repo_core::Grantee::ApiKey(key) => (None, Some($codec::uuid(key.0))),
                 };
                 Self {
-                    collection_id: <$codec as $crate::codec::Codec>::uuid(id.0),
+                    collection_id: $codec::uuid(id.0),
                     user_id,
                     api_key_id,
                     permission: level.as_str(),
-                    created_at: <$codec as $crate::codec::Codec>::timestamp(::repo_core::now()),
+                    created_at: $codec::timestamp(::repo_core::now()),
                 }
             }
         }
@@ -351,6 +319,9 @@ macro_rules! collection_rows {
 #[macro_export]
 macro_rules! collection_access {
     (conn: $conn:ty, codec: $codec:ident, sigil: $sigil:literal $(,)?) => {
+        // The codec's functions, called as `$codec::uuid(…)`.
+        use $crate::codec::Codec as _;
+
         /// What one access statement reads about the principal.
         #[derive(QueryableByName)]
         struct PrincipalColumns {
@@ -363,9 +334,9 @@ macro_rules! collection_access {
             #[diesel(sql_type = ::diesel::sql_types::Nullable<::diesel::sql_types::Bool>)]
             key_is_active: Option<bool>,
             #[diesel(sql_type = ::diesel::sql_types::Nullable<<$codec as $crate::codec::Codec>::TimestampSql>)]
-            key_expires_at: Option<<$codec as $crate::codec::Codec>::Timestamp>,
+            key_expires_at: Option<StoredTimestamp>,
             #[diesel(sql_type = ::diesel::sql_types::Nullable<<$codec as $crate::codec::Codec>::JsonSql>)]
-            key_permissions: Option<<$codec as $crate::codec::Codec>::Json>,
+            key_permissions: Option<StoredJson>,
             #[diesel(sql_type = ::diesel::sql_types::Bool)]
             key_has_grants: bool,
         }
@@ -384,12 +355,12 @@ macro_rules! collection_access {
                     None => None,
                     Some(_) => Some(::repo_core::KeyFacts {
                         is_active: self.key_is_active.unwrap_or(false),
-                        expires_at: <$codec as $crate::codec::Codec>::read_opt_timestamp(
+                        expires_at: $codec::read_opt_timestamp(
                             T,
                             "expires_at",
                             self.key_expires_at,
                         )?,
-                        permissions: <$codec as $crate::codec::Codec>::read_opt_json(T, "permissions", self.key_permissions)?,
+                        permissions: $codec::read_opt_json(T, "permissions", self.key_permissions)?,
                         has_grants: self.key_has_grants,
                     }),
                 };
@@ -419,7 +390,7 @@ macro_rules! collection_access {
         fn parse_grant(
             grant: Option<String>,
         ) -> ::repo_core::RepoResult<Option<::repo_core::AccessLevel>> {
-            <$codec as $crate::codec::Codec>::read_opt_enum("collection_permissions", "permission", grant.as_deref())
+            $codec::read_opt_enum("collection_permissions", "permission", grant.as_deref())
         }
 
         /// How `principal` may act (`repo_core::access`), in one statement; an unknown
@@ -436,7 +407,7 @@ macro_rules! collection_access {
                     principal.user_id().map(|u| u.0),
                 )
                 .bind::<::diesel::sql_types::Nullable<<$codec as $crate::codec::Codec>::UuidSql>, _>(
-                    principal.api_key_id().map(|k| <$codec as $crate::codec::Codec>::uuid(k.0)),
+                    principal.api_key_id().map(|k| $codec::uuid(k.0)),
                 )
                 .cached()
                 .get_result(conn)
@@ -465,9 +436,9 @@ macro_rules! collection_access {
                     principal.user_id().map(|u| u.0),
                 )
                 .bind::<::diesel::sql_types::Nullable<<$codec as $crate::codec::Codec>::UuidSql>, _>(
-                    principal.api_key_id().map(|k| <$codec as $crate::codec::Codec>::uuid(k.0)),
+                    principal.api_key_id().map(|k| $codec::uuid(k.0)),
                 )
-                .bind::<<$codec as $crate::codec::Codec>::UuidSql, _>(<$codec as $crate::codec::Codec>::uuid(id.0))
+                .bind::<<$codec as $crate::codec::Codec>::UuidSql, _>($codec::uuid(id.0))
                 .cached()
                 .get_result(conn)
                 .optional()
@@ -500,6 +471,9 @@ macro_rules! collection_access {
 #[macro_export]
 macro_rules! visible_collections {
     (backend: $backend:ident, conn: $conn:ty, codec: $codec:ident, sigil: $sigil:literal $(,)?) => {
+        // The codec's functions, called as `$codec::uuid(…)`.
+        use $crate::codec::Codec as _;
+
         /// A boxed query over `collections`.
         type CollectionQuery = collections::BoxedQuery<'static, $backend>;
 
@@ -542,9 +516,8 @@ macro_rules! visible_collections {
                 } => {
                     let key_granted = collection_permissions::table
                         .filter(
-                            collection_permissions::api_key_id.eq(principal
-                                .api_key_id()
-                                .map(|k| <$codec as $crate::codec::Codec>::uuid(k.0))),
+                            collection_permissions::api_key_id
+                                .eq(principal.api_key_id().map(|k| $codec::uuid(k.0))),
                         )
                         .select(collection_permissions::collection_id);
                     let scoped = if is_superuser {
@@ -605,8 +578,8 @@ macro_rules! visible_collections {
             let mut branches = Vec::new();
             for mut query in visible_branches(actor, principal) {
                 if let Some(after) = after {
-                    let at = <$codec as $crate::codec::Codec>::timestamp(after.created_at());
-                    let id = <$codec as $crate::codec::Codec>::uuid(after.uuid_id()?);
+                    let at = $codec::timestamp(after.created_at());
+                    let id = $codec::uuid(after.uuid_id()?);
                     query = query.filter(
                         collections::created_at
                             .lt(at.clone())
@@ -720,13 +693,16 @@ macro_rules! visible_collections {
 #[macro_export]
 macro_rules! collection_queries {
     (conn: $conn:ty, codec: $codec:ident $(,)?) => {
+        // The codec's functions, called as `$codec::uuid(…)`.
+        use $crate::codec::Codec as _;
+
         /// The collection with this id, or `NotFound { entity: Entity::Collection }`.
         pub(crate) fn get(
             conn: &mut $conn,
             id: ::repo_core::CollectionId,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
             let row = collections::table
-                .find(<$codec as $crate::codec::Codec>::uuid(id.0))
+                .find($codec::uuid(id.0))
                 .select(CollectionRow::as_select())
                 .get_result(conn)
                 .optional()
@@ -740,7 +716,7 @@ macro_rules! collection_queries {
             id: ::repo_core::CollectionId,
         ) -> ::repo_core::RepoResult<()> {
             let exists: bool = ::diesel::select(::diesel::dsl::exists(
-                collections::table.find(<$codec as $crate::codec::Codec>::uuid(id.0)),
+                collections::table.find($codec::uuid(id.0)),
             ))
             .get_result(conn)
             .map_err(map_diesel_error)?;
@@ -792,14 +768,12 @@ macro_rules! collection_queries {
             conn: &mut $conn,
             next: &::repo_core::Collection,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
-            let row = ::diesel::update(
-                collections::table.find(<$codec as $crate::codec::Codec>::uuid(next.id.0)),
-            )
-            .set(CollectionRow::from_domain(next)?)
-            .returning(CollectionRow::as_returning())
-            .get_result(conn)
-            .optional()
-            .map_err(map_diesel_error)?;
+            let row = ::diesel::update(collections::table.find($codec::uuid(next.id.0)))
+                .set(CollectionRow::from_domain(next)?)
+                .returning(CollectionRow::as_returning())
+                .get_result(conn)
+                .optional()
+                .map_err(map_diesel_error)?;
             one(row, next.id)
         }
 
@@ -820,19 +794,15 @@ macro_rules! collection_queries {
             new_name: &str,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
             let name = ::repo_core::validate::collection_name(new_name)?;
-            let row = ::diesel::update(
-                collections::table.find(<$codec as $crate::codec::Codec>::uuid(id.0)),
-            )
-            .set((
-                collections::name.eq(name),
-                collections::updated_at.eq(<$codec as $crate::codec::Codec>::timestamp(
-                    ::repo_core::now(),
-                )),
-            ))
-            .returning(CollectionRow::as_returning())
-            .get_result(conn)
-            .optional()
-            .map_err(map_diesel_error)?;
+            let row = ::diesel::update(collections::table.find($codec::uuid(id.0)))
+                .set((
+                    collections::name.eq(name),
+                    collections::updated_at.eq($codec::timestamp(::repo_core::now())),
+                ))
+                .returning(CollectionRow::as_returning())
+                .get_result(conn)
+                .optional()
+                .map_err(map_diesel_error)?;
             one(row, id)
         }
 
@@ -850,15 +820,13 @@ macro_rules! collection_queries {
             } else {
                 ::diesel::update(
                     collections::table
-                        .find(<$codec as $crate::codec::Codec>::uuid(id.0))
+                        .find($codec::uuid(id.0))
                         .filter(collections::status.eq_any(from)),
                 )
                 .set((
                     collections::status.eq(status.as_str()),
                     collections::status_message.eq(message),
-                    collections::updated_at.eq(<$codec as $crate::codec::Codec>::timestamp(
-                        ::repo_core::now(),
-                    )),
+                    collections::updated_at.eq($codec::timestamp(::repo_core::now())),
                 ))
                 .returning(CollectionRow::as_returning())
                 .get_result(conn)
@@ -884,21 +852,17 @@ macro_rules! collection_queries {
             stats: ::repo_core::CollectionStats,
         ) -> ::repo_core::RepoResult<::repo_core::Collection> {
             stats.validate()?;
-            let row = ::diesel::update(
-                collections::table.find(<$codec as $crate::codec::Codec>::uuid(id.0)),
-            )
-            .set((
-                collections::document_count.eq(stats.document_count),
-                collections::vector_count.eq(stats.vector_count),
-                collections::total_size_bytes.eq(stats.total_size_bytes),
-                collections::updated_at.eq(<$codec as $crate::codec::Codec>::timestamp(
-                    ::repo_core::now(),
-                )),
-            ))
-            .returning(CollectionRow::as_returning())
-            .get_result(conn)
-            .optional()
-            .map_err(map_diesel_error)?;
+            let row = ::diesel::update(collections::table.find($codec::uuid(id.0)))
+                .set((
+                    collections::document_count.eq(stats.document_count),
+                    collections::vector_count.eq(stats.vector_count),
+                    collections::total_size_bytes.eq(stats.total_size_bytes),
+                    collections::updated_at.eq($codec::timestamp(::repo_core::now())),
+                ))
+                .returning(CollectionRow::as_returning())
+                .get_result(conn)
+                .optional()
+                .map_err(map_diesel_error)?;
             one(row, id)
         }
 
@@ -912,7 +876,7 @@ macro_rules! collection_queries {
             let (collection, _, level) = access(conn, id, principal)?;
             collection.require_delete_rights(level)?;
             // Operations, grants, documents and chunks go by ON DELETE CASCADE.
-            ::diesel::delete(collections::table.find(<$codec as $crate::codec::Codec>::uuid(id.0)))
+            ::diesel::delete(collections::table.find($codec::uuid(id.0)))
                 .execute(conn)
                 .map_err(map_diesel_error)?;
             Ok(())
@@ -927,10 +891,7 @@ macro_rules! collection_queries {
             let rows = collections::table
                 .filter(collections::sync_mode.eq(::repo_core::SyncMode::Continuous.as_str()))
                 .filter(collections::sync_paused_at.is_null())
-                .filter(
-                    collections::sync_next_run_at
-                        .le(<$codec as $crate::codec::Codec>::timestamp(at)),
-                )
+                .filter(collections::sync_next_run_at.le($codec::timestamp(at)))
                 .filter(collections::status.eq(::repo_core::CollectionStatus::Ready.as_str()))
                 .select(CollectionRow::as_select())
                 .order((collections::sync_next_run_at.asc(), collections::id.asc()))
@@ -1048,15 +1009,12 @@ macro_rules! collection_queries {
             key: ::repo_core::ApiKeyId,
         ) -> ::repo_core::RepoResult<()> {
             let stored = key_permissions(conn, key).map_err(map_diesel_error)?;
-            let current =
-                <$codec as $crate::codec::Codec>::read_opt_json("api_keys", "permissions", stored)?;
+            let current = $codec::read_opt_json("api_keys", "permissions", stored)?;
             if let Some(next) = ::repo_core::access::mark_scoped(current.as_ref())? {
-                ::diesel::update(
-                    api_keys::table.find(<$codec as $crate::codec::Codec>::uuid(key.0)),
-                )
-                .set(api_keys::permissions.eq(<$codec as $crate::codec::Codec>::json(&next)?))
-                .execute(conn)
-                .map_err(map_diesel_error)?;
+                ::diesel::update(api_keys::table.find($codec::uuid(key.0)))
+                    .set(api_keys::permissions.eq($codec::json(&next)?))
+                    .execute(conn)
+                    .map_err(map_diesel_error)?;
             }
             Ok(())
         }
@@ -1067,20 +1025,16 @@ macro_rules! collection_queries {
             id: ::repo_core::CollectionId,
             grantee: ::repo_core::Grantee,
         ) -> ::repo_core::RepoResult<bool> {
-            let of_collection = collection_permissions::table.filter(
-                collection_permissions::collection_id
-                    .eq(<$codec as $crate::codec::Codec>::uuid(id.0)),
-            );
+            let of_collection = collection_permissions::table
+                .filter(collection_permissions::collection_id.eq($codec::uuid(id.0)));
             let n = match grantee {
                 ::repo_core::Grantee::User(user) => ::diesel::delete(
                     of_collection.filter(collection_permissions::user_id.eq(user.0)),
                 )
                 .execute(conn),
                 ::repo_core::Grantee::ApiKey(key) => ::diesel::delete(
-                    of_collection.filter(
-                        collection_permissions::api_key_id
-                            .eq(<$codec as $crate::codec::Codec>::uuid(key.0)),
-                    ),
+                    of_collection
+                        .filter(collection_permissions::api_key_id.eq($codec::uuid(key.0))),
                 )
                 .execute(conn),
             }
@@ -1095,10 +1049,7 @@ macro_rules! collection_queries {
         ) -> ::repo_core::RepoResult<Vec<::repo_core::CollectionPermission>> {
             ensure_exists(conn, id)?;
             collection_permissions::table
-                .filter(
-                    collection_permissions::collection_id
-                        .eq(<$codec as $crate::codec::Codec>::uuid(id.0)),
-                )
+                .filter(collection_permissions::collection_id.eq($codec::uuid(id.0)))
                 .select(PermissionRow::as_select())
                 .order((
                     collection_permissions::created_at.desc(),

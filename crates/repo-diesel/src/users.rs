@@ -18,6 +18,11 @@
 #[macro_export]
 macro_rules! user_queries {
     (backend: $backend:ident, conn: $conn:ty, codec: $codec:ident $(,)?) => {
+        // The codec's functions, called as `$codec::uuid(…)`.
+        use $crate::codec::Codec as _;
+        /// How this backend's codec stores a timestamp (for the row types below).
+        type StoredTimestamp = <$codec as $crate::codec::Codec>::Timestamp;
+
         /// A `users` row as read.
         #[derive(Queryable, Selectable)]
         #[diesel(table_name = users, check_for_backend($backend))]
@@ -29,9 +34,9 @@ macro_rules! user_queries {
             hashed_password: String,
             is_active: bool,
             is_superuser: bool,
-            created_at: <$codec as $crate::codec::Codec>::Timestamp,
-            updated_at: <$codec as $crate::codec::Codec>::Timestamp,
-            last_login: Option<<$codec as $crate::codec::Codec>::Timestamp>,
+            created_at: StoredTimestamp,
+            updated_at: StoredTimestamp,
+            last_login: Option<StoredTimestamp>,
         }
 
         impl UserRow {
@@ -40,21 +45,9 @@ macro_rules! user_queries {
                 const T: &str = "users";
                 Ok(::repo_core::User {
                     id: ::repo_core::UserId(self.id),
-                    created_at: <$codec as $crate::codec::Codec>::read_timestamp(
-                        T,
-                        "created_at",
-                        self.created_at,
-                    )?,
-                    updated_at: <$codec as $crate::codec::Codec>::read_timestamp(
-                        T,
-                        "updated_at",
-                        self.updated_at,
-                    )?,
-                    last_login: <$codec as $crate::codec::Codec>::read_opt_timestamp(
-                        T,
-                        "last_login",
-                        self.last_login,
-                    )?,
+                    created_at: $codec::read_timestamp(T, "created_at", self.created_at)?,
+                    updated_at: $codec::read_timestamp(T, "updated_at", self.updated_at)?,
+                    last_login: $codec::read_opt_timestamp(T, "last_login", self.last_login)?,
                     username: self.username,
                     email: self.email,
                     full_name: self.full_name,
@@ -75,9 +68,9 @@ macro_rules! user_queries {
             hashed_password: &'a str,
             is_active: bool,
             is_superuser: bool,
-            created_at: <$codec as $crate::codec::Codec>::Timestamp,
-            updated_at: <$codec as $crate::codec::Codec>::Timestamp,
-            last_login: Option<<$codec as $crate::codec::Codec>::Timestamp>,
+            created_at: StoredTimestamp,
+            updated_at: StoredTimestamp,
+            last_login: Option<StoredTimestamp>,
         }
 
         /// The columns a `UserPatch` changes (`None`: unchanged).
@@ -90,7 +83,7 @@ macro_rules! user_queries {
             hashed_password: Option<&'a str>,
             is_active: Option<bool>,
             is_superuser: Option<bool>,
-            updated_at: <$codec as $crate::codec::Codec>::Timestamp,
+            updated_at: StoredTimestamp,
         }
 
         /// `NotFound { entity: Entity::User }`.
@@ -104,7 +97,7 @@ macro_rules! user_queries {
             new: &::repo_core::NewUser,
         ) -> ::repo_core::RepoResult<::repo_core::User> {
             let new = new.validated()?;
-            let at = <$codec as $crate::codec::Codec>::timestamp(::repo_core::now());
+            let at = $codec::timestamp(::repo_core::now());
             ::diesel::insert_into(users::table)
                 .values(InsertUser {
                     username: &new.username,
@@ -218,7 +211,7 @@ macro_rules! user_queries {
                     hashed_password: patch.hashed_password.as_deref(),
                     is_active: patch.is_active,
                     is_superuser: patch.is_superuser,
-                    updated_at: <$codec as $crate::codec::Codec>::timestamp(::repo_core::now()),
+                    updated_at: $codec::timestamp(::repo_core::now()),
                 })
                 .returning(UserRow::as_returning())
                 .get_result(conn)
@@ -311,10 +304,7 @@ macro_rules! user_queries {
         ) -> ::repo_core::RepoResult<::repo_core::CursorPage<::repo_core::User>> {
             let mut query = filtered(filter);
             if let Some(after) = &page.after {
-                let (at, id) = (
-                    <$codec as $crate::codec::Codec>::timestamp(after.created_at()),
-                    after.int_id()?,
-                );
+                let (at, id) = ($codec::timestamp(after.created_at()), after.int_id()?);
                 query = query.filter(
                     users::created_at
                         .lt(at.clone())
@@ -339,11 +329,7 @@ macro_rules! user_queries {
             id: ::repo_core::UserId,
         ) -> ::repo_core::RepoResult<::repo_core::User> {
             ::diesel::update(users::table.find(id.0))
-                .set(
-                    users::last_login.eq(<$codec as $crate::codec::Codec>::timestamp(
-                        ::repo_core::now(),
-                    )),
-                )
+                .set(users::last_login.eq($codec::timestamp(::repo_core::now())))
                 .returning(UserRow::as_returning())
                 .get_result(conn)
                 .optional()

@@ -28,6 +28,8 @@ pub(crate) fn lock(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Coll
     one(row, id)
 }
 
+// The names the other repositories of this backend call (SQLite's call `access` and
+// `ensure_exists` directly).
 pub(crate) use self::access as with_access;
 pub(crate) use self::ensure_exists as require;
 
