@@ -1248,3 +1248,25 @@ macro_rules! collection_repository {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_number_their_parameters_with_the_backend_sigil() {
+        for (sigil, other) in [('$', '?'), ('?', '$')] {
+            for sql in [
+                actor_sql(sigil),
+                access_sql(sigil),
+                visible_count_sql(sigil),
+            ] {
+                assert!(!sql.contains(other), "{sql}");
+            }
+        }
+        assert!(actor_sql('?').contains("k.id = ?2"));
+        assert!(actor_sql('?').contains("COALESCE(k.user_id, ?1)"));
+        assert!(access_sql('$').ends_with("WHERE c.id = $3"));
+        assert!(visible_count_sql('$').contains("owner_id = $1"));
+    }
+}
