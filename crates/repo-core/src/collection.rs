@@ -2,7 +2,7 @@
 
 use crate::access::Principal;
 use crate::enums::{AccessLevel, CollectionStatus, Quantization, SyncMode, SyncRunStatus};
-use crate::error::{Field, RepoError, RepoResult};
+use crate::error::{Attempt, Field, RepoError, RepoResult};
 use crate::ids::{ApiKeyId, CollectionId, UserId};
 use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::{self, Timestamp};
@@ -80,6 +80,87 @@ impl Collection {
     /// This collection's position in a newest-first cursor listing.
     pub fn cursor(&self) -> Cursor {
         Cursor::after_uuid(self.created_at, self.id.0)
+    }
+
+    /// The rule of [`CollectionRepository::update_status`] as the condition of one
+    /// atomic update: the stored spellings of the states from which `status` may be
+    /// entered (empty: none may), after checking `message`. When the conditional
+    /// update changes no row, the refusal is `InvalidState { current, attempted }`.
+    pub fn status_sources(
+        status: CollectionStatus,
+        message: Option<&str>,
+    ) -> RepoResult<Vec<&'static str>> {
+        validate::opt_text(Field::StatusMessage, message)?;
+        Ok(CollectionStatus::predecessors(status)
+            .into_iter()
+            .map(CollectionStatus::as_str)
+            .collect())
+    }
+
+    /// The row after [`CollectionRepository::pause_sync`] at `at`: `None` when sync is
+    /// already paused (pausing twice keeps the first pause time); `InvalidState` for a
+    /// one-time collection.
+    pub fn paused(&self, at: Timestamp) -> RepoResult<Option<Collection>> {
+        if self.sync_mode == SyncMode::OneTime {
+            return Err(RepoError::invalid_state(
+                SyncMode::OneTime,
+                Attempt::PauseSync,
+            ));
+        }
+        if self.sync_paused_at.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Collection {
+            sync_paused_at: Some(at),
+            updated_at: at,
+            ..self.clone()
+        }))
+    }
+
+    /// The row after [`CollectionRepository::resume_sync`] at `at`, due again at
+    /// `next_run_at`; `InvalidState` for a one-time collection.
+    pub fn resumed(&self, next_run_at: Timestamp, at: Timestamp) -> RepoResult<Collection> {
+        if self.sync_mode == SyncMode::OneTime {
+            return Err(RepoError::invalid_state(
+                SyncMode::OneTime,
+                Attempt::ResumeSync,
+            ));
+        }
+        Ok(Collection {
+            sync_paused_at: None,
+            sync_next_run_at: Some(time::truncate_micros(next_run_at)),
+            updated_at: at,
+            ..self.clone()
+        })
+    }
+
+    /// The row after [`CollectionRepository::record_sync_run`] at `at`: a completed
+    /// run of a continuous collection schedules the next run `sync_interval_minutes`
+    /// after its completion; otherwise the next run stays as it was.
+    pub fn with_sync_run(&self, run: &SyncRun, at: Timestamp) -> RepoResult<Collection> {
+        validate::opt_text(Field::SyncLastError, run.error.as_deref())?;
+        let completed_at = run.completed_at.map(time::truncate_micros);
+        let next_run = match (completed_at, self.sync_mode, self.sync_interval_minutes) {
+            (Some(done), SyncMode::Continuous, Some(minutes)) => {
+                Some(done + chrono::Duration::minutes(i64::from(minutes)))
+            }
+            _ => self.sync_next_run_at,
+        };
+        Ok(Collection {
+            sync_last_run_started_at: Some(time::truncate_micros(run.started_at)),
+            sync_last_run_completed_at: completed_at,
+            sync_last_run_status: Some(run.status),
+            sync_last_error: run.error.clone(),
+            sync_next_run_at: next_run,
+            updated_at: at,
+            ..self.clone()
+        })
+    }
+
+    /// The rule of [`CollectionRepository::delete`]: only a principal holding admin
+    /// on the collection (`have`, from [`crate::Actor::level`]) may delete it.
+    pub fn require_delete_rights(&self, have: Option<AccessLevel>) -> RepoResult<()> {
+        require_access(self, have, AccessLevel::Admin)
     }
 }
 
@@ -595,6 +676,66 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(one_time.apply_to(&cont).unwrap().sync_next_run_at, None);
+    }
+
+    #[test]
+    fn sync_pause_resume_and_runs_follow_the_mode() {
+        let one_time = NewCollection::new("c", UserId(1)).prepare().unwrap();
+        let at = one_time.created_at;
+        assert!(matches!(
+            one_time.paused(at),
+            Err(RepoError::InvalidState { .. })
+        ));
+        assert!(matches!(
+            one_time.resumed(at, at),
+            Err(RepoError::InvalidState { .. })
+        ));
+        let mut n = NewCollection::new("c", UserId(1));
+        n.sync_mode = SyncMode::Continuous;
+        n.sync_interval_minutes = Some(30);
+        let cont = n.prepare().unwrap();
+        let paused = cont.paused(at).unwrap().unwrap();
+        assert_eq!(paused.sync_paused_at, Some(at));
+        assert_eq!(
+            paused.paused(at).unwrap(),
+            None,
+            "pausing twice keeps the first"
+        );
+        let resumed = paused.resumed(at, at).unwrap();
+        assert_eq!(
+            (resumed.sync_paused_at, resumed.sync_next_run_at),
+            (None, Some(at))
+        );
+        let run = SyncRun {
+            started_at: at,
+            completed_at: Some(at),
+            status: SyncRunStatus::Success,
+            error: None,
+        };
+        let after = cont.with_sync_run(&run, at).unwrap();
+        assert_eq!(
+            after.sync_next_run_at,
+            Some(at + chrono::Duration::minutes(30))
+        );
+        let running = SyncRun {
+            completed_at: None,
+            ..run
+        };
+        assert_eq!(
+            cont.with_sync_run(&running, at).unwrap().sync_next_run_at,
+            cont.sync_next_run_at
+        );
+    }
+
+    #[test]
+    fn status_sources_list_the_predecessors() {
+        assert_eq!(
+            Collection::status_sources(CollectionStatus::Processing, None).unwrap(),
+            vec!["pending", "ready", "error"]
+        );
+        assert!(Collection::status_sources(CollectionStatus::Pending, None)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Users.
 
-use crate::error::{Field, RepoResult};
+use crate::error::{Attempt, Field, RepoError, RepoResult, State};
 use crate::ids::UserId;
 use crate::page::{Cursor, CursorPage, CursorRequest, Page, PageRequest};
 use crate::time::Timestamp;
@@ -227,6 +227,25 @@ pub enum DeleteMode {
     Cascade,
 }
 
+impl DeleteMode {
+    /// What happens to the collections a user owns when the user is deleted:
+    /// `Restrict` asks `count_owned` and refuses (`InvalidState`) while the user owns
+    /// any; `Cascade` answers `true` (delete them first) without counting.
+    pub fn deletes_owned_collections(
+        self,
+        count_owned: impl FnOnce() -> RepoResult<i64>,
+    ) -> RepoResult<bool> {
+        match self {
+            Self::Restrict if count_owned()? > 0 => Err(RepoError::invalid_state(
+                State::OwnsCollections,
+                Attempt::Delete,
+            )),
+            Self::Restrict => Ok(false),
+            Self::Cascade => Ok(true),
+        }
+    }
+}
+
 /// Users: create, read, update, delete, list.
 pub trait UserRepository: Send + Sync {
     /// Creates a user. A taken username or email is `AlreadyExists` naming the field.
@@ -253,4 +272,23 @@ pub trait UserRepository: Send + Sync {
     fn count(&self, filter: UserFilter) -> RepoResult<u64>;
     /// Sets `last_login` to now and returns the user.
     fn record_login(&self, id: UserId) -> RepoResult<User>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restrict_refuses_an_owner_and_cascade_does_not_count() {
+        assert!(matches!(
+            DeleteMode::Restrict.deletes_owned_collections(|| Ok(2)),
+            Err(RepoError::InvalidState { .. })
+        ));
+        assert!(!DeleteMode::Restrict
+            .deletes_owned_collections(|| Ok(0))
+            .unwrap());
+        assert!(DeleteMode::Cascade
+            .deletes_owned_collections(|| unreachable!("cascade does not count"))
+            .unwrap());
+    }
 }

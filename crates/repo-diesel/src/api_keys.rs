@@ -2,7 +2,7 @@
 //! [`api_key_repository!`](crate::api_key_repository) writes the row types, every query
 //! both backends run alike and the `ApiKeyRepository` impl once; each backend expands
 //! it in its `api_keys.rs` over its own `schema::api_keys`, connection type and
-//! [`ColumnCodec`](crate::codec::ColumnCodec).
+//! [`Codec`](crate::codec::Codec).
 //!
 //! The rules are repo-core's (`repo_core::api_key`): the usable-key rule
 //! (`UsableKeyCondition`), the verify decision (`VerifiedKey::decide`), when verify
@@ -26,7 +26,7 @@
 ///
 /// Arguments:
 /// - `backend`, `connection`, `codec`, `map_error`: the Diesel backend type, the
-///   connection type, the backend's `ColumnCodec` and its Diesel error mapping;
+///   connection type, the backend's `Codec` and its Diesel error mapping;
 /// - `impl for Repo<S> where S: Source`: the repository type and its source trait;
 /// - `policy(s) => …`: the store's `ApiKeyPolicy`, from the repository `s`;
 /// - `read(s, f) => …`, `run(s, f) => …`, `write(s, f) => …`: how the impl runs the
@@ -54,11 +54,11 @@ macro_rules! api_key_repository {
         lock_user: $lock_user:path $(,)?
     ) => {
         use ::diesel::prelude::*;
-        use $crate::codec::ColumnCodec as _;
+        use $crate::codec::Codec as _;
 
-        type StoredUuid = <$codec as $crate::codec::ColumnCodec>::Uuid;
-        type StoredTs = <$codec as $crate::codec::ColumnCodec>::Ts;
-        type StoredJson = <$codec as $crate::codec::ColumnCodec>::Json;
+        type StoredUuid = <$codec as $crate::codec::Codec>::Uuid;
+        type StoredTs = <$codec as $crate::codec::Codec>::Timestamp;
+        type StoredJson = <$codec as $crate::codec::Codec>::Json;
         type KeyResult = ::repo_core::RepoResult<::repo_core::ApiKey>;
 
         /// An `api_keys` row without `name_folded` and `key_hash`: a hash is written
@@ -87,9 +87,9 @@ macro_rules! api_key_repository {
                     key_prefix: self.key_prefix,
                     permissions: $codec::read_opt_json(T, "permissions", self.permissions)?,
                     is_active: self.is_active,
-                    expires_at: $codec::read_opt_ts(T, "expires_at", self.expires_at)?,
-                    last_used_at: $codec::read_opt_ts(T, "last_used_at", self.last_used_at)?,
-                    created_at: $codec::read_ts(T, "created_at", self.created_at)?,
+                    expires_at: $codec::read_opt_timestamp(T, "expires_at", self.expires_at)?,
+                    last_used_at: $codec::read_opt_timestamp(T, "last_used_at", self.last_used_at)?,
+                    created_at: $codec::read_timestamp(T, "created_at", self.created_at)?,
                 })
             }
         }
@@ -125,9 +125,9 @@ macro_rules! api_key_repository {
                     key_hash: &prepared.key_hash,
                     permissions: $codec::opt_json(key.permissions.as_ref())?,
                     is_active: key.is_active,
-                    expires_at: $codec::opt_ts(key.expires_at),
-                    last_used_at: $codec::opt_ts(key.last_used_at),
-                    created_at: $codec::ts(key.created_at),
+                    expires_at: $codec::opt_timestamp(key.expires_at),
+                    last_used_at: $codec::opt_timestamp(key.last_used_at),
+                    created_at: $codec::timestamp(key.created_at),
                 })
             }
         }
@@ -155,7 +155,7 @@ macro_rules! api_key_repository {
                         Rule::KeyUnexpired => Some(Box::new(
                             api_keys::expires_at
                                 .is_null()
-                                .or(api_keys::expires_at.gt($codec::ts(at)))
+                                .or(api_keys::expires_at.gt($codec::timestamp(at)))
                                 .assume_not_null(),
                         )),
                         // Not a column of `api_keys`: verify checks it on the join.
@@ -257,7 +257,7 @@ macro_rules! api_key_repository {
             ::diesel::delete(
                 api_keys::table
                     .filter(api_keys::expires_at.is_not_null())
-                    .filter(api_keys::expires_at.le($codec::ts(::repo_core::now()))),
+                    .filter(api_keys::expires_at.le($codec::timestamp(::repo_core::now()))),
             )
             .execute(conn)
             .map($crate::codec::affected)

@@ -1,68 +1,90 @@
-//! How a backend stores a domain value in a column and reads it back: SQLite keeps
-//! UUIDs, timestamps and JSON as text, PostgreSQL in native types. The row types and
-//! queries that both backends share (`repo_diesel::operations`, `repo_diesel::api_keys`)
-//! are written once over a [`ColumnCodec`]; each backend names its own.
+//! How a backend stores the column types the two databases spell differently: UUIDs,
+//! timestamps and JSON are text on SQLite and native types on PostgreSQL. Code
+//! written once for both backends (the row macros of [`crate::collections`] and
+//! [`crate::users`]) converts through a [`Codec`], so that the conversion between a
+//! row and its domain type is written once.
 
-use repo_core::{RepoResult, Timestamp};
+use repo_core::{RepoError, RepoResult, Timestamp};
 use serde_json::Value;
 use std::str::FromStr;
 use uuid::Uuid;
 
-/// The column types of a backend and the conversions to and from the domain.
-///
-/// `read_*` take the table and column so that a backend can say which stored value is
-/// corrupt.
-pub trait ColumnCodec {
-    /// Stored form of a UUID.
+/// One backend's storage of UUIDs, timestamps and JSON, and its error for a stored
+/// value it cannot read.
+pub trait Codec {
+    /// A UUID as stored.
     type Uuid;
-    /// Stored form of a timestamp.
-    type Ts;
-    /// Stored form of a JSON value.
+    /// A timestamp as stored.
+    type Timestamp;
+    /// A JSON document as stored.
     type Json;
+    /// The SQL type of a stored UUID (for statements written as SQL text).
+    type UuidSql;
+    /// The SQL type of a stored timestamp.
+    type TimestampSql;
+    /// The SQL type of a stored JSON document.
+    type JsonSql;
 
-    /// A UUID as stored (and bound in a query).
+    /// A UUID as stored.
     fn uuid(value: Uuid) -> Self::Uuid;
-    /// A timestamp as stored (and bound in a query).
-    fn ts(value: Timestamp) -> Self::Ts;
-    /// A JSON value as stored.
+    /// A timestamp as stored (microseconds).
+    fn timestamp(value: Timestamp) -> Self::Timestamp;
+    /// A JSON document as stored.
     fn json(value: &Value) -> RepoResult<Self::Json>;
-    /// Reads a stored UUID.
+    /// Reads a stored UUID of `table.column`.
     fn read_uuid(table: &str, column: &str, stored: Self::Uuid) -> RepoResult<Uuid>;
-    /// Reads a stored timestamp.
-    fn read_ts(table: &str, column: &str, stored: Self::Ts) -> RepoResult<Timestamp>;
-    /// Reads stored JSON.
+    /// Reads a stored timestamp of `table.column`.
+    fn read_timestamp(table: &str, column: &str, stored: Self::Timestamp) -> RepoResult<Timestamp>;
+    /// Reads a stored JSON document of `table.column`.
     fn read_json(table: &str, column: &str, stored: Self::Json) -> RepoResult<Value>;
-    /// Reads a stored status or kind spelling.
-    fn read_enum<E: FromStr>(table: &str, column: &str, stored: &str) -> RepoResult<E>;
+    /// The error for a value of `table.column` that does not read back (a corrupt row).
+    fn corrupt(table: &str, column: &str, detail: String) -> RepoError;
 
     /// An optional timestamp as stored.
-    fn opt_ts(value: Option<Timestamp>) -> Option<Self::Ts> {
-        value.map(Self::ts)
+    fn opt_timestamp(value: Option<Timestamp>) -> Option<Self::Timestamp> {
+        value.map(Self::timestamp)
     }
 
-    /// An optional JSON value as stored.
+    /// An optional JSON document as stored.
     fn opt_json(value: Option<&Value>) -> RepoResult<Option<Self::Json>> {
         value.map(Self::json).transpose()
     }
 
     /// Reads an optional stored timestamp.
-    fn read_opt_ts(
+    fn read_opt_timestamp(
         table: &str,
         column: &str,
-        stored: Option<Self::Ts>,
+        stored: Option<Self::Timestamp>,
     ) -> RepoResult<Option<Timestamp>> {
-        stored.map(|v| Self::read_ts(table, column, v)).transpose()
+        stored
+            .map(|s| Self::read_timestamp(table, column, s))
+            .transpose()
     }
 
-    /// Reads optional stored JSON.
+    /// Reads an optional stored JSON document.
     fn read_opt_json(
         table: &str,
         column: &str,
         stored: Option<Self::Json>,
     ) -> RepoResult<Option<Value>> {
         stored
-            .map(|v| Self::read_json(table, column, v))
+            .map(|s| Self::read_json(table, column, s))
             .transpose()
+    }
+
+    /// Reads a stored enum spelling (statuses, kinds, levels).
+    fn read_enum<T: FromStr>(table: &str, column: &str, text: &str) -> RepoResult<T> {
+        text.parse()
+            .map_err(|_| Self::corrupt(table, column, format!("unknown value {text:?}")))
+    }
+
+    /// Reads an optional stored enum spelling.
+    fn read_opt_enum<T: FromStr>(
+        table: &str,
+        column: &str,
+        text: Option<&str>,
+    ) -> RepoResult<Option<T>> {
+        text.map(|t| Self::read_enum(table, column, t)).transpose()
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`operation_repository!`](crate::operation_repository) writes the row types, every
 //! query both backends run alike and the `OperationRepository` impl once; each backend
 //! expands it in its `operations.rs` over its own `schema::operations`, connection type
-//! and [`ColumnCodec`](crate::codec::ColumnCodec).
+//! and [`Codec`](crate::codec::Codec).
 //!
 //! The rules are repo-core's (`repo_core::operation`): the status machine and what a
 //! transition writes (`TransitionPlan`), cancel rights (`Operation::check_cancel`), the
@@ -28,7 +28,7 @@
 ///
 /// Arguments:
 /// - `backend`, `connection`, `codec`, `map_error`: the Diesel backend type, the
-///   connection type, the backend's `ColumnCodec` and its Diesel error mapping;
+///   connection type, the backend's `Codec` and its Diesel error mapping;
 /// - `impl for Repo<S> where S: Source`: the repository type and its source trait;
 /// - `read(s, f) => …`, `run(s, f) => …`, `write(s, f) => …`: how the impl runs the
 ///   closure `f` on the repository `s`, for reads (a replica may serve), single
@@ -59,11 +59,11 @@ macro_rules! operation_repository {
     ) => {
         use ::diesel::prelude::*;
         use ::repo_core::operation::TransitionPlan;
-        use $crate::codec::ColumnCodec as _;
+        use $crate::codec::Codec as _;
 
-        type StoredUuid = <$codec as $crate::codec::ColumnCodec>::Uuid;
-        type StoredTs = <$codec as $crate::codec::ColumnCodec>::Ts;
-        type StoredJson = <$codec as $crate::codec::ColumnCodec>::Json;
+        type StoredUuid = <$codec as $crate::codec::Codec>::Uuid;
+        type StoredTs = <$codec as $crate::codec::Codec>::Timestamp;
+        type StoredJson = <$codec as $crate::codec::Codec>::Json;
         type Op = ::repo_core::Operation;
         type OpResult = ::repo_core::RepoResult<::repo_core::Operation>;
 
@@ -106,9 +106,9 @@ macro_rules! operation_repository {
                     config: $codec::read_json(T, "config", self.config)?,
                     error_message: self.error_message,
                     meta: $codec::read_json(T, "meta", self.meta)?,
-                    created_at: $codec::read_ts(T, "created_at", self.created_at)?,
-                    started_at: $codec::read_opt_ts(T, "started_at", self.started_at)?,
-                    completed_at: $codec::read_opt_ts(T, "completed_at", self.completed_at)?,
+                    created_at: $codec::read_timestamp(T, "created_at", self.created_at)?,
+                    started_at: $codec::read_opt_timestamp(T, "started_at", self.started_at)?,
+                    completed_at: $codec::read_opt_timestamp(T, "completed_at", self.completed_at)?,
                 })
             }
         }
@@ -145,9 +145,9 @@ macro_rules! operation_repository {
                     config: $codec::json(&op.config)?,
                     error_message: op.error_message.as_deref(),
                     meta: $codec::json(&op.meta)?,
-                    created_at: $codec::ts(op.created_at),
-                    started_at: $codec::opt_ts(op.started_at),
-                    completed_at: $codec::opt_ts(op.completed_at),
+                    created_at: $codec::timestamp(op.created_at),
+                    started_at: $codec::opt_timestamp(op.started_at),
+                    completed_at: $codec::opt_timestamp(op.completed_at),
                 })
             }
         }
@@ -166,8 +166,8 @@ macro_rules! operation_repository {
             fn from_domain(plan: &TransitionPlan<'a>) -> Self {
                 Self {
                     status: plan.to.as_str(),
-                    started_at: $codec::opt_ts(plan.started_at),
-                    completed_at: $codec::opt_ts(plan.completed_at),
+                    started_at: $codec::opt_timestamp(plan.started_at),
+                    completed_at: $codec::opt_timestamp(plan.completed_at),
                     error_message: plan.error_message,
                 }
             }
@@ -375,9 +375,9 @@ macro_rules! operation_repository {
                 let (at, id) = (after.created_at(), after.int_id()?);
                 query = query.filter(
                     operations::created_at
-                        .lt($codec::ts(at))
+                        .lt($codec::timestamp(at))
                         .or(operations::created_at
-                            .eq($codec::ts(at))
+                            .eq($codec::timestamp(at))
                             .and(operations::id.lt(id))),
                 );
             }
@@ -410,7 +410,7 @@ macro_rules! operation_repository {
         ) -> ::repo_core::RepoResult<Vec<Op>> {
             let rows = operations::table
                 .filter(operations::status.eq_any(active_names()))
-                .filter(operations::created_at.lt($codec::ts(older_than)))
+                .filter(operations::created_at.lt($codec::timestamp(older_than)))
                 .select(OperationRow::as_select())
                 .order((operations::created_at.asc(), operations::id.asc()))
                 .load(conn)

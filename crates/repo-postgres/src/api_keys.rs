@@ -3,7 +3,8 @@
 //! rules (usable key, verify decision, restamp, key limit) from `repo_core::api_key`.
 //! Only verify, the hot path, is written here: one statement.
 
-use crate::connection::{ConnectionSource, PgCodec};
+use crate::codec::PgCodec;
+use crate::connection::ConnectionSource;
 use crate::error::map_diesel_error;
 use crate::prepared::CacheDsl;
 use crate::schema::api_keys;

@@ -67,6 +67,7 @@ mod api_keys;
 #[cfg(test)]
 mod bulk_measure;
 mod chunks;
+mod codec;
 mod collections;
 mod connection;
 mod documents;

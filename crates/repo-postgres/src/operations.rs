@@ -4,8 +4,9 @@
 //! cancel rights) from `repo_core::operation`. Only what PostgreSQL does its own way
 //! is here.
 
+use crate::codec::PgCodec;
 use crate::collections as collection_repo;
-use crate::connection::{missing_reference, ConnectionSource, PgCodec};
+use crate::connection::{missing_reference, ConnectionSource};
 use crate::error::map_diesel_error;
 use crate::prepared::CacheDsl;
 use crate::schema::operations;

@@ -34,11 +34,6 @@ pub(crate) fn ts(value: Timestamp) -> String {
     out
 }
 
-/// An optional timestamp as stored.
-pub(crate) fn opt_ts(value: Option<Timestamp>) -> Option<String> {
-    value.map(ts)
-}
-
 /// Reads a stored timestamp.
 pub(crate) fn read_ts(table: &str, column: &str, text: &str) -> RepoResult<Timestamp> {
     from_text(text).ok_or_else(|| corrupt(table, column, format!("not a timestamp: {text:?}")))
@@ -71,23 +66,9 @@ pub(crate) fn json(value: &Value) -> RepoResult<String> {
     })
 }
 
-/// An optional JSON value as stored.
-pub(crate) fn opt_json(value: Option<&Value>) -> RepoResult<Option<String>> {
-    value.map(json).transpose()
-}
-
 /// Reads stored JSON.
 pub(crate) fn read_json(table: &str, column: &str, text: &str) -> RepoResult<Value> {
     serde_json::from_str(text).map_err(|e| corrupt(table, column, e))
-}
-
-/// Reads optional stored JSON.
-pub(crate) fn read_opt_json(
-    table: &str,
-    column: &str,
-    text: Option<&str>,
-) -> RepoResult<Option<Value>> {
-    text.map(|t| read_json(table, column, t)).transpose()
 }
 
 /// Reads a stored enum spelling.
@@ -106,20 +87,23 @@ pub(crate) fn affected(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// These codecs for the row types and queries `repo_diesel` writes once for both
-/// backends.
+/// The SQLite [`repo_diesel::codec::Codec`]: UUIDs, timestamps and JSON as the text
+/// the functions above write and read.
 pub(crate) struct SqliteCodec;
 
-impl repo_diesel::codec::ColumnCodec for SqliteCodec {
+impl repo_diesel::codec::Codec for SqliteCodec {
     type Uuid = String;
-    type Ts = String;
+    type Timestamp = String;
     type Json = String;
+    type UuidSql = diesel::sql_types::Text;
+    type TimestampSql = diesel::sql_types::Text;
+    type JsonSql = diesel::sql_types::Text;
 
     fn uuid(value: Uuid) -> String {
         uuid(value)
     }
 
-    fn ts(value: Timestamp) -> String {
+    fn timestamp(value: Timestamp) -> String {
         ts(value)
     }
 
@@ -131,7 +115,7 @@ impl repo_diesel::codec::ColumnCodec for SqliteCodec {
         read_uuid(table, column, &stored)
     }
 
-    fn read_ts(table: &str, column: &str, stored: String) -> RepoResult<Timestamp> {
+    fn read_timestamp(table: &str, column: &str, stored: String) -> RepoResult<Timestamp> {
         read_ts(table, column, &stored)
     }
 
@@ -139,8 +123,8 @@ impl repo_diesel::codec::ColumnCodec for SqliteCodec {
         read_json(table, column, &stored)
     }
 
-    fn read_enum<E: FromStr>(table: &str, column: &str, stored: &str) -> RepoResult<E> {
-        read_enum(table, column, stored)
+    fn corrupt(table: &str, column: &str, detail: String) -> repo_core::RepoError {
+        corrupt(table, column, detail)
     }
 }
 

@@ -51,6 +51,7 @@ macro_rules! repository_types {
 
         impl<S: ConnectionSource> $name<S> {
             /// See [`ConnectionSource::run`].
+            #[allow(dead_code, reason = "repositories written by repo_diesel's macros call `src`")]
             pub(crate) fn run<T>(
                 &self,
                 f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
@@ -142,6 +143,11 @@ impl Source<SqliteConnection> for PoolSource {
         self.run(|c| write_tx(c, &mut f))
     }
 
+    /// In a read transaction: one consistent snapshot (a page and its total).
+    fn read<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(|c| read_tx(c, &f))
+    }
+
     fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
         // Each call is its own transaction, so a busy database is retried like a
         // unit of work.
@@ -176,6 +182,11 @@ impl Source<SqliteConnection> for TxSource<'_, '_> {
 
     fn write<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
         self.run(|c| write_tx(c, &mut f))
+    }
+
+    /// In a read transaction: one consistent snapshot (a page and its total).
+    fn read<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(|c| read_tx(c, &f))
     }
 
     fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
