@@ -147,6 +147,70 @@ pub fn prepare_batch(collection_id: CollectionId, batch: &[NewChunk]) -> RepoRes
         .collect()
 }
 
+/// What [`ChunkRepository::insert_many`] must read before writing a prepared batch:
+/// the owner of every document it names, and the chunk indexes those documents
+/// already hold within `lowest_index..=highest_index` (the batch's range, which narrows
+/// the read when documents already hold many chunks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkLookup {
+    /// The distinct documents of the batch, sorted.
+    pub document_ids: Vec<DocumentId>,
+    /// The smallest chunk index of the batch.
+    pub lowest_index: i32,
+    /// The largest chunk index of the batch.
+    pub highest_index: i32,
+}
+
+impl ChunkLookup {
+    /// The lookup of `rows` (from [`prepare_batch`]).
+    pub fn of(rows: &[Chunk]) -> Self {
+        let mut document_ids: Vec<DocumentId> = rows.iter().map(|c| c.document_id).collect();
+        document_ids.sort_unstable();
+        document_ids.dedup();
+        Self {
+            document_ids,
+            lowest_index: rows.iter().map(|c| c.chunk_index).min().unwrap_or(0),
+            highest_index: rows.iter().map(|c| c.chunk_index).max().unwrap_or(0),
+        }
+    }
+}
+
+/// Checks a prepared batch for `collection_id` against what is stored: every
+/// document first (it exists, `owners` giving its collection, and belongs to the
+/// collection), then every chunk index (not in `stored`), each in input order, so the
+/// error names the first item breaking the first rule.
+pub fn check_stored(
+    collection_id: CollectionId,
+    rows: &[Chunk],
+    owners: &std::collections::HashMap<DocumentId, CollectionId>,
+    stored: &std::collections::HashSet<(DocumentId, i32)>,
+) -> RepoResult<()> {
+    for (i, c) in rows.iter().enumerate() {
+        let refused = match owners.get(&c.document_id) {
+            None => format!("document {} does not exist", c.document_id),
+            Some(owner) if *owner != collection_id => {
+                format!("document {} belongs to another collection", c.document_id)
+            }
+            Some(_) => continue,
+        };
+        return Err(RepoError::validation(Field::DocumentId, refused).for_item(i));
+    }
+    match rows
+        .iter()
+        .position(|c| stored.contains(&(c.document_id, c.chunk_index)))
+    {
+        Some(i) => Err(RepoError::validation(
+            Field::ChunkIndex,
+            format!(
+                "chunk {} of document {} is already stored",
+                rows[i].chunk_index, rows[i].document_id
+            ),
+        )
+        .for_item(i)),
+        None => Ok(()),
+    }
+}
+
 /// Validates `(chunk id, vector id)` pairs and keeps the last vector id given for each
 /// chunk id, in first-seen order; the error names the offending item.
 pub fn last_embedding_per_chunk(pairs: &[(i64, String)]) -> RepoResult<Vec<(i64, &str)>> {

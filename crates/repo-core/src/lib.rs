@@ -85,7 +85,7 @@ pub use config::{
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
     DocumentStatusUpdate, ErrorCategory, NewDocument, NewDocumentBuilder, Registered,
-    MAX_DOCUMENT_BATCH,
+    RegistrationPlan, StoredDocuments, MAX_DOCUMENT_BATCH,
 };
 pub use enums::{
     AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,
