@@ -1,1 +1,492 @@
-//! What both backends share for the `documents` repository.
+//! What both backends share for the `documents` repository: the row types with their
+//! conversions, and the statements both run the same way.
+//!
+//! Diesel's table types differ between the backends (each has its own `schema`
+//! module, and stores UUIDs, timestamps and JSON in other SQL types), so these items
+//! are written once as macros that each backend expands in its `documents` module,
+//! with the backend's [`ColumnCodec`](crate::columns::ColumnCodec) and stored types.
+//! The expanding module must have its schema's `documents` table module in scope.
+
+use repo_core::DocumentStats;
+
+/// Defines `DocumentRow` (a `documents` row as read: `Queryable`, `QueryableByName`,
+/// `Selectable`) with `into_domain`, and `many` (rows into documents).
+///
+/// `backend` is Diesel's backend type, `codec` the backend's
+/// [`ColumnCodec`](crate::columns::ColumnCodec); `uuid`, `timestamp` and `json` are
+/// its stored types (the codec's `Uuid`, `Timestamp` and `Json`).
+#[macro_export]
+macro_rules! document_row {
+    (backend: $backend:ty, codec: $codec:ty, uuid: $uuid:ty, timestamp: $ts:ty, json: $json:ty $(,)?) => {
+        /// A `documents` row as stored.
+        #[derive(::diesel::Queryable, ::diesel::QueryableByName, ::diesel::Selectable)]
+        #[diesel(table_name = documents, check_for_backend($backend))]
+        pub(crate) struct DocumentRow {
+            id: $uuid,
+            collection_id: $uuid,
+            file_path: String,
+            file_name: String,
+            file_size: i64,
+            mime_type: Option<String>,
+            content_hash: String,
+            uri: Option<String>,
+            status: String,
+            error_message: Option<String>,
+            error_category: Option<String>,
+            retry_count: i32,
+            chunk_count: i32,
+            meta: $json,
+            last_seen_at: Option<$ts>,
+            is_stale: bool,
+            created_at: $ts,
+            updated_at: $ts,
+        }
+
+        impl DocumentRow {
+            /// The document of this row; a value the codec cannot read is a corrupt row.
+            pub(crate) fn into_domain(self) -> ::repo_core::RepoResult<::repo_core::Document> {
+                use $crate::columns::ColumnCodec as _;
+                type C = $codec;
+                const T: &str = "documents";
+                Ok(::repo_core::Document {
+                    id: ::repo_core::DocumentId(C::read_uuid(T, "id", self.id)?),
+                    collection_id: ::repo_core::CollectionId(C::read_uuid(
+                        T,
+                        "collection_id",
+                        self.collection_id,
+                    )?),
+                    file_path: self.file_path,
+                    file_name: self.file_name,
+                    file_size: self.file_size,
+                    mime_type: self.mime_type,
+                    content_hash: self.content_hash,
+                    uri: self.uri,
+                    status: C::read_enum(T, "status", &self.status)?,
+                    error_message: self.error_message,
+                    error_category: C::read_opt_enum(
+                        T,
+                        "error_category",
+                        self.error_category.as_deref(),
+                    )?,
+                    retry_count: self.retry_count,
+                    chunk_count: self.chunk_count,
+                    meta: C::read_json(T, "meta", self.meta)?,
+                    last_seen_at: C::read_opt_timestamp(T, "last_seen_at", self.last_seen_at)?,
+                    is_stale: self.is_stale,
+                    created_at: C::read_timestamp(T, "created_at", self.created_at)?,
+                    updated_at: C::read_timestamp(T, "updated_at", self.updated_at)?,
+                })
+            }
+        }
+
+        /// The documents of `rows`.
+        fn many(rows: Vec<DocumentRow>) -> ::repo_core::RepoResult<Vec<::repo_core::Document>> {
+            rows.into_iter().map(DocumentRow::into_domain).collect()
+        }
+    };
+}
+
+/// Defines `$name<'a>`, a document to insert into `$table` (a table with the columns
+/// of `documents`), with `from_domain`. Every column is bound, `None` as NULL, never
+/// DEFAULT (`treat_none_as_default_value = false`): a slice of rows is then one
+/// multi-row `INSERT`, and PostgreSQL's binary `COPY` gets every column.
+///
+/// `codec`, `uuid` and `timestamp` as for [`document_row!`].
+#[macro_export]
+macro_rules! insert_document {
+    ($(#[$meta:meta])* $name:ident, table: $table:ident, codec: $codec:ty, uuid: $uuid:ty, timestamp: $ts:ty $(,)?) => {
+        $(#[$meta])*
+        #[derive(::diesel::Insertable)]
+        #[diesel(table_name = $table, treat_none_as_default_value = false)]
+        pub(crate) struct $name<'a> {
+            id: $uuid,
+            collection_id: $uuid,
+            file_path: &'a str,
+            file_name: &'a str,
+            file_size: i64,
+            mime_type: Option<&'a str>,
+            content_hash: &'a str,
+            uri: Option<&'a str>,
+            status: &'static str,
+            error_message: Option<&'a str>,
+            error_category: Option<&'static str>,
+            retry_count: i32,
+            chunk_count: i32,
+            meta: <$codec as $crate::columns::ColumnCodec>::JsonIn<'a>,
+            last_seen_at: Option<$ts>,
+            is_stale: bool,
+            created_at: $ts,
+            updated_at: $ts,
+        }
+
+        impl<'a> $name<'a> {
+            /// The row of `d`.
+            pub(crate) fn from_domain(d: &'a ::repo_core::Document) -> ::repo_core::RepoResult<Self> {
+                use $crate::columns::ColumnCodec as _;
+                type C = $codec;
+                // A prepared document carries one instant three times: convert it once.
+                let created_at = C::timestamp(d.created_at);
+                let same = |t: ::repo_core::Timestamp| {
+                    if t == d.created_at {
+                        created_at.clone()
+                    } else {
+                        C::timestamp(t)
+                    }
+                };
+                Ok(Self {
+                    id: C::uuid(d.id.0),
+                    collection_id: C::uuid(d.collection_id.0),
+                    file_path: &d.file_path,
+                    file_name: &d.file_name,
+                    file_size: d.file_size,
+                    mime_type: d.mime_type.as_deref(),
+                    content_hash: &d.content_hash,
+                    uri: d.uri.as_deref(),
+                    status: d.status.as_str(),
+                    error_message: d.error_message.as_deref(),
+                    error_category: d.error_category.map(|c| c.as_str()),
+                    retry_count: d.retry_count,
+                    chunk_count: d.chunk_count,
+                    meta: C::json(&d.meta)?,
+                    last_seen_at: d.last_seen_at.map(same),
+                    is_stale: d.is_stale,
+                    updated_at: same(d.updated_at),
+                    created_at,
+                })
+            }
+        }
+    };
+}
+
+/// Defines the statements both backends run alike on `documents`, as functions over
+/// `&mut $conn` (none opens a transaction: the caller chooses):
+///
+/// - `StatusChanges` (the `SET` of a status change) and `update_status`,
+///   `update_status_of` (one statement over a slice of stored ids);
+/// - `one`, `get`, `find_by_hash`, `get_by_hash`, `get_by_uri`;
+/// - `list_by_collection` (failed first, then newest) and `newest_page`;
+/// - `reset_failed_for_retry`, `mark_seen_of` (one statement over a slice of stored
+///   ids), `mark_unseen_stale`, `delete`.
+///
+/// `map_err` maps a Diesel error; the rest as for [`document_row!`], which must be
+/// expanded in the same module.
+#[macro_export]
+macro_rules! document_statements {
+    (backend: $backend:ty, conn: $conn:ty, codec: $codec:ty, uuid: $uuid:ty, timestamp: $ts:ty, map_err: $map_err:path $(,)?) => {
+        /// The columns a status change sets: `error_message` and `error_category` are
+        /// always written (`Some(None)` clears them), `chunk_count` only when given.
+        #[derive(::diesel::AsChangeset)]
+        #[diesel(table_name = documents)]
+        pub(crate) struct StatusChanges<'a> {
+            status: &'static str,
+            error_message: Option<Option<&'a str>>,
+            error_category: Option<Option<&'static str>>,
+            chunk_count: Option<i32>,
+            updated_at: $ts,
+        }
+
+        impl<'a> StatusChanges<'a> {
+            /// Bind parameters of the `SET` clause at most.
+            #[allow(dead_code)]
+            const BINDS: usize = 5;
+
+            /// The changes of a valid `update`.
+            fn new(update: &'a ::repo_core::DocumentStatusUpdate) -> ::repo_core::RepoResult<Self> {
+                use $crate::columns::ColumnCodec as _;
+                update.validate()?;
+                Ok(Self {
+                    status: update.status.as_str(),
+                    error_message: Some(update.error_message.as_deref()),
+                    error_category: Some(update.error_category.map(|c| c.as_str())),
+                    chunk_count: update.chunk_count,
+                    updated_at: <$codec>::timestamp(::repo_core::now()),
+                })
+            }
+        }
+
+        /// The document of `row`, or `NotFound { entity: Entity::Document, key }`.
+        fn one(
+            row: Option<DocumentRow>,
+            key: impl ::std::fmt::Display,
+        ) -> ::repo_core::RepoResult<::repo_core::Document> {
+            row.ok_or_else(|| ::repo_core::RepoError::not_found(::repo_core::Entity::Document, key))?
+                .into_domain()
+        }
+
+        /// The document with this id, or `NotFound { entity: Entity::Document }`.
+        pub(crate) fn get(
+            conn: &mut $conn,
+            id: ::repo_core::DocumentId,
+        ) -> ::repo_core::RepoResult<::repo_core::Document> {
+            use $crate::columns::ColumnCodec as _;
+            let row = documents::table
+                .find(<$codec>::uuid(id.0))
+                .select(DocumentRow::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err($map_err)?;
+            one(row, id)
+        }
+
+        /// The row of the collection with this content hash, if any.
+        fn find_by_hash(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+            content_hash: &str,
+        ) -> ::repo_core::RepoResult<Option<DocumentRow>> {
+            use $crate::columns::ColumnCodec as _;
+            documents::table
+                .filter(documents::collection_id.eq(<$codec>::uuid(collection_id.0)))
+                .filter(documents::content_hash.eq(content_hash))
+                .select(DocumentRow::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err($map_err)
+        }
+
+        fn get_by_hash(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+            content_hash: &str,
+        ) -> ::repo_core::RepoResult<::repo_core::Document> {
+            ::repo_core::validate::text(::repo_core::Field::ContentHash, content_hash)?;
+            let row = find_by_hash(conn, collection_id, content_hash)?;
+            one(row, content_hash)
+        }
+
+        fn get_by_uri(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+            uri: &str,
+        ) -> ::repo_core::RepoResult<::repo_core::Document> {
+            use $crate::columns::ColumnCodec as _;
+            ::repo_core::validate::text(::repo_core::Field::Uri, uri)?;
+            let row = documents::table
+                .filter(documents::collection_id.eq(<$codec>::uuid(collection_id.0)))
+                .filter(documents::uri.eq(uri))
+                .select(DocumentRow::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err($map_err)?;
+            one(row, uri)
+        }
+
+        /// The documents of a collection that pass `filter`.
+        fn filtered(
+            collection_id: ::repo_core::CollectionId,
+            filter: &::repo_core::DocumentFilter,
+        ) -> documents::BoxedQuery<'static, $backend> {
+            use $crate::columns::ColumnCodec as _;
+            let mut query = documents::table
+                .filter(documents::collection_id.eq(<$codec>::uuid(collection_id.0)))
+                .into_boxed();
+            if !filter.statuses.is_empty() {
+                let statuses: Vec<&'static str> =
+                    filter.statuses.iter().map(|s| s.as_str()).collect();
+                query = query.filter(documents::status.eq_any(statuses));
+            }
+            if let Some(stale) = filter.is_stale {
+                query = query.filter(documents::is_stale.eq(stale));
+            }
+            query
+        }
+
+        /// The documents listing, failed first, then newest: two parts read in order
+        /// from their indexes (`documents_collection_status_idx` for the failed
+        /// documents, `documents_collection_created_at_idx` for the others), so a page
+        /// reads its own rows instead of sorting the collection.
+        fn list_by_collection(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+            filter: &::repo_core::DocumentFilter,
+            page: ::repo_core::PageRequest,
+        ) -> ::repo_core::RepoResult<::repo_core::Page<::repo_core::Document>> {
+            use $crate::columns::count;
+            let failed = ::repo_core::DocumentStatus::Failed.as_str();
+            let part = |is_failed: bool| {
+                let query = filtered(collection_id, filter);
+                if is_failed {
+                    query.filter(documents::status.eq(failed))
+                } else {
+                    query.filter(documents::status.ne(failed))
+                }
+            };
+            let failed_total: i64 = part(true).count().get_result(conn).map_err($map_err)?;
+            let others_total: i64 = part(false).count().get_result(conn).map_err($map_err)?;
+            let (first, second) = page.split(count(failed_total));
+            let mut rows = Vec::new();
+            for (is_failed, slice) in [(true, first), (false, second)] {
+                let Some(slice) = slice else { continue };
+                rows.extend(
+                    part(is_failed)
+                        .select(DocumentRow::as_select())
+                        .order((documents::created_at.desc(), documents::id.desc()))
+                        .limit(slice.limit_i64())
+                        .offset(slice.offset_i64())
+                        .load(conn)
+                        .map_err($map_err)?,
+                );
+            }
+            Ok(::repo_core::Page {
+                items: many(rows)?,
+                total: count(failed_total) + count(others_total),
+            })
+        }
+
+        /// A page of the documents `query()` selects, newest first, and their total.
+        fn newest_page<'q>(
+            conn: &mut $conn,
+            query: impl Fn() -> ::repo_core::RepoResult<documents::BoxedQuery<'q, $backend>>,
+            page: ::repo_core::PageRequest,
+        ) -> ::repo_core::RepoResult<::repo_core::Page<::repo_core::Document>> {
+            let rows = query()?
+                .select(DocumentRow::as_select())
+                .order((documents::created_at.desc(), documents::id.desc()))
+                .limit(page.limit_i64())
+                .offset(page.offset_i64())
+                .load(conn)
+                .map_err($map_err)?;
+            let total: i64 = query()?.count().get_result(conn).map_err($map_err)?;
+            Ok(::repo_core::Page {
+                items: many(rows)?,
+                total: $crate::columns::count(total),
+            })
+        }
+
+        fn update_status(
+            conn: &mut $conn,
+            id: ::repo_core::DocumentId,
+            update: &::repo_core::DocumentStatusUpdate,
+        ) -> ::repo_core::RepoResult<::repo_core::Document> {
+            use $crate::columns::ColumnCodec as _;
+            let changes = StatusChanges::new(update)?;
+            let row = ::diesel::update(documents::table.find(<$codec>::uuid(id.0)))
+                .set(&changes)
+                .returning(DocumentRow::as_returning())
+                .get_result(conn)
+                .optional()
+                .map_err($map_err)?;
+            one(row, id)
+        }
+
+        /// Applies `changes` to the documents with the stored ids `keys`, in one
+        /// statement; returns how many rows changed.
+        fn update_status_of(
+            conn: &mut $conn,
+            keys: &[$uuid],
+            changes: &StatusChanges<'_>,
+        ) -> ::repo_core::RepoResult<u64> {
+            let n = ::diesel::update(documents::table.filter(documents::id.eq_any(keys)))
+                .set(changes)
+                .execute(conn)
+                .map_err($map_err)?;
+            Ok($crate::columns::affected(n))
+        }
+
+        fn reset_failed_for_retry(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+        ) -> ::repo_core::RepoResult<u64> {
+            use ::repo_core::DocumentStatus;
+            use $crate::columns::ColumnCodec as _;
+            let n = ::diesel::update(
+                documents::table
+                    .filter(documents::collection_id.eq(<$codec>::uuid(collection_id.0)))
+                    .filter(documents::status.eq(DocumentStatus::Failed.as_str())),
+            )
+            .set((
+                documents::status.eq(DocumentStatus::Pending.as_str()),
+                documents::retry_count.eq(documents::retry_count + 1),
+                documents::error_message.eq(None::<String>),
+                documents::error_category.eq(None::<String>),
+                documents::updated_at.eq(<$codec>::timestamp(::repo_core::now())),
+            ))
+            .execute(conn)
+            .map_err($map_err)?;
+            Ok($crate::columns::affected(n))
+        }
+
+        /// Sets `last_seen_at = at` (stored form) and `is_stale = false` on the
+        /// documents with the stored ids `keys`, in one statement.
+        fn mark_seen_of(conn: &mut $conn, keys: &[$uuid], at: &$ts) -> ::repo_core::RepoResult<u64> {
+            let n = ::diesel::update(documents::table.filter(documents::id.eq_any(keys)))
+                .set((documents::last_seen_at.eq(at), documents::is_stale.eq(false)))
+                .execute(conn)
+                .map_err($map_err)?;
+            Ok($crate::columns::affected(n))
+        }
+
+        /// Marks stale the fresh documents of the collection last seen before
+        /// `seen_before`, or never (SQLite's fixed-width timestamp text sorts as time).
+        fn mark_unseen_stale(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+            seen_before: ::repo_core::Timestamp,
+        ) -> ::repo_core::RepoResult<u64> {
+            use $crate::columns::ColumnCodec as _;
+            let n = ::diesel::update(
+                documents::table
+                    .filter(documents::collection_id.eq(<$codec>::uuid(collection_id.0)))
+                    .filter(documents::is_stale.eq(false))
+                    .filter(
+                        documents::last_seen_at
+                            .is_null()
+                            .or(documents::last_seen_at.lt(<$codec>::timestamp(seen_before))),
+                    ),
+            )
+            .set(documents::is_stale.eq(true))
+            .execute(conn)
+            .map_err($map_err)?;
+            Ok($crate::columns::affected(n))
+        }
+
+        /// Deletes a document; its chunks go by the foreign key's `ON DELETE CASCADE`.
+        fn delete(conn: &mut $conn, id: ::repo_core::DocumentId) -> ::repo_core::RepoResult<()> {
+            use $crate::columns::ColumnCodec as _;
+            let n = ::diesel::delete(documents::table.find(<$codec>::uuid(id.0)))
+                .execute(conn)
+                .map_err($map_err)?;
+            if n == 0 {
+                return Err(::repo_core::RepoError::not_found(
+                    ::repo_core::Entity::Document,
+                    id,
+                ));
+            }
+            Ok(())
+        }
+    };
+}
+
+/// One row of the per-state totals behind [`DocumentRepository::stats`]
+/// (`SELECT status, <count> AS documents, <sum of file_size> AS bytes, <sum of
+/// chunk_count> AS chunks … GROUP BY status`).
+///
+/// [`DocumentRepository::stats`]: repo_core::DocumentRepository::stats
+#[derive(diesel::QueryableByName)]
+pub struct StatusTotals {
+    /// The state.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+    /// Documents in that state.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub documents: i64,
+    /// Sum of their `file_size`.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub bytes: i64,
+    /// Sum of their `chunk_count`.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub chunks: i64,
+}
+
+/// The statistics of a collection from its per-state totals.
+pub fn document_stats(rows: Vec<StatusTotals>) -> DocumentStats {
+    let mut stats = DocumentStats::default();
+    for row in rows {
+        let n = crate::columns::count(row.documents);
+        stats.total += n;
+        stats.total_bytes += row.bytes;
+        stats.total_chunks += row.chunks;
+        stats.by_status.insert(row.status, n);
+    }
+    stats
+}

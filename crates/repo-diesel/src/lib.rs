@@ -11,6 +11,7 @@
 pub mod api_keys;
 pub mod chunks;
 pub mod collections;
+pub mod columns;
 pub mod documents;
 pub mod operations;
 pub mod users;

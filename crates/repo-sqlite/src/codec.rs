@@ -106,6 +106,45 @@ pub(crate) fn affected(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
+/// The SQLite codec of the row types both backends share (`repo_diesel::columns`):
+/// UUIDs, timestamps and JSON as text, through the functions above.
+pub(crate) struct SqliteColumns;
+
+impl repo_diesel::columns::ColumnCodec for SqliteColumns {
+    type Uuid = String;
+    type Timestamp = String;
+    type Json = String;
+    type JsonIn<'a> = String;
+
+    fn uuid(value: Uuid) -> String {
+        uuid(value)
+    }
+
+    fn timestamp(value: Timestamp) -> String {
+        ts(value)
+    }
+
+    fn json(value: &Value) -> RepoResult<String> {
+        json(value)
+    }
+
+    fn read_uuid(table: &str, column: &str, value: String) -> RepoResult<Uuid> {
+        read_uuid(table, column, &value)
+    }
+
+    fn read_timestamp(table: &str, column: &str, value: String) -> RepoResult<Timestamp> {
+        read_ts(table, column, &value)
+    }
+
+    fn read_json(table: &str, column: &str, value: String) -> RepoResult<Value> {
+        read_json(table, column, &value)
+    }
+
+    fn read_enum<T: FromStr>(table: &str, column: &str, text: &str) -> RepoResult<T> {
+        read_enum(table, column, text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
