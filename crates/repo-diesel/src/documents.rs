@@ -161,12 +161,11 @@ macro_rules! insert_document {
 /// Defines the statements both backends run alike on `documents`, as functions over
 /// `&mut $conn` (none opens a transaction: the caller chooses):
 ///
-/// - `StatusChanges` (the `SET` of a status change) and `update_status`,
-///   `update_status_of` (one statement over a slice of stored ids);
-/// - `one`, `get`, `find_by_hash`, `get_by_hash`, `get_by_uri`;
+/// - `StatusChanges` (the `SET` of a status change), `update_status`,
+///   `update_status_many`;
+/// - `one`, `get`, `find_by_hash`, `get_by_hash`, `get_by_uri`, `uri_is_taken`;
 /// - `list_by_collection` (failed first, then newest) and `newest_page`;
-/// - `reset_failed_for_retry`, `mark_seen_of` (one statement over a slice of stored
-///   ids), `mark_unseen_stale`, `delete`.
+/// - `reset_failed_for_retry`, `mark_seen`, `mark_unseen_stale`, `delete`.
 ///
 /// `map_err` maps a Diesel error; the rest as for [`document_row!`], which must be
 /// expanded in the same module.
@@ -369,18 +368,27 @@ macro_rules! document_statements {
             one(row, id)
         }
 
-        /// Applies `changes` to the documents with the stored ids `keys`, in one
-        /// statement; returns how many rows changed.
-        fn update_status_of(
+        /// Changes the state of the listed documents, `ids_per_statement` ids per
+        /// statement (`IN (…)` on SQLite, one `= ANY($1)` array on PostgreSQL); returns
+        /// how many rows changed. Several statements need the caller's transaction.
+        fn update_status_many(
             conn: &mut $conn,
-            keys: &[$uuid],
-            changes: &StatusChanges<'_>,
+            ids: &[::repo_core::DocumentId],
+            update: &::repo_core::DocumentStatusUpdate,
+            ids_per_statement: usize,
         ) -> ::repo_core::RepoResult<u64> {
-            let n = ::diesel::update(documents::table.filter(documents::id.eq_any(keys)))
-                .set(changes)
-                .execute(conn)
-                .map_err($map_err)?;
-            Ok($crate::columns::affected(n))
+            use $crate::columns::ColumnCodec as _;
+            let changes = StatusChanges::new(update)?;
+            let mut changed = 0;
+            for part in ids.chunks(ids_per_statement.max(1)) {
+                let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
+                let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
+                    .set(&changes)
+                    .execute(conn)
+                    .map_err($map_err)?;
+                changed += $crate::columns::affected(n);
+            }
+            Ok(changed)
         }
 
         fn reset_failed_for_retry(
@@ -406,14 +414,42 @@ macro_rules! document_statements {
             Ok($crate::columns::affected(n))
         }
 
-        /// Sets `last_seen_at = at` (stored form) and `is_stale = false` on the
-        /// documents with the stored ids `keys`, in one statement.
-        fn mark_seen_of(conn: &mut $conn, keys: &[$uuid], at: &$ts) -> ::repo_core::RepoResult<u64> {
-            let n = ::diesel::update(documents::table.filter(documents::id.eq_any(keys)))
-                .set((documents::last_seen_at.eq(at), documents::is_stale.eq(false)))
-                .execute(conn)
-                .map_err($map_err)?;
-            Ok($crate::columns::affected(n))
+        /// Sets `last_seen_at = at` and `is_stale = false` on the listed documents,
+        /// `ids_per_statement` ids per statement (as `update_status_many`).
+        fn mark_seen(
+            conn: &mut $conn,
+            ids: &[::repo_core::DocumentId],
+            at: ::repo_core::Timestamp,
+            ids_per_statement: usize,
+        ) -> ::repo_core::RepoResult<u64> {
+            use $crate::columns::ColumnCodec as _;
+            let at = <$codec>::timestamp(at);
+            let mut changed = 0;
+            for part in ids.chunks(ids_per_statement.max(1)) {
+                let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
+                let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
+                    .set((documents::last_seen_at.eq(&at), documents::is_stale.eq(false)))
+                    .execute(conn)
+                    .map_err($map_err)?;
+                changed += $crate::columns::affected(n);
+            }
+            Ok(changed)
+        }
+
+        /// Whether a document of the collection has this URI.
+        fn uri_is_taken(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+            uri: &str,
+        ) -> ::repo_core::RepoResult<bool> {
+            use $crate::columns::ColumnCodec as _;
+            ::diesel::select(::diesel::dsl::exists(
+                documents::table
+                    .filter(documents::collection_id.eq(<$codec>::uuid(collection_id.0)))
+                    .filter(documents::uri.eq(uri)),
+            ))
+            .get_result(conn)
+            .map_err($map_err)
         }
 
         /// Marks stale the fresh documents of the collection last seen before

@@ -144,21 +144,6 @@ fn read_uri_owners(
     Ok(())
 }
 
-/// Whether a document of the collection has this URI.
-fn uri_is_taken(
-    conn: &mut SqliteConnection,
-    collection_id: CollectionId,
-    uri: &str,
-) -> RepoResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        documents::table
-            .filter(documents::collection_id.eq(uuid(collection_id.0)))
-            .filter(documents::uri.eq(uri)),
-    ))
-    .get_result(conn)
-    .map_err(map_diesel_error)
-}
-
 /// `register_many`: the facts the core plans on are read, then the plan's new rows
 /// written, all in one write transaction, so nothing is written unless every item
 /// passes.
@@ -320,40 +305,6 @@ fn find_by_meta(
     read_tx(conn, |c| newest_page(c, query, page))
 }
 
-fn update_status_many(
-    conn: &mut SqliteConnection,
-    ids: &[DocumentId],
-    update: &DocumentStatusUpdate,
-) -> RepoResult<u64> {
-    let changes = StatusChanges::new(update)?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    write_tx(conn, |c| {
-        let mut changed = 0;
-        for part in ids.chunks(in_list_len(StatusChanges::BINDS)) {
-            let keys: Vec<String> = part.iter().map(|id| uuid(id.0)).collect();
-            changed += update_status_of(c, &keys, &changes)?;
-        }
-        Ok(changed)
-    })
-}
-
-fn mark_seen(conn: &mut SqliteConnection, ids: &[DocumentId], at: Timestamp) -> RepoResult<u64> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let at = crate::codec::ts(at);
-    write_tx(conn, |c| {
-        let mut changed = 0;
-        for part in ids.chunks(in_list_len(2)) {
-            let keys: Vec<String> = part.iter().map(|id| uuid(id.0)).collect();
-            changed += mark_seen_of(c, &keys, &at)?;
-        }
-        Ok(changed)
-    })
-}
-
 fn stats(conn: &mut SqliteConnection, collection_id: CollectionId) -> RepoResult<DocumentStats> {
     read_tx(conn, |c| {
         collections::ensure_exists(c, collection_id)?;
@@ -417,7 +368,8 @@ impl<S: ConnectionSource> DocumentRepository for SqliteRepos<S> {
         ids: &[DocumentId],
         update: &DocumentStatusUpdate,
     ) -> RepoResult<u64> {
-        self.run(|c| update_status_many(c, ids, update))
+        let per_statement = in_list_len(StatusChanges::BINDS);
+        self.run(|c| write_tx(c, |c| update_status_many(c, ids, update, per_statement)))
     }
 
     fn reset_failed_for_retry(&self, collection_id: CollectionId) -> RepoResult<u64> {
@@ -425,7 +377,10 @@ impl<S: ConnectionSource> DocumentRepository for SqliteRepos<S> {
     }
 
     fn mark_seen(&self, ids: &[DocumentId], at: Timestamp) -> RepoResult<u64> {
-        self.run(|c| mark_seen(c, ids, at))
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.run(|c| write_tx(c, |c| mark_seen(c, ids, at, in_list_len(2))))
     }
 
     fn mark_unseen_stale(
