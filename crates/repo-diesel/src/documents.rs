@@ -7,7 +7,10 @@
 //! with the backend's [`ColumnCodec`](crate::columns::ColumnCodec) and stored types.
 //! The expanding module must have its schema's `documents` table module in scope.
 
-use repo_core::DocumentStats;
+use repo_core::document::{
+    batch_lookups, InsertedDocuments, RegistrationPlan, StoredDocuments,
+};
+use repo_core::{CollectionId, Document, DocumentStats, Registered, RepoResult};
 
 /// Defines `DocumentRow` (a `documents` row as read: `Queryable`, `QueryableByName`,
 /// `Selectable`) with `into_domain`, and `many` (rows into documents).
@@ -167,11 +170,22 @@ macro_rules! insert_document {
 /// - `list_by_collection` (failed first, then newest) and `newest_page`;
 /// - `reset_failed_for_retry`, `mark_seen`, `mark_unseen_stale`, `delete`.
 ///
-/// `map_err` maps a Diesel error; the rest as for [`document_row!`], which must be
-/// expanded in the same module.
+/// `map_err` maps a Diesel error; `ids_per_statement` is how many ids one statement
+/// of `update_status_many` and `mark_seen` takes (`IN (…)` under SQLite's bind limit,
+/// or a single `= ANY($1)` array on PostgreSQL); several statements need the caller's
+/// transaction. The rest as for [`document_row!`], which must be expanded in the same
+/// module.
 #[macro_export]
 macro_rules! document_statements {
-    (backend: $backend:ty, conn: $conn:ty, codec: $codec:ty, uuid: $uuid:ty, timestamp: $ts:ty, map_err: $map_err:path $(,)?) => {
+    (
+        backend: $backend:ty,
+        conn: $conn:ty,
+        codec: $codec:ty,
+        uuid: $uuid:ty,
+        timestamp: $ts:ty,
+        map_err: $map_err:path,
+        ids_per_statement: $ids_per_statement:expr $(,)?
+    ) => {
         /// The columns a status change sets: `error_message` and `error_category` are
         /// always written (`Some(None)` clears them), `chunk_count` only when given.
         #[derive(::diesel::AsChangeset)]
@@ -368,19 +382,16 @@ macro_rules! document_statements {
             one(row, id)
         }
 
-        /// Changes the state of the listed documents, `ids_per_statement` ids per
-        /// statement (`IN (…)` on SQLite, one `= ANY($1)` array on PostgreSQL); returns
-        /// how many rows changed. Several statements need the caller's transaction.
+        /// Changes the state of the listed documents; returns how many rows changed.
         fn update_status_many(
             conn: &mut $conn,
             ids: &[::repo_core::DocumentId],
             update: &::repo_core::DocumentStatusUpdate,
-            ids_per_statement: usize,
         ) -> ::repo_core::RepoResult<u64> {
             use $crate::columns::ColumnCodec as _;
             let changes = StatusChanges::new(update)?;
             let mut changed = 0;
-            for part in ids.chunks(ids_per_statement.max(1)) {
+            for part in ids.chunks(($ids_per_statement).max(1)) {
                 let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
                 let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
                     .set(&changes)
@@ -414,18 +425,16 @@ macro_rules! document_statements {
             Ok($crate::columns::affected(n))
         }
 
-        /// Sets `last_seen_at = at` and `is_stale = false` on the listed documents,
-        /// `ids_per_statement` ids per statement (as `update_status_many`).
+        /// Sets `last_seen_at = at` and `is_stale = false` on the listed documents.
         fn mark_seen(
             conn: &mut $conn,
             ids: &[::repo_core::DocumentId],
             at: ::repo_core::Timestamp,
-            ids_per_statement: usize,
         ) -> ::repo_core::RepoResult<u64> {
             use $crate::columns::ColumnCodec as _;
             let at = <$codec>::timestamp(at);
             let mut changed = 0;
-            for part in ids.chunks(ids_per_statement.max(1)) {
+            for part in ids.chunks(($ids_per_statement).max(1)) {
                 let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
                 let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
                     .set((documents::last_seen_at.eq(&at), documents::is_stale.eq(false)))
@@ -491,6 +500,200 @@ macro_rules! document_statements {
             Ok(())
         }
     };
+}
+
+/// Defines `impl DocumentRepository for $ty`, each method a call of the function of
+/// the same name and arguments in the expanding module (those of
+/// [`document_statements!`] and the backend's own), run through the connection source
+/// `self.$src` with the method named for it: `register: write` runs
+/// `self.$src.write(|c| register(c, new))`. The backend chooses, per method, how it
+/// runs (a plain call, a read or a write transaction).
+#[macro_export]
+macro_rules! document_repository {
+    (
+        impl<$s:ident: $bound:path> for $ty:ty, source: $src:tt;
+        register: $register:ident,
+        register_many: $register_many:ident,
+        get: $get:ident,
+        get_by_hash: $get_by_hash:ident,
+        get_by_uri: $get_by_uri:ident,
+        list_by_collection: $list_by_collection:ident,
+        find_by_meta: $find_by_meta:ident,
+        update_status: $update_status:ident,
+        update_status_many: $update_status_many:ident,
+        reset_failed_for_retry: $reset_failed_for_retry:ident,
+        mark_seen: $mark_seen:ident,
+        mark_unseen_stale: $mark_unseen_stale:ident,
+        stats: $stats:ident,
+        delete: $delete:ident $(,)?
+    ) => {
+        impl<$s: $bound> ::repo_core::DocumentRepository for $ty {
+            fn register(
+                &self,
+                new: &::repo_core::NewDocument,
+            ) -> ::repo_core::RepoResult<::repo_core::Registered> {
+                self.$src.$register(|c| register(c, new))
+            }
+
+            fn register_many(
+                &self,
+                batch: &[::repo_core::NewDocument],
+            ) -> ::repo_core::RepoResult<Vec<::repo_core::Registered>> {
+                self.$src.$register_many(|c| register_many(c, batch))
+            }
+
+            fn get(
+                &self,
+                id: ::repo_core::DocumentId,
+            ) -> ::repo_core::RepoResult<::repo_core::Document> {
+                self.$src.$get(|c| get(c, id))
+            }
+
+            fn get_by_hash(
+                &self,
+                collection_id: ::repo_core::CollectionId,
+                content_hash: &str,
+            ) -> ::repo_core::RepoResult<::repo_core::Document> {
+                self.$src
+                    .$get_by_hash(|c| get_by_hash(c, collection_id, content_hash))
+            }
+
+            fn get_by_uri(
+                &self,
+                collection_id: ::repo_core::CollectionId,
+                uri: &str,
+            ) -> ::repo_core::RepoResult<::repo_core::Document> {
+                self.$src.$get_by_uri(|c| get_by_uri(c, collection_id, uri))
+            }
+
+            fn list_by_collection(
+                &self,
+                collection_id: ::repo_core::CollectionId,
+                filter: &::repo_core::DocumentFilter,
+                page: ::repo_core::PageRequest,
+            ) -> ::repo_core::RepoResult<::repo_core::Page<::repo_core::Document>> {
+                self.$src
+                    .$list_by_collection(|c| list_by_collection(c, collection_id, filter, page))
+            }
+
+            fn find_by_meta(
+                &self,
+                collection_id: ::repo_core::CollectionId,
+                filter: &::serde_json::Value,
+                page: ::repo_core::PageRequest,
+            ) -> ::repo_core::RepoResult<::repo_core::Page<::repo_core::Document>> {
+                self.$src
+                    .$find_by_meta(|c| find_by_meta(c, collection_id, filter, page))
+            }
+
+            fn update_status(
+                &self,
+                id: ::repo_core::DocumentId,
+                update: &::repo_core::DocumentStatusUpdate,
+            ) -> ::repo_core::RepoResult<::repo_core::Document> {
+                self.$src.$update_status(|c| update_status(c, id, update))
+            }
+
+            fn update_status_many(
+                &self,
+                ids: &[::repo_core::DocumentId],
+                update: &::repo_core::DocumentStatusUpdate,
+            ) -> ::repo_core::RepoResult<u64> {
+                self.$src
+                    .$update_status_many(|c| update_status_many(c, ids, update))
+            }
+
+            fn reset_failed_for_retry(
+                &self,
+                collection_id: ::repo_core::CollectionId,
+            ) -> ::repo_core::RepoResult<u64> {
+                self.$src
+                    .$reset_failed_for_retry(|c| reset_failed_for_retry(c, collection_id))
+            }
+
+            fn mark_seen(
+                &self,
+                ids: &[::repo_core::DocumentId],
+                at: ::repo_core::Timestamp,
+            ) -> ::repo_core::RepoResult<u64> {
+                self.$src.$mark_seen(|c| mark_seen(c, ids, at))
+            }
+
+            fn mark_unseen_stale(
+                &self,
+                collection_id: ::repo_core::CollectionId,
+                seen_before: ::repo_core::Timestamp,
+            ) -> ::repo_core::RepoResult<u64> {
+                self.$src
+                    .$mark_unseen_stale(|c| mark_unseen_stale(c, collection_id, seen_before))
+            }
+
+            fn stats(
+                &self,
+                collection_id: ::repo_core::CollectionId,
+            ) -> ::repo_core::RepoResult<::repo_core::DocumentStats> {
+                self.$src.$stats(|c| stats(c, collection_id))
+            }
+
+            fn delete(&self, id: ::repo_core::DocumentId) -> ::repo_core::RepoResult<()> {
+                self.$src.$delete(|c| delete(c, id))
+            }
+        }
+    };
+}
+
+/// `register_many` over a prepared batch, the same on both backends: what the core
+/// plans on is read (every collection must exist, a missing one reported at its first
+/// item; then the stored documents with a hash or URI of the batch), the plan's new
+/// rows are written, rows another transaction inserted meanwhile are read back, and
+/// the core answers one [`Registered`] per item. The backend gives the statements:
+///
+/// - `require_collection`: `NotFound { entity: Entity::Collection }` unless it exists;
+/// - `read_stored`: adds to the stored documents those of one collection with one of
+///   the hashes or (given) URIs;
+/// - `insert`: writes the new documents, skipping any whose hash is stored
+///   meanwhile, and says which it wrote;
+/// - `uri_is_taken`: whether a document of the collection has the URI.
+pub fn register_batch<C>(
+    conn: &mut C,
+    docs: Vec<Document>,
+    mut require_collection: impl FnMut(&mut C, CollectionId) -> RepoResult<()>,
+    mut read_stored: impl FnMut(
+        &mut C,
+        CollectionId,
+        &[&str],
+        &[&str],
+        &mut StoredDocuments,
+    ) -> RepoResult<()>,
+    insert: impl FnOnce(&mut C, &[&Document]) -> RepoResult<InsertedDocuments>,
+    uri_is_taken: impl FnOnce(&mut C, CollectionId, &str) -> RepoResult<bool>,
+) -> RepoResult<Vec<Registered>> {
+    if docs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lookups = batch_lookups(&docs);
+    for lookup in &lookups {
+        require_collection(conn, lookup.collection_id)
+            .map_err(|e| e.for_item(lookup.first_item))?;
+    }
+    let mut stored = StoredDocuments::default();
+    for lookup in &lookups {
+        let (hashes, uris) = (&lookup.hashes, &lookup.uris);
+        read_stored(conn, lookup.collection_id, hashes, uris, &mut stored)?;
+    }
+    let plan = RegistrationPlan::new(&docs, &stored)?;
+    let to_insert: Vec<&Document> = plan.to_insert(&docs).collect();
+    let inserted = insert(conn, &to_insert)?;
+    for (collection_id, hashes) in plan.lost(&docs, &inserted) {
+        read_stored(conn, collection_id, &hashes, &[], &mut stored)?;
+    }
+    plan.registered(docs, &stored, inserted).or_else(|vanished| {
+        let uri_taken = match vanished.uri.as_deref() {
+            Some(uri) => uri_is_taken(conn, vanished.collection_id, uri)?,
+            None => false,
+        };
+        Err(vanished.into_error(uri_taken))
+    })
 }
 
 /// One row of the per-state totals behind [`DocumentRepository::stats`]

@@ -7,17 +7,13 @@ use crate::error::map_diesel_error;
 use crate::schema::{documents, documents_staging};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use repo_core::document::{
-    batch_lookups, meta_filter, prepare_batch, InsertedDocuments, RegistrationPlan,
-    StoredDocuments,
-};
+use repo_core::document::{meta_filter, prepare_batch, InsertedDocuments, StoredDocuments};
 use repo_core::{
-    CollectionId, Document, DocumentFilter, DocumentId, DocumentRepository, DocumentStats,
-    DocumentStatusUpdate, Entity, Field, NewDocument, Page, PageRequest, Registered, RepoError,
-    RepoResult, Timestamp,
+    CollectionId, Document, DocumentId, DocumentStats, Entity, Field, NewDocument, Page,
+    PageRequest, Registered, RepoError, RepoResult, Timestamp,
 };
 use repo_diesel::columns::NativeColumns;
-use repo_diesel::documents::{document_stats, StatusTotals};
+use repo_diesel::documents::{document_stats, register_batch, StatusTotals};
 use serde_json::Value;
 
 /// Most bind parameters one PostgreSQL statement accepts.
@@ -56,6 +52,7 @@ repo_diesel::document_statements!(
     uuid: uuid::Uuid,
     timestamp: Timestamp,
     map_err: map_diesel_error,
+    ids_per_statement: usize::MAX,
 );
 
 /// Columns of `documents`, in table order (for the SQL text of bulk registration).
@@ -240,46 +237,32 @@ fn insert_multi_row(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<V
     Ok(inserted)
 }
 
-/// `register_many` with a chosen write strategy: the facts the core plans on are
-/// read, then the plan's new rows written; rows another transaction inserted between
-/// the read and the insert are read back.
+/// `register_many` with a chosen write strategy; rows another transaction inserted
+/// between the read and the insert are read back.
 pub(crate) fn register_many_with(
     conn: &mut PgConnection,
     batch: &[NewDocument],
     strategy: BulkStrategy,
 ) -> RepoResult<Vec<Registered>> {
-    let prepared = prepare_batch(batch)?;
-    if prepared.is_empty() {
-        return Ok(Vec::new());
-    }
-    let lookups = batch_lookups(&prepared);
-    for lookup in &lookups {
-        collection_repo::require(conn, lookup.collection_id)
-            .map_err(|e| e.for_item(lookup.first_item))?;
-    }
-    let mut stored = StoredDocuments::default();
-    for lookup in &lookups {
-        let (hashes, uris) = (&lookup.hashes, &lookup.uris);
-        read_stored(conn, lookup.collection_id, hashes, uris, &mut stored)?;
-    }
-    let plan = RegistrationPlan::new(&prepared, &stored)?;
+    let docs = prepare_batch(batch)?;
+    register_batch(
+        conn,
+        docs,
+        collection_repo::require,
+        read_stored,
+        |c, to_insert| {
+            let mut inserted = InsertedDocuments::default();
+            for row in insert_new(c, to_insert, strategy)? {
+                inserted.add(row.into_domain()?);
+            }
+            Ok(inserted)
+        },
+        uri_is_taken,
+    )
+}
 
-    let to_insert: Vec<&Document> = plan.to_insert(&prepared).collect();
-    let mut inserted = InsertedDocuments::default();
-    for row in insert_new(conn, &to_insert, strategy)? {
-        inserted.add(row.into_domain()?);
-    }
-    for (collection_id, hashes) in plan.lost(&prepared, &inserted) {
-        read_stored(conn, collection_id, &hashes, &[], &mut stored)?;
-    }
-    plan.registered(prepared, &stored, inserted)
-        .or_else(|vanished| {
-            let uri_taken = match vanished.uri.as_deref() {
-                Some(uri) => uri_is_taken(conn, vanished.collection_id, uri)?,
-                None => false,
-            };
-            Err(vanished.into_error(uri_taken))
-        })
+fn register_many(conn: &mut PgConnection, batch: &[NewDocument]) -> RepoResult<Vec<Registered>> {
+    register_many_with(conn, batch, REGISTER_STRATEGY)
 }
 
 fn find_by_meta(
@@ -320,85 +303,20 @@ pub(crate) struct PgDocuments<S> {
     pub(crate) src: S,
 }
 
-impl<S: ConnectionSource> DocumentRepository for PgDocuments<S> {
-    fn register(&self, new: &NewDocument) -> RepoResult<Registered> {
-        self.src.write(|c| register(c, new))
-    }
-
-    fn register_many(&self, batch: &[NewDocument]) -> RepoResult<Vec<Registered>> {
-        self.src
-            .write(|c| register_many_with(c, batch, REGISTER_STRATEGY))
-    }
-
-    fn get(&self, id: DocumentId) -> RepoResult<Document> {
-        self.src.read(|c| get(c, id))
-    }
-
-    fn get_by_hash(&self, collection_id: CollectionId, content_hash: &str) -> RepoResult<Document> {
-        self.src
-            .read(|c| get_by_hash(c, collection_id, content_hash))
-    }
-
-    fn get_by_uri(&self, collection_id: CollectionId, uri: &str) -> RepoResult<Document> {
-        self.src.read(|c| get_by_uri(c, collection_id, uri))
-    }
-
-    fn list_by_collection(
-        &self,
-        collection_id: CollectionId,
-        filter: &DocumentFilter,
-        page: PageRequest,
-    ) -> RepoResult<Page<Document>> {
-        self.src
-            .read(|c| list_by_collection(c, collection_id, filter, page))
-    }
-
-    fn find_by_meta(
-        &self,
-        collection_id: CollectionId,
-        filter: &Value,
-        page: PageRequest,
-    ) -> RepoResult<Page<Document>> {
-        self.src
-            .read(|c| find_by_meta(c, collection_id, filter, page))
-    }
-
-    fn update_status(&self, id: DocumentId, update: &DocumentStatusUpdate) -> RepoResult<Document> {
-        self.src.run(|c| update_status(c, id, update))
-    }
-
-    fn update_status_many(
-        &self,
-        ids: &[DocumentId],
-        update: &DocumentStatusUpdate,
-    ) -> RepoResult<u64> {
-        // `id = ANY($1)`: one array parameter, whatever the number of ids.
-        self.src
-            .run(|c| update_status_many(c, ids, update, usize::MAX))
-    }
-
-    fn reset_failed_for_retry(&self, collection_id: CollectionId) -> RepoResult<u64> {
-        self.src.run(|c| reset_failed_for_retry(c, collection_id))
-    }
-
-    fn mark_seen(&self, ids: &[DocumentId], at: Timestamp) -> RepoResult<u64> {
-        self.src.run(|c| mark_seen(c, ids, at, usize::MAX))
-    }
-
-    fn mark_unseen_stale(
-        &self,
-        collection_id: CollectionId,
-        seen_before: Timestamp,
-    ) -> RepoResult<u64> {
-        self.src
-            .run(|c| mark_unseen_stale(c, collection_id, seen_before))
-    }
-
-    fn stats(&self, collection_id: CollectionId) -> RepoResult<DocumentStats> {
-        self.src.read(|c| stats(c, collection_id))
-    }
-
-    fn delete(&self, id: DocumentId) -> RepoResult<()> {
-        self.src.run(|c| delete(c, id))
-    }
-}
+repo_diesel::document_repository!(
+    impl<S: ConnectionSource> for PgDocuments<S>, source: src;
+    register: write,
+    register_many: write,
+    get: read,
+    get_by_hash: read,
+    get_by_uri: read,
+    list_by_collection: read,
+    find_by_meta: read,
+    update_status: run,
+    update_status_many: run,
+    reset_failed_for_retry: run,
+    mark_seen: run,
+    mark_unseen_stale: run,
+    stats: read,
+    delete: run,
+);

@@ -11,16 +11,12 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Text};
 use diesel::sqlite::Sqlite;
-use repo_core::document::{
-    batch_lookups, meta_filter, prepare_batch, InsertedDocuments, RegistrationPlan,
-    StoredDocuments,
-};
+use repo_core::document::{meta_filter, prepare_batch, InsertedDocuments, StoredDocuments};
 use repo_core::{
-    CollectionId, Document, DocumentFilter, DocumentId, DocumentRepository, DocumentStats,
-    DocumentStatusUpdate, Entity, Field, NewDocument, Page, PageRequest, Registered, RepoError,
-    RepoResult, Timestamp,
+    CollectionId, Document, DocumentId, DocumentStats, Entity, Field, NewDocument, Page,
+    PageRequest, Registered, RepoError, RepoResult,
 };
-use repo_diesel::documents::{document_stats, StatusTotals};
+use repo_diesel::documents::{document_stats, register_batch, StatusTotals};
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -51,6 +47,7 @@ repo_diesel::document_statements!(
     uuid: String,
     timestamp: String,
     map_err: map_diesel_error,
+    ids_per_statement: in_list_len(StatusChanges::BINDS),
 );
 
 /// `NotFound { entity: Entity::Document }` unless the document exists.
@@ -144,63 +141,46 @@ fn read_uri_owners(
     Ok(())
 }
 
-/// `register_many`: the facts the core plans on are read, then the plan's new rows
-/// written, all in one write transaction, so nothing is written unless every item
-/// passes.
-fn register_many(
-    conn: &mut SqliteConnection,
-    batch: &[NewDocument],
-) -> RepoResult<Vec<Registered>> {
-    let docs = prepare_batch(batch)?;
-    if docs.is_empty() {
-        return Ok(Vec::new());
+/// Writes the new documents of a batch as multi-row inserts that skip a hash stored
+/// meanwhile; the rows written are exactly the prepared documents.
+fn insert_new(conn: &mut SqliteConnection, docs: &[&Document]) -> RepoResult<InsertedDocuments> {
+    let rows = docs
+        .iter()
+        .map(|d| InsertDocument::from_domain(d))
+        .collect::<RepoResult<Vec<_>>>()?;
+    let mut created: HashSet<String> = HashSet::with_capacity(rows.len());
+    for part in rows.chunks(rows_per_statement(INSERT_COLUMNS)) {
+        let ids: Vec<String> = diesel::insert_into(documents::table)
+            .values(part)
+            .on_conflict((documents::collection_id, documents::content_hash))
+            .do_nothing()
+            .returning(documents::id)
+            .get_results(conn)
+            .map_err(map_diesel_error)?;
+        created.extend(ids);
     }
-    write_tx(conn, |c| {
-        let mut stored = StoredDocuments::default();
-        for lookup in batch_lookups(&docs) {
-            collections::ensure_exists(c, lookup.collection_id)
-                .map_err(|e| e.for_item(lookup.first_item))?;
-            read_by_hash(c, lookup.collection_id, &lookup.hashes, &mut stored)?;
-            read_uri_owners(c, lookup.collection_id, &lookup.uris, &mut stored)?;
-        }
-        let plan = RegistrationPlan::new(&docs, &stored)?;
+    let mut inserted = InsertedDocuments::default();
+    for d in docs.iter().filter(|d| created.contains(&uuid(d.id.0))) {
+        inserted.add_as_prepared(d);
+    }
+    Ok(inserted)
+}
 
-        let new_docs: Vec<&Document> = plan.to_insert(&docs).collect();
-        let rows = new_docs
-            .iter()
-            .map(|d| InsertDocument::from_domain(d))
-            .collect::<RepoResult<Vec<_>>>()?;
-        let mut created: HashSet<String> = HashSet::with_capacity(rows.len());
-        for part in rows.chunks(rows_per_statement(INSERT_COLUMNS)) {
-            let ids: Vec<String> = diesel::insert_into(documents::table)
-                .values(part)
-                .on_conflict((documents::collection_id, documents::content_hash))
-                .do_nothing()
-                .returning(documents::id)
-                .get_results(c)
-                .map_err(map_diesel_error)?;
-            created.extend(ids);
-        }
-        drop(rows);
-        let mut inserted = InsertedDocuments::default();
-        for d in new_docs {
-            if created.contains(&uuid(d.id.0)) {
-                inserted.add_as_prepared(d);
-            }
-        }
-        // Not reachable while the write transaction excludes other writers; kept so
-        // that a lost race still answers like `register`.
-        for (collection_id, hashes) in plan.lost(&docs, &inserted) {
-            read_by_hash(c, collection_id, &hashes, &mut stored)?;
-        }
-        plan.registered(docs, &stored, inserted).or_else(|vanished| {
-            let uri_taken = match vanished.uri.as_deref() {
-                Some(uri) => uri_is_taken(c, vanished.collection_id, uri)?,
-                None => false,
-            };
-            Err(vanished.into_error(uri_taken))
-        })
-    })
+/// `register_many`, in the caller's write transaction, which excludes other writers:
+/// no row is inserted meanwhile, so none is read back.
+fn register_many(conn: &mut SqliteConnection, batch: &[NewDocument]) -> RepoResult<Vec<Registered>> {
+    let docs = prepare_batch(batch)?;
+    register_batch(
+        conn,
+        docs,
+        collections::ensure_exists,
+        |c, collection_id, hashes, uris, stored| {
+            read_by_hash(c, collection_id, hashes, stored)?;
+            read_uri_owners(c, collection_id, uris, stored)
+        },
+        insert_new,
+        uri_is_taken,
+    )
 }
 
 /// One leaf of a metadata filter: the JSON path (`$."a"."b"`) and the value there.
@@ -302,100 +282,52 @@ fn find_by_meta(
         }
         Ok(query)
     };
-    read_tx(conn, |c| newest_page(c, query, page))
+    newest_page(conn, query, page)
 }
 
 fn stats(conn: &mut SqliteConnection, collection_id: CollectionId) -> RepoResult<DocumentStats> {
-    read_tx(conn, |c| {
-        collections::ensure_exists(c, collection_id)?;
-        let rows: Vec<StatusTotals> = diesel::sql_query(
-            "SELECT status, COUNT(*) AS documents, COALESCE(SUM(file_size), 0) AS bytes, \
-             COALESCE(SUM(chunk_count), 0) AS chunks \
-             FROM documents WHERE collection_id = ? GROUP BY status",
-        )
-        .bind::<Text, _>(uuid(collection_id.0))
-        .load(c)
-        .map_err(map_diesel_error)?;
-        Ok(document_stats(rows))
-    })
+    collections::ensure_exists(conn, collection_id)?;
+    let rows: Vec<StatusTotals> = diesel::sql_query(
+        "SELECT status, COUNT(*) AS documents, COALESCE(SUM(file_size), 0) AS bytes, \
+         COALESCE(SUM(chunk_count), 0) AS chunks \
+         FROM documents WHERE collection_id = ? GROUP BY status",
+    )
+    .bind::<Text, _>(uuid(collection_id.0))
+    .load(conn)
+    .map_err(map_diesel_error)?;
+    Ok(document_stats(rows))
 }
 
-impl<S: ConnectionSource> DocumentRepository for SqliteRepos<S> {
-    fn register(&self, new: &NewDocument) -> RepoResult<Registered> {
-        self.run(|c| register(c, new))
+/// How a call runs on SQLite: plainly (`run`), in a deferred transaction, for one
+/// snapshot across statements (`read_tx`), or in a write transaction (`write_tx`).
+pub(crate) trait SqliteRuns: ConnectionSource {
+    /// `f` in a read transaction.
+    fn read_tx<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(|c| read_tx(c, &f))
     }
 
-    fn register_many(&self, batch: &[NewDocument]) -> RepoResult<Vec<Registered>> {
-        self.run(|c| register_many(c, batch))
-    }
-
-    fn get(&self, id: DocumentId) -> RepoResult<Document> {
-        self.run(|c| get(c, id))
-    }
-
-    fn get_by_hash(&self, collection_id: CollectionId, content_hash: &str) -> RepoResult<Document> {
-        self.run(|c| get_by_hash(c, collection_id, content_hash))
-    }
-
-    fn get_by_uri(&self, collection_id: CollectionId, uri: &str) -> RepoResult<Document> {
-        self.run(|c| get_by_uri(c, collection_id, uri))
-    }
-
-    fn list_by_collection(
-        &self,
-        collection_id: CollectionId,
-        filter: &DocumentFilter,
-        page: PageRequest,
-    ) -> RepoResult<Page<Document>> {
-        self.run(|c| read_tx(c, |c| list_by_collection(c, collection_id, filter, page)))
-    }
-
-    fn find_by_meta(
-        &self,
-        collection_id: CollectionId,
-        filter: &Value,
-        page: PageRequest,
-    ) -> RepoResult<Page<Document>> {
-        self.run(|c| find_by_meta(c, collection_id, filter, page))
-    }
-
-    fn update_status(&self, id: DocumentId, update: &DocumentStatusUpdate) -> RepoResult<Document> {
-        self.run(|c| update_status(c, id, update))
-    }
-
-    fn update_status_many(
-        &self,
-        ids: &[DocumentId],
-        update: &DocumentStatusUpdate,
-    ) -> RepoResult<u64> {
-        let per_statement = in_list_len(StatusChanges::BINDS);
-        self.run(|c| write_tx(c, |c| update_status_many(c, ids, update, per_statement)))
-    }
-
-    fn reset_failed_for_retry(&self, collection_id: CollectionId) -> RepoResult<u64> {
-        self.run(|c| reset_failed_for_retry(c, collection_id))
-    }
-
-    fn mark_seen(&self, ids: &[DocumentId], at: Timestamp) -> RepoResult<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        self.run(|c| write_tx(c, |c| mark_seen(c, ids, at, in_list_len(2))))
-    }
-
-    fn mark_unseen_stale(
-        &self,
-        collection_id: CollectionId,
-        seen_before: Timestamp,
-    ) -> RepoResult<u64> {
-        self.run(|c| mark_unseen_stale(c, collection_id, seen_before))
-    }
-
-    fn stats(&self, collection_id: CollectionId) -> RepoResult<DocumentStats> {
-        self.run(|c| stats(c, collection_id))
-    }
-
-    fn delete(&self, id: DocumentId) -> RepoResult<()> {
-        self.run(|c| delete(c, id))
+    /// `f` in a write transaction (a savepoint inside a unit of work).
+    fn write_tx<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+        self.run(|c| write_tx(c, &f))
     }
 }
+
+impl<S: ConnectionSource> SqliteRuns for S {}
+
+repo_diesel::document_repository!(
+    impl<S: ConnectionSource> for SqliteRepos<S>, source: 0;
+    register: run,
+    register_many: write_tx,
+    get: run,
+    get_by_hash: run,
+    get_by_uri: run,
+    list_by_collection: read_tx,
+    find_by_meta: read_tx,
+    update_status: run,
+    update_status_many: write_tx,
+    reset_failed_for_retry: run,
+    mark_seen: write_tx,
+    mark_unseen_stale: run,
+    stats: read_tx,
+    delete: run,
+);
