@@ -453,20 +453,30 @@ impl StoredDocuments {
     }
 
     /// Adds the hash of the stored document that holds `uri` in the collection.
-    pub fn add_uri_owner(&mut self, collection_id: CollectionId, uri: String, content_hash: String) {
+    pub fn add_uri_owner(
+        &mut self,
+        collection_id: CollectionId,
+        uri: String,
+        content_hash: String,
+    ) {
         self.hash_of_uri.insert((collection_id, uri), content_hash);
     }
 
     fn get(&self, collection_id: CollectionId, content_hash: &str) -> Option<&Document> {
         // One allocation per lookup, as the map is keyed by owned text.
-        self.by_hash
-            .get(&(collection_id, content_hash.to_owned()))
+        self.by_hash.get(&(collection_id, content_hash.to_owned()))
     }
 
     fn uri_owner(&self, collection_id: CollectionId, uri: &str) -> Option<&str> {
         self.hash_of_uri
             .get(&(collection_id, uri.to_owned()))
             .map(String::as_str)
+    }
+}
+
+impl Extend<Document> for StoredDocuments {
+    fn extend<I: IntoIterator<Item = Document>>(&mut self, docs: I) {
+        docs.into_iter().for_each(|d| self.add(d));
     }
 }
 
@@ -497,6 +507,14 @@ impl InsertedDocuments {
     fn contains(&self, doc: &Document) -> bool {
         self.by_hash
             .contains_key(&(doc.collection_id, doc.content_hash.clone()))
+    }
+}
+
+impl FromIterator<Document> for InsertedDocuments {
+    fn from_iter<I: IntoIterator<Item = Document>>(docs: I) -> Self {
+        let mut inserted = Self::default();
+        docs.into_iter().for_each(|d| inserted.add(d));
+        inserted
     }
 }
 
@@ -614,7 +632,10 @@ impl RegistrationPlan {
         inserted: &InsertedDocuments,
     ) -> Vec<(CollectionId, Vec<&'a str>)> {
         let mut out: Vec<(CollectionId, Vec<&'a str>)> = Vec::new();
-        let new_items = docs.iter().zip(&self.items).filter(|(_, p)| **p == ItemPlan::New);
+        let new_items = docs
+            .iter()
+            .zip(&self.items)
+            .filter(|(_, p)| **p == ItemPlan::New);
         for (d, _) in new_items.filter(|(d, _)| !inserted.contains(d)) {
             match out.iter_mut().find(|(c, _)| *c == d.collection_id) {
                 Some((_, hashes)) => hashes.push(&d.content_hash),

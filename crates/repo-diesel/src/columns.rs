@@ -32,8 +32,7 @@ pub trait ColumnCodec {
     /// Reads a stored UUID.
     fn read_uuid(table: &str, column: &str, value: Self::Uuid) -> RepoResult<Uuid>;
     /// Reads a stored timestamp.
-    fn read_timestamp(table: &str, column: &str, value: Self::Timestamp)
-        -> RepoResult<Timestamp>;
+    fn read_timestamp(table: &str, column: &str, value: Self::Timestamp) -> RepoResult<Timestamp>;
     /// Reads a stored JSON value.
     fn read_json(table: &str, column: &str, value: Self::Json) -> RepoResult<Value>;
     /// Reads the stored spelling of an enum.

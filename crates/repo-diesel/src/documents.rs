@@ -8,9 +8,9 @@
 //! The expanding module must have its schema's `documents` table module in scope.
 
 use repo_core::document::{
-    batch_lookups, InsertedDocuments, RegistrationPlan, StoredDocuments,
+    batch_lookups, prepare_batch, InsertedDocuments, RegistrationPlan, StoredDocuments,
 };
-use repo_core::{CollectionId, Document, DocumentStats, Registered, RepoResult};
+use repo_core::{CollectionId, Document, DocumentStats, NewDocument, Registered, RepoResult};
 
 /// Defines `DocumentRow` (a `documents` row as read: `Queryable`, `QueryableByName`,
 /// `Selectable`) with `into_domain`, and `many` (rows into documents).
@@ -123,6 +123,14 @@ macro_rules! insert_document {
         }
 
         impl<'a> $name<'a> {
+            /// The rows of `docs`.
+            #[allow(dead_code)]
+            pub(crate) fn from_domain_all(
+                docs: &[&'a ::repo_core::Document],
+            ) -> ::repo_core::RepoResult<Vec<Self>> {
+                docs.iter().map(|d| Self::from_domain(d)).collect()
+            }
+
             /// The row of `d`.
             pub(crate) fn from_domain(d: &'a ::repo_core::Document) -> ::repo_core::RepoResult<Self> {
                 use $crate::columns::ColumnCodec as _;
@@ -167,14 +175,19 @@ macro_rules! insert_document {
 /// - `StatusChanges` (the `SET` of a status change), `update_status`,
 ///   `update_status_many`;
 /// - `one`, `get`, `find_by_hash`, `get_by_hash`, `get_by_uri`, `uri_is_taken`;
-/// - `list_by_collection` (failed first, then newest) and `newest_page`;
-/// - `reset_failed_for_retry`, `mark_seen`, `mark_unseen_stale`, `delete`.
+/// - `list_by_collection` (failed first, then newest), `find_by_meta` and
+///   `newest_page`;
+/// - `reset_failed_for_retry`, `mark_seen`, `mark_unseen_stale`, `stats`, `delete`.
 ///
 /// `map_err` maps a Diesel error; `ids_per_statement` is how many ids one statement
 /// of `update_status_many` and `mark_seen` takes (`IN (…)` under SQLite's bind limit,
 /// or a single `= ANY($1)` array on PostgreSQL); several statements need the caller's
 /// transaction. The rest as for [`document_row!`], which must be expanded in the same
-/// module.
+/// module. `stats` runs `stats_sql` (the per-state [`StatusTotals`] of the
+/// collection bound as `uuid_sql`) after `require_collection`; `find_by_meta` pages
+/// the query of the backend's own `meta_query(collection_id, filter)` (a
+/// `RepoResult<documents::BoxedQuery<'q, backend>>` of the collection's documents
+/// matching the checked filter).
 #[macro_export]
 macro_rules! document_statements {
     (
@@ -184,7 +197,10 @@ macro_rules! document_statements {
         uuid: $uuid:ty,
         timestamp: $ts:ty,
         map_err: $map_err:path,
-        ids_per_statement: $ids_per_statement:expr $(,)?
+        ids_per_statement: $ids_per_statement:expr,
+        uuid_sql: $uuid_sql:ty,
+        require_collection: $require_collection:path,
+        stats_sql: $stats_sql:expr $(,)?
     ) => {
         /// The columns a status change sets: `error_message` and `error_category` are
         /// always written (`Some(None)` clears them), `chunk_count` only when given.
@@ -222,8 +238,10 @@ macro_rules! document_statements {
             row: Option<DocumentRow>,
             key: impl ::std::fmt::Display,
         ) -> ::repo_core::RepoResult<::repo_core::Document> {
-            row.ok_or_else(|| ::repo_core::RepoError::not_found(::repo_core::Entity::Document, key))?
-                .into_domain()
+            row.ok_or_else(|| {
+                ::repo_core::RepoError::not_found(::repo_core::Entity::Document, key)
+            })?
+            .into_domain()
         }
 
         /// The document with this id, or `NotFound { entity: Entity::Document }`.
@@ -366,6 +384,32 @@ macro_rules! document_statements {
             })
         }
 
+        /// The documents whose `meta` matches `filter` (checked by
+        /// [`repo_core::document::meta_filter`]), newest first.
+        fn find_by_meta(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+            filter: &::serde_json::Value,
+            page: ::repo_core::PageRequest,
+        ) -> ::repo_core::RepoResult<::repo_core::Page<::repo_core::Document>> {
+            ::repo_core::document::meta_filter(filter)?;
+            newest_page(conn, || meta_query(collection_id, filter), page)
+        }
+
+        /// Counts by state, bytes and chunks of a collection.
+        fn stats(
+            conn: &mut $conn,
+            collection_id: ::repo_core::CollectionId,
+        ) -> ::repo_core::RepoResult<::repo_core::DocumentStats> {
+            use $crate::columns::ColumnCodec as _;
+            $require_collection(conn, collection_id)?;
+            let rows: Vec<$crate::documents::StatusTotals> = ::diesel::sql_query($stats_sql)
+                .bind::<$uuid_sql, _>(<$codec>::uuid(collection_id.0))
+                .load(conn)
+                .map_err($map_err)?;
+            Ok($crate::documents::document_stats(rows))
+        }
+
         fn update_status(
             conn: &mut $conn,
             id: ::repo_core::DocumentId,
@@ -437,7 +481,10 @@ macro_rules! document_statements {
             for part in ids.chunks(($ids_per_statement).max(1)) {
                 let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
                 let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
-                    .set((documents::last_seen_at.eq(&at), documents::is_stale.eq(false)))
+                    .set((
+                        documents::last_seen_at.eq(&at),
+                        documents::is_stale.eq(false),
+                    ))
                     .execute(conn)
                     .map_err($map_err)?;
                 changed += $crate::columns::affected(n);
@@ -642,7 +689,7 @@ macro_rules! document_repository {
     };
 }
 
-/// `register_many` over a prepared batch, the same on both backends: what the core
+/// `register_many`, the same on both backends: what the core
 /// plans on is read (every collection must exist, a missing one reported at its first
 /// item; then the stored documents with a hash or URI of the batch), the plan's new
 /// rows are written, rows another transaction inserted meanwhile are read back, and
@@ -656,7 +703,7 @@ macro_rules! document_repository {
 /// - `uri_is_taken`: whether a document of the collection has the URI.
 pub fn register_batch<C>(
     conn: &mut C,
-    docs: Vec<Document>,
+    batch: &[NewDocument],
     mut require_collection: impl FnMut(&mut C, CollectionId) -> RepoResult<()>,
     mut read_stored: impl FnMut(
         &mut C,
@@ -668,6 +715,7 @@ pub fn register_batch<C>(
     insert: impl FnOnce(&mut C, &[&Document]) -> RepoResult<InsertedDocuments>,
     uri_is_taken: impl FnOnce(&mut C, CollectionId, &str) -> RepoResult<bool>,
 ) -> RepoResult<Vec<Registered>> {
+    let docs = prepare_batch(batch)?;
     if docs.is_empty() {
         return Ok(Vec::new());
     }
@@ -687,13 +735,14 @@ pub fn register_batch<C>(
     for (collection_id, hashes) in plan.lost(&docs, &inserted) {
         read_stored(conn, collection_id, &hashes, &[], &mut stored)?;
     }
-    plan.registered(docs, &stored, inserted).or_else(|vanished| {
-        let uri_taken = match vanished.uri.as_deref() {
-            Some(uri) => uri_is_taken(conn, vanished.collection_id, uri)?,
-            None => false,
-        };
-        Err(vanished.into_error(uri_taken))
-    })
+    plan.registered(docs, &stored, inserted)
+        .or_else(|vanished| {
+            let uri_taken = match vanished.uri.as_deref() {
+                Some(uri) => uri_is_taken(conn, vanished.collection_id, uri)?,
+                None => false,
+            };
+            Err(vanished.into_error(uri_taken))
+        })
 }
 
 /// One row of the per-state totals behind [`DocumentRepository::stats`]

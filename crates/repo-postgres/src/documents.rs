@@ -7,13 +7,13 @@ use crate::error::map_diesel_error;
 use crate::schema::{documents, documents_staging};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use repo_core::document::{meta_filter, prepare_batch, InsertedDocuments, StoredDocuments};
+use repo_core::document::StoredDocuments;
 use repo_core::{
-    CollectionId, Document, DocumentId, DocumentStats, Entity, Field, NewDocument, Page,
-    PageRequest, Registered, RepoError, RepoResult, Timestamp,
+    CollectionId, Document, DocumentId, Entity, Field, NewDocument, Registered, RepoError,
+    RepoResult, Timestamp,
 };
 use repo_diesel::columns::NativeColumns;
-use repo_diesel::documents::{document_stats, register_batch, StatusTotals};
+use repo_diesel::documents::register_batch;
 use serde_json::Value;
 
 /// Most bind parameters one PostgreSQL statement accepts.
@@ -53,6 +53,12 @@ repo_diesel::document_statements!(
     timestamp: Timestamp,
     map_err: map_diesel_error,
     ids_per_statement: usize::MAX,
+    uuid_sql: diesel::sql_types::Uuid,
+    require_collection: collection_repo::require,
+    stats_sql: "SELECT status, count(*)::bigint AS documents, \
+                coalesce(sum(file_size), 0)::bigint AS bytes, \
+                coalesce(sum(chunk_count), 0)::bigint AS chunks \
+                FROM documents WHERE collection_id = $1 GROUP BY status",
 );
 
 /// Columns of `documents`, in table order (for the SQL text of bulk registration).
@@ -156,9 +162,7 @@ fn read_stored(
         .select(DocumentRow::as_select())
         .load(conn)
         .db()?;
-    for row in rows {
-        stored.add(row.into_domain()?);
-    }
+    stored.extend(many(rows)?);
     Ok(())
 }
 
@@ -191,10 +195,7 @@ fn insert_via_copy(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<Ve
     )
     .execute(conn)
     .db()?;
-    let staged = rows
-        .iter()
-        .map(|d| StageDocument::from_domain(d))
-        .collect::<RepoResult<Vec<_>>>()?;
+    let staged = StageDocument::from_domain_all(rows)?;
     diesel::copy_from(documents_staging::table)
         .from_insertable(&staged)
         .execute(conn)
@@ -222,10 +223,7 @@ fn insert_multi_row(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<V
     });
     let mut inserted = Vec::with_capacity(rows.len());
     for slice in rows.chunks(PG_MAX_BINDS / COLUMNS) {
-        let values = slice
-            .iter()
-            .map(|d| InsertDocument::from_domain(d))
-            .collect::<RepoResult<Vec<_>>>()?;
+        let values = InsertDocument::from_domain_all(slice)?;
         let mut out = diesel::insert_into(documents::table)
             .values(&values)
             .on_conflict_do_nothing()
@@ -244,18 +242,15 @@ pub(crate) fn register_many_with(
     batch: &[NewDocument],
     strategy: BulkStrategy,
 ) -> RepoResult<Vec<Registered>> {
-    let docs = prepare_batch(batch)?;
     register_batch(
         conn,
-        docs,
+        batch,
         collection_repo::require,
         read_stored,
         |c, to_insert| {
-            let mut inserted = InsertedDocuments::default();
-            for row in insert_new(c, to_insert, strategy)? {
-                inserted.add(row.into_domain()?);
-            }
-            Ok(inserted)
+            Ok(many(insert_new(c, to_insert, strategy)?)?
+                .into_iter()
+                .collect())
         },
         uri_is_taken,
     )
@@ -265,37 +260,17 @@ fn register_many(conn: &mut PgConnection, batch: &[NewDocument]) -> RepoResult<V
     register_many_with(conn, batch, REGISTER_STRATEGY)
 }
 
-fn find_by_meta(
-    conn: &mut PgConnection,
+/// `meta @> $1` (GIN `documents_meta_idx`): every leaf of the filter equal at the
+/// same path, numbers compared numerically (jsonb numeric: 1 = 1.0), and a nested
+/// `{}` matching any object, as `repo_core::document::meta_filter` states.
+fn meta_query(
     collection_id: CollectionId,
     filter: &Value,
-    page: PageRequest,
-) -> RepoResult<Page<Document>> {
-    meta_filter(filter)?;
-    // `meta @> $1` (GIN `documents_meta_idx`): every leaf of the filter equal at the
-    // same path, numbers compared numerically (jsonb numeric: 1 = 1.0), and a nested
-    // `{}` matching any object, as `repo_core::document::meta_filter` states.
-    let matching = || {
-        Ok(documents::table
-            .filter(documents::collection_id.eq(collection_id.0))
-            .filter(documents::meta.contains(filter))
-            .into_boxed())
-    };
-    newest_page(conn, matching, page)
-}
-
-fn stats(conn: &mut PgConnection, collection_id: CollectionId) -> RepoResult<DocumentStats> {
-    collection_repo::require(conn, collection_id)?;
-    let rows: Vec<StatusTotals> = diesel::sql_query(
-        "SELECT status, count(*)::bigint AS documents, \
-                coalesce(sum(file_size), 0)::bigint AS bytes, \
-                coalesce(sum(chunk_count), 0)::bigint AS chunks \
-         FROM documents WHERE collection_id = $1 GROUP BY status",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(collection_id.0)
-    .load(conn)
-    .db()?;
-    Ok(document_stats(rows))
+) -> RepoResult<documents::BoxedQuery<'_, Pg>> {
+    Ok(documents::table
+        .filter(documents::collection_id.eq(collection_id.0))
+        .filter(documents::meta.contains(filter))
+        .into_boxed())
 }
 
 /// Documents over a [`ConnectionSource`].

@@ -11,12 +11,12 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Text};
 use diesel::sqlite::Sqlite;
-use repo_core::document::{meta_filter, prepare_batch, InsertedDocuments, StoredDocuments};
+use repo_core::document::{InsertedDocuments, StoredDocuments};
 use repo_core::{
-    CollectionId, Document, DocumentId, DocumentStats, Entity, Field, NewDocument, Page,
-    PageRequest, Registered, RepoError, RepoResult,
+    CollectionId, Document, DocumentId, Entity, Field, NewDocument, Registered, RepoError,
+    RepoResult,
 };
-use repo_diesel::documents::{document_stats, register_batch, StatusTotals};
+use repo_diesel::documents::register_batch;
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -48,6 +48,11 @@ repo_diesel::document_statements!(
     timestamp: String,
     map_err: map_diesel_error,
     ids_per_statement: in_list_len(StatusChanges::BINDS),
+    uuid_sql: Text,
+    require_collection: collections::ensure_exists,
+    stats_sql: "SELECT status, COUNT(*) AS documents, COALESCE(SUM(file_size), 0) AS bytes, \
+                COALESCE(SUM(chunk_count), 0) AS chunks \
+                FROM documents WHERE collection_id = ? GROUP BY status",
 );
 
 /// `NotFound { entity: Entity::Document }` unless the document exists.
@@ -109,9 +114,7 @@ fn read_by_hash(
             .select(DocumentRow::as_select())
             .load(conn)
             .map_err(map_diesel_error)?;
-        for row in rows {
-            stored.add(row.into_domain()?);
-        }
+        stored.extend(many(rows)?);
     }
     Ok(())
 }
@@ -144,10 +147,7 @@ fn read_uri_owners(
 /// Writes the new documents of a batch as multi-row inserts that skip a hash stored
 /// meanwhile; the rows written are exactly the prepared documents.
 fn insert_new(conn: &mut SqliteConnection, docs: &[&Document]) -> RepoResult<InsertedDocuments> {
-    let rows = docs
-        .iter()
-        .map(|d| InsertDocument::from_domain(d))
-        .collect::<RepoResult<Vec<_>>>()?;
+    let rows = InsertDocument::from_domain_all(docs)?;
     let mut created: HashSet<String> = HashSet::with_capacity(rows.len());
     for part in rows.chunks(rows_per_statement(INSERT_COLUMNS)) {
         let ids: Vec<String> = diesel::insert_into(documents::table)
@@ -168,11 +168,13 @@ fn insert_new(conn: &mut SqliteConnection, docs: &[&Document]) -> RepoResult<Ins
 
 /// `register_many`, in the caller's write transaction, which excludes other writers:
 /// no row is inserted meanwhile, so none is read back.
-fn register_many(conn: &mut SqliteConnection, batch: &[NewDocument]) -> RepoResult<Vec<Registered>> {
-    let docs = prepare_batch(batch)?;
+fn register_many(
+    conn: &mut SqliteConnection,
+    batch: &[NewDocument],
+) -> RepoResult<Vec<Registered>> {
     register_batch(
         conn,
-        docs,
+        batch,
         collections::ensure_exists,
         |c, collection_id, hashes, uris, stored| {
             read_by_hash(c, collection_id, hashes, stored)?;
@@ -265,37 +267,18 @@ fn meta_predicate(condition: MetaCondition) -> RepoResult<DocumentPredicate> {
     })
 }
 
-fn find_by_meta(
-    conn: &mut SqliteConnection,
+/// The collection's documents matching a checked metadata filter.
+fn meta_query(
     collection_id: CollectionId,
     filter: &Value,
-    page: PageRequest,
-) -> RepoResult<Page<Document>> {
-    meta_filter(filter)?;
-    let id = uuid(collection_id.0);
-    let query = || -> RepoResult<documents::BoxedQuery<'static, Sqlite>> {
-        let mut query = documents::table
-            .filter(documents::collection_id.eq(id.clone()))
-            .into_boxed();
-        for condition in meta_conditions(filter) {
-            query = query.filter(meta_predicate(condition)?);
-        }
-        Ok(query)
-    };
-    newest_page(conn, query, page)
-}
-
-fn stats(conn: &mut SqliteConnection, collection_id: CollectionId) -> RepoResult<DocumentStats> {
-    collections::ensure_exists(conn, collection_id)?;
-    let rows: Vec<StatusTotals> = diesel::sql_query(
-        "SELECT status, COUNT(*) AS documents, COALESCE(SUM(file_size), 0) AS bytes, \
-         COALESCE(SUM(chunk_count), 0) AS chunks \
-         FROM documents WHERE collection_id = ? GROUP BY status",
-    )
-    .bind::<Text, _>(uuid(collection_id.0))
-    .load(conn)
-    .map_err(map_diesel_error)?;
-    Ok(document_stats(rows))
+) -> RepoResult<documents::BoxedQuery<'static, Sqlite>> {
+    let mut query = documents::table
+        .filter(documents::collection_id.eq(uuid(collection_id.0)))
+        .into_boxed();
+    for condition in meta_conditions(filter) {
+        query = query.filter(meta_predicate(condition)?);
+    }
+    Ok(query)
 }
 
 /// How a call runs on SQLite: plainly (`run`), in a deferred transaction, for one
