@@ -339,6 +339,38 @@ impl<'de> Deserialize<'de> for SearchCursor {
     }
 }
 
+/// Where a search page starts in the ranking: the plan both backends' search
+/// statements take ([`ChunkRepository::search`] pages by offset,
+/// [`ChunkRepository::search_after`] after a cursor).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SearchStart {
+    /// After this many hits.
+    Offset(i64),
+    /// After this position (score, then id).
+    After(SearchCursor),
+}
+
+impl SearchStart {
+    /// The start of a page by offset.
+    pub fn of_page(page: PageRequest) -> Self {
+        Self::Offset(page.offset_i64())
+    }
+
+    /// The start after `after`, or the first hit.
+    pub fn after(after: Option<SearchCursor>) -> Self {
+        after.map_or(Self::Offset(0), Self::After)
+    }
+
+    /// How many hits of the ranking come before the page (0 after a cursor), for
+    /// [`SearchPage::assemble`].
+    pub fn skipped(&self) -> u64 {
+        match self {
+            Self::Offset(offset) => u64::try_from(*offset).unwrap_or(0),
+            Self::After(_) => 0,
+        }
+    }
+}
+
 /// One page of search hits, best first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchPage {

@@ -70,8 +70,8 @@ pub use api_key::{
     PreparedApiKey, VerifiedKey,
 };
 pub use chunk::{
-    Chunk, ChunkRepository, NewChunk, SearchCursor, SearchHit, SearchPage, MAX_CHUNK_BATCH,
-    SEARCH_TOTAL_CAP,
+    Chunk, ChunkRepository, NewChunk, SearchCursor, SearchHit, SearchPage, SearchStart,
+    MAX_CHUNK_BATCH, SEARCH_TOTAL_CAP,
 };
 pub use collection::{
     effective_access, merge_newest_first, require_access, Collection, CollectionPatch,
