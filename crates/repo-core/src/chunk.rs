@@ -566,3 +566,56 @@ mod search_page_tests {
         assert_eq!((deep.total, deep.total_is_exact), (5_003, false));
     }
 }
+
+#[cfg(test)]
+mod check_stored_tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    #[test]
+    fn documents_first_then_indexes_in_input_order() {
+        let (c, other) = (CollectionId::new(), CollectionId::new());
+        let (d, e) = (DocumentId::new(), DocumentId::new());
+        let rows = prepare_batch(
+            c,
+            &[
+                NewChunk::new(d, 3, "x"),
+                NewChunk::new(e, 0, "y"),
+                NewChunk::new(d, 1, "z"),
+            ],
+        )
+        .expect("valid");
+        let lookup = ChunkLookup::of(&rows);
+        assert_eq!((lookup.lowest_index, lookup.highest_index), (0, 3));
+        assert_eq!(lookup.document_ids.len(), 2);
+
+        let mut owners = HashMap::from([(d, c)]);
+        let stored = HashSet::from([(d, 1)]);
+        let item = |r: RepoResult<()>| match r {
+            Err(RepoError::Validation { field, item, .. }) => (field, item),
+            other => panic!("{other:?}"),
+        };
+        // A missing document (item 1) is reported before a stored index (item 2).
+        assert_eq!(
+            item(check_stored(c, &rows, &owners, &stored)),
+            (Field::DocumentId, Some(1))
+        );
+        owners.insert(e, other);
+        assert_eq!(
+            item(check_stored(c, &rows, &owners, &stored)),
+            (Field::DocumentId, Some(1))
+        );
+        owners.insert(e, c);
+        assert_eq!(
+            item(check_stored(c, &rows, &owners, &stored)),
+            (Field::ChunkIndex, Some(2))
+        );
+        assert!(check_stored(c, &rows, &owners, &HashSet::new()).is_ok());
+    }
+
+    #[test]
+    fn search_start_skips_the_offset_only() {
+        assert_eq!(SearchStart::of_page(PageRequest::new(40, 20)).skipped(), 40);
+        assert_eq!(SearchStart::after(None).skipped(), 0);
+    }
+}

@@ -739,3 +739,99 @@ pub trait DocumentRepository: Send + Sync {
     /// Deletes a document and its chunks.
     fn delete(&self, id: DocumentId) -> RepoResult<()>;
 }
+
+#[cfg(test)]
+mod registration_plan_tests {
+    use super::*;
+
+    fn doc(collection: CollectionId, hash: char, uri: Option<&str>) -> Document {
+        let mut new = NewDocument::new(collection, "/f", "f", 1, hash.to_string().repeat(64));
+        new.uri = uri.map(str::to_owned);
+        new.prepare().expect("valid document")
+    }
+
+    #[test]
+    fn lookups_name_each_collection_once_with_distinct_hashes_and_uris() {
+        let (a, b) = (CollectionId::new(), CollectionId::new());
+        let docs = [
+            doc(a, 'a', Some("u")),
+            doc(b, 'a', None),
+            doc(a, 'a', Some("u")),
+            doc(a, 'b', Some("v")),
+        ];
+        let lookups = batch_lookups(&docs);
+        assert_eq!(lookups.len(), 2);
+        assert_eq!((lookups[0].collection_id, lookups[0].first_item), (a, 0));
+        assert_eq!(lookups[0].hashes.len(), 2);
+        assert_eq!(lookups[0].uris, vec!["u", "v"]);
+        assert_eq!((lookups[1].collection_id, lookups[1].first_item), (b, 1));
+    }
+
+    #[test]
+    fn stored_repeated_and_new_items() {
+        let c = CollectionId::new();
+        let stored_doc = doc(c, 'a', None);
+        let mut stored = StoredDocuments::default();
+        stored.add(stored_doc.clone());
+        let docs = vec![doc(c, 'a', None), doc(c, 'b', None), doc(c, 'b', None)];
+        let plan = RegistrationPlan::new(&docs, &stored).expect("plan");
+        let new: Vec<_> = plan.to_insert(&docs).map(|d| d.id).collect();
+        assert_eq!(new, vec![docs[1].id]);
+        let mut inserted = InsertedDocuments::default();
+        inserted.add_as_prepared(&docs[1]);
+        assert!(plan.lost(&docs, &inserted).is_empty());
+        let out = plan
+            .registered(docs.clone(), &stored, inserted)
+            .expect("registered");
+        assert_eq!(out[0].document, stored_doc);
+        assert!(!out[0].created);
+        assert_eq!(out[1].document, docs[1]);
+        assert!(out[1].created);
+        assert_eq!(out[2].document, docs[1]);
+        assert!(!out[2].created);
+    }
+
+    #[test]
+    fn uri_rules_name_the_item() {
+        let c = CollectionId::new();
+        let mut stored = StoredDocuments::default();
+        stored.add_uri_owner(c, "taken".into(), "f".repeat(64));
+        let docs = vec![doc(c, 'a', Some("taken"))];
+        let err = RegistrationPlan::new(&docs, &stored).unwrap_err();
+        assert!(err.to_string().contains("item 0"), "{err}");
+        let docs = vec![doc(c, 'a', Some("u")), doc(c, 'b', Some("u"))];
+        let err = RegistrationPlan::new(&docs, &StoredDocuments::default()).unwrap_err();
+        assert!(err.to_string().contains("also used by item 0"), "{err}");
+    }
+
+    #[test]
+    fn a_lost_race_is_read_back_or_reported() {
+        let c = CollectionId::new();
+        let docs = vec![doc(c, 'a', Some("u"))];
+        let mut stored = StoredDocuments::default();
+        let plan = RegistrationPlan::new(&docs, &stored).expect("plan");
+        let inserted = InsertedDocuments::default();
+        assert_eq!(
+            plan.lost(&docs, &inserted),
+            vec![(c, vec![docs[0].content_hash.as_str()])]
+        );
+        let vanished = plan
+            .clone()
+            .registered(docs.clone(), &stored, InsertedDocuments::default())
+            .unwrap_err();
+        assert_eq!((vanished.item, vanished.uri.as_deref()), (0, Some("u")));
+        assert!(matches!(
+            vanished.into_error(true),
+            RepoError::Validation {
+                field: Field::Uri,
+                ..
+            }
+        ));
+        let winner = doc(c, 'a', None);
+        stored.add(winner.clone());
+        let out = plan
+            .registered(docs, &stored, InsertedDocuments::default())
+            .expect("read back");
+        assert_eq!((out[0].document.id, out[0].created), (winner.id, false));
+    }
+}

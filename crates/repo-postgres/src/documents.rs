@@ -38,7 +38,7 @@ repo_diesel::insert_document!(
 
 repo_diesel::insert_document!(
     /// A row for the temporary `documents_staging` table of bulk registration.
-    StageDocument,
+    InsertStagedDocument,
     table: documents_staging,
     codec: NativeColumns,
     uuid: uuid::Uuid,
@@ -195,7 +195,7 @@ fn insert_via_copy(conn: &mut PgConnection, rows: &[&Document]) -> RepoResult<Ve
     )
     .execute(conn)
     .db()?;
-    let staged = StageDocument::from_domain_all(rows)?;
+    let staged = InsertStagedDocument::from_domain_all(rows)?;
     diesel::copy_from(documents_staging::table)
         .from_insertable(&staged)
         .execute(conn)
