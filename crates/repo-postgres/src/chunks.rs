@@ -16,6 +16,10 @@
 //! `chunks` is hash-partitioned by `collection_id`, and its indexes all lead with
 //! that column, so every query here names the collection: PostgreSQL then touches one
 //! partition only.
+//!
+//! Row types, the checks of a bulk insert (the core's rules over facts read alike on
+//! both backends), the plain statements and the trait forwarding are expanded from
+//! `repo_diesel`'s macros.
 
 use crate::collections as collection_repo;
 use crate::connection::{ConnectionSource, QueryResultExt};

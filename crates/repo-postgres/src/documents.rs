@@ -1,5 +1,10 @@
 //! [`DocumentRepository`] on PostgreSQL: registration deduplicated by content hash,
 //! bulk registration through `COPY`, listings and state changes.
+//!
+//! The row types, the statements both backends run alike and the trait forwarding
+//! are expanded from `repo_diesel`'s macros; the core plans `register_many`. What
+//! stays here is PostgreSQL's own: `register`'s retry, the `COPY` path, the `@>`
+//! metadata filter, and which calls a replica may serve.
 
 use crate::collections as collection_repo;
 use crate::connection::{ConnectionSource, QueryResultExt};

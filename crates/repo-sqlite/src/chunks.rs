@@ -9,6 +9,10 @@
 //! intersection of their posting lists, ranks on the FTS5 table alone and joins only
 //! the page's rows to `chunks`. Diesel has no DSL for virtual tables: search runs as
 //! raw SQL whose every value is a bound parameter.
+//!
+//! Row types, the checks of a bulk insert (the core's rules over facts read alike on
+//! both backends), the plain statements and the trait forwarding are expanded from
+//! `repo_diesel`'s macros.
 
 use crate::bulk::{in_list_len, rows_per_statement};
 use crate::codec::{affected, uuid, SqliteColumns};

@@ -1,5 +1,11 @@
 //! Documents: registration deduplicated by content hash (one or thousands per call),
 //! processing state, sync bookkeeping and metadata filters.
+//!
+//! The row types, the statements both backends run alike and the
+//! [`DocumentRepository`](repo_core::DocumentRepository) forwarding are expanded from
+//! `repo_diesel`'s macros; the core plans `register_many`. What stays here is SQLite's
+//! own: the conflict target of `register`, IN-lists sized under the bind limit, the
+//! JSON1 metadata filter, and which calls run in a read or write transaction.
 
 use crate::bulk::{in_list_len, rows_per_statement};
 use crate::codec::{uuid, SqliteColumns};
