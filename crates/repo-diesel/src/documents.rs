@@ -124,7 +124,6 @@ macro_rules! insert_document {
 
         impl<'a> $name<'a> {
             /// The rows of `docs`.
-            #[allow(dead_code)]
             pub(crate) fn from_domain_all(
                 docs: &[&'a ::repo_core::Document],
             ) -> ::repo_core::RepoResult<Vec<Self>> {
@@ -181,8 +180,9 @@ macro_rules! insert_document {
 ///
 /// `map_err` maps a Diesel error; `ids_per_statement` is how many ids one statement
 /// of `update_status_many` and `mark_seen` takes (`IN (…)` under SQLite's bind limit,
-/// or a single `= ANY($1)` array on PostgreSQL); several statements need the caller's
-/// transaction. The rest as for [`document_row!`], which must be expanded in the same
+/// or a single `= ANY($1)` array on PostgreSQL); `ids_transaction` runs those
+/// statements once the list is known not to be empty (a write transaction where there
+/// may be several, [`without_transaction`] where there is one). The rest as for [`document_row!`], which must be expanded in the same
 /// module. `stats` runs `stats_sql` (the per-state [`StatusTotals`] of the
 /// collection bound as `uuid_sql`) after `require_collection`; `find_by_meta` pages
 /// the query of the backend's own `meta_query(collection_id, filter)` (a
@@ -198,6 +198,7 @@ macro_rules! document_statements {
         timestamp: $ts:ty,
         map_err: $map_err:path,
         ids_per_statement: $ids_per_statement:expr,
+        ids_transaction: $ids_transaction:path,
         uuid_sql: $uuid_sql:ty,
         require_collection: $require_collection:path,
         stats_sql: $stats_sql:expr $(,)?
@@ -434,16 +435,21 @@ macro_rules! document_statements {
         ) -> ::repo_core::RepoResult<u64> {
             use $crate::columns::ColumnCodec as _;
             let changes = StatusChanges::new(update)?;
-            let mut changed = 0;
-            for part in ids.chunks(($ids_per_statement).max(1)) {
-                let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
-                let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
-                    .set(&changes)
-                    .execute(conn)
-                    .map_err($map_err)?;
-                changed += $crate::columns::affected(n);
+            if ids.is_empty() {
+                return Ok(0);
             }
-            Ok(changed)
+            $ids_transaction(conn, |conn| {
+                let mut changed = 0;
+                for part in ids.chunks(($ids_per_statement).max(1)) {
+                    let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
+                    let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
+                        .set(&changes)
+                        .execute(conn)
+                        .map_err($map_err)?;
+                    changed += $crate::columns::affected(n);
+                }
+                Ok(changed)
+            })
         }
 
         fn reset_failed_for_retry(
@@ -476,20 +482,25 @@ macro_rules! document_statements {
             at: ::repo_core::Timestamp,
         ) -> ::repo_core::RepoResult<u64> {
             use $crate::columns::ColumnCodec as _;
-            let at = <$codec>::timestamp(at);
-            let mut changed = 0;
-            for part in ids.chunks(($ids_per_statement).max(1)) {
-                let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
-                let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
-                    .set((
-                        documents::last_seen_at.eq(&at),
-                        documents::is_stale.eq(false),
-                    ))
-                    .execute(conn)
-                    .map_err($map_err)?;
-                changed += $crate::columns::affected(n);
+            if ids.is_empty() {
+                return Ok(0);
             }
-            Ok(changed)
+            let at = <$codec>::timestamp(at);
+            $ids_transaction(conn, |conn| {
+                let mut changed = 0;
+                for part in ids.chunks(($ids_per_statement).max(1)) {
+                    let keys: Vec<$uuid> = part.iter().map(|id| <$codec>::uuid(id.0)).collect();
+                    let n = ::diesel::update(documents::table.filter(documents::id.eq_any(&keys)))
+                        .set((
+                            documents::last_seen_at.eq(&at),
+                            documents::is_stale.eq(false),
+                        ))
+                        .execute(conn)
+                        .map_err($map_err)?;
+                    changed += $crate::columns::affected(n);
+                }
+                Ok(changed)
+            })
         }
 
         /// Whether a document of the collection has this URI.
@@ -743,6 +754,15 @@ pub fn register_batch<C>(
             };
             Err(vanished.into_error(uri_taken))
         })
+}
+
+/// Runs `f` on `conn` as it is, in whatever transaction the caller opened: for
+/// statements that are one statement on a backend.
+pub fn without_transaction<C, T>(
+    conn: &mut C,
+    f: impl FnOnce(&mut C) -> RepoResult<T>,
+) -> RepoResult<T> {
+    f(conn)
 }
 
 /// One row of the per-state totals behind [`DocumentRepository::stats`]

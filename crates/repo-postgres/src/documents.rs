@@ -58,6 +58,7 @@ repo_diesel::document_statements!(
     timestamp: Timestamp,
     map_err: map_diesel_error,
     ids_per_statement: usize::MAX,
+    ids_transaction: repo_diesel::documents::without_transaction,
     uuid_sql: diesel::sql_types::Uuid,
     require_collection: collection_repo::require,
     stats_sql: "SELECT status, count(*)::bigint AS documents, \

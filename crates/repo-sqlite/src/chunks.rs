@@ -172,18 +172,23 @@ fn set_embedding_ids(
     pairs: &[(i64, String)],
 ) -> RepoResult<u64> {
     let unique = last_embedding_per_chunk(pairs)?;
-    let collection = uuid(collection_id.0);
-    let mut changed = 0;
-    // One bind for the collection, two per pair.
-    for part in unique.chunks(rows_per_statement(2) - 1) {
-        let mut query = diesel::sql_query(set_embedding_sql(part.len())).into_boxed();
-        for (id, vector_id) in part {
-            query = query.bind::<BigInt, _>(*id).bind::<Text, _>(*vector_id);
-        }
-        query = query.bind::<Text, _>(&collection);
-        changed += affected(query.execute(conn).map_err(map_diesel_error)?);
+    if unique.is_empty() {
+        return Ok(0);
     }
-    Ok(changed)
+    let collection = uuid(collection_id.0);
+    write_tx(conn, |c| {
+        let mut changed = 0;
+        // One bind for the collection, two per pair.
+        for part in unique.chunks(rows_per_statement(2) - 1) {
+            let mut query = diesel::sql_query(set_embedding_sql(part.len())).into_boxed();
+            for (id, vector_id) in part {
+                query = query.bind::<BigInt, _>(*id).bind::<Text, _>(*vector_id);
+            }
+            query = query.bind::<Text, _>(&collection);
+            changed += affected(query.execute(c).map_err(map_diesel_error)?);
+        }
+        Ok(changed)
+    })
 }
 
 fn delete_by_document(conn: &mut SqliteConnection, document_id: DocumentId) -> RepoResult<u64> {
@@ -274,7 +279,7 @@ repo_diesel::chunk_repository!(
     insert_many: write_tx,
     list_by_document: read_tx,
     without_embedding: run,
-    set_embedding_ids: write_tx,
+    set_embedding_ids: run,
     delete_by_document: run,
     delete_by_collection: run,
     count: run,

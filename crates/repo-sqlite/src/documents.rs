@@ -54,6 +54,7 @@ repo_diesel::document_statements!(
     timestamp: String,
     map_err: map_diesel_error,
     ids_per_statement: in_list_len(StatusChanges::BINDS),
+    ids_transaction: write_tx,
     uuid_sql: Text,
     require_collection: collections::ensure_exists,
     stats_sql: "SELECT status, COUNT(*) AS documents, COALESCE(SUM(file_size), 0) AS bytes, \
@@ -172,23 +173,28 @@ fn insert_new(conn: &mut SqliteConnection, docs: &[&Document]) -> RepoResult<Ins
     Ok(inserted)
 }
 
-/// `register_many`, in the caller's write transaction, which excludes other writers:
-/// no row is inserted meanwhile, so none is read back.
+/// `register_many`, in a write transaction, which excludes other writers: no row is
+/// inserted meanwhile, so none is read back.
 fn register_many(
     conn: &mut SqliteConnection,
     batch: &[NewDocument],
 ) -> RepoResult<Vec<Registered>> {
-    register_batch(
-        conn,
-        batch,
-        collections::ensure_exists,
-        |c, collection_id, hashes, uris, stored| {
-            read_by_hash(c, collection_id, hashes, stored)?;
-            read_uri_owners(c, collection_id, uris, stored)
-        },
-        insert_new,
-        uri_is_taken,
-    )
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    write_tx(conn, |c| {
+        register_batch(
+            c,
+            batch,
+            collections::ensure_exists,
+            |c, collection_id, hashes, uris, stored| {
+                read_by_hash(c, collection_id, hashes, stored)?;
+                read_uri_owners(c, collection_id, uris, stored)
+            },
+            insert_new,
+            uri_is_taken,
+        )
+    })
 }
 
 /// One leaf of a metadata filter: the JSON path (`$."a"."b"`) and the value there.
@@ -306,16 +312,16 @@ impl<S: ConnectionSource> SqliteRuns for S {}
 repo_diesel::document_repository!(
     impl<S: ConnectionSource> for SqliteRepos<S>, source: 0;
     register: run,
-    register_many: write_tx,
+    register_many: run,
     get: run,
     get_by_hash: run,
     get_by_uri: run,
     list_by_collection: read_tx,
     find_by_meta: read_tx,
     update_status: run,
-    update_status_many: write_tx,
+    update_status_many: run,
     reset_failed_for_retry: run,
-    mark_seen: write_tx,
+    mark_seen: run,
     mark_unseen_stale: run,
     stats: read_tx,
     delete: run,
