@@ -147,6 +147,70 @@ pub fn prepare_batch(collection_id: CollectionId, batch: &[NewChunk]) -> RepoRes
         .collect()
 }
 
+/// What [`ChunkRepository::insert_many`] must read before writing a prepared batch:
+/// the owner of every document it names, and the chunk indexes those documents
+/// already hold within `lowest_index..=highest_index` (the batch's range, which narrows
+/// the read when documents already hold many chunks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkLookup {
+    /// The distinct documents of the batch, sorted.
+    pub document_ids: Vec<DocumentId>,
+    /// The smallest chunk index of the batch.
+    pub lowest_index: i32,
+    /// The largest chunk index of the batch.
+    pub highest_index: i32,
+}
+
+impl ChunkLookup {
+    /// The lookup of `rows` (from [`prepare_batch`]).
+    pub fn of(rows: &[Chunk]) -> Self {
+        let mut document_ids: Vec<DocumentId> = rows.iter().map(|c| c.document_id).collect();
+        document_ids.sort_unstable();
+        document_ids.dedup();
+        Self {
+            document_ids,
+            lowest_index: rows.iter().map(|c| c.chunk_index).min().unwrap_or(0),
+            highest_index: rows.iter().map(|c| c.chunk_index).max().unwrap_or(0),
+        }
+    }
+}
+
+/// Checks a prepared batch for `collection_id` against what is stored: every
+/// document first (it exists, `owners` giving its collection, and belongs to the
+/// collection), then every chunk index (not in `stored`), each in input order, so the
+/// error names the first item breaking the first rule.
+pub fn check_stored(
+    collection_id: CollectionId,
+    rows: &[Chunk],
+    owners: &std::collections::HashMap<DocumentId, CollectionId>,
+    stored: &std::collections::HashSet<(DocumentId, i32)>,
+) -> RepoResult<()> {
+    for (i, c) in rows.iter().enumerate() {
+        let refused = match owners.get(&c.document_id) {
+            None => format!("document {} does not exist", c.document_id),
+            Some(owner) if *owner != collection_id => {
+                format!("document {} belongs to another collection", c.document_id)
+            }
+            Some(_) => continue,
+        };
+        return Err(RepoError::validation(Field::DocumentId, refused).for_item(i));
+    }
+    match rows
+        .iter()
+        .position(|c| stored.contains(&(c.document_id, c.chunk_index)))
+    {
+        Some(i) => Err(RepoError::validation(
+            Field::ChunkIndex,
+            format!(
+                "chunk {} of document {} is already stored",
+                rows[i].chunk_index, rows[i].document_id
+            ),
+        )
+        .for_item(i)),
+        None => Ok(()),
+    }
+}
+
 /// Validates `(chunk id, vector id)` pairs and keeps the last vector id given for each
 /// chunk id, in first-seen order; the error names the offending item.
 pub fn last_embedding_per_chunk(pairs: &[(i64, String)]) -> RepoResult<Vec<(i64, &str)>> {
@@ -272,6 +336,38 @@ impl<'de> Deserialize<'de> for SearchCursor {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         Self::decode(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a search page starts in the ranking: the plan both backends' search
+/// statements take ([`ChunkRepository::search`] pages by offset,
+/// [`ChunkRepository::search_after`] after a cursor).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SearchStart {
+    /// After this many hits.
+    Offset(i64),
+    /// After this position (score, then id).
+    After(SearchCursor),
+}
+
+impl SearchStart {
+    /// The start of a page by offset.
+    pub fn of_page(page: PageRequest) -> Self {
+        Self::Offset(page.offset_i64())
+    }
+
+    /// The start after `after`, or the first hit.
+    pub fn after(after: Option<SearchCursor>) -> Self {
+        after.map_or(Self::Offset(0), Self::After)
+    }
+
+    /// How many hits of the ranking come before the page (0 after a cursor), for
+    /// [`SearchPage::assemble`].
+    pub fn skipped(&self) -> u64 {
+        match self {
+            Self::Offset(offset) => u64::try_from(*offset).unwrap_or(0),
+            Self::After(_) => 0,
+        }
     }
 }
 
@@ -468,5 +564,58 @@ mod search_page_tests {
         );
         let deep = SearchPage::assemble(rows, 2, 5_000, SEARCH_TOTAL_CAP + 1);
         assert_eq!((deep.total, deep.total_is_exact), (5_003, false));
+    }
+}
+
+#[cfg(test)]
+mod check_stored_tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    #[test]
+    fn documents_first_then_indexes_in_input_order() {
+        let (c, other) = (CollectionId::new(), CollectionId::new());
+        let (d, e) = (DocumentId::new(), DocumentId::new());
+        let rows = prepare_batch(
+            c,
+            &[
+                NewChunk::new(d, 3, "x"),
+                NewChunk::new(e, 0, "y"),
+                NewChunk::new(d, 1, "z"),
+            ],
+        )
+        .expect("valid");
+        let lookup = ChunkLookup::of(&rows);
+        assert_eq!((lookup.lowest_index, lookup.highest_index), (0, 3));
+        assert_eq!(lookup.document_ids.len(), 2);
+
+        let mut owners = HashMap::from([(d, c)]);
+        let stored = HashSet::from([(d, 1)]);
+        let item = |r: RepoResult<()>| match r {
+            Err(RepoError::Validation { field, item, .. }) => (field, item),
+            other => panic!("{other:?}"),
+        };
+        // A missing document (item 1) is reported before a stored index (item 2).
+        assert_eq!(
+            item(check_stored(c, &rows, &owners, &stored)),
+            (Field::DocumentId, Some(1))
+        );
+        owners.insert(e, other);
+        assert_eq!(
+            item(check_stored(c, &rows, &owners, &stored)),
+            (Field::DocumentId, Some(1))
+        );
+        owners.insert(e, c);
+        assert_eq!(
+            item(check_stored(c, &rows, &owners, &stored)),
+            (Field::ChunkIndex, Some(2))
+        );
+        assert!(check_stored(c, &rows, &owners, &HashSet::new()).is_ok());
+    }
+
+    #[test]
+    fn search_start_skips_the_offset_only() {
+        assert_eq!(SearchStart::of_page(PageRequest::new(40, 20)).skipped(), 40);
+        assert_eq!(SearchStart::after(None).skipped(), 0);
     }
 }

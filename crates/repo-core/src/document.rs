@@ -7,7 +7,7 @@ use crate::time::{self, Timestamp};
 use crate::validate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Largest batch accepted by [`DocumentRepository::register_many`].
 pub const MAX_DOCUMENT_BATCH: usize = 50_000;
@@ -387,6 +387,303 @@ pub fn meta_filter(filter: &Value) -> RepoResult<()> {
     leaves(filter)
 }
 
+/// Where one collection of a batch registration must be looked up, in the order of
+/// the batch: the collection (which must exist; a missing one is reported at
+/// `first_item`), and the distinct hashes and URIs its items carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionLookup<'a> {
+    /// The collection.
+    pub collection_id: CollectionId,
+    /// Index of the batch's first item in this collection.
+    pub first_item: usize,
+    /// Distinct content hashes of its items, in order of first appearance.
+    pub hashes: Vec<&'a str>,
+    /// Distinct URIs of its items, in order of first appearance.
+    pub uris: Vec<&'a str>,
+}
+
+/// What a backend must read before planning a batch: one [`CollectionLookup`] per
+/// collection, in the order of each collection's first item.
+pub fn batch_lookups(docs: &[Document]) -> Vec<CollectionLookup<'_>> {
+    let mut out: Vec<CollectionLookup<'_>> = Vec::new();
+    let mut position: HashMap<CollectionId, usize> = HashMap::new();
+    let mut seen: HashSet<(CollectionId, bool, &str)> = HashSet::new();
+    for (i, d) in docs.iter().enumerate() {
+        let at = *position.entry(d.collection_id).or_insert_with(|| {
+            out.push(CollectionLookup {
+                collection_id: d.collection_id,
+                first_item: i,
+                hashes: Vec::new(),
+                uris: Vec::new(),
+            });
+            out.len() - 1
+        });
+        let Some(lookup) = out.get_mut(at) else {
+            continue;
+        };
+        if seen.insert((d.collection_id, false, &d.content_hash)) {
+            lookup.hashes.push(&d.content_hash);
+        }
+        if let Some(uri) = d.uri.as_deref() {
+            if seen.insert((d.collection_id, true, uri)) {
+                lookup.uris.push(uri);
+            }
+        }
+    }
+    out
+}
+
+/// The stored documents a batch registration is planned on: those with a hash of the
+/// batch, and the hash stored behind every URI of the batch.
+#[derive(Debug, Clone, Default)]
+pub struct StoredDocuments {
+    by_hash: HashMap<(CollectionId, String), Document>,
+    hash_of_uri: HashMap<(CollectionId, String), String>,
+}
+
+impl StoredDocuments {
+    /// Adds a stored document (by its hash, and as the owner of its URI).
+    pub fn add(&mut self, doc: Document) {
+        if let Some(uri) = &doc.uri {
+            self.hash_of_uri
+                .insert((doc.collection_id, uri.clone()), doc.content_hash.clone());
+        }
+        self.by_hash
+            .insert((doc.collection_id, doc.content_hash.clone()), doc);
+    }
+
+    /// Adds the hash of the stored document that holds `uri` in the collection.
+    pub fn add_uri_owner(
+        &mut self,
+        collection_id: CollectionId,
+        uri: String,
+        content_hash: String,
+    ) {
+        self.hash_of_uri.insert((collection_id, uri), content_hash);
+    }
+
+    fn get(&self, collection_id: CollectionId, content_hash: &str) -> Option<&Document> {
+        // One allocation per lookup, as the map is keyed by owned text.
+        self.by_hash.get(&(collection_id, content_hash.to_owned()))
+    }
+
+    fn uri_owner(&self, collection_id: CollectionId, uri: &str) -> Option<&str> {
+        self.hash_of_uri
+            .get(&(collection_id, uri.to_owned()))
+            .map(String::as_str)
+    }
+}
+
+impl Extend<Document> for StoredDocuments {
+    fn extend<I: IntoIterator<Item = Document>>(&mut self, docs: I) {
+        docs.into_iter().for_each(|d| self.add(d));
+    }
+}
+
+/// The rows a backend's insert wrote, by (collection, content hash).
+#[derive(Debug, Clone, Default)]
+pub struct InsertedDocuments {
+    by_hash: HashMap<(CollectionId, String), Option<Document>>,
+}
+
+impl InsertedDocuments {
+    /// A row written as the prepared document (nothing the database changed).
+    pub fn add_as_prepared(&mut self, doc: &Document) {
+        self.by_hash
+            .insert((doc.collection_id, doc.content_hash.clone()), None);
+    }
+
+    /// A row written, as the database returned it.
+    pub fn add(&mut self, doc: Document) {
+        self.by_hash
+            .insert((doc.collection_id, doc.content_hash.clone()), Some(doc));
+    }
+
+    fn take(&mut self, doc: &Document) -> Option<Option<Document>> {
+        self.by_hash
+            .remove(&(doc.collection_id, doc.content_hash.clone()))
+    }
+
+    fn contains(&self, doc: &Document) -> bool {
+        self.by_hash
+            .contains_key(&(doc.collection_id, doc.content_hash.clone()))
+    }
+}
+
+impl FromIterator<Document> for InsertedDocuments {
+    fn from_iter<I: IntoIterator<Item = Document>>(docs: I) -> Self {
+        let mut inserted = Self::default();
+        docs.into_iter().for_each(|d| inserted.add(d));
+        inserted
+    }
+}
+
+/// What a batch registration does with one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemPlan {
+    /// The collection already holds the hash: that document, unchanged.
+    Stored,
+    /// The first occurrence of a new hash: inserted.
+    New,
+    /// A later occurrence of the hash of item `n`: its outcome.
+    SameAs(usize),
+}
+
+/// The plan of [`DocumentRepository::register_many`], decided on the batch and the
+/// [`StoredDocuments`] before anything is written.
+///
+/// Every rule is checked in input order, so the error names the first offending item.
+/// A hash already stored, or repeated from an earlier item, returns that document
+/// unchanged: its other values, the URI included, play no part. Each other item is
+/// new, and its URI must be neither stored for another hash nor carried by an earlier
+/// new item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationPlan {
+    items: Vec<ItemPlan>,
+}
+
+/// A new item whose row is neither inserted nor stored once the batch is written:
+/// another transaction deleted it, or stored another hash with its URI, in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vanished {
+    /// The item.
+    pub item: usize,
+    /// Its collection.
+    pub collection_id: CollectionId,
+    /// Its URI, which the backend checks ([`Vanished::into_error`]).
+    pub uri: Option<String>,
+}
+
+impl Vanished {
+    /// The error of the batch, given whether the item's URI is now taken in its
+    /// collection: the refusal of a URI taken by another hash (as when that row came
+    /// first), or a concurrent-update conflict.
+    pub fn into_error(self, uri_taken: bool) -> RepoError {
+        if uri_taken {
+            uri_taken_error().for_item(self.item)
+        } else {
+            RepoError::conflict(
+                crate::error::ConflictReason::ConcurrentUpdate,
+                format!(
+                    "item {}: the document was deleted while it was being registered",
+                    self.item
+                ),
+            )
+        }
+    }
+}
+
+fn uri_taken_error() -> RepoError {
+    RepoError::validation(
+        Field::Uri,
+        "is already used by another document of the collection",
+    )
+}
+
+impl RegistrationPlan {
+    /// Plans the batch `docs` (from [`prepare_batch`]) on what is stored.
+    pub fn new(docs: &[Document], stored: &StoredDocuments) -> RepoResult<Self> {
+        let mut items = Vec::with_capacity(docs.len());
+        let mut first_of_hash: HashMap<(CollectionId, &str), usize> =
+            HashMap::with_capacity(docs.len());
+        let mut first_of_uri: HashMap<(CollectionId, &str), usize> = HashMap::new();
+        for (i, d) in docs.iter().enumerate() {
+            let cid = d.collection_id;
+            let hash = d.content_hash.as_str();
+            if stored.get(cid, hash).is_some() {
+                items.push(ItemPlan::Stored);
+                continue;
+            }
+            if let Some(&first) = first_of_hash.get(&(cid, hash)) {
+                items.push(ItemPlan::SameAs(first));
+                continue;
+            }
+            if let Some(uri) = d.uri.as_deref() {
+                if stored.uri_owner(cid, uri).is_some_and(|h| h != hash) {
+                    return Err(uri_taken_error().for_item(i));
+                }
+                if let Some(other) = first_of_uri.insert((cid, uri), i) {
+                    return Err(RepoError::validation(
+                        Field::Uri,
+                        format!("is also used by item {other}, which has another content hash"),
+                    )
+                    .for_item(i));
+                }
+            }
+            first_of_hash.insert((cid, hash), i);
+            items.push(ItemPlan::New);
+        }
+        Ok(Self { items })
+    }
+
+    /// The documents to insert, in input order.
+    pub fn to_insert<'a>(&'a self, docs: &'a [Document]) -> impl Iterator<Item = &'a Document> {
+        docs.iter()
+            .zip(&self.items)
+            .filter(|(_, p)| **p == ItemPlan::New)
+            .map(|(d, _)| d)
+    }
+
+    /// The hashes of new documents that `inserted` lacks (another transaction stored
+    /// them first), per collection: the backend reads them into the stored documents.
+    pub fn lost<'a>(
+        &self,
+        docs: &'a [Document],
+        inserted: &InsertedDocuments,
+    ) -> Vec<(CollectionId, Vec<&'a str>)> {
+        let mut out: Vec<(CollectionId, Vec<&'a str>)> = Vec::new();
+        let new_items = docs
+            .iter()
+            .zip(&self.items)
+            .filter(|(_, p)| **p == ItemPlan::New);
+        for (d, _) in new_items.filter(|(d, _)| !inserted.contains(d)) {
+            match out.iter_mut().find(|(c, _)| *c == d.collection_id) {
+                Some((_, hashes)) => hashes.push(&d.content_hash),
+                None => out.push((d.collection_id, vec![&d.content_hash])),
+            }
+        }
+        out
+    }
+
+    /// One result per item, in input order: a stored document with `created: false`,
+    /// an inserted one with `created: true` (the first item of its hash only).
+    pub fn registered(
+        self,
+        docs: Vec<Document>,
+        stored: &StoredDocuments,
+        mut inserted: InsertedDocuments,
+    ) -> Result<Vec<Registered>, Vanished> {
+        let mut out: Vec<Registered> = Vec::with_capacity(docs.len());
+        for (i, (d, plan)) in docs.into_iter().zip(self.items).enumerate() {
+            let written = match plan {
+                ItemPlan::New => inserted.take(&d),
+                ItemPlan::Stored | ItemPlan::SameAs(_) => None,
+            };
+            let found = match (plan, written) {
+                (_, Some(row)) => Ok((row.unwrap_or(d), true)),
+                (ItemPlan::SameAs(first), None) => {
+                    out.get(first).map(|r| (r.document.clone(), false)).ok_or(d)
+                }
+                (_, None) => stored
+                    .get(d.collection_id, &d.content_hash)
+                    .map(|doc| (doc.clone(), false))
+                    .ok_or(d),
+            };
+            match found {
+                Ok((document, created)) => out.push(Registered { document, created }),
+                Err(d) => {
+                    return Err(Vanished {
+                        item: i,
+                        collection_id: d.collection_id,
+                        uri: d.uri,
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Documents of collections.
 pub trait DocumentRepository: Send + Sync {
     /// Registers a document, idempotent on (collection, content_hash): an existing
@@ -441,4 +738,100 @@ pub trait DocumentRepository: Send + Sync {
     fn stats(&self, collection_id: CollectionId) -> RepoResult<DocumentStats>;
     /// Deletes a document and its chunks.
     fn delete(&self, id: DocumentId) -> RepoResult<()>;
+}
+
+#[cfg(test)]
+mod registration_plan_tests {
+    use super::*;
+
+    fn doc(collection: CollectionId, hash: char, uri: Option<&str>) -> Document {
+        let mut new = NewDocument::new(collection, "/f", "f", 1, hash.to_string().repeat(64));
+        new.uri = uri.map(str::to_owned);
+        new.prepare().expect("valid document")
+    }
+
+    #[test]
+    fn lookups_name_each_collection_once_with_distinct_hashes_and_uris() {
+        let (a, b) = (CollectionId::new(), CollectionId::new());
+        let docs = [
+            doc(a, 'a', Some("u")),
+            doc(b, 'a', None),
+            doc(a, 'a', Some("u")),
+            doc(a, 'b', Some("v")),
+        ];
+        let lookups = batch_lookups(&docs);
+        assert_eq!(lookups.len(), 2);
+        assert_eq!((lookups[0].collection_id, lookups[0].first_item), (a, 0));
+        assert_eq!(lookups[0].hashes.len(), 2);
+        assert_eq!(lookups[0].uris, vec!["u", "v"]);
+        assert_eq!((lookups[1].collection_id, lookups[1].first_item), (b, 1));
+    }
+
+    #[test]
+    fn stored_repeated_and_new_items() {
+        let c = CollectionId::new();
+        let stored_doc = doc(c, 'a', None);
+        let mut stored = StoredDocuments::default();
+        stored.add(stored_doc.clone());
+        let docs = vec![doc(c, 'a', None), doc(c, 'b', None), doc(c, 'b', None)];
+        let plan = RegistrationPlan::new(&docs, &stored).expect("plan");
+        let new: Vec<_> = plan.to_insert(&docs).map(|d| d.id).collect();
+        assert_eq!(new, vec![docs[1].id]);
+        let mut inserted = InsertedDocuments::default();
+        inserted.add_as_prepared(&docs[1]);
+        assert!(plan.lost(&docs, &inserted).is_empty());
+        let out = plan
+            .registered(docs.clone(), &stored, inserted)
+            .expect("registered");
+        assert_eq!(out[0].document, stored_doc);
+        assert!(!out[0].created);
+        assert_eq!(out[1].document, docs[1]);
+        assert!(out[1].created);
+        assert_eq!(out[2].document, docs[1]);
+        assert!(!out[2].created);
+    }
+
+    #[test]
+    fn uri_rules_name_the_item() {
+        let c = CollectionId::new();
+        let mut stored = StoredDocuments::default();
+        stored.add_uri_owner(c, "taken".into(), "f".repeat(64));
+        let docs = vec![doc(c, 'a', Some("taken"))];
+        let err = RegistrationPlan::new(&docs, &stored).unwrap_err();
+        assert!(err.to_string().contains("item 0"), "{err}");
+        let docs = vec![doc(c, 'a', Some("u")), doc(c, 'b', Some("u"))];
+        let err = RegistrationPlan::new(&docs, &StoredDocuments::default()).unwrap_err();
+        assert!(err.to_string().contains("also used by item 0"), "{err}");
+    }
+
+    #[test]
+    fn a_lost_race_is_read_back_or_reported() {
+        let c = CollectionId::new();
+        let docs = vec![doc(c, 'a', Some("u"))];
+        let mut stored = StoredDocuments::default();
+        let plan = RegistrationPlan::new(&docs, &stored).expect("plan");
+        let inserted = InsertedDocuments::default();
+        assert_eq!(
+            plan.lost(&docs, &inserted),
+            vec![(c, vec![docs[0].content_hash.as_str()])]
+        );
+        let vanished = plan
+            .clone()
+            .registered(docs.clone(), &stored, InsertedDocuments::default())
+            .unwrap_err();
+        assert_eq!((vanished.item, vanished.uri.as_deref()), (0, Some("u")));
+        assert!(matches!(
+            vanished.into_error(true),
+            RepoError::Validation {
+                field: Field::Uri,
+                ..
+            }
+        ));
+        let winner = doc(c, 'a', None);
+        stored.add(winner.clone());
+        let out = plan
+            .registered(docs, &stored, InsertedDocuments::default())
+            .expect("read back");
+        assert_eq!((out[0].document.id, out[0].created), (winner.id, false));
+    }
 }

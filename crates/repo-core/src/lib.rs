@@ -75,8 +75,8 @@ pub use api_key::{
 };
 pub use backend::BackendKind;
 pub use chunk::{
-    Chunk, ChunkRepository, NewChunk, SearchCursor, SearchHit, SearchPage, MAX_CHUNK_BATCH,
-    SEARCH_TOTAL_CAP,
+    Chunk, ChunkRepository, NewChunk, SearchCursor, SearchHit, SearchPage, SearchStart,
+    MAX_CHUNK_BATCH, SEARCH_TOTAL_CAP,
 };
 pub use collection::{
     effective_access, merge_newest_first, require_access, Collection, CollectionPatch,
@@ -90,7 +90,7 @@ pub use config::{
 pub use document::{
     Document, DocumentFilter, DocumentRepository, DocumentStats, DocumentStatus,
     DocumentStatusUpdate, ErrorCategory, NewDocument, NewDocumentBuilder, Registered,
-    MAX_DOCUMENT_BATCH,
+    RegistrationPlan, StoredDocuments, MAX_DOCUMENT_BATCH,
 };
 pub use enums::{
     AccessLevel, CollectionStatus, OperationKind, OperationStatus, Quantization, SyncMode,

@@ -24,6 +24,8 @@ pub trait Codec {
     type TimestampSql;
     /// The SQL type of a stored JSON document.
     type JsonSql;
+    /// A JSON document as written by an insert (see [`json_in`](Self::json_in)).
+    type JsonIn<'a>;
 
     /// A UUID as stored.
     fn uuid(value: Uuid) -> Self::Uuid;
@@ -31,6 +33,9 @@ pub trait Codec {
     fn timestamp(value: Timestamp) -> Self::Timestamp;
     /// A JSON document as stored.
     fn json(value: &Value) -> RepoResult<Self::Json>;
+    /// A JSON document as bound in an insert, borrowing the domain value where the
+    /// backend can (PostgreSQL binds `&Value`; SQLite writes text).
+    fn json_in(value: &Value) -> RepoResult<Self::JsonIn<'_>>;
     /// Reads a stored UUID of `table.column`.
     fn read_uuid(table: &str, column: &str, stored: Self::Uuid) -> RepoResult<Uuid>;
     /// Reads a stored timestamp of `table.column`.

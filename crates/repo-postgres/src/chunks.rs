@@ -16,10 +16,16 @@
 //! `chunks` is hash-partitioned by `collection_id`, and its indexes all lead with
 //! that column, so every query here names the collection: PostgreSQL then touches one
 //! partition only.
+//!
+//! Row types, the checks of a bulk insert (the core's rules over facts read alike on
+//! both backends), the plain statements and the trait forwarding are expanded from
+//! `repo_diesel`'s macros.
 
+use crate::codec::PgCodec;
 use crate::collections as collection_repo;
 use crate::connection::{ConnectionSource, QueryResultExt};
 use crate::documents::{self as document_repo, BulkStrategy, PG_MAX_BINDS};
+use crate::error::map_diesel_error;
 use crate::schema::{chunks, documents};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
@@ -27,82 +33,32 @@ use diesel::sql_types::{Array, BigInt, Double, Int8, Nullable, Text, Uuid as Sql
 use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
 use repo_core::search::index_text;
 use repo_core::{
-    Chunk, ChunkRepository, CollectionId, DocumentId, Field, NewChunk, Page, PageRequest,
-    RepoError, RepoResult, SearchCursor, SearchHit, SearchPage, SearchQuery, Timestamp,
+    Chunk, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoError, RepoResult,
+    SearchPage, SearchQuery, SearchStart, Timestamp,
 };
+use repo_diesel::chunks::SearchTotal;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-/// A `chunks` row (without `search_tokens` and the generated `search_tsv`).
-#[derive(Queryable, QueryableByName, Selectable)]
-#[diesel(table_name = chunks, check_for_backend(Pg))]
-struct ChunkRow {
-    id: i64,
-    collection_id: uuid::Uuid,
-    document_id: uuid::Uuid,
-    chunk_index: i32,
-    content: String,
-    start_offset: Option<i32>,
-    end_offset: Option<i32>,
-    token_count: Option<i32>,
-    embedding_vector_id: Option<String>,
-    meta: Value,
-    created_at: Timestamp,
-}
+repo_diesel::chunk_row!(
+    backend: Pg,
+    codec: PgCodec,
+    uuid: uuid::Uuid,
+    timestamp: Timestamp,
+    json: Value,
+);
 
-impl ChunkRow {
-    fn into_domain(self) -> Chunk {
-        Chunk {
-            id: self.id,
-            collection_id: CollectionId(self.collection_id),
-            document_id: DocumentId(self.document_id),
-            chunk_index: self.chunk_index,
-            content: self.content,
-            start_offset: self.start_offset,
-            end_offset: self.end_offset,
-            token_count: self.token_count,
-            embedding_vector_id: self.embedding_vector_id,
-            meta: self.meta,
-            created_at: self.created_at,
-        }
-    }
-}
+// Every column but `id` (from `chunks_id_seq`) and `search_tsv` (generated).
+repo_diesel::insert_chunk!(codec: PgCodec, uuid: uuid::Uuid, timestamp: Timestamp);
 
-/// A new chunk: every column but `id` (from `chunks_id_seq`) and `search_tsv`
-/// (generated). `None` is NULL, never DEFAULT, as binary `COPY` requires.
-#[derive(Insertable)]
-#[diesel(table_name = chunks, treat_none_as_default_value = false)]
-pub(crate) struct InsertChunk<'a> {
-    collection_id: uuid::Uuid,
-    document_id: uuid::Uuid,
-    chunk_index: i32,
-    content: &'a str,
-    start_offset: Option<i32>,
-    end_offset: Option<i32>,
-    token_count: Option<i32>,
-    embedding_vector_id: Option<&'a str>,
-    meta: &'a Value,
-    created_at: Timestamp,
-    search_tokens: String,
-}
-
-impl<'a> From<&'a Chunk> for InsertChunk<'a> {
-    fn from(c: &'a Chunk) -> Self {
-        Self {
-            collection_id: c.collection_id.0,
-            document_id: c.document_id.0,
-            chunk_index: c.chunk_index,
-            content: &c.content,
-            start_offset: c.start_offset,
-            end_offset: c.end_offset,
-            token_count: c.token_count,
-            embedding_vector_id: c.embedding_vector_id.as_deref(),
-            meta: &c.meta,
-            created_at: c.created_at,
-            search_tokens: index_text(&c.content),
-        }
-    }
-}
+repo_diesel::chunk_statements!(
+    conn: PgConnection,
+    codec: PgCodec,
+    uuid: uuid::Uuid,
+    map_err: map_diesel_error,
+    // `= ANY($1)`: one array parameter, whatever the number of documents.
+    ids_per_statement: usize::MAX,
+);
 
 /// The strategy of [`ChunkRepository::insert_many`]: `COPY` straight into `chunks`
 /// (every rule is checked before), measured against multi-row `INSERT` in the
@@ -118,7 +74,7 @@ pub(crate) fn write_chunks(
     if rows.is_empty() {
         return Ok(0);
     }
-    let values: Vec<InsertChunk<'_>> = rows.iter().map(InsertChunk::from).collect();
+    let values = InsertChunk::from_domain_all(rows)?;
     let n = match strategy {
         BulkStrategy::Copy => diesel::copy_from(chunks::table)
             .from_insertable(&values)
@@ -151,68 +107,18 @@ pub(crate) fn insert_many_with(
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut doc_ids: Vec<uuid::Uuid> = rows.iter().map(|c| c.document_id.0).collect();
-    doc_ids.sort_unstable();
-    doc_ids.dedup();
-    // The collection of every referenced document.
-    let owners: HashMap<uuid::Uuid, uuid::Uuid> = documents::table
-        .filter(documents::id.eq_any(&doc_ids))
-        .select((documents::id, documents::collection_id))
-        .load::<(uuid::Uuid, uuid::Uuid)>(conn)
-        .db()?
-        .into_iter()
-        .collect();
-    // Every document first, then every chunk index, each in input order (as on
-    // SQLite), so the error names the first item breaking the first rule.
-    for (i, c) in rows.iter().enumerate() {
-        match owners.get(&c.document_id.0) {
-            None => {
-                return Err(RepoError::validation(
-                    Field::DocumentId,
-                    format!("document {} does not exist", c.document_id),
-                )
-                .for_item(i))
-            }
-            Some(owner) if *owner != collection_id.0 => {
-                return Err(RepoError::validation(
-                    Field::DocumentId,
-                    format!("document {} belongs to another collection", c.document_id),
-                )
-                .for_item(i))
-            }
-            Some(_) => {}
-        }
-    }
-    // The indexes those documents already hold, through the unique index of one
-    // partition; the batch's range of indexes narrows the read when documents
-    // already hold many chunks.
-    let lo = rows.iter().map(|c| c.chunk_index).min().unwrap_or(0);
-    let hi = rows.iter().map(|c| c.chunk_index).max().unwrap_or(0);
-    let stored: HashSet<(uuid::Uuid, i32)> = chunks::table
-        .filter(chunks::collection_id.eq(collection_id.0))
-        .filter(chunks::document_id.eq_any(&doc_ids))
-        .filter(chunks::chunk_index.between(lo, hi))
-        .select((chunks::document_id, chunks::chunk_index))
-        .load::<(uuid::Uuid, i32)>(conn)
-        .db()?
-        .into_iter()
-        .collect();
-    if let Some(i) = rows
-        .iter()
-        .position(|c| stored.contains(&(c.document_id.0, c.chunk_index)))
-    {
-        return Err(RepoError::validation(
-            Field::ChunkIndex,
-            format!(
-                "chunk {} of document {} is already stored",
-                rows[i].chunk_index, rows[i].document_id
-            ),
-        )
-        .for_item(i));
-    }
+    check_batch(conn, collection_id, &rows)?;
     let written = write_chunks(conn, &rows, strategy)?;
     after_bulk_write(conn, collection_id, written)?;
     Ok(written)
+}
+
+fn insert_many(
+    conn: &mut PgConnection,
+    collection_id: CollectionId,
+    batch: &[NewChunk],
+) -> RepoResult<u64> {
+    insert_many_with(conn, collection_id, batch, INSERT_STRATEGY)
 }
 
 /// A call writing at least this many chunks maintains its partition's search index
@@ -308,26 +214,9 @@ fn list_by_document(
         .db()?;
     let total: i64 = of_document().count().get_result(conn).db()?;
     Ok(Page {
-        items: rows.into_iter().map(ChunkRow::into_domain).collect(),
+        items: many(rows)?,
         total: u64::try_from(total).unwrap_or(0),
     })
-}
-
-fn without_embedding(
-    conn: &mut PgConnection,
-    collection_id: CollectionId,
-    limit: u32,
-) -> RepoResult<Vec<Chunk>> {
-    // Served by the partial index `chunks_collection_embedding_idx`.
-    let rows = chunks::table
-        .filter(chunks::collection_id.eq(collection_id.0))
-        .filter(chunks::embedding_vector_id.is_null())
-        .select(ChunkRow::as_select())
-        .order(chunks::id.asc())
-        .limit(i64::from(limit))
-        .load(conn)
-        .db()?;
-    Ok(rows.into_iter().map(ChunkRow::into_domain).collect())
 }
 
 fn set_embedding_ids(
@@ -369,36 +258,6 @@ fn delete_by_document(conn: &mut PgConnection, document_id: DocumentId) -> RepoR
     .execute(conn)
     .db()?;
     Ok(n as u64)
-}
-
-fn delete_by_collection(conn: &mut PgConnection, collection_id: CollectionId) -> RepoResult<u64> {
-    let n = diesel::delete(chunks::table.filter(chunks::collection_id.eq(collection_id.0)))
-        .execute(conn)
-        .db()?;
-    Ok(n as u64)
-}
-
-fn count(conn: &mut PgConnection, collection_id: CollectionId) -> RepoResult<u64> {
-    let n: i64 = chunks::table
-        .filter(chunks::collection_id.eq(collection_id.0))
-        .count()
-        .get_result(conn)
-        .db()?;
-    Ok(u64::try_from(n).unwrap_or(0))
-}
-
-#[derive(QueryableByName)]
-struct HitRow {
-    #[diesel(embed)]
-    chunk: ChunkRow,
-    #[diesel(sql_type = Double)]
-    score: f64,
-}
-
-#[derive(QueryableByName)]
-struct Total {
-    #[diesel(sql_type = BigInt)]
-    total: i64,
 }
 
 /// The exact test of a search, built from the query's structure only: `$1` is the
@@ -487,15 +346,6 @@ fn search_branches(columns: &str, filter: &str, prefilter: bool) -> String {
              WHERE c.collection_id = $2 AND c.search_tokens IS NOT NULL AND {filter}"
         )
     }
-}
-
-/// Where a search page starts.
-#[derive(Debug, Clone, Copy)]
-enum SearchStart {
-    /// After this many hits (`$5`).
-    Offset(i64),
-    /// After this position (`$5` score, `$6` id).
-    After(SearchCursor),
 }
 
 /// The search statements of one query, with every value to bind.
@@ -613,24 +463,8 @@ fn search(
         .page("", collection_id, start, limit + 1)
         .load(conn)
         .db()?;
-    let counted: Total = statements.count(collection_id).get_result(conn).db()?;
-    let hits = rows
-        .into_iter()
-        .map(|r| SearchHit {
-            chunk: r.chunk.into_domain(),
-            score: r.score,
-        })
-        .collect();
-    let skipped = match start {
-        SearchStart::Offset(offset) => u64::try_from(offset).unwrap_or(0),
-        SearchStart::After(_) => 0,
-    };
-    Ok(SearchPage::assemble(
-        hits,
-        limit,
-        skipped,
-        u64::try_from(counted.total).unwrap_or(0),
-    ))
+    let counted: SearchTotal = statements.count(collection_id).get_result(conn).db()?;
+    search_page(rows, counted, start, limit)
 }
 
 /// Rows filled per statement by [`backfill_search_tokens`].
@@ -677,69 +511,18 @@ pub(crate) struct PgChunks<S> {
     pub(crate) src: S,
 }
 
-impl<S: ConnectionSource> ChunkRepository for PgChunks<S> {
-    fn insert_many(&self, collection_id: CollectionId, batch: &[NewChunk]) -> RepoResult<u64> {
-        self.src
-            .write(|c| insert_many_with(c, collection_id, batch, INSERT_STRATEGY))
-    }
-
-    fn list_by_document(
-        &self,
-        document_id: DocumentId,
-        page: PageRequest,
-    ) -> RepoResult<Page<Chunk>> {
-        self.src.read(|c| list_by_document(c, document_id, page))
-    }
-
-    fn without_embedding(&self, collection_id: CollectionId, limit: u32) -> RepoResult<Vec<Chunk>> {
-        self.src
-            .read(|c| without_embedding(c, collection_id, limit))
-    }
-
-    fn set_embedding_ids(
-        &self,
-        collection_id: CollectionId,
-        pairs: &[(i64, String)],
-    ) -> RepoResult<u64> {
-        self.src.run(|c| set_embedding_ids(c, collection_id, pairs))
-    }
-
-    fn delete_by_document(&self, document_id: DocumentId) -> RepoResult<u64> {
-        self.src.write(|c| delete_by_document(c, document_id))
-    }
-
-    fn delete_by_collection(&self, collection_id: CollectionId) -> RepoResult<u64> {
-        self.src.run(|c| delete_by_collection(c, collection_id))
-    }
-
-    fn count(&self, collection_id: CollectionId) -> RepoResult<u64> {
-        self.src.read(|c| count(c, collection_id))
-    }
-
-    fn search(
-        &self,
-        collection_id: CollectionId,
-        query: &SearchQuery,
-        page: PageRequest,
-    ) -> RepoResult<SearchPage> {
-        let start = SearchStart::Offset(page.offset_i64());
-        self.src
-            .read(|c| search(c, collection_id, query, start, page.limit_i64()))
-    }
-
-    fn search_after(
-        &self,
-        collection_id: CollectionId,
-        query: &SearchQuery,
-        after: Option<SearchCursor>,
-        limit: u32,
-    ) -> RepoResult<SearchPage> {
-        let start = after.map_or(SearchStart::Offset(0), SearchStart::After);
-        let limit = PageRequest::first(limit).limit_i64();
-        self.src
-            .read(|c| search(c, collection_id, query, start, limit))
-    }
-}
+repo_diesel::chunk_repository!(
+    impl<S: ConnectionSource> for PgChunks<S>, source: src;
+    insert_many: write,
+    list_by_document: read,
+    without_embedding: read,
+    set_embedding_ids: run,
+    delete_by_document: write,
+    delete_by_collection: run,
+    count: read,
+    search: read,
+    search_after: read,
+);
 
 #[cfg(test)]
 mod tests {
@@ -798,7 +581,7 @@ mod tests {
                     err,
                     RepoError::AlreadyExists {
                         entity: repo_core::Entity::Chunk,
-                        field: Field::ChunkIndex
+                        field: repo_core::Field::ChunkIndex
                     }
                 ),
                 "{strategy:?}: {err:?}"

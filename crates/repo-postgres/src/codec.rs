@@ -15,17 +15,24 @@ impl Codec for PgCodec {
     type UuidSql = diesel::sql_types::Uuid;
     type TimestampSql = diesel::sql_types::Timestamptz;
     type JsonSql = diesel::sql_types::Jsonb;
+    type JsonIn<'a> = &'a Value;
 
     fn uuid(value: uuid::Uuid) -> uuid::Uuid {
         value
     }
 
+    /// Cut to the microseconds PostgreSQL keeps (it would round), as SQLite's text
+    /// does, so both backends store the same instant.
     fn timestamp(value: Timestamp) -> Timestamp {
-        value
+        repo_core::time::truncate_micros(value)
     }
 
     fn json(value: &Value) -> RepoResult<Value> {
         Ok(value.clone())
+    }
+
+    fn json_in(value: &Value) -> RepoResult<&Value> {
+        Ok(value)
     }
 
     fn read_uuid(_: &str, _: &str, stored: uuid::Uuid) -> RepoResult<uuid::Uuid> {

@@ -110,14 +110,3 @@ pub(crate) fn missing_reference<T, const N: usize>(
         map_diesel_error(error)
     })
 }
-
-/// Parses a status or kind column; a value outside the enum means a corrupt row.
-pub(crate) fn parse_column<T: std::str::FromStr>(
-    column: &'static str,
-    value: &str,
-) -> RepoResult<T> {
-    value.parse().map_err(|_| RepoError::Backend {
-        message: format!("unexpected value {value:?} in column {column}"),
-        source: None,
-    })
-}

@@ -9,222 +9,73 @@
 //! intersection of their posting lists, ranks on the FTS5 table alone and joins only
 //! the page's rows to `chunks`. Diesel has no DSL for virtual tables: search runs as
 //! raw SQL whose every value is a bound parameter.
+//!
+//! Row types, the checks of a bulk insert (the core's rules over facts read alike on
+//! both backends), the plain statements and the trait forwarding are expanded from
+//! `repo_diesel`'s macros.
 
 use crate::bulk::{in_list_len, rows_per_statement};
-use crate::codec::{affected, count, json, read_json, read_ts, read_uuid, ts, uuid};
+use crate::codec::{affected, uuid, SqliteCodec};
 use crate::collections;
-use crate::connection::{read_tx, write_tx, ConnectionSource, SqliteChunks};
-use crate::documents;
+use crate::connection::{write_tx, ConnectionSource, SqliteChunks};
+use crate::documents as document_repo;
 use crate::error::map_diesel_error;
-use crate::schema::{chunks, documents as documents_table};
+use crate::schema::{chunks, documents};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text};
 use diesel::sqlite::Sqlite;
 use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
 use repo_core::search::index_text;
 use repo_core::{
-    Chunk, ChunkRepository, CollectionId, DocumentId, Entity, Field, NewChunk, Page, PageRequest,
-    RepoError, RepoResult, SearchCursor, SearchHit, SearchPage, SearchQuery,
+    Chunk, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoResult, SearchPage,
+    SearchQuery, SearchStart,
 };
-use std::collections::{HashMap, HashSet};
+use repo_diesel::chunks::SearchTotal;
 
-/// A `chunks` row as stored.
-#[derive(Queryable, Selectable, QueryableByName)]
-#[diesel(table_name = chunks, check_for_backend(Sqlite))]
-struct ChunkRow {
-    id: i64,
-    collection_id: String,
-    document_id: String,
-    chunk_index: i32,
-    content: String,
-    start_offset: Option<i32>,
-    end_offset: Option<i32>,
-    token_count: Option<i32>,
-    embedding_vector_id: Option<String>,
-    meta: String,
-    created_at: String,
-}
+repo_diesel::chunk_row!(
+    backend: Sqlite,
+    codec: SqliteCodec,
+    uuid: String,
+    timestamp: String,
+    json: String,
+);
 
-impl ChunkRow {
-    fn into_domain(self) -> RepoResult<Chunk> {
-        const T: &str = "chunks";
-        Ok(Chunk {
-            id: self.id,
-            collection_id: CollectionId(read_uuid(T, "collection_id", &self.collection_id)?),
-            document_id: DocumentId(read_uuid(T, "document_id", &self.document_id)?),
-            chunk_index: self.chunk_index,
-            content: self.content,
-            start_offset: self.start_offset,
-            end_offset: self.end_offset,
-            token_count: self.token_count,
-            embedding_vector_id: self.embedding_vector_id,
-            meta: read_json(T, "meta", &self.meta)?,
-            created_at: read_ts(T, "created_at", &self.created_at)?,
-        })
-    }
-}
-
-fn many(rows: Vec<ChunkRow>) -> RepoResult<Vec<Chunk>> {
-    rows.into_iter().map(ChunkRow::into_domain).collect()
-}
+repo_diesel::insert_chunk!(codec: SqliteCodec, uuid: String, timestamp: String);
 
 /// Bound columns of [`InsertChunk`], for sizing multi-row inserts.
 const INSERT_COLUMNS: usize = 11;
 
-/// A chunk to insert; every column bound so that a slice is one multi-row `INSERT`.
-#[derive(Insertable)]
-#[diesel(table_name = chunks, treat_none_as_default_value = false)]
-struct InsertChunk<'a> {
-    collection_id: &'a str,
-    document_id: &'a str,
-    chunk_index: i32,
-    content: &'a str,
-    start_offset: Option<i32>,
-    end_offset: Option<i32>,
-    token_count: Option<i32>,
-    embedding_vector_id: Option<&'a str>,
-    meta: String,
-    created_at: String,
-    search_tokens: String,
-}
+repo_diesel::chunk_statements!(
+    conn: SqliteConnection,
+    codec: SqliteCodec,
+    uuid: String,
+    map_err: map_diesel_error,
+    ids_per_statement: in_list_len(3),
+);
 
-/// A search hit as selected: the chunk's columns and `-bm25(chunks_fts)`.
-#[derive(QueryableByName)]
-struct HitRow {
-    #[diesel(embed)]
-    chunk: ChunkRow,
-    #[diesel(sql_type = Double)]
-    score: f64,
-}
-
-#[derive(QueryableByName)]
-struct Total {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// The distinct values of `items`, in order of first appearance.
-fn distinct<T: Copy + Eq + std::hash::Hash>(items: impl Iterator<Item = T>) -> Vec<T> {
-    let mut seen = HashSet::new();
-    items.filter(|v| seen.insert(*v)).collect()
-}
-
+/// `insert_many`, in the caller's write transaction: the batch is checked against
+/// what is stored, then written as multi-row inserts.
 fn insert_many(
     conn: &mut SqliteConnection,
     collection_id: CollectionId,
     batch: &[NewChunk],
 ) -> RepoResult<u64> {
     let prepared = prepare_batch(collection_id, batch)?;
-    let cid = uuid(collection_id.0);
-    write_tx(conn, |c| {
-        collections::ensure_exists(c, collection_id)?;
-        if prepared.is_empty() {
-            return Ok(0);
-        }
-
-        // Every document belongs to the collection.
-        let doc_ids = distinct(prepared.iter().map(|ch| ch.document_id));
-        let keys: HashMap<DocumentId, String> =
-            doc_ids.iter().map(|id| (*id, uuid(id.0))).collect();
-        let ordered_keys: Vec<&str> = doc_ids
-            .iter()
-            .filter_map(|id| keys.get(id))
-            .map(String::as_str)
-            .collect();
-        let mut found: HashSet<String> = HashSet::with_capacity(doc_ids.len());
-        for part in ordered_keys.chunks(in_list_len(1)) {
-            let ids: Vec<String> = documents_table::table
-                .filter(documents_table::collection_id.eq(&cid))
-                .filter(documents_table::id.eq_any(part))
-                .select(documents_table::id)
-                .load(c)
-                .map_err(map_diesel_error)?;
-            found.extend(ids);
-        }
-        if let Some(i) = prepared
-            .iter()
-            .position(|ch| keys.get(&ch.document_id).is_none_or(|k| !found.contains(k)))
-        {
-            return Err(RepoError::validation(
-                Field::DocumentId,
-                format!(
-                    "document {} does not exist in collection {collection_id}",
-                    prepared[i].document_id
-                ),
-            )
-            .for_item(i));
-        }
-
-        // No (document, chunk_index) is stored already. The index range narrows the
-        // read to the batch's positions when a document already has many chunks.
-        let lo = prepared.iter().map(|ch| ch.chunk_index).min().unwrap_or(0);
-        let hi = prepared.iter().map(|ch| ch.chunk_index).max().unwrap_or(0);
-        let mut stored: HashSet<(String, i32)> = HashSet::new();
-        for part in ordered_keys.chunks(in_list_len(3)) {
-            let pairs: Vec<(String, i32)> = chunks::table
-                .filter(chunks::collection_id.eq(&cid))
-                .filter(chunks::document_id.eq_any(part))
-                .filter(chunks::chunk_index.between(lo, hi))
-                .select((chunks::document_id, chunks::chunk_index))
-                .load(c)
-                .map_err(map_diesel_error)?;
-            stored.extend(pairs);
-        }
-        if !stored.is_empty() {
-            if let Some(i) = prepared.iter().position(|ch| {
-                keys.get(&ch.document_id)
-                    .is_some_and(|k| stored.contains(&(k.clone(), ch.chunk_index)))
-            }) {
-                return Err(RepoError::validation(
-                    Field::ChunkIndex,
-                    format!(
-                        "chunk {} of document {} is already stored",
-                        prepared[i].chunk_index, prepared[i].document_id
-                    ),
-                )
-                .for_item(i));
-            }
-        }
-
-        // One batch shares one creation time: format it once.
-        let mut created: Option<(repo_core::Timestamp, String)> = None;
-        let mut rows = Vec::with_capacity(prepared.len());
-        for ch in &prepared {
-            let created_at = match &created {
-                Some((at, text)) if *at == ch.created_at => text.clone(),
-                _ => {
-                    let text = ts(ch.created_at);
-                    created = Some((ch.created_at, text.clone()));
-                    text
-                }
-            };
-            let document_id = keys
-                .get(&ch.document_id)
-                .ok_or_else(|| RepoError::not_found(Entity::Document, ch.document_id))?;
-            rows.push(InsertChunk {
-                collection_id: &cid,
-                document_id,
-                chunk_index: ch.chunk_index,
-                content: &ch.content,
-                start_offset: ch.start_offset,
-                end_offset: ch.end_offset,
-                token_count: ch.token_count,
-                embedding_vector_id: ch.embedding_vector_id.as_deref(),
-                meta: json(&ch.meta)?,
-                created_at,
-                search_tokens: index_text(&ch.content),
-            });
-        }
-        let mut inserted = 0;
-        for part in rows.chunks(rows_per_statement(INSERT_COLUMNS)) {
-            let n = diesel::insert_into(chunks::table)
-                .values(part)
-                .execute(c)
-                .map_err(map_diesel_error)?;
-            inserted += affected(n);
-        }
-        Ok(inserted)
-    })
+    collections::ensure_exists(conn, collection_id)?;
+    if prepared.is_empty() {
+        return Ok(0);
+    }
+    check_batch(conn, collection_id, &prepared)?;
+    let rows = InsertChunk::from_domain_all(&prepared)?;
+    let mut inserted = 0;
+    for part in rows.chunks(rows_per_statement(INSERT_COLUMNS)) {
+        let n = diesel::insert_into(chunks::table)
+            .values(part)
+            .execute(conn)
+            .map_err(map_diesel_error)?;
+        inserted += affected(n);
+    }
+    Ok(inserted)
 }
 
 /// Rows filled per transaction by [`backfill_search_tokens`]: short write
@@ -280,42 +131,24 @@ fn list_by_document(
     page: PageRequest,
 ) -> RepoResult<Page<Chunk>> {
     let key = uuid(document_id.0);
-    read_tx(conn, |c| {
-        documents::ensure_exists(c, document_id)?;
-        let rows = chunks::table
-            .filter(chunks::document_id.eq(&key))
-            .select(ChunkRow::as_select())
-            .order((chunks::chunk_index.asc(), chunks::id.asc()))
-            .limit(page.limit_i64())
-            .offset(page.offset_i64())
-            .load(c)
-            .map_err(map_diesel_error)?;
-        let total: i64 = chunks::table
-            .filter(chunks::document_id.eq(&key))
-            .count()
-            .get_result(c)
-            .map_err(map_diesel_error)?;
-        Ok(Page {
-            items: many(rows)?,
-            total: count(total),
-        })
-    })
-}
-
-fn without_embedding(
-    conn: &mut SqliteConnection,
-    collection_id: CollectionId,
-    limit: u32,
-) -> RepoResult<Vec<Chunk>> {
+    document_repo::ensure_exists(conn, document_id)?;
     let rows = chunks::table
-        .filter(chunks::collection_id.eq(uuid(collection_id.0)))
-        .filter(chunks::embedding_vector_id.is_null())
+        .filter(chunks::document_id.eq(&key))
         .select(ChunkRow::as_select())
-        .order(chunks::id.asc())
-        .limit(i64::from(limit))
+        .order((chunks::chunk_index.asc(), chunks::id.asc()))
+        .limit(page.limit_i64())
+        .offset(page.offset_i64())
         .load(conn)
         .map_err(map_diesel_error)?;
-    many(rows)
+    let total: i64 = chunks::table
+        .filter(chunks::document_id.eq(&key))
+        .count()
+        .get_result(conn)
+        .map_err(map_diesel_error)?;
+    Ok(Page {
+        items: many(rows)?,
+        total: crate::codec::count(total),
+    })
 }
 
 /// `UPDATE … FROM (VALUES (?, ?), …)` for `rows` pairs: only the number of
@@ -365,25 +198,6 @@ fn delete_by_document(conn: &mut SqliteConnection, document_id: DocumentId) -> R
     Ok(affected(n))
 }
 
-fn delete_by_collection(
-    conn: &mut SqliteConnection,
-    collection_id: CollectionId,
-) -> RepoResult<u64> {
-    let n = diesel::delete(chunks::table.filter(chunks::collection_id.eq(uuid(collection_id.0))))
-        .execute(conn)
-        .map_err(map_diesel_error)?;
-    Ok(affected(n))
-}
-
-fn count_chunks(conn: &mut SqliteConnection, collection_id: CollectionId) -> RepoResult<u64> {
-    let n: i64 = chunks::table
-        .filter(chunks::collection_id.eq(uuid(collection_id.0)))
-        .count()
-        .get_result(conn)
-        .map_err(map_diesel_error)?;
-    Ok(count(n))
-}
-
 /// The page of a search: the ranking is computed on the FTS5 table alone (rowid and
 /// score), limited to the page, and only the page's rows are joined to `chunks` for
 /// their content. `-bm25(chunks_fts, 0.0, 1.0)`: the collection column weighs
@@ -411,7 +225,7 @@ const SEARCH_AFTER_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.c
 
 /// The matches counted up to a limit (`SEARCH_TOTAL_CAP + 1`), on the FTS5 table
 /// alone.
-const SEARCH_COUNT_SQL: &str = "SELECT COUNT(*) AS n \
+const SEARCH_COUNT_SQL: &str = "SELECT COUNT(*) AS total \
      FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)";
 
 /// The FTS5 expression of `query` within one collection: the collection's token in
@@ -429,8 +243,7 @@ fn search(
     conn: &mut SqliteConnection,
     collection_id: CollectionId,
     query: &SearchQuery,
-    offset: i64,
-    after: Option<SearchCursor>,
+    start: SearchStart,
     limit: i64,
 ) -> RepoResult<SearchPage> {
     // `to_fts5` builds the expression from alphanumeric tokens only and the
@@ -438,108 +251,38 @@ fn search(
     let Some(expression) = collection_match(collection_id, query) else {
         return Ok(SearchPage::empty());
     };
-    read_tx(conn, |c| {
-        // One row more than the page tells whether a next page exists.
-        let rows: Vec<HitRow> = match after {
-            None => diesel::sql_query(SEARCH_SQL)
-                .bind::<Text, _>(&expression)
-                .bind::<BigInt, _>(limit + 1)
-                .bind::<BigInt, _>(offset)
-                .load(c),
-            Some(after) => diesel::sql_query(SEARCH_AFTER_SQL)
-                .bind::<Text, _>(&expression)
-                .bind::<BigInt, _>(limit + 1)
-                .bind::<Double, _>(after.score())
-                .bind::<BigInt, _>(after.id())
-                .load(c),
-        }
-        .map_err(map_diesel_error)?;
-        let counted: Total = diesel::sql_query(SEARCH_COUNT_SQL)
+    // One row more than the page tells whether a next page exists.
+    let rows: Vec<HitRow> = match start {
+        SearchStart::Offset(offset) => diesel::sql_query(SEARCH_SQL)
             .bind::<Text, _>(&expression)
-            .bind::<BigInt, _>(SearchPage::count_limit_i64())
-            .get_result(c)
-            .map_err(map_diesel_error)?;
-        let hits = rows
-            .into_iter()
-            .map(|r| {
-                Ok(SearchHit {
-                    chunk: r.chunk.into_domain()?,
-                    score: r.score,
-                })
-            })
-            .collect::<RepoResult<Vec<_>>>()?;
-        Ok(SearchPage::assemble(
-            hits,
-            limit,
-            u64::try_from(offset).unwrap_or(0),
-            count(counted.n),
-        ))
-    })
+            .bind::<BigInt, _>(limit + 1)
+            .bind::<BigInt, _>(offset)
+            .load(conn),
+        SearchStart::After(after) => diesel::sql_query(SEARCH_AFTER_SQL)
+            .bind::<Text, _>(&expression)
+            .bind::<BigInt, _>(limit + 1)
+            .bind::<Double, _>(after.score())
+            .bind::<BigInt, _>(after.id())
+            .load(conn),
+    }
+    .map_err(map_diesel_error)?;
+    let counted: SearchTotal = diesel::sql_query(SEARCH_COUNT_SQL)
+        .bind::<Text, _>(&expression)
+        .bind::<BigInt, _>(SearchPage::count_limit_i64())
+        .get_result(conn)
+        .map_err(map_diesel_error)?;
+    search_page(rows, counted, start, limit)
 }
 
-impl<S: ConnectionSource> ChunkRepository for SqliteChunks<S> {
-    fn insert_many(&self, collection_id: CollectionId, batch: &[NewChunk]) -> RepoResult<u64> {
-        self.run(|c| insert_many(c, collection_id, batch))
-    }
-
-    fn list_by_document(
-        &self,
-        document_id: DocumentId,
-        page: PageRequest,
-    ) -> RepoResult<Page<Chunk>> {
-        self.run(|c| list_by_document(c, document_id, page))
-    }
-
-    fn without_embedding(&self, collection_id: CollectionId, limit: u32) -> RepoResult<Vec<Chunk>> {
-        self.run(|c| without_embedding(c, collection_id, limit))
-    }
-
-    fn set_embedding_ids(
-        &self,
-        collection_id: CollectionId,
-        pairs: &[(i64, String)],
-    ) -> RepoResult<u64> {
-        self.run(|c| set_embedding_ids(c, collection_id, pairs))
-    }
-
-    fn delete_by_document(&self, document_id: DocumentId) -> RepoResult<u64> {
-        self.run(|c| delete_by_document(c, document_id))
-    }
-
-    fn delete_by_collection(&self, collection_id: CollectionId) -> RepoResult<u64> {
-        self.run(|c| delete_by_collection(c, collection_id))
-    }
-
-    fn count(&self, collection_id: CollectionId) -> RepoResult<u64> {
-        self.run(|c| count_chunks(c, collection_id))
-    }
-
-    fn search(
-        &self,
-        collection_id: CollectionId,
-        query: &SearchQuery,
-        page: PageRequest,
-    ) -> RepoResult<SearchPage> {
-        self.run(|c| {
-            search(
-                c,
-                collection_id,
-                query,
-                page.offset_i64(),
-                None,
-                page.limit_i64(),
-            )
-        })
-    }
-
-    fn search_after(
-        &self,
-        collection_id: CollectionId,
-        query: &SearchQuery,
-        after: Option<SearchCursor>,
-        limit: u32,
-    ) -> RepoResult<SearchPage> {
-        let limit = PageRequest::first(limit).limit_i64();
-        self.run(|c| search(c, collection_id, query, 0, after, limit))
-    }
-}
+repo_diesel::chunk_repository!(
+    impl<S: ConnectionSource> for SqliteChunks<S>, source: src;
+    insert_many: write,
+    list_by_document: read,
+    without_embedding: run,
+    set_embedding_ids: run,
+    delete_by_document: run,
+    delete_by_collection: run,
+    count: run,
+    search: read,
+    search_after: read,
+);

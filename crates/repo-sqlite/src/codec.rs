@@ -6,7 +6,6 @@ use repo_core::time::{from_text, to_text};
 use repo_core::{RepoResult, Timestamp};
 use serde_json::Value;
 use std::fmt::Write;
-use std::str::FromStr;
 use uuid::Uuid;
 
 /// A timestamp as stored: fixed-width RFC 3339 UTC text, microseconds; the text of
@@ -39,15 +38,6 @@ pub(crate) fn read_ts(table: &str, column: &str, text: &str) -> RepoResult<Times
     from_text(text).ok_or_else(|| corrupt(table, column, format!("not a timestamp: {text:?}")))
 }
 
-/// Reads an optional stored timestamp.
-pub(crate) fn read_opt_ts(
-    table: &str,
-    column: &str,
-    text: Option<&str>,
-) -> RepoResult<Option<Timestamp>> {
-    text.map(|t| read_ts(table, column, t)).transpose()
-}
-
 /// A UUID as stored: lowercase hyphenated.
 pub(crate) fn uuid(value: Uuid) -> String {
     value.hyphenated().to_string()
@@ -71,12 +61,6 @@ pub(crate) fn read_json(table: &str, column: &str, text: &str) -> RepoResult<Val
     serde_json::from_str(text).map_err(|e| corrupt(table, column, e))
 }
 
-/// Reads a stored enum spelling.
-pub(crate) fn read_enum<T: FromStr>(table: &str, column: &str, text: &str) -> RepoResult<T> {
-    text.parse()
-        .map_err(|_| corrupt(table, column, format!("unknown value {text:?}")))
-}
-
 /// Converts a row count to `u64` (counts are never negative).
 pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -98,6 +82,7 @@ impl repo_diesel::codec::Codec for SqliteCodec {
     type UuidSql = diesel::sql_types::Text;
     type TimestampSql = diesel::sql_types::Text;
     type JsonSql = diesel::sql_types::Text;
+    type JsonIn<'a> = String;
 
     fn uuid(value: Uuid) -> String {
         uuid(value)
@@ -108,6 +93,10 @@ impl repo_diesel::codec::Codec for SqliteCodec {
     }
 
     fn json(value: &Value) -> RepoResult<String> {
+        json(value)
+    }
+
+    fn json_in(value: &Value) -> RepoResult<String> {
         json(value)
     }
 
