@@ -359,8 +359,8 @@ pub mod schema {
 /// ([`effective_access`](rules::effective_access), [`Actor`](rules::Actor)).
 /// Applications get them applied by every repository call.
 pub mod rules {
+    pub use repo_core::access::{effective_access, require_access, Ownership};
     pub use repo_core::access::{Actor, KeyFacts, PrincipalFacts};
     pub use repo_core::api_key::PreparedApiKey;
-    pub use repo_core::collection::{effective_access, require_access};
     pub use repo_core::validate;
 }

@@ -19,10 +19,9 @@
 //! its user's rights.
 
 use crate::api_key::{ApiKey, VerifiedKey};
-use crate::collection::{effective_access, Collection};
 use crate::enums::AccessLevel;
 use crate::error::{Entity, Field, RepoError, RepoResult};
-use crate::ids::{ApiKeyId, UserId};
+use crate::ids::{ApiKeyId, CollectionId, UserId};
 use crate::time::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
@@ -218,12 +217,51 @@ impl PrincipalFacts {
     }
 }
 
+/// What the access rule needs of a collection ([`crate::Collection::ownership`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    /// The owning user.
+    pub owner_id: UserId,
+    /// Whether every active user may read it.
+    pub is_public: bool,
+}
+
+/// The access rule of docs/domain.md: owner ⇒ admin; superuser ⇒ admin; otherwise the
+/// highest of the grant and (for public collections) read.
+pub fn effective_access(
+    is_owner: bool,
+    is_superuser: bool,
+    is_public: bool,
+    grant: Option<AccessLevel>,
+) -> Option<AccessLevel> {
+    if is_owner || is_superuser {
+        return Some(AccessLevel::Admin);
+    }
+    let public = is_public.then_some(AccessLevel::Read);
+    grant.max(public)
+}
+
+/// Refuses unless `have` allows `needed`.
+pub fn require_access(
+    collection: CollectionId,
+    have: Option<AccessLevel>,
+    needed: AccessLevel,
+) -> RepoResult<()> {
+    match have {
+        Some(level) if level.allows(needed) => Ok(()),
+        _ => Err(RepoError::access_denied(format!(
+            "{needed} access to collection {} is required",
+            collection
+        ))),
+    }
+}
+
 impl Actor {
     /// The level this actor holds on `collection`, given the acting user's grant on
     /// it and (for a key) the key's grant on it.
     pub fn level(
         &self,
-        collection: &Collection,
+        collection: Ownership,
         user_grant: Option<AccessLevel>,
         key_grant: Option<AccessLevel>,
     ) -> Option<AccessLevel> {
@@ -275,13 +313,13 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collection::NewCollection;
     use serde_json::json;
 
-    fn collection(owner: i64, public: bool) -> Collection {
-        let mut c = NewCollection::new("c", UserId(owner)).prepare().unwrap();
-        c.is_public = public;
-        c
+    fn collection(owner: i64, public: bool) -> Ownership {
+        Ownership {
+            owner_id: UserId(owner),
+            is_public: public,
+        }
     }
 
     fn key_facts(
@@ -307,11 +345,11 @@ mod tests {
     fn unscoped_key_acts_as_its_user() {
         let a = key_facts(1, false, None, false).actor(crate::now());
         assert_eq!(
-            a.level(&collection(1, false), None, None),
+            a.level(collection(1, false), None, None),
             Some(AccessLevel::Admin)
         );
         assert_eq!(
-            a.level(&collection(2, true), None, None),
+            a.level(collection(2, true), None, None),
             Some(AccessLevel::Read)
         );
     }
@@ -320,28 +358,28 @@ mod tests {
     fn scoped_key_is_capped_and_skips_public_by_default() {
         let a = key_facts(1, false, None, true).actor(crate::now());
         let own = collection(1, false);
-        assert_eq!(a.level(&own, None, None), None);
+        assert_eq!(a.level(own, None, None), None);
         assert_eq!(
-            a.level(&own, None, Some(AccessLevel::Write)),
+            a.level(own, None, Some(AccessLevel::Write)),
             Some(AccessLevel::Write)
         );
         let other = collection(2, false);
         assert_eq!(
-            a.level(&other, Some(AccessLevel::Read), Some(AccessLevel::Admin)),
+            a.level(other, Some(AccessLevel::Read), Some(AccessLevel::Admin)),
             Some(AccessLevel::Read)
         );
-        assert_eq!(a.level(&other, None, Some(AccessLevel::Admin)), None);
-        assert_eq!(a.level(&collection(2, true), None, None), None);
+        assert_eq!(a.level(other, None, Some(AccessLevel::Admin)), None);
+        assert_eq!(a.level(collection(2, true), None, None), None);
         let reader =
             key_facts(1, false, Some(json!({"read_public": true})), true).actor(crate::now());
         assert_eq!(
-            reader.level(&collection(2, true), None, None),
+            reader.level(collection(2, true), None, None),
             Some(AccessLevel::Read)
         );
         let su = key_facts(1, true, Some(json!({"scoped": true})), false).actor(crate::now());
-        assert_eq!(su.level(&other, None, None), None);
+        assert_eq!(su.level(other, None, None), None);
         assert_eq!(
-            su.level(&other, None, Some(AccessLevel::Admin)),
+            su.level(other, None, Some(AccessLevel::Admin)),
             Some(AccessLevel::Admin)
         );
     }

@@ -1,6 +1,6 @@
 //! Collections and the grants that share them.
 
-use crate::access::Principal;
+use crate::access::{require_access, Ownership, Principal};
 use crate::enums::{AccessLevel, CollectionStatus, Quantization, SyncMode, SyncRunStatus};
 use crate::error::{Attempt, Field, RepoError, RepoResult};
 use crate::ids::{ApiKeyId, CollectionId, UserId};
@@ -77,6 +77,15 @@ pub struct Collection {
 }
 
 impl Collection {
+    /// Who owns the collection and whether it is public: what the access rule
+    /// ([`crate::access`]) needs of it.
+    pub fn ownership(&self) -> Ownership {
+        Ownership {
+            owner_id: self.owner_id,
+            is_public: self.is_public,
+        }
+    }
+
     /// This collection's position in a newest-first cursor listing.
     pub fn cursor(&self) -> Cursor {
         Cursor::after_uuid(self.created_at, self.id.0)
@@ -160,7 +169,7 @@ impl Collection {
     /// The rule of [`CollectionRepository::delete`]: only a principal holding admin
     /// on the collection (`have`, from [`crate::Actor::level`]) may delete it.
     pub fn require_delete_rights(&self, have: Option<AccessLevel>) -> RepoResult<()> {
-        require_access(self, have, AccessLevel::Admin)
+        require_access(self.id, have, AccessLevel::Admin)
     }
 }
 
@@ -472,36 +481,6 @@ pub struct CollectionPermission {
     pub created_at: Timestamp,
 }
 
-/// The access rule of docs/domain.md: owner ⇒ admin; superuser ⇒ admin; otherwise the
-/// highest of the grant and (for public collections) read.
-pub fn effective_access(
-    is_owner: bool,
-    is_superuser: bool,
-    is_public: bool,
-    grant: Option<AccessLevel>,
-) -> Option<AccessLevel> {
-    if is_owner || is_superuser {
-        return Some(AccessLevel::Admin);
-    }
-    let public = is_public.then_some(AccessLevel::Read);
-    grant.max(public)
-}
-
-/// Refuses unless `have` allows `needed`.
-pub fn require_access(
-    collection: &Collection,
-    have: Option<AccessLevel>,
-    needed: AccessLevel,
-) -> RepoResult<()> {
-    match have {
-        Some(level) if level.allows(needed) => Ok(()),
-        _ => Err(RepoError::access_denied(format!(
-            "{needed} access to collection {} is required",
-            collection.id
-        ))),
-    }
-}
-
 /// Collections, their grants and access checks.
 pub trait CollectionRepository: Send + Sync {
     /// Creates a collection. A taken name is `AlreadyExists { field: Field::Name }`.
@@ -584,6 +563,7 @@ pub trait CollectionRepository: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::effective_access;
     use crate::enums::AccessLevel::{Admin, Read, Write};
 
     fn field_of(e: RepoError) -> &'static str {
@@ -774,12 +754,12 @@ mod tests {
             Some(Read)
         );
         let c = NewCollection::new("c", UserId(1)).prepare().unwrap();
-        assert!(require_access(&c, Some(Write), Read).is_ok());
-        assert!(require_access(&c, Some(Write), Write).is_ok());
+        assert!(require_access(c.id, Some(Write), Read).is_ok());
+        assert!(require_access(c.id, Some(Write), Write).is_ok());
         assert!(matches!(
-            require_access(&c, Some(Read), Write),
+            require_access(c.id, Some(Read), Write),
             Err(RepoError::AccessDenied { .. })
         ));
-        assert!(require_access(&c, None, Read).is_err());
+        assert!(require_access(c.id, None, Read).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Status and kind enums, spelled the same in Rust and in both databases.
 
-use crate::error::RepoError;
+use crate::names::Field;
+use std::fmt;
 
 /// Defines a fieldless enum whose variants have a stable lowercase name: `ALL`,
 /// `as_str`, `from_name`, `Display` and `Serialize` (all the name). Attributes given
@@ -43,25 +44,42 @@ macro_rules! named_enum {
 }
 
 /// A [`named_enum!`] stored in a column: also `Deserialize`, and `FromStr` whose
-/// error is `Validation` naming `$field`.
+/// error is an [`UnknownValue`] naming `$field` (a `Validation` error as a
+/// `RepoError`).
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident, $field:ident { $($body:tt)+ }) => {
         named_enum!($(#[$meta])* #[derive(serde::Deserialize)] $name { $($body)+ });
 
         impl std::str::FromStr for $name {
-            type Err = RepoError;
+            type Err = $crate::enums::UnknownValue;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::from_name(s).ok_or_else(|| {
-                    RepoError::validation(
-                        crate::error::Field::$field,
-                        format!("unknown value {s:?}"),
-                    )
+                Self::from_name(s).ok_or_else(|| $crate::enums::UnknownValue {
+                    field: $crate::names::Field::$field,
+                    value: s.to_owned(),
                 })
             }
         }
     };
 }
+
+/// A name that is none of a stored enum's values (`FromStr`); converts into
+/// `RepoError::Validation` naming [`field`](Self::field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownValue {
+    /// The field the value was given for.
+    pub field: Field,
+    /// The value as given.
+    pub value: String,
+}
+
+impl fmt::Display for UnknownValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: unknown value {:?}", self.field, self.value)
+    }
+}
+
+impl std::error::Error for UnknownValue {}
 
 string_enum!(
     /// Vector quantization of a collection.

@@ -52,6 +52,7 @@ pub mod ids;
 pub mod instrument;
 pub mod maintenance;
 pub mod metrics;
+pub mod names;
 pub mod operation;
 pub mod page;
 pub mod pool_watch;
@@ -68,7 +69,9 @@ pub mod time;
 pub mod user;
 pub mod validate;
 
-pub use access::{Actor, KeyFacts, Principal, PrincipalFacts};
+pub use access::{
+    effective_access, require_access, Actor, KeyFacts, Ownership, Principal, PrincipalFacts,
+};
 pub use api_key::{
     ApiKey, ApiKeyPolicy, ApiKeyRepository, ApiKeySecret, CreatedApiKey, KeyExpiry, NewApiKey,
     PreparedApiKey, VerifiedKey,
@@ -79,9 +82,8 @@ pub use chunk::{
     MAX_CHUNK_BATCH, SEARCH_TOTAL_CAP,
 };
 pub use collection::{
-    effective_access, merge_newest_first, require_access, Collection, CollectionPatch,
-    CollectionPermission, CollectionRepository, CollectionStats, Grantee, NewCollection, SyncRun,
-    DEFAULT_EMBEDDING_MODEL,
+    merge_newest_first, Collection, CollectionPatch, CollectionPermission, CollectionRepository,
+    CollectionStats, Grantee, NewCollection, SyncRun, DEFAULT_EMBEDDING_MODEL,
 };
 pub use config::{
     split_replica_urls, NumericSetting, PoolConfig, PostgresConfig, ReplicaConfig, SqliteConfig,

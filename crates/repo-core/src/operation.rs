@@ -14,8 +14,9 @@
 //! `operations.rs` (the Diesel code they share is in `repo-diesel`'s `operations.rs`),
 //! and the behaviour suite tests it in `repo-behaviour`'s `operations.rs`.
 
+use crate::access::require_access;
 use crate::access::{Actor, Principal};
-use crate::collection::{require_access, Collection};
+use crate::collection::Collection;
 use crate::enums::{AccessLevel, OperationKind, OperationStatus};
 use crate::error::{Field, RepoError, RepoResult};
 use crate::ids::{CollectionId, OperationUuid, UserId};
@@ -152,7 +153,7 @@ impl Operation {
         if actor.is_creator_of(self.user_id) {
             return Ok(());
         }
-        require_access(collection, level, AccessLevel::Write)
+        require_access(collection.id, level, AccessLevel::Write)
     }
 }
 

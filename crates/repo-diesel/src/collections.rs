@@ -452,7 +452,7 @@ macro_rules! collection_access {
                 .actor(::repo_core::now());
             let collection = row.collection.into_domain()?;
             let level = actor.level(
-                &collection,
+                collection.ownership(),
                 parse_grant(row.user_grant)?,
                 parse_grant(row.key_grant)?,
             );
@@ -1117,7 +1117,7 @@ macro_rules! collection_repository {
             ) -> ::repo_core::RepoResult<::repo_core::Collection> {
                 self.$field.$lookup(|c| {
                     let (collection, _, level) = access(c, id, principal)?;
-                    ::repo_core::require_access(&collection, level, needed)?;
+                    ::repo_core::require_access(collection.id, level, needed)?;
                     Ok(collection)
                 })
             }

@@ -254,7 +254,7 @@ macro_rules! operation_repository {
             $snapshot(conn, |c| {
                 let op = get(c, id)?;
                 let (collection, _, level) = $access(c, op.collection_id, principal)?;
-                ::repo_core::require_access(&collection, level, needed)?;
+                ::repo_core::require_access(collection.id, level, needed)?;
                 Ok(op)
             })
         }

@@ -5,12 +5,11 @@
 use crate::connection::QueryResultExt;
 use crate::error::map_diesel_error;
 use crate::pool::{in_recovery, standby_error, transaction_with};
-use crate::store::PostgresStore;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use repo_core::{IndexSnapshot, RepoError, RepoResult, SchemaAdmin, SchemaSnapshot};
+use repo_core::{IndexSnapshot, RepoError, RepoResult, SchemaSnapshot};
 
 /// Every PostgreSQL migration, embedded at build time.
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -66,42 +65,8 @@ pub fn embedded_migrations() -> RepoResult<Vec<(String, String)>> {
     repo_diesel::migrations::embedded::<diesel::pg::Pg>(&MIGRATIONS).map_err(map_migration_error)
 }
 
-/// Migration steps run on their own connection ([`StoreConfig::migration_url`] when
-/// set) under the migration lock; reads on a pooled connection.
-///
-/// [`StoreConfig::migration_url`]: repo_core::StoreConfig::migration_url
-impl SchemaAdmin for PostgresStore {
-    /// Then fills the search tokens of chunks that have none
-    /// ([`PostgresStore::backfill_search_tokens`]).
-    fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
-        let applied = self.on_migration_connection(run_pending)?;
-        self.backfill_search_tokens()?;
-        Ok(applied)
-    }
-
-    fn revert_last_migration(&self) -> RepoResult<String> {
-        self.on_migration_connection(revert_last)
-    }
-
-    fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_migration_connection(revert_all)
-    }
-
-    fn applied_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(applied)
-    }
-
-    fn pending_migrations(&self) -> RepoResult<Vec<String>> {
-        self.on_connection(pending)
-    }
-
-    fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
-        self.on_connection(schema_snapshot)
-    }
-}
-
 /// Applies pending migrations; returns the versions applied now.
-fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
+pub(crate) fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
     with_migration_lock(conn, redacted_url, |c| {
         c.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -110,7 +75,7 @@ fn run_pending(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<St
 }
 
 /// Reverts every applied migration; returns the versions reverted.
-fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
+pub(crate) fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<String>> {
     with_migration_lock(conn, redacted_url, |c| {
         c.revert_all_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -119,7 +84,7 @@ fn revert_all(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<Vec<Str
 }
 
 /// Reverts the newest applied migration; returns its version.
-fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String> {
+pub(crate) fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String> {
     with_migration_lock(conn, redacted_url, |c| {
         c.revert_last_migration(MIGRATIONS)
             .map(|version| version.to_string())
@@ -128,13 +93,13 @@ fn revert_last(conn: &mut PgConnection, redacted_url: &str) -> RepoResult<String
 }
 
 /// Versions recorded as applied, oldest first.
-fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+pub(crate) fn applied(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
     let versions = conn.applied_migrations().map_err(map_migration_error)?;
     Ok(repo_diesel::migrations::sorted(versions))
 }
 
 /// Versions embedded but not applied, oldest first.
-fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
+pub(crate) fn pending(conn: &mut PgConnection) -> RepoResult<Vec<String>> {
     let steps = conn
         .pending_migrations(MIGRATIONS)
         .map_err(map_migration_error)?;
@@ -265,7 +230,7 @@ ORDER BY t.relname, c.conname";
 
 /// Tables, columns (with nullability), named indexes (with their predicates) and CHECK
 /// constraints of the current schema.
-fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnapshot> {
+pub(crate) fn schema_snapshot(conn: &mut PgConnection) -> RepoResult<SchemaSnapshot> {
     let mut snapshot = SchemaSnapshot::default();
     let columns: Vec<ColumnInfo> = diesel::sql_query(COLUMNS_SQL).load(conn).db()?;
     for c in columns {

@@ -18,6 +18,7 @@ use repo_core::{
     NodeStatus, PoolStatus, PostgresUrl, ReadView, RepoResult, RetryPolicy, Store, Transaction,
     WritePosition,
 };
+use repo_core::{SchemaAdmin, SchemaSnapshot};
 use repo_diesel::connection::ConnectionSource;
 use repo_diesel::pool_check::finish_call;
 use std::fmt;
@@ -343,6 +344,40 @@ fn open_replicas(config: &repo_core::StoreConfig) -> RepoResult<ReplicaSet> {
 impl Transaction for PgRepositories<TxSource<'_, '_>> {
     fn lock_collection(&self, id: CollectionId) -> RepoResult<Collection> {
         self.collections.src.run(|c| collection_repo::lock(c, id))
+    }
+}
+
+/// Migration steps run on their own connection ([`StoreConfig::migration_url`] when
+/// set) under the migration lock; reads on a pooled connection.
+///
+/// [`StoreConfig::migration_url`]: repo_core::StoreConfig::migration_url
+impl SchemaAdmin for PostgresStore {
+    /// Then fills the search tokens of chunks that have none
+    /// ([`PostgresStore::backfill_search_tokens`]).
+    fn run_pending_migrations(&self) -> RepoResult<Vec<String>> {
+        let applied = self.on_migration_connection(migrations::run_pending)?;
+        self.backfill_search_tokens()?;
+        Ok(applied)
+    }
+
+    fn revert_last_migration(&self) -> RepoResult<String> {
+        self.on_migration_connection(migrations::revert_last)
+    }
+
+    fn revert_all_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_migration_connection(migrations::revert_all)
+    }
+
+    fn applied_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(migrations::applied)
+    }
+
+    fn pending_migrations(&self) -> RepoResult<Vec<String>> {
+        self.on_connection(migrations::pending)
+    }
+
+    fn schema_snapshot(&self) -> RepoResult<SchemaSnapshot> {
+        self.on_connection(migrations::schema_snapshot)
     }
 }
 

@@ -100,8 +100,11 @@ impl Row<'_> {
         uuid::Uuid::parse_str(&self.str(name)).unwrap_or_default()
     }
 
-    fn parse<T: FromStr<Err = RepoError>>(&self, name: &str) -> Result<T, RepoError> {
-        self.str(name).parse()
+    fn parse<T: FromStr>(&self, name: &str) -> Result<T, RepoError>
+    where
+        RepoError: From<T::Err>,
+    {
+        Ok(self.str(name).parse()?)
     }
 }
 
