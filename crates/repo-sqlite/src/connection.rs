@@ -128,6 +128,29 @@ impl PoolSource {
     }
 }
 
+/// The methods both SQLite sources write the same way over their own `run`: `write`
+/// in `write_tx` (`BEGIN IMMEDIATE`, a savepoint inside a unit of work), `read` in
+/// `read_tx` (one consistent snapshot, e.g. a page and its total), and the store's
+/// API-key policy from `self.config`.
+macro_rules! transactions_over_run {
+    () => {
+        fn api_key_policy(&self) -> &ApiKeyPolicy {
+            &self.config.api_keys
+        }
+
+        fn write<T>(
+            &self,
+            mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>,
+        ) -> RepoResult<T> {
+            self.run(|c| write_tx(c, &mut f))
+        }
+
+        fn read<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
+            self.run(|c| read_tx(c, &f))
+        }
+    };
+}
+
 impl ConnectionSource for PoolSource {
     fn config(&self) -> &StoreConfig {
         &self.config
@@ -135,18 +158,7 @@ impl ConnectionSource for PoolSource {
 }
 
 impl Source<SqliteConnection> for PoolSource {
-    fn api_key_policy(&self) -> &ApiKeyPolicy {
-        &self.config.api_keys
-    }
-
-    fn write<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
-        self.run(|c| write_tx(c, &mut f))
-    }
-
-    /// In a read transaction: one consistent snapshot (a page and its total).
-    fn read<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
-        self.run(|c| read_tx(c, &f))
-    }
+    transactions_over_run!();
 
     fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
         // Each call is its own transaction, so a busy database is retried like a
@@ -176,18 +188,7 @@ impl ConnectionSource for TxSource<'_, '_> {
 }
 
 impl Source<SqliteConnection> for TxSource<'_, '_> {
-    fn api_key_policy(&self) -> &ApiKeyPolicy {
-        &self.config.api_keys
-    }
-
-    fn write<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
-        self.run(|c| write_tx(c, &mut f))
-    }
-
-    /// In a read transaction: one consistent snapshot (a page and its total).
-    fn read<T>(&self, f: impl Fn(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
-        self.run(|c| read_tx(c, &f))
-    }
+    transactions_over_run!();
 
     fn run<T>(&self, mut f: impl FnMut(&mut SqliteConnection) -> RepoResult<T>) -> RepoResult<T> {
         let mut guard = self.conn.lock().map_err(|_| RepoError::Backend {
