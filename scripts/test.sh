@@ -71,7 +71,7 @@ if [[ -n $failed_tests ]]; then
     printf '  %s\n' $failed_tests >&2
 fi
 # Binaries that did not get as far as a result line (a crash, a failed build).
-grep -E '^error: |^  +`.*`$' "$output" | sed 's/^/test.sh: cargo: /' >&2 || true
+grep -E '^error: |^  +`.*`$|process didn.t exit successfully' "$output" | sed 's/^ */test.sh: cargo: /' >&2 || true
 
 # Per-topology counts, from the libtest lines of the behaviour test binary only.
 # The suite's size: the `module::behaviour,` lines of the behaviour modules' own lists.
