@@ -187,7 +187,7 @@ pub fn install_capture(conn: &mut DbConn, tables: &[Table]) -> Result<(), Failur
         }
         DbConn::Pg(c) => {
             let ddl = pg_capture_ddl(tables);
-            diesel::Connection::transaction(c, |c| c.batch_execute(&ddl))?
+            pg_ddl(c, &ddl)?
         }
     }
     Ok(())
@@ -230,7 +230,7 @@ pub fn install_pause(conn: &mut DbConn) -> Result<(), Failure> {
                      OR TRUNCATE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION _repoctl_pause();\n"
                 ));
             }
-            diesel::Connection::transaction(c, |c| c.batch_execute(&ddl))?;
+            pg_ddl(c, &ddl)?;
         }
     }
     Ok(())
@@ -278,6 +278,27 @@ fn drop_sql(conn: &DbConn, what: &Installed, capture: bool, pause: bool) -> Stri
     sql
 }
 
+/// Runs `ddl` in one PostgreSQL transaction, again when the deadlock detector chose it
+/// as the victim (40P01; up to five attempts). The statements lock every table one by
+/// one while the application's transactions hold and take table locks in their own
+/// order, so a deadlock with one of them is expected now and then; the victim's
+/// transaction is rolled back whole, so running it again is safe.
+fn pg_ddl(conn: &mut diesel::PgConnection, ddl: &str) -> diesel::QueryResult<()> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match diesel::Connection::transaction(conn, |c| c.batch_execute(ddl)) {
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if attempt < ATTEMPTS && info.message().contains("deadlock detected") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn run_drop(conn: &mut DbConn, sql: &str) -> Result<(), Failure> {
     if sql.is_empty() {
         return Ok(());
@@ -289,7 +310,7 @@ fn run_drop(conn: &mut DbConn, sql: &str) -> Result<(), Failure> {
             c.batch_execute("PRAGMA busy_timeout = 5000")?;
             r?;
         }
-        DbConn::Pg(c) => diesel::Connection::transaction(c, |c| c.batch_execute(sql))?,
+        DbConn::Pg(c) => pg_ddl(c, sql)?,
     }
     Ok(())
 }
