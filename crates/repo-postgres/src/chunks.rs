@@ -103,7 +103,7 @@ pub(crate) fn insert_many_with(
     strategy: BulkStrategy,
 ) -> RepoResult<u64> {
     let rows = prepare_batch(collection_id, batch)?;
-    collection_repo::require(conn, collection_id)?;
+    collection_repo::ensure_exists(conn, collection_id)?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -215,7 +215,7 @@ fn list_by_document(
     let total: i64 = of_document().count().get_result(conn).db()?;
     Ok(Page {
         items: many(rows)?,
-        total: u64::try_from(total).unwrap_or(0),
+        total: repo_diesel::codec::count(total),
     })
 }
 

@@ -28,11 +28,6 @@ pub(crate) fn lock(conn: &mut PgConnection, id: CollectionId) -> RepoResult<Coll
     one(row, id)
 }
 
-// The names the other repositories of this backend call (SQLite's call `access` and
-// `ensure_exists` directly).
-pub(crate) use self::access as with_access;
-pub(crate) use self::ensure_exists as require;
-
 /// Runs the grant's `upsert` alone: a missing collection or grantee is the
 /// foreign-key violation of the insert (checked in this order, as the columns are
 /// declared); an existing grant takes the update path, where the referenced rows exist

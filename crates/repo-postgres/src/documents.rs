@@ -60,7 +60,7 @@ repo_diesel::document_statements!(
     ids_per_statement: usize::MAX,
     ids_transaction: repo_diesel::documents::without_transaction,
     uuid_sql: diesel::sql_types::Uuid,
-    require_collection: collection_repo::require,
+    require_collection: collection_repo::ensure_exists,
     stats_sql: "SELECT status, count(*)::bigint AS documents, \
                 coalesce(sum(file_size), 0)::bigint AS bytes, \
                 coalesce(sum(chunk_count), 0)::bigint AS chunks \
@@ -107,7 +107,7 @@ const REGISTER_ATTEMPTS: usize = 3;
 
 fn register(conn: &mut PgConnection, new: &NewDocument) -> RepoResult<Registered> {
     let doc = new.prepare()?;
-    collection_repo::require(conn, doc.collection_id)?;
+    collection_repo::ensure_exists(conn, doc.collection_id)?;
     for _ in 0..REGISTER_ATTEMPTS {
         // Every unique index arbitrates (no conflict target): a racing inserter of the
         // same document makes this wait for its commit and then do nothing, on
@@ -251,7 +251,7 @@ pub(crate) fn register_many_with(
     register_batch(
         conn,
         batch,
-        collection_repo::require,
+        collection_repo::ensure_exists,
         read_stored,
         |c, to_insert| {
             Ok(many(insert_new(c, to_insert, strategy)?)?

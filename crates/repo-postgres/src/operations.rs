@@ -26,7 +26,7 @@ repo_diesel::operation_repository! {
     write(this, f) => this.src.write(f),
     atomic: as_is,
     snapshot: as_is,
-    access: collection_repo::with_access,
+    access: collection_repo::access,
     // `= ANY($1)`: one array parameter, whatever the number of ids.
     ids_per_statement: usize::MAX,
 }

@@ -15,7 +15,7 @@
 //! `repo_diesel`'s macros.
 
 use crate::bulk::{in_list_len, rows_per_statement};
-use crate::codec::{affected, uuid, SqliteCodec};
+use crate::codec::{uuid, SqliteCodec};
 use crate::collections;
 use crate::connection::{write_tx, ConnectionSource, SqliteChunks};
 use crate::documents as document_repo;
@@ -31,6 +31,7 @@ use repo_core::{
     SearchQuery, SearchStart,
 };
 use repo_diesel::chunks::SearchTotal;
+use repo_diesel::codec::affected;
 
 repo_diesel::chunk_row!(
     backend: Sqlite,
@@ -147,7 +148,7 @@ fn list_by_document(
         .map_err(map_diesel_error)?;
     Ok(Page {
         items: many(rows)?,
-        total: crate::codec::count(total),
+        total: repo_diesel::codec::count(total),
     })
 }
 

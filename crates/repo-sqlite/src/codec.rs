@@ -61,16 +61,6 @@ pub(crate) fn read_json(table: &str, column: &str, text: &str) -> RepoResult<Val
     serde_json::from_str(text).map_err(|e| corrupt(table, column, e))
 }
 
-/// Converts a row count to `u64` (counts are never negative).
-pub(crate) fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-/// Converts an affected-row count to `u64`.
-pub(crate) fn affected(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
 /// The SQLite [`repo_diesel::codec::Codec`]: UUIDs, timestamps and JSON as the text
 /// the functions above write and read.
 pub(crate) struct SqliteCodec;

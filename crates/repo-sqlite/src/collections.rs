@@ -47,13 +47,9 @@ fn grant_references(
     upsert(conn).map_err(map_diesel_error)
 }
 
-/// A key's grant and its scoped mark: the caller's write transaction holds both.
-fn key_grant_transaction<T>(
-    conn: &mut SqliteConnection,
-    f: impl FnOnce(&mut SqliteConnection) -> RepoResult<T>,
-) -> RepoResult<T> {
-    f(conn)
-}
+// A key's grant and its scoped mark: the caller's write transaction holds both, so
+// nothing more is needed around them.
+use repo_diesel::codec::as_is as key_grant_transaction;
 
 /// A key's stored permissions (no row lock: the write transaction holds the database).
 fn key_permissions(conn: &mut SqliteConnection, key: ApiKeyId) -> QueryResult<Option<String>> {

@@ -121,11 +121,7 @@ impl Secrets {
 
     /// `text` with every known secret replaced by `***`.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for s in &self.0 {
-            out = out.replace(s.as_str(), "***");
-        }
-        out
+        repo_core::postgres_url::scrub_secrets(text.to_owned(), &self.0)
     }
 }
 
