@@ -11,7 +11,7 @@ use crate::seed;
 use crate::Harness;
 use repo_core::{
     CollectionId, DocumentId, NewChunk, PageRequest, SearchCursor, SearchHit, SearchQuery, Store,
-    SEARCH_TOTAL_CAP,
+    MAX_CHUNK_BATCH, SEARCH_RANK_CAP, SEARCH_TOTAL_CAP,
 };
 use std::collections::BTreeSet;
 
@@ -32,6 +32,7 @@ macro_rules! __search_behaviours {
             search::search_finds_words_in_a_million_character_chunk,
             search::search_total_is_exact_up_to_the_cap_then_a_lower_bound,
             search::search_cursor_pages_walk_the_ranking,
+            search::search_ranks_the_newest_matches_beyond_the_rank_cap,
         }
     };
 }
@@ -617,6 +618,84 @@ pub fn search_total_is_exact_up_to_the_cap_then_a_lower_bound(h: &dyn Harness) {
         (exact.total, exact.total_is_exact),
         (SEARCH_TOTAL_CAP - 1, true),
         "999 hits: exact"
+    );
+}
+
+/// A word matching more than SEARCH_RANK_CAP chunks is ranked over the newest SEARCH_RANK_CAP matches only: older chunks that would outrank them are on no page, the ranking ends after SEARCH_RANK_CAP hits, and a narrower query ranks the older chunks again.
+pub fn search_ranks_the_newest_matches_beyond_the_rank_cap(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "wanda");
+    let c = seed::collection(&*s, &u, "huge").id;
+    let d = seed::document(&*s, c, 0).id;
+    // The oldest 20 chunks hold "common" four times (the best score), then
+    // SEARCH_RANK_CAP newer ones hold it once, every 1,000th of them four times.
+    let strong = "common common common common";
+    let old: Vec<NewChunk> = (0..20)
+        .map(|i| NewChunk::new(d, i, format!("{strong} old {i}")))
+        .collect();
+    expect::ok(s.chunks().insert_many(c, &old), "loading the oldest");
+    let newer = i32::try_from(SEARCH_RANK_CAP).expect("the cap fits an i32");
+    let batch = i32::try_from(MAX_CHUNK_BATCH).expect("the batch size fits an i32");
+    for start in (20..20 + newer).step_by(usize::try_from(batch).unwrap_or(1)) {
+        let rows: Vec<NewChunk> = (start..(start + batch).min(20 + newer))
+            .map(|i| {
+                let text = if i % 1000 == 0 {
+                    format!("{strong} new {i}")
+                } else {
+                    format!("common text {i}")
+                };
+                NewChunk::new(d, i, text)
+            })
+            .collect();
+        expect::ok(s.chunks().insert_many(c, &rows), "loading the newer");
+    }
+    let search = |q: &str, page: PageRequest| {
+        expect::ok(
+            s.chunks().search(c, &SearchQuery::parse(q), page),
+            &format!("search {q:?}"),
+        )
+    };
+    let first = search("common", PageRequest::first(10));
+    assert!(!first.total_is_exact, "over the counting cap");
+    let contents: Vec<&str> = first
+        .items
+        .iter()
+        .map(|h| h.chunk.content.as_str())
+        .collect();
+    assert_eq!(contents.len(), 10);
+    assert!(
+        contents.iter().all(|t| t.contains(" new ")),
+        "the best of the newest {SEARCH_RANK_CAP} matches come first, not the older chunks \
+         that score as well and have lower ids: {contents:?}"
+    );
+    let tail = search("common", PageRequest::new(SEARCH_RANK_CAP - 5, 10));
+    assert_eq!(
+        (tail.items.len(), tail.next),
+        (5, None),
+        "the ranking ends after {SEARCH_RANK_CAP} hits"
+    );
+    assert!(tail
+        .items
+        .iter()
+        .all(|h| !h.chunk.content.contains(" old ")));
+    let narrower = search("\"common common\"", PageRequest::first(30));
+    assert_eq!(
+        (
+            narrower.total,
+            narrower.total_is_exact,
+            narrower.items.len()
+        ),
+        (30, true, 30),
+        "a phrase matching 30 chunks ranks them all"
+    );
+    assert_eq!(
+        narrower
+            .items
+            .iter()
+            .filter(|h| h.chunk.content.contains(" old "))
+            .count(),
+        20,
+        "the older chunks are back in a narrower query's ranking"
     );
 }
 

@@ -79,7 +79,7 @@ pub use api_key::{
 pub use backend::BackendKind;
 pub use chunk::{
     Chunk, ChunkRepository, NewChunk, SearchCursor, SearchHit, SearchPage, SearchStart,
-    MAX_CHUNK_BATCH, SEARCH_TOTAL_CAP,
+    MAX_CHUNK_BATCH, SEARCH_RANK_CAP, SEARCH_TOTAL_CAP,
 };
 pub use collection::{
     merge_newest_first, Collection, CollectionPatch, CollectionPermission, CollectionRepository,

@@ -380,13 +380,18 @@ impl SearchStatements {
                  ORDER BY score DESC, id LIMIT $3"
             }
         };
+        // The ranked set is the newest SEARCH_RANK_CAP matches (a backward scan of
+        // `(collection_id, id)`, or the full-text index and a top-N sort, whichever
+        // the planner finds cheaper): the cap is a literal so that the plan knows it.
         let page_sql = format!(
             "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, c.content, \
                     c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
                     c.meta, c.created_at, r.score \
-             FROM (SELECT id, score FROM ({ranked}) AS m {window}) AS r \
+             FROM (SELECT id, score \
+                   FROM ({ranked} ORDER BY id DESC LIMIT {cap}) AS m {window}) AS r \
              JOIN chunks AS c ON c.collection_id = $2 AND c.id = r.id \
-             ORDER BY r.score DESC, r.id"
+             ORDER BY r.score DESC, r.id",
+            cap = SearchPage::rank_limit_i64()
         );
         let count_sql = format!(
             "SELECT count(*) AS total FROM ({} LIMIT $3) AS m",

@@ -202,23 +202,27 @@ fn delete_by_document(conn: &mut SqliteConnection, document_id: DocumentId) -> R
 /// The page of a search: the ranking is computed on the FTS5 table alone (rowid and
 /// score), limited to the page, and only the page's rows are joined to `chunks` for
 /// their content. `-bm25(chunks_fts, 0.0, 1.0)`: the collection column weighs
-/// nothing, so the score is BM25 over `search_tokens` only.
+/// nothing, so the score is BM25 over `search_tokens` only. The ranked set is the
+/// newest `?4` (`SEARCH_RANK_CAP`) matches: FTS5 walks the posting lists backwards by
+/// rowid and stops there.
 const SEARCH_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, \
      c.content, c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
      c.meta, c.created_at, r.score AS score \
-     FROM (SELECT rowid AS id, -bm25(chunks_fts, 0.0, 1.0) AS score \
-           FROM chunks_fts WHERE chunks_fts MATCH ?1 \
-           ORDER BY score DESC, rowid LIMIT ?2 OFFSET ?3) AS r \
+     FROM (SELECT id, score FROM \
+             (SELECT rowid AS id, -bm25(chunks_fts, 0.0, 1.0) AS score \
+              FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?4) \
+           ORDER BY score DESC, id LIMIT ?2 OFFSET ?3) AS r \
      JOIN chunks c ON c.id = r.id \
      ORDER BY r.score DESC, r.id";
 
-/// [`SEARCH_SQL`] after a cursor: the hits ranked strictly after `(?3, ?4)`.
+/// [`SEARCH_SQL`] after a cursor: the hits ranked strictly after `(?3, ?4)`, among
+/// the newest `?5` matches.
 const SEARCH_AFTER_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, \
      c.content, c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
      c.meta, c.created_at, r.score AS score \
      FROM (SELECT id, score FROM \
              (SELECT rowid AS id, -bm25(chunks_fts, 0.0, 1.0) AS score \
-              FROM chunks_fts WHERE chunks_fts MATCH ?1) \
+              FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?5) \
            WHERE score < ?3 OR (score = ?3 AND id > ?4) \
            ORDER BY score DESC, id LIMIT ?2) AS r \
      JOIN chunks c ON c.id = r.id \
@@ -258,12 +262,14 @@ fn search(
             .bind::<Text, _>(&expression)
             .bind::<BigInt, _>(limit + 1)
             .bind::<BigInt, _>(offset)
+            .bind::<BigInt, _>(SearchPage::rank_limit_i64())
             .load(conn),
         SearchStart::After(after) => diesel::sql_query(SEARCH_AFTER_SQL)
             .bind::<Text, _>(&expression)
             .bind::<BigInt, _>(limit + 1)
             .bind::<Double, _>(after.score())
             .bind::<BigInt, _>(after.id())
+            .bind::<BigInt, _>(SearchPage::rank_limit_i64())
             .load(conn),
     }
     .map_err(map_diesel_error)?;
