@@ -7,8 +7,8 @@
 //! The rules are repo-core's (`repo_core::api_key`): the usable-key rule
 //! (`UsableKeyCondition`), the verify decision (`VerifiedKey::decide`), when verify
 //! stamps `last_used_at` (`ApiKeyPolicy::restamp_due`) and the key limit
-//! (`ApiKeyPolicy::check_active_limit`). What differs stays in the backend: `verify`,
-//! the hot path, one statement on PostgreSQL.
+//! (`ApiKeyPolicy::check_active_limit`). `verify`, the hot path, is one read of the
+//! facts and, only when the stamp is due, one conditional `UPDATE`, on both backends.
 
 /// Writes, in the module that expands it, the `api_keys` row types (`ApiKeyRow`,
 /// `InsertApiKey`), the query functions both backends share and `impl
@@ -18,11 +18,7 @@
 /// module, connection type and column types) while the code is the same text; the
 /// body is plain Diesel.
 ///
-/// The expanding module must have in scope the `api_keys` schema module and a
-/// function of its own, `verify(&mut Conn, &ApiKeySecret, &ApiKeyPolicy) ->
-/// RepoResult<Option<VerifiedKey>>`, which fetches the facts (the key with the
-/// secret's hash and its user), lets `VerifiedKey::decide` rule, and stamps
-/// `last_used_at` when `ApiKeyPolicy::restamp_due`.
+/// The expanding module must have in scope the `api_keys` and `users` schema modules.
 ///
 /// Arguments:
 /// - `backend`, `connection`, `codec`, `map_error`: the Diesel backend type, the
@@ -37,7 +33,9 @@
 ///   ([`as_is`](crate::codec::as_is));
 /// - `lock_user`: `(conn, UserId) -> RepoResult<()>`: `NotFound` for an unknown user,
 ///   and serialises the creators of one user's keys until the transaction ends, so
-///   that the count cannot be raced past the limit.
+///   that the count cannot be raced past the limit;
+/// - `user_row`: the backend's `users` row type (`Selectable`, with
+///   `into_domain(self) -> RepoResult<User>`).
 #[macro_export]
 macro_rules! api_key_repository {
     (
@@ -51,7 +49,8 @@ macro_rules! api_key_repository {
         run($us:ident, $uf:ident) => $run:expr,
         write($ws:ident, $wf:ident) => $write:expr,
         atomic: $atomic:path,
-        lock_user: $lock_user:path $(,)?
+        lock_user: $lock_user:path,
+        user_row: $user_row:ty $(,)?
     ) => {
         use ::diesel::prelude::*;
         use $crate::codec::Codec as _;
@@ -166,6 +165,57 @@ macro_rules! api_key_repository {
                 .unwrap_or_else(|| {
                     Box::new(::diesel::dsl::sql::<::diesel::sql_types::Bool>("1 = 1"))
                 })
+        }
+
+        /// One read of the facts (the key with this hash and its user), the core's
+        /// decision ([`VerifiedKey::decide`](::repo_core::VerifiedKey::decide)); then,
+        /// only when [`ApiKeyPolicy::restamp_due`](::repo_core::ApiKeyPolicy::restamp_due),
+        /// one conditional `UPDATE` in autocommit (the restamp condition repeated, so
+        /// that of racing verifies one stamps; `is_active` repeated, so that a racing
+        /// revoke wins). A verify of a recently used key is one prepared `SELECT`: it
+        /// takes no write lock (SQLite) and writes no row version (PostgreSQL).
+        fn verify(
+            conn: &mut $conn,
+            secret: &::repo_core::ApiKeySecret,
+            policy: &::repo_core::ApiKeyPolicy,
+        ) -> ::repo_core::RepoResult<Option<::repo_core::VerifiedKey>> {
+            let at = ::repo_core::now();
+            let found: Option<(ApiKeyRow, $user_row)> = api_keys::table
+                .inner_join(users::table)
+                .filter(api_keys::key_hash.eq(secret.hash()))
+                .select((ApiKeyRow::as_select(), <$user_row>::as_select()))
+                .get_result(conn)
+                .optional()
+                .map_err($map_err)?;
+            let Some((key, user)) = found else {
+                return Ok(None);
+            };
+            let Some(mut verified) =
+                ::repo_core::VerifiedKey::decide(key.into_domain()?, user.into_domain()?, at)
+            else {
+                return Ok(None);
+            };
+            if policy.restamp_due(verified.key.last_used_at, at) {
+                let restamp = $codec::timestamp(policy.restamp_at_or_before(at));
+                let stamped = ::diesel::update(
+                    api_keys::table
+                        .filter(api_keys::id.eq($codec::uuid(verified.key.id.0)))
+                        .filter(api_keys::is_active.eq(true))
+                        .filter(
+                            api_keys::last_used_at
+                                .is_null()
+                                .or(api_keys::last_used_at.le(restamp))
+                                .assume_not_null(),
+                        ),
+                )
+                .set(api_keys::last_used_at.eq($codec::timestamp(at)))
+                .execute(conn)
+                .map_err($map_err)?;
+                if stamped == 1 {
+                    verified.key.last_used_at = Some(at);
+                }
+            }
+            Ok(Some(verified))
         }
 
         fn not_found(id: ::repo_core::ApiKeyId) -> ::repo_core::RepoError {

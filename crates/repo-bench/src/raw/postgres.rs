@@ -48,57 +48,6 @@ struct ApiKeyRow {
     created_at: Timestamp,
 }
 
-/// The user columns of `VERIFY`, prefixed `u_`.
-#[derive(QueryableByName)]
-#[allow(dead_code)]
-struct PrefixedUserRow {
-    #[diesel(sql_type = diesel::sql_types::BigInt, column_name = u_id)]
-    id: i64,
-    #[diesel(sql_type = Text, column_name = u_username)]
-    username: String,
-    #[diesel(sql_type = Text, column_name = u_email)]
-    email: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>, column_name = u_full_name)]
-    full_name: Option<String>,
-    #[diesel(sql_type = Text, column_name = u_hashed_password)]
-    hashed_password: String,
-    #[diesel(sql_type = diesel::sql_types::Bool, column_name = u_is_active)]
-    is_active: bool,
-    #[diesel(sql_type = diesel::sql_types::Bool, column_name = u_is_superuser)]
-    is_superuser: bool,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz, column_name = u_created_at)]
-    created_at: Timestamp,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz, column_name = u_updated_at)]
-    updated_at: Timestamp,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, column_name = u_last_login)]
-    last_login: Option<Timestamp>,
-}
-
-#[derive(QueryableByName)]
-struct VerifiedRow {
-    #[diesel(embed)]
-    key: ApiKeyRow,
-    #[diesel(embed)]
-    user: PrefixedUserRow,
-}
-
-/// `repo-postgres`'s verify statement (the statement audit checks the text matches):
-/// `$1` now, `$2` the hash, `$3` the stamp at or before which `last_used_at` is written.
-const VERIFY: &str = "WITH found AS (SELECT k.id, k.user_id, k.name, k.key_prefix, k.permissions, \
-    k.is_active, k.expires_at, k.last_used_at AS stored_last_used_at, k.created_at, \
-    u.id AS u_id, u.username AS u_username, \
-    u.email AS u_email, u.full_name AS u_full_name, u.hashed_password AS u_hashed_password, \
-    u.is_active AS u_is_active, u.is_superuser AS u_is_superuser, \
-    u.created_at AS u_created_at, u.updated_at AS u_updated_at, u.last_login AS u_last_login \
-    FROM api_keys AS k JOIN users AS u ON u.id = k.user_id \
-    WHERE k.key_hash = $2 AND k.is_active AND u.is_active \
-    AND (k.expires_at IS NULL OR k.expires_at > $1)), \
-    stamped AS (UPDATE api_keys AS s SET last_used_at = $1 FROM found \
-    WHERE s.id = found.id AND s.is_active \
-    AND (s.last_used_at IS NULL OR s.last_used_at <= $3) RETURNING s.id, s.last_used_at) \
-    SELECT found.*, COALESCE(stamped.last_used_at, found.stored_last_used_at) AS last_used_at \
-    FROM found LEFT JOIN stamped ON stamped.id = found.id";
-
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = collections, check_for_backend(Pg))]
 #[allow(dead_code)]
@@ -265,15 +214,8 @@ impl PointBaseline for PgConnection {
     }
 
     fn verify_key(&mut self, secret: &ApiKeySecret, policy: &ApiKeyPolicy) -> QueryResult<bool> {
-        // One statement in autocommit, as repo-postgres.
-        let at = now();
-        let row: Option<VerifiedRow> = diesel::sql_query(VERIFY)
-            .bind::<diesel::sql_types::Timestamptz, _>(at)
-            .bind::<Text, _>(secret.hash())
-            .bind::<diesel::sql_types::Timestamptz, _>(policy.restamp_at_or_before(at))
-            .get_result(self)
-            .optional()?;
-        Ok(black_box(row.map(|r| (r.key, r.user))).is_some())
+        // As repo-postgres: one read, then a stamp only when it is due.
+        verify_then_stamp(self, secret, policy)
     }
 
     fn create_operation(
@@ -415,9 +357,7 @@ impl Writes<'_> {
 /// The floor on PostgreSQL. The repository's create, transition, grant and access
 /// check already are one statement each, as an expert writes them, so the floor runs
 /// the baseline's statements for them, prepared once ([`Writes`] with `prepared`); it differs on the get (no bound
-/// `LIMIT`) and on verify: a plain `SELECT` of the key and its user, then an `UPDATE`
-/// only when the stamp is stale (never in the steady state of the benchmark), where
-/// the repository sends one statement with a data-modifying CTE.
+/// `LIMIT`); verify is [`verify_then_stamp`], as the repository and the baseline.
 impl PointBaseline for Floor<PgConnection> {
     fn get_user(&mut self, id: UserId) -> QueryResult<()> {
         let row: UserRow = users::table
@@ -433,40 +373,7 @@ impl PointBaseline for Floor<PgConnection> {
     }
 
     fn verify_key(&mut self, secret: &ApiKeySecret, policy: &ApiKeyPolicy) -> QueryResult<bool> {
-        let at = now();
-        let found: Option<(ApiKeyRow, UserRow)> = api_keys::table
-            .inner_join(users::table)
-            .filter(api_keys::key_hash.eq(secret.hash()))
-            .filter(api_keys::is_active)
-            .filter(users::is_active)
-            .filter(
-                api_keys::expires_at
-                    .is_null()
-                    .or(api_keys::expires_at.gt(at)),
-            )
-            .select((ApiKeyRow::as_select(), UserRow::as_select()))
-            .get_result(&mut self.0)
-            .optional()?;
-        let Some((key, user)) = found else {
-            return Ok(false);
-        };
-        let restamp = policy.restamp_at_or_before(at);
-        if key.last_used_at.is_none_or(|used| used <= restamp) {
-            diesel::update(
-                api_keys::table
-                    .filter(api_keys::id.eq(key.id))
-                    .filter(api_keys::is_active)
-                    .filter(
-                        api_keys::last_used_at
-                            .is_null()
-                            .or(api_keys::last_used_at.le(restamp)),
-                    ),
-            )
-            .set(api_keys::last_used_at.eq(at))
-            .execute(&mut self.0)?;
-        }
-        black_box((key, user));
-        Ok(true)
+        verify_then_stamp(&mut self.0, secret, policy)
     }
 
     fn create_operation(
@@ -502,4 +409,48 @@ impl PointBaseline for Floor<PgConnection> {
         }
         .grant(collection, user, level)
     }
+}
+
+/// Verify as an expert writes it, and as `repo-postgres` now does: a plain `SELECT` of
+/// the key and its user, then an `UPDATE` only when the stamp is stale (never in the
+/// steady state of the benchmark).
+fn verify_then_stamp(
+    conn: &mut PgConnection,
+    secret: &ApiKeySecret,
+    policy: &ApiKeyPolicy,
+) -> QueryResult<bool> {
+    let at = now();
+    let found: Option<(ApiKeyRow, UserRow)> = api_keys::table
+        .inner_join(users::table)
+        .filter(api_keys::key_hash.eq(secret.hash()))
+        .filter(api_keys::is_active)
+        .filter(users::is_active)
+        .filter(
+            api_keys::expires_at
+                .is_null()
+                .or(api_keys::expires_at.gt(at)),
+        )
+        .select((ApiKeyRow::as_select(), UserRow::as_select()))
+        .get_result(conn)
+        .optional()?;
+    let Some((key, user)) = found else {
+        return Ok(false);
+    };
+    let restamp = policy.restamp_at_or_before(at);
+    if key.last_used_at.is_none_or(|used| used <= restamp) {
+        diesel::update(
+            api_keys::table
+                .filter(api_keys::id.eq(key.id))
+                .filter(api_keys::is_active)
+                .filter(
+                    api_keys::last_used_at
+                        .is_null()
+                        .or(api_keys::last_used_at.le(restamp)),
+                ),
+        )
+        .set(api_keys::last_used_at.eq(at))
+        .execute(conn)?;
+    }
+    black_box((key, user));
+    Ok(true)
 }
