@@ -120,4 +120,15 @@ pub(crate) trait BulkBaseline {
     fn insert_documents(&mut self, rows: &[Document]) -> QueryResult<Duration>;
     /// Writes `rows` (already validated chunks) into `chunks`.
     fn insert_chunks(&mut self, rows: &[Chunk]) -> QueryResult<Duration>;
+    /// Writes `rows` in transactions of `call` rows, each followed by the index and
+    /// statistics upkeep the repository does after a bulk call, where the backend has
+    /// one (PostgreSQL); `None` where it has none.
+    fn insert_chunks_with_upkeep(
+        &mut self,
+        rows: &[Chunk],
+        call: usize,
+    ) -> QueryResult<Option<Duration>> {
+        let _ = (rows, call);
+        Ok(None)
+    }
 }

@@ -1,5 +1,8 @@
 //! The bulk baseline on PostgreSQL: one binary `COPY … FROM STDIN` of every row in
-//! one read-committed transaction, on the benchmark's plain connection.
+//! one read-committed transaction, on the benchmark's plain connection; and the same
+//! `COPY` per call-sized slice followed by the upkeep `repo-postgres` does after a
+//! bulk call (the GIN pending list flushed, the partition analyzed when stale), to
+//! tell the cost of `COPY` from the cost of keeping search plans right.
 
 use super::BulkBaseline;
 use diesel::prelude::*;
@@ -87,22 +90,7 @@ impl BulkBaseline for PgConnection {
     }
 
     fn insert_chunks(&mut self, rows: &[Chunk]) -> QueryResult<Duration> {
-        let rows: Vec<RawChunk<'_>> = rows
-            .iter()
-            .map(|c| RawChunk {
-                collection_id: c.collection_id.0,
-                document_id: c.document_id.0,
-                chunk_index: c.chunk_index,
-                content: &c.content,
-                start_offset: c.start_offset,
-                end_offset: c.end_offset,
-                token_count: c.token_count,
-                embedding_vector_id: c.embedding_vector_id.as_deref(),
-                meta: &c.meta,
-                created_at: c.created_at,
-                search_tokens: index_text(&c.content),
-            })
-            .collect();
+        let rows = raw_chunks(rows);
         let start = Instant::now();
         self.transaction(|conn| {
             diesel::copy_from(chunks::table)
@@ -111,4 +99,82 @@ impl BulkBaseline for PgConnection {
         })?;
         Ok(start.elapsed())
     }
+
+    fn insert_chunks_with_upkeep(
+        &mut self,
+        rows: &[Chunk],
+        call: usize,
+    ) -> QueryResult<Option<Duration>> {
+        let Some(collection_id) = rows.first().map(|c| c.collection_id.0) else {
+            return Ok(Some(Duration::ZERO));
+        };
+        let rows = raw_chunks(rows);
+        let start = Instant::now();
+        for slice in rows.chunks(call.max(1)) {
+            self.transaction(|conn| {
+                let written = diesel::copy_from(chunks::table)
+                    .from_insertable(slice)
+                    .execute(conn)?;
+                upkeep(conn, collection_id, written)
+            })?;
+        }
+        Ok(Some(start.elapsed()))
+    }
+}
+
+/// The statements `repo-postgres` runs after a bulk call of at least 1,000 chunks
+/// (`after_bulk_write`): the partition's GIN pending list moved into the index, and
+/// an `ANALYZE` of the partition when it was never analyzed or grew by a tenth.
+fn upkeep(conn: &mut PgConnection, collection_id: uuid::Uuid, written: usize) -> QueryResult<()> {
+    #[derive(QueryableByName)]
+    struct Partition {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        oid: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        reltuples: f64,
+    }
+    if written < 1_000 {
+        return Ok(());
+    }
+    let partition: Partition = diesel::sql_query(
+        "SELECT p.oid::int8 AS oid, p.oid::regclass::text AS name, \
+                p.reltuples::float8 AS reltuples \
+         FROM pg_class AS p \
+         WHERE p.oid = (SELECT tableoid FROM chunks WHERE collection_id = $1 LIMIT 1)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(collection_id)
+    .get_result(conn)?;
+    diesel::sql_query(
+        "SELECT gin_clean_pending_list(i.indexrelid) \
+         FROM pg_index AS i \
+         JOIN pg_class AS ic ON ic.oid = i.indexrelid \
+         JOIN pg_am AS am ON am.oid = ic.relam \
+         WHERE i.indrelid = $1::int8::oid AND am.amname = 'gin'",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(partition.oid)
+    .execute(conn)?;
+    if partition.reltuples < 0.0 || written as f64 >= partition.reltuples / 10.0 {
+        diesel::sql_query(format!("ANALYZE (SKIP_LOCKED) {}", partition.name)).execute(conn)?;
+    }
+    Ok(())
+}
+
+fn raw_chunks(rows: &[Chunk]) -> Vec<RawChunk<'_>> {
+    rows.iter()
+        .map(|c| RawChunk {
+            collection_id: c.collection_id.0,
+            document_id: c.document_id.0,
+            chunk_index: c.chunk_index,
+            content: &c.content,
+            start_offset: c.start_offset,
+            end_offset: c.end_offset,
+            token_count: c.token_count,
+            embedding_vector_id: c.embedding_vector_id.as_deref(),
+            meta: &c.meta,
+            created_at: c.created_at,
+            search_tokens: index_text(&c.content),
+        })
+        .collect()
 }
