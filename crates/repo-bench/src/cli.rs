@@ -28,9 +28,10 @@ OPTIONS:
     --quick       CI-sized run, under 2 minutes for both backends (default)
     --full        larger samples, longer concurrency windows, larger bulk batches,
                   the scale section at 10,000 / 100,000 / 1,000,000 chunks,
-                  and the copy and live sections (repoctl copy against psql \\copy,
-                  repoctl live's write pause under writers; need the repoctl
-                  binary next to this one or REPOCTL_BIN, sqlite3 and psql)
+                  and the copy and live sections (repoctl copy against psql \\copy
+                  and pgloader, repoctl live's write pause under writers; need the
+                  repoctl binary next to this one or REPOCTL_BIN, sqlite3 and psql;
+                  pgloader is optional)
     --json FILE   also write every figure as JSON to FILE
     --only IDS    run only these sections (comma-separated: point, pooler, replicas,
                   async_handle, concurrency, scenarios, bulk, copy, live, scale)
@@ -51,6 +52,10 @@ ENVIRONMENT:
     REPO_BENCH_SCALE_SIZES
                         sizes of the scale section instead of the mode's, e.g.
                         10000,100000 (as many chunks again go to other collections).
+    REPO_BENCH_COPY_CHUNKS, REPO_BENCH_COPY_USERS
+                        sizes of the copy section's two parts (chunk rows; narrow user
+                        rows) instead of the full mode's 200000 and 1000000; 0 skips
+                        that part. The section still runs in full mode only.
 ";
 
 /// Run size.
@@ -182,6 +187,9 @@ pub(crate) struct Plan {
     /// Chunk rows of the copy section's source; `None` skips the section (quick mode:
     /// generating and copying them takes minutes).
     pub(crate) copy_chunks: Option<usize>,
+    /// User rows (narrow rows) of the copy section's second source, loaded by `\copy`,
+    /// pgloader and `repoctl copy`; `None` skips that part (quick mode).
+    pub(crate) copy_users: Option<usize>,
     /// Whether the pooler section fails without a PgBouncer URL (full mode) instead of
     /// reporting itself skipped (quick mode).
     pub(crate) pooler_required: bool,
@@ -234,6 +242,7 @@ impl Plan {
                 chunk_call: 10_000,
                 bulk_rounds: 1,
                 copy_chunks: None,
+                copy_users: None,
                 pooler_required: false,
                 scenario_levels: vec![1, 4, 8, 16],
                 scenario_collections: 10,
@@ -257,6 +266,7 @@ impl Plan {
                 chunk_call: 10_000,
                 bulk_rounds: 3,
                 copy_chunks: Some(200_000),
+                copy_users: Some(1_000_000),
                 pooler_required: true,
                 scenario_levels: vec![1, 2, 4, 8, 16],
                 scenario_collections: 100,
