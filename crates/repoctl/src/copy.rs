@@ -1,8 +1,5 @@
 //! `repoctl copy`: streams every table from the source to the target in foreign-key
-//! order, converting and validating each value, and ends with a verification. The
-//! source side of the verification is checksummed while the pages are read (the same
-//! digests `verify` computes, from the same converted values), so only the target is
-//! read a second time.
+//! order, converting and validating each value, and ends with a verification.
 //!
 //! The source is read in one snapshot (SQLite read transaction, PostgreSQL
 //! `REPEATABLE READ READ ONLY`) in pages of `--batch-size` rows. The main thread reads
@@ -20,7 +17,7 @@ use crate::report::{self, Refusal, Report, TableReport, VerifyRow};
 use crate::schema::{Table, TableSpec};
 use crate::target::{self, Batch, Payload, Writer};
 use crate::value::{convert, encode_copy, row_rules, ConversionKind, Origin, RawRow, Value};
-use crate::verify::{self, TableSum};
+use crate::verify;
 use repo_core::BackendKind;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -443,9 +440,6 @@ fn copy_inner(
         }
     }
     let mut refused: HashMap<Table, HashSet<String>> = HashMap::new();
-    // The source side of the verification, computed while reading: the source is not
-    // read a second time.
-    let mut source_sums = (opts.verify && !opts.dry_run).then(HashMap::new);
     let (read_result, mut writer, writer_error) = if opts.dry_run {
         let mut writer = writer;
         let r = read_all(
@@ -456,7 +450,6 @@ fn copy_inner(
             pg_target,
             report,
             &mut refused,
-            None,
             &mut |b| writer.handle(b),
         );
         (r, writer, None)
@@ -482,7 +475,6 @@ fn copy_inner(
                 pg_target,
                 report,
                 &mut refused,
-                source_sums.as_mut(),
                 &mut |b| {
                     tx.send(b)
                         .map_err(|_| Failure::other("the target writer stopped"))
@@ -537,12 +529,13 @@ fn copy_inner(
         }
         drop(writer);
         if opts.verify && !report.stopped {
-            let rows: Vec<VerifyRow> = verify::verify_target(
+            let rows: Vec<VerifyRow> = verify::verify(
+                &opts.from,
                 &opts.to,
                 secrets,
                 &tables,
                 opts.batch_size.max(1000),
-                &source_sums.unwrap_or_default(),
+                &refused,
                 progress,
             )?;
             report.verification = Some(rows);
@@ -585,7 +578,6 @@ pub fn refused_rows(
         false,
         &mut report,
         &mut refused,
-        None,
         &mut |_| Ok(()),
     );
     let _ = end_snapshot(&mut src);
@@ -625,10 +617,8 @@ fn read_all(
     pg_target: bool,
     report: &mut Report,
     refused: &mut HashMap<Table, HashSet<String>>,
-    mut source_sums: Option<&mut HashMap<Table, TableSum>>,
     sink: &mut dyn FnMut(Batch) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
-    let mut digest_buf = Vec::with_capacity(1024);
     let origin = opts.from.origin();
     let offset = Scan::offset(src);
     let stop_mode = opts.on_error == OnError::Stop && !opts.dry_run;
@@ -640,9 +630,6 @@ fn read_all(
         let pb = progress.task(table.name(), Some(tr.source_rows));
         let mut scan = Scan::new(table, opts.batch_size);
         let mut stopped = false;
-        if let Some(sums) = source_sums.as_deref_mut() {
-            sums.insert(table, TableSum::default());
-        }
         loop {
             let raw = scan.next(src, true)?;
             if raw.is_empty() {
@@ -673,14 +660,6 @@ fn read_all(
             for (_, f) in bad {
                 set.insert(f.key.clone());
                 report.refusals.push(f);
-            }
-            // What `verify` computes on the source: the valid rows' digests, the
-            // refused rows left out and counted.
-            if let Some(sum) = source_sums.as_deref_mut().and_then(|s| s.get_mut(&table)) {
-                sum.excluded += refused_rows.len() as u64;
-                for g in &good {
-                    sum.add_converted(spec.columns, &g.values, &mut digest_buf);
-                }
             }
             if good.is_empty() {
                 pb.inc(raw.len() as u64);

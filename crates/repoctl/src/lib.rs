@@ -57,8 +57,7 @@
 //! - Identity sequences are reset past the largest id and the source's own high-water
 //!   mark, so ids of deleted rows are not reused.
 //! - It ends with `verify`: row counts and order-independent content checksums
-//!   computed the same way on both sides (the source's while the copy reads its
-//!   snapshot, the target's by reading it back).
+//!   computed the same way on both sides.
 
 #![forbid(unsafe_code)]
 

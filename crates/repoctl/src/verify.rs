@@ -13,8 +13,8 @@ use crate::conn::{begin_snapshot, end_snapshot, DbConn, Endpoint, Role, Scan};
 use crate::error::{Failure, Secrets};
 use crate::progress::{Progress, Task};
 use crate::report::VerifyRow;
-use crate::schema::{Column, Table};
-use crate::value::{convert, encode_canonical, Value};
+use crate::schema::Table;
+use crate::value::{convert, encode_canonical};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
@@ -40,21 +40,6 @@ impl TableSum {
             carry = v >> 64;
         }
         self.rows += 1;
-    }
-
-    /// Adds one row already converted with the copy's rules (`values` in the order of
-    /// `columns`): the same digest [`checksum_table`] computes for it. `buf` is scratch.
-    pub(crate) fn add_converted(
-        &mut self,
-        columns: &[Column],
-        values: &[Value],
-        buf: &mut Vec<u8>,
-    ) {
-        buf.clear();
-        for (col, value) in columns.iter().zip(values) {
-            encode_canonical(col.ty, Ok(value), buf);
-        }
-        self.add(&Sha256::digest(buf.as_slice()));
     }
 
     /// Hex checksum of the count and the sum.
@@ -181,33 +166,6 @@ pub fn verify(
         (source, target)
     });
     let (source, target) = (source?, target?);
-    Ok(verify_rows(tables, &source, &target))
-}
-
-/// Verifies `tables` of `to` against checksums of the source that `copy` computed
-/// while it read the source (the snapshot it copied, the values it converted): only
-/// the target is read again.
-pub fn verify_target(
-    to: &Endpoint,
-    secrets: &Secrets,
-    tables: &[Table],
-    batch: usize,
-    source: &HashMap<Table, TableSum>,
-    progress: &Progress,
-) -> Result<Vec<VerifyRow>, Failure> {
-    let target = checksum_all(
-        to,
-        secrets,
-        tables,
-        batch,
-        &HashMap::new(),
-        "target",
-        progress,
-    )?;
-    let source: Vec<TableSum> = tables
-        .iter()
-        .map(|t| source.get(t).copied().unwrap_or_default())
-        .collect();
     Ok(verify_rows(tables, &source, &target))
 }
 
