@@ -209,6 +209,24 @@ impl SearchQuery {
         }
         (!alternatives.is_empty()).then(|| alternatives.join(" | "))
     }
+
+    /// Whether [`prefilter_tsquery`](Self::prefilter_tsquery) decides the query alone
+    /// for a chunk with a vector: every alternative is words only (no phrase of
+    /// several words, no exclusion) and each word is short enough to be a lexeme. A
+    /// vector holds a chunk's tokens verbatim, so a word is in the vector exactly when
+    /// it is among the tokens; the substring test is then needed only for chunks
+    /// without a vector. It also lets PostgreSQL estimate the matches from the
+    /// vector's statistics instead of guessing the substring test's selectivity.
+    pub fn prefilter_is_exact(&self) -> bool {
+        !self.any_of.is_empty()
+            && self.any_of.iter().all(|c| {
+                c.exclude.is_empty()
+                    && !c.include.is_empty()
+                    && c.include.iter().all(|p| {
+                        p.0.len() == 1 && p.0[0].chars().count() <= MAX_PREFILTER_TOKEN_CHARS
+                    })
+            })
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +252,18 @@ mod tests {
             q.to_fts5().unwrap(),
             r#"(("rust" AND "async runtime") NOT "tokio") OR ("diesel")"#
         );
+        assert!(
+            !q.prefilter_is_exact(),
+            "a phrase and an exclusion need the substring test"
+        );
+        assert!(SearchQuery::parse("rust diesel OR tokio").prefilter_is_exact());
+        assert!(!SearchQuery::parse("rust -diesel").prefilter_is_exact());
+        assert!(!SearchQuery::parse("\"rust diesel\"").prefilter_is_exact());
+        assert!(!SearchQuery::parse("").prefilter_is_exact());
+        assert!(
+            !SearchQuery::parse(&"x".repeat(MAX_PREFILTER_TOKEN_CHARS + 1)).prefilter_is_exact()
+        );
+        assert!(SearchQuery::parse(&"x".repeat(MAX_PREFILTER_TOKEN_CHARS)).prefilter_is_exact());
         assert_eq!(
             q.prefilter_tsquery().unwrap(),
             "('rust' & 'async' & 'runtime') | ('diesel')"

@@ -7,9 +7,11 @@
 //! a prefilter through the GIN index on `(collection_id, search_tsv)` (btree_gin), the
 //! generated vector of the tokens; chunks too large for a vector (NULL `search_tsv`)
 //! skip the prefilter and are read through the partial index
-//! `chunks_search_unindexed_idx`, in a second `UNION ALL` branch. The page's hits are
-//! ranked on `(score, id)` alone and joined back to `chunks` for the page's rows
-//! only; the total is counted up to `SEARCH_TOTAL_CAP + 1` matches. A bulk
+//! `chunks_search_unindexed_idx`, in a second `UNION ALL` branch. The newest
+//! `SEARCH_RANK_CAP` matches are scored (each branch limited on its own, so that a
+//! common word walks `(collection_id, id)` backwards and stops at the cap); the page's
+//! hits are ranked on `(score, id)` alone and joined back to `chunks` for the page's
+//! rows only; the total is counted up to `SEARCH_TOTAL_CAP + 1` matches. A bulk
 //! `insert_many` flushes the GIN pending list and refreshes the partition's
 //! statistics ([`after_bulk_write`]).
 //!
@@ -316,35 +318,84 @@ fn search_score(query: &SearchQuery, patterns: &[String]) -> String {
             )
         })
         .collect();
+    // float8 throughout: `ln` of a numeric costs a microsecond a row.
     format!(
-        "({})::float8 / ln(2.0 + length(c.search_tokens))::float8",
+        "({})::float8 / ln(2.0::float8 + length(c.search_tokens))",
         counts.join(" + ")
     )
 }
 
 /// The matching chunks of a search as `SELECT {columns} FROM chunks AS c WHERE …`
-/// branches joined by `UNION ALL`, each served by its own index: the chunks with a
-/// vector through the GIN index on `(collection_id, search_tsv)` (`$4` is the
-/// prefilter tsquery), and the chunks without one through the partial index
-/// `chunks_search_unindexed_idx`. Two branches instead of an `OR`, so that the plan
-/// uses the full-text index whether or not the partition has statistics. Without a
-/// prefilter (a query with an alternative made only of over-long tokens) every chunk
-/// of the collection is tested.
-fn search_branches(columns: &str, filter: &str, prefilter: bool) -> String {
-    if prefilter {
-        format!(
-            "SELECT {columns} FROM chunks AS c \
-             WHERE c.collection_id = $2 AND c.search_tsv @@ $4::tsquery AND {filter} \
-             UNION ALL \
-             SELECT {columns} FROM chunks AS c \
-             WHERE c.collection_id = $2 AND c.search_tsv IS NULL \
-               AND c.search_tokens IS NOT NULL AND {filter}"
-        )
+/// branches, each served by its own index: the chunks with a vector through the GIN
+/// index on `(collection_id, search_tsv)` (`$4` is the prefilter tsquery), and the
+/// chunks without one through the partial index `chunks_search_unindexed_idx`. Two
+/// branches (joined by `UNION ALL`) instead of an `OR`, so that the plan uses the
+/// full-text index whether or not the partition has statistics. Without a prefilter
+/// (a query with an alternative made only of over-long tokens) every chunk of the
+/// collection is tested, in one branch.
+fn search_branches(columns: &str, filter: &str, prefilter: Prefilter) -> Vec<String> {
+    if let Prefilter::Index { exact } = prefilter {
+        // An exact prefilter needs no substring test in the indexed branch.
+        let indexed_filter = if exact { "TRUE" } else { filter };
+        vec![
+            format!(
+                "SELECT {columns} FROM chunks AS c \
+                 WHERE c.collection_id = $2 AND c.search_tsv @@ $4::tsquery \
+                   AND {indexed_filter}"
+            ),
+            format!(
+                "SELECT {columns} FROM chunks AS c \
+                 WHERE c.collection_id = $2 AND c.search_tsv IS NULL \
+                   AND c.search_tokens IS NOT NULL AND {filter}"
+            ),
+        ]
     } else {
-        format!(
+        vec![format!(
             "SELECT {columns} FROM chunks AS c \
              WHERE c.collection_id = $2 AND c.search_tokens IS NOT NULL AND {filter}"
-        )
+        )]
+    }
+}
+
+/// How the chunks with a vector are found.
+#[derive(Debug, Clone, Copy)]
+enum Prefilter {
+    /// Every chunk of the collection is tested (some alternative has no lexeme).
+    None,
+    /// Through the GIN index (`$4`), then the substring test unless `exact`
+    /// ([`SearchQuery::prefilter_is_exact`]).
+    Index { exact: bool },
+}
+
+impl Prefilter {
+    fn of(query: &SearchQuery, tsquery: Option<&String>) -> Self {
+        match tsquery {
+            Some(_) => Self::Index {
+                exact: query.prefilter_is_exact(),
+            },
+            None => Self::None,
+        }
+    }
+}
+
+/// The ranked set of a search: the newest `SEARCH_RANK_CAP` matches with their
+/// scores. Each branch is limited on its own, so that the planner can walk
+/// `(collection_id, id)` backwards and stop once it has the cap (a common word: the
+/// score is computed for the cap's rows only, not for every match), or take the
+/// full-text index and sort (a rare word); the union is limited again. The cap is a
+/// literal so that the plan knows it.
+fn ranked_matches(columns: &str, filter: &str, prefilter: Prefilter) -> String {
+    let cap = SearchPage::rank_limit_i64();
+    let limited: Vec<String> = search_branches(columns, filter, prefilter)
+        .into_iter()
+        .map(|branch| format!("{branch} ORDER BY c.id DESC LIMIT {cap}"))
+        .collect();
+    match limited.as_slice() {
+        [one] => one.clone(),
+        several => format!(
+            "({}) ORDER BY id DESC LIMIT {cap}",
+            several.join(") UNION ALL (")
+        ),
     }
 }
 
@@ -368,11 +419,8 @@ impl SearchStatements {
         let prefilter = query.prefilter_tsquery();
         let (filter, patterns) = search_filter(query);
         let score = search_score(query, &patterns);
-        let ranked = search_branches(
-            &format!("c.id, {score} AS score"),
-            &filter,
-            prefilter.is_some(),
-        );
+        let how = Prefilter::of(query, prefilter.as_ref());
+        let ranked = ranked_matches(&format!("c.id, {score} AS score"), &filter, how);
         let window = match start {
             SearchStart::Offset(_) => "ORDER BY score DESC, id LIMIT $3 OFFSET $5",
             SearchStart::After(_) => {
@@ -380,22 +428,17 @@ impl SearchStatements {
                  ORDER BY score DESC, id LIMIT $3"
             }
         };
-        // The ranked set is the newest SEARCH_RANK_CAP matches (a backward scan of
-        // `(collection_id, id)`, or the full-text index and a top-N sort, whichever
-        // the planner finds cheaper): the cap is a literal so that the plan knows it.
         let page_sql = format!(
             "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, c.content, \
                     c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
                     c.meta, c.created_at, r.score \
-             FROM (SELECT id, score \
-                   FROM ({ranked} ORDER BY id DESC LIMIT {cap}) AS m {window}) AS r \
+             FROM (SELECT id, score FROM ({ranked}) AS m {window}) AS r \
              JOIN chunks AS c ON c.collection_id = $2 AND c.id = r.id \
-             ORDER BY r.score DESC, r.id",
-            cap = SearchPage::rank_limit_i64()
+             ORDER BY r.score DESC, r.id"
         );
         let count_sql = format!(
             "SELECT count(*) AS total FROM ({} LIMIT $3) AS m",
-            search_branches("1", &filter, prefilter.is_some())
+            search_branches("1", &filter, how).join(" UNION ALL ")
         );
         Self {
             patterns,
