@@ -33,6 +33,7 @@ macro_rules! __search_behaviours {
             search::search_total_is_exact_up_to_the_cap_then_a_lower_bound,
             search::search_cursor_pages_walk_the_ranking,
             search::search_ranks_the_newest_matches_beyond_the_rank_cap,
+            search::search_scores_are_the_core_score,
         }
     };
 }
@@ -697,6 +698,38 @@ pub fn search_ranks_the_newest_matches_beyond_the_rank_cap(h: &dyn Harness) {
         20,
         "the older chunks are back in a narrower query's ranking"
     );
+}
+
+/// Every hit's score is `repo_core::search::score` of its chunk's tokens and the query's patterns (the same number on every backend): words, phrases, OR and exclusions.
+pub fn search_scores_are_the_core_score(h: &dyn Harness) {
+    let s = h.store();
+    let u = seed::user(&*s, "xena");
+    let c = seed::collection(&*s, &u, "scores").id;
+    load_corpus(&*s, c, 0);
+    for text in [
+        "the",
+        "quick fox",
+        "\"the quick\"",
+        "dog OR cat -the",
+        "the the",
+    ] {
+        let query = SearchQuery::parse(text);
+        let patterns = query.scored_patterns();
+        let hits = search_all(&*s, c, text);
+        assert!(!hits.is_empty(), "{text:?} finds something in the corpus");
+        for hit in hits {
+            let expected = repo_core::search::score(
+                &repo_core::search::index_text(&hit.chunk.content),
+                &patterns,
+            );
+            assert!(
+                (hit.score - expected).abs() <= expected.abs() * 1e-12,
+                "{text:?}: chunk {} scored {} where the core's score is {expected}",
+                hit.chunk.chunk_index,
+                hit.score
+            );
+        }
+    }
 }
 
 /// Pages by cursor (`search_after` from each page's `next`) walk the same ranking as offset pages, without a repeat or a gap, past the counting cap; the last page has no `next`; a cursor string round-trips.

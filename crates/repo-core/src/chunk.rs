@@ -235,8 +235,8 @@ pub fn last_embedding_per_chunk(pairs: &[(i64, String)]) -> RepoResult<Vec<(i64,
 pub struct SearchHit {
     /// The matching chunk.
     pub chunk: Chunk,
-    /// Relevance, higher is better. Comparable within one result only: SQLite uses
-    /// BM25, PostgreSQL `ts_rank`, so the same query ranks alike but scores differ.
+    /// Relevance, higher is better: [`crate::search::score`], the same number on both
+    /// backends for the same chunk and query.
     pub score: f64,
 }
 
@@ -274,9 +274,10 @@ pub const SEARCH_RANK_CAP: u64 = 10_000;
 /// `score DESC, id ASC`, found by the database without skipping rows, so a deep page
 /// costs what the first one does.
 ///
-/// Scores depend on the index statistics (SQLite's BM25 on the whole table's counts):
-/// chunks written between two pages may move hits across the position, as with any
-/// ranking that changes while it is read. Opaque to callers: [`encode`](Self::encode)
+/// A score depends on its chunk and the query only ([`crate::search::score`]), so a
+/// cursor stays valid while other chunks are written; chunks written between two
+/// pages join the ranking where their score puts them (and, beyond
+/// [`SEARCH_RANK_CAP`] matches, the newest matches are the ranked ones). Opaque to callers: [`encode`](Self::encode)
 /// gives a short URL-safe string and [`decode`](Self::decode) reads it back; a string
 /// it did not write is `Validation { field: Field::Cursor }`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -84,6 +84,39 @@ pub fn index_text(text: &str) -> String {
     out
 }
 
+/// The score of a hit, the same number on both backends: the non-overlapping
+/// occurrences of each of `patterns` ([`SearchQuery::scored_patterns`]) in the chunk's
+/// `tokens` ([`index_text`]), summed, over the natural logarithm of 2 plus the tokens'
+/// length in characters (a length normalisation like `ts_rank`'s). Positive for every
+/// hit; it depends on the chunk and the query only, never on other rows, so a page's
+/// cost does not follow the table's size and a cursor stays valid while others write.
+///
+/// PostgreSQL computes it in SQL (`repo-postgres`'s `search_score`, checked against
+/// this function by its tests); SQLite calls this function, registered on every
+/// connection as the SQL function `search_score(tokens, patterns)` with the patterns
+/// joined by [`SCORE_PATTERN_SEPARATOR`].
+pub fn score(tokens: &str, patterns: &[String]) -> f64 {
+    let occurrences: usize = patterns
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| tokens.matches(p.as_str()).count())
+        .sum();
+    occurrences as f64 / (2.0 + tokens.chars().count() as f64).ln()
+}
+
+/// Joins the patterns of [`score`] into one SQL text value (a pattern never holds a
+/// newline: tokens are alphanumeric).
+pub const SCORE_PATTERN_SEPARATOR: char = '\n';
+
+/// [`score`] over patterns joined by [`SCORE_PATTERN_SEPARATOR`].
+pub fn score_joined(tokens: &str, patterns: &str) -> f64 {
+    let patterns: Vec<String> = patterns
+        .split(SCORE_PATTERN_SEPARATOR)
+        .map(str::to_owned)
+        .collect();
+    score(tokens, &patterns)
+}
+
 /// Tokens longer than this many characters are left out of PostgreSQL's `tsvector`
 /// prefilter: PostgreSQL refuses lexemes of 2,048 bytes or more, and 511 characters
 /// are at most 2,044 bytes in UTF-8. The same bound is written in the generated column
@@ -210,6 +243,22 @@ impl SearchQuery {
         (!alternatives.is_empty()).then(|| alternatives.join(" | "))
     }
 
+    /// The patterns a hit's [`score`] counts: each distinct included phrase's
+    /// [`Phrase::pattern`], in the order first seen (excluded phrases count nothing).
+    pub fn scored_patterns(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for pattern in self
+            .any_of
+            .iter()
+            .flat_map(|c| c.include.iter().map(Phrase::pattern))
+        {
+            if !out.contains(&pattern) {
+                out.push(pattern);
+            }
+        }
+        out
+    }
+
     /// Whether [`prefilter_tsquery`](Self::prefilter_tsquery) decides the query alone
     /// for a chunk with a vector: every alternative is words only (no phrase of
     /// several words, no exclusion) and each word is short enough to be a lexeme. A
@@ -235,6 +284,27 @@ mod tests {
 
     fn words(ws: &[&str]) -> Phrase {
         Phrase(ws.iter().map(|w| w.to_string()).collect())
+    }
+
+    #[test]
+    fn score_counts_included_phrases_over_the_log_length() {
+        let tokens = index_text("Rust async runtime, rust again: async runtime");
+        let q = SearchQuery::parse(r#"rust "async runtime" -tokio OR rust"#);
+        let patterns = q.scored_patterns();
+        assert_eq!(patterns, vec![" rust ", " async  runtime "]);
+        let expected = 4.0 / (2.0 + tokens.chars().count() as f64).ln();
+        assert_eq!(score(&tokens, &patterns), expected);
+        let joined = patterns.join(&SCORE_PATTERN_SEPARATOR.to_string());
+        assert_eq!(score_joined(&tokens, &joined), expected);
+        // Non-overlapping, as PostgreSQL's replace counts them.
+        assert_eq!(
+            score(" a  a  a ", &[" a  a ".to_owned()]),
+            1.0 / (2.0f64 + 9.0).ln()
+        );
+        assert_eq!(score(&tokens, &[" tokio ".to_owned()]), 0.0);
+        // Longer text with the same occurrences scores lower.
+        let longer = index_text("Rust async runtime, rust again: async runtime and more words");
+        assert!(score(&longer, &patterns) < score(&tokens, &patterns));
     }
 
     #[test]

@@ -297,9 +297,10 @@ fn search_filter(query: &SearchQuery) -> (String, Vec<String>) {
     (format!("({})", alternatives.join(" OR ")), patterns)
 }
 
-/// The score: occurrences of the included phrases (non-overlapping, counted by
-/// `replace`), damped by the logarithm of the tokens' length, like `ts_rank`'s
-/// length normalisation. Positive for every hit.
+/// The score, [`repo_core::search::score`] written in SQL (SQLite calls the Rust
+/// function itself; the behaviour suite checks that every hit's score equals it):
+/// occurrences of the included phrases (non-overlapping, counted by `replace`),
+/// over the logarithm of 2 plus the tokens' length. Positive for every hit.
 fn search_score(query: &SearchQuery, patterns: &[String]) -> String {
     let included: HashSet<String> = query
         .any_of

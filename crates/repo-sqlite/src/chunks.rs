@@ -199,34 +199,58 @@ fn delete_by_document(conn: &mut SqliteConnection, document_id: DocumentId) -> R
     Ok(affected(n))
 }
 
-/// The page of a search: the ranking is computed on the FTS5 table alone (rowid and
-/// score), limited to the page, and only the page's rows are joined to `chunks` for
-/// their content. `-bm25(chunks_fts, 0.0, 1.0)`: the collection column weighs
-/// nothing, so the score is BM25 over `search_tokens` only. The ranked set is the
-/// newest `?4` (`SEARCH_RANK_CAP`) matches: FTS5 walks the posting lists backwards by
-/// rowid and stops there.
+/// The page of a search. FTS5 finds the newest `?4` (`SEARCH_RANK_CAP`) matches,
+/// walking the posting lists backwards by rowid and stopping there; each is scored by
+/// `search_score` ([`repo_core::search::score`], the same number PostgreSQL computes)
+/// from its `search_tokens` and the query's patterns (`?5`); the page is ranked on
+/// `(score, id)` and only the page's rows are joined to `chunks` for their content.
+/// FTS5's own `bm25()` is not used: it counts, on every query, the rows holding each
+/// phrase of the expression in the whole table (the collection's token included),
+/// so a page would cost what the collection and the database hold.
 const SEARCH_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, \
      c.content, c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
      c.meta, c.created_at, r.score AS score \
-     FROM (SELECT id, score FROM \
-             (SELECT rowid AS id, -bm25(chunks_fts, 0.0, 1.0) AS score \
-              FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?4) \
+     FROM (SELECT m.id AS id, search_score(t.search_tokens, ?5) AS score \
+           FROM (SELECT rowid AS id FROM chunks_fts WHERE chunks_fts MATCH ?1 \
+                 ORDER BY rowid DESC LIMIT ?4) AS m \
+           JOIN chunks t ON t.id = m.id \
            ORDER BY score DESC, id LIMIT ?2 OFFSET ?3) AS r \
      JOIN chunks c ON c.id = r.id \
      ORDER BY r.score DESC, r.id";
 
 /// [`SEARCH_SQL`] after a cursor: the hits ranked strictly after `(?3, ?4)`, among
-/// the newest `?5` matches.
+/// the newest `?5` matches, scored with the patterns `?6`.
 const SEARCH_AFTER_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.chunk_index, \
      c.content, c.start_offset, c.end_offset, c.token_count, c.embedding_vector_id, \
      c.meta, c.created_at, r.score AS score \
      FROM (SELECT id, score FROM \
-             (SELECT rowid AS id, -bm25(chunks_fts, 0.0, 1.0) AS score \
-              FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?5) \
+             (SELECT m.id AS id, search_score(t.search_tokens, ?6) AS score \
+              FROM (SELECT rowid AS id FROM chunks_fts WHERE chunks_fts MATCH ?1 \
+                    ORDER BY rowid DESC LIMIT ?5) AS m \
+              JOIN chunks t ON t.id = m.id) \
            WHERE score < ?3 OR (score = ?3 AND id > ?4) \
            ORDER BY score DESC, id LIMIT ?2) AS r \
      JOIN chunks c ON c.id = r.id \
      ORDER BY r.score DESC, r.id";
+
+#[diesel::declare_sql_function]
+extern "SQL" {
+    /// [`repo_core::search::score`] of a chunk's `search_tokens` (NULL scores 0) and
+    /// the query's patterns joined by
+    /// [`SCORE_PATTERN_SEPARATOR`](repo_core::search::SCORE_PATTERN_SEPARATOR).
+    fn search_score(
+        tokens: diesel::sql_types::Nullable<Text>,
+        patterns: Text,
+    ) -> diesel::sql_types::Double;
+}
+
+/// Registers `search_score` on `conn` (every connection of the store: the pool's
+/// customizer and standalone connections).
+pub(crate) fn register_search_score(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+    search_score_utils::register_impl(conn, |tokens: Option<String>, patterns: String| {
+        tokens.map_or(0.0, |t| repo_core::search::score_joined(&t, &patterns))
+    })
+}
 
 /// The matches counted up to a limit (`SEARCH_TOTAL_CAP + 1`), on the FTS5 table
 /// alone.
@@ -256,6 +280,9 @@ fn search(
     let Some(expression) = collection_match(collection_id, query) else {
         return Ok(SearchPage::empty());
     };
+    let patterns = query
+        .scored_patterns()
+        .join(&repo_core::search::SCORE_PATTERN_SEPARATOR.to_string());
     // One row more than the page tells whether a next page exists.
     let rows: Vec<HitRow> = match start {
         SearchStart::Offset(offset) => diesel::sql_query(SEARCH_SQL)
@@ -263,6 +290,7 @@ fn search(
             .bind::<BigInt, _>(limit + 1)
             .bind::<BigInt, _>(offset)
             .bind::<BigInt, _>(SearchPage::rank_limit_i64())
+            .bind::<Text, _>(&patterns)
             .load(conn),
         SearchStart::After(after) => diesel::sql_query(SEARCH_AFTER_SQL)
             .bind::<Text, _>(&expression)
@@ -270,6 +298,7 @@ fn search(
             .bind::<Double, _>(after.score())
             .bind::<BigInt, _>(after.id())
             .bind::<BigInt, _>(SearchPage::rank_limit_i64())
+            .bind::<Text, _>(&patterns)
             .load(conn),
     }
     .map_err(map_diesel_error)?;

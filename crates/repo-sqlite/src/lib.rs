@@ -17,7 +17,7 @@
 //!   write transaction, so a bad item writes nothing.
 //! - Chunk search uses the FTS5 table `chunks_fts` (`ascii` tokenizer over the tokens
 //!   computed in Rust into `chunks.search_tokens`, kept in step by triggers), ranked
-//!   by `-bm25`.
+//!   by `repo_core::search::score`, registered as the SQL function `search_score`.
 //!
 //! ```no_run
 //! use repo_core::{NewUser, RepoResult, Repositories, Store, StoreConfig};

@@ -60,7 +60,8 @@ pub(crate) fn classify(target: &str) -> RepoResult<TargetKind> {
     Ok(TargetKind::File)
 }
 
-/// Runs the PRAGMAs of every pooled connection, one statement each.
+/// Runs the PRAGMAs of every pooled connection, one statement each, and registers
+/// the SQL functions the store's statements call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SqlitePragmas {
     busy_timeout_ms: u64,
@@ -93,7 +94,8 @@ impl SqlitePragmas {
         }
         conn.batch_execute("PRAGMA synchronous = NORMAL")?;
         conn.batch_execute("PRAGMA foreign_keys = ON")?;
-        Ok(())
+        // The SQL function search ranks by.
+        crate::chunks::register_search_score(conn)
     }
 }
 
