@@ -11,7 +11,7 @@
 #
 # Groups (the files mutated; the tests each mutant is run against):
 #   core      repo-core: enums, access, api_key, validate, search, operation, document,
-#             collection. Stage 1: repo-core's own tests (unit tests and tests/*.rs).
+#             collection, chunk. Stage 1: repo-core's own tests (unit tests and tests/*.rs).
 #             Stage 2, for the mutants stage 1 missed: the behaviour suite on SQLite
 #             (`--test behaviour sqlite::`).
 #   repoctl   repoctl: value conversion (value, timestamp, json) and verification
@@ -65,7 +65,7 @@ die() { log "error: $*"; exit 1; }
 # group -> package, files, stage 1 cargo arguments, stage 2 (empty: none) test binary filter
 declare -A package files stage1 stage2
 package[core]=repo-core
-files[core]="enums access api_key validate search operation document collection"
+files[core]="enums access api_key validate search operation document collection chunk"
 stage1[core]="--tests"
 stage2[core]="sqlite::"
 package[repoctl]=repoctl
