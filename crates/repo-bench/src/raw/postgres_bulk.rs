@@ -124,7 +124,8 @@ impl BulkBaseline for PgConnection {
 
 /// The statements `repo-postgres` runs after a bulk call of at least 1,000 chunks
 /// (`after_bulk_write`): the partition's GIN pending list moved into the index, and
-/// an `ANALYZE` of the partition when it was never analyzed or grew by a tenth.
+/// an `ANALYZE` of the partition when it was never analyzed or the rows written since
+/// its last analysis reach a tenth of it.
 fn upkeep(conn: &mut PgConnection, collection_id: uuid::Uuid, written: usize) -> QueryResult<()> {
     #[derive(QueryableByName)]
     struct Partition {
@@ -134,13 +135,16 @@ fn upkeep(conn: &mut PgConnection, collection_id: uuid::Uuid, written: usize) ->
         name: String,
         #[diesel(sql_type = diesel::sql_types::Double)]
         reltuples: f64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        modified: f64,
     }
     if written < 1_000 {
         return Ok(());
     }
     let partition: Partition = diesel::sql_query(
         "SELECT p.oid::int8 AS oid, p.oid::regclass::text AS name, \
-                p.reltuples::float8 AS reltuples \
+                p.reltuples::float8 AS reltuples, \
+                pg_stat_get_mod_since_analyze(p.oid)::float8 AS modified \
          FROM pg_class AS p \
          WHERE p.oid = (SELECT tableoid FROM chunks WHERE collection_id = $1 LIMIT 1)",
     )
@@ -155,7 +159,9 @@ fn upkeep(conn: &mut PgConnection, collection_id: uuid::Uuid, written: usize) ->
     )
     .bind::<diesel::sql_types::BigInt, _>(partition.oid)
     .execute(conn)?;
-    if partition.reltuples < 0.0 || written as f64 >= partition.reltuples / 10.0 {
+    if partition.reltuples < 0.0
+        || partition.modified + written as f64 >= partition.reltuples / 10.0
+    {
         diesel::sql_query(format!("ANALYZE (SKIP_LOCKED) {}", partition.name)).execute(conn)?;
     }
     Ok(())
