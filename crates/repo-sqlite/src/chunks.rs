@@ -233,25 +233,6 @@ const SEARCH_AFTER_SQL: &str = "SELECT c.id, c.collection_id, c.document_id, c.c
      JOIN chunks c ON c.id = r.id \
      ORDER BY r.score DESC, r.id";
 
-#[diesel::declare_sql_function]
-extern "SQL" {
-    /// [`repo_core::search::score`] of a chunk's `search_tokens` (NULL scores 0) and
-    /// the query's patterns joined by
-    /// [`SCORE_PATTERN_SEPARATOR`](repo_core::search::SCORE_PATTERN_SEPARATOR).
-    fn search_score(
-        tokens: diesel::sql_types::Nullable<Text>,
-        patterns: Text,
-    ) -> diesel::sql_types::Double;
-}
-
-/// Registers `search_score` on `conn` (every connection of the store: the pool's
-/// customizer and standalone connections).
-pub(crate) fn register_search_score(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
-    search_score_utils::register_impl(conn, |tokens: Option<String>, patterns: String| {
-        tokens.map_or(0.0, |t| repo_core::search::score_joined(&t, &patterns))
-    })
-}
-
 /// The matches counted up to a limit (`SEARCH_TOTAL_CAP + 1`), on the FTS5 table
 /// alone.
 const SEARCH_COUNT_SQL: &str = "SELECT COUNT(*) AS total \

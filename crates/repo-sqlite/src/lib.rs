@@ -80,6 +80,7 @@ pub use repo_diesel::prepared;
 /// copies) writes its queries against the very tables the repositories use.
 #[allow(missing_docs)]
 pub mod schema;
+mod sql_functions;
 mod standalone;
 mod store;
 #[cfg(any(test, feature = "testing"))]

@@ -95,7 +95,7 @@ impl SqlitePragmas {
         conn.batch_execute("PRAGMA synchronous = NORMAL")?;
         conn.batch_execute("PRAGMA foreign_keys = ON")?;
         // The SQL function search ranks by.
-        crate::chunks::register_search_score(conn)
+        crate::sql_functions::register(conn)
     }
 }
 
