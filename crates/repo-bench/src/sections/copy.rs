@@ -293,13 +293,11 @@ fn measure_users(users: usize) -> BenchResult<UsersResult> {
     // (a) `\copy` from a CSV exported untimed.
     progress(format!("copy: psql \\copy of {rows} user rows"));
     let csv = dir.path().join("users.csv");
-    run(Command::new("sqlite3")
-        .args([
-            "-csv",
-            source,
-            &format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"),
-        ])
-        .stdout(std::fs::File::create(&csv)?))?;
+    export_csv(
+        source,
+        &format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"),
+        &csv,
+    )?;
     let base = migrated(&admin, &repoctl)?;
     psql(base.url(), "CHECKPOINT")?;
     let start = Instant::now();
@@ -381,14 +379,11 @@ fn measure(chunk_rows: usize) -> BenchResult<CopyResult> {
         "--no-verify",
     ]))?;
     let csv = dir.path().join("chunks.csv");
-    // Straight into the file: at full size the CSV is over 100 MB.
-    run(Command::new("sqlite3")
-        .args([
-            "-csv",
-            source,
-            &format!("SELECT {COLUMNS} FROM chunks ORDER BY id"),
-        ])
-        .stdout(std::fs::File::create(&csv)?))?;
+    export_csv(
+        source,
+        &format!("SELECT {COLUMNS} FROM chunks ORDER BY id"),
+        &csv,
+    )?;
     psql(base.url(), "CHECKPOINT")?;
     let start = Instant::now();
     psql(
@@ -640,4 +635,13 @@ impl Section for Copy {
             })?,
         })
     }
+}
+
+/// Writes the rows of `select` on the SQLite file `source` as CSV into `csv`, with
+/// `sqlite3` (untimed), straight into the file: at full size it is over 100 MB.
+fn export_csv(source: &str, select: &str, csv: &std::path::Path) -> BenchResult<()> {
+    run(Command::new("sqlite3")
+        .args(["-csv", source, select])
+        .stdout(std::fs::File::create(csv)?))?;
+    Ok(())
 }
