@@ -473,6 +473,43 @@ mod tests {
     }
 
     #[test]
+    fn secret_and_prepared_key_show_their_prefix_only() {
+        let s = ApiKeySecret::generate();
+        let prefix = s.display_prefix().to_owned();
+        assert_eq!(format!("{s:?}"), format!("ApiKeySecret({prefix}…)"));
+        assert_eq!(format!("{s}"), format!("{prefix}…"));
+        let prepared = NewApiKey::new(UserId(1), "ci")
+            .prepare(&ApiKeyPolicy::default())
+            .expect("a valid key");
+        let shown = format!("{prepared:?}");
+        assert!(shown.starts_with("PreparedApiKey {"), "{shown}");
+        assert!(shown.contains("key_hash: \"<redacted>\""), "{shown}");
+        assert!(shown.contains(&prepared.key.key_prefix), "{shown}");
+        assert!(!shown.contains(&prepared.key_hash), "{shown}");
+        assert!(!shown.contains(prepared.secret.expose()), "{shown}");
+    }
+
+    #[test]
+    fn a_key_is_usable_while_active_and_unexpired() {
+        let now = time::now();
+        let key = NewApiKey::new(UserId(1), "ci")
+            .prepare(&ApiKeyPolicy::default())
+            .expect("a valid key")
+            .key;
+        let with = |is_active, expires_at| ApiKey {
+            is_active,
+            expires_at,
+            ..key.clone()
+        };
+        let later = Some(now + chrono::Duration::microseconds(1));
+        assert!(with(true, None).is_usable_at(now));
+        assert!(with(true, later).is_usable_at(now));
+        assert!(!with(true, Some(now)).is_usable_at(now), "expires at now");
+        assert!(!with(false, None).is_usable_at(now), "revoked");
+        assert!(!with(false, later).is_usable_at(now), "revoked, unexpired");
+    }
+
+    #[test]
     fn usable_key_rule() {
         let now = time::now();
         let facts = |key_is_active, expires_at, user_is_active| KeyUseFacts {
