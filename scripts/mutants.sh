@@ -15,15 +15,18 @@
 #             Stage 2, for the mutants stage 1 missed: the behaviour suite on SQLite
 #             (`--test behaviour sqlite::`).
 #   repoctl   repoctl: value conversion (value, timestamp, json) and verification
-#             (verify). repoctl's unit tests and tests/cli.rs (copy and verify between
-#             SQLite and PostgreSQL; needs PostgreSQL).
+#             (verify). Stage 1: repoctl's unit tests; stage 2: tests/cli.rs (copy and
+#             verify between SQLite and PostgreSQL; needs PostgreSQL).
 #   sqlite    repo-sqlite: operations, collections, api_keys, documents. Stage 1:
 #             repo-sqlite's own tests; stage 2: the behaviour suite on SQLite.
 #   postgres  repo-postgres: the same four files. Stage 1: repo-postgres's unit tests,
 #             tests/smoke.rs and tests/documents_chunks.rs; stage 2: the behaviour
 #             suite on PostgreSQL (`postgres::`).
 # Stage 2 is `cargo mutants --iterate`: it skips what stage 1 caught or found unviable,
-# so the slow behaviour run is paid only for the mutants the crate's own tests miss.
+# so the slow run is paid only for the mutants the crate's own tests miss.
+#
+# The scratch builds link with mold when it is installed (`apt-get install mold`) and
+# without debug information: linking the test binaries is most of a mutant's build.
 #
 # Each group's results go to mutants.out/GROUP/ (mutants.out/GROUP-FILES/ for a run
 # limited by MUTANTS_FILES; stage 1 in mutants.out.old when a stage 2 ran); at the end
@@ -62,24 +65,29 @@ log() { printf 'mutants.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # --- the groups --------------------------------------------------------------------
-# group -> package, files, stage 1 cargo arguments, stage 2 (empty: none) test binary filter
-declare -A package files stage1 stage2
+# group -> package, files, stage 1 cargo test arguments (on the package), stage 2
+# package and test target (empty: no stage 2) and the filter of its tests.
+declare -A package files stage1 stage2 filter2
 package[core]=repo-core
 files[core]="enums access api_key validate search operation document collection chunk"
 stage1[core]="--tests"
-stage2[core]="sqlite::"
+stage2[core]="smtk-repo behaviour"
+filter2[core]="sqlite::"
 package[repoctl]=repoctl
 files[repoctl]="value timestamp json verify"
-stage1[repoctl]="--lib --test=cli"
-stage2[repoctl]=""
+stage1[repoctl]="--lib"
+stage2[repoctl]="repoctl cli"
+filter2[repoctl]=""
 package[sqlite]=repo-sqlite
 files[sqlite]="operations collections api_keys documents"
 stage1[sqlite]="--tests"
-stage2[sqlite]="sqlite::"
+stage2[sqlite]="smtk-repo behaviour"
+filter2[sqlite]="sqlite::"
 package[postgres]=repo-postgres
 files[postgres]="operations collections api_keys documents"
 stage1[postgres]="--lib --test=smoke --test=documents_chunks"
-stage2[postgres]="postgres::"
+stage2[postgres]="smtk-repo behaviour"
+filter2[postgres]="postgres::"
 all_groups=(core repoctl sqlite postgres)
 
 # --- the summary: final outcome of every mutant, per file ----------------------------
@@ -151,6 +159,8 @@ target_dir=${MUTANTS_TARGET_DIR:-$root/target/mutants}
 [[ $(realpath -m "$target_dir") != "$(realpath -m "$root/target")" ]] ||
     die "MUTANTS_TARGET_DIR must not be target/ itself (see the top of this script)"
 read -r -a extra <<<"${MUTANTS_ARGS:-}"
+linker_flags=""
+command -v mold >/dev/null && linker_flags="-C link-arg=-fuse-ld=mold"
 
 # Runs `cargo test ARGS -- FILTER` on the unmutated tree (ordinary target/): builds,
 # then fails if a test fails, and sets `timeout` to 3 x the test run (at least 60 s).
@@ -176,7 +186,8 @@ run_mutants() {
     for file in ${MUTANTS_FILES:-${files[$group]}}; do
         file_args+=(--file "crates/${package[$group]}/src/$file.rs")
     done
-    CARGO_TARGET_DIR=$target_dir cargo mutants \
+    CARGO_TARGET_DIR=$target_dir CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0 \
+        RUSTFLAGS="${RUSTFLAGS:-} $linker_flags" cargo mutants \
         --package "${package[$group]}" "${file_args[@]}" \
         --output "$out" --jobs "${MUTANTS_JOBS:-1}" \
         --baseline skip --timeout "$timeout" --colors never "${extra[@]}" "$@" ||
@@ -196,10 +207,14 @@ for group in "${groups[@]}"; do
     for arg in "${own[@]}"; do own_args+=(--cargo-arg "$arg"); done
     run_mutants "$group" "${own_args[@]}"
     if [[ -n ${stage2[$group]} ]]; then
-        preflight "${stage2[$group]}" -p smtk-repo --test behaviour
-        log "$group, stage 2: the behaviour suite (${stage2[$group]}) on what stage 1 missed"
-        run_mutants "$group" --iterate --test-package smtk-repo --cargo-arg=--test=behaviour \
-            --cargo-test-arg=-- --cargo-test-arg="${stage2[$group]}"
+        read -r test_package test_target <<<"${stage2[$group]}"
+        preflight "${filter2[$group]}" -p "$test_package" --test "$test_target"
+        log "$group, stage 2: $test_package's tests/$test_target.rs ${filter2[$group]} on what stage 1 missed"
+        filter_args=()
+        [[ -z ${filter2[$group]} ]] ||
+            filter_args=(--cargo-test-arg=-- --cargo-test-arg="${filter2[$group]}")
+        run_mutants "$group" --iterate --test-package "$test_package" \
+            --cargo-arg=--test="$test_target" "${filter_args[@]}"
     fi
     log "$group took $(((SECONDS - started) / 60)) min"
 done

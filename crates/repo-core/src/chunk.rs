@@ -12,6 +12,21 @@ use serde_json::Value;
 /// Largest batch accepted by [`ChunkRepository::insert_many`].
 pub const MAX_CHUNK_BATCH: usize = 10_000;
 
+/// A bulk write of at least this many chunks is followed by upkeep of the storage
+/// holding the collection's chunks (on PostgreSQL: the full-text index's pending list
+/// merged, the partition analyzed when [`statistics_stale`]).
+pub const BULK_MAINTENANCE_MIN_ROWS: u64 = 1_000;
+
+/// Whether a table's planner statistics are stale after a bulk write of `written`
+/// rows: it was never analyzed (`reltuples` below 0, PostgreSQL's mark), or the rows
+/// modified since its last analysis plus `written` reach a tenth of `reltuples`
+/// (PostgreSQL's own autoanalyze rule, `autovacuum_analyze_scale_factor` 0.1). The
+/// rows written since the last analysis count, not one call's alone: a large table
+/// growing in calls of a few thousand rows would otherwise never be re-analyzed.
+pub fn statistics_stale(reltuples: f64, modified_since_analyze: f64, written: u64) -> bool {
+    reltuples < 0.0 || modified_since_analyze + written as f64 >= reltuples / 10.0
+}
+
 /// A piece of a document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Chunk {
@@ -568,6 +583,68 @@ mod search_page_tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn search_cursor_rejects_what_the_hex_parser_alone_would_take() {
+        // `u64::from_str_radix` takes a leading `+` and any number of leading zeros:
+        // the cursor's own check refuses both (and an empty part).
+        let zeros = "0".repeat(17);
+        for bad in [
+            "s+1.1".to_string(),
+            "s1.+1".to_string(),
+            format!("s{zeros}.1"),
+            format!("s1.{zeros}"),
+            "s.".to_string(),
+        ] {
+            assert!(SearchCursor::decode(&bad).is_err(), "{bad:?}");
+        }
+        let sixteen = format!("s{}.{}", "0".repeat(15) + "1", "0".repeat(16));
+        assert_eq!(
+            SearchCursor::decode(&sixteen).unwrap(),
+            SearchCursor {
+                score: f64::from_bits(1),
+                id: 0
+            }
+        );
+        let c = SearchCursor { score: 2.5, id: 42 };
+        assert_eq!(c.to_string(), c.encode());
+        assert_eq!(c.encode().parse::<SearchCursor>().unwrap(), c);
+        assert_eq!((c.score(), c.id()), (2.5, 42));
+    }
+
+    #[test]
+    fn a_full_page_without_more_rows_has_no_next_cursor() {
+        let rows = vec![hit(1, 3.0), hit(2, 2.0)];
+        let page = SearchPage::assemble(rows, 2, 0, 2);
+        assert_eq!((page.items.len(), page.next), (2, None));
+        assert_eq!((page.total, page.total_is_exact), (2, true));
+        let at_cap = SearchPage::assemble(vec![hit(1, 1.0)], 2, 0, SEARCH_TOTAL_CAP);
+        assert_eq!(
+            (at_cap.total, at_cap.total_is_exact),
+            (SEARCH_TOTAL_CAP, true)
+        );
+    }
+
+    #[test]
+    fn the_sql_limits_are_the_caps() {
+        assert_eq!(SearchPage::count_limit_i64(), SEARCH_TOTAL_CAP as i64 + 1);
+        assert_eq!(SearchPage::rank_limit_i64(), SEARCH_RANK_CAP as i64);
+    }
+
+    #[test]
+    fn statistics_are_stale_when_never_analyzed_or_a_tenth_was_written_since() {
+        assert!(statistics_stale(-1.0, 0.0, 0));
+        // Analyzed while empty: any write makes it stale.
+        assert!(statistics_stale(0.0, 0.0, 1));
+        // A tenth of 100,000 rows: 10,000.
+        assert!(!statistics_stale(100_000.0, 0.0, 9_999));
+        assert!(statistics_stale(100_000.0, 0.0, 10_000));
+        // Rows written since the last analysis count with this call's.
+        assert!(!statistics_stale(100_000.0, 8_999.0, 1_000));
+        assert!(statistics_stale(100_000.0, 9_000.0, 1_000));
+        assert!(statistics_stale(1_000_000.0, 99_000.0, 1_000));
+        assert!(!statistics_stale(1_000_000.0, 0.0, 10_000));
     }
 
     #[test]

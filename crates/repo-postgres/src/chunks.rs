@@ -32,7 +32,9 @@ use crate::schema::{chunks, documents};
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Int8, Nullable, Text, Uuid as SqlUuid};
-use repo_core::chunk::{last_embedding_per_chunk, prepare_batch};
+use repo_core::chunk::{
+    last_embedding_per_chunk, prepare_batch, statistics_stale, BULK_MAINTENANCE_MIN_ROWS,
+};
 use repo_core::search::index_text;
 use repo_core::{
     Chunk, CollectionId, DocumentId, NewChunk, Page, PageRequest, RepoError, RepoResult,
@@ -123,10 +125,6 @@ fn insert_many(
     insert_many_with(conn, collection_id, batch, INSERT_STRATEGY)
 }
 
-/// A call writing at least this many chunks maintains its partition's search index
-/// and statistics ([`after_bulk_write`]).
-pub(crate) const BULK_MAINTENANCE_MIN_ROWS: u64 = 1_000;
-
 /// Keeps plans independent of luck after a bulk write of at least
 /// [`BULK_MAINTENANCE_MIN_ROWS`] chunks, on the partition holding `collection_id`:
 ///
@@ -134,14 +132,11 @@ pub(crate) const BULK_MAINTENANCE_MIN_ROWS: u64 = 1_000;
 ///   into the index with `gin_clean_pending_list`: every search would otherwise read
 ///   the whole list, and the planner, costing it, prefers a B-tree or a sequential
 ///   scan of the collection to the full-text index;
-/// - `ANALYZE`s the partition when it was never analyzed or when the rows written
-///   since its last analysis (`pg_stat_get_mod_since_analyze`, plus this call's, not
-///   counted there before the commit) reach a tenth of `reltuples`: PostgreSQL's own
-///   autoanalyze rule, applied at once instead of up to a minute later, so that the
-///   planner knows how the collection and the words are distributed. (Comparing this
-///   call's rows alone with a tenth of the partition never fired once the partition
-///   was large: a collection grown by 1,000,000 rows in calls of 10,000 was still
-///   planned as one row.)
+/// - `ANALYZE`s the partition when its statistics are stale ([`statistics_stale`] with
+///   `reltuples` and `pg_stat_get_mod_since_analyze`, plus this call's rows, not
+///   counted there before the commit): PostgreSQL's own autoanalyze rule, applied at
+///   once instead of up to a minute later, so that the planner knows how the
+///   collection and the words are distributed.
 ///
 /// Both run in the caller's transaction (ANALYZE counts the rows it wrote), only on
 /// objects the current role owns (a runtime role that does not own the tables leaves
@@ -195,9 +190,7 @@ fn after_bulk_write(
     .bind::<BigInt, _>(partition.oid)
     .execute(conn)
     .db()?;
-    let stale = partition.reltuples < 0.0
-        || partition.modified + written as f64 >= partition.reltuples / 10.0;
-    if partition.owned && stale {
+    if partition.owned && statistics_stale(partition.reltuples, partition.modified, written) {
         diesel::sql_query(format!("ANALYZE (SKIP_LOCKED) {}", partition.name))
             .execute(conn)
             .db()?;

@@ -7,6 +7,7 @@
 use super::BulkBaseline;
 use diesel::prelude::*;
 use diesel::ExecuteCopyFromDsl;
+use repo_core::chunk::{statistics_stale, BULK_MAINTENANCE_MIN_ROWS};
 use repo_core::search::index_text;
 use repo_core::{Chunk, Document, Timestamp};
 use repo_postgres::schema::{chunks, documents};
@@ -122,10 +123,10 @@ impl BulkBaseline for PgConnection {
     }
 }
 
-/// The statements `repo-postgres` runs after a bulk call of at least 1,000 chunks
-/// (`after_bulk_write`): the partition's GIN pending list moved into the index, and
-/// an `ANALYZE` of the partition when it was never analyzed or the rows written since
-/// its last analysis reach a tenth of it.
+/// The statements `repo-postgres` runs after a bulk call of at least
+/// [`BULK_MAINTENANCE_MIN_ROWS`] chunks (`after_bulk_write`): the partition's GIN
+/// pending list moved into the index, and an `ANALYZE` of the partition when
+/// [`statistics_stale`] (the core's rule, not repeated here).
 fn upkeep(conn: &mut PgConnection, collection_id: uuid::Uuid, written: usize) -> QueryResult<()> {
     #[derive(QueryableByName)]
     struct Partition {
@@ -138,7 +139,7 @@ fn upkeep(conn: &mut PgConnection, collection_id: uuid::Uuid, written: usize) ->
         #[diesel(sql_type = diesel::sql_types::Double)]
         modified: f64,
     }
-    if written < 1_000 {
+    if (written as u64) < BULK_MAINTENANCE_MIN_ROWS {
         return Ok(());
     }
     let partition: Partition = diesel::sql_query(
@@ -159,9 +160,7 @@ fn upkeep(conn: &mut PgConnection, collection_id: uuid::Uuid, written: usize) ->
     )
     .bind::<diesel::sql_types::BigInt, _>(partition.oid)
     .execute(conn)?;
-    if partition.reltuples < 0.0
-        || partition.modified + written as f64 >= partition.reltuples / 10.0
-    {
+    if statistics_stale(partition.reltuples, partition.modified, written as u64) {
         diesel::sql_query(format!("ANALYZE (SKIP_LOCKED) {}", partition.name)).execute(conn)?;
     }
     Ok(())
