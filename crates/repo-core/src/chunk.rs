@@ -18,13 +18,14 @@ pub const MAX_CHUNK_BATCH: usize = 10_000;
 pub const BULK_MAINTENANCE_MIN_ROWS: u64 = 1_000;
 
 /// Whether a table's planner statistics are stale after a bulk write of `written`
-/// rows: it was never analyzed (`reltuples` below 0, PostgreSQL's mark), or the rows
-/// modified since its last analysis plus `written` reach a tenth of `reltuples`
-/// (PostgreSQL's own autoanalyze rule, `autovacuum_analyze_scale_factor` 0.1). The
-/// rows written since the last analysis count, not one call's alone: a large table
-/// growing in calls of a few thousand rows would otherwise never be re-analyzed.
+/// rows: the rows modified since its last analysis plus `written` reach a tenth of
+/// `reltuples` (PostgreSQL's own autoanalyze rule, `autovacuum_analyze_scale_factor`
+/// 0.1). A table never analyzed has `reltuples` -1, below any count, so it is always
+/// stale. The rows written since the last analysis count, not one call's alone: a
+/// large table growing in calls of a few thousand rows would otherwise never be
+/// re-analyzed.
 pub fn statistics_stale(reltuples: f64, modified_since_analyze: f64, written: u64) -> bool {
-    reltuples < 0.0 || modified_since_analyze + written as f64 >= reltuples / 10.0
+    modified_since_analyze + written as f64 >= reltuples / 10.0
 }
 
 /// A piece of a document.
@@ -522,6 +523,54 @@ pub trait ChunkRepository: Send + Sync {
         after: Option<SearchCursor>,
         limit: u32,
     ) -> RepoResult<SearchPage>;
+}
+
+#[cfg(test)]
+mod new_chunk_tests {
+    use super::*;
+
+    fn with_offsets(start: i32, end: i32) -> NewChunk {
+        NewChunk {
+            start_offset: Some(start),
+            end_offset: Some(end),
+            ..NewChunk::new(DocumentId::new(), 0, "text")
+        }
+    }
+
+    #[test]
+    fn the_end_offset_may_equal_but_not_precede_the_start() {
+        assert!(with_offsets(3, 3).validate().is_ok());
+        assert!(with_offsets(3, 4).validate().is_ok());
+        assert!(matches!(
+            with_offsets(4, 3).validate(),
+            Err(RepoError::Validation {
+                field: Field::EndOffset,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_chunk_batch_chunks() {
+        let document = DocumentId::new();
+        let batch: Vec<NewChunk> = (0..MAX_CHUNK_BATCH as i32)
+            .map(|i| NewChunk::new(document, i, "text"))
+            .collect();
+        let collection = CollectionId::new();
+        assert_eq!(
+            prepare_batch(collection, &batch).unwrap().len(),
+            MAX_CHUNK_BATCH
+        );
+        let mut over = batch;
+        over.push(NewChunk::new(document, MAX_CHUNK_BATCH as i32, "text"));
+        assert!(matches!(
+            prepare_batch(collection, &over),
+            Err(RepoError::Validation {
+                field: Field::Chunks,
+                ..
+            })
+        ));
+    }
 }
 
 #[cfg(test)]

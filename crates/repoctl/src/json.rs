@@ -8,9 +8,10 @@
 //! and `jsonb` keep the last value, SQLite's `json_extract` reads the first, so such a
 //! document has no single meaning.
 
-/// serde_json's default recursion limit: deeper documents cannot be read by the
-/// application.
-const MAX_DEPTH: usize = 128;
+/// The most arrays and objects serde_json reads nested in one another (its default
+/// recursion limit of 128 counts the one that fails): deeper documents cannot be read
+/// by the application.
+const MAX_DEPTH: usize = 127;
 
 /// What a valid document is at its top level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,12 +73,12 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, out: Option<&mut Vec<u8>>, depth: usize) -> Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err(format!(
-                "invalid JSON: nested deeper than {MAX_DEPTH} levels (the application cannot read it)"
-            ));
-        }
+        // `depth` arrays and objects enclose this value.
         match self.b.get(self.i) {
+            Some(b'{' | b'[') if depth >= MAX_DEPTH => Err(format!(
+                "invalid JSON: arrays and objects nested deeper than {MAX_DEPTH} levels (the \
+                 application cannot read it)"
+            )),
             None => Err(self.err("unexpected end")),
             Some(b'{') => self.object(out, depth),
             Some(b'[') => self.array(out, depth),
@@ -460,6 +461,28 @@ mod tests {
             let ours = validate(s).is_ok();
             let theirs = serde_json::from_str::<serde_json::Value>(s).is_ok();
             assert_eq!(ours, theirs, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_is_written_exactly() {
+        assert_eq!(
+            canon(r#"{ "b" : 2 , "a" : [1 , 2.50 , {"y":null,"x":true}] }"#),
+            r#"{"a":[1,25e-1,{"x":true,"y":null}],"b":2}"#
+        );
+        assert_eq!(canon(r#"[ "x" , [ ] , { } ]"#), r#"["x",[],{}]"#);
+    }
+
+    #[test]
+    fn the_nesting_limit_is_serde_jsons() {
+        for n in 125..=131 {
+            let arrays = "[".repeat(n) + &"]".repeat(n);
+            let objects = r#"{"a":"#.repeat(n) + "1" + &"}".repeat(n);
+            let mixed = r#"[{"a":"#.repeat(n / 2) + "1" + &"}]".repeat(n / 2);
+            for doc in [arrays, objects, mixed] {
+                let theirs = serde_json::from_str::<serde_json::Value>(&doc).is_ok();
+                assert_eq!(validate(&doc).is_ok(), theirs, "{n} levels");
+            }
         }
     }
 
