@@ -708,6 +708,66 @@ mod tests {
     }
 
     #[test]
+    fn sync_changes_stamp_updated_at_and_record_the_run() {
+        let mut n = NewCollection::new("c", UserId(1));
+        n.sync_mode = SyncMode::Continuous;
+        n.sync_interval_minutes = Some(30);
+        let cont = n.prepare().unwrap();
+        let later = cont.created_at + chrono::Duration::seconds(5);
+        let paused = cont.paused(later).unwrap().unwrap();
+        assert_eq!(paused.updated_at, later);
+        let resumed = paused.resumed(later, later + chrono::Duration::seconds(1));
+        assert_eq!(
+            resumed.unwrap().updated_at,
+            later + chrono::Duration::seconds(1)
+        );
+        let run = SyncRun {
+            started_at: later,
+            completed_at: Some(later + chrono::Duration::seconds(2)),
+            status: SyncRunStatus::Failed,
+            error: Some("source unreachable".into()),
+        };
+        let after = cont
+            .with_sync_run(&run, later + chrono::Duration::seconds(3))
+            .unwrap();
+        assert_eq!(
+            (
+                after.sync_last_run_started_at,
+                after.sync_last_run_completed_at,
+                after.sync_last_run_status,
+                after.sync_last_error.as_deref(),
+                after.updated_at,
+            ),
+            (
+                Some(later),
+                Some(later + chrono::Duration::seconds(2)),
+                Some(SyncRunStatus::Failed),
+                Some("source unreachable"),
+                later + chrono::Duration::seconds(3),
+            )
+        );
+    }
+
+    #[test]
+    fn merging_listing_branches_keeps_each_collection_once_newest_first() {
+        let base = NewCollection::new("c", UserId(1)).prepare().unwrap();
+        let created_after = |s: i64, c: Collection| Collection {
+            created_at: base.created_at + chrono::Duration::seconds(s),
+            ..c
+        };
+        let [a, b, c] = [1, 2, 3]
+            .map(|s| created_after(s, NewCollection::new("c", UserId(1)).prepare().unwrap()));
+        let owned = vec![c.clone(), a.clone()];
+        let public = vec![c.clone(), b.clone()];
+        let ids = |v: Vec<Collection>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(merge_newest_first([owned.clone(), public.clone()], 0, 10)),
+            vec![c.id, b.id, a.id]
+        );
+        assert_eq!(ids(merge_newest_first([owned, public], 1, 1)), vec![b.id]);
+    }
+
+    #[test]
     fn status_sources_list_the_predecessors() {
         assert_eq!(
             Collection::status_sources(CollectionStatus::Processing, None).unwrap(),

@@ -835,3 +835,54 @@ mod registration_plan_tests {
         assert_eq!((out[0].document.id, out[0].created), (winner.id, false));
     }
 }
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+
+    #[test]
+    fn a_content_hash_is_64_lowercase_hex_characters() {
+        assert!(content_hash(&"a0".repeat(32)).is_ok());
+        for bad in [
+            "a".repeat(63),
+            "a".repeat(65),
+            "A".repeat(64),
+            "g".repeat(64),
+            String::new(),
+        ] {
+            assert!(content_hash(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_document_batch_documents() {
+        let collection = CollectionId::new();
+        let hash = "a".repeat(64);
+        let batch: Vec<NewDocument> = (0..MAX_DOCUMENT_BATCH)
+            .map(|i| NewDocument::new(collection, format!("/f{i}"), "f", 1, hash.clone()))
+            .collect();
+        assert_eq!(prepare_batch(&batch).unwrap().len(), MAX_DOCUMENT_BATCH);
+        let mut over = batch;
+        over.push(NewDocument::new(collection, "/over", "f", 1, hash));
+        assert!(matches!(
+            prepare_batch(&over),
+            Err(RepoError::Validation {
+                field: Field::Documents,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn filter_keys_are_non_empty_without_quotes_or_backslashes() {
+        assert!(meta_filter(&serde_json::json!({"a": {"b": 1}})).is_ok());
+        for bad in [
+            serde_json::json!({"": 1}),
+            serde_json::json!({"a\"b": 1}),
+            serde_json::json!({"a": {"b\\c": 1}}),
+            serde_json::json!({"a": [1]}),
+        ] {
+            assert!(meta_filter(&bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -240,6 +240,14 @@ mod tests {
     use std::str::FromStr;
 
     #[test]
+    fn an_unknown_value_names_its_field_and_the_value() {
+        let e = OperationStatus::from_str("done").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("unknown value \"done\""), "{text}");
+        assert!(text.starts_with(e.field.as_str()), "{text}");
+    }
+
+    #[test]
     fn round_trip_spelling() {
         for k in OperationKind::ALL {
             assert_eq!(OperationKind::from_str(k.as_str()).unwrap(), *k);
