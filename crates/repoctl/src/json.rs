@@ -451,6 +451,9 @@ mod tests {
             "tru",
             "\"\\x\"",
             "\"\t\"",
+            "\"a b\"",
+            "\"\u{1f}\"",
+            "\"\u{7f}\"",
             "[1] x",
             "NaN",
             "\"\\ud800\"",
@@ -471,6 +474,27 @@ mod tests {
             r#"{"a":[1,25e-1,{"x":true,"y":null}],"b":2}"#
         );
         assert_eq!(canon(r#"[ "x" , [ ] , { } ]"#), r#"["x",[],{}]"#);
+    }
+
+    #[test]
+    fn each_short_escape_is_the_character_it_names() {
+        for (short, code) in [
+            (r#"\""#, 0x22),
+            (r"\\", 0x5c),
+            (r"\/", 0x2f),
+            (r"\b", 0x08),
+            (r"\f", 0x0c),
+            (r"\n", 0x0a),
+            (r"\r", 0x0d),
+            (r"\t", 0x09),
+        ] {
+            assert_eq!(
+                canon(&format!("\"a{short}b\"")),
+                canon(&format!("\"a\\u{code:04x}b\"")),
+                "{short}"
+            );
+        }
+        assert_ne!(canon(r#""\n""#), canon(r#""\t""#));
     }
 
     #[test]
