@@ -498,6 +498,41 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_written_as_digits_and_an_exponent() {
+        for (number, written) in [
+            ("0", "0"),
+            ("-0", "0"),
+            ("0.000", "0"),
+            ("0e5", "0"),
+            ("7", "7"),
+            ("10", "1e1"),
+            ("100", "1e2"),
+            ("1e2", "1e2"),
+            ("1E2", "1e2"),
+            ("1e+2", "1e2"),
+            ("1e-2", "1e-2"),
+            ("0.01", "1e-2"),
+            ("1.5", "15e-1"),
+            ("-1.50", "-15e-1"),
+            ("12.34e1", "1234e-1"),
+            ("-120e-1", "-12"),
+            ("0.5e1", "5"),
+            ("1e100000", "1e100000"),
+            ("1e-100000", "1e-100000"),
+        ] {
+            assert_eq!(canon(number), written, "{number}");
+        }
+        for out_of_range in ["1e100001", "1e-100001", "1e99999999999999999999"] {
+            assert!(
+                canonical(out_of_range)
+                    .unwrap_err()
+                    .contains("out of range"),
+                "{out_of_range}"
+            );
+        }
+    }
+
+    #[test]
     fn the_nesting_limit_is_serde_jsons() {
         for n in 125..=131 {
             let arrays = "[".repeat(n) + &"]".repeat(n);
