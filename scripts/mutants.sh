@@ -49,7 +49,7 @@
 #   MUTANTS_JOBS         parallel scratch trees (default 1; each one is a full build)
 #   MUTANTS_TARGET_DIR   the target directory of the scratch builds (target/mutants)
 #   MUTANTS_TIMEOUT      seconds a mutant's test run may take (default: 3 x the
-#                        unmutated run, at least 60)
+#                        unmutated run, at least 20)
 #   MUTANTS_NICE         niceness of everything the script runs (default 15)
 #   MUTANTS_FILES        file stems to mutate instead of the group's list (one group)
 #   MUTANTS_ARGS         extra arguments for every cargo-mutants call (e.g. --shard 1/4,
@@ -163,7 +163,7 @@ linker_flags=""
 command -v mold >/dev/null && linker_flags="-C link-arg=-fuse-ld=mold"
 
 # Runs `cargo test ARGS -- FILTER` on the unmutated tree (ordinary target/): builds,
-# then fails if a test fails, and sets `timeout` to 3 x the test run (at least 60 s).
+# then fails if a test fails, and sets `timeout` to 3 x the test run (at least 20 s).
 preflight() {
     local filter=$1
     shift
@@ -174,7 +174,7 @@ preflight() {
     cargo test "$@" -- "$filter" >"$root/mutants.out/preflight.log" 2>&1 ||
         die "the unmutated tree fails 'cargo test $* -- $filter' (mutants.out/preflight.log): fix that first"
     local took=$((SECONDS - started))
-    timeout=${MUTANTS_TIMEOUT:-$((took * 3 > 60 ? took * 3 : 60))}
+    timeout=${MUTANTS_TIMEOUT:-$((took * 3 > 20 ? took * 3 : 20))}
     log "unmutated test run: ${took} s; timeout per mutant: ${timeout} s"
 }
 
