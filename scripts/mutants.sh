@@ -155,8 +155,9 @@ if ((needs_postgres)); then
     provision_postgres
 fi
 
-target_dir=${MUTANTS_TARGET_DIR:-$root/target/mutants}
-[[ $(realpath -m "$target_dir") != "$(realpath -m "$root/target")" ]] ||
+# Absolute: cargo runs in the scratch copy, where a relative path would point elsewhere.
+target_dir=$(realpath -m "${MUTANTS_TARGET_DIR:-$root/target/mutants}")
+[[ $target_dir != "$(realpath -m "$root/target")" ]] ||
     die "MUTANTS_TARGET_DIR must not be target/ itself (see the top of this script)"
 read -r -a extra <<<"${MUTANTS_ARGS:-}"
 linker_flags=""
