@@ -476,6 +476,26 @@ mod tests {
         assert_eq!(canon(r#"[ "x" , [ ] , { } ]"#), r#"["x",[],{}]"#);
     }
 
+    /// The characters below U+0020 are written as lowercase `\u00XX` escapes, the
+    /// space and everything above it (U+007F included) as themselves; what is written
+    /// reads back as the same value.
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(canon(r#""a\nb""#), r#""a\u000ab""#);
+        assert_eq!(canon(r#""\u0001\t\u001F""#), r#""\u0001\u0009\u001f""#);
+        assert_eq!(canon(r#""\u0020 \u007f""#), "\"  \u{7f}\"");
+        assert_eq!(canon(r#""\"\\""#), r#""\"\\""#);
+        for s in [r#""\u0001 \u001f\"\\é""#, r#"{"\n":"\b\f\r"}"#] {
+            let written: serde_json::Value =
+                serde_json::from_slice(&canonical(s).unwrap()).unwrap();
+            assert_eq!(
+                written,
+                serde_json::from_str::<serde_json::Value>(s).unwrap(),
+                "{s}"
+            );
+        }
+    }
+
     #[test]
     fn each_short_escape_is_the_character_it_names() {
         for (short, code) in [

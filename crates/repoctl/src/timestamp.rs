@@ -203,4 +203,32 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
+
+    /// One character out of place, everything else valid: each separator and each
+    /// digit field is checked on its own (a check joined with the wrong `&&`/`||`
+    /// would let one of these through).
+    #[test]
+    fn one_misplaced_character_is_refused() {
+        assert!(
+            parse("2024-01-02t03:04:05Z").is_ok(),
+            "a lowercase t separates too"
+        );
+        for bad in [
+            "2024x01-02 03:04:05",
+            "2024-01x02 03:04:05",
+            "2024-01-02x03:04:05",
+            "2024-01-02 03x04:05",
+            "2024-01-02 03:04x05",
+            "202a-01-02 03:04:05",
+            "2024-0a-02 03:04:05",
+            "2024-01-02 03:04:0a",
+            "2024-01-02 03:04:05+0a",
+        ] {
+            let refused = parse(bad).expect_err(bad);
+            assert!(
+                refused.starts_with("unparseable timestamp"),
+                "{bad:?}: {refused}"
+            );
+        }
+    }
 }
