@@ -791,6 +791,53 @@ mod registration_plan_tests {
         assert!(!out[2].created);
     }
 
+    /// The stored documents and the inserted rows a backend collects are found again
+    /// by (collection, hash), whichever way they were added; only the new hashes that
+    /// no row was returned for are lost, grouped by collection.
+    #[test]
+    fn collected_rows_are_found_by_collection_and_hash() {
+        let (a, b) = (CollectionId::new(), CollectionId::new());
+        let docs = vec![
+            doc(a, 'a', None),
+            doc(b, 'a', None),
+            doc(a, 'b', None),
+            doc(a, 'c', None),
+        ];
+        let mut stored = StoredDocuments::default();
+        stored.extend([docs[0].clone()]);
+        assert_eq!(stored.get(a, &docs[0].content_hash), Some(&docs[0]));
+        assert_eq!(stored.get(b, &docs[0].content_hash), None);
+        let plan = RegistrationPlan::new(&docs, &stored).expect("plan");
+        let new: Vec<_> = plan.to_insert(&docs).map(|d| d.id).collect();
+        assert_eq!(new, vec![docs[1].id, docs[2].id, docs[3].id]);
+
+        let mut inserted: InsertedDocuments = [docs[1].clone()].into_iter().collect();
+        assert!(inserted.contains(&docs[1]) && !inserted.contains(&docs[2]));
+        assert_eq!(
+            plan.lost(&docs, &inserted),
+            vec![(
+                a,
+                vec![docs[2].content_hash.as_str(), docs[3].content_hash.as_str()]
+            )]
+        );
+        inserted.add(docs[2].clone());
+        inserted.add_as_prepared(&docs[3]);
+        assert!(plan.lost(&docs, &inserted).is_empty());
+        let out = plan
+            .registered(docs.clone(), &stored, inserted)
+            .expect("registered");
+        let created: Vec<_> = out.iter().map(|r| (r.document.id, r.created)).collect();
+        assert_eq!(
+            created,
+            vec![
+                (docs[0].id, false),
+                (docs[1].id, true),
+                (docs[2].id, true),
+                (docs[3].id, true)
+            ]
+        );
+    }
+
     #[test]
     fn uri_rules_name_the_item() {
         let c = CollectionId::new();

@@ -397,7 +397,11 @@ mod tests {
             assert_eq!(plan.started_at, (*to == Processing).then_some(at));
             assert_eq!(plan.completed_at, to.is_terminal().then_some(at));
             assert_eq!(plan.error_message, Some("why"));
+            let names: Vec<&str> = plan.from.iter().map(|s| s.as_str()).collect();
+            assert_eq!(plan.from_names(), names);
         }
+        let cancel = TransitionPlan::new(Cancelled, None, at).unwrap();
+        assert_eq!(cancel.from_names(), vec!["pending", "processing"]);
         assert!(TransitionPlan::new(Failed, Some("a\0b"), at).is_err());
         let refused = TransitionPlan::new(Processing, None, at)
             .unwrap()

@@ -172,6 +172,12 @@ mod tests {
             Parsed::Offset(s) => assert!(c(&s)),
             other => panic!("{other:?}"),
         }
+        for hours_only in ["2024-01-02T05:04:05.5+02", "2024-01-02T05:04:05.5+0200"] {
+            match parse(hours_only).unwrap() {
+                Parsed::Offset(s) => assert!(c(&s), "{hours_only}"),
+                other => panic!("{hours_only}: {other:?}"),
+            }
+        }
         match parse("2024-01-02 03:04:05.5").unwrap() {
             Parsed::NoOffset(s) => assert!(c(&s)),
             other => panic!("{other:?}"),
