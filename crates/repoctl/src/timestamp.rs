@@ -172,10 +172,17 @@ mod tests {
             Parsed::Offset(s) => assert!(c(&s)),
             other => panic!("{other:?}"),
         }
-        for hours_only in ["2024-01-02T05:04:05.5+02", "2024-01-02T05:04:05.5+0200"] {
-            match parse(hours_only).unwrap() {
-                Parsed::Offset(s) => assert!(c(&s), "{hours_only}"),
-                other => panic!("{hours_only}: {other:?}"),
+        for offset in [
+            "2024-01-02T05:04:05.5+02",
+            "2024-01-02T05:04:05.5+0200",
+            "2024-01-02T08:34:05.5+05:30",
+            "2024-01-02T03:03:05.5-00:01",
+            "2024-01-03T03:03:05.5+23:59",
+            "2024-01-01T04:04:05.5-23:00",
+        ] {
+            match parse(offset).unwrap() {
+                Parsed::Offset(s) => assert!(c(&s), "{offset}"),
+                other => panic!("{offset}: {other:?}"),
             }
         }
         match parse("2024-01-02 03:04:05.5").unwrap() {
@@ -205,6 +212,8 @@ mod tests {
             "2024-01-02T03:04:05+2",
             "1700000000",
             "0000-01-01T00:00:00Z",
+            "2024-01-02T03:04:05+24:00",
+            "2024-01-02T03:04:05+00:60",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
