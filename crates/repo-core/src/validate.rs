@@ -230,8 +230,82 @@ mod tests {
         assert!(!err.to_string().contains("horse"));
     }
 
+    /// Each condition of the hash shape on its own, at its bounds.
+    #[test]
+    fn password_hash_shape_at_its_bounds() {
+        let shaped = |id: &str, rest: &str| format!("${id}${rest}");
+        let ok = |v: &str| hashed_password(v).is_ok();
+        // Length: 20..=1024 bytes.
+        assert!(
+            ok(&shaped("x", &format!("v${}", "a".repeat(15)))),
+            "20 bytes"
+        );
+        assert!(
+            !ok(&shaped("x", &format!("v${}", "a".repeat(14)))),
+            "19 bytes"
+        );
+        assert!(
+            ok(&shaped("x", &format!("v${}", "a".repeat(1019)))),
+            "1024 bytes"
+        );
+        assert!(
+            !ok(&shaped("x", &format!("v${}", "a".repeat(1020)))),
+            "1025 bytes"
+        );
+        // The identifier: 1-32 of a-z, 0-9 and '-'.
+        assert!(ok(&shaped(&"a".repeat(32), "v=19$salt$hash")));
+        assert!(!ok(&shaped(&"a".repeat(33), "v=19$salt$hash")));
+        assert!(ok(&shaped("argon2-id9", "v=19$salt$hash")));
+        for id in ["", "Argon2", "argon_2", "argon.2"] {
+            assert!(!ok(&shaped(id, "v=19$salthash$hash")), "{id:?}");
+        }
+        // At least two non-empty parts after it, a leading '$', printable ASCII.
+        assert!(!ok("$argon2id$onlyonepartafterid"));
+        assert!(!ok("$argon2id$$salt$hashhashhash"));
+        assert!(!ok("$argon2id$v=19$salthashhash$"));
+        assert!(!ok("argon2id$v=19$salt$hashhash"));
+        assert!(!ok("$argon2id$v=19$salt$hash\u{e9}h"));
+    }
+
+    #[test]
+    fn text_and_required_text_bounds() {
+        let max = MAX_TEXT_CHARS;
+        assert!(text(Field::Content, &"a".repeat(max)).is_ok());
+        assert!(text(Field::Content, &"a".repeat(max + 1)).is_err());
+        // Counted in characters, not bytes.
+        assert!(text(Field::Content, &"\u{e9}".repeat(max)).is_ok());
+        assert!(text(Field::Content, &"\u{e9}".repeat(max + 1)).is_err());
+        assert!(required_text(Field::Name, &"\u{e9}".repeat(5), 5).is_ok());
+        assert!(required_text(Field::Name, &"\u{e9}".repeat(6), 5).is_err());
+        assert!(required_text(Field::Name, " \t ", 5).is_err());
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        let max = MAX_IDEMPOTENCY_KEY_CHARS;
+        for good in ["job:42", "a-b_c.d", "01J9ZQ", &"k".repeat(max)] {
+            assert!(idempotency_key(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "a b", "k\u{e9}", "a/b", &"k".repeat(max + 1)] {
+            assert!(idempotency_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn usernames() {
+        assert!(username("alice").is_ok());
+        assert!(username(&"u".repeat(64)).is_ok());
+        for bad in ["", " alice", "alice ", "al\u{7}ice", &"u".repeat(65)] {
+            assert!(username(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn emails() {
+        assert_eq!(email(" a@b ").unwrap(), "a@b");
+        for bad in ["@b", "a@", "a b@c", "a@b\u{7}c", "a\u{a0}@b"] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(email("Alice@Example.COM").unwrap(), "alice@example.com");
         assert!(email("no-at-sign").is_err());
         assert!(email("a@b@c").is_err());
