@@ -150,6 +150,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn previews_are_quoted_and_cut_after_60_characters() {
+        assert_eq!(preview("a\"b"), r#""a\"b""#);
+        assert_eq!(preview(&"é".repeat(60)), format!("\"{}\"", "é".repeat(60)));
+        assert_eq!(preview(&"é".repeat(61)), format!("\"{}…\"", "é".repeat(60)));
+    }
+
+    #[test]
     fn canonical_is_recognised() {
         assert!(is_canonical("2026-11-21T23:18:13.123456Z"));
         assert!(!is_canonical("2026-11-21 23:18:13.123456Z"));

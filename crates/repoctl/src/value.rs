@@ -561,6 +561,236 @@ mod tests {
         assert!(convert(status, Origin::Sqlite, &text_row(&[Some("done")]), 0).is_err());
     }
 
+    fn cell_row(cell: Cell) -> RawRow {
+        let mut r = RawRow::default();
+        r.cells.push(cell);
+        r
+    }
+
+    fn blob_row(bytes: &[u8]) -> RawRow {
+        let mut r = RawRow::default();
+        r.push_bytes(bytes, false).unwrap();
+        r
+    }
+
+    #[test]
+    fn cells_are_displayed_for_keys_and_messages() {
+        let mut r = text_row(&[None, Some("é")]);
+        r.cells.push(Cell::Int(-7));
+        r.cells.push(Cell::Real(2.5));
+        r.push_bytes(&[0xab, 0x01], false).unwrap();
+        let shown: Vec<String> = (0..6).map(|i| r.display(i)).collect();
+        assert_eq!(shown, ["NULL", "é", "-7", "2.5", "x'ab01'", "NULL"]);
+        let keys: Vec<String> = [
+            Value::Null,
+            Value::Int(-7),
+            Value::Bool(true),
+            Value::Str("k".into()),
+        ]
+        .iter()
+        .map(Value::key_text)
+        .collect();
+        assert_eq!(keys, ["NULL", "-7", "true", "k"]);
+    }
+
+    #[test]
+    fn conversion_kinds_are_named_as_in_the_report() {
+        for kind in [
+            ConversionKind::TimestampFormat,
+            ConversionKind::TimestampOffset,
+            ConversionKind::TimestampNoOffset,
+            ConversionKind::BooleanText,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(
+            ConversionKind::TimestampNoOffset.as_str(),
+            "timestamp-no-offset"
+        );
+    }
+
+    /// A cell of the wrong storage class is refused naming the class and the column type.
+    #[test]
+    fn wrong_storage_classes_are_named() {
+        let wrong = |table, name, row: RawRow| {
+            convert(column(table, name), Origin::Sqlite, &row, 0).unwrap_err()
+        };
+        assert_eq!(
+            wrong(Table::Users, "full_name", blob_row(b"x")),
+            "blob value in a text column"
+        );
+        assert_eq!(
+            wrong(Table::Collections, "chunk_size", cell_row(Cell::Real(1.0))),
+            "real value in a integer column"
+        );
+        assert_eq!(
+            wrong(Table::Collections, "document_count", text_row(&[Some("1")])),
+            "text value in a bigint column"
+        );
+        assert_eq!(
+            wrong(Table::Users, "is_active", cell_row(Cell::Real(1.0))),
+            "real value in a boolean column"
+        );
+        assert_eq!(
+            wrong(Table::Collections, "id", cell_row(Cell::Int(1))),
+            "integer value in a uuid column"
+        );
+        assert_eq!(
+            wrong(Table::Collections, "meta", cell_row(Cell::Int(1))),
+            "integer value in a json column"
+        );
+        assert_eq!(
+            wrong(Table::Users, "created_at", blob_row(b"x")),
+            "blob value in a timestamp column"
+        );
+        assert!(wrong(
+            Table::Users,
+            "created_at",
+            cell_row(Cell::Int(1_700_000_000))
+        )
+        .contains("epoch"));
+    }
+
+    /// Each typed arm, from each origin it accepts.
+    #[test]
+    fn values_of_each_type_convert() {
+        let ok = |table, name, origin, row: RawRow| convert(column(table, name), origin, &row, 0);
+        let chunk_size = (Table::Collections, "chunk_size");
+        assert_eq!(
+            ok(
+                chunk_size.0,
+                chunk_size.1,
+                Origin::Postgres,
+                text_row(&[Some("42")])
+            ),
+            Ok((Value::Int(42), None))
+        );
+        assert!(ok(
+            chunk_size.0,
+            chunk_size.1,
+            Origin::Postgres,
+            text_row(&[Some("4x")])
+        )
+        .unwrap_err()
+        .contains("not an integer"));
+        assert_eq!(
+            ok(
+                Table::Users,
+                "is_active",
+                Origin::Sqlite,
+                cell_row(Cell::Int(0))
+            ),
+            Ok((Value::Bool(false), None))
+        );
+        assert_eq!(
+            ok(
+                Table::Users,
+                "is_active",
+                Origin::Sqlite,
+                cell_row(Cell::Int(5))
+            ),
+            Err("integer 5 in a boolean column (only 0 and 1)".into())
+        );
+        assert_eq!(
+            ok(
+                Table::Users,
+                "full_name",
+                Origin::Sqlite,
+                text_row(&[Some("Ada")])
+            ),
+            Ok((Value::Str("Ada".into()), None))
+        );
+        // Only `config` must be an object; other JSON columns take any JSON value.
+        assert_eq!(
+            ok(
+                Table::Collections,
+                "meta",
+                Origin::Sqlite,
+                text_row(&[Some("[1]")])
+            ),
+            Ok((Value::Str("[1]".into()), None))
+        );
+        assert_eq!(
+            ok(
+                Table::Users,
+                "created_at",
+                Origin::Sqlite,
+                text_row(&[Some("2024-01-02 03:04:05Z")])
+            ),
+            Ok((
+                Value::Str("2024-01-02T03:04:05.000000Z".into()),
+                Some(ConversionKind::TimestampFormat)
+            ))
+        );
+    }
+
+    /// The CHECK rules at their bounds, with the message each one gives.
+    #[test]
+    fn checks_at_their_bounds() {
+        let conv = |table, name, text: &str| {
+            convert(
+                column(table, name),
+                Origin::Sqlite,
+                &text_row(&[Some(text)]),
+                0,
+            )
+        };
+        assert!(conv(Table::Operations, "status", "pending").is_ok());
+        assert!(conv(Table::Users, "username", "a").is_ok());
+        assert!(conv(Table::Users, "username", &"u".repeat(64)).is_ok());
+        assert_eq!(
+            conv(Table::Users, "username", &"u".repeat(65)),
+            Err("length 65, must be 1 to 64".into())
+        );
+        assert_eq!(
+            conv(Table::Users, "email", ""),
+            Err("length 0, must be at least 1".into())
+        );
+        assert_eq!(
+            conv(Table::Documents, "content_hash", &"a".repeat(63)),
+            Err("length 63, must be 64".into())
+        );
+        assert!(conv(Table::Collections, "name", "a").is_ok());
+        assert!(conv(Table::Collections, "name", "  ")
+            .unwrap_err()
+            .contains("blank"));
+        let chunk_size = column(Table::Collections, "chunk_size");
+        assert!(convert(chunk_size, Origin::Sqlite, &cell_row(Cell::Int(1)), 0).is_ok());
+    }
+
+    #[test]
+    fn a_permission_names_exactly_one_grantee() {
+        let spec = Table::CollectionPermissions.spec();
+        let (u, k) = (
+            spec.index_of("user_id").unwrap(),
+            spec.index_of("api_key_id").unwrap(),
+        );
+        let row = |user: bool, key: bool| {
+            let mut values = vec![Value::Null; spec.columns.len()];
+            if user {
+                values[u] = Value::Str("u".into());
+            }
+            if key {
+                values[k] = Value::Str("k".into());
+            }
+            row_rules(Table::CollectionPermissions, &values)
+        };
+        assert!(row(true, false).is_ok());
+        assert!(row(false, true).is_ok());
+        for (user, key) in [(false, false), (true, true)] {
+            let (at, why) = row(user, key).unwrap_err();
+            assert_eq!(
+                (at, why.as_str()),
+                (u, "exactly one of user_id and api_key_id must be set")
+            );
+        }
+        assert!(row_rules(
+            Table::Users,
+            &vec![Value::Null; Table::Users.spec().columns.len()]
+        )
+        .is_ok());
+    }
+
     #[test]
     fn chunks_derive_their_search_tokens_from_content() {
         let spec = Table::Chunks.spec();
