@@ -791,6 +791,42 @@ mod tests {
         .is_ok());
     }
 
+    /// Verification compares these encodings: JSON is compared by meaning (key order,
+    /// number spelling), every other text byte for byte, and a value that could not be
+    /// converted never equals one that could.
+    #[test]
+    fn canonical_encodings_compare_json_by_meaning_and_text_exactly() {
+        let enc = |ty, value: Result<&Value, &str>| {
+            let mut out = Vec::new();
+            encode_canonical(ty, value, &mut out);
+            out
+        };
+        let s = |text: &str| Value::Str(text.into());
+        let (a, b) = (s(r#"{"a":1,"b":2.0}"#), s(r#"{"b":2, "a":1}"#));
+        assert_eq!(enc(ColumnType::Json, Ok(&a)), enc(ColumnType::Json, Ok(&b)));
+        assert_ne!(enc(ColumnType::Text, Ok(&a)), enc(ColumnType::Text, Ok(&b)));
+        assert_ne!(
+            enc(ColumnType::Text, Ok(&s("1.0"))),
+            enc(ColumnType::Text, Ok(&s("1")))
+        );
+        assert_ne!(
+            enc(ColumnType::Text, Ok(&s("x"))),
+            enc(ColumnType::Text, Err("x"))
+        );
+        assert_ne!(
+            enc(ColumnType::Json, Ok(&s("{"))),
+            enc(ColumnType::Json, Ok(&s("{}")))
+        );
+        assert_ne!(
+            enc(ColumnType::Text, Ok(&Value::Null)),
+            enc(ColumnType::Text, Ok(&s("")))
+        );
+        assert_ne!(
+            enc(ColumnType::Bool, Ok(&Value::Bool(true))),
+            enc(ColumnType::Bool, Ok(&Value::Bool(false)))
+        );
+    }
+
     #[test]
     fn chunks_derive_their_search_tokens_from_content() {
         let spec = Table::Chunks.spec();
