@@ -472,6 +472,85 @@ mod tests {
         assert!(ApiKeySecret::parse(&bad).is_err());
     }
 
+    /// Each part of the format checked on its own: the prefix is `smtk_` and 8
+    /// lowercase hex digits, then `_`, then 43 base64url characters (`-` and `_`
+    /// included).
+    #[test]
+    fn secret_parts_are_each_checked() {
+        let s = ApiKeySecret::generate();
+        assert_eq!(DISPLAY_PREFIX_LEN, 13);
+        assert_eq!(s.display_prefix(), &s.expose()[..13]);
+        let body = |b: &str| format!("smtk_0123abcd_{b}");
+        assert!(ApiKeySecret::parse(&body(&format!("-_{}", "A".repeat(41)))).is_ok());
+        assert!(ApiKeySecret::parse(&body(&format!("_-{}", "z".repeat(41)))).is_ok());
+        for bad in [
+            body(&format!(".{}", "A".repeat(42))),
+            format!("smtk_0123abcd-{}", "A".repeat(43)),
+            format!("smtk_0123abcg_{}", "A".repeat(43)),
+            format!("smtk-0123abcd_{}", "A".repeat(43)),
+            body(&"A".repeat(42)),
+        ] {
+            assert!(ApiKeySecret::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_names_fold_trimmed_and_lowercased() {
+        assert_eq!(fold_key_name("  CI Key "), "ci key");
+        assert_eq!(fold_key_name("ÉTÉ"), "été");
+    }
+
+    #[test]
+    fn a_key_is_verified_only_when_usable_and_its_user_active() {
+        let now = time::now();
+        let key = NewApiKey::new(UserId(1), "ci")
+            .prepare(&ApiKeyPolicy::default())
+            .expect("a valid key")
+            .key;
+        let user = |is_active| User {
+            id: UserId(1),
+            username: "u".into(),
+            email: "u@example.com".into(),
+            full_name: None,
+            hashed_password: "$argon2id$v=19$salt$hash".into(),
+            is_active,
+            is_superuser: false,
+            created_at: now,
+            updated_at: now,
+            last_login: None,
+        };
+        let verified = VerifiedKey::decide(key.clone(), user(true), now).expect("usable");
+        assert_eq!((verified.key.id, verified.user.id), (key.id, UserId(1)));
+        assert!(VerifiedKey::decide(key.clone(), user(false), now).is_none());
+        let revoked = ApiKey {
+            is_active: false,
+            ..key
+        };
+        assert!(VerifiedKey::decide(revoked, user(true), now).is_none());
+    }
+
+    #[test]
+    fn expiry_bounds() {
+        let p = ApiKeyPolicy::default();
+        let now = time::now();
+        let max = u64::from(p.max_expiry_days) * 86_400;
+        let after =
+            |secs| p.expires_at(KeyExpiry::After(std::time::Duration::from_secs(secs)), now);
+        assert!(after(1).is_ok());
+        assert_eq!(
+            after(max).unwrap(),
+            Some(now + chrono::Duration::days(i64::from(p.max_expiry_days)))
+        );
+        assert!(after(max + 1).is_err());
+        assert!(p
+            .expires_at(KeyExpiry::Days(p.max_expiry_days), now)
+            .is_ok());
+        assert!(p
+            .expires_at(KeyExpiry::Days(p.max_expiry_days + 1), now)
+            .is_err());
+        assert!(p.expires_at(KeyExpiry::Days(1), now).is_ok());
+    }
+
     #[test]
     fn secret_and_prepared_key_show_their_prefix_only() {
         let s = ApiKeySecret::generate();
