@@ -208,6 +208,33 @@ mod tests {
             0, 0, 0, 0,
         ]);
         assert_eq!(z.sum, [0, 0, 0, 0]);
+        assert_eq!((x.rows, z.rows), (2, 2));
         assert_ne!(x.hex(), z.hex());
+    }
+
+    /// A table is equal only when both the counts and the sums are: a changed value
+    /// with the same count, or an extra row whose digest sums to the same, is not.
+    #[test]
+    fn equal_needs_the_same_count_and_the_same_sum() {
+        let sum = |rows, first| TableSum {
+            rows,
+            sum: [first, 0, 0, 0],
+            excluded: 0,
+        };
+        let tables = [Table::Users, Table::ApiKeys, Table::Collections];
+        let source = [sum(3, 7), sum(3, 7), sum(3, 7)];
+        let target = [sum(3, 7), sum(3, 8), sum(4, 7)];
+        let rows = verify_rows(&tables, &source, &target);
+        let equal: Vec<_> = rows.iter().map(|r| (r.table, r.equal)).collect();
+        assert_eq!(
+            equal,
+            [
+                (Table::Users, true),
+                (Table::ApiKeys, false),
+                (Table::Collections, false)
+            ]
+        );
+        assert_eq!((rows[2].source_rows, rows[2].target_rows), (3, 4));
+        assert_ne!(rows[1].source_checksum, rows[1].target_checksum);
     }
 }
