@@ -202,6 +202,27 @@ impl Fixture {
     }
 }
 
+/// Both strategies write a batch of [`DOCUMENTS`] new documents, more than one
+/// statement's bind parameters can carry (the multi-row insert goes in slices):
+/// every document registered, each once.
+#[test]
+fn both_strategies_write_a_batch_over_the_bind_limit() {
+    let mut fx = Fixture::new();
+    for (k, strategy) in [BulkStrategy::Copy, BulkStrategy::MultiRowInsert]
+        .into_iter()
+        .enumerate()
+    {
+        let c = fx.collection();
+        let batch = new_documents(c, k as u64);
+        let out = read_committed(&mut fx.conn, |conn| {
+            documents::register_many_with(conn, &batch, strategy)
+        })
+        .unwrap_or_else(|e| panic!("{strategy:?}: {e}"));
+        assert_eq!(out.len(), DOCUMENTS, "{strategy:?}");
+        assert!(out.iter().all(|r| r.created), "{strategy:?}");
+    }
+}
+
 /// Prints rows/s of both strategies of each bulk path.
 #[test]
 #[ignore = "measurement: run with --release --ignored --nocapture"]
