@@ -292,6 +292,16 @@ mod tests {
     }
 
     #[test]
+    fn chunking_bounds() {
+        for (size, overlap) in [(1, 0), (100, 0), (100, 99)] {
+            assert!(chunking(size, overlap).is_ok(), "{size}/{overlap}");
+        }
+        for (size, overlap) in [(0, 0), (-1, 0), (100, -1), (100, 100), (100, 101)] {
+            assert!(chunking(size, overlap).is_err(), "{size}/{overlap}");
+        }
+    }
+
+    #[test]
     fn usernames() {
         assert!(username("alice").is_ok());
         assert!(username(&"u".repeat(64)).is_ok());
