@@ -92,7 +92,8 @@ all_groups=(core repoctl sqlite postgres)
 
 # --- the summary: final outcome of every mutant, per file ----------------------------
 # The last stage that tested a mutant decides its outcome (stage 2 re-tests what stage 1
-# missed or timed out on).
+# missed or timed out on), except that a timeout in stage 1 stays one (a hang is a
+# noticed bug, even when stage 2's tests do not reach the looping code).
 summary() {
     local run dir outcome dirs
     {
@@ -104,14 +105,20 @@ summary() {
             dirs=("$run")
             [[ -e $run/previously_caught.txt ]] && dirs=("$run.old" "${dirs[@]}")
             for dir in "${dirs[@]}"; do
+                # Stage 2 (the run's own directory when it holds previously_caught.txt)
+                # is marked: its "missed" does not undo a stage-1 timeout.
+                stage=1
+                [[ $dir == "$run" && -e $run/previously_caught.txt ]] && stage=2
                 for outcome in caught missed timeout unviable; do
-                    [[ -s $dir/$outcome.txt ]] && sed "s/^/$outcome\t/" "$dir/$outcome.txt"
+                    [[ -s $dir/$outcome.txt ]] && sed "s/^/$outcome\t$stage\t/" "$dir/$outcome.txt"
                 done
             done
         done
         true
     } | awk -F'\t' '
-        { final[$2] = $1 }
+        # A later run decides, except that a stage-2 "missed" keeps a stage-1
+        # timeout: stage 2 re-tests timeouts with tests that may not reach the loop.
+        { if (!($2 == 2 && $1 == "missed" && final[$3] == "timeout")) final[$3] = $1 }
         END {
             for (m in final) {
                 file = m; sub(/:.*/, "", file)
