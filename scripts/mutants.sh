@@ -2,8 +2,8 @@
 # Mutation testing: cargo-mutants (https://mutants.rs, `cargo install cargo-mutants
 # --locked`) plants one small bug at a time (a flipped comparison, a dropped condition,
 # a function body replaced by a default value) in the files where the rules live, and
-# checks that some test fails. Not in CI: it rebuilds a crate once per mutant, which
-# takes hours on 2 cores (docs/TESTING.md has the last measured run).
+# checks that some test fails. Not in CI: it rebuilds a crate once per mutant, about an
+# hour for every group on 2 cores (docs/TESTING.md has the last measured run).
 #
 #   bash scripts/mutants.sh                 # every group
 #   bash scripts/mutants.sh core repoctl    # some groups
