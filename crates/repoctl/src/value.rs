@@ -226,9 +226,9 @@ fn convert_type(col: &Column, origin: Origin, row: &RawRow, idx: usize, cell: Ce
     }
     let wrong = || {
         format!(
-            "{} value in a {} column",
+            "{} value in {} column",
             storage_class(&cell),
-            type_name(col.ty)
+            a_type_name(col.ty)
         )
     };
     match col.ty {
@@ -325,15 +325,16 @@ fn convert_type(col: &Column, origin: Origin, row: &RawRow, idx: usize, cell: Ce
     }
 }
 
-fn type_name(ty: ColumnType) -> &'static str {
+/// The column type with its article, for messages ("an integer").
+fn a_type_name(ty: ColumnType) -> &'static str {
     match ty {
-        ColumnType::Int64 => "bigint",
-        ColumnType::Int32 => "integer",
-        ColumnType::Bool => "boolean",
-        ColumnType::Text => "text",
-        ColumnType::Uuid => "uuid",
-        ColumnType::Json => "json",
-        ColumnType::Timestamp => "timestamp",
+        ColumnType::Int64 => "a bigint",
+        ColumnType::Int32 => "an integer",
+        ColumnType::Bool => "a boolean",
+        ColumnType::Text => "a text",
+        ColumnType::Uuid => "a uuid",
+        ColumnType::Json => "a json",
+        ColumnType::Timestamp => "a timestamp",
     }
 }
 
@@ -621,7 +622,7 @@ mod tests {
         );
         assert_eq!(
             wrong(Table::Collections, "chunk_size", cell_row(Cell::Real(1.0))),
-            "real value in a integer column"
+            "real value in an integer column"
         );
         assert_eq!(
             wrong(Table::Collections, "document_count", text_row(&[Some("1")])),
