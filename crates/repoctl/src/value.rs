@@ -228,7 +228,7 @@ fn convert_type(col: &Column, origin: Origin, row: &RawRow, idx: usize, cell: Ce
         format!(
             "{} value in {} column",
             storage_class(&cell),
-            a_type_name(col.ty)
+            type_name(col.ty)
         )
     };
     match col.ty {
@@ -326,7 +326,7 @@ fn convert_type(col: &Column, origin: Origin, row: &RawRow, idx: usize, cell: Ce
 }
 
 /// The column type with its article, for messages ("an integer").
-fn a_type_name(ty: ColumnType) -> &'static str {
+fn type_name(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Int64 => "a bigint",
         ColumnType::Int32 => "an integer",
