@@ -325,7 +325,6 @@ fn convert_type(col: &Column, origin: Origin, row: &RawRow, idx: usize, cell: Ce
     }
 }
 
-/// The column type with its article, for messages ("an integer").
 fn type_name(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Int64 => "a bigint",
