@@ -95,20 +95,19 @@ all_groups=(core repoctl sqlite postgres)
 # missed or timed out on), except that a timeout in stage 1 stays one (a hang is a
 # noticed bug, even when stage 2's tests do not reach the looping code).
 summary() {
-    local run dir outcome dirs
+    local run dir outcome dirs stage2 stage
     {
         # One directory per run (a group, or a group limited by MUTANTS_FILES), oldest
         # first, so that a later run of the same mutant decides.
         for run in $(ls -dtr mutants.out/*/mutants.out 2>/dev/null); do
             # mutants.out.old holds stage 1 only when the newest run was a stage 2
-            # (`--iterate` leaves previously_caught.txt).
-            dirs=("$run")
-            [[ -e $run/previously_caught.txt ]] && dirs=("$run.old" "${dirs[@]}")
+            # (`--iterate` leaves previously_caught.txt). Stage 2's outcomes are marked:
+            # its "missed" does not undo a stage-1 timeout.
+            dirs=("$run") stage2=""
+            [[ -e $run/previously_caught.txt ]] && dirs=("$run.old" "$run") stage2=$run
             for dir in "${dirs[@]}"; do
-                # Stage 2 (the run's own directory when it holds previously_caught.txt)
-                # is marked: its "missed" does not undo a stage-1 timeout.
                 stage=1
-                [[ $dir == "$run" && -e $run/previously_caught.txt ]] && stage=2
+                [[ $dir == "$stage2" ]] && stage=2
                 for outcome in caught missed timeout unviable; do
                     [[ -s $dir/$outcome.txt ]] && sed "s/^/$outcome\t$stage\t/" "$dir/$outcome.txt"
                 done

@@ -459,6 +459,13 @@ pub trait ApiKeyRepository: Send + Sync {
 mod tests {
     use super::*;
 
+    /// A key named "ci" of user 1, prepared under the default policy.
+    fn prepared_key() -> PreparedApiKey {
+        NewApiKey::new(UserId(1), "ci")
+            .prepare(&ApiKeyPolicy::default())
+            .expect("a valid key")
+    }
+
     #[test]
     fn secret_format() {
         let s = ApiKeySecret::generate();
@@ -503,10 +510,7 @@ mod tests {
     #[test]
     fn a_key_is_verified_only_when_usable_and_its_user_active() {
         let now = time::now();
-        let key = NewApiKey::new(UserId(1), "ci")
-            .prepare(&ApiKeyPolicy::default())
-            .expect("a valid key")
-            .key;
+        let key = prepared_key().key;
         let user = |is_active| User {
             id: UserId(1),
             username: "u".into(),
@@ -557,9 +561,7 @@ mod tests {
         let prefix = s.display_prefix().to_owned();
         assert_eq!(format!("{s:?}"), format!("ApiKeySecret({prefix}…)"));
         assert_eq!(format!("{s}"), format!("{prefix}…"));
-        let prepared = NewApiKey::new(UserId(1), "ci")
-            .prepare(&ApiKeyPolicy::default())
-            .expect("a valid key");
+        let prepared = prepared_key();
         let shown = format!("{prepared:?}");
         assert!(shown.starts_with("PreparedApiKey {"), "{shown}");
         assert!(shown.contains("key_hash: \"<redacted>\""), "{shown}");
@@ -571,10 +573,7 @@ mod tests {
     #[test]
     fn a_key_is_usable_while_active_and_unexpired() {
         let now = time::now();
-        let key = NewApiKey::new(UserId(1), "ci")
-            .prepare(&ApiKeyPolicy::default())
-            .expect("a valid key")
-            .key;
+        let key = prepared_key().key;
         let with = |is_active, expires_at| ApiKey {
             is_active,
             expires_at,

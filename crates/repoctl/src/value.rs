@@ -561,6 +561,11 @@ mod tests {
         assert!(convert(status, Origin::Sqlite, &text_row(&[Some("done")]), 0).is_err());
     }
 
+    /// Converts the first cell of `row` for column `name` of `table`.
+    fn convert_in(table: Table, name: &str, origin: Origin, row: &RawRow) -> Converted {
+        convert(column(table, name), origin, row, 0)
+    }
+
     fn cell_row(cell: Cell) -> RawRow {
         let mut r = RawRow::default();
         r.cells.push(cell);
@@ -612,9 +617,8 @@ mod tests {
     /// A cell of the wrong storage class is refused naming the class and the column type.
     #[test]
     fn wrong_storage_classes_are_named() {
-        let wrong = |table, name, row: RawRow| {
-            convert(column(table, name), Origin::Sqlite, &row, 0).unwrap_err()
-        };
+        let wrong =
+            |table, name, row: RawRow| convert_in(table, name, Origin::Sqlite, &row).unwrap_err();
         assert_eq!(
             wrong(Table::Users, "full_name", blob_row(b"x")),
             "blob value in a text column"
@@ -654,68 +658,40 @@ mod tests {
     /// Each typed arm, from each origin it accepts.
     #[test]
     fn values_of_each_type_convert() {
-        let ok = |table, name, origin, row: RawRow| convert(column(table, name), origin, &row, 0);
-        let chunk_size = (Table::Collections, "chunk_size");
+        use Origin::{Postgres, Sqlite};
+        let text = |s| text_row(&[Some(s)]);
         assert_eq!(
-            ok(
-                chunk_size.0,
-                chunk_size.1,
-                Origin::Postgres,
-                text_row(&[Some("42")])
-            ),
+            convert_in(Table::Collections, "chunk_size", Postgres, &text("42")),
             Ok((Value::Int(42), None))
         );
-        assert!(ok(
-            chunk_size.0,
-            chunk_size.1,
-            Origin::Postgres,
-            text_row(&[Some("4x")])
-        )
-        .unwrap_err()
-        .contains("not an integer"));
+        assert!(
+            convert_in(Table::Collections, "chunk_size", Postgres, &text("4x"))
+                .unwrap_err()
+                .contains("not an integer")
+        );
         assert_eq!(
-            ok(
-                Table::Users,
-                "is_active",
-                Origin::Sqlite,
-                cell_row(Cell::Int(0))
-            ),
+            convert_in(Table::Users, "is_active", Sqlite, &cell_row(Cell::Int(0))),
             Ok((Value::Bool(false), None))
         );
         assert_eq!(
-            ok(
-                Table::Users,
-                "is_active",
-                Origin::Sqlite,
-                cell_row(Cell::Int(5))
-            ),
+            convert_in(Table::Users, "is_active", Sqlite, &cell_row(Cell::Int(5))),
             Err("integer 5 in a boolean column (only 0 and 1)".into())
         );
         assert_eq!(
-            ok(
-                Table::Users,
-                "full_name",
-                Origin::Sqlite,
-                text_row(&[Some("Ada")])
-            ),
+            convert_in(Table::Users, "full_name", Sqlite, &text("Ada")),
             Ok((Value::Str("Ada".into()), None))
         );
         // Only `config` must be an object; other JSON columns take any JSON value.
         assert_eq!(
-            ok(
-                Table::Collections,
-                "meta",
-                Origin::Sqlite,
-                text_row(&[Some("[1]")])
-            ),
+            convert_in(Table::Collections, "meta", Sqlite, &text("[1]")),
             Ok((Value::Str("[1]".into()), None))
         );
         assert_eq!(
-            ok(
+            convert_in(
                 Table::Users,
                 "created_at",
-                Origin::Sqlite,
-                text_row(&[Some("2024-01-02 03:04:05Z")])
+                Sqlite,
+                &text("2024-01-02 03:04:05Z")
             ),
             Ok((
                 Value::Str("2024-01-02T03:04:05.000000Z".into()),
@@ -728,12 +704,7 @@ mod tests {
     #[test]
     fn checks_at_their_bounds() {
         let conv = |table, name, text: &str| {
-            convert(
-                column(table, name),
-                Origin::Sqlite,
-                &text_row(&[Some(text)]),
-                0,
-            )
+            convert_in(table, name, Origin::Sqlite, &text_row(&[Some(text)]))
         };
         assert!(conv(Table::Operations, "status", "pending").is_ok());
         assert!(conv(Table::Users, "username", "a").is_ok());
@@ -754,8 +725,8 @@ mod tests {
         assert!(conv(Table::Collections, "name", "  ")
             .unwrap_err()
             .contains("blank"));
-        let chunk_size = column(Table::Collections, "chunk_size");
-        assert!(convert(chunk_size, Origin::Sqlite, &cell_row(Cell::Int(1)), 0).is_ok());
+        let one = cell_row(Cell::Int(1));
+        assert!(convert_in(Table::Collections, "chunk_size", Origin::Sqlite, &one).is_ok());
     }
 
     #[test]
